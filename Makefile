@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= examples/demo.yaml
+E2E_NODE := tests/e2e/node_modules/.installed
+
+.PHONY: run test lint unit e2e-deps bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/sluice serve --config $(CONFIG)
+
+# Real agent CLIs for the end-to-end tests (versions pinned in tests/e2e/package.json).
+$(E2E_NODE): tests/e2e/package.json
+	cd tests/e2e && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+e2e-deps: $(E2E_NODE)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check sluice tests bench
+	$(VENV)/bin/ruff format --check sluice
+	$(VENV)/bin/mypy sluice
+	$(VENV)/bin/lint-imports
+
+test: lint $(E2E_NODE)
+	$(VENV)/bin/pytest -q
+
+bench: $(VENV)/.dev
+	$(PY) -m bench.proxy_overhead
+
+clean:
+	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache

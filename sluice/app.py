@@ -1,0 +1,95 @@
+"""Composition root: builds and wires every service from the settings. The only module that
+chooses storage backends."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sluice.audit.recorder import RequestRecorder
+from sluice.engine import Engine
+from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
+from sluice.pricing.table import PriceTable
+from sluice.providers.base import Provider
+from sluice.providers.registry import build_providers
+from sluice.settings import SluiceConfig, VirtualKeyConfig
+from sluice.storage.backends.sql import SqlStore
+from sluice.storage.ports import Store
+from sluice.storage.records import ProviderGrant, VirtualKey
+from sluice.upstream.client import UpstreamClient
+
+log = logging.getLogger("sluice.app")
+
+
+def open_store(url: str) -> Store:
+    return SqlStore(url)
+
+
+def key_from_config(cfg: VirtualKeyConfig, secret: str) -> VirtualKey:
+    return VirtualKey(
+        id=cfg.id,
+        name=cfg.name or cfg.id,
+        description=cfg.description,
+        key_hash=hash_secret(secret),
+        key_hint=hint_of(secret),
+        grants=tuple(ProviderGrant(p.provider, p.weight, tuple(p.allowed_models)) for p in cfg.provider_configs),
+        team_id=cfg.team_id,
+        customer_id=cfg.customer_id,
+        is_active=cfg.is_active,
+        expires_at=cfg.expires_at,
+        source="config",
+    )
+
+
+async def seed_virtual_keys(store: Store, config: SluiceConfig) -> dict[str, str]:
+    """Writes the config's virtual keys to the store. Returns the secrets generated for keys
+    that had no `value` and were new, so they can be shown once."""
+    generated: dict[str, str] = {}
+    for cfg in config.virtual_keys:
+        if cfg.value is not None:
+            await store.seed_config_key(key_from_config(cfg, cfg.value.get_secret_value()), replace_secret=True)
+            continue
+        secret = generate_secret()
+        if await store.seed_config_key(key_from_config(cfg, secret), replace_secret=False):
+            generated[cfg.id] = secret
+    return generated
+
+
+@dataclass
+class Services:
+    config: SluiceConfig
+    store: Store
+    client: UpstreamClient
+    providers: dict[str, Provider]
+    keys: KeyCache
+    recorder: RequestRecorder
+    engine: Engine
+    generated_secrets: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        await self.store.migrate()
+        self.generated_secrets = await seed_virtual_keys(self.store, self.config)
+        await self.keys.start()
+        await self.recorder.start()
+        await self.client.start()
+
+    async def stop(self) -> None:
+        await self.recorder.stop()
+        await self.keys.stop()
+        await self.client.close()
+        await self.store.close()
+
+
+def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Services:
+    store = open_store(store_url or config.store.url)
+    client = UpstreamClient()
+    providers = build_providers(config, client)
+    keys = KeyCache(store)
+    recorder = RequestRecorder(
+        store,
+        queue_size=config.request_log.queue_size,
+        batch_size=config.request_log.batch_size,
+        spill_path=config.request_log.spill_path,
+    )
+    engine = Engine(keys, providers, PriceTable.bundled(config.pricing), recorder)
+    return Services(config, store, client, providers, keys, recorder, engine)

@@ -1,0 +1,133 @@
+"""The `sluice` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sluice.settings import ConfigError, SluiceConfig, load_config
+
+app = typer.Typer(help="Sluice: the AI gateway that governs every coding agent.", no_args_is_help=True)
+config_app = typer.Typer(help="Check and inspect config files.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke virtual keys in the store.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
+
+ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML or JSON config file.")]
+
+
+def _load(path: Path) -> SluiceConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigPath,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default from config: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default from config: 8080).")] = None,
+    store: Annotated[str | None, typer.Option(help="Store URL, overriding the config's store.url.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the gateway."""
+    from sluice.cli.serve import run
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _load(config)
+    run(
+        cfg,
+        host=host or cfg.server.host,
+        port=cfg.server.port if port is None else port,
+        store_url=store,
+        log_level=log_level,
+    )
+
+
+@config_app.command("validate")
+def config_validate(path: Path) -> None:
+    """Check a config file; exits non-zero with the reason when it is not usable."""
+    cfg = _load(path)
+    for warning in cfg.warnings():
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"ok: {len(cfg.providers)} provider(s), {len(cfg.virtual_keys)} virtual key(s)")
+
+
+def _store_url(config: Path | None, store: str | None) -> str:
+    if store:
+        return store
+    if config:
+        return _load(config).store.url
+    return "sqlite+aiosqlite:///sluice.db"
+
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the config's, or ./sluice.db).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file whose store to use.")]
+
+
+@keys_app.command("create")
+def keys_create(
+    key_id: Annotated[str, typer.Option("--id", help="Stable id, e.g. vk-alice.")],
+    allow: Annotated[
+        list[str],
+        typer.Option(help="PROVIDER or PROVIDER=MODEL1,MODEL2 (repeatable). A bare PROVIDER allows any model."),
+    ],
+    name: Annotated[str, typer.Option(help="Human-readable name.")] = "",
+    team: Annotated[str | None, typer.Option(help="Team id.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
+    expires: Annotated[str | None, typer.Option(help="Expiry, ISO 8601 (UTC if no offset).")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Create a virtual key. Its secret is printed once and never stored."""
+    from sluice.cli import keys
+
+    expires_at = _parse_time(expires) if expires else None
+    secret = asyncio.run(keys.create(_store_url(config, store), key_id, name, allow, team, customer, expires_at))
+    typer.echo(f"created virtual key {key_id}")
+    typer.echo(f"secret (shown once, store it now): {secret}")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """List virtual keys (never their secrets)."""
+    from sluice.cli import keys
+
+    for line in asyncio.run(keys.listing(_store_url(config, store))):
+        typer.echo(line)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Revoke a virtual key; a running gateway refuses it within a second."""
+    from sluice.cli import keys
+
+    if not asyncio.run(keys.revoke(_store_url(config, store), key_id)):
+        typer.echo(f"error: no active virtual key {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"error: {text!r} is not an ISO 8601 time", err=True)
+        raise typer.Exit(2) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

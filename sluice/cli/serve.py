@@ -1,0 +1,69 @@
+"""`sluice serve`: run the ASGI app under uvicorn and tell the operator how to connect."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from sluice.app import build_services
+from sluice.http.server import SluiceASGI
+from sluice.settings import SluiceConfig
+
+
+def banner(cfg: SluiceConfig, host: str, port: int, generated: dict[str, str]) -> str:
+    base = f"http://{host}:{port}"
+    secrets = {vk.id: vk.value.get_secret_value() for vk in cfg.virtual_keys if vk.value is not None}
+    secrets.update(generated)
+    lines = [f"Sluice is listening on {base}"]
+    for key_id, secret in generated.items():
+        lines.append(f"  generated secret for virtual key {key_id} (shown once): {secret}")
+    if not secrets:
+        lines.append("  no virtual key with a known secret: create one with `sluice keys create`")
+        return "\n".join(lines)
+    key_id, secret = next(iter(secrets.items()))
+    lines += [
+        "",
+        f"Try it (virtual key {key_id}):",
+        f"  curl -s {base}/v1/messages -H 'x-api-key: {secret}' -H 'anthropic-version: 2023-06-01' "
+        "-H 'content-type: application/json' "
+        '-d \'{"model":"fake/echo","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}\'',
+        "",
+        "Claude Code through Sluice:",
+        f"  export ANTHROPIC_BASE_URL={base}",
+        f"  export ANTHROPIC_AUTH_TOKEN={secret}",
+        "  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "  claude",
+        "",
+        "Cursor / OpenAI clients:",
+        f"  base URL {base}/v1, API key {secret}",
+    ]
+    return "\n".join(lines)
+
+
+def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_level: str) -> None:
+    services = build_services(cfg, store_url=store_url)
+    asgi = SluiceASGI(services)
+    config = uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level.lower(),
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes no event
+            await asyncio.sleep(0.05)
+        if server.started:
+            print(banner(cfg, host, port, services.generated_secrets), flush=True)
+        await serving
+
+    asyncio.run(main())

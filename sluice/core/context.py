@@ -1,0 +1,54 @@
+"""Everything known about one inference request as it moves through the gateway."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.core.types import Operation, Usage, WireFormat
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    surface: WireFormat
+    operation: Operation
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    started_unix: float = field(default_factory=time.time)
+    client: str = ""
+    session_id: str | None = None
+    user_id: str | None = None
+    stream: bool = False
+    # identity
+    virtual_key_id: str | None = None
+    virtual_key_name: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    # routing
+    requested_model: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    provider_key_name: str | None = None
+    # outcome
+    status: int = 0
+    decision: str = "allow"
+    reason: str | None = None
+    error_kind: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_pico: int = 0
+    ttfb: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def mark_first_byte(self) -> None:
+        if self.ttfb is None:
+            self.ttfb = time.perf_counter() - self.started
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started

@@ -1,0 +1,257 @@
+"""One inference call: authenticate, check policy, route, call the provider, meter the answer.
+
+The HTTP edge owns the sockets; the engine owns the decisions. Per request it runs, in order:
+authentication -> model allowlist -> provider choice -> provider key choice -> upstream call ->
+usage metering -> cost -> request log (off the hot path).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from sluice.audit.recorder import RequestRecorder
+from sluice.core.context import RequestContext
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import Operation, Usage, WireFormat
+from sluice.formats import anthropic_messages, openai_chat
+from sluice.governance.allowlist import Candidate, allowed_candidates
+from sluice.governance.keys import KeyCache, credential_from
+from sluice.pricing.table import PriceTable
+from sluice.providers.base import Provider, ProviderCall, ProviderKey, ProviderReply
+from sluice.routing.weighted import choose
+from sluice.storage.records import RequestLogEntry, VirtualKey
+
+log = logging.getLogger("sluice.engine")
+_KEYED_TYPES = {"anthropic", "openai"}  # provider types that cannot work without a credential
+
+
+class _StreamObserver(Protocol):
+    usage: Usage
+    error: str | None
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Inbound:
+    wire: WireFormat
+    operation: Operation
+    body: bytes
+    doc: dict[str, Any]
+    headers: Mapping[str, str]
+    query: str = ""
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int
+    content_type: str
+    headers: dict[str, str]
+    body: bytes | None = None
+    chunks: AsyncIterator[bytes] | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        keys: KeyCache,
+        providers: dict[str, Provider],
+        prices: PriceTable,
+        recorder: RequestRecorder,
+    ) -> None:
+        self.keys = keys
+        self.providers = providers
+        self.prices = prices
+        self.recorder = recorder
+
+    async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> VirtualKey:
+        key = await self.keys.authenticate(credential_from(headers))
+        ctx.virtual_key_id, ctx.virtual_key_name = key.id, key.name
+        ctx.team_id, ctx.customer_id = key.team_id, key.customer_id
+        return key
+
+    def _serves(self, provider: str, model: str) -> bool:
+        p = self.providers.get(provider)
+        return p is not None and p.serves(model)
+
+    def plan(self, key: VirtualKey, inbound: Inbound, model: str) -> tuple[Provider, Candidate, ProviderKey | None]:
+        candidates = allowed_candidates(key, model, self._serves)
+        configured = [c for c in candidates if c.provider in self.providers]
+        if not configured:
+            names = ", ".join(sorted({c.provider for c in candidates}))
+            raise SluiceError(
+                ErrorKind.GATEWAY_NOT_CONFIGURED,
+                f"Model '{model}' is allowed through provider {names}, which is not configured in this gateway.",
+            )
+        reachable = [c for c in configured if self.providers[c.provider].speaks(inbound.wire, inbound.operation)]
+        if not reachable:
+            names = ", ".join(sorted({c.provider for c in configured}))
+            raise SluiceError(
+                ErrorKind.GATEWAY_UNSUPPORTED,
+                f"Model '{model}' is served here by {names}, which cannot be reached through the "
+                f"{inbound.wire.value} API. Call it through that provider's own API surface.",
+            )
+        # A provider that needs a credential and has none is skipped while another can serve.
+        usable = [c for c in reachable if self._has_credentials(self.providers[c.provider])]
+        if not usable:
+            names = ", ".join(sorted({c.provider for c in reachable}))
+            raise SluiceError(
+                ErrorKind.GATEWAY_NOT_CONFIGURED,
+                f"Provider {names} has no API key configured in the gateway. Ask your platform team to add one.",
+            )
+        chosen = choose(usable, lambda c: c.weight)
+        provider = self.providers[chosen.provider]
+        pkey = choose(provider.keys, lambda k: k.weight) if provider.keys else None
+        return provider, chosen, pkey
+
+    @staticmethod
+    def _has_credentials(provider: Provider) -> bool:
+        return bool(provider.keys) or provider.type not in _KEYED_TYPES
+
+    async def run(self, ctx: RequestContext, inbound: Inbound) -> Outcome:
+        key = await self.authenticate(ctx, inbound.headers)
+        model = inbound.doc.get("model")
+        if not isinstance(model, str) or not model:
+            raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
+        ctx.requested_model = model
+        ctx.stream = inbound.doc.get("stream") is True
+        provider, chosen, pkey = self.plan(key, inbound, model)
+        ctx.provider, ctx.model = provider.name, chosen.model
+        ctx.provider_key_name = pkey.name if pkey else None
+
+        doc, changed = inbound.doc, False
+        if chosen.model != model:
+            doc["model"], changed = chosen.model, True
+        hide_usage = False
+        if ctx.stream and inbound.wire is WireFormat.OPENAI_CHAT:
+            # Usage only arrives in a stream when asked for; ask on the caller's behalf so the
+            # request can be metered, and take the extra chunk out again on the way back.
+            opts = doc.get("stream_options")
+            opts = opts if isinstance(opts, dict) else {}
+            if not opts.get("include_usage"):
+                doc["stream_options"] = {**opts, "include_usage": True}
+                hide_usage = changed = True
+        body = orjson.dumps(doc) if changed else inbound.body
+
+        call = ProviderCall(
+            ctx,
+            inbound.wire,
+            inbound.operation,
+            chosen.model,
+            body,
+            doc,
+            inbound.headers,
+            inbound.query,
+            ctx.stream,
+            pkey,
+        )
+        reply = await provider.send(call)
+        ctx.attempts.append({"provider": provider.name, "key": ctx.provider_key_name, "status": reply.status})
+        return self._outcome(ctx, inbound, provider, reply, hide_usage)
+
+    def _outcome(
+        self, ctx: RequestContext, inbound: Inbound, provider: Provider, reply: ProviderReply, hide_usage: bool
+    ) -> Outcome:
+        ctx.status = reply.status
+        if reply.status >= 400:
+            body = reply.body or b""
+            if reply.status in (401, 403):
+                raise SluiceError(
+                    ErrorKind.PROVIDER_AUTH,
+                    f"Provider '{provider.name}' rejected the gateway's credential "
+                    f"'{ctx.provider_key_name}'. Ask your platform team to check it.",
+                    upstream_status=reply.status,
+                )
+            ctx.decision, ctx.reason = "error", f"provider answered {reply.status}"
+            return Outcome(reply.status, reply.content_type, reply.headers, body=_redact(body, provider))
+        if reply.chunks is None:
+            assert reply.body is not None
+            if inbound.operation is not Operation.COUNT_TOKENS:
+                ctx.usage = usage_of(inbound.wire, reply.body)
+            return Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
+        observer = stream_observer(inbound.wire, hide_usage)
+        return Outcome(
+            reply.status, reply.content_type, reply.headers, chunks=self._metered(ctx, reply.chunks, observer)
+        )
+
+    async def _metered(
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes], observer: _StreamObserver
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                out = observer.feed(chunk)
+                if out:
+                    yield out
+        finally:
+            # Whatever was streamed is billed, even when the stream broke or the caller left.
+            ctx.usage = observer.usage
+            if observer.error and ctx.decision == "allow":
+                ctx.decision, ctx.reason = "error", "provider sent an in-stream error"
+
+    def finish(self, ctx: RequestContext) -> None:
+        """Price the request and hand its record to the recorder. Never raises."""
+        try:
+            if ctx.model:
+                ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
+            self.recorder.record(entry_of(ctx))
+        except Exception:
+            log.exception("could not record request %s", ctx.request_id)
+
+
+def usage_of(wire: WireFormat, body: bytes) -> Usage:
+    if wire is WireFormat.ANTHROPIC_MESSAGES:
+        return anthropic_messages.usage_from_response(body)
+    return openai_chat.usage_from_response(body)
+
+
+def stream_observer(wire: WireFormat, hide_usage: bool) -> _StreamObserver:
+    if wire is WireFormat.ANTHROPIC_MESSAGES:
+        return anthropic_messages.StreamObserver()
+    return openai_chat.StreamObserver(hide_usage_chunk=hide_usage)
+
+
+def _redact(body: bytes, provider: Provider) -> bytes:
+    for key in provider.keys:
+        if key.secret and key.secret.encode() in body:
+            body = body.replace(key.secret.encode(), b"[redacted]")
+    return body
+
+
+def entry_of(ctx: RequestContext) -> RequestLogEntry:
+    u = ctx.usage
+    return RequestLogEntry(
+        request_id=ctx.request_id,
+        ts=datetime.fromtimestamp(ctx.started_unix, UTC),
+        path=ctx.path,
+        surface=ctx.surface.value,
+        status=ctx.status,
+        decision=ctx.decision,
+        reason=ctx.reason,
+        error_kind=ctx.error_kind,
+        virtual_key_id=ctx.virtual_key_id,
+        virtual_key_name=ctx.virtual_key_name,
+        team_id=ctx.team_id,
+        customer_id=ctx.customer_id,
+        client=ctx.client[:300],
+        session_id=ctx.session_id,
+        user_id=ctx.user_id,
+        provider=ctx.provider,
+        provider_key_name=ctx.provider_key_name,
+        requested_model=ctx.requested_model,
+        model=ctx.model,
+        stream=ctx.stream,
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+        cost_pico=ctx.cost_pico,
+        latency_ms=round(ctx.elapsed() * 1000, 3),
+        ttfb_ms=round(ctx.ttfb * 1000, 3) if ctx.ttfb is not None else None,
+        attempts=ctx.attempts,
+    )

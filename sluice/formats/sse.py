@@ -1,0 +1,66 @@
+"""Incremental Server-Sent Events codec (https://html.spec.whatwg.org/#server-sent-events).
+
+The decoder accepts arbitrary chunk boundaries and keeps the raw bytes of each event so a proxy
+can forward an event unchanged or drop it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str
+    data: bytes
+    raw: bytes  # the event's bytes including its terminating blank line
+
+
+class SSEDecoder:
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buf = self._buf + chunk if self._buf else chunk
+        held = b""
+        if buf.endswith(b"\r"):
+            # The matching \n may open the next chunk; decide once it is here.
+            buf, held = buf[:-1], b"\r"
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[SSEEvent] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            block = buf[start:end]
+            events.append(_parse_block(block))
+            start = end + 2
+        self._buf = buf[start:] + held
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        return self._buf
+
+
+def _parse_block(block: bytes) -> SSEEvent:
+    event = "message"
+    data_lines: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            data_lines.append(value)
+        elif name == b"event":
+            event = value.decode("utf-8", "replace")
+    return SSEEvent(event=event, data=b"\n".join(data_lines), raw=block + b"\n\n")
+
+
+def encode(data: bytes, event: str | None = None) -> bytes:
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + data + b"\n\n"

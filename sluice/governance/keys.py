@@ -1,0 +1,126 @@
+"""Virtual keys: generation, hashing, extraction from request headers, and a cache that
+authenticates without touching the store on the hot path."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+
+from sluice.core.clock import SYSTEM_CLOCK, Clock
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.tasks import cancel, spawn
+from sluice.storage.ports import KeyStore
+from sluice.storage.records import VirtualKey
+
+log = logging.getLogger("sluice.keys")
+KEY_PREFIX = "sk-sluice-"
+
+# Which credential header wins when a request carries several: the first present in this order.
+# Only the winner is checked; the others are ignored and never forwarded upstream.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+
+
+def generate_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    # Secrets are 256-bit random (or chosen by an operator); a fast hash suffices and keeps
+    # lookups O(1). Comparing hashes in constant time closes the remaining timing channel.
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def hint_of(secret: str) -> str:
+    return secret[: min(12, max(4, len(secret) // 3))] + "…"
+
+
+def credential_from(headers: Mapping[str, str]) -> str | None:
+    for name in CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if not value:
+            continue
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                continue
+            return token.strip()
+        return value.strip()
+    return None
+
+
+def check_usable(key: VirtualKey, now: datetime) -> None:
+    if key.revoked_at is not None:
+        raise SluiceError(
+            ErrorKind.POLICY_KEY_INACTIVE,
+            f"Virtual key '{key.id}' was revoked at {key.revoked_at.isoformat()}. "
+            "Ask your platform team for a new key.",
+        )
+    if not key.is_active:
+        raise SluiceError(
+            ErrorKind.POLICY_KEY_INACTIVE,
+            f"Virtual key '{key.id}' is inactive. Ask your platform team to re-activate it.",
+        )
+    if key.expires_at is not None and key.expires_at <= now:
+        raise SluiceError(
+            ErrorKind.POLICY_KEY_INACTIVE,
+            f"Virtual key '{key.id}' expired at {key.expires_at.isoformat()}. Ask your platform team for a new key.",
+        )
+
+
+class KeyCache:
+    """All keys in memory by hash; reloaded within `refresh_interval` of any change in the store
+    (a revocation by CLI or API applies within that interval, a new key at once)."""
+
+    def __init__(self, store: KeyStore, *, clock: Clock = SYSTEM_CLOCK, refresh_interval: float = 1.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._interval = refresh_interval
+        self._by_hash: dict[str, VirtualKey] = {}
+        self._version = -1
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = spawn(self._refresh_loop(), name="key-cache-refresh")
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+
+    async def reload(self) -> None:
+        version = await self._store.keys_version()
+        keys = await self._store.list_keys()
+        self._by_hash = {k.key_hash: k for k in keys}
+        self._version = version
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                if await self._store.keys_version() != self._version:
+                    await self.reload()
+            except Exception:  # a store hiccup must not kill the loop; keep serving the last state
+                log.exception("key cache refresh failed")
+
+    async def authenticate(self, secret: str | None) -> VirtualKey:
+        if not secret:
+            raise SluiceError(
+                ErrorKind.CALLER_MISSING_KEY,
+                "No virtual key sent. Send your Sluice key as 'Authorization: Bearer <key>' or 'x-api-key'.",
+            )
+        digest = hash_secret(secret)
+        key = self._by_hash.get(digest)
+        if key is None:
+            key = await self._store.key_by_hash(digest)
+            if key is not None:
+                self._by_hash[digest] = key
+        if key is None or not hmac.compare_digest(key.key_hash, digest):
+            raise SluiceError(
+                ErrorKind.CALLER_INVALID_KEY, "Invalid virtual key. Check the key your platform team issued."
+            )
+        check_usable(key, self._clock.now())
+        return key

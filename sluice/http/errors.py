@@ -1,0 +1,71 @@
+"""THE mapping of error kinds to HTTP statuses and to each surface's error body and in-stream
+error event."""
+
+from __future__ import annotations
+
+import math
+
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import WireFormat
+from sluice.formats import anthropic_messages, openai_chat
+
+STATUS: dict[ErrorKind, int] = {
+    ErrorKind.CALLER_MISSING_KEY: 401,
+    ErrorKind.CALLER_INVALID_KEY: 401,
+    ErrorKind.CALLER_BAD_REQUEST: 400,
+    ErrorKind.CALLER_NOT_FOUND: 404,
+    ErrorKind.CALLER_UNKNOWN_MODEL: 404,
+    ErrorKind.POLICY_KEY_INACTIVE: 403,
+    ErrorKind.POLICY_MODEL_DENIED: 403,
+    ErrorKind.POLICY_BUDGET_EXCEEDED: 402,
+    ErrorKind.POLICY_RATE_LIMITED: 429,
+    ErrorKind.PROVIDER_ERROR: 502,
+    ErrorKind.PROVIDER_RATE_LIMITED: 429,
+    ErrorKind.PROVIDER_OVERLOADED: 529,
+    ErrorKind.PROVIDER_TIMEOUT: 504,
+    ErrorKind.PROVIDER_UNREACHABLE: 502,
+    ErrorKind.PROVIDER_AUTH: 502,
+    ErrorKind.PROVIDER_STREAM_BROKEN: 502,
+    ErrorKind.GATEWAY_INTERNAL: 500,
+    ErrorKind.GATEWAY_NOT_CONFIGURED: 503,
+    ErrorKind.GATEWAY_UNSUPPORTED: 400,
+}
+
+# OpenAI-style machine-readable codes, so scripts can tell policy decisions apart.
+OPENAI_CODES: dict[ErrorKind, str] = {
+    ErrorKind.CALLER_MISSING_KEY: "missing_api_key",
+    ErrorKind.CALLER_INVALID_KEY: "invalid_api_key",
+    ErrorKind.POLICY_KEY_INACTIVE: "virtual_key_inactive",
+    ErrorKind.POLICY_MODEL_DENIED: "model_not_allowed",
+    ErrorKind.POLICY_BUDGET_EXCEEDED: "budget_exceeded",
+    ErrorKind.POLICY_RATE_LIMITED: "rate_limit_exceeded",
+    ErrorKind.GATEWAY_NOT_CONFIGURED: "provider_not_configured",
+    ErrorKind.GATEWAY_UNSUPPORTED: "unsupported_route",
+}
+
+
+def status_of(err: SluiceError, wire: WireFormat) -> int:
+    status = STATUS[err.kind]
+    if status == 529 and wire is not WireFormat.ANTHROPIC_MESSAGES:
+        return 503  # 529 is Anthropic's own; other clients know 503
+    return status
+
+
+def error_headers(err: SluiceError) -> dict[str, str]:
+    if err.retry_after is None:
+        return {}
+    return {"retry-after": str(max(1, math.ceil(err.retry_after)))}
+
+
+def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:
+    if wire is WireFormat.ANTHROPIC_MESSAGES:
+        return anthropic_messages.error_body(status, err.message, request_id)
+    return openai_chat.error_body(status, err.message, OPENAI_CODES.get(err.kind))
+
+
+def stream_error_event(err: SluiceError, wire: WireFormat) -> bytes:
+    """What to send when a stream fails after its headers went out."""
+    status = status_of(err, wire)
+    if wire is WireFormat.ANTHROPIC_MESSAGES:
+        return anthropic_messages.error_event(status, err.message)
+    return openai_chat.error_event(status, err.message, OPENAI_CODES.get(err.kind)) + openai_chat.DONE

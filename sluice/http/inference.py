@@ -1,0 +1,145 @@
+"""The inference routes: read the request, let the engine decide and call, write the answer
+(whole or streamed), and make sure every request ends up in the request log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+
+from sluice.core.context import RequestContext, new_request_id
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.tasks import cancel, spawn
+from sluice.core.types import Operation, WireFormat
+from sluice.engine import Engine, Inbound, Outcome
+from sluice.http.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    headers_of,
+    read_body,
+    respond,
+)
+from sluice.http.errors import error_body, error_headers, status_of, stream_error_event
+from sluice.http.identity import fill_caller
+
+log = logging.getLogger("sluice.http")
+_CLIENT_CLOSED = 499  # nginx's convention for "the client went away", used in the request log
+
+
+class InferenceRoute:
+    def __init__(self, engine: Engine, wire: WireFormat, operation: Operation) -> None:
+        self.engine = engine
+        self.wire = wire
+        self.operation = operation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = RequestContext(new_request_id(), self.wire, self.operation, scope["path"])
+        headers = headers_of(scope)
+        try:
+            body = await read_body(receive)
+            doc = _parse(body)
+            fill_caller(ctx, headers, doc)
+            inbound = Inbound(self.wire, self.operation, body, doc, headers, scope.get("query_string", b"").decode())
+            outcome = await self.engine.run(ctx, inbound)
+            if outcome.chunks is None:
+                ctx.mark_first_byte()
+                await respond(
+                    send, outcome.status, outcome.body or b"", outcome.content_type, self._headers(ctx, outcome)
+                )
+            else:
+                await self._stream(ctx, outcome, outcome.chunks, receive, send)
+        except SluiceError as err:
+            await self._fail(ctx, err, send)
+        except BodyTooLarge:
+            await self._fail(
+                ctx, SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body is too large."), send, 413
+            )
+        except (ClientGone, asyncio.CancelledError):
+            ctx.status, ctx.decision, ctx.reason = _CLIENT_CLOSED, "error", "client disconnected"
+        except Exception:
+            log.exception("internal error in request %s", ctx.request_id)
+            await self._fail(ctx, SluiceError(ErrorKind.GATEWAY_INTERNAL, "Internal gateway error."), send)
+        finally:
+            self.engine.finish(ctx)
+
+    def _headers(self, ctx: RequestContext, outcome: Outcome) -> dict[str, str]:
+        return {**outcome.headers, "x-request-id": ctx.request_id}
+
+    async def _stream(
+        self, ctx: RequestContext, outcome: Outcome, chunks: AsyncIterator[bytes], receive: Receive, send: Send
+    ) -> None:
+        # Wait for the first chunk before sending headers, so a failure before the first byte
+        # still gets a plain HTTP error (and, later, a fallback).
+        iterator = chunks.__aiter__()
+        watcher = spawn(_cancel_on_disconnect(receive, asyncio.current_task()), name="disconnect-watch")
+        started = False
+        try:
+            first = await iterator.__anext__()
+            ctx.mark_first_byte()
+            headers = {**self._headers(ctx, outcome), "cache-control": "no-cache", "x-accel-buffering": "no"}
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": outcome.status,
+                    "headers": encode_headers(outcome.content_type, headers),
+                }
+            )
+            started = True
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except StopAsyncIteration:
+            await respond(send, outcome.status, b"", outcome.content_type, self._headers(ctx, outcome))
+        except SluiceError as err:
+            if not started:
+                raise
+            ctx.status, ctx.decision, ctx.reason, ctx.error_kind = (
+                status_of(err, self.wire),
+                "error",
+                err.message,
+                err.kind.name,
+            )
+            await send({"type": "http.response.body", "body": stream_error_event(err, self.wire), "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await cancel(watcher)
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _fail(self, ctx: RequestContext, err: SluiceError, send: Send, status: int | None = None) -> None:
+        status = status or status_of(err, self.wire)
+        ctx.status, ctx.reason, ctx.error_kind = status, err.message, err.kind.name
+        ctx.decision = "deny" if err.kind.fault in ("caller", "policy") else "error"
+        headers = {**error_headers(err), "x-request-id": ctx.request_id}
+        body = error_body(err, self.wire, status, ctx.request_id)
+        try:
+            await respond(send, status, body, "application/json", headers)
+        except Exception:  # the client may be gone already; the request is still recorded
+            ctx.reason = f"{err.message} (client gone before the error was sent)"
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object] | None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return
+
+
+def _parse(body: bytes) -> dict[str, object]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body must be a JSON object.")
+    return doc

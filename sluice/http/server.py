@@ -1,0 +1,102 @@
+"""The ASGI application: a dictionary router over bare handlers, plus lifespan."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import orjson
+
+from sluice.app import Services
+from sluice.core.types import Operation, WireFormat
+from sluice.http.asgi import Receive, Scope, Send, respond
+from sluice.http.inference import InferenceRoute
+from sluice.http.models import ModelsRoute
+
+log = logging.getLogger("sluice.http")
+
+
+class Route(Protocol):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+async def _empty_ok(scope: Scope, receive: Receive, send: Send) -> None:
+    # Claude Code pre-warms its connection with HEAD; answer without touching anything.
+    await respond(send, 200, b"", "text/plain", {})
+
+
+async def _health(scope: Scope, receive: Receive, send: Send) -> None:
+    await respond(send, 200, b'{"status":"ok"}', "application/json", {})
+
+
+def build_routes(services: Services) -> dict[tuple[str, str], Route]:
+    engine = services.engine
+    anthropic = InferenceRoute(engine, WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE)
+    anthropic_count = InferenceRoute(engine, WireFormat.ANTHROPIC_MESSAGES, Operation.COUNT_TOKENS)
+    chat = InferenceRoute(engine, WireFormat.OPENAI_CHAT, Operation.GENERATE)
+    embeddings = InferenceRoute(engine, WireFormat.OPENAI_EMBEDDINGS, Operation.EMBED)
+    models = ModelsRoute(engine)
+    routes: dict[tuple[str, str], Route] = {}
+    for prefix in ("", "/anthropic"):
+        routes["POST", f"{prefix}/v1/messages"] = anthropic
+        routes["POST", f"{prefix}/v1/messages/count_tokens"] = anthropic_count
+        routes["GET", f"{prefix}/v1/models"] = models
+    for prefix in ("", "/openai"):
+        routes["POST", f"{prefix}/v1/chat/completions"] = chat
+        routes["POST", f"{prefix}/v1/embeddings"] = embeddings
+        routes["GET", f"{prefix}/v1/models"] = models
+    for path in ("/", "/anthropic", "/anthropic/", "/openai", "/v1"):
+        routes["HEAD", path] = _empty_ok
+    routes["GET", "/"] = _health
+    routes["GET", "/healthz"] = _health
+    routes["GET", "/readyz"] = _health
+    return routes
+
+
+class SluiceASGI:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.routes = build_routes(services)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if len(path) > 1 and path.endswith("/") and (scope["method"], path) not in self.routes:
+                path = path.rstrip("/")
+            route = self.routes.get((scope["method"], path))
+            if route is None:
+                await _not_found(scope, send, self.routes)
+                return
+            await route(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.services.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.services.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _not_found(scope: Scope, send: Send, routes: dict[tuple[str, str], Route]) -> None:
+    path, method = scope["path"], scope["method"]
+    allowed = sorted(m for m, p in routes if p == path)
+    if allowed:
+        body = orjson.dumps(
+            {"error": {"message": f"Method {method} not allowed on {path}.", "type": "invalid_request_error"}}
+        )
+        await respond(send, 405, body, "application/json", {"allow": ", ".join(allowed)})
+        return
+    body = orjson.dumps({"error": {"message": f"No route {method} {path} on this gateway.", "type": "not_found_error"}})
+    await respond(send, 404, body, "application/json", {})

@@ -1,0 +1,32 @@
+"""Anthropic Messages API provider."""
+
+from __future__ import annotations
+
+from sluice.core.types import Operation, WireFormat
+from sluice.providers.base import ProviderCall, ProviderReply, join_url
+from sluice.providers.http_provider import HttpProvider, secret_of
+
+DEFAULT_VERSION = "2023-06-01"
+_PATHS = {Operation.GENERATE: "/v1/messages", Operation.COUNT_TOKENS: "/v1/messages/count_tokens"}
+
+
+class AnthropicProvider(HttpProvider):
+    type = "anthropic"
+
+    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+        return wire is WireFormat.ANTHROPIC_MESSAGES and operation in _PATHS
+
+    def serves(self, model: str) -> bool:
+        return model.startswith("claude")
+
+    async def send(self, call: ProviderCall) -> ProviderReply:
+        headers = {
+            "content-type": "application/json",
+            "x-api-key": secret_of(call.key),
+            "anthropic-version": call.inbound_headers.get("anthropic-version", DEFAULT_VERSION),
+        }
+        beta = call.inbound_headers.get("anthropic-beta")
+        if beta:
+            headers["anthropic-beta"] = beta
+        url = join_url(self.base_url, _PATHS[call.operation], call.query)
+        return await self._post(call, url, headers)

@@ -1,0 +1,121 @@
+"""A deterministic provider chosen by model name, for demos and tests; it makes no network call.
+
+- `echo` (any other name too): answers "echo: <last user text>"
+- `slow`: waits `SLOW_DELAY` seconds before the first byte
+- `tool`: answers with a tool call to the first tool of the request
+- `error-429`, `error-500`, `error-529`: fails as a provider would
+- `stream-abort`: breaks the stream after its first events
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import Completion, Operation, ToolCall, Usage, WireFormat
+from sluice.formats import anthropic_messages, openai_chat
+from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
+from sluice.upstream.client import Timeouts
+
+SLOW_DELAY = 0.2
+_ERRORS = {
+    "error-429": (ErrorKind.PROVIDER_RATE_LIMITED, "fake provider: rate limited", 1.0),
+    "error-500": (ErrorKind.PROVIDER_ERROR, "fake provider: internal error", None),
+    "error-529": (ErrorKind.PROVIDER_OVERLOADED, "fake provider: overloaded", None),
+}
+
+
+class FakeProvider:
+    type = "fake"
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+        self.keys: list[ProviderKey] = []
+        self.timeouts = Timeouts()
+
+    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+        return True
+
+    def serves(self, model: str) -> bool:
+        return True
+
+    async def send(self, call: ProviderCall) -> ProviderReply:
+        behaviour = call.model.rsplit("/", 1)[-1]
+        if behaviour in _ERRORS:
+            kind, message, retry_after = _ERRORS[behaviour]
+            raise SluiceError(kind, message, retry_after=retry_after, upstream_status=int(behaviour[-3:]))
+        input_tokens = max(1, len(call.body) // 4)
+        if call.operation is Operation.COUNT_TOKENS:
+            return _json(orjson.dumps({"input_tokens": input_tokens}))
+        if call.operation is Operation.EMBED:
+            inputs = call.doc.get("input")
+            texts = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
+            doc = openai_chat.render_embeddings(call.model, texts, Usage(input_tokens=input_tokens))
+            return _json(orjson.dumps(doc))
+        completion = _answer(call, input_tokens)
+        if behaviour == "slow":
+            await asyncio.sleep(SLOW_DELAY)
+        if not call.stream:
+            if call.wire is WireFormat.ANTHROPIC_MESSAGES:
+                return _json(orjson.dumps(anthropic_messages.render_message(completion)))
+            return _json(orjson.dumps(openai_chat.render_completion(completion)))
+        if call.wire is WireFormat.ANTHROPIC_MESSAGES:
+            events = anthropic_messages.render_stream(completion)
+        else:
+            include = bool((call.doc.get("stream_options") or {}).get("include_usage"))
+            events = openai_chat.render_stream(completion, include_usage=include)
+        return ProviderReply(200, "text/event-stream", chunks=_stream(events, abort=behaviour == "stream-abort"))
+
+
+def _json(body: bytes) -> ProviderReply:
+    return ProviderReply(200, "application/json", body=body)
+
+
+async def _stream(events: list[bytes], *, abort: bool) -> AsyncIterator[bytes]:
+    for n, event in enumerate(events):
+        if abort and n == 3:
+            raise SluiceError(ErrorKind.PROVIDER_STREAM_BROKEN, "fake provider: stream aborted")
+        yield event
+
+
+def _answer(call: ProviderCall, input_tokens: int) -> Completion:
+    text = "echo: " + _last_user_text(call.doc.get("messages") or [])[:200]
+    tool_calls: list[ToolCall] = []
+    stop = "end_turn"
+    tools = call.doc.get("tools") or []
+    if call.model.endswith("tool") and tools:
+        name = tools[0].get("name") or (tools[0].get("function") or {}).get("name", "tool")
+        tool_calls.append(ToolCall("toolu_" + uuid.uuid4().hex[:20], name, '{"query":"sluice"}'))
+        stop = "tool_use"
+    max_tokens = call.doc.get("max_tokens") or call.doc.get("max_completion_tokens")
+    output_tokens = max(1, len(text) // 4)
+    if isinstance(max_tokens, int) and output_tokens > max_tokens:
+        output_tokens, stop = max_tokens, "max_tokens"
+    prefix = "msg_" if call.wire is WireFormat.ANTHROPIC_MESSAGES else "chatcmpl-"
+    return Completion(
+        id=prefix + uuid.uuid4().hex[:24],
+        model=call.model,
+        text=text,
+        usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+        stop_reason=stop,
+        tool_calls=tool_calls,
+    )
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            texts = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+            if texts:
+                return str(texts[-1])
+    return ""

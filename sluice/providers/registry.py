@@ -1,0 +1,33 @@
+"""Builds the configured providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sluice.providers.anthropic import AnthropicProvider
+from sluice.providers.base import Provider, ProviderKey
+from sluice.providers.fake import FakeProvider
+from sluice.providers.openai import OpenAICompatibleProvider, OpenAIProvider
+from sluice.settings import DEFAULT_BASE_URLS, SluiceConfig, provider_type
+from sluice.upstream.client import Timeouts, UpstreamClient
+
+_HTTP_TYPES: dict[str, Callable[..., Provider]] = {
+    "anthropic": AnthropicProvider,
+    "openai": OpenAIProvider,
+    "openai_compatible": OpenAICompatibleProvider,
+}
+
+
+def build_providers(config: SluiceConfig, client: UpstreamClient) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {"fake": FakeProvider()}
+    for name, cfg in config.providers.items():
+        kind = provider_type(name, cfg)
+        if kind == "fake":
+            providers[name] = FakeProvider(name)
+            continue
+        assert kind is not None  # validated when the config loaded
+        keys = [ProviderKey(k.name, k.value.get_secret_value(), k.weight) for k in cfg.keys]
+        base_url = cfg.base_url or DEFAULT_BASE_URLS.get(name) or DEFAULT_BASE_URLS[kind]
+        timeouts = Timeouts(connect=cfg.connect_timeout_s, read=cfg.read_timeout_s)
+        providers[name] = _HTTP_TYPES[kind](name, base_url, keys, client, timeouts, cfg.headers)
+    return providers

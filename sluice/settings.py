@@ -1,0 +1,254 @@
+"""The declarative config file: its schema, `env.NAME` references, and loading.
+
+Loading has no side effects beyond reading the file and the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+log = logging.getLogger("sluice.settings")
+
+_ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+ProviderType = Literal["anthropic", "openai", "openai_compatible", "fake"]
+
+# OpenAI-compatible vendors are data: a name and a default base URL.
+OPENAI_COMPATIBLE_VENDORS: dict[str, str] = {
+    "groq": "https://api.groq.com/openai/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "xai": "https://api.x.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "together": "https://api.together.xyz/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+}
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com/v1",
+    **OPENAI_COMPATIBLE_VENDORS,
+}
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderKeyConfig(_Strict):
+    name: str
+    value: SecretStr
+    weight: float = Field(default=1.0, ge=0)
+
+
+class ProviderConfig(_Strict):
+    type: ProviderType | None = None
+    base_url: str | None = None
+    keys: list[ProviderKeyConfig] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class ProviderAccess(_Strict):
+    provider: str
+    weight: float = Field(default=1.0, ge=0)
+    allowed_models: list[str] = Field(default_factory=list)
+
+
+class VirtualKeyConfig(_Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    description: str = ""
+    value: SecretStr | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    is_active: bool = True
+    expires_at: datetime | None = None
+    provider_configs: list[ProviderAccess] = Field(default_factory=list)
+
+
+class ModelPrice(_Strict):
+    input_cost_per_mtok: Decimal = Decimal(0)
+    output_cost_per_mtok: Decimal = Decimal(0)
+    cache_read_input_cost_per_mtok: Decimal | None = None
+    cache_write_input_cost_per_mtok: Decimal | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite+aiosqlite:///sluice.db"
+
+
+class RequestLogConfig(_Strict):
+    queue_size: int = Field(default=10_000, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    spill_path: str = "sluice-requestlog.spill.jsonl"
+
+
+class SluiceConfig(_Strict):
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_provider_types(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name, cfg in providers.items():
+            kind = provider_type(name, cfg)
+            if kind is None:
+                raise ValueError(
+                    f"provider {name!r}: unknown provider; set 'type' to one of "
+                    "anthropic, openai, openai_compatible, fake"
+                )
+            if kind == "openai_compatible" and not (cfg.base_url or name in OPENAI_COMPATIBLE_VENDORS):
+                raise ValueError(f"provider {name!r}: an openai_compatible provider needs a base_url")
+        return providers
+
+    @model_validator(mode="after")
+    def _unique_key_ids(self) -> SluiceConfig:
+        ids: set[str] = set()
+        for vk in self.virtual_keys:
+            if vk.id in ids:
+                raise ValueError(f"virtual key id {vk.id!r} appears twice")
+            ids.add(vk.id)
+        return self
+
+    def warnings(self) -> list[str]:
+        """Things that load but will not work until fixed, for `sluice config validate`."""
+        out = []
+        for vk in self.virtual_keys:
+            for access in vk.provider_configs:
+                if access.provider not in self.providers and access.provider != "fake":
+                    out.append(
+                        f"virtual key {vk.id!r}: provider {access.provider!r} is not configured under "
+                        "'providers'; requests routed to it answer 503 until it is"
+                    )
+        for name, cfg in self.providers.items():
+            if provider_type(name, cfg) in ("anthropic", "openai") and not cfg.keys:
+                out.append(f"provider {name!r} has no keys; requests routed to it answer 503")
+        return out
+
+
+def provider_type(name: str, cfg: ProviderConfig) -> ProviderType | None:
+    if cfg.type is not None:
+        return cfg.type
+    if name in ("anthropic", "openai", "fake"):
+        return name  # type: ignore[return-value]
+    if name in OPENAI_COMPATIBLE_VENDORS:
+        return "openai_compatible"
+    return None
+
+
+class _Missing:
+    def __init__(self, var: str) -> None:
+        self.var = var
+
+
+def _resolve_env(node: Any, path: str, missing: list[tuple[str, str]]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k), missing) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v, f"{path}[{i}]", missing) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        m = _ENV_REF.match(node)
+        if m:
+            value = os.environ.get(m.group(1))
+            if value is None or value == "":
+                missing.append((path, m.group(1)))
+                return _Missing(m.group(1))
+            return value
+    return node
+
+
+def _drop_provider_keys_without_env(doc: dict[str, Any]) -> None:
+    """A provider key whose `env.NAME` is unset is left out, so one demo config serves with and
+    without real credentials; the provider then answers 503 until a key is configured."""
+    providers = doc.get("providers")
+    if not isinstance(providers, dict):
+        return
+    for name, cfg in providers.items():
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("keys"), list):
+            continue
+        kept = [k for k in cfg["keys"] if not (isinstance(k, dict) and isinstance(k.get("value"), _Missing))]
+        for dropped in cfg["keys"]:
+            if dropped not in kept:
+                log.warning(
+                    "provider %s: key %s skipped, environment variable %s is not set",
+                    name,
+                    dropped.get("name", "?"),
+                    dropped["value"].var,
+                )
+        cfg["keys"] = kept
+
+
+def parse_config(doc: Any, *, source: str = "<config>") -> SluiceConfig:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the config must be a mapping at the top level")
+    missing: list[tuple[str, str]] = []
+    resolved = _resolve_env(doc, "", missing)
+    _drop_provider_keys_without_env(resolved)
+    still_missing = [(p, v) for p, v in missing if not p.startswith("providers.") or ".keys[" not in p]
+    if still_missing:
+        where = "; ".join(f"{p} needs environment variable {v}" for p, v in still_missing)
+        raise ConfigError(f"{source}: {where}")
+    try:
+        return SluiceConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling or the config reference (docs/configuration.md)"
+        lines.append(f"  {loc}: {msg}")
+    return f"{source}: invalid config\n" + "\n".join(lines)
+
+
+def load_config(path: str | Path) -> SluiceConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    try:
+        doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
+    return parse_config(doc, source=str(p))

@@ -1,0 +1,198 @@
+"""The SQL store over SQLAlchemy's async engine: SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from sluice.storage.backends.sql_tables import meta, request_log, virtual_keys
+from sluice.storage.records import ProviderGrant, RequestLogEntry, VirtualKey
+
+_KEYS_VERSION = "keys_version"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the plain URLs people write and pick the async driver for them."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything Sluice stores is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class SqlStore:
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+            if ":memory:" not in self.url:
+                kwargs["poolclass"] = NullPool
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # SQLite allows one writer at a time; serialising our own writes avoids busy retries.
+        self._write_lock = asyncio.Lock()
+
+    async def migrate(self) -> None:
+        await asyncio.to_thread(_alembic_upgrade, self.url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- keys -------------------------------------------------------------------------------
+    async def key_by_hash(self, key_hash: str) -> VirtualKey | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(virtual_keys).where(virtual_keys.c.key_hash == key_hash))).first()
+        return _key_from_row(row._mapping) if row else None
+
+    async def key_by_id(self, key_id: str) -> VirtualKey | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(virtual_keys).where(virtual_keys.c.id == key_id))).first()
+        return _key_from_row(row._mapping) if row else None
+
+    async def list_keys(self) -> list[VirtualKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(virtual_keys).order_by(virtual_keys.c.id))).all()
+        return [_key_from_row(r._mapping) for r in rows]
+
+    async def create_key(self, key: VirtualKey) -> None:
+        now = datetime.now(UTC)
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(insert(virtual_keys).values(**_key_to_row(key, now), created_at=now))
+            await _bump(conn, _KEYS_VERSION)
+
+    async def seed_config_key(self, key: VirtualKey, *, replace_secret: bool) -> bool:
+        now = datetime.now(UTC)
+        row = _key_to_row(key, now)
+        async with self._write_lock, self.engine.begin() as conn:
+            existing = (await conn.execute(select(virtual_keys.c.id).where(virtual_keys.c.id == key.id))).first()
+            if existing is None:
+                await conn.execute(insert(virtual_keys).values(**row, created_at=now))
+            else:
+                row.pop("revoked_at")  # a revocation outlives restarts and config reloads
+                if not replace_secret:
+                    row.pop("key_hash")
+                    row.pop("key_hint")
+                await conn.execute(update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row))
+            await _bump(conn, _KEYS_VERSION)
+        return existing is None
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool:
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == key_id, virtual_keys.c.revoked_at.is_(None))
+                .values(revoked_at=at, updated_at=at)
+            )
+            await _bump(conn, _KEYS_VERSION)
+        return bool(result.rowcount)
+
+    async def keys_version(self) -> int:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(select(meta.c.value).where(meta.c.name == _KEYS_VERSION))).scalar()
+        return int(value or 0)
+
+    # -- request log ------------------------------------------------------------------------
+    async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
+        if not entries:
+            return
+        rows = [dataclasses.asdict(e) for e in entries]
+        async with self._write_lock, self.engine.begin() as conn:
+            if self.is_sqlite:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+            # Idempotent by request id: a batch replayed after a crash is not counted twice.
+            await conn.execute(dialect_insert(request_log).on_conflict_do_nothing(), rows)
+
+    async def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(request_log).order_by(request_log.c.ts.desc()).limit(limit))).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def count_requests(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(request_log))).scalar() or 0)
+
+
+async def _bump(conn: Any, name: str) -> None:
+    result = await conn.execute(update(meta).where(meta.c.name == name).values(value=meta.c.value + 1))
+    if not result.rowcount:
+        await conn.execute(insert(meta).values(name=name, value=1))
+
+
+def _key_to_row(key: VirtualKey, now: datetime) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "description": key.description,
+        "key_hash": key.key_hash,
+        "key_hint": key.key_hint,
+        "team_id": key.team_id,
+        "customer_id": key.customer_id,
+        "is_active": key.is_active,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+        "grants": [dataclasses.asdict(g) for g in key.grants],
+        "source": key.source,
+        "updated_at": now,
+    }
+
+
+def _key_from_row(row: Any) -> VirtualKey:
+    return VirtualKey(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        key_hash=row["key_hash"],
+        key_hint=row["key_hint"],
+        team_id=row["team_id"],
+        customer_id=row["customer_id"],
+        is_active=row["is_active"],
+        expires_at=_utc(row["expires_at"]),
+        revoked_at=_utc(row["revoked_at"]),
+        grants=tuple(
+            ProviderGrant(g["provider"], float(g.get("weight", 1.0)), tuple(g.get("allowed_models") or ()))
+            for g in row["grants"]
+        ),
+        source=row["source"],
+        created_at=_utc(row["created_at"]),
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _alembic_upgrade(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("sluice.storage").joinpath("migrations")))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")

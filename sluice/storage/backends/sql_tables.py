@@ -1,0 +1,81 @@
+"""SQLAlchemy table definitions, shared by SQLite and PostgreSQL (Alembic migrates them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(32), nullable=False),
+    Column("team_id", String(200)),
+    Column("customer_id", String(200)),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("grants", JSON, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+request_log = Table(
+    "request_log",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("path", String(300), nullable=False),
+    Column("surface", String(40), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text),
+    Column("error_kind", String(64)),
+    Column("virtual_key_id", String(200)),
+    Column("virtual_key_name", String(200)),
+    Column("team_id", String(200)),
+    Column("customer_id", String(200)),
+    Column("client", String(300), nullable=False, default=""),
+    Column("session_id", String(200)),
+    Column("user_id", String(300)),
+    Column("provider", String(100)),
+    Column("provider_key_name", String(200)),
+    Column("requested_model", String(300)),
+    Column("model", String(300)),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_read_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_write_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_pico", BigInteger, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False, default=0),
+    Column("ttfb_ms", Float),
+    Column("attempts", JSON, nullable=False),
+    Index("ix_request_log_ts", "ts"),
+    Index("ix_request_log_key_ts", "virtual_key_id", "ts"),
+)
+
+meta = Table(
+    "sluice_meta",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

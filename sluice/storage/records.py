@@ -1,0 +1,65 @@
+"""Plain records that cross the storage ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderGrant:
+    """One provider a virtual key may use, its routing weight and allowed models."""
+
+    provider: str
+    weight: float = 1.0
+    allowed_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    id: str
+    name: str
+    key_hash: str  # sha256 hex of the secret; the secret itself is never stored
+    key_hint: str  # first characters of the secret, to recognise it in listings
+    grants: tuple[ProviderGrant, ...] = ()
+    description: str = ""
+    team_id: str | None = None
+    customer_id: str | None = None
+    is_active: bool = True
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    source: str = "api"  # "config" when seeded from the config file
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogEntry:
+    request_id: str
+    ts: datetime
+    path: str
+    surface: str
+    status: int
+    decision: str  # allow | deny | error
+    reason: str | None = None
+    error_kind: str | None = None
+    virtual_key_id: str | None = None
+    virtual_key_name: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    client: str = ""
+    session_id: str | None = None
+    user_id: str | None = None
+    provider: str | None = None
+    provider_key_name: str | None = None
+    requested_model: str | None = None
+    model: str | None = None
+    stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_pico: int = 0
+    latency_ms: float = 0.0
+    ttfb_ms: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,104 @@
+"""The single outbound HTTP seam: one pooled aiohttp session per process.
+
+Transport failures become `SluiceError`s here and nowhere else. Nothing in this module logs
+headers or bodies, so provider credentials cannot leak through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from sluice.core.errors import ErrorKind, SluiceError
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 600.0  # idle time allowed between two reads (first byte included)
+
+
+class UpstreamResponse:
+    def __init__(self, resp: aiohttp.ClientResponse, provider: str) -> None:
+        self._resp = resp
+        self._provider = provider
+        self.status = resp.status
+        self.headers: CIMultiDictProxy[str] = resp.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _broken(self._provider, exc) from None
+        finally:
+            self._resp.release()
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _broken(self._provider, exc) from None
+        finally:
+            self._resp.release()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+def _broken(provider: str, exc: BaseException) -> SluiceError:
+    if isinstance(exc, asyncio.TimeoutError):
+        return SluiceError(ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} stopped sending (read timeout)")
+    return SluiceError(ErrorKind.PROVIDER_STREAM_BROKEN, f"provider {provider} closed the connection mid-response")
+
+
+class UpstreamClient:
+    def __init__(self, *, pool_size: int = 1000) -> None:
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, skip_auto_headers=("User-Agent",), trust_env=False
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(
+        self, provider: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> UpstreamResponse:
+        return await self.request("POST", provider, url, headers, body, timeouts)
+
+    async def request(
+        self,
+        method: str,
+        provider: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
+        try:
+            resp = await self._session.request(method, url, data=body, headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise SluiceError(ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} did not answer in time") from None
+        except aiohttp.ClientConnectorError:
+            raise SluiceError(
+                ErrorKind.PROVIDER_UNREACHABLE, f"provider {provider} is unreachable (connection failed)"
+            ) from None
+        except aiohttp.ClientError:
+            raise SluiceError(ErrorKind.PROVIDER_UNREACHABLE, f"provider {provider} dropped the connection") from None
+        return UpstreamResponse(resp, provider)

@@ -1,0 +1,68 @@
+"""Runs a real gateway (uvicorn + the Sluice ASGI app) on a free 127.0.0.1 port in a thread, so
+tests can drive it with the official synchronous SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from sluice.app import Services, build_services
+from sluice.http.server import SluiceASGI
+from sluice.settings import SluiceConfig, parse_config
+
+
+class GatewayThread:
+    def __init__(self, config: dict[str, Any] | SluiceConfig, tmp_path: Path) -> None:
+        if isinstance(config, dict):
+            config = dict(config)
+            config.setdefault("store", {"url": f"sqlite:///{tmp_path / 'sluice.db'}"})
+            config.setdefault("request_log", {"spill_path": str(tmp_path / "spill.jsonl")})
+            config = parse_config(config)
+        self.config = config
+        self.services: Services = build_services(config)
+        self._loop = asyncio.new_event_loop()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        cfg = uvicorn.Config(SluiceASGI(self.services), lifespan="on", log_level="warning", access_log=False,
+                             http="httptools")
+        self._server = uvicorn.Server(cfg)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._server.serve(sockets=[self._sock]))
+
+    def __enter__(self) -> GatewayThread:
+        self._thread.start()
+        for _ in range(500):
+            if self._server.started:
+                return self
+            if not self._thread.is_alive():
+                raise RuntimeError("gateway failed to start")
+            threading.Event().wait(0.01)
+        raise RuntimeError("gateway did not start in 5 s")
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._sock.close()
+
+    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the gateway's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def request_log(self) -> list[dict[str, Any]]:
+        async def fetch() -> list[dict[str, Any]]:
+            await self.services.recorder.flush()
+            return await self.services.store.recent_requests(1000)
+
+        return list(self.call(fetch()))
