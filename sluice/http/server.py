@@ -8,6 +8,7 @@ from typing import Protocol
 import orjson
 
 from sluice.app import Services
+from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.inference import InferenceRoute
@@ -22,11 +23,11 @@ class Route(Protocol):
 
 async def _empty_ok(scope: Scope, receive: Receive, send: Send) -> None:
     # Claude Code pre-warms its connection with HEAD; answer without touching anything.
-    await respond(send, 200, b"", "text/plain", {})
+    await respond(send, 200, b"", "text/plain", {"x-request-id": new_request_id()})
 
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:
-    await respond(send, 200, b'{"status":"ok"}', "application/json", {})
+    await respond(send, 200, b'{"status":"ok"}', "application/json", {"x-request-id": new_request_id()})
 
 
 def build_routes(services: Services) -> dict[tuple[str, str], Route]:
@@ -96,7 +97,9 @@ async def _not_found(scope: Scope, send: Send, routes: dict[tuple[str, str], Rou
         body = orjson.dumps(
             {"error": {"message": f"Method {method} not allowed on {path}.", "type": "invalid_request_error"}}
         )
-        await respond(send, 405, body, "application/json", {"allow": ", ".join(allowed)})
+        await respond(
+            send, 405, body, "application/json", {"allow": ", ".join(allowed), "x-request-id": new_request_id()}
+        )
         return
     body = orjson.dumps({"error": {"message": f"No route {method} {path} on this gateway.", "type": "not_found_error"}})
-    await respond(send, 404, body, "application/json", {})
+    await respond(send, 404, body, "application/json", {"x-request-id": new_request_id()})
