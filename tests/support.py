@@ -32,8 +32,9 @@ class GatewayThread:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        cfg = uvicorn.Config(SluiceASGI(self.services), lifespan="on", log_level="warning", access_log=False,
-                             http="httptools")
+        cfg = uvicorn.Config(
+            SluiceASGI(self.services), lifespan="on", log_level="warning", access_log=False, http="httptools"
+        )
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -28,23 +28,37 @@ class GatewayProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db = tmp / "gateway.db"
         self.config_path = tmp / "sluice.yaml"
-        config = {**config, "store": {"url": f"sqlite:///{self.db}"},
-                  "request_log": {"spill_path": str(tmp / "spill.jsonl")}}
+        config = {
+            **config,
+            "store": {"url": f"sqlite:///{self.db}"},
+            "request_log": {"spill_path": str(tmp / "spill.jsonl")},
+        }
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = tmp / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
-        cmd = [sys.executable, "-m", "sluice.cli.main", "serve", "--config", str(self.config_path),
-               "--port", str(self.port), "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "sluice.cli.main",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("gateway exited:\n" + self.log_path.read_text())
             try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1):
                     return self
             except OSError:
                 time.sleep(0.1)

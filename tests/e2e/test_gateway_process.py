@@ -22,10 +22,12 @@ async def _fire(base_url: str, n: int, *, stream: bool) -> list[int]:
     body = {"model": "fake/slow", "max_tokens": 20, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     async with aiohttp.ClientSession() as session:
+
         async def one() -> int:
             async with session.post(base_url + "/v1/messages", json=body, headers=headers) as resp:
                 await resp.read()
                 return resp.status
+
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
@@ -51,8 +53,11 @@ def test_banner_and_nothing_lost_on_graceful_shutdown(tmp_path: Path) -> None:
 def test_cli_revocation_applies_to_the_running_gateway(tmp_path: Path) -> None:
     with GatewayProcess(CONFIG, tmp_path) as gw:
         assert asyncio.run(_fire(gw.base_url, 1, stream=False)) == [200]
-        subprocess.run([sys.executable, "-m", "sluice.cli.main", "keys", "revoke", "vk-e2e",
-                        "--store", f"sqlite:///{gw.db}"], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "sluice.cli.main", "keys", "revoke", "vk-e2e", "--store", f"sqlite:///{gw.db}"],
+            check=True,
+            capture_output=True,
+        )
         deadline = time.monotonic() + 3
         status = 200
         while status == 200 and time.monotonic() < deadline:

@@ -33,8 +33,9 @@ async def pg_store() -> AsyncIterator[Store]:
 
 
 async def test_keys_and_request_log_on_postgres(pg_store: Store) -> None:
-    key = VirtualKey("vk-pg", "PG", hash_secret("pg-secret"), "pg-…", (ProviderGrant("anthropic", 0.5, ("m",)),),
-                     team_id="t")
+    key = VirtualKey(
+        "vk-pg", "PG", hash_secret("pg-secret"), "pg-…", (ProviderGrant("anthropic", 0.5, ("m",)),), team_id="t"
+    )
     await pg_store.create_key(key)
     v1 = await pg_store.keys_version()
     found = await pg_store.key_by_hash(hash_secret("pg-secret"))
@@ -48,9 +49,16 @@ async def test_keys_and_request_log_on_postgres(pg_store: Store) -> None:
     again = await pg_store.key_by_id("vk-pg")
     assert again is not None and again.revoked_at is not None
 
-    entry = RequestLogEntry(request_id="req_pg", ts=datetime.now(UTC), path="/v1/messages",
-                            surface="anthropic_messages", status=200, decision="allow", cost_pico=10**15,
-                            attempts=[{"provider": "anthropic", "status": 200}])
+    entry = RequestLogEntry(
+        request_id="req_pg",
+        ts=datetime.now(UTC),
+        path="/v1/messages",
+        surface="anthropic_messages",
+        status=200,
+        decision="allow",
+        cost_pico=10**15,
+        attempts=[{"provider": "anthropic", "status": 200}],
+    )
     await pg_store.insert_requests([entry])
     await pg_store.insert_requests([entry])  # idempotent by request id
     assert await pg_store.count_requests() == 1

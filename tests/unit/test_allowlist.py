@@ -38,7 +38,9 @@ def test_prefixed_model_targets_one_provider() -> None:
 
 
 def test_denied_model_names_key_and_allowed_models() -> None:
-    junior = VirtualKey("vk-eng-junior", "Junior", "x", "x", (ProviderGrant("anthropic", 1.0, ("claude-haiku-4-5-20251001",)),))
+    junior = VirtualKey(
+        "vk-eng-junior", "Junior", "x", "x", (ProviderGrant("anthropic", 1.0, ("claude-haiku-4-5-20251001",)),)
+    )
     with pytest.raises(SluiceError) as err:
         allowed_candidates(junior, "claude-opus-4-1", serves)
     assert err.value.kind is ErrorKind.POLICY_MODEL_DENIED
@@ -53,7 +55,9 @@ def test_key_without_grants_may_use_nothing() -> None:
 
 def test_listed_models_are_the_explicit_ones() -> None:
     assert listed_models(SENIOR) == [
-        "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "bedrock/global.anthropic.claude-sonnet-4-6",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5-20251001",
+        "bedrock/global.anthropic.claude-sonnet-4-6",
     ]
 
 

@@ -27,8 +27,23 @@ def test_config_validate_ok_and_error(tmp_path: Path) -> None:
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'keys.db'}"
     created = runner.invoke(
-        app, ["keys", "create", "--id", "vk-alice", "--name", "Alice", "--team", "team-a",
-              "--allow", "anthropic=claude-sonnet-4-6,claude-haiku-4-5", "--allow", "fake", "--store", store],
+        app,
+        [
+            "keys",
+            "create",
+            "--id",
+            "vk-alice",
+            "--name",
+            "Alice",
+            "--team",
+            "team-a",
+            "--allow",
+            "anthropic=claude-sonnet-4-6,claude-haiku-4-5",
+            "--allow",
+            "fake",
+            "--store",
+            store,
+        ],
     )
     assert created.exit_code == 0, created.output
     secret = re.search(r"secret \(shown once, store it now\): (\S+)", created.output)

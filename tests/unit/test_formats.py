@@ -14,7 +14,7 @@ def _split_everywhere(data: bytes, size: int) -> list[bytes]:
 
 @pytest.mark.parametrize("size", [1, 2, 7, 64, 10_000])
 def test_sse_decoder_is_independent_of_chunk_boundaries(size: int) -> None:
-    stream = b"event: a\ndata: {\"x\":1}\n\n: comment\n\nevent: b\r\ndata: line1\r\ndata: line2\r\n\r\n"
+    stream = b'event: a\ndata: {"x":1}\n\n: comment\n\nevent: b\r\ndata: line1\r\ndata: line2\r\n\r\n'
     decoder = SSEDecoder()
     events = [e for chunk in _split_everywhere(stream, size) for e in decoder.feed(chunk)]
     assert [(e.event, e.data) for e in events] == [("a", b'{"x":1}'), ("message", b""), ("b", b"line1\nline2")]
@@ -42,13 +42,16 @@ def test_anthropic_stream_shape_with_tool_call() -> None:
     types = [e["type"] for e in events]
     assert types[0] == "message_start" and types[-2:] == ["message_delta", "message_stop"]
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
-    partial = "".join(e["delta"]["partial_json"] for e in events if e.get("delta", {}).get("type") == "input_json_delta")
+    partial = "".join(
+        e["delta"]["partial_json"] for e in events if e.get("delta", {}).get("type") == "input_json_delta"
+    )
     assert orjson.loads(partial) == {"q": "x"}
 
 
 def test_openai_usage_splits_cached_tokens() -> None:
-    body = orjson.dumps({"usage": {"prompt_tokens": 100, "completion_tokens": 7,
-                                   "prompt_tokens_details": {"cached_tokens": 40}}})
+    body = orjson.dumps(
+        {"usage": {"prompt_tokens": 100, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 40}}}
+    )
     assert openai_chat.usage_from_response(body) == Usage(input_tokens=60, output_tokens=7, cache_read_tokens=40)
 
 

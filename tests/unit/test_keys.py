@@ -28,8 +28,14 @@ def test_secrets_are_random_and_hashed() -> None:
 
 
 def _key(secret: str, **kw: object) -> VirtualKey:
-    return VirtualKey(id=str(kw.pop("id", "vk-a")), name="A", key_hash=hash_secret(secret), key_hint=hint_of(secret),
-                      grants=(ProviderGrant("fake"),), **kw)  # type: ignore[arg-type]
+    return VirtualKey(
+        id=str(kw.pop("id", "vk-a")),
+        name="A",
+        key_hash=hash_secret(secret),
+        key_hint=hint_of(secret),
+        grants=(ProviderGrant("fake"),),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 async def test_key_cache_authenticates_and_sees_revocation(tmp_path: Path) -> None:

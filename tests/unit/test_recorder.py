@@ -9,8 +9,15 @@ from sluice.storage.records import RequestLogEntry
 
 
 def _entry(n: int) -> RequestLogEntry:
-    return RequestLogEntry(request_id=f"req_{n}", ts=datetime.now(UTC), path="/v1/messages",
-                           surface="anthropic_messages", status=200, decision="allow", cost_pico=n)
+    return RequestLogEntry(
+        request_id=f"req_{n}",
+        ts=datetime.now(UTC),
+        path="/v1/messages",
+        surface="anthropic_messages",
+        status=200,
+        decision="allow",
+        cost_pico=n,
+    )
 
 
 async def test_full_queue_spills_and_nothing_is_lost(tmp_path: Path) -> None:

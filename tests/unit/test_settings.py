@@ -45,9 +45,15 @@ def test_providers_document_with_env_refs(monkeypatch: pytest.MonkeyPatch) -> No
                 "openai": {"base_url": "http://127.0.0.1:9/v1", "keys": []},
             },
             "virtual_keys": [
-                {"id": "vk-alice", "value": "env.ALICE_KEY", "team_id": "t1", "customer_id": "c1",
-                 "is_active": True, "expires_at": "2030-01-01T00:00:00Z",
-                 "provider_configs": [{"provider": "anthropic"}]}
+                {
+                    "id": "vk-alice",
+                    "value": "env.ALICE_KEY",
+                    "team_id": "t1",
+                    "customer_id": "c1",
+                    "is_active": True,
+                    "expires_at": "2030-01-01T00:00:00Z",
+                    "provider_configs": [{"provider": "anthropic"}],
+                }
             ],
         }
     )
