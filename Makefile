@@ -28,8 +28,8 @@ $(E2E_NODE): tests/e2e/package.json
 e2e-deps: $(E2E_NODE)
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check sluice tests bench
-	$(VENV)/bin/ruff format --check sluice
+	$(VENV)/bin/ruff check sluice tests $(wildcard bench)
+	$(VENV)/bin/ruff format --check sluice tests
 	$(VENV)/bin/mypy sluice
 	$(VENV)/bin/lint-imports
 
