@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from sluice.audit.recorder import RequestRecorder
 from sluice.engine import Engine
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
+from sluice.governance.limits import Limits
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
 from sluice.settings import SluiceConfig, VirtualKeyConfig
+from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
-from sluice.storage.ports import Store
+from sluice.storage.ports import LimitCounters, Store
 from sluice.storage.records import ProviderGrant, VirtualKey
 from sluice.upstream.client import UpstreamClient
 
@@ -23,6 +25,14 @@ log = logging.getLogger("sluice.app")
 
 def open_store(url: str) -> Store:
     return SqlStore(url)
+
+
+def open_counters(config: SluiceConfig) -> LimitCounters:
+    if config.governance.backend == "redis":
+        from sluice.storage.backends.redis_counters import RedisCounters
+
+        return RedisCounters(config.governance.redis_url)
+    return MemoryCounters()
 
 
 def key_from_config(cfg: VirtualKeyConfig, secret: str) -> VirtualKey:
@@ -63,6 +73,7 @@ class Services:
     providers: dict[str, Provider]
     keys: KeyCache
     recorder: RequestRecorder
+    limits: Limits
     engine: Engine
     generated_secrets: dict[str, str] = field(default_factory=dict)
 
@@ -70,10 +81,12 @@ class Services:
         await self.store.migrate()
         self.generated_secrets = await seed_virtual_keys(self.store, self.config)
         await self.keys.start()
+        await self.limits.start()
         await self.recorder.start()
         await self.client.start()
 
     async def stop(self) -> None:
+        await self.limits.stop()
         await self.recorder.stop()
         await self.keys.stop()
         await self.client.close()
@@ -91,5 +104,13 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         batch_size=config.request_log.batch_size,
         spill_path=config.request_log.spill_path,
     )
-    engine = Engine(keys, providers, PriceTable.bundled(config.pricing), recorder)
-    return Services(config, store, client, providers, keys, recorder, engine)
+    limits = Limits(config, open_counters(config), store, store)
+    engine = Engine(
+        keys,
+        providers,
+        PriceTable.bundled(config.pricing),
+        recorder,
+        limits,
+        default_max_tokens=config.governance.default_max_tokens,
+    )
+    return Services(config, store, client, providers, keys, recorder, limits, engine)

@@ -22,6 +22,7 @@ from sluice.core.types import Operation, Usage, WireFormat
 from sluice.formats import anthropic_messages, openai_chat
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
+from sluice.governance.limits import Limits
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderCall, ProviderKey, ProviderReply
 from sluice.routing.weighted import choose
@@ -34,6 +35,7 @@ _KEYED_TYPES = {"anthropic", "openai"}  # provider types that cannot work withou
 class _StreamObserver(Protocol):
     usage: Usage
     error: str | None
+    completed: bool
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -64,14 +66,20 @@ class Engine:
         providers: dict[str, Provider],
         prices: PriceTable,
         recorder: RequestRecorder,
+        limits: Limits,
+        *,
+        default_max_tokens: int = 4096,
     ) -> None:
         self.keys = keys
         self.providers = providers
         self.prices = prices
         self.recorder = recorder
+        self.limits = limits
+        self.default_max_tokens = default_max_tokens
 
     async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> VirtualKey:
         key = await self.keys.authenticate(credential_from(headers))
+        ctx.virtual_key = key
         ctx.virtual_key_id, ctx.virtual_key_name = key.id, key.name
         ctx.team_id, ctx.customer_id = key.team_id, key.customer_id
         return key
@@ -124,6 +132,9 @@ class Engine:
         provider, chosen, pkey = self.plan(key, inbound, model)
         ctx.provider, ctx.model = provider.name, chosen.model
         ctx.provider_key_name = pkey.name if pkey else None
+        cost, tokens = self.worst_case(inbound, chosen.model)
+        ctx.admission = await self.limits.admit(ctx.request_id, key, cost, tokens)
+        ctx.admitted = True
 
         doc, changed = inbound.doc, False
         if chosen.model != model:
@@ -153,7 +164,45 @@ class Engine:
         )
         reply = await provider.send(call)
         ctx.attempts.append({"provider": provider.name, "key": ctx.provider_key_name, "status": reply.status})
-        return self._outcome(ctx, inbound, provider, reply, hide_usage)
+        outcome = self._outcome(ctx, inbound, provider, reply, hide_usage)
+        if ctx.admission is not None:
+            outcome.headers.update(ctx.admission.headers)
+        if outcome.chunks is None:
+            await self.settle(ctx)  # durable before the caller sees the answer
+        return outcome
+
+    def worst_case(self, inbound: Inbound, model: str) -> tuple[int, int]:
+        """What the request can consume at most: (pico-dollars, tokens). Input is estimated
+        generously at one token per three bytes of body."""
+        input_tokens = len(inbound.body) // 3 + 1
+        output_tokens = 0
+        if inbound.operation is Operation.GENERATE:
+            limit = inbound.doc.get("max_tokens") or inbound.doc.get("max_completion_tokens")
+            output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
+        price = self.prices.lookup(model)
+        cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0
+        return cost, input_tokens + output_tokens
+
+    async def settle(self, ctx: RequestContext) -> None:
+        """Charges the request's real usage to every limit; idempotent."""
+        key = ctx.virtual_key
+        if ctx.settled or not ctx.admitted or key is None:
+            return
+        ctx.settled = True
+        if ctx.model and not ctx.cost_pico:
+            ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
+        row = self.limits.spend_row(
+            ctx.admission,
+            ctx.request_id,
+            key,
+            ctx.cost_pico,
+            ctx.usage.total,
+            datetime.fromtimestamp(ctx.started_unix, UTC),
+        )
+        try:
+            await self.limits.settle(ctx.admission, row)
+        except Exception:
+            log.exception("settlement of %s failed", ctx.request_id)
 
     def _outcome(
         self, ctx: RequestContext, inbound: Inbound, provider: Provider, reply: ProviderReply, hide_usage: bool
@@ -186,6 +235,10 @@ class Engine:
         try:
             async for chunk in chunks:
                 out = observer.feed(chunk)
+                if observer.completed and ctx.admission is not None and not ctx.settled:
+                    # Hold the stream's last event until its cost is durable in the ledger.
+                    ctx.usage = observer.usage
+                    await self.settle(ctx)
                 if out:
                     yield out
         finally:
@@ -194,10 +247,11 @@ class Engine:
             if observer.error and ctx.decision == "allow":
                 ctx.decision, ctx.reason = "error", "provider sent an in-stream error"
 
-    def finish(self, ctx: RequestContext) -> None:
-        """Price the request and hand its record to the recorder. Never raises."""
+    async def finish(self, ctx: RequestContext) -> None:
+        """Settle what is not settled yet, price the request and record it. Never raises."""
         try:
-            if ctx.model:
+            await self.settle(ctx)
+            if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
             self.recorder.record(entry_of(ctx))
         except Exception:

@@ -98,6 +98,93 @@ class ModelPrice(_Strict):
     cache_write_input_cost_per_mtok: Decimal | None = None
 
 
+class TeamConfig(_Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    customer_id: str | None = None
+
+
+class CustomerConfig(_Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+
+
+def _check_duration(value: str | None) -> str | None:
+    if value is not None:
+        from sluice.core.windows import Duration
+
+        Duration.parse(value)
+    return value
+
+
+class _Scoped(_Strict):
+    """Attached to exactly one of a virtual key, a team or a customer."""
+
+    id: str = Field(min_length=1)
+    virtual_key_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> _Scoped:
+        if sum(x is not None for x in (self.virtual_key_id, self.team_id, self.customer_id)) != 1:
+            raise ValueError(f"{self.id!r} needs exactly one of virtual_key_id, team_id, customer_id")
+        return self
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        if self.virtual_key_id is not None:
+            return "virtual_key", self.virtual_key_id
+        if self.team_id is not None:
+            return "team", self.team_id
+        assert self.customer_id is not None
+        return "customer", self.customer_id
+
+
+class BudgetConfig(_Scoped):
+    max_limit: Decimal = Field(gt=0, description="dollars per window")
+    reset_duration: str
+    calendar_aligned: bool = False
+    # What to do when the shared counter store (Redis) cannot be reached: refuse (default) or admit.
+    fail_open: bool = False
+
+    _duration = field_validator("reset_duration")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class RateLimitConfig(_Scoped):
+    token_max_limit: int | None = Field(default=None, gt=0)
+    token_reset_duration: str | None = None
+    request_max_limit: int | None = Field(default=None, gt=0)
+    request_reset_duration: str | None = None
+    max_concurrent_requests: int | None = Field(default=None, gt=0)
+    fail_open: bool = False
+
+    _durations = field_validator("token_reset_duration", "request_reset_duration")(
+        classmethod(lambda cls, v: _check_duration(v))
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RateLimitConfig:
+        for kind in ("token", "request"):
+            limit, reset = getattr(self, f"{kind}_max_limit"), getattr(self, f"{kind}_reset_duration")
+            if (limit is None) != (reset is None):
+                raise ValueError(f"rate limit {self.id!r}: {kind}_max_limit and {kind}_reset_duration go together")
+        if self.token_max_limit is None and self.request_max_limit is None and self.max_concurrent_requests is None:
+            raise ValueError(f"rate limit {self.id!r} limits nothing")
+        return self
+
+
+class GovernanceConfig(_Strict):
+    # "local": counters in this process, spend in the store's ledger (one gateway process).
+    # "redis": counters and reservations in Redis, shared by every replica.
+    backend: Literal["local", "redis"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A reservation left by a crashed gateway is released after this many seconds.
+    reservation_lease_s: float = Field(default=900, gt=0)
+    # Output tokens reserved for a request that names no max_tokens.
+    default_max_tokens: int = Field(default=4096, gt=0)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -117,6 +204,11 @@ class SluiceConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    teams: list[TeamConfig] = Field(default_factory=list)
+    customers: list[CustomerConfig] = Field(default_factory=list)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    rate_limits: list[RateLimitConfig] = Field(default_factory=list)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
@@ -136,12 +228,19 @@ class SluiceConfig(_Strict):
         return providers
 
     @model_validator(mode="after")
-    def _unique_key_ids(self) -> SluiceConfig:
-        ids: set[str] = set()
-        for vk in self.virtual_keys:
-            if vk.id in ids:
-                raise ValueError(f"virtual key id {vk.id!r} appears twice")
-            ids.add(vk.id)
+    def _unique_ids(self) -> SluiceConfig:
+        for what, items in (
+            ("virtual key", self.virtual_keys),
+            ("team", self.teams),
+            ("customer", self.customers),
+            ("budget", self.budgets),
+            ("rate limit", self.rate_limits),
+        ):
+            ids: set[str] = set()
+            for item in items:
+                if item.id in ids:
+                    raise ValueError(f"{what} id {item.id!r} appears twice")
+                ids.add(item.id)
         return self
 
     def warnings(self) -> list[str]:
@@ -154,6 +253,15 @@ class SluiceConfig(_Strict):
                         f"virtual key {vk.id!r}: provider {access.provider!r} is not configured under "
                         "'providers'; requests routed to it answer 503 until it is"
                     )
+        known = {
+            "virtual_key": {vk.id for vk in self.virtual_keys},
+            "team": {t.id for t in self.teams},
+            "customer": {c.id for c in self.customers},
+        }
+        for rule in (*self.budgets, *self.rate_limits):
+            kind, ident = rule.scope
+            if ident not in known[kind]:
+                out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
         for name, cfg in self.providers.items():
             if provider_type(name, cfg) in ("anthropic", "openai") and not cfg.keys:
                 out.append(f"provider {name!r} has no keys; requests routed to it answer 503")

@@ -45,6 +45,11 @@ class RequestContext:
     cost_pico: int = 0
     ttfb: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # set by governance: the authenticated key and the limits' reservation for this request
+    virtual_key: Any = None
+    admission: Any = None
+    admitted: bool = False  # passed every limit: from here on the request is charged
+    settled: bool = False
 
     def mark_first_byte(self) -> None:
         if self.ttfb is None:

@@ -52,9 +52,13 @@ def status_of(err: SluiceError, wire: WireFormat) -> int:
 
 
 def error_headers(err: SluiceError) -> dict[str, str]:
-    if err.retry_after is None:
-        return {}
-    return {"retry-after": str(max(1, math.ceil(err.retry_after)))}
+    headers = {}
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
+    if err.kind.fault in ("caller", "policy") and not err.kind.retryable:
+        # The official SDKs honour this and do not retry a refusal that cannot change.
+        headers["x-should-retry"] = "false"
+    return headers
 
 
 def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:

@@ -66,7 +66,7 @@ class InferenceRoute:
             log.exception("internal error in request %s", ctx.request_id)
             await self._fail(ctx, SluiceError(ErrorKind.GATEWAY_INTERNAL, "Internal gateway error."), send)
         finally:
-            self.engine.finish(ctx)
+            await self.engine.finish(ctx)
 
     def _headers(self, ctx: RequestContext, outcome: Outcome) -> dict[str, str]:
         return {**outcome.headers, "x-request-id": ctx.request_id}

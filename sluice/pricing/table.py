@@ -36,6 +36,11 @@ class Price:
         )
         return int(micro * PICO_PER_MICRO)
 
+    def worst_case_pico(self, input_tokens: int, output_tokens: int) -> int:
+        """The most a request can cost: every input token at the dearest input rate."""
+        dearest_input = max(self.input, self.cache_write, self.cache_read)
+        return int((dearest_input * input_tokens + self.output * output_tokens) * PICO_PER_MICRO)
+
 
 def pico_to_dollars(pico: int) -> Decimal:
     return Decimal(pico) / Decimal(10**12)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sluice.storage.records import RequestLogEntry, VirtualKey
+from sluice.storage.records import Bucket, BucketState, RequestLogEntry, SpendRow, VirtualKey
 
 
 class KeyStore(Protocol):
@@ -30,6 +31,48 @@ class RequestLogStore(Protocol):
     async def count_requests(self) -> int: ...
 
 
-class Store(KeyStore, RequestLogStore, Protocol):
+class SpendLedger(Protocol):
+    async def record_spend(self, rows: list[SpendRow]) -> None:
+        """Durably records settlements; a row already there (same request id) is left as it is."""
+        ...
+
+    async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
+        """(cost in pico-dollars, tokens, requests) of `scope` (virtual_key, team or customer)
+        admitted in [start, end)."""
+        ...
+
+    async def spend_since(self, since: datetime) -> list[SpendRow]: ...
+
+
+class LimitCounters(Protocol):
+    """Counters with reservations, shared by whatever enforces limits. Every method is atomic
+    over all the buckets it is given."""
+
+    async def reserve(
+        self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float
+    ) -> tuple[int | None, list[BucketState]]:
+        """Adds `amount` to each bucket's reservation for `request_id` (on top of what it holds
+        already) if no bucket would pass its limit; otherwise changes nothing. Returns the index
+        of the first bucket that refused (or None) and every bucket's state."""
+        ...
+
+    async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+        """Replaces the request's reservation by the `amount` really used; idempotent."""
+        ...
+
+    async def seed(self, bucket: Bucket, used: int) -> bool:
+        """Sets a bucket's usage from the ledger if no counter holds it yet; True when it did."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MetaStore(Protocol):
+    async def first_seen(self, name: str, now: int) -> int:
+        """The value stored under `name`, storing `now` first if there is none (window anchors)."""
+        ...
+
+
+class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

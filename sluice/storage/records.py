@@ -63,3 +63,31 @@ class RequestLogEntry:
     latency_ms: float = 0.0
     ttfb_ms: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One admitted request's settled consumption, the durable source of every limit's usage."""
+
+    request_id: str
+    ts: datetime  # when the request was admitted: it counts in the windows it was admitted in
+    virtual_key_id: str
+    team_id: str | None
+    customer_id: str | None
+    cost_pico: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One counter a limit keeps for one window: spend, tokens, requests or requests in flight."""
+
+    key: str  # "<rule id>:<what>:<window start>"
+    limit: int
+    expires_at: float  # Unix time the window ends (0: no window, e.g. requests in flight)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    used: int
+    reserved: int

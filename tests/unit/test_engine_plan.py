@@ -17,7 +17,7 @@ from sluice.upstream.client import UpstreamClient
 
 def engine_for(config: dict[str, Any]) -> Engine:
     providers: dict[str, Provider] = build_providers(parse_config(config), UpstreamClient())
-    return Engine(keys=None, providers=providers, prices=None, recorder=None)  # type: ignore[arg-type]
+    return Engine(keys=None, providers=providers, prices=None, recorder=None, limits=None)  # type: ignore[arg-type]
 
 
 def inbound(wire: WireFormat = WireFormat.ANTHROPIC_MESSAGES) -> Inbound:

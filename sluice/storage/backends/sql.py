@@ -13,8 +13,8 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from sluice.storage.backends.sql_tables import meta, request_log, virtual_keys
-from sluice.storage.records import ProviderGrant, RequestLogEntry, VirtualKey
+from sluice.storage.backends.sql_tables import meta, request_log, spend_ledger, virtual_keys
+from sluice.storage.records import ProviderGrant, RequestLogEntry, SpendRow, VirtualKey
 
 _KEYS_VERSION = "keys_version"
 
@@ -106,6 +106,14 @@ class SqlStore:
             await _bump(conn, _KEYS_VERSION)
         return bool(result.rowcount)
 
+    async def first_seen(self, name: str, now: int) -> int:
+        async with self._write_lock, self.engine.begin() as conn:
+            value = (await conn.execute(select(meta.c.value).where(meta.c.name == name))).scalar()
+            if value is None:
+                await conn.execute(insert(meta).values(name=name, value=now))
+                return now
+        return int(value)
+
     async def keys_version(self) -> int:
         async with self.engine.connect() as conn:
             value = (await conn.execute(select(meta.c.value).where(meta.c.name == _KEYS_VERSION))).scalar()
@@ -113,16 +121,42 @@ class SqlStore:
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
-        if not entries:
+        await self._insert_once(request_log, [dataclasses.asdict(e) for e in entries])
+
+    async def _insert_once(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Inserts rows, skipping any whose primary key exists: a replay never counts twice."""
+        if not rows:
             return
-        rows = [dataclasses.asdict(e) for e in entries]
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
         async with self._write_lock, self.engine.begin() as conn:
-            if self.is_sqlite:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-            # Idempotent by request id: a batch replayed after a crash is not counted twice.
-            await conn.execute(dialect_insert(request_log).on_conflict_do_nothing(), rows)
+            await conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+
+    # -- spend ledger -----------------------------------------------------------------------
+    async def record_spend(self, rows: list[SpendRow]) -> None:
+        await self._insert_once(spend_ledger, [dataclasses.asdict(r) for r in rows])
+
+    async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
+        column = {
+            "virtual_key": spend_ledger.c.virtual_key_id,
+            "team": spend_ledger.c.team_id,
+            "customer": spend_ledger.c.customer_id,
+        }[scope]
+        query = select(
+            func.coalesce(func.sum(spend_ledger.c.cost_pico), 0),
+            func.coalesce(func.sum(spend_ledger.c.tokens), 0),
+            func.count(),
+        ).where(column == scope_id, spend_ledger.c.ts >= start, spend_ledger.c.ts < end)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def spend_since(self, since: datetime) -> list[SpendRow]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(spend_ledger).where(spend_ledger.c.ts >= since))).all()
+        return [SpendRow(**{**r._mapping, "ts": _utc(r._mapping["ts"])}) for r in rows]
 
     async def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

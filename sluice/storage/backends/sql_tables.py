@@ -73,6 +73,21 @@ request_log = Table(
     Index("ix_request_log_key_ts", "virtual_key_id", "ts"),
 )
 
+spend_ledger = Table(
+    "spend_ledger",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("virtual_key_id", String(200), nullable=False),
+    Column("team_id", String(200)),
+    Column("customer_id", String(200)),
+    Column("cost_pico", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Index("ix_spend_key_ts", "virtual_key_id", "ts"),
+    Index("ix_spend_team_ts", "team_id", "ts"),
+    Index("ix_spend_customer_ts", "customer_id", "ts"),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,

@@ -1,0 +1,56 @@
+"""Group commit for the spend ledger: settlements that arrive together share one transaction, and
+each waits until its own row is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sluice.core.tasks import spawn
+from sluice.storage.ports import SpendLedger
+from sluice.storage.records import SpendRow
+
+log = logging.getLogger("sluice.ledger")
+
+
+class LedgerWriter:
+    def __init__(self, ledger: SpendLedger, *, max_batch: int = 500) -> None:
+        self._ledger = ledger
+        self._max_batch = max_batch
+        self._pending: list[tuple[SpendRow, asyncio.Future[None] | None]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def write(self, row: SpendRow) -> None:
+        """Returns once the row is committed; raises if it could not be."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(row, future)
+        await future
+
+    def write_later(self, row: SpendRow) -> None:
+        """Same, for settlements nobody waits for (keys without limits)."""
+        self._enqueue(row, None)
+
+    def _enqueue(self, row: SpendRow, future: asyncio.Future[None] | None) -> None:
+        self._pending.append((row, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = spawn(self._flush(), name="ledger-flush")
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            error: BaseException | None = None
+            try:
+                await self._ledger.record_spend([row for row, _ in batch])
+            except Exception as exc:
+                log.exception("spend ledger write failed for %d settlement(s)", len(batch))
+                error = exc
+            for _, future in batch:
+                if future is not None and not future.done():
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+
+    async def drain(self) -> None:
+        while self._flushing is not None and not self._flushing.done():
+            await asyncio.shield(self._flushing)

@@ -1,0 +1,313 @@
+"""Budgets and rate limits as one mechanism: reserve before the upstream call, settle after.
+
+Every limit is a counter per window with a maximum: dollars (budgets), tokens, requests, or
+requests in flight (no window). Admission reserves what the request can consume in every
+counter that applies to its key, its team and the team's customer, all or nothing; settlement
+writes the real consumption to the durable ledger first and then replaces the reservations by it.
+A reservation a crashed gateway never settled lapses after its lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from sluice.core.clock import SYSTEM_CLOCK, Clock
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.windows import Duration, Window, window_at
+from sluice.governance.ledger_writer import LedgerWriter
+from sluice.pricing.table import pico_to_dollars
+from sluice.settings import SluiceConfig
+from sluice.storage.ports import LimitCounters, MetaStore, SpendLedger
+from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
+
+log = logging.getLogger("sluice.limits")
+Measure = Literal["cost", "tokens", "requests", "concurrent"]
+PICO_PER_DOLLAR = 10**12
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    id: str
+    measure: Measure
+    scope: str  # virtual_key | team | customer
+    scope_id: str
+    limit: int  # pico-dollars, tokens or requests
+    duration: Duration | None
+    calendar_aligned: bool = False
+    fail_open: bool = False
+
+    def describe_limit(self) -> str:
+        per = f" per {self.duration}" if self.duration else " at once"
+        if self.measure == "cost":
+            return f"${pico_to_dollars(self.limit):.2f}{per}"
+        unit = {"tokens": "tokens", "requests": "requests", "concurrent": "requests in flight"}[self.measure]
+        return f"{self.limit} {unit}{per}"
+
+
+def rules_from_config(config: SluiceConfig) -> list[LimitRule]:
+    rules: list[LimitRule] = []
+    for b in config.budgets:
+        scope, ident = b.scope
+        rules.append(
+            LimitRule(
+                b.id,
+                "cost",
+                scope,
+                ident,
+                int(b.max_limit * PICO_PER_DOLLAR),
+                Duration.parse(b.reset_duration),
+                b.calendar_aligned,
+                b.fail_open,
+            )
+        )
+    for r in config.rate_limits:
+        scope, ident = r.scope
+        if r.token_max_limit and r.token_reset_duration:
+            rules.append(
+                LimitRule(
+                    f"{r.id}:tokens",
+                    "tokens",
+                    scope,
+                    ident,
+                    r.token_max_limit,
+                    Duration.parse(r.token_reset_duration),
+                    False,
+                    r.fail_open,
+                )
+            )
+        if r.request_max_limit and r.request_reset_duration:
+            rules.append(
+                LimitRule(
+                    f"{r.id}:requests",
+                    "requests",
+                    scope,
+                    ident,
+                    r.request_max_limit,
+                    Duration.parse(r.request_reset_duration),
+                    False,
+                    r.fail_open,
+                )
+            )
+        if r.max_concurrent_requests:
+            rules.append(
+                LimitRule(
+                    f"{r.id}:concurrent",
+                    "concurrent",
+                    scope,
+                    ident,
+                    r.max_concurrent_requests,
+                    None,
+                    False,
+                    r.fail_open,
+                )
+            )
+    return rules
+
+
+@dataclass(slots=True)
+class Admission:
+    request_id: str
+    admitted_at: datetime
+    key: VirtualKey
+    team_id: str | None
+    customer_id: str | None
+    items: list[tuple[LimitRule, Bucket, Window | None]]
+    states: list[BucketState]
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+
+class Limits:
+    def __init__(
+        self,
+        config: SluiceConfig,
+        counters: LimitCounters,
+        ledger: SpendLedger,
+        meta: MetaStore,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._counters = counters
+        self._ledger = ledger
+        self._writer = LedgerWriter(ledger)
+        self._meta = meta
+        self._clock = clock
+        self._lease_s = config.governance.reservation_lease_s
+        self._team_customer = {t.id: t.customer_id for t in config.teams}
+        self._anchors: dict[str, datetime] = {}
+        self._seeded: set[str] = set()
+        self._by_scope: dict[tuple[str, str], list[LimitRule]] = {}
+        self.replace_rules(rules_from_config(config))
+
+    def replace_rules(self, rules: list[LimitRule]) -> None:
+        """A changed limit applies from the next request on."""
+        by_scope: dict[tuple[str, str], list[LimitRule]] = {}
+        for rule in rules:
+            by_scope.setdefault((rule.scope, rule.scope_id), []).append(rule)
+        self._by_scope = by_scope
+
+    async def start(self) -> None:
+        now = int(self._clock.now().timestamp())
+        for rules in self._by_scope.values():
+            for rule in rules:
+                if rule.duration is not None and not rule.calendar_aligned:
+                    first = await self._meta.first_seen(f"anchor:{rule.id}", now)
+                    self._anchors[rule.id] = datetime.fromtimestamp(first, UTC)
+
+    async def stop(self) -> None:
+        await self._writer.drain()
+        await self._counters.close()
+
+    def scopes_of(self, key: VirtualKey) -> tuple[str | None, str | None]:
+        team = key.team_id
+        customer = key.customer_id or (self._team_customer.get(team) if team else None)
+        return team, customer
+
+    def rules_for(self, key: VirtualKey) -> list[LimitRule]:
+        team, customer = self.scopes_of(key)
+        found = list(self._by_scope.get(("virtual_key", key.id), ()))
+        if team:
+            found += self._by_scope.get(("team", team), ())
+        if customer:
+            found += self._by_scope.get(("customer", customer), ())
+        return found
+
+    async def admit(self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int) -> Admission | None:
+        rules = self.rules_for(key)
+        if not rules:
+            return None
+        now = self._clock.now()
+        team, customer = self.scopes_of(key)
+        items = [self._bucket(rule, now) for rule in rules]
+        amounts = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 1}
+        try:
+            await self._seed(items)
+            refused, states = await self._counters.reserve(
+                request_id,
+                [(bucket, amounts[rule.measure]) for rule, bucket, _ in items],
+                self._lease_s,
+                now.timestamp(),
+            )
+        except SluiceError:
+            raise
+        except Exception:
+            if all(rule.fail_open for rule in rules):
+                log.warning("limit counters unreachable; admitting %s (every rule is fail_open)", request_id)
+                return None
+            log.exception("limit counters unreachable; refusing %s", request_id)
+            raise SluiceError(
+                ErrorKind.GATEWAY_NOT_CONFIGURED,
+                "Spend limits cannot be checked right now, so the request is refused. Try again shortly.",
+                retry_after=5,
+            ) from None
+        admission = Admission(request_id, now, key, team, customer, items, states)
+        if refused is not None:
+            raise _refusal(items[refused], states[refused], amounts, now)
+        admission.headers = _headers(items, states, now)
+        return admission
+
+    def _bucket(self, rule: LimitRule, now: datetime) -> tuple[LimitRule, Bucket, Window | None]:
+        if rule.duration is None:
+            return rule, Bucket(f"{rule.id}:{rule.measure}", rule.limit, 0.0), None
+        window = window_at(
+            now, rule.duration, calendar_aligned=rule.calendar_aligned, anchor=self._anchors.get(rule.id)
+        )
+        return rule, Bucket(f"{rule.id}:{rule.measure}:{window.key}", rule.limit, window.end.timestamp()), window
+
+    async def _seed(self, items: list[tuple[LimitRule, Bucket, Window | None]]) -> None:
+        """A window's counter starts from what the ledger holds for it, so a restart loses nothing."""
+        for rule, bucket, window in items:
+            if window is None or bucket.key in self._seeded:
+                continue
+            cost, tokens, requests = await self._ledger.spend_totals(
+                rule.scope, rule.scope_id, window.start, window.end
+            )
+            used = {"cost": cost, "tokens": tokens, "requests": requests}[rule.measure]
+            await self._counters.seed(bucket, used)
+            self._seeded.add(bucket.key)
+
+    async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
+        """Ledger first (durable), then counters; safe to call twice."""
+        if admission is None:
+            self._writer.write_later(row)
+            return
+        if admission.settled:
+            return
+        admission.settled = True
+        if wait:
+            await self._writer.write(row)
+        else:
+            self._writer.write_later(row)
+        actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
+        await self._counters.settle(
+            admission.request_id,
+            [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
+            self._clock.now().timestamp(),
+        )
+
+    def spend_row(
+        self, admission: Admission | None, request_id: str, key: VirtualKey, cost: int, tokens: int, at: datetime
+    ) -> SpendRow:
+        team, customer = self.scopes_of(key)
+        return SpendRow(request_id, admission.admitted_at if admission else at, key.id, team, customer, cost, tokens)
+
+
+def _refusal(
+    item: tuple[LimitRule, Bucket, Window | None], state: BucketState, amounts: dict[str, int], now: datetime
+) -> SluiceError:
+    rule, _, window = item
+    resets = f" It resets at {window.end.strftime('%Y-%m-%dT%H:%M:%SZ')}." if window else ""
+    retry_after = window.seconds_left(now) if window else 1.0
+    details: dict[str, object] = {
+        "limit_id": rule.id,
+        "limit": rule.describe_limit(),
+        "resets_at": window.end.isoformat() if window else None,
+    }
+    if rule.measure == "cost":
+        need = amounts["cost"]
+        message = (
+            f"Budget '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) is exhausted: limit "
+            f"{rule.describe_limit()}, spent ${pico_to_dollars(state.used):.4f}, "
+            f"${pico_to_dollars(state.reserved):.4f} held by requests in flight, this request may cost up to "
+            f"${pico_to_dollars(need):.4f}.{resets}"
+        )
+        return SluiceError(ErrorKind.POLICY_BUDGET_EXCEEDED, message, retry_after=retry_after, details=details)
+    message = (
+        f"Rate limit '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) reached: "
+        f"{rule.describe_limit()}.{resets}"
+    )
+    return SluiceError(
+        ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details={**details, "measure": rule.measure}
+    )
+
+
+def _headers(
+    items: list[tuple[LimitRule, Bucket, Window | None]], states: list[BucketState], now: datetime
+) -> dict[str, str]:
+    """The tightest budget's remaining dollars, and the tightest request/token limits, for callers
+    that want to show them."""
+    headers: dict[str, str] = {}
+    tightest: dict[str, tuple[int, LimitRule, Window | None]] = {}
+    for (rule, _, window), state in zip(items, states, strict=True):
+        left = max(0, rule.limit - state.used - state.reserved)
+        if rule.measure not in tightest or left < tightest[rule.measure][0]:
+            tightest[rule.measure] = (left, rule, window)
+    if "cost" in tightest:
+        left, rule, window = tightest["cost"]
+        headers["x-sluice-budget-id"] = rule.id
+        headers["x-sluice-budget-limit-usd"] = f"{pico_to_dollars(rule.limit):.2f}"
+        headers["x-sluice-budget-remaining-usd"] = f"{pico_to_dollars(left).quantize(Decimal('0.0001'))}"
+        if window:
+            headers["x-sluice-budget-reset"] = window.end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for measure, name in (("requests", "requests"), ("tokens", "tokens")):
+        if measure in tightest:
+            left, rule, window = tightest[measure]
+            headers[f"x-ratelimit-limit-{name}"] = str(rule.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(left)
+            if window:
+                headers[f"x-ratelimit-reset-{name}"] = f"{window.seconds_left(now):.0f}s"
+    return headers

@@ -1,0 +1,127 @@
+"""Budgets and rate limits through a running gateway, with real concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+
+from tests.fakes.upstream import FakeUpstreamThread
+from tests.support import GatewayThread
+
+KEY = "sk-sluice-budget-test-0000000000"
+TEAM_KEY = "sk-sluice-budget-team-0000000000"
+LIMIT_USD = 0.01
+
+
+@pytest.fixture(scope="module")
+def budget_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThread, FakeUpstreamThread]]:
+    with FakeUpstreamThread() as upstream:
+        config = {
+            "providers": {
+                "anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant"}]},
+                "openai": {"base_url": upstream.base_url + "/v1", "keys": [{"name": "o", "value": "sk-o"}]},
+            },
+            "teams": [{"id": "team-tiny"}],
+            "virtual_keys": [
+                {
+                    "id": "vk-budget",
+                    "value": KEY,
+                    "provider_configs": [{"provider": "anthropic"}, {"provider": "openai"}],
+                },
+                {
+                    "id": "vk-team-member",
+                    "value": TEAM_KEY,
+                    "team_id": "team-tiny",
+                    "provider_configs": [{"provider": "anthropic"}],
+                },
+            ],
+            "budgets": [
+                {
+                    "id": "budget-vk",
+                    "virtual_key_id": "vk-budget",
+                    "max_limit": LIMIT_USD,
+                    "reset_duration": "1d",
+                    "calendar_aligned": True,
+                },
+                {"id": "budget-team", "team_id": "team-tiny", "max_limit": 0.000001, "reset_duration": "1M"},
+            ],
+            "rate_limits": [{"id": "rl-team", "team_id": "team-tiny", "max_concurrent_requests": 50}],
+        }
+        with GatewayThread(config, tmp_path_factory.mktemp("budgets")) as gw:
+            yield gw, upstream
+
+
+async def _stream(session: aiohttp.ClientSession, base_url: str, i: int) -> tuple[int, bytes]:
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": f"request number {i}"}],
+    }
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    async with session.post(base_url + "/v1/messages", json=body, headers=headers) as resp:
+        return resp.status, await resp.read()
+
+
+def test_200_concurrent_streams_never_pass_the_budget(
+    budget_gateway: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    gateway, _ = budget_gateway
+
+    async def main() -> list[tuple[int, bytes]]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+            return list(await asyncio.gather(*(_stream(session, gateway.base_url, i) for i in range(200))))
+
+    results = asyncio.run(main())
+    ok = [body for status, body in results if status == 200]
+    refused = [body for status, body in results if status == 402]
+    assert len(ok) + len(refused) == 200 and ok and refused
+    assert all(b"event: message_stop" in body for body in ok)
+    assert b'"type":"billing_error"' in refused[0] and b"Budget 'budget-vk'" in refused[0]
+    now = datetime.now(UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    cost, _, requests = gateway.call(
+        gateway.services.store.spend_totals("virtual_key", "vk-budget", start, start + timedelta(days=1))
+    )
+    assert requests == len(ok)  # every delivered stream is settled, once
+    # The documented bound: reservations cover the worst case, so spend never passes the limit.
+    assert cost <= LIMIT_USD * 10**12
+    assert cost > 0
+
+
+def test_exhausted_budget_is_402_with_budget_headers_and_no_upstream_call(
+    budget_gateway: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    gateway, upstream = budget_gateway
+    upstream.upstream.reset()
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=TEAM_KEY, max_retries=3)
+    with pytest.raises(anthropic.APIStatusError) as exc:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert exc.value.status_code == 402
+    assert "Budget 'budget-team' (team team-tiny) is exhausted" in exc.value.message
+    assert "resets at" in exc.value.message
+    assert exc.value.response.headers["x-should-retry"] == "false"
+    assert upstream.requests == []  # refused before any provider call, and not retried by the SDK
+
+
+def test_openai_surface_budget_error_and_remaining_headers(
+    budget_gateway: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    gateway, _ = budget_gateway
+    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=KEY, max_retries=0)
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    except openai.APIStatusError as err:  # the budget may already be spent by the concurrency test
+        assert err.status_code == 402 and err.code == "budget_exceeded"
+        return
+    assert raw.headers["x-sluice-budget-id"] == "budget-vk"
+    assert float(raw.headers["x-sluice-budget-remaining-usd"]) <= LIMIT_USD
+    assert raw.headers["x-sluice-budget-reset"].endswith("T00:00:00Z")
