@@ -28,11 +28,18 @@ _STOP = object()
 
 class RequestRecorder:
     def __init__(
-        self, store: RequestLogStore, *, queue_size: int = 10_000, batch_size: int = 500, spill_path: str | Path
+        self,
+        store: RequestLogStore,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        spill_path: str | Path,
+        linger_s: float = 0.05,
     ) -> None:
         self._store = store
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._spill_path = Path(spill_path)
         self._task: asyncio.Task[None] | None = None
         self.recorded = 0
@@ -83,6 +90,9 @@ class RequestRecorder:
                 stopping = True
             else:
                 batch.append(first)
+                if self._queue.qsize() < self._batch_size:
+                    # Let a few more records arrive: one insert of many costs far less than many.
+                    await asyncio.sleep(self._linger_s)
             while len(batch) < self._batch_size and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is _STOP:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from sluice.core.types import Completion, Usage
-from sluice.formats.sse import SSEDecoder, encode
+from sluice.formats.sse import SSEDecoder, encode, parse_block
 
 # HTTP status -> Anthropic error type (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES: dict[int, str] = {
@@ -62,6 +62,9 @@ def usage_from_response(body: bytes) -> Usage:
     return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
 
 
+_SKIPPED = (b"event: content_block_delta", b"event: ping", b"event: content_block_st")
+
+
 class StreamObserver:
     """Watches a Messages stream pass by and collects its usage; never changes the bytes."""
 
@@ -72,7 +75,10 @@ class StreamObserver:
         self.completed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        for ev in self._decoder.feed(chunk):
+        for block in self._decoder.feed_blocks(chunk):
+            if block.startswith(_SKIPPED):
+                continue  # text and tool deltas carry no usage: not worth parsing
+            ev = parse_block(block)
             if ev.event == "message_start":
                 msg = orjson.loads(ev.data).get("message") or {}
                 self.usage.merge(usage_from(msg.get("usage")))

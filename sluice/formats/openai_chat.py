@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from sluice.core.types import Completion, Usage
-from sluice.formats.sse import SSEDecoder, encode
+from sluice.formats.sse import SSEDecoder, encode, parse_block
 
 ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -79,24 +79,21 @@ class StreamObserver:
         self.completed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        events = self._decoder.feed(chunk)
+        blocks = self._decoder.feed_blocks(chunk)
         if not self._hide:
-            for ev in events:
-                self._observe(ev.data)
+            for block in blocks:
+                self._observe(block)
             return chunk
-        out = []
-        for ev in events:
-            if not self._observe(ev.data):
-                out.append(ev.raw)
-        return b"".join(out)
+        return b"".join(block + b"\n\n" for block in blocks if not self._observe(block))
 
-    def _observe(self, data: bytes) -> bool:
+    def _observe(self, block: bytes) -> bool:
         """Returns True for a usage-only chunk."""
-        if data == b"[DONE]":
+        if block.endswith(b"[DONE]"):
             self.completed = True
             return False
-        if b'"usage"' not in data and b'"error"' not in data:
-            return False
+        if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block:
+            return False  # most chunks: "usage":null or none at all
+        data = parse_block(block).data
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:

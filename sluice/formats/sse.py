@@ -21,6 +21,11 @@ class SSEDecoder:
         self._buf = b""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return [parse_block(block) for block in self.feed_blocks(chunk)]
+
+    def feed_blocks(self, chunk: bytes) -> list[bytes]:
+        """The complete events in `chunk` as raw blocks (without the blank line), unparsed: a
+        proxy parses only the few events it needs."""
         buf = self._buf + chunk if self._buf else chunk
         held = b""
         if buf.endswith(b"\r"):
@@ -28,24 +33,23 @@ class SSEDecoder:
             buf, held = buf[:-1], b"\r"
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events: list[SSEEvent] = []
+        blocks: list[bytes] = []
         start = 0
         while True:
             end = buf.find(b"\n\n", start)
             if end < 0:
                 break
-            block = buf[start:end]
-            events.append(_parse_block(block))
+            blocks.append(buf[start:end])
             start = end + 2
         self._buf = buf[start:] + held
-        return events
+        return blocks
 
     @property
     def pending(self) -> bytes:
         return self._buf
 
 
-def _parse_block(block: bytes) -> SSEEvent:
+def parse_block(block: bytes) -> SSEEvent:
     event = "message"
     data_lines: list[bytes] = []
     for line in block.split(b"\n"):

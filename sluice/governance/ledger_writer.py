@@ -14,11 +14,13 @@ log = logging.getLogger("sluice.ledger")
 
 
 class LedgerWriter:
-    def __init__(self, ledger: SpendLedger, *, max_batch: int = 500) -> None:
+    def __init__(self, ledger: SpendLedger, *, max_batch: int = 500, linger_s: float = 0.05) -> None:
         self._ledger = ledger
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._pending: list[tuple[SpendRow, asyncio.Future[None] | None]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._lingering: asyncio.Task[None] | None = None
 
     async def write(self, row: SpendRow) -> None:
         """Returns once the row is committed; raises if it could not be."""
@@ -27,13 +29,20 @@ class LedgerWriter:
         await future
 
     def write_later(self, row: SpendRow) -> None:
-        """Same, for settlements nobody waits for (keys without limits)."""
-        self._enqueue(row, None)
+        """Same, for settlements nobody waits for (keys without limits): they wait a moment for
+        company, so a busy gateway writes them in few transactions."""
+        self._pending.append((row, None))
+        if (self._lingering is None or self._lingering.done()) and (self._flushing is None or self._flushing.done()):
+            self._lingering = spawn(self._linger(), name="ledger-linger")
 
     def _enqueue(self, row: SpendRow, future: asyncio.Future[None] | None) -> None:
         self._pending.append((row, future))
         if self._flushing is None or self._flushing.done():
             self._flushing = spawn(self._flush(), name="ledger-flush")
+
+    async def _linger(self) -> None:
+        await asyncio.sleep(self._linger_s)
+        await self._flush()
 
     async def _flush(self) -> None:
         while self._pending:
@@ -52,5 +61,8 @@ class LedgerWriter:
                         future.set_exception(error)
 
     async def drain(self) -> None:
-        while self._flushing is not None and not self._flushing.done():
-            await asyncio.shield(self._flushing)
+        for task in (self._lingering, self._flushing):
+            if task is not None and not task.done():
+                await asyncio.shield(task)
+        if self._pending:
+            await self._flush()

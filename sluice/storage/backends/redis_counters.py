@@ -1,0 +1,231 @@
+"""Limit counters in Redis, shared by every gateway replica; same semantics as `MemoryCounters`.
+
+Each method is one Lua script (EVALSHA), so it is atomic over all the buckets it is given: no two
+replicas can both pass a check that only one fits, and a refused reservation changes nothing.
+
+Deployment: a single Redis node (or a primary with replicas/Sentinel). A reservation touches
+several buckets in one script, and the keys are plain (no `{hash tags}`), so they would fall in
+different Redis Cluster slots: Redis Cluster is not supported.
+
+Layout, for a bucket whose key is K (with the default prefix "sluice:"):
+
+    sluice:limit:c:K   hash    used -> settled usage; reserved -> sum of the live reservations
+    sluice:limit:r:K   hash    request id -> amount it holds (its reservation)
+    sluice:limit:l:K   zset    request id, scored by the end of its lease (caller's `now` + lease)
+    sluice:limit:s:K   zset    request ids already settled (score: when), so settling is idempotent
+
+The bucket "has a counter" (see `seed`) once the `used` field exists; `reserve` and `settle`
+create it at 0, as `MemoryCounters` does. Reservations whose lease ended (lease end <= now) are
+purged at the start of every reserve, in O(lapsed reservations), and subtracted from the running
+`reserved` total. When a bucket has a window (`expires_at` > 0) every write sets all its keys to
+expire (PEXPIREAT, on the Redis clock) `_GRACE_S` after the window ends, so finished windows clean
+themselves up. Buckets without a window (requests in flight) never expire; their settled ids are
+forgotten after `_SETTLED_RETENTION_S` instead, or that set would grow with every request ever made.
+
+Numbers: amounts, usage and limits travel as decimal strings and are stored by INCRBY/HINCRBY,
+so they are exact 64-bit integers (|n| < 2^63). Lua only has doubles (exact below 2^53, which is
+only ~$9,007 in pico-dollars), so the limit check does not add doubles: it splits each number in
+two base-10^9 limbs and compares exactly. No Lua number is ever passed back to Redis (Redis would
+format it with "%.17g"); lease ends and `now` are Python float reprs given to ZADD/ZRANGEBYSCORE as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as redis_async
+
+from sluice.storage.records import Bucket, BucketState
+
+_GRACE_S = 60.0  # keep a finished window a little, for settlements that arrive late
+_SETTLED_RETENTION_S = 86_400.0  # how long a bucket without a window remembers settled request ids
+
+# Shared Lua helpers. `neg` negates a canonical integer string ("0" has no "-0": Redis refuses it).
+# `exceeds` is the exact test used + reserved + amount > limit over canonical integer strings.
+_LUA_HELPERS = """
+local function neg(s)
+  if s == '0' then return nil end
+  if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
+  return '-' .. s
+end
+
+local function limbs(s)
+  local negative = string.sub(s, 1, 1) == '-'
+  local digits = negative and string.sub(s, 2) or s
+  local n = string.len(digits)
+  local hi, lo = 0, 0
+  if n > 9 then
+    hi = tonumber(string.sub(digits, 1, n - 9))
+    lo = tonumber(string.sub(digits, n - 8))
+  else
+    lo = tonumber(digits)
+  end
+  if negative then return -hi, -lo end
+  return hi, lo
+end
+
+local function exceeds(used, reserved, amount, limit)
+  local h1, l1 = limbs(used)
+  local h2, l2 = limbs(reserved)
+  local h3, l3 = limbs(amount)
+  local h4, l4 = limbs(limit)
+  local hi = h1 + h2 + h3 - h4
+  local lo = l1 + l2 + l3 - l4
+  local carry = math.floor(lo / 1000000000)
+  hi = hi + carry
+  lo = lo - carry * 1000000000
+  return hi > 0 or (hi == 0 and lo > 0)
+end
+
+local function purge(c, r, l, now)
+  local lapsed = redis.call('ZRANGEBYSCORE', l, '-inf', now)
+  if #lapsed == 0 then return end
+  for _, rid in ipairs(lapsed) do
+    local held = redis.call('HGET', r, rid)
+    if held then
+      redis.call('HDEL', r, rid)
+      local minus = neg(held)
+      if minus then redis.call('HINCRBY', c, 'reserved', minus) end
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', l, '-inf', now)
+end
+
+local function expire(base, expire_ms)
+  if expire_ms ~= '0' then
+    for k = base + 1, base + 4 do redis.call('PEXPIREAT', KEYS[k], expire_ms) end
+  end
+end
+"""
+
+# KEYS: 4 per bucket (c, r, l, s). ARGV: request id, now, lease end, then per bucket: limit, amount,
+# expiry in ms ("0": none). Returns {index of the first refusing bucket or -1, used1, reserved1, ...}.
+_RESERVE = (
+    _LUA_HELPERS
+    + """
+local rid, now, lease_end = ARGV[1], ARGV[2], ARGV[3]
+local n = #KEYS / 4
+local refused = -1
+for i = 1, n do
+  local c, r, l = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1]
+  redis.call('HSETNX', c, 'used', '0')
+  purge(c, r, l, now)
+  local amount = ARGV[3 * i + 2]
+  if refused < 0 and tonumber(amount) > 0 then
+    local used = redis.call('HGET', c, 'used')
+    local reserved = redis.call('HGET', c, 'reserved') or '0'
+    if exceeds(used, reserved, amount, ARGV[3 * i + 1]) then refused = i - 1 end
+  end
+end
+local out = {refused}
+for i = 1, n do
+  local c, r, l = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1]
+  if refused < 0 then
+    local amount = ARGV[3 * i + 2]
+    redis.call('HINCRBY', r, rid, amount)
+    redis.call('HINCRBY', c, 'reserved', amount)
+    redis.call('ZADD', l, lease_end, rid)
+  end
+  expire(4 * (i - 1), ARGV[3 * i + 3])
+  out[2 * i] = redis.call('HGET', c, 'used')
+  out[2 * i + 1] = redis.call('HGET', c, 'reserved') or '0'
+end
+return out
+"""
+)
+
+# KEYS: 4 per bucket. ARGV: request id, now, forget settled ids up to this time (buckets without a
+# window), then per bucket: amount used, expiry in ms ("0": none).
+_SETTLE = (
+    _LUA_HELPERS
+    + """
+local rid, now, forget = ARGV[1], ARGV[2], ARGV[3]
+for i = 1, #KEYS / 4 do
+  local c, r, l, s = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  local amount, expire_ms = ARGV[2 * i + 2], ARGV[2 * i + 3]
+  redis.call('HSETNX', c, 'used', '0')
+  local held = redis.call('HGET', r, rid)
+  if held then
+    redis.call('HDEL', r, rid)
+    local minus = neg(held)
+    if minus then redis.call('HINCRBY', c, 'reserved', minus) end
+  end
+  redis.call('ZREM', l, rid)
+  if redis.call('ZADD', s, 'NX', now, rid) == 1 then
+    redis.call('HINCRBY', c, 'used', amount)
+  end
+  if expire_ms == '0' then redis.call('ZREMRANGEBYSCORE', s, '-inf', '(' .. forget) end
+  expire(4 * (i - 1), expire_ms)
+end
+return 1
+"""
+)
+
+# KEYS: the bucket's 4 keys. ARGV: used, expiry in ms ("0": none). Returns 1 when it set the counter.
+_SEED = (
+    _LUA_HELPERS
+    + """
+local set = redis.call('HSETNX', KEYS[1], 'used', ARGV[1])
+expire(0, ARGV[2])
+return set
+"""
+)
+
+
+def _int(value: int) -> str:
+    return str(int(value))
+
+
+def _float(value: float) -> str:
+    return repr(float(value))  # round-trips exactly through Redis' strtod
+
+
+class RedisCounters:
+    def __init__(self, url: str, *, prefix: str = "sluice:") -> None:
+        self._redis: redis_async.Redis = redis_async.Redis.from_url(url)
+        self._prefix = prefix
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._seed = self._redis.register_script(_SEED)
+
+    def _keys(self, bucket: Bucket) -> list[str]:
+        return [f"{self._prefix}limit:{kind}:{bucket.key}" for kind in ("c", "r", "l", "s")]
+
+    @staticmethod
+    def _expiry_ms(bucket: Bucket) -> str:
+        if bucket.expires_at <= 0:
+            return "0"
+        return str(int((bucket.expires_at + _GRACE_S) * 1000))
+
+    async def reserve(
+        self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float
+    ) -> tuple[int | None, list[BucketState]]:
+        if not items:
+            return None, []
+        keys: list[str] = []
+        args: list[str] = [request_id, _float(now), _float(now + lease_s)]
+        for bucket, amount in items:
+            keys += self._keys(bucket)
+            args += [_int(bucket.limit), _int(amount), self._expiry_ms(bucket)]
+        reply: list[Any] = await self._reserve(keys=keys, args=args)
+        refused = int(reply[0])
+        states = [BucketState(int(reply[2 * i + 1]), int(reply[2 * i + 2])) for i in range(len(items))]
+        return (None if refused < 0 else refused), states
+
+    async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+        if not items:
+            return
+        keys: list[str] = []
+        args: list[str] = [request_id, _float(now), _float(now - _SETTLED_RETENTION_S)]
+        for bucket, amount in items:
+            keys += self._keys(bucket)
+            args += [_int(amount), self._expiry_ms(bucket)]
+        await self._settle(keys=keys, args=args)
+
+    async def seed(self, bucket: Bucket, used: int) -> bool:
+        reply = await self._seed(keys=self._keys(bucket), args=[_int(used), self._expiry_ms(bucket)])
+        return int(reply) == 1
+
+    async def close(self) -> None:
+        await self._redis.aclose()
