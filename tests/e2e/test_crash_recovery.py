@@ -105,7 +105,7 @@ def test_sigkill_mid_load_then_restart(tmp_path: Path) -> None:
 
         status, headers = asyncio.run(after())
     assert status == 200
-    ids_after, spent_after = _ledger(gw.db)
+    ids_after, _ = _ledger(gw.db)
     assert ids <= ids_after and len(ids_after) == len(ids) + 1
     # Remaining budget right after admission = limit - settled spend - this request's reservation:
     # no reservation of the killed process lingers, and the settled spend was not lost on restart.
