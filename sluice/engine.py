@@ -29,6 +29,9 @@ from sluice.routing.weighted import choose
 from sluice.storage.records import RequestLogEntry, VirtualKey
 
 log = logging.getLogger("sluice.engine")
+# Generated text is estimated at one token per three characters while it streams: generous for
+# every tokenizer in use, so an estimate-based cut errs on the side of the budget.
+CHARS_PER_TOKEN = 3
 _KEYED_TYPES = {"anthropic", "openai"}  # provider types that cannot work without a credential
 
 
@@ -36,6 +39,8 @@ class _StreamObserver(Protocol):
     usage: Usage
     error: str | None
     completed: bool
+    count_output: bool
+    output_chars: int
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -132,7 +137,7 @@ class Engine:
         provider, chosen, pkey = self.plan(key, inbound, model)
         ctx.provider, ctx.model = provider.name, chosen.model
         ctx.provider_key_name = pkey.name if pkey else None
-        cost, tokens = self.worst_case(inbound, chosen.model)
+        cost, tokens = self.worst_case(ctx, inbound, chosen.model)
         ctx.admission = await self.limits.admit(ctx.request_id, key, cost, tokens)
         ctx.admitted = True
 
@@ -171,17 +176,31 @@ class Engine:
             await self.settle(ctx)  # durable before the caller sees the answer
         return outcome
 
-    def worst_case(self, inbound: Inbound, model: str) -> tuple[int, int]:
-        """What the request can consume at most: (pico-dollars, tokens). Input is estimated
-        generously at one token per three bytes of body."""
+    def worst_case(self, ctx: RequestContext, inbound: Inbound, model: str) -> tuple[int, int]:
+        """What the request can consume: (pico-dollars, tokens). Input is estimated generously at
+        one token per three bytes of body; output is `max_tokens`, or `default_max_tokens` when
+        the request names none (a longer stream then has to extend its reservation)."""
         input_tokens = len(inbound.body) // 3 + 1
         output_tokens = 0
         if inbound.operation is Operation.GENERATE:
             limit = inbound.doc.get("max_tokens") or inbound.doc.get("max_completion_tokens")
             output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
+        ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
         price = self.prices.lookup(model)
         cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0
         return cost, input_tokens + output_tokens
+
+    async def _extend_or_cut(self, ctx: RequestContext, observer: _StreamObserver) -> None:
+        """The stream outgrew its reservation: reserve another block, or stop it here and bill
+        what was generated so far."""
+        block = self.default_max_tokens
+        price = self.prices.lookup(ctx.model or "")
+        try:
+            await self.limits.extend(ctx.admission, price.worst_case_pico(0, block) if price else 0, block)
+        except SluiceError:
+            ctx.usage = _estimated_usage(ctx, observer)
+            raise
+        ctx.output_allowance += block
 
     async def settle(self, ctx: RequestContext) -> None:
         """Charges the request's real usage to every limit; idempotent."""
@@ -225,6 +244,7 @@ class Engine:
                 ctx.usage = usage_of(inbound.wire, reply.body)
             return Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
         observer = stream_observer(inbound.wire, hide_usage)
+        observer.count_output = ctx.admission is not None and self.limits.guards_output(ctx.admission)
         return Outcome(
             reply.status, reply.content_type, reply.headers, chunks=self._metered(ctx, reply.chunks, observer)
         )
@@ -235,6 +255,8 @@ class Engine:
         try:
             async for chunk in chunks:
                 out = observer.feed(chunk)
+                if observer.count_output and observer.output_chars // CHARS_PER_TOKEN >= ctx.output_allowance:
+                    await self._extend_or_cut(ctx, observer)  # raises to cut: this chunk is not sent
                 if observer.completed and ctx.admission is not None and not ctx.settled:
                     # Hold the stream's last event until its cost is durable in the ledger.
                     ctx.usage = observer.usage
@@ -243,7 +265,8 @@ class Engine:
                     yield out
         finally:
             # Whatever was streamed is billed, even when the stream broke or the caller left.
-            ctx.usage = observer.usage
+            if not ctx.settled:
+                ctx.usage = observer.usage if observer.completed else _estimated_usage(ctx, observer)
             if observer.error and ctx.decision == "allow":
                 ctx.decision, ctx.reason = "error", "provider sent an in-stream error"
 
@@ -256,6 +279,17 @@ class Engine:
             self.recorder.record(entry_of(ctx))
         except Exception:
             log.exception("could not record request %s", ctx.request_id)
+
+
+def _estimated_usage(ctx: RequestContext, observer: _StreamObserver) -> Usage:
+    """Usage of a stream that ended early: what the stream reported, topped up by estimates."""
+    seen = observer.usage
+    return Usage(
+        input_tokens=seen.input_tokens or (0 if seen.cache_read_tokens else ctx.input_estimate),
+        output_tokens=max(seen.output_tokens, observer.output_chars // CHARS_PER_TOKEN),
+        cache_read_tokens=seen.cache_read_tokens,
+        cache_write_tokens=seen.cache_write_tokens,
+    )
 
 
 def usage_of(wire: WireFormat, body: bytes) -> Usage:

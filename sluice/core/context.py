@@ -48,6 +48,8 @@ class RequestContext:
     # set by governance: the authenticated key and the limits' reservation for this request
     virtual_key: Any = None
     admission: Any = None
+    input_estimate: int = 0  # tokens, from the body size
+    output_allowance: int = 0  # output tokens the reservation covers
     admitted: bool = False  # passed every limit: from here on the request is charged
     settled: bool = False
 

@@ -73,10 +73,16 @@ class StreamObserver:
         self.usage = Usage()
         self.error: str | None = None
         self.completed = False
+        self.count_output = False  # measure generated text as it streams (for budget checks)
+        self.output_chars = 0
 
     def feed(self, chunk: bytes) -> bytes:
         for block in self._decoder.feed_blocks(chunk):
             if block.startswith(_SKIPPED):
+                if self.count_output and block.startswith(b"event: content_block_delta"):
+                    delta = orjson.loads(parse_block(block).data).get("delta") or {}
+                    for field in ("text", "partial_json", "thinking"):
+                        self.output_chars += len(delta.get(field) or "")
                 continue  # text and tool deltas carry no usage: not worth parsing
             ev = parse_block(block)
             if ev.event == "message_start":

@@ -77,6 +77,8 @@ class StreamObserver:
         self.usage = Usage()
         self.error: str | None = None
         self.completed = False
+        self.count_output = False  # measure generated text as it streams (for budget checks)
+        self.output_chars = 0
 
     def feed(self, chunk: bytes) -> bytes:
         blocks = self._decoder.feed_blocks(chunk)
@@ -86,11 +88,19 @@ class StreamObserver:
             return chunk
         return b"".join(block + b"\n\n" for block in blocks if not self._observe(block))
 
+    def _count(self, data: bytes) -> None:
+        try:
+            self.output_chars += _delta_chars(orjson.loads(data))
+        except orjson.JSONDecodeError:
+            pass
+
     def _observe(self, block: bytes) -> bool:
         """Returns True for a usage-only chunk."""
         if block.endswith(b"[DONE]"):
             self.completed = True
             return False
+        if self.count_output and b'"delta"' in block:
+            self._count(parse_block(block).data)
         if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block:
             return False  # most chunks: "usage":null or none at all
         data = parse_block(block).data
@@ -106,6 +116,16 @@ class StreamObserver:
             self.usage.merge(usage_from(usage))
             return not doc.get("choices")
         return False
+
+
+def _delta_chars(doc: dict[str, Any]) -> int:
+    chars = 0
+    for choice in doc.get("choices") or ():
+        delta = choice.get("delta") or {}
+        chars += len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
+        for call in delta.get("tool_calls") or ():
+            chars += len((call.get("function") or {}).get("arguments") or "")
+    return chars
 
 
 def render_completion(c: Completion) -> dict[str, Any]:

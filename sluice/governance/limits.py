@@ -230,6 +230,24 @@ class Limits:
             await self._counters.seed(bucket, used)
             self._seeded.add(bucket.key)
 
+    def guards_output(self, admission: Admission) -> bool:
+        """True when a limit counts what the model generates, so a long stream must be watched."""
+        return any(rule.measure in ("cost", "tokens") for rule, _, _ in admission.items)
+
+    async def extend(self, admission: Admission, cost_pico: int, tokens: int) -> None:
+        """Grows a live reservation (a stream outgrowing its estimate); raises the refusal when a
+        limit cannot cover it."""
+        amounts = {"cost": cost_pico, "tokens": tokens, "requests": 0, "concurrent": 0}
+        now = self._clock.now()
+        refused, states = await self._counters.reserve(
+            admission.request_id,
+            [(bucket, amounts[rule.measure]) for rule, bucket, _ in admission.items],
+            self._lease_s,
+            now.timestamp(),
+        )
+        if refused is not None:
+            raise _refusal(admission.items[refused], states[refused], amounts, now)
+
     async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
         """Ledger first (durable), then counters; safe to call twice."""
         if admission is None:

@@ -3,6 +3,7 @@
 - `echo` (any other name too): answers "echo: <last user text>"
 - `slow`: waits `SLOW_DELAY` seconds before the first byte
 - `tool`: answers with a tool call to the first tool of the request
+- `long`: answers with 10,000 characters, streamed in many pieces
 - `error-429`, `error-500`, `error-529`: fails as a provider would
 - `stream-abort`: breaks the stream after its first events
 """
@@ -65,10 +66,12 @@ class FakeProvider:
                 return _json(orjson.dumps(anthropic_messages.render_message(completion)))
             return _json(orjson.dumps(openai_chat.render_completion(completion)))
         if call.wire is WireFormat.ANTHROPIC_MESSAGES:
-            events = anthropic_messages.render_stream(completion)
+            events = anthropic_messages.render_stream(completion, pieces=max(4, len(completion.text) // 100))
         else:
             include = bool((call.doc.get("stream_options") or {}).get("include_usage"))
-            events = openai_chat.render_stream(completion, include_usage=include)
+            events = openai_chat.render_stream(
+                completion, include_usage=include, pieces=max(4, len(completion.text) // 100)
+            )
         return ProviderReply(200, "text/event-stream", chunks=_stream(events, abort=behaviour == "stream-abort"))
 
 
@@ -85,6 +88,8 @@ async def _stream(events: list[bytes], *, abort: bool) -> AsyncIterator[bytes]:
 
 def _answer(call: ProviderCall, input_tokens: int) -> Completion:
     text = "echo: " + _last_user_text(call.doc.get("messages") or [])[:200]
+    if call.model.endswith("long"):
+        text = "lorem ipsum " * 833
     tool_calls: list[ToolCall] = []
     stop = "end_turn"
     tools = call.doc.get("tools") or []

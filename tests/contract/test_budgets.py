@@ -11,6 +11,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.contract.conftest import log_entry
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
@@ -125,3 +126,44 @@ def test_openai_surface_budget_error_and_remaining_headers(
     assert raw.headers["x-sluice-budget-id"] == "budget-vk"
     assert float(raw.headers["x-sluice-budget-remaining-usd"]) <= LIMIT_USD
     assert raw.headers["x-sluice-budget-reset"].endswith("T00:00:00Z")
+
+
+def test_stream_outgrowing_the_budget_is_cut_with_an_in_stream_error(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The request names no max_tokens: 100 output tokens are reserved, and the budget cannot
+    # cover another block, so the 10,000-character answer is stopped and what went out is billed.
+    limit_usd = 0.02
+    config = {
+        "virtual_keys": [{"id": "vk-long", "value": KEY, "provider_configs": [{"provider": "fake"}]}],
+        "pricing": {"long": {"input_cost_per_mtok": 10, "output_cost_per_mtok": 100}},
+        "budgets": [
+            {
+                "id": "budget-long",
+                "virtual_key_id": "vk-long",
+                "max_limit": limit_usd,
+                "reset_duration": "1d",
+                "calendar_aligned": True,
+            }
+        ],
+        "governance": {"default_max_tokens": 100},
+    }
+    with GatewayThread(config, tmp_path_factory.mktemp("cut")) as gateway:
+        client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=KEY, max_retries=0)
+        text = ""
+        raw = client.chat.completions.with_raw_response.create(
+            model="fake/long", stream=True, messages=[{"role": "user", "content": "write a lot"}]
+        )
+        with pytest.raises(openai.APIError) as exc:
+            for chunk in raw.parse():
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        assert "Budget 'budget-long'" in str(exc.value)
+        assert 0 < len(text) < 10_000  # part of the answer went out, not all of it
+        # The server settles and logs once it has closed the stream.
+        row = log_entry(gateway, raw.headers["x-request-id"])
+        start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        cost, tokens, requests = gateway.call(
+            gateway.services.store.spend_totals("virtual_key", "vk-long", start, start + timedelta(days=1))
+        )
+        assert requests == 1
+        assert tokens >= len(text) // 3  # what was delivered is billed (estimated generously)
+        assert 0 < cost <= limit_usd * 10**12  # and the budget was not passed
+        assert row["error_kind"] == "POLICY_BUDGET_EXCEEDED" and row["cost_pico"] == cost

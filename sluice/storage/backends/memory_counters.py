@@ -51,9 +51,10 @@ class MemoryCounters:
     ) -> tuple[int | None, list[BucketState]]:
         self._sweep(now)
         counters = [self._get(bucket) for bucket, _ in items]
+        reserved = [c.reserved(now) for c in counters]  # also lets lapsed leases go, in every bucket
         refused = None
         for index, (counter, (_, amount)) in enumerate(zip(counters, items, strict=True)):
-            if amount > 0 and counter.used + counter.reserved(now) + amount > counter.limit:
+            if amount > 0 and counter.used + reserved[index] + amount > counter.limit:
                 refused = index
                 break
         if refused is None:

@@ -127,9 +127,9 @@ for i = 1, n do
     redis.call('HINCRBY', c, 'reserved', amount)
     redis.call('ZADD', l, lease_end, rid)
   end
-  expire(4 * (i - 1), ARGV[3 * i + 3])
   out[2 * i] = redis.call('HGET', c, 'used')
   out[2 * i + 1] = redis.call('HGET', c, 'reserved') or '0'
+  expire(4 * (i - 1), ARGV[3 * i + 3])  -- last: a window long over is deleted at once
 end
 return out
 """
