@@ -29,8 +29,8 @@ class GatewayProcess:
         self.db = tmp / "gateway.db"
         self.config_path = tmp / "sluice.yaml"
         config = {
-            **config,
             "store": {"url": f"sqlite:///{self.db}"},
+            **config,
             "request_log": {"spill_path": str(tmp / "spill.jsonl")},
         }
         self.config_path.write_text(yaml.safe_dump(config))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -13,9 +14,14 @@ from sluice.storage.backends.sql_tables import metadata
 config = context.config
 
 
+_MIGRATION_LOCK = 0x51_0CE  # any constant: replicas starting together migrate one at a time
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
         context.run_migrations()
 
 
