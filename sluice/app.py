@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sluice.audit.recorder import RequestRecorder
 from sluice.engine import Engine
+from sluice.governance.config_sync import sync_from_file
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
 from sluice.governance.limits import Limits
 from sluice.pricing.table import PriceTable
@@ -76,14 +77,22 @@ class Services:
     limits: Limits
     engine: Engine
     generated_secrets: dict[str, str] = field(default_factory=dict)
+    config_actor: str = "config-file"
 
     async def start(self) -> None:
         await self.store.migrate()
         self.generated_secrets = await seed_virtual_keys(self.store, self.config)
+        await sync_from_file(self.store, self.config, self.config_actor)
         await self.keys.start()
         await self.limits.start()
         await self.recorder.start()
         await self.client.start()
+
+    async def reload_file(self, config: SluiceConfig, actor: str) -> int:
+        """Applies a re-read config file's keys and governance objects (providers and server
+        settings need a restart). Returns the number of changes recorded."""
+        await seed_virtual_keys(self.store, config)
+        return len(await sync_from_file(self.store, config, actor))
 
     async def stop(self) -> None:
         await self.limits.stop()
@@ -104,7 +113,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         batch_size=config.request_log.batch_size,
         spill_path=config.request_log.spill_path,
     )
-    limits = Limits(config, open_counters(config), store, store)
+    limits = Limits(config.governance, open_counters(config), store)
     engine = Engine(
         keys,
         providers,

@@ -18,6 +18,10 @@ config_app = typer.Typer(help="Check and inspect config files.", no_args_is_help
 keys_app = typer.Typer(help="Create, list and revoke virtual keys in the store.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
+budgets_app = typer.Typer(
+    help="Live budgets in the store (the running gateway applies changes within a second).", no_args_is_help=True
+)
+app.add_typer(budgets_app, name="budgets")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML or JSON config file.")]
 
@@ -49,6 +53,7 @@ def serve(
         port=cfg.server.port if port is None else port,
         store_url=store,
         log_level=log_level,
+        config_path=config,
     )
 
 
@@ -114,6 +119,73 @@ def keys_revoke(key_id: str, config: ConfigOpt = None, store: StoreOpt = None) -
         typer.echo(f"error: no active virtual key {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+@budgets_app.command("set")
+def budgets_set(
+    budget_id: Annotated[str, typer.Option("--id", help="Budget id.")],
+    max_limit: Annotated[str, typer.Option("--max-limit", help="Dollars per window, e.g. 30.00.")],
+    reset: Annotated[str, typer.Option("--reset", help="Window: 1h, 1d, 1w, 1M ...")],
+    key: Annotated[str | None, typer.Option("--key", help="Attach to this virtual key id.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="Attach to this team id.")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="Attach to this customer id.")] = None,
+    calendar_aligned: Annotated[bool, typer.Option(help="Reset at the UTC calendar boundary.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Create or change a budget; recorded as a configuration event."""
+    from pydantic import ValidationError
+
+    from sluice.cli import budgets
+    from sluice.settings import BudgetConfig
+
+    try:
+        budget = BudgetConfig(
+            id=budget_id,
+            virtual_key_id=key,
+            team_id=team,
+            customer_id=customer,
+            max_limit=max_limit,
+            reset_duration=reset,
+            calendar_aligned=calendar_aligned,
+        )
+    except ValidationError as exc:
+        typer.echo(f"error: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(asyncio.run(budgets.set_budget(_store_url(config, store), budget)))
+
+
+@budgets_app.command("delete")
+def budgets_delete(budget_id: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Remove a budget; recorded as a configuration event."""
+    from sluice.cli import budgets
+
+    if not asyncio.run(budgets.delete_budget(_store_url(config, store), budget_id)):
+        typer.echo(f"error: no budget {budget_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"deleted budget {budget_id}")
+
+
+@budgets_app.command("list")
+def budgets_list(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Budgets with what their current window has spent."""
+    from sluice.cli import budgets
+
+    for line in asyncio.run(budgets.listing(_store_url(config, store))):
+        typer.echo(line)
+
+
+@config_app.command("events")
+def config_events(
+    limit: Annotated[int, typer.Option(help="How many, newest last.")] = 50,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Configuration changes (who, when, before and after), one JSON object per line."""
+    from sluice.cli import budgets
+
+    for line in asyncio.run(budgets.events(_store_url(config, store), limit)):
+        typer.echo(line)
 
 
 def _parse_time(text: str) -> datetime:

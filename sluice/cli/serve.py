@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
+from pathlib import Path
 
 import uvicorn
 
-from sluice.app import build_services
+from sluice.app import Services, build_services
 from sluice.http.server import SluiceASGI
-from sluice.settings import SluiceConfig
+from sluice.settings import ConfigError, SluiceConfig, load_config
+
+log = logging.getLogger("sluice.serve")
+
+
+async def _reload(services: Services, path: Path) -> None:
+    """SIGHUP: re-read the config file; a broken file changes nothing."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        log.error("config reload refused, nothing changed: %s", exc)
+        return
+    changes = await services.reload_file(config, f"file:{path}")
+    log.warning("config reloaded from %s: %d change(s) recorded", path, changes)
 
 
 def banner(cfg: SluiceConfig, host: str, port: int, generated: dict[str, str]) -> str:
@@ -41,8 +57,9 @@ def banner(cfg: SluiceConfig, host: str, port: int, generated: dict[str, str]) -
     return "\n".join(lines)
 
 
-def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_level: str) -> None:
+def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_level: str, config_path: Path) -> None:
     services = build_services(cfg, store_url=store_url)
+    services.config_actor = f"file:{config_path}"
     asgi = SluiceASGI(services)
     config = uvicorn.Config(
         asgi,
@@ -64,6 +81,9 @@ def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_l
             await asyncio.sleep(0.05)
         if server.started:
             print(banner(cfg, host, port, services.generated_secrets), flush=True)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(_reload(services, config_path))
+            )
         await serving
 
     asyncio.run(main())

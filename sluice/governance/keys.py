@@ -3,7 +3,6 @@ authenticates without touching the store on the hot path."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -13,7 +12,7 @@ from datetime import datetime
 
 from sluice.core.clock import SYSTEM_CLOCK, Clock
 from sluice.core.errors import ErrorKind, SluiceError
-from sluice.core.tasks import cancel, spawn
+from sluice.governance.refresh import Follower
 from sluice.storage.ports import KeyStore
 from sluice.storage.records import VirtualKey
 
@@ -79,32 +78,20 @@ class KeyCache:
     def __init__(self, store: KeyStore, *, clock: Clock = SYSTEM_CLOCK, refresh_interval: float = 1.0) -> None:
         self._store = store
         self._clock = clock
-        self._interval = refresh_interval
         self._by_hash: dict[str, VirtualKey] = {}
-        self._version = -1
-        self._task: asyncio.Task[None] | None = None
+        self._follower = Follower("keys", store.keys_version, self._load_keys, interval=refresh_interval)
 
     async def start(self) -> None:
-        await self.reload()
-        self._task = spawn(self._refresh_loop(), name="key-cache-refresh")
+        await self._follower.start()
 
     async def stop(self) -> None:
-        await cancel(self._task)
+        await self._follower.stop()
 
     async def reload(self) -> None:
-        version = await self._store.keys_version()
-        keys = await self._store.list_keys()
-        self._by_hash = {k.key_hash: k for k in keys}
-        self._version = version
+        await self._follower.load()
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                if await self._store.keys_version() != self._version:
-                    await self.reload()
-            except Exception:  # a store hiccup must not kill the loop; keep serving the last state
-                log.exception("key cache refresh failed")
+    async def _load_keys(self) -> None:
+        self._by_hash = {k.key_hash: k for k in await self._store.list_keys()}
 
     async def authenticate(self, secret: str | None) -> VirtualKey:
         if not secret:

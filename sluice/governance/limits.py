@@ -18,10 +18,12 @@ from typing import Literal
 from sluice.core.clock import SYSTEM_CLOCK, Clock
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.windows import Duration, Window, window_at
+from sluice.governance.config_sync import parse_object
 from sluice.governance.ledger_writer import LedgerWriter
+from sluice.governance.refresh import Follower
 from sluice.pricing.table import pico_to_dollars
-from sluice.settings import SluiceConfig
-from sluice.storage.ports import LimitCounters, MetaStore, SpendLedger
+from sluice.settings import BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
+from sluice.storage.ports import LimitCounters, Store
 from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
 
 log = logging.getLogger("sluice.limits")
@@ -48,9 +50,9 @@ class LimitRule:
         return f"{self.limit} {unit}{per}"
 
 
-def rules_from_config(config: SluiceConfig) -> list[LimitRule]:
+def rules_from(budgets: list[BudgetConfig], rate_limits: list[RateLimitConfig]) -> list[LimitRule]:
     rules: list[LimitRule] = []
-    for b in config.budgets:
+    for b in budgets:
         scope, ident = b.scope
         rules.append(
             LimitRule(
@@ -64,7 +66,7 @@ def rules_from_config(config: SluiceConfig) -> list[LimitRule]:
                 b.fail_open,
             )
         )
-    for r in config.rate_limits:
+    for r in rate_limits:
         scope, ident = r.scope
         if r.token_max_limit and r.token_reset_duration:
             rules.append(
@@ -124,41 +126,53 @@ class Admission:
 class Limits:
     def __init__(
         self,
-        config: SluiceConfig,
+        governance: GovernanceConfig,
         counters: LimitCounters,
-        ledger: SpendLedger,
-        meta: MetaStore,
+        store: Store,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        refresh_interval: float = 1.0,
     ) -> None:
         self._counters = counters
-        self._ledger = ledger
-        self._writer = LedgerWriter(ledger)
-        self._meta = meta
+        self._store = store
+        self._writer = LedgerWriter(store)
         self._clock = clock
-        self._lease_s = config.governance.reservation_lease_s
-        self._team_customer = {t.id: t.customer_id for t in config.teams}
+        self._lease_s = governance.reservation_lease_s
+        self._team_customer: dict[str, str | None] = {}
         self._anchors: dict[str, datetime] = {}
         self._seeded: set[str] = set()
         self._by_scope: dict[tuple[str, str], list[LimitRule]] = {}
-        self.replace_rules(rules_from_config(config))
+        self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
 
-    def replace_rules(self, rules: list[LimitRule]) -> None:
-        """A changed limit applies from the next request on."""
+    async def start(self) -> None:
+        await self._follower.start()
+
+    async def reload(self) -> None:
+        """Rules from the live configuration in the store; a change applies from the next
+        request on, and counters already running keep their usage."""
+        budgets, rate_limits, teams = [], [], []
+        for obj in await self._store.list_objects():
+            model = parse_object(obj)
+            if isinstance(model, BudgetConfig):
+                budgets.append(model)
+            elif isinstance(model, RateLimitConfig):
+                rate_limits.append(model)
+            elif isinstance(model, TeamConfig):
+                teams.append(model)
+        rules = rules_from(budgets, rate_limits)
+        now = int(self._clock.now().timestamp())
+        for rule in rules:
+            if rule.duration is not None and not rule.calendar_aligned and rule.id not in self._anchors:
+                first = await self._store.first_seen(f"anchor:{rule.id}", now)
+                self._anchors[rule.id] = datetime.fromtimestamp(first, UTC)
         by_scope: dict[tuple[str, str], list[LimitRule]] = {}
         for rule in rules:
             by_scope.setdefault((rule.scope, rule.scope_id), []).append(rule)
+        self._team_customer = {t.id: t.customer_id for t in teams}
         self._by_scope = by_scope
 
-    async def start(self) -> None:
-        now = int(self._clock.now().timestamp())
-        for rules in self._by_scope.values():
-            for rule in rules:
-                if rule.duration is not None and not rule.calendar_aligned:
-                    first = await self._meta.first_seen(f"anchor:{rule.id}", now)
-                    self._anchors[rule.id] = datetime.fromtimestamp(first, UTC)
-
     async def stop(self) -> None:
+        await self._follower.stop()
         await self._writer.drain()
         await self._counters.close()
 
@@ -223,9 +237,7 @@ class Limits:
         for rule, bucket, window in items:
             if window is None or bucket.key in self._seeded:
                 continue
-            cost, tokens, requests = await self._ledger.spend_totals(
-                rule.scope, rule.scope_id, window.start, window.end
-            )
+            cost, tokens, requests = await self._store.spend_totals(rule.scope, rule.scope_id, window.start, window.end)
             used = {"cost": cost, "tokens": tokens, "requests": requests}[rule.measure]
             await self._counters.seed(bucket, used)
             self._seeded.add(bucket.key)

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sluice.storage.records import Bucket, BucketState, RequestLogEntry, SpendRow, VirtualKey
+from sluice.storage.records import (
+    Bucket,
+    BucketState,
+    ConfigEvent,
+    ConfigObject,
+    RequestLogEntry,
+    SpendRow,
+    VirtualKey,
+)
 
 
 class KeyStore(Protocol):
@@ -73,6 +81,22 @@ class MetaStore(Protocol):
         ...
 
 
-class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, Protocol):
+class ConfigStore(Protocol):
+    """Live governance configuration. Every change is written together with its event."""
+
+    async def list_objects(self) -> list[ConfigObject]: ...
+
+    async def put_object(self, obj: ConfigObject, actor: str) -> ConfigEvent | None:
+        """Creates or replaces; None when nothing changed."""
+        ...
+
+    async def delete_object(self, kind: str, object_id: str, actor: str) -> ConfigEvent | None: ...
+
+    async def config_version(self) -> int: ...
+
+    async def config_events(self, limit: int = 100) -> list[ConfigEvent]: ...
+
+
+class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

@@ -91,3 +91,24 @@ class Bucket:
 class BucketState:
     used: int
     reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigObject:
+    """A governance object (team, customer, budget, rate limit) as its config document."""
+
+    kind: str
+    id: str
+    body: dict[str, Any]
+    source: str = "config"  # "config" when it comes from the config file; else who made it
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEvent:
+    ts: datetime
+    actor: str
+    kind: str
+    object_id: str
+    action: str  # create | update | delete
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None

@@ -12,6 +12,7 @@ import pytest
 
 from sluice.app import open_store
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.governance.config_sync import sync_from_file
 from sluice.governance.limits import Limits
 from sluice.settings import parse_config
 from sluice.storage.backends.memory_counters import MemoryCounters
@@ -59,7 +60,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def make_limits(store: Store, config: dict[str, Any], clock: FakeClock) -> Limits:
-    limits = Limits(parse_config(config), MemoryCounters(), store, store, clock=clock)
+    cfg = parse_config(config)
+    await sync_from_file(store, cfg, "test")
+    limits = Limits(cfg.governance, MemoryCounters(), store, clock=clock)
     await limits.start()
     return limits
 

@@ -13,10 +13,18 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from sluice.storage.backends.sql_tables import meta, request_log, spend_ledger, virtual_keys
-from sluice.storage.records import ProviderGrant, RequestLogEntry, SpendRow, VirtualKey
+from sluice.storage.backends.sql_tables import (
+    config_events,
+    config_objects,
+    meta,
+    request_log,
+    spend_ledger,
+    virtual_keys,
+)
+from sluice.storage.records import ConfigEvent, ConfigObject, ProviderGrant, RequestLogEntry, SpendRow, VirtualKey
 
 _KEYS_VERSION = "keys_version"
+_CONFIG_VERSION = "config_version"
 
 
 def normalise_url(url: str) -> str:
@@ -118,6 +126,60 @@ class SqlStore:
         async with self.engine.connect() as conn:
             value = (await conn.execute(select(meta.c.value).where(meta.c.name == _KEYS_VERSION))).scalar()
         return int(value or 0)
+
+    # -- live governance configuration -------------------------------------------------------
+    async def list_objects(self) -> list[ConfigObject]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(config_objects).order_by(config_objects.c.kind, config_objects.c.id))
+            ).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    async def put_object(self, obj: ConfigObject, actor: str) -> ConfigEvent | None:
+        now = datetime.now(UTC)
+        where = (config_objects.c.kind == obj.kind, config_objects.c.id == obj.id)
+        async with self._write_lock, self.engine.begin() as conn:
+            row = (await conn.execute(select(config_objects.c.body).where(*where))).first()
+            before = row.body if row else None
+            if before == obj.body:
+                return None
+            values = {"body": obj.body, "source": obj.source, "updated_at": now}
+            if row is None:
+                await conn.execute(insert(config_objects).values(kind=obj.kind, id=obj.id, **values))
+            else:
+                await conn.execute(update(config_objects).where(*where).values(**values))
+            event = ConfigEvent(now, actor, obj.kind, obj.id, "update" if row else "create", before, obj.body)
+            await self._record_event(conn, event)
+        return event
+
+    async def delete_object(self, kind: str, object_id: str, actor: str) -> ConfigEvent | None:
+        now = datetime.now(UTC)
+        where = (config_objects.c.kind == kind, config_objects.c.id == object_id)
+        async with self._write_lock, self.engine.begin() as conn:
+            row = (await conn.execute(select(config_objects.c.body).where(*where))).first()
+            if row is None:
+                return None
+            await conn.execute(config_objects.delete().where(*where))
+            event = ConfigEvent(now, actor, kind, object_id, "delete", row.body, None)
+            await self._record_event(conn, event)
+        return event
+
+    async def _record_event(self, conn: Any, event: ConfigEvent) -> None:
+        await conn.execute(insert(config_events).values(**dataclasses.asdict(event)))
+        await _bump(conn, _CONFIG_VERSION)
+
+    async def config_version(self) -> int:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(select(meta.c.value).where(meta.c.name == _CONFIG_VERSION))).scalar()
+        return int(value or 0)
+
+    async def config_events(self, limit: int = 100) -> list[ConfigEvent]:
+        query = select(config_events).order_by(config_events.c.seq.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            ConfigEvent(_utc(r.ts) or r.ts, r.actor, r.kind, r.object_id, r.action, r.before, r.after) for r in rows
+        ]
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:

@@ -88,6 +88,29 @@ spend_ledger = Table(
     Index("ix_spend_customer_ts", "customer_id", "ts"),
 )
 
+config_objects = Table(
+    "config_objects",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+config_events = Table(
+    "config_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("actor", String(300), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("object_id", String(200), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("before", JSON),
+    Column("after", JSON),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,
