@@ -310,9 +310,10 @@ def _refusal(
         f"Rate limit '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) reached: "
         f"{rule.describe_limit()}.{resets}"
     )
-    return SluiceError(
-        ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details={**details, "measure": rule.measure}
+    details.update(
+        measure=rule.measure, limit_value=rule.limit, remaining=max(0, rule.limit - state.used - state.reserved)
     )
+    return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details=details)
 
 
 def _headers(

@@ -51,14 +51,34 @@ def status_of(err: SluiceError, wire: WireFormat) -> int:
     return status
 
 
-def error_headers(err: SluiceError) -> dict[str, str]:
+def error_headers(err: SluiceError, wire: WireFormat) -> dict[str, str]:
     headers = {}
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
+    measure = err.details.get("measure")
+    if err.kind is ErrorKind.POLICY_RATE_LIMITED and measure in ("requests", "tokens"):
+        headers.update(_rate_limit_headers(err, str(measure), wire))
     if err.kind.fault in ("caller", "policy") and not err.kind.retryable:
         # The official SDKs honour this and do not retry a refusal that cannot change.
         headers["x-should-retry"] = "false"
     return headers
+
+
+def _rate_limit_headers(err: SluiceError, measure: str, wire: WireFormat) -> dict[str, str]:
+    """The rate-limit headers each API's own clients read."""
+    limit, remaining = str(err.details.get("limit_value", "")), str(err.details.get("remaining", ""))
+    if wire is WireFormat.ANTHROPIC_MESSAGES:
+        reset = str(err.details.get("resets_at") or "").replace("+00:00", "Z")
+        return {
+            f"anthropic-ratelimit-{measure}-limit": limit,
+            f"anthropic-ratelimit-{measure}-remaining": remaining,
+            f"anthropic-ratelimit-{measure}-reset": reset,
+        }
+    return {
+        f"x-ratelimit-limit-{measure}": limit,
+        f"x-ratelimit-remaining-{measure}": remaining,
+        f"x-ratelimit-reset-{measure}": f"{math.ceil(err.retry_after or 0)}s",
+    }
 
 
 def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:

@@ -118,7 +118,7 @@ class InferenceRoute:
         status = status or status_of(err, self.wire)
         ctx.status, ctx.reason, ctx.error_kind = status, err.message, err.kind.name
         ctx.decision = "deny" if err.kind.fault in ("caller", "policy") else "error"
-        headers = {**error_headers(err), "x-request-id": ctx.request_id}
+        headers = {**error_headers(err, self.wire), "x-request-id": ctx.request_id}
         body = error_body(err, self.wire, status, ctx.request_id)
         try:
             await respond(send, status, body, "application/json", headers)

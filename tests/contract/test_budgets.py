@@ -167,3 +167,34 @@ def test_stream_outgrowing_the_budget_is_cut_with_an_in_stream_error(tmp_path_fa
         assert tokens >= len(text) // 3  # what was delivered is billed (estimated generously)
         assert 0 < cost <= limit_usd * 10**12  # and the budget was not passed
         assert row["error_kind"] == "POLICY_BUDGET_EXCEEDED" and row["cost_pico"] == cost
+
+
+def test_rate_limited_requests_get_429_with_each_surfaces_headers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    config = {
+        "virtual_keys": [{"id": "vk-rl", "value": KEY, "provider_configs": [{"provider": "fake"}]}],
+        "rate_limits": [
+            {"id": "rl", "virtual_key_id": "vk-rl", "request_max_limit": 2, "request_reset_duration": "1h"}
+        ],
+    }
+    with GatewayThread(config, tmp_path_factory.mktemp("rl")) as gateway:
+        oai = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=KEY, max_retries=0)
+        first = oai.chat.completions.with_raw_response.create(
+            model="fake/echo", messages=[{"role": "user", "content": "1"}]
+        )
+        assert first.headers["x-ratelimit-remaining-requests"] == "1"
+        oai.chat.completions.create(model="fake/echo", messages=[{"role": "user", "content": "2"}])
+        with pytest.raises(openai.RateLimitError) as o_err:
+            oai.chat.completions.create(model="fake/echo", messages=[{"role": "user", "content": "3"}])
+        headers = o_err.value.response.headers
+        assert o_err.value.code == "rate_limit_exceeded" and "2 requests per 1h" in o_err.value.message
+        assert headers["x-ratelimit-limit-requests"] == "2" and headers["x-ratelimit-remaining-requests"] == "0"
+        assert 0 < int(headers["retry-after"]) <= 3600 and headers["x-ratelimit-reset-requests"].endswith("s")
+        ant = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+        with pytest.raises(anthropic.RateLimitError) as a_err:
+            ant.messages.create(model="fake/echo", max_tokens=5, messages=[{"role": "user", "content": "4"}])
+        a_headers = a_err.value.response.headers
+        assert a_headers["anthropic-ratelimit-requests-limit"] == "2"
+        assert a_headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+        assert a_err.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
