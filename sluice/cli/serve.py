@@ -86,4 +86,10 @@ def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_l
             )
         await serving
 
-    asyncio.run(main())
+    # uvicorn's loop="uvloop" only applies when uvicorn owns the loop; here we do.
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

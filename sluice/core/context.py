@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +11,8 @@ from sluice.core.types import Operation, Usage, WireFormat
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    # 96 random bits; os.urandom is several times cheaper than building a UUID object.
+    return "req_" + os.urandom(12).hex()
 
 
 @dataclass(slots=True)

@@ -38,6 +38,8 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("this gateway process is running already")
         cmd = [
             sys.executable,
             "-m",

@@ -94,7 +94,7 @@ def test_sigkill_mid_load_then_restart(tmp_path: Path) -> None:
 
     gw2 = GatewayProcess(CONFIG, tmp_path)
     gw2.port, gw2.base_url = gw.port, gw.base_url
-    with gw2.start():
+    with gw2:
 
         async def after() -> tuple[int, dict[str, str]]:
             async with aiohttp.ClientSession() as session:

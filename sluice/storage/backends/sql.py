@@ -183,7 +183,7 @@ class SqlStore:
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
-        await self._insert_once(request_log, [dataclasses.asdict(e) for e in entries])
+        await self._insert_once(request_log, [_shallow_dict(e) for e in entries])
 
     async def _insert_once(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """Inserts rows, skipping any whose primary key exists: a replay never counts twice."""
@@ -198,7 +198,7 @@ class SqlStore:
 
     # -- spend ledger -----------------------------------------------------------------------
     async def record_spend(self, rows: list[SpendRow]) -> None:
-        await self._insert_once(spend_ledger, [dataclasses.asdict(r) for r in rows])
+        await self._insert_once(spend_ledger, [_shallow_dict(r) for r in rows])
 
     async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
         column = {
@@ -228,6 +228,17 @@ class SqlStore:
     async def count_requests(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(request_log))).scalar() or 0)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _shallow_dict(record: Any) -> dict[str, Any]:
+    """dataclasses.asdict deep-copies every value; rows only need the top level."""
+    names = _FIELDS.get(type(record))
+    if names is None:
+        names = _FIELDS[type(record)] = tuple(f.name for f in dataclasses.fields(record))
+    return {name: getattr(record, name) for name in names}
 
 
 async def _bump(conn: Any, name: str) -> None:
