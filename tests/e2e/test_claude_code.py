@@ -17,6 +17,7 @@ from tests.support import GatewayThread
 CLAUDE = Path(__file__).parent / "node_modules" / ".bin" / "claude"
 SENIOR = "sk-sluice-e2e-senior-00000000000"
 JUNIOR = "sk-sluice-e2e-junior-00000000000"
+BROKE = "sk-sluice-e2e-broke-000000000000"
 PROVIDER_SECRET = "sk-ant-e2e-provider-secret"
 
 
@@ -45,6 +46,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThr
                     "value": JUNIOR,
                     "provider_configs": [{"provider": "anthropic", "allowed_models": ["claude-haiku-4-5-20251001"]}],
                 },
+                {"id": "vk-broke", "value": BROKE, "provider_configs": [{"provider": "anthropic"}]},
+            ],
+            # Claude Code's requests reserve about $0.60 each (32,000 max_tokens of Sonnet).
+            "budgets": [
+                {
+                    "id": "budget-broke",
+                    "virtual_key_id": "vk-broke",
+                    "max_limit": 0.05,
+                    "reset_duration": "1d",
+                    "calendar_aligned": True,
+                }
             ],
         }
         with GatewayThread(config, tmp_path_factory.mktemp("cc")) as gateway:
@@ -112,3 +124,18 @@ def test_claude_code_shows_the_403_for_a_model_outside_the_allowlist(
     assert "Model 'claude-sonnet-4-6' is not allowed for virtual key 'vk-eng-junior'" in out["result"]
     assert "claude-haiku-4-5-20251001" in out["result"]  # and it says what is allowed
     assert [r for r in upstream.requests if r.method == "POST"] == []
+
+
+def test_claude_code_stops_at_once_on_an_exhausted_budget(
+    stack: tuple[GatewayThread, FakeUpstreamThread], tmp_path: Path
+) -> None:
+    gateway, upstream = stack
+    upstream.upstream.reset()
+    result = run_claude(gateway.base_url, BROKE, "say hi", "claude-sonnet-4-6", tmp_path)
+    assert result.returncode == 1
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["is_error"] is True
+    assert "402" in out["result"] and "Budget 'budget-broke'" in out["result"] and "resets at" in out["result"]
+    assert [r for r in upstream.requests if r.method == "POST"] == []
+    refused = [r for r in gateway.request_log() if r["virtual_key_id"] == "vk-broke"]
+    assert len(refused) == 1 and refused[0]["status"] == 402  # shown once, not retried
