@@ -1,0 +1,1 @@
+"""Benchmarks for Sluice: see bench/README.md."""
