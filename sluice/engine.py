@@ -230,10 +230,14 @@ class Engine:
         if reply.status >= 400:
             body = reply.body or b""
             if reply.status in (401, 403):
+                what = (
+                    f"the gateway's credential '{ctx.provider_key_name}'"
+                    if ctx.provider_key_name
+                    else ("a request without credential (none is configured for it)")
+                )
                 raise SluiceError(
                     ErrorKind.PROVIDER_AUTH,
-                    f"Provider '{provider.name}' rejected the gateway's credential "
-                    f"'{ctx.provider_key_name}'. Ask your platform team to check it.",
+                    f"Provider '{provider.name}' rejected {what}. Ask your platform team to check it.",
                     upstream_status=reply.status,
                 )
             ctx.decision, ctx.reason = "error", f"provider answered {reply.status}"

@@ -17,6 +17,7 @@ JUNIOR_KEY = "sk-sluice-test-junior-000000000"
 OFF_KEY = "sk-sluice-test-off-000000000000"
 EXPIRED_KEY = "sk-sluice-test-expired-00000000"
 FAKE_KEY = "sk-sluice-test-fake-00000000000"
+LOCAL_KEY = "sk-sluice-test-local-0000000000"
 
 
 def contract_config(upstream_url: str) -> dict[str, Any]:
@@ -30,6 +31,8 @@ def contract_config(upstream_url: str) -> dict[str, Any]:
                 "base_url": upstream_url + "/v1",
                 "keys": [{"name": "openai-primary", "value": OPENAI_SECRET}],
             },
+            # A self-hosted OpenAI-compatible server: no credential at all.
+            "vllm": {"base_url": upstream_url + "/v1"},
         },
         "virtual_keys": [
             {
@@ -56,6 +59,7 @@ def contract_config(upstream_url: str) -> dict[str, Any]:
                 "provider_configs": [{"provider": "anthropic"}],
             },
             {"id": "vk-fake", "value": FAKE_KEY, "provider_configs": [{"provider": "fake"}]},
+            {"id": "vk-local", "value": LOCAL_KEY, "provider_configs": [{"provider": "vllm"}]},
         ],
     }
 

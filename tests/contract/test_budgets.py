@@ -108,7 +108,9 @@ def test_exhausted_budget_is_402_with_budget_headers_and_no_upstream_call(
     assert "Budget 'budget-team' (team team-tiny) is exhausted" in exc.value.message
     assert "resets at" in exc.value.message
     assert exc.value.response.headers["x-should-retry"] == "false"
-    assert upstream.requests == []  # refused before any provider call, and not retried by the SDK
+    assert upstream.requests == []  # refused before any provider call
+    tries = [r for r in gateway.request_log() if r["virtual_key_id"] == "vk-team-member"]
+    assert len(tries) == 1  # and the SDK, allowed 3 retries, did not retry
 
 
 def test_openai_surface_budget_error_and_remaining_headers(
@@ -198,3 +200,27 @@ def test_rate_limited_requests_get_429_with_each_surfaces_headers(
         assert a_headers["anthropic-ratelimit-requests-limit"] == "2"
         assert a_headers["anthropic-ratelimit-requests-reset"].endswith("Z")
         assert a_err.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_unreachable_redis_fails_closed_unless_every_limit_says_fail_open(
+    tmp_path_factory: pytest.TempPathFactory, fail_open: bool
+) -> None:
+    config = {
+        "governance": {"backend": "redis", "redis_url": "redis://127.0.0.1:1/0"},  # nothing listens there
+        "virtual_keys": [{"id": "vk-r", "value": KEY, "provider_configs": [{"provider": "fake"}]}],
+        "pricing": {"echo": {"input_cost_per_mtok": 1, "output_cost_per_mtok": 1}},
+        "budgets": [
+            {"id": "b-r", "virtual_key_id": "vk-r", "max_limit": 10, "reset_duration": "1d", "fail_open": fail_open}
+        ],
+    }
+    with GatewayThread(config, tmp_path_factory.mktemp("redis-down")) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+        if fail_open:
+            msg = client.messages.create(model="fake/echo", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            assert msg.content
+            return
+        with pytest.raises(anthropic.APIStatusError) as exc:
+            client.messages.create(model="fake/echo", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        assert exc.value.status_code == 503
+        assert "cannot be checked" in exc.value.message

@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from tests.contract.conftest import DEV_KEY, FAKE_KEY, JUNIOR_KEY, OPENAI_SECRET, log_entry
+from tests.contract.conftest import DEV_KEY, FAKE_KEY, JUNIOR_KEY, LOCAL_KEY, OPENAI_SECRET, log_entry
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
@@ -116,3 +116,15 @@ def test_in_stream_error_after_first_byte(gateway: GatewayThread) -> None:
             model="fake/stream-abort", messages=[{"role": "user", "content": "x"}], stream=True
         ):
             pass
+
+
+def test_openai_compatible_provider_without_credentials(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
+    upstream.upstream.require_auth = False  # like a vLLM or Ollama server on the local network
+    raw = client(gateway, LOCAL_KEY).chat.completions.with_raw_response.create(
+        model="meta-llama/Llama-3.1-8B-Instruct", messages=[{"role": "user", "content": "hi local"}]
+    )
+    assert "hi local" in (raw.parse().choices[0].message.content or "")
+    seen = upstream.requests[-1]
+    assert seen.path == "/v1/chat/completions" and "authorization" not in seen.headers
+    assert seen.json()["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert log_entry(gateway, raw.headers["x-request-id"])["provider"] == "vllm"

@@ -771,6 +771,7 @@ class FakeUpstream:
         self.slow_delay = 0.5
         self.abort_after_events = 4
         self.valid_keys: set[str] | None = None  # None: any non-empty key is accepted
+        self.require_auth = True  # False: answer without any credential, as a self-hosted server does
         self.anthropic = AnthropicWire()
         self.openai = OpenAIWire()
         self._failures: deque[_Failure] = deque()
@@ -806,6 +807,7 @@ class FakeUpstream:
             self.requests.clear()
             self._failures.clear()
         self.valid_keys = None
+        self.require_auth = True
         self.slow_delay = 0.5
 
     def fail_next(
@@ -877,6 +879,8 @@ class FakeUpstream:
     # -- auth and errors ---------------------------------------------------------------------------------------------
 
     def _check_auth(self, headers: Mapping[str, str], style: str) -> web.Response | None:
+        if not self.require_auth:
+            return None
         scheme, _, token = headers.get("authorization", "").partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
         if style == _ANTHROPIC:
