@@ -49,6 +49,7 @@ def key_from_config(cfg: VirtualKeyConfig, secret: str) -> VirtualKey:
         is_active=cfg.is_active,
         expires_at=cfg.expires_at,
         source="config",
+        fallbacks=tuple(cfg.fallbacks),
     )
 
 
@@ -120,6 +121,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         PriceTable.bundled(config.pricing),
         recorder,
         limits,
+        routing=config.routing,
         default_max_tokens=config.governance.default_max_tokens,
     )
     return Services(config, store, client, providers, keys, recorder, limits, engine)

@@ -7,7 +7,10 @@ usage metering -> cost -> request log (off the hot path).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +28,10 @@ from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderCall, ProviderKey, ProviderReply
+from sluice.routing.resilience import RETRYABLE_STATUSES, CircuitBreakers, backoff_delay
+from sluice.routing.router import Resolution, RouteFacts, Router
 from sluice.routing.weighted import choose
+from sluice.settings import RoutingConfig
 from sluice.storage.records import RequestLogEntry, VirtualKey
 
 log = logging.getLogger("sluice.engine")
@@ -73,8 +79,16 @@ class Engine:
         recorder: RequestRecorder,
         limits: Limits,
         *,
+        router: Router | None = None,
+        routing: RoutingConfig | None = None,
         default_max_tokens: int = 4096,
     ) -> None:
+        routing = routing or RoutingConfig()
+        self.router = router or Router(routing)
+        self.retry = routing.retries
+        self.breaker_config = routing.circuit_breaker
+        self.breakers = CircuitBreakers(routing.circuit_breaker)
+        self._rng = random.Random()
         self.keys = keys
         self.providers = providers
         self.prices = prices
@@ -93,7 +107,9 @@ class Engine:
         p = self.providers.get(provider)
         return p is not None and p.serves(model)
 
-    def plan(self, key: VirtualKey, inbound: Inbound, model: str) -> tuple[Provider, Candidate, ProviderKey | None]:
+    def plan(
+        self, key: VirtualKey, inbound: Inbound, model: str, tried_keys: set[str] | None = None
+    ) -> tuple[Provider, Candidate, ProviderKey | None]:
         candidates = allowed_candidates(key, model, self._serves)
         configured = [c for c in candidates if c.provider in self.providers]
         if not configured:
@@ -120,8 +136,19 @@ class Engine:
             )
         chosen = choose(usable, lambda c: c.weight)
         provider = self.providers[chosen.provider]
-        pkey = choose(provider.keys, lambda k: k.weight) if provider.keys else None
-        return provider, chosen, pkey
+        if not provider.keys:
+            return provider, chosen, None
+        # Rotate away from keys this request already tried, and skip keys whose breaker is open.
+        now = time.monotonic()
+        fresh = [k for k in provider.keys if k.name not in (tried_keys or ())] or list(provider.keys)
+        open_keys = [k for k in fresh if self.breakers.allows(f"{provider.name}/{k.name}", now)]
+        if not open_keys:
+            raise SluiceError(
+                ErrorKind.PROVIDER_UNREACHABLE,
+                f"Provider '{provider.name}' is failing; its circuit breaker is open. Try again shortly.",
+                retry_after=self.breaker_config.open_seconds,
+            )
+        return provider, chosen, choose(open_keys, lambda k: k.weight)
 
     @staticmethod
     def _has_credentials(provider: Provider) -> bool:
@@ -129,21 +156,117 @@ class Engine:
 
     async def run(self, ctx: RequestContext, inbound: Inbound) -> Outcome:
         key = await self.authenticate(ctx, inbound.headers)
-        model = inbound.doc.get("model")
-        if not isinstance(model, str) or not model:
+        requested = inbound.doc.get("model")
+        if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
-        ctx.requested_model = model
+        ctx.requested_model = requested
         ctx.stream = inbound.doc.get("stream") is True
-        provider, chosen, pkey = self.plan(key, inbound, model)
+        route = await self._route(ctx, key, inbound, requested)
+        targets = list(dict.fromkeys([route.model, *route.fallbacks, *key.fallbacks]))
+        route_headers = {"x-sluice-route": route.header(), "x-sluice-model": route.model} if route.steps else {}
+        for index, target in enumerate(targets):
+            outcome = await self._try_target(
+                ctx, inbound, key, target, last_target=index == len(targets) - 1, primary=index == 0
+            )
+            if outcome is not None:
+                outcome.headers.update(route_headers)
+                if index:
+                    outcome.headers["x-sluice-fallback"] = target
+                return outcome
+        raise AssertionError("the last target always answers or raises")
+
+    async def _route(self, ctx: RequestContext, key: VirtualKey, inbound: Inbound, model: str) -> Resolution:
+        if not self.router.has_rules:
+            return Resolution(model)
+        team, customer = self.limits.scopes_of(key)
+        facts = RouteFacts(
+            model,
+            inbound.headers,
+            key.id,
+            key.name,
+            team,
+            customer,
+            ctx.client,
+            ctx.session_id,
+            ctx.stream,
+            datetime.now(UTC),
+        )
+        route = await self.router.resolve(facts, lambda: self.limits.usage(key))
+        if route.steps:
+            ctx.route = route.header()
+        return route
+
+    async def _try_target(
+        self, ctx: RequestContext, inbound: Inbound, key: VirtualKey, target: str, *, last_target: bool, primary: bool
+    ) -> Outcome | None:
+        """Tries one target, with retries. Returns None to move on to the next target."""
+        tried_keys: set[str] = set()
+        for attempt in range(1, self.retry.attempts + 1):
+            retries_left = attempt < self.retry.attempts
+            try:
+                outcome = await self._attempt(ctx, inbound, key, target, tried_keys)
+            except SluiceError as err:
+                await self._abandon(ctx, target, err.kind.name, err.upstream_status)
+                if primary and err.kind.fault in ("caller", "policy"):
+                    raise  # the request itself is refused: no fallback may change that
+                if not err.kind.fallback and err.kind.fault != "policy":
+                    raise
+                if last_target and (not err.kind.retryable or not retries_left):
+                    raise
+                if err.kind.retryable and retries_left and await self._pause(attempt, err.retry_after):
+                    continue
+                return None
+            if outcome.status not in RETRYABLE_STATUSES or (last_target and not retries_left):
+                return outcome
+            retry_after = _seconds(outcome.headers.get("retry-after"))
+            await self._abandon(ctx, target, f"upstream {outcome.status}", outcome.status)
+            if retries_left and await self._pause(attempt, retry_after):
+                continue
+            if last_target:
+                return outcome
+            return None
+        return None
+
+    async def _pause(self, attempt: int, retry_after: float | None) -> bool:
+        delay = backoff_delay(self.retry, attempt, retry_after, self._rng)
+        if delay is None:
+            return False
+        await asyncio.sleep(delay)
+        return True
+
+    async def _abandon(self, ctx: RequestContext, target: str, reason: str, status: int | None) -> None:
+        """An attempt failed: give back its reservation and say so in the request's record."""
+        if ctx.attempts and ctx.attempts[-1].get("outcome") is None:
+            ctx.attempts[-1].update(outcome=reason, status=status)
+        else:
+            ctx.attempts.append({"model": target, "outcome": reason, "status": status})
+        await self.limits.release(ctx.admission)
+        ctx.admission, ctx.admitted = None, False
+
+    async def _attempt(
+        self, ctx: RequestContext, inbound: Inbound, key: VirtualKey, model: str, tried_keys: set[str]
+    ) -> Outcome:
+        provider, chosen, pkey = self.plan(key, inbound, model, tried_keys)
         ctx.provider, ctx.model = provider.name, chosen.model
         ctx.provider_key_name = pkey.name if pkey else None
         cost, tokens = self.worst_case(ctx, inbound, chosen.model)
-        ctx.admission = await self.limits.admit(ctx.request_id, key, cost, tokens)
+        ctx.admission = await self.limits.admit(f"{ctx.request_id}.{len(ctx.attempts)}", key, cost, tokens)
         ctx.admitted = True
+        attempt: dict[str, Any] = {
+            "provider": provider.name,
+            "key": ctx.provider_key_name,
+            "model": chosen.model,
+            "outcome": None,
+        }
+        ctx.attempts.append(attempt)
+        breaker = f"{provider.name}/{ctx.provider_key_name or '-'}"
+        if pkey is not None:
+            tried_keys.add(pkey.name)
 
-        doc, changed = inbound.doc, False
-        if chosen.model != model:
-            doc["model"], changed = chosen.model, True
+        doc = dict(inbound.doc)
+        changed = chosen.model != inbound.doc.get("model")
+        if changed:
+            doc["model"] = chosen.model
         hide_usage = False
         if ctx.stream and inbound.wire is WireFormat.OPENAI_CHAT:
             # Usage only arrives in a stream when asked for; ask on the caller's behalf so the
@@ -167,12 +290,24 @@ class Engine:
             ctx.stream,
             pkey,
         )
-        reply = await provider.send(call)
-        ctx.attempts.append({"provider": provider.name, "key": ctx.provider_key_name, "status": reply.status})
+        now = time.monotonic()
+        try:
+            reply = await provider.send(call)
+        except SluiceError as err:
+            if err.kind.fault == "provider":
+                self.breakers.failed(breaker, now)
+            raise
+        attempt["status"] = reply.status
+        if reply.status >= 500:
+            self.breakers.failed(breaker, now)
+        elif reply.status != 429:
+            self.breakers.succeeded(breaker)
         outcome = self._outcome(ctx, inbound, provider, reply, hide_usage)
+        if outcome.status < 400:
+            attempt["outcome"] = "ok"
         if ctx.admission is not None:
             outcome.headers.update(ctx.admission.headers)
-        if outcome.chunks is None:
+        if outcome.chunks is None and outcome.status not in RETRYABLE_STATUSES:
             await self.settle(ctx)  # durable before the caller sees the answer
         return outcome
 
@@ -285,6 +420,13 @@ class Engine:
             log.exception("could not record request %s", ctx.request_id)
 
 
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _estimated_usage(ctx: RequestContext, observer: _StreamObserver) -> Usage:
     """Usage of a stream that ended early: what the stream reported, topped up by estimates."""
     seen = observer.usage
@@ -346,4 +488,5 @@ def entry_of(ctx: RequestContext) -> RequestLogEntry:
         latency_ms=round(ctx.elapsed() * 1000, 3),
         ttfb_ms=round(ctx.ttfb * 1000, 3) if ctx.ttfb is not None else None,
         attempts=ctx.attempts,
+        route=ctx.route,
     )

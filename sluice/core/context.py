@@ -50,6 +50,7 @@ class RequestContext:
     cost_pico: int = 0
     ttfb: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    route: str | None = None  # the routing rules and aliases that rewrote the model
     # set by governance: the authenticated key and the limits' reservation for this request
     virtual_key: Any = None
     admission: Any = None

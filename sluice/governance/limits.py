@@ -260,6 +260,35 @@ class Limits:
         if refused is not None:
             raise _refusal(admission.items[refused], states[refused], amounts, now)
 
+    async def usage(self, key: VirtualKey) -> tuple[float, int]:
+        """(largest fraction used of any budget of the key, its team or customer; tokens used in
+        the tightest token window) for routing rules. Needs the counters: call only when a rule
+        asks. Windows not used yet since the start read as zero."""
+        rules = [r for r in self.rules_for(key) if r.measure in ("cost", "tokens")]
+        if not rules:
+            return 0.0, 0
+        now = self._clock.now()
+        items = [self._bucket(rule, now) for rule in rules]
+        await self._seed(items)
+        states = await self._counters.peek([bucket for _, bucket, _ in items])
+        fraction, tokens = 0.0, 0
+        for rule, state in zip(rules, states, strict=True):
+            used = state.used + state.reserved
+            if rule.measure == "cost":
+                fraction = max(fraction, used / rule.limit)
+            else:
+                tokens = max(tokens, used)
+        return fraction, tokens
+
+    async def release(self, admission: Admission | None) -> None:
+        """Gives back a reservation that led to nothing (the attempt failed; a fallback may follow)."""
+        if admission is None or admission.settled:
+            return
+        admission.settled = True
+        await self._counters.settle(
+            admission.request_id, [(bucket, 0) for _, bucket, _ in admission.items], self._clock.now().timestamp()
+        )
+
     async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
         """Ledger first (durable), then counters; safe to call twice."""
         if admission is None:

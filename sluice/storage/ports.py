@@ -68,6 +68,10 @@ class LimitCounters(Protocol):
         """Replaces the request's reservation by the `amount` really used; idempotent."""
         ...
 
+    async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
+        """Current usage without reserving (routing rules read it); lapsed leases may still count."""
+        ...
+
     async def seed(self, bucket: Bucket, used: int) -> bool:
         """Sets a bucket's usage from the ledger if no counter holds it yet; True when it did."""
         ...

@@ -31,6 +31,7 @@ class VirtualKey:
     revoked_at: datetime | None = None
     source: str = "api"  # "config" when seeded from the config file
     created_at: datetime | None = None
+    fallbacks: tuple[str, ...] = ()  # models to try, in order, when the requested one fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class RequestLogEntry:
     latency_ms: float = 0.0
     ttfb_ms: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,17 @@ class MemoryCounters:
                 counter.settled.add(request_id)
                 counter.used += amount
 
+    async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
+        out = []
+        for bucket in buckets:
+            counter = self._counters.get(bucket.key)
+            out.append(
+                BucketState(counter.used, sum(a for a, _ in counter.reservations.values()))
+                if counter
+                else BucketState(0, 0)
+            )
+        return out
+
     async def seed(self, bucket: Bucket, used: int) -> bool:
         if bucket.key in self._counters:
             return False

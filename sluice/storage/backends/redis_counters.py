@@ -223,6 +223,13 @@ class RedisCounters:
             args += [_int(amount), self._expiry_ms(bucket)]
         await self._settle(keys=keys, args=args)
 
+    async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hmget(self._keys(bucket)[0], "used", "reserved")
+        rows: list[list[Any]] = await pipe.execute()
+        return [BucketState(int(used or 0), int(reserved or 0)) for used, reserved in rows]
+
     async def seed(self, bucket: Bucket, used: int) -> bool:
         reply = await self._seed(keys=self._keys(bucket), args=[_int(used), self._expiry_ms(bucket)])
         return int(reply) == 1

@@ -260,6 +260,7 @@ def _key_to_row(key: VirtualKey, now: datetime) -> dict[str, Any]:
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
         "grants": [dataclasses.asdict(g) for g in key.grants],
+        "fallbacks": list(key.fallbacks),
         "source": key.source,
         "updated_at": now,
     }
@@ -283,6 +284,7 @@ def _key_from_row(row: Any) -> VirtualKey:
         ),
         source=row["source"],
         created_at=_utc(row["created_at"]),
+        fallbacks=tuple(row["fallbacks"] or ()),
     )
 
 

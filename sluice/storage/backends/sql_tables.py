@@ -33,6 +33,7 @@ virtual_keys = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("grants", JSON, nullable=False),
+    Column("fallbacks", JSON),
     Column("source", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -69,6 +70,7 @@ request_log = Table(
     Column("latency_ms", Float, nullable=False, default=0),
     Column("ttfb_ms", Float),
     Column("attempts", JSON, nullable=False),
+    Column("route", String(500)),
     Index("ix_request_log_ts", "ts"),
     Index("ix_request_log_key_ts", "virtual_key_id", "ts"),
 )
