@@ -1,0 +1,140 @@
+"""Routing through a running gateway: budget-driven degrade, fallbacks, retries, key rotation and
+circuit breakers, against a fault-injecting fake upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.contract.conftest import log_entry
+from tests.fakes.upstream import FakeUpstreamThread
+from tests.support import GatewayThread
+
+KEY = "sk-sluice-routing-000000000000000"
+
+
+def config(upstream_url: str) -> dict[str, Any]:
+    return {
+        "providers": {
+            "anthropic": {
+                "base_url": upstream_url,
+                "keys": [{"name": "key-a", "value": "sk-a"}, {"name": "key-b", "value": "sk-b"}],
+            }
+        },
+        "virtual_keys": [
+            {
+                "id": "vk-route",
+                "value": KEY,
+                "fallbacks": ["fake/echo"],
+                "provider_configs": [{"provider": "anthropic"}, {"provider": "fake", "allowed_models": ["echo"]}],
+            }
+        ],
+        "budgets": [
+            {
+                "id": "daily",
+                "virtual_key_id": "vk-route",
+                "max_limit": 0.01,
+                "reset_duration": "1d",
+                "calendar_aligned": True,
+            }
+        ],
+        "routing": {
+            "aliases": [
+                {"alias": "sonnet-model", "target": "anthropic/claude-sonnet-4-6"},
+                {"alias": "haiku-model", "target": "anthropic/claude-haiku-4-5"},
+            ],
+            "rules": [
+                {
+                    "id": "degrade-at-80",
+                    "models": ["sonnet-model"],
+                    "when": "budget_used >= 0.8",
+                    "target": "haiku-model",
+                }
+            ],
+            "retries": {"attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 2},
+            "circuit_breaker": {"failure_threshold": 3, "open_seconds": 60},
+        },
+    }
+
+
+@pytest.fixture
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThread, FakeUpstreamThread]]:
+    with FakeUpstreamThread() as upstream, GatewayThread(config(upstream.base_url), tmp_path_factory.mktemp("r")) as gw:
+        yield gw, upstream
+
+
+def ask(gateway: GatewayThread, model: str, max_tokens: int = 20) -> Any:
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+    return client.messages.with_raw_response.create(
+        model=model, max_tokens=max_tokens, messages=[{"role": "user", "content": "route me"}]
+    )
+
+
+def test_alias_then_degrade_to_haiku_at_80_percent_of_the_daily_budget(
+    stack: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    gateway, upstream = stack
+    first = ask(gateway, "sonnet-model")
+    assert upstream.requests[-1].json()["model"] == "claude-sonnet-4-6"
+    assert first.headers["x-sluice-route"] == "alias:sonnet-model"
+    # Spend past 80% of the $0.01 budget, then ask for sonnet-model again.
+    key = gateway.call(gateway.services.store.key_by_id("vk-route"))
+    while gateway.call(gateway.services.limits.usage(key))[0] < 0.8:
+        ask(gateway, "anthropic/claude-sonnet-4-6", 100)
+    degraded = ask(gateway, "sonnet-model")
+    assert degraded.headers["x-sluice-route"] == "rule:degrade-at-80, alias:haiku-model"
+    assert degraded.headers["x-sluice-model"] == "anthropic/claude-haiku-4-5"
+    assert upstream.requests[-1].json()["model"] == "claude-haiku-4-5"
+    assert log_entry(gateway, degraded.headers["x-request-id"])["route"] == "rule:degrade-at-80, alias:haiku-model"
+
+
+def test_retry_after_a_429_rotates_to_the_other_provider_key(stack: tuple[GatewayThread, FakeUpstreamThread]) -> None:
+    gateway, upstream = stack
+    upstream.upstream.fail_next(429, headers={"retry-after": "0"})
+    raw = ask(gateway, "claude-sonnet-4-6")
+    assert raw.status_code == 200
+    used = [r.headers["x-api-key"] for r in upstream.requests]
+    assert len(used) == 2 and used[0] != used[1]  # the retry went out with the other key
+    entry = log_entry(gateway, raw.headers["x-request-id"])
+    assert [a["status"] for a in entry["attempts"]] == [429, 200]
+    assert entry["attempts"][0]["outcome"] == "upstream 429"
+
+
+def test_fallback_when_the_provider_keeps_failing(stack: tuple[GatewayThread, FakeUpstreamThread]) -> None:
+    gateway, upstream = stack
+    upstream.upstream.fail_next(500, times=2)
+    raw = ask(gateway, "claude-sonnet-4-6")
+    assert raw.status_code == 200 and raw.headers["x-sluice-fallback"] == "fake/echo"
+    assert raw.parse().content[0].text == "echo: route me"  # type: ignore[union-attr]
+    entry = log_entry(gateway, raw.headers["x-request-id"])
+    assert [(a.get("provider"), a.get("status")) for a in entry["attempts"]] == [
+        ("anthropic", 500),
+        ("anthropic", 500),
+        ("fake", 200),
+    ]
+    assert entry["provider"] == "fake"
+
+
+def test_caller_errors_do_not_fall_back(stack: tuple[GatewayThread, FakeUpstreamThread]) -> None:
+    gateway, upstream = stack
+    upstream.upstream.fail_next(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}})
+    with pytest.raises(anthropic.BadRequestError):
+        ask(gateway, "claude-sonnet-4-6")
+    assert len(upstream.requests) == 1
+
+
+def test_circuit_breaker_skips_a_dead_provider_at_no_cost(stack: tuple[GatewayThread, FakeUpstreamThread]) -> None:
+    gateway, upstream = stack
+    upstream.upstream.fail_next(503, times=6)  # both keys fail three times: both breakers open
+    for _ in range(3):
+        assert ask(gateway, "claude-sonnet-4-6").headers["x-sluice-fallback"] == "fake/echo"
+    calls = len(upstream.requests)
+    assert calls == 6
+    raw = ask(gateway, "claude-sonnet-4-6")
+    assert raw.headers["x-sluice-fallback"] == "fake/echo"
+    assert len(upstream.requests) == calls  # the open breakers kept the upstream out of it
+    entry = log_entry(gateway, raw.headers["x-request-id"])
+    assert "PROVIDER_UNREACHABLE" in entry["attempts"][0]["outcome"]
