@@ -36,6 +36,11 @@ def open_counters(config: SluiceConfig) -> LimitCounters:
     return MemoryCounters()
 
 
+def offline_limits(config: SluiceConfig, store: Store) -> Limits:
+    """Limits that read settled spend from the ledger only (for tools that run beside a gateway)."""
+    return Limits(config.governance, MemoryCounters(), store)
+
+
 def key_from_config(cfg: VirtualKeyConfig, secret: str) -> VirtualKey:
     return VirtualKey(
         id=cfg.id,

@@ -22,6 +22,8 @@ budgets_app = typer.Typer(
     help="Live budgets in the store (the running gateway applies changes within a second).", no_args_is_help=True
 )
 app.add_typer(budgets_app, name="budgets")
+route_app = typer.Typer(help="Inspect routing.", no_args_is_help=True)
+app.add_typer(route_app, name="route")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML or JSON config file.")]
 
@@ -185,6 +187,29 @@ def config_events(
     from sluice.cli import budgets
 
     for line in asyncio.run(budgets.events(_store_url(config, store), limit)):
+        typer.echo(line)
+
+
+@route_app.command("explain")
+def route_explain(
+    config: ConfigPath,
+    key: Annotated[str, typer.Option("--key", help="Virtual key id.")],
+    model: Annotated[str, typer.Option("--model", help="The model the request asks for.")],
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="NAME: VALUE (repeatable).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Which rule and alias would apply to a request, and which providers would serve it."""
+    from sluice.cli.route import explain
+
+    cfg = _load(config)
+    headers = {}
+    for item in header or []:
+        name, sep, value = item.partition(":")
+        if not sep:
+            typer.echo(f"error: header {item!r} is not NAME: VALUE", err=True)
+            raise typer.Exit(2)
+        headers[name.strip().lower()] = value.strip()
+    for line in asyncio.run(explain(cfg, store or cfg.store.url, key, model, headers)):
         typer.echo(line)
 
 
