@@ -94,6 +94,22 @@ class Router:
             self._rules.setdefault(cfg.scope, []).append(CompiledRule.of(cfg))
         self._aliases: dict[tuple[Scope, str], str] = {(a.scope, a.alias): a.target for a in routing.aliases}
         self.has_rules = bool(self._rules) or bool(self._aliases)
+        # Build only what some rule reads: turning Python values into CEL values is the costly part.
+        compiled = [rule for rules in self._rules.values() for rule in rules]
+        self._variables = frozenset(v for rule in compiled for v in rule.program.variables())
+        self._with_headers = any("headers" in rule.program.source for rule in compiled)
+        self._by_model: dict[tuple[Scope, str], tuple[CompiledRule, ...]] = {}
+        self._contexts: dict[tuple[Any, ...], Any] = {}
+
+    def _candidates(self, scope: Scope, model: str) -> tuple[CompiledRule, ...]:
+        """The scope's rules that may apply to `model`, in their order (cached per model)."""
+        found = self._by_model.get((scope, model))
+        if found is None:
+            if len(self._by_model) > 10_000:  # requests may name anything: keep the cache bounded
+                self._by_model.clear()
+            found = tuple(r for r in self._rules.get(scope, ()) if not r.models or model in r.models)
+            self._by_model[scope, model] = found
+        return found
 
     async def resolve(self, facts: RouteFacts, usage: Usage) -> Resolution:
         result = Resolution(facts.model)
@@ -107,15 +123,15 @@ class Router:
             context: Any = None
             step = None
             for scope in scopes:
-                for rule in self._rules.get(scope, ()):
-                    if rule.id in fired or (rule.models and current not in rule.models):
+                for rule in self._candidates(scope, current):
+                    if rule.id in fired:
                         continue
                     if rule.needs_usage and governance is None:
                         budget_used, tokens_used = await usage()
                         governance = {"budget_used": budget_used, "tokens_used": tokens_used}
                         context = None  # rebuild with the governance figures
                     if context is None:
-                        context = _context(facts, current, governance or {})
+                        context = self._context(facts, current, governance or {})
                     if _holds(rule, context):
                         fired.add(rule.id)
                         result.fallbacks.extend(rule.fallbacks)
@@ -133,6 +149,63 @@ class Router:
         log.warning("routing of %s stopped after %d steps at %s", facts.model, MAX_STEPS, result.model)
         return result
 
+    def _context(self, facts: RouteFacts, model: str, governance: dict[str, Any]) -> Any:
+        """The CEL context for one step. Contexts are cached by the values they hold, because
+        converting Python values into CEL values costs far more than evaluating a rule, and an
+        agent's requests repeat the same values."""
+        needed = self._variables
+        now = facts.now
+        cache_key = (
+            model,
+            facts.model,
+            facts.client,
+            facts.session_id,
+            facts.stream,
+            facts.key_id,
+            facts.key_name,
+            facts.team_id,
+            facts.customer_id,
+            tuple(facts.headers.items()) if self._with_headers else None,
+            int(now.timestamp()) if "time" in needed else None,
+        )
+        context = self._contexts.get(cache_key)
+        if context is None:
+            context = cel.Context()
+            if "request" in needed:
+                request: dict[str, Any] = {
+                    "model": model,
+                    "requested_model": facts.model,
+                    "client": facts.client,
+                    "session": facts.session_id or "",
+                    "stream": facts.stream,
+                }
+                if self._with_headers:
+                    request["headers"] = dict(facts.headers)
+                context.add_variable("request", request)
+            if "key" in needed:
+                context.add_variable(
+                    "key",
+                    {
+                        "id": facts.key_id,
+                        "name": facts.key_name,
+                        "team": facts.team_id or "",
+                        "customer": facts.customer_id or "",
+                    },
+                )
+            if "time" in needed:
+                context.add_variable(
+                    "time",
+                    {"hour": now.hour, "minute": now.minute, "weekday": now.isoweekday(), "unix": int(now.timestamp())},
+                )
+            if len(self._contexts) > 10_000:
+                self._contexts.clear()
+            self._contexts[cache_key] = context
+        # Governance figures change with every request: set them on the (possibly shared) context
+        # right before this step's rules run, with no await in between.
+        for name in _GOVERNANCE_VARIABLES & needed:
+            context.add_variable(name, governance.get(name, 0))
+        return context
+
 
 def _holds(rule: CompiledRule, context: Any) -> bool:
     try:
@@ -140,31 +213,3 @@ def _holds(rule: CompiledRule, context: Any) -> bool:
     except Exception as exc:  # a missing header, a type mismatch: the rule simply does not apply
         log.debug("routing rule %s did not evaluate: %s", rule.id, exc)
         return False
-
-
-def _context(facts: RouteFacts, model: str, governance: dict[str, Any]) -> Any:
-    variables: dict[str, Any] = {
-        "request": {
-            "model": model,
-            "requested_model": facts.model,
-            "headers": dict(facts.headers),
-            "client": facts.client,
-            "session": facts.session_id or "",
-            "stream": facts.stream,
-        },
-        "key": {
-            "id": facts.key_id,
-            "name": facts.key_name,
-            "team": facts.team_id or "",
-            "customer": facts.customer_id or "",
-        },
-        "time": {
-            "hour": facts.now.hour,
-            "minute": facts.now.minute,
-            "weekday": facts.now.isoweekday(),
-            "unix": int(facts.now.timestamp()),
-        },
-        "budget_used": governance.get("budget_used", 0.0),
-        "tokens_used": governance.get("tokens_used", 0),
-    }
-    return cel.Context(variables=variables)
