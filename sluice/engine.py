@@ -303,6 +303,10 @@ class Engine:
         elif reply.status != 429:
             self.breakers.succeeded(breaker)
         outcome = self._outcome(ctx, inbound, provider, reply, hide_usage)
+        if outcome.chunks is not None:
+            # Wait for the stream's first piece here: until then nothing reached the caller, so a
+            # failure can still be retried or fall back.
+            outcome.chunks = await _first_piece(outcome.chunks, provider, ctx)
         if outcome.status < 400:
             attempt["outcome"] = "ok"
         if ctx.admission is not None:
@@ -385,14 +389,19 @@ class Engine:
         observer = stream_observer(inbound.wire, hide_usage)
         observer.count_output = ctx.admission is not None and self.limits.guards_output(ctx.admission)
         return Outcome(
-            reply.status, reply.content_type, reply.headers, chunks=self._metered(ctx, reply.chunks, observer)
+            reply.status,
+            reply.content_type,
+            reply.headers,
+            chunks=self._metered(ctx, reply.chunks, observer, time.monotonic() + provider.timeouts.total),
         )
 
     async def _metered(
-        self, ctx: RequestContext, chunks: AsyncIterator[bytes], observer: _StreamObserver
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes], observer: _StreamObserver, deadline: float
     ) -> AsyncIterator[bytes]:
         try:
             async for chunk in chunks:
+                if time.monotonic() > deadline:
+                    raise SluiceError(ErrorKind.PROVIDER_TIMEOUT, f"provider {ctx.provider} took too long in all")
                 out = observer.feed(chunk)
                 if observer.count_output and observer.output_chars // CHARS_PER_TOKEN >= ctx.output_allowance:
                     await self._extend_or_cut(ctx, observer)  # raises to cut: this chunk is not sent
@@ -418,6 +427,44 @@ class Engine:
             self.recorder.record(entry_of(ctx))
         except Exception:
             log.exception("could not record request %s", ctx.request_id)
+
+
+async def _first_piece(chunks: AsyncIterator[bytes], provider: Provider, ctx: RequestContext) -> AsyncIterator[bytes]:
+    """Reads a stream's first piece (within the provider's first-byte timeout) and returns the
+    stream again, whole. Failures surface here, where a fallback can still take over."""
+    iterator = chunks.__aiter__()
+    try:
+        async with asyncio.timeout(provider.timeouts.first_byte):
+            first = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = b""
+    except TimeoutError:
+        await _close(iterator)
+        raise SluiceError(
+            ErrorKind.PROVIDER_TIMEOUT,
+            f"provider {provider.name} sent nothing within {provider.timeouts.first_byte:g} s",
+        ) from None
+    except BaseException:
+        await _close(iterator)
+        raise
+    ctx.mark_first_byte()
+
+    async def whole() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in iterator:
+                yield chunk
+        finally:
+            await _close(iterator)
+
+    return whole()
+
+
+async def _close(iterator: AsyncIterator[bytes]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _seconds(value: str | None) -> float | None:

@@ -70,7 +70,9 @@ class ProviderConfig(_Strict):
     keys: list[ProviderKeyConfig] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    read_timeout_s: float = Field(default=600.0, gt=0)
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)  # until the first byte of the answer
+    read_timeout_s: float = Field(default=300.0, gt=0)  # longest silence between two pieces of a stream
+    total_timeout_s: float = Field(default=1800.0, gt=0)  # the whole exchange
 
 
 class ProviderAccess(_Strict):

@@ -28,6 +28,11 @@ def build_providers(config: SluiceConfig, client: UpstreamClient) -> dict[str, P
         assert kind is not None  # validated when the config loaded
         keys = [ProviderKey(k.name, k.value.get_secret_value(), k.weight) for k in cfg.keys]
         base_url = cfg.base_url or DEFAULT_BASE_URLS.get(name) or DEFAULT_BASE_URLS[kind]
-        timeouts = Timeouts(connect=cfg.connect_timeout_s, read=cfg.read_timeout_s)
+        timeouts = Timeouts(
+            connect=cfg.connect_timeout_s,
+            first_byte=cfg.first_byte_timeout_s,
+            read=cfg.read_timeout_s,
+            total=cfg.total_timeout_s,
+        )
         providers[name] = _HTTP_TYPES[kind](name, base_url, keys, client, timeouts, cfg.headers)
     return providers

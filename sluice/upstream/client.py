@@ -19,7 +19,9 @@ from sluice.core.errors import ErrorKind, SluiceError
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float = 10.0
-    read: float = 600.0  # idle time allowed between two reads (first byte included)
+    first_byte: float = 120.0  # until the response's headers, and the first piece of a stream
+    read: float = 300.0  # idle time allowed between two reads
+    total: float = 1800.0  # the whole exchange, enforced by the engine
 
 
 class UpstreamResponse:
@@ -92,9 +94,12 @@ class UpstreamClient:
         assert self._session is not None
         timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
         try:
-            resp = await self._session.request(method, url, data=body, headers=headers, timeout=timeout)
+            async with asyncio.timeout(timeouts.first_byte):
+                resp = await self._session.request(method, url, data=body, headers=headers, timeout=timeout)
         except TimeoutError:
-            raise SluiceError(ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} did not answer in time") from None
+            raise SluiceError(
+                ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} did not answer within {timeouts.first_byte:g} s"
+            ) from None
         except aiohttp.ClientConnectorError:
             raise SluiceError(
                 ErrorKind.PROVIDER_UNREACHABLE, f"provider {provider} is unreachable (connection failed)"

@@ -138,3 +138,54 @@ def test_circuit_breaker_skips_a_dead_provider_at_no_cost(stack: tuple[GatewayTh
     assert len(upstream.requests) == calls  # the open breakers kept the upstream out of it
     entry = log_entry(gateway, raw.headers["x-request-id"])
     assert "PROVIDER_UNREACHABLE" in entry["attempts"][0]["outcome"]
+
+
+def test_slow_first_byte_times_out_and_falls_back(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with FakeUpstreamThread() as upstream:
+        cfg = config(upstream.base_url)
+        cfg["providers"]["anthropic"]["first_byte_timeout_s"] = 0.2
+        upstream.upstream.slow_delay = 1.0
+        with GatewayThread(cfg, tmp_path_factory.mktemp("ttfb")) as gateway:
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+            with client.messages.stream(
+                model="claude-sonnet-4-6-slow", max_tokens=20, messages=[{"role": "user", "content": "hang"}]
+            ) as stream:
+                text = "".join(stream.text_stream)
+                headers = stream.response.headers
+            assert text == "echo: hang" and headers["x-sluice-fallback"] == "fake/echo"
+            entry = log_entry(gateway, headers["x-request-id"])
+            assert [a["outcome"] for a in entry["attempts"]] == ["PROVIDER_TIMEOUT", "PROVIDER_TIMEOUT", "ok"]
+
+
+def test_client_disconnect_cancels_the_upstream_and_settles_what_streamed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import socket
+    import time
+
+    with FakeUpstreamThread() as upstream:
+        upstream.upstream.event_delay = 0.2  # a stream that takes seconds
+        with GatewayThread(config(upstream.base_url), tmp_path_factory.mktemp("gone")) as gateway:
+            body = (
+                b'{"model":"claude-sonnet-4-6","max_tokens":50,"stream":true,'
+                + b'"messages":[{"role":"user","content":"x"}]}'
+            )
+            sock = socket.create_connection(("127.0.0.1", gateway.port))
+            sock.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                + f"x-api-key: {KEY}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while b"message_start" not in received:  # the stream has begun ...
+                received += sock.recv(65536)
+            sock.close()  # ... and the caller leaves
+            deadline = time.monotonic() + 5
+            while upstream.upstream.streams_cut_by_client == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert upstream.upstream.streams_cut_by_client == 1  # the upstream stream was cancelled at once
+            rows = []
+            while not rows and time.monotonic() < deadline:
+                rows = [r for r in gateway.request_log() if r["status"] == 499]
+            assert rows and rows[0]["reason"] == "client disconnected"
+            assert rows[0]["input_tokens"] > 0 and rows[0]["cost_pico"] > 0  # what streamed is billed

@@ -770,6 +770,8 @@ class FakeUpstream:
         self.record_requests = True
         self.slow_delay = 0.5
         self.abort_after_events = 4
+        self.event_delay = 0.0  # seconds before each streamed event
+        self.streams_cut_by_client = 0
         self.valid_keys: set[str] | None = None  # None: any non-empty key is accepted
         self.require_auth = True  # False: answer without any credential, as a self-hosted server does
         self.anthropic = AnthropicWire()
@@ -809,6 +811,8 @@ class FakeUpstream:
         self.valid_keys = None
         self.require_auth = True
         self.slow_delay = 0.5
+        self.event_delay = 0.0
+        self.streams_cut_by_client = 0
 
     def fail_next(
         self, status: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None, times: int = 1
@@ -1005,8 +1009,14 @@ class FakeUpstream:
                 return response
             await _drop_connection(request)
             return response
-        for event in events:
-            await response.write(event)
+        try:
+            for event in events:
+                if self.event_delay:
+                    await asyncio.sleep(self.event_delay)
+                await response.write(event)
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.streams_cut_by_client += 1  # the caller (the gateway) went away mid-stream
+            raise
         await response.write_eof()
         return response
 
