@@ -189,3 +189,16 @@ def test_client_disconnect_cancels_the_upstream_and_settles_what_streamed(
                 rows = [r for r in gateway.request_log() if r["status"] == 499]
             assert rows and rows[0]["reason"] == "client disconnected"
             assert rows[0]["input_tokens"] > 0 and rows[0]["cost_pico"] > 0  # what streamed is billed
+
+
+def test_every_fallback_target_meets_the_allowlist(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with FakeUpstreamThread() as upstream:
+        cfg = config(upstream.base_url)
+        cfg["virtual_keys"][0]["fallbacks"] = ["openai/gpt-5", "fake/echo"]  # the first is not allowed
+        with GatewayThread(cfg, tmp_path_factory.mktemp("fb")) as gateway:
+            upstream.upstream.fail_next(500, times=2)
+            raw = ask(gateway, "claude-sonnet-4-6")
+            assert raw.headers["x-sluice-fallback"] == "fake/echo"
+            entry = log_entry(gateway, raw.headers["x-request-id"])
+            outcomes = [(a["model"], a["outcome"]) for a in entry["attempts"]]
+            assert outcomes[2] == ("openai/gpt-5", "POLICY_MODEL_DENIED") and outcomes[3][1] == "ok"
