@@ -56,8 +56,8 @@ def sluice_executable() -> str:
 
 
 def plan_cores(pin: bool) -> dict[str, list[int] | None]:
-    """Proxies (gateway and baseline, never busy at the same time) get a core to themselves; the load generator and the
-    upstream share the rest. With a single usable core nothing is pinned."""
+    """Proxies (gateways and baseline, never busy at the same time) share a core of their own; the load generator and
+    the upstream share the rest. With a single usable core nothing is pinned."""
     roles = ("proxy", "upstream", "loadgen", "orchestrator")
     if not pin or not hasattr(os, "sched_getaffinity"):
         return dict.fromkeys(roles)
@@ -225,9 +225,26 @@ def start_baseline(fleet: Fleet, port: int, upstream_url: str, cores: list[int] 
     return proc
 
 
-def gateway_config(upstream_url: str, workdir: Path) -> dict[str, Any]:
-    """Governance on: a virtual key with a model allowlist, a provider key, the request log to SQLite."""
-    return {
+GATEWAY_VARIANTS = ("plain", "local", "redis")
+# Limits the benchmark can never reach: the point is their per-request cost, not a refusal.
+BUDGET_USD = 1_000_000
+TOKEN_LIMIT = 1_000_000_000_000
+REQUEST_LIMIT = 1_000_000_000
+MAX_CONCURRENT = 1000
+
+
+def gateway_config(
+    upstream_url: str, workdir: Path, variant: str = "plain", redis_url: str | None = None
+) -> dict[str, Any]:
+    """Governance on: a virtual key (in a team) with a model allowlist, a provider key, the request log to SQLite.
+
+    ``plain``: no budget or rate limit applies to the key. ``local`` and ``redis`` add a daily key budget, a monthly
+    team budget, a token and a request rate limit and a concurrency limit on the key, all far out of reach, with the
+    counters in the gateway process (``local``) or in Redis at ``redis_url`` (``redis``). The bench model is in the
+    shipped price table, so the budgets bind (a model without a price costs $0 and is not held back by budgets)."""
+    if variant not in GATEWAY_VARIANTS:
+        raise ValueError(f"unknown gateway variant {variant!r}")
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1"},
         "providers": {
             "anthropic": {"base_url": upstream_url, "keys": [{"name": "bench-upstream", "value": PROVIDER_KEY}]}
@@ -245,13 +262,56 @@ def gateway_config(upstream_url: str, workdir: Path) -> dict[str, Any]:
         ],
         "request_log": {"spill_path": str(workdir / "requestlog.spill.jsonl")},
     }
+    if variant == "plain":
+        return config
+    config["teams"] = [{"id": "team-bench", "name": "Benchmark team"}]
+    config["budgets"] = [
+        {"id": "bench-key-daily", "virtual_key_id": "vk-bench", "max_limit": BUDGET_USD, "reset_duration": "1d"},
+        {
+            "id": "bench-team-monthly",
+            "team_id": "team-bench",
+            "max_limit": BUDGET_USD,
+            "reset_duration": "1M",
+            "calendar_aligned": True,
+        },
+    ]
+    config["rate_limits"] = [
+        {
+            "id": "bench-key-rl",
+            "virtual_key_id": "vk-bench",
+            "token_max_limit": TOKEN_LIMIT,
+            "token_reset_duration": "1h",
+            "request_max_limit": REQUEST_LIMIT,
+            "request_reset_duration": "1m",
+            "max_concurrent_requests": MAX_CONCURRENT,
+        }
+    ]
+    config["governance"] = {"backend": variant}
+    if variant == "redis":
+        if not redis_url:
+            raise ValueError("the redis variant needs a redis_url")
+        config["governance"]["redis_url"] = redis_url
+    return config
 
 
-def start_gateway(fleet: Fleet, port: int, upstream_url: str, cores: list[int] | None) -> tuple[Proc, Path]:
-    """``sluice serve`` exactly as an operator runs it, with the benchmark's generated config."""
-    config_path = fleet.workdir / "sluice-bench.yaml"
-    config_path.write_text(yaml.safe_dump(gateway_config(upstream_url, fleet.workdir), sort_keys=False))
-    db = fleet.workdir / "bench.db"
+def launch_gateway(
+    fleet: Fleet,
+    port: int,
+    upstream_url: str,
+    cores: list[int] | None,
+    *,
+    variant: str = "plain",
+    redis_url: str | None = None,
+    name: str = "gateway",
+) -> tuple[Proc, Path]:
+    """Starts ``sluice serve`` exactly as an operator runs it, with the benchmark's generated config, in its own
+    directory under the fleet's (config, SQLite db, spill file). Does not wait: see ``wait_healthy``."""
+    workdir = fleet.workdir / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "sluice-bench.yaml"
+    config = gateway_config(upstream_url, workdir, variant, redis_url)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    db = workdir / "bench.db"
     argv = [
         sluice_executable(),
         "serve",
@@ -264,9 +324,37 @@ def start_gateway(fleet: Fleet, port: int, upstream_url: str, cores: list[int] |
         "--log-level",
         "warning",
     ]
-    proc = fleet.start("gateway", argv, cores=cores, stop_timeout=45.0)
+    return fleet.start(name, argv, cores=cores, stop_timeout=45.0), db
+
+
+def start_gateway(
+    fleet: Fleet,
+    port: int,
+    upstream_url: str,
+    cores: list[int] | None,
+    *,
+    variant: str = "plain",
+    redis_url: str | None = None,
+    name: str = "gateway",
+) -> tuple[Proc, Path]:
+    """``sluice serve`` exactly as an operator runs it, with the benchmark's generated config; waits until healthy."""
+    proc, db = launch_gateway(fleet, port, upstream_url, cores, variant=variant, redis_url=redis_url, name=name)
     wait_healthy(proc, f"http://127.0.0.1:{port}/healthz")
     return proc, db
+
+
+class ExternalProc:
+    """A process the benchmark did not start (the Redis server): only its CPU clocks are read."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name = name
+        self.pid = pid
+        self.ps = psutil.Process(pid)
+        self._clock: int | None = ((~pid) << 3) | 2 if sys.platform == "linux" else None
+
+    cpu_s = Proc.cpu_s
+    cpu_s_psutil = Proc.cpu_s_psutil
+    rss_mib = Proc.rss_mib
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -294,12 +382,18 @@ def request_headers(key: str = VIRTUAL_KEY) -> dict[str, str]:
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    status, body, _ = post_full(url, body, headers)
+    return status, body
+
+
+def post_full(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and (lower-cased) response headers."""
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return int(resp.status), resp.read()
+            return int(resp.status), resp.read(), {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
+        return int(err.code), err.read(), {k.lower(): v for k, v in err.headers.items()}
 
 
 class LoadGen:

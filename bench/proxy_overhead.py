@@ -1,11 +1,13 @@
-"""What does the gateway cost on top of a bare proxy? One run answers with throughput, latency, CPU and memory.
+"""What does the gateway cost on top of a bare proxy, and what do budgets and rate limits add? One run answers with
+throughput, latency, CPU and memory.
 
-Starts a fake Anthropic upstream, a bare aiohttp pass-through proxy (the baseline) and ``sluice serve`` with governance
-on (virtual key, model allowlist, request log to SQLite), then drives the upstream directly, the baseline and the
-gateway in interleaved rounds from a separate load-generator process, for JSON and streamed answers. Writes
-``bench/results/latest.json`` and ``bench/results/latest.md``. See bench/README.md.
+Starts a fake Anthropic upstream, a bare aiohttp pass-through proxy (the baseline) and one ``sluice serve`` process per
+gateway variant (``plain``: virtual key, model allowlist, request log to SQLite; ``local``: the same plus budgets and
+rate limits counted in the gateway; ``redis``: the same limits counted in Redis), then drives the upstream directly,
+the baseline and every variant in interleaved rounds from a separate load-generator process, for JSON and streamed
+answers. Writes ``bench/results/latest.json`` and ``bench/results/latest.md``. See bench/README.md.
 
-Run: ``python -m bench.proxy_overhead [--quick] [--requests N] [--concurrency N] [--rounds N]``.
+Run: ``python -m bench.proxy_overhead [--quick] [--gateways plain,local,redis] [--requests N] [--rounds N]``.
 """
 
 from __future__ import annotations
@@ -22,16 +24,27 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from bench import harness, upstream
 
-TARGETS = ("direct", "baseline", "gateway")
-PROXIES = ("baseline", "gateway")
+VARIANTS = harness.GATEWAY_VARIANTS
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
 CPU_RATIO_TARGET = 2.0
 TTFB_TARGET_MS = 1.0
 RESULTS = Path(__file__).resolve().parent / "results"
+VARIANT_TEXT = {
+    "plain": "virtual key (team, model allowlist), request log; no budget or rate limit on the key",
+    "local": "plain + key budget $1M/day, team budget $1M/month, key token and request rate limits and "
+    "max_concurrent_requests 1000 (all out of reach), governance.backend local",
+    "redis": "the same limits as local, governance.backend redis",
+}
+
+
+def label(target: str) -> str:
+    return f"gateway {target}" if target in VARIANTS else target
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -55,11 +68,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="warm-up requests per target and mode (default 1000; --quick 100)")
     p.add_argument("--deltas", type=int, default=20, help="content_block_delta events per streamed answer")
     p.add_argument("--modes", default="json,stream", help="comma-separated: json, stream")
+    p.add_argument(
+        "--gateways",
+        default=",".join(VARIANTS),
+        help="comma-separated gateway variants, one process each: plain (no budget or rate limit), local "
+        "(budgets and rate limits, counters in the gateway), redis (the same, counters in Redis); default all",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help=f"Redis for the redis variant; its database is flushed at start and end (default {DEFAULT_REDIS_URL})",
+    )
     p.add_argument("--run-timeout", type=float, default=60.0, help="upper bound in seconds for one run")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     p.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for latest.json and latest.md")
-    p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (config, db, logs)")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (configs, dbs, logs)")
     args = p.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -75,6 +99,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.modes or any(m not in ("json", "stream") for m in args.modes):
         p.error("--modes takes json and/or stream")
+    gateways = [g.strip() for g in args.gateways.split(",") if g.strip()]
+    if not gateways or any(g not in VARIANTS for g in gateways) or len(set(gateways)) != len(gateways):
+        p.error(f"--gateways takes distinct names among {', '.join(VARIANTS)}")
+    args.gateways = [v for v in VARIANTS if v in gateways]  # a fixed order: plain is the reference
+    if "redis" in args.gateways:
+        db = urllib.parse.urlsplit(args.redis_url).path.strip("/")
+        if not db.isdigit() or int(db) == 0:
+            p.error("--redis-url must name a dedicated database other than 0 (e.g. .../12): it is flushed")
     for name in ("requests", "concurrency", "rounds", "probe_requests"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -112,6 +144,80 @@ def spread(values: list[float]) -> dict[str, float | None]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Redis (for the redis variant)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class RedisSide:
+    """The Redis the redis variant counts in: its dedicated database is flushed at start and end, and the server
+    process's CPU clock is read around every run (the counting work moves there out of the gateway)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            info = self.client.info("server")
+        except redis.RedisError as exc:
+            raise RuntimeError(
+                f"Redis at {url} is not reachable ({exc}); start one with: redis-server --daemonize yes "
+                '--bind 127.0.0.1 --port 6379 --save "" --appendonly no (or leave redis out of --gateways)'
+            ) from exc
+        self.pid = int(info["process_id"])
+        self.version = str(info.get("redis_version"))
+        self.proc: harness.ExternalProc | None = None
+        self.cpu_note = ""
+        try:
+            proc = harness.ExternalProc("redis", self.pid)
+            if "redis" in proc.ps.name():
+                self.proc = proc
+            else:
+                self.cpu_note = f"pid {self.pid} here is {proc.ps.name()!r}, not redis-server (other pid namespace?)"
+        except Exception as exc:  # psutil.Error: not visible from here (container, other namespace)
+            self.cpu_note = f"cannot read the CPU of pid {self.pid}: {exc}"
+        self.affinity: list[int] | None = None
+        if self.proc is not None:
+            try:
+                self.affinity = sorted(self.proc.ps.cpu_affinity() or [])
+            except Exception:
+                self.affinity = None
+        self.keys_at_start = self.flush()
+        self.keys_after_run: int | None = None
+        self.keys_at_end: int | None = None
+
+    def dbsize(self) -> int:
+        return int(self.client.dbsize())
+
+    def flush(self) -> int:
+        n = self.dbsize()
+        self.client.flushdb()
+        return n
+
+    def close(self) -> None:
+        """Flush the benchmark's database (best effort: also runs on the error path)."""
+        try:
+            self.keys_after_run = self.dbsize()
+            self.keys_at_end = self.flush()
+        except Exception as exc:
+            print(f"warning: could not flush Redis {self.url}: {exc}", file=sys.stderr)
+        finally:
+            self.client.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "pid": self.pid,
+            "version": self.version,
+            "affinity": self.affinity,
+            "cpu_measured": self.proc is not None,
+            "cpu_note": self.cpu_note,
+            "keys_flushed_at_start": self.keys_at_start,
+            "keys_after_run": self.keys_after_run,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -121,69 +227,113 @@ class Bench:
         self.args = args
         self.fleet = fleet
         self.cores = cores
+        self.gateways: list[str] = list(args.gateways)
+        self.targets = ["direct", "baseline", *self.gateways]
+        self.proxies = ["baseline", *self.gateways]
         self.expected = {
             "json": len(upstream.json_body(args.deltas)),
             "stream": sum(len(e) for e in upstream.stream_events(args.deltas)),
         }
         self.runs: list[dict[str, Any]] = []
-        self.gateway_requests = 0
+        # Per gateway variant: requests sent (every status) and answers that came back 200 with the exact bytes.
+        self.sent = {v: {"requests": 0, "ok_200": 0} for v in self.gateways}
         self.sanity: dict[str, Any] = {}
+        self.redis: RedisSide | None = None
+        self.dbs: dict[str, Path] = {}
 
     def start(self) -> None:
-        up_port, base_port, gw_port = harness.free_port(), harness.free_port(), harness.free_port()
+        if "redis" in self.gateways:
+            self.redis = RedisSide(self.args.redis_url)
+        up_port, base_port = harness.free_port(), harness.free_port()
         self.upstream_url = f"http://127.0.0.1:{up_port}"
         self.upstream = harness.start_upstream(self.fleet, up_port, self.args.deltas, self.cores["upstream"])
         self.baseline = harness.start_baseline(self.fleet, base_port, self.upstream_url, self.cores["proxy"])
-        self.gateway, self.db = harness.start_gateway(self.fleet, gw_port, self.upstream_url, self.cores["proxy"])
-        self.loadgen = harness.LoadGen(self.fleet, self.cores["loadgen"])
         self.urls = {
             "direct": f"{self.upstream_url}/v1/messages",
             "baseline": f"http://127.0.0.1:{base_port}/v1/messages",
-            "gateway": f"http://127.0.0.1:{gw_port}/v1/messages",
         }
-        self.proxy_procs = {"baseline": self.baseline, "gateway": self.gateway}
+        self.proxy_procs: dict[str, harness.Proc] = {"baseline": self.baseline}
+        ports = {}
+        for v in self.gateways:  # start them all, then wait: they boot in parallel
+            ports[v] = harness.free_port()
+            self.proxy_procs[v], self.dbs[v] = harness.launch_gateway(
+                self.fleet,
+                ports[v],
+                self.upstream_url,
+                self.cores["proxy"],
+                variant=v,
+                redis_url=self.args.redis_url if v == "redis" else None,
+                name=f"gateway-{v}",
+            )
+        for v in self.gateways:
+            harness.wait_healthy(self.proxy_procs[v], f"http://127.0.0.1:{ports[v]}/healthz")
+            self.urls[v] = f"http://127.0.0.1:{ports[v]}/v1/messages"
+        self.loadgen = harness.LoadGen(self.fleet, self.cores["loadgen"])
         self.rss_start = {name: p.rss_mib() for name, p in self.proxy_procs.items()}
 
     def check_wire(self) -> None:
-        """Before any load: every path answers the exact upstream bytes, and governance is really on."""
+        """Before any load: every path answers the exact upstream bytes, governance is really on, and the variants
+        with limits really enforce them (their answers carry the budget and rate-limit headers)."""
         want = {
             "json": upstream.json_body(self.args.deltas),
             "stream": b"".join(upstream.stream_events(self.args.deltas)),
         }
-        for target in TARGETS:
+        limit_headers: dict[str, dict[str, str]] = {}
+        for target in self.targets:
             for mode in ("json", "stream"):
-                status, body = harness.post(
+                status, body, headers = harness.post_full(
                     self.urls[target], harness.request_body(mode == "stream"), harness.request_headers()
                 )
-                if target == "gateway":
-                    self.gateway_requests += 1
+                if target in self.sent:
+                    self.sent[target]["requests"] += 1
+                    self.sent[target]["ok_200"] += status == 200 and body == want[mode]
+                    limit_headers[target] = {
+                        k: v for k, v in headers.items() if k.startswith(("x-sluice-budget", "x-ratelimit"))
+                    }
                 if status != 200 or body != want[mode]:
                     raise RuntimeError(
-                        f"{target} {mode}: status {status}, body differs from the upstream's: {body[:300]!r}"
+                        f"{label(target)} {mode}: status {status}, body differs from the upstream's: {body[:300]!r}"
                     )
-        denied_status, denied = harness.post(
-            self.urls["gateway"], harness.request_body(False, harness.DENIED_MODEL), harness.request_headers()
-        )
-        bad_key_status, _ = harness.post(
-            self.urls["gateway"], harness.request_body(False), harness.request_headers("sk-sluice-not-a-key")
-        )
-        self.gateway_requests += 2
-        if denied_status != 403 or bad_key_status != 401:
-            raise RuntimeError(
-                f"governance is not on: disallowed model -> {denied_status} {denied[:200]!r}, unknown key -> "
-                f"{bad_key_status}"
+        variants: dict[str, Any] = {}
+        for v in self.gateways:
+            denied_status, denied = harness.post(
+                self.urls[v], harness.request_body(False, harness.DENIED_MODEL), harness.request_headers()
             )
-        self.sanity = {
-            "byte_exact_json_and_stream": True,
-            "disallowed_model_status": denied_status,
-            "unknown_key_status": bad_key_status,
-        }
+            bad_key_status, _ = harness.post(
+                self.urls[v], harness.request_body(False), harness.request_headers("sk-sluice-not-a-key")
+            )
+            self.sent[v]["requests"] += 2
+            if denied_status != 403 or bad_key_status != 401:
+                raise RuntimeError(
+                    f"governance is not on in gateway {v}: disallowed model -> {denied_status} {denied[:200]!r}, "
+                    f"unknown key -> {bad_key_status}"
+                )
+            got = limit_headers[v]
+            limited = "x-sluice-budget-id" in got and "x-ratelimit-limit-requests" in got
+            if limited != (v != "plain"):
+                raise RuntimeError(
+                    f"gateway {v}: budget/rate-limit headers {'present' if limited else 'missing'} ({got}); "
+                    f"{'no limit should' if v == 'plain' else 'budgets and rate limits should'} apply to the key"
+                )
+            variants[v] = {
+                "disallowed_model_status": denied_status,
+                "unknown_key_status": bad_key_status,
+                "limit_headers": got,
+            }
+        if self.redis is not None:
+            keys = self.redis.dbsize()
+            if keys == 0:
+                raise RuntimeError(f"gateway redis: no counter keys in {self.redis.url} after the wire check")
+            variants["redis"]["redis_keys_after_wire_check"] = keys
+        self.sanity = {"byte_exact_json_and_stream": True, "gateways": variants}
 
     def measure(self, target: str, mode: str, kind: str, requests: int, concurrency: int, rnd: int) -> dict[str, Any]:
         proxy = self.proxy_procs.get(target)
-        watched = {"upstream": self.upstream, "loadgen": self.loadgen.proc}
+        watched: dict[str, Any] = {"upstream": self.upstream, "loadgen": self.loadgen.proc}
         if proxy is not None:
             watched["proxy"] = proxy
+        if self.redis is not None and self.redis.proc is not None:
+            watched["redis"] = self.redis.proc  # for every target: the others show Redis's idle background
         before = {k: p.cpu_s() for k, p in watched.items()}
         before_ps = {k: p.cpu_s_psutil() for k, p in watched.items()}
         res = self.loadgen.run(
@@ -198,8 +348,9 @@ class Bench:
         settle_s = proxy.wait_idle() if proxy is not None else 0.0
         after = {k: p.cpu_s() for k, p in watched.items()}
         after_ps = {k: p.cpu_s_psutil() for k, p in watched.items()}
-        if target == "gateway":
-            self.gateway_requests += res["issued"]
+        if target in self.sent:
+            self.sent[target]["requests"] += res["issued"]
+            self.sent[target]["ok_200"] += res["ok"]
         run = {
             "round": rnd,
             "target": target,
@@ -219,40 +370,50 @@ class Bench:
             "ttfb_us": res["ttfb_us"],
         }
         if res["errors"]:
-            print(f"  ! {target} {mode}: {res['errors']} errors, e.g. {res['error_samples'][:2]}", file=sys.stderr)
+            print(
+                f"  ! {label(target)} {mode}: {res['errors']} errors, e.g. {res['error_samples'][:2]}", file=sys.stderr
+            )
         return run
 
     def warm_up(self) -> None:
-        for target in TARGETS:
+        for target in self.targets:
             for mode in self.args.modes:
                 run = self.measure(target, mode, "warmup", self.args.warmup, self.args.concurrency, 0)
                 if run["ok"] == 0:
-                    raise RuntimeError(f"warm-up of {target} ({mode}) failed: {run['error_samples']}")
+                    raise RuntimeError(f"warm-up of {label(target)} ({mode}) failed: {run['error_samples']}")
 
     def rounds(self) -> None:
         a = self.args
+        width = max(len(label(t)) for t in self.targets)
         for rnd in range(1, a.rounds + 1):
             for mode in a.modes:
-                k = (rnd - 1) % len(TARGETS)
-                order = TARGETS[k:] + TARGETS[:k]  # rotate who goes first, so drifts and warm caches even out
+                k = (rnd - 1) % len(self.targets)
+                order = self.targets[k:] + self.targets[:k]  # rotate who goes first: drifts and warm caches even out
                 for target in order:
                     run = self.measure(target, mode, "loaded", a.requests, a.concurrency, rnd)
                     self.runs.append(run)
                     cpu = run["cpu_s"].get("proxy")
                     per_req = f", proxy CPU {cpu * 1e6 / run['ok']:.0f} µs/req" if cpu and run["ok"] else ""
+                    if target == "redis" and "redis" in run["cpu_s"] and run["ok"]:
+                        per_req += f", redis-server {run['cpu_s']['redis'] * 1e6 / run['ok']:.0f} µs/req"
                     print(
-                        f"round {rnd}/{a.rounds} {mode:6} {target:8} c={a.concurrency}: {run['ok']} ok, "
+                        f"round {rnd}/{a.rounds} {mode:6} {label(target):{width}} c={a.concurrency}: {run['ok']} ok, "
                         f"{run['ok'] / run['elapsed_s']:.0f} req/s{per_req}",
                         flush=True,
                     )
                 for target in reversed(order):
                     self.runs.append(self.measure(target, mode, "unloaded", a.probe_requests, 1, rnd))
 
-    def finish_gateway(self) -> dict[str, Any]:
-        """Stop the gateway gracefully (its recorder drains on shutdown), then count its request log."""
+    def finish_gateways(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Stop every gateway gracefully (request log and spend ledger drain on shutdown), then count, per variant,
+        its request log and its spend ledger."""
         self.rss_end = {name: p.rss_mib() for name, p in self.proxy_procs.items()}
-        code = self.gateway.stop()
-        return request_log_check(self.db, self.gateway_requests, code, self.args.deltas)
+        logs, ledgers = {}, {}
+        for v in self.gateways:
+            code = self.proxy_procs[v].stop()
+            logs[v] = request_log_check(self.dbs[v], self.sent[v]["requests"], code, self.args.deltas)
+            ledgers[v] = spend_ledger_check(self.dbs[v], self.sent[v]["ok_200"], self.args.deltas)
+        return logs, ledgers
 
 
 def request_log_check(db: Path, expected: int, exit_code: int | None, deltas: int) -> dict[str, Any]:
@@ -280,18 +441,55 @@ def request_log_check(db: Path, expected: int, exit_code: int | None, deltas: in
     return out
 
 
+def spend_ledger_check(db: Path, expected_ok: int, deltas: int) -> dict[str, Any]:
+    """One ledger row per successful request: as many rows as 200s sent and logged, each the same request id and
+    cost as its request-log row, with the upstream's tokens, the key and its team; none for a refused request."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(cost_pico > 0), SUM(tokens = ?), "
+            "SUM(virtual_key_id = 'vk-bench' AND team_id = 'team-bench'), SUM(cost_pico) FROM spend_ledger",
+            (12 + deltas,),
+        ).fetchone()
+        (logged_200,) = conn.execute("SELECT COUNT(*) FROM request_log WHERE status = 200").fetchone()
+        (matched,) = conn.execute(
+            "SELECT COUNT(*) FROM spend_ledger s JOIN request_log r ON r.request_id = s.request_id "
+            "WHERE r.status = 200 AND r.cost_pico = s.cost_pico"
+        ).fetchone()
+    rows, distinct, priced, metered, scoped, cost_pico = (int(v or 0) for v in row)
+    return {
+        "db": str(db),
+        "expected_rows": expected_ok,
+        "request_log_200": int(logged_200),
+        "rows": rows,
+        "distinct_request_ids": distinct,
+        "priced": priced,
+        "metered": metered,
+        "key_and_team": scoped,
+        "matched_to_request_log": int(matched),
+        "cost_usd": cost_pico / 1e12,
+        "complete": rows == expected_ok == int(logged_200) == distinct == priced == metered == scoped == int(matched),
+    }
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def summarise(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+def _per_req(r: dict[str, Any], who: str) -> float:
+    return float(r["cpu_s"][who] * 1e6 / r["ok"])
+
+
+def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], gateways: list[str]) -> dict[str, Any]:
+    proxies = ["baseline", *gateways]
     summary: dict[str, Any] = {}
     for mode in modes:
         per_target: dict[str, Any] = {}
-        for target in TARGETS:
+        loaded_by: dict[str, list[dict[str, Any]]] = {}
+        for target in targets:
             loaded = [r for r in runs if r["mode"] == mode and r["target"] == target and r["kind"] == "loaded"]
             probe = [r for r in runs if r["mode"] == mode and r["target"] == target and r["kind"] == "unloaded"]
+            loaded_by[target] = loaded
             lat = [v for r in loaded for v in r["lat_us"]]
             ttfb = [v for r in loaded for v in r["ttfb_us"]]
             plat = [v for r in probe for v in r["lat_us"]]
@@ -311,16 +509,18 @@ def summarise(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
                     [(r["cpu_s"]["upstream"] + r["cpu_s"]["loadgen"]) / r["elapsed_s"] for r in loaded]
                 ),
             }
-            if target in PROXIES:
-                t["cpu_us_per_req"] = spread([r["cpu_s"]["proxy"] * 1e6 / r["ok"] for r in loaded if r["ok"]])
+            if target in proxies:
+                t["cpu_us_per_req"] = spread([_per_req(r, "proxy") for r in loaded if r["ok"]])
                 t["cpu_us_per_req_pooled"] = (sum(r["cpu_s"]["proxy"] for r in loaded) * 1e6 / ok) if ok else None
                 t["cpu_us_per_req_pooled_psutil"] = (
                     (sum(r["cpu_s_psutil"]["proxy"] for r in loaded) * 1e6 / ok) if ok else None
                 )
                 t["proxy_core_util"] = spread([r["proxy_cpu_s_during_load"] / r["elapsed_s"] for r in loaded])
+            if any("redis" in r["cpu_s"] for r in loaded):
+                t["redis_cpu_us_per_req"] = spread([_per_req(r, "redis") for r in loaded if r["ok"]])
             per_target[target] = t
         direct = per_target["direct"]
-        for target in PROXIES:
+        for target in proxies:
             t = per_target[target]
             for key in (
                 "p50_ms",
@@ -331,30 +531,89 @@ def summarise(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
                 "unloaded_ttfb_p50_ms",
             ):
                 t["added_" + key] = sub(t[key], direct[key])
-        gw, base = per_target["gateway"]["cpu_us_per_req"]["median"], per_target["baseline"]["cpu_us_per_req"]["median"]
-        summary[mode] = {"targets": per_target, "cpu_ratio_gateway_baseline": gw / base if gw and base else None}
+        base = per_target["baseline"]["cpu_us_per_req"]["median"]
+        # Redis's own background (serverCron, other clients) while no redis-variant load runs, per second.
+        idle = [r for tg in targets if tg != "redis" for r in loaded_by[tg] if "redis" in r["cpu_s"]]
+        idle_s = sum(r["elapsed_s"] + r["settle_s"] for r in idle)
+        redis_idle_us_per_s = sum(r["cpu_s"]["redis"] for r in idle) * 1e6 / idle_s if idle_s else None
+        plain_by_round = {r["round"]: r for r in loaded_by.get("plain", []) if r["ok"]}
+        variants: dict[str, Any] = {}
+        for v in gateways:
+            t = per_target[v]
+            med = t["cpu_us_per_req"]["median"]
+            runs_v = [r for r in loaded_by[v] if r["ok"]]
+            paired = [(r, plain_by_round[r["round"]]) for r in runs_v if r["round"] in plain_by_round]
+            with_redis = [(r, p) for r, p in paired if "redis" in r["cpu_s"] and "redis" in p["cpu_s"]]
+            plain_med = per_target["plain"]["cpu_us_per_req"]["median"] if "plain" in per_target else None
+            entry: dict[str, Any] = {
+                "cpu_us_per_req": t["cpu_us_per_req"],
+                "cpu_ratio_vs_baseline": med / base if med and base else None,
+                # Per round, variant minus plain (the two ran in the same round, moments apart): median, min-max.
+                "governance_cost_us": spread([_per_req(r, "proxy") - _per_req(p, "proxy") for r, p in paired])
+                if v != "plain"
+                else None,
+                "governance_cost_us_diff_of_medians": sub(med, plain_med) if v != "plain" else None,
+            }
+            if v == "redis":
+                entry["redis_cpu_us_per_req"] = t.get("redis_cpu_us_per_req")
+                entry["redis_idle_cpu_us_per_s"] = redis_idle_us_per_s
+                entry["redis_cpu_us_per_req_net_of_idle"] = (
+                    spread(
+                        [
+                            _per_req(r, "redis") - redis_idle_us_per_s * (r["elapsed_s"] + r["settle_s"]) / r["ok"]
+                            for r in runs_v
+                        ]
+                    )
+                    if redis_idle_us_per_s is not None and runs_v and "redis" in runs_v[0]["cpu_s"]
+                    else None
+                )
+                entry["gateway_plus_redis_cpu_us_per_req"] = (
+                    spread([_per_req(r, "proxy") + _per_req(r, "redis") for r in runs_v])
+                    if runs_v and "redis" in runs_v[0]["cpu_s"]
+                    else None
+                )
+                # Both sides of the pair carry Redis's idle background, so it cancels out.
+                entry["governance_cost_incl_redis_us"] = (
+                    spread(
+                        [
+                            _per_req(r, "proxy") + _per_req(r, "redis") - _per_req(p, "proxy") - _per_req(p, "redis")
+                            for r, p in with_redis
+                        ]
+                    )
+                    if with_redis
+                    else None
+                )
+            for key in ("added_p50_ms", "added_p99_ms", "added_ttfb_p50_ms", "added_unloaded_ttfb_p50_ms"):
+                entry[key] = t[key]
+            variants[v] = entry
+        summary[mode] = {"targets": per_target, "variants": variants}
     return summary
 
 
-def verdicts(summary: dict[str, Any]) -> dict[str, Any]:
+def verdicts(summary: dict[str, Any], gateways: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode, s in summary.items():
-        ratio = s["cpu_ratio_gateway_baseline"]
-        out[f"cpu_ratio_{mode}"] = {
-            "value": ratio,
-            "target": f"<= {CPU_RATIO_TARGET}",
-            "pass": ratio is not None and ratio <= CPU_RATIO_TARGET,
-        }
+        for v in gateways:
+            ratio = s["variants"][v]["cpu_ratio_vs_baseline"]
+            out[f"cpu_ratio_{mode}_{v}"] = {
+                "variant": v,
+                "mode": mode,
+                "value": ratio,
+                "target": f"<= {CPU_RATIO_TARGET}",
+                "pass": ratio is not None and ratio <= CPU_RATIO_TARGET,
+            }
     if "stream" in summary:
-        gw = summary["stream"]["targets"]["gateway"]
-        added = gw["added_unloaded_ttfb_p50_ms"]
-        out["ttfb_overhead_ms"] = {
-            "value": added,
-            "measured_at": "concurrency 1 (the latency the gateway adds to one request, without queueing)",
-            "under_load_value": gw["added_ttfb_p50_ms"],
-            "target": f"< {TTFB_TARGET_MS}",
-            "pass": added is not None and added < TTFB_TARGET_MS,
-        }
+        for v in gateways:
+            gw = summary["stream"]["targets"][v]
+            added = gw["added_unloaded_ttfb_p50_ms"]
+            out[f"ttfb_overhead_ms_{v}"] = {
+                "variant": v,
+                "value": added,
+                "measured_at": "concurrency 1 (the latency the gateway adds to one request, without queueing)",
+                "under_load_value": gw["added_ttfb_p50_ms"],
+                "target": f"< {TTFB_TARGET_MS}",
+                "pass": added is not None and added < TTFB_TARGET_MS,
+            }
     return out
 
 
@@ -362,8 +621,61 @@ def fmt(v: float | None, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
+def fmt_spread(s: dict[str, float | None] | None, digits: int = 0, signed: bool = False) -> str:
+    if not s or s.get("median") is None:
+        return "—"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return f"{f.format(s['median'])} ({f.format(s['min'])}…{f.format(s['max'])})"
+
+
+def governance_tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The headline: per variant, what the gateway costs and what budgets and rate limits add."""
+    out = []
+    gateways = report["options"]["gateways"]
+    has_redis = "redis" in gateways
+    for mode, s in report["summary"].items():
+        head = ["target", "CPU µs/req (min…max)", "× baseline", "governance µs/req (min…max)"]
+        if has_redis:
+            head += ["Redis µs/req", "gw+Redis governance µs/req"]
+        head += ["+p50 ms", "+p99 ms"]
+        if mode == "stream":
+            head += ["+TTFB ms c=1", "+TTFB ms loaded"]
+        base = s["targets"]["baseline"]
+        row = ["baseline", fmt_spread(base["cpu_us_per_req"]), "1.00", ""]
+        if has_redis:
+            row += ["", ""]
+        row += [fmt(base["added_p50_ms"]), fmt(base["added_p99_ms"])]
+        if mode == "stream":
+            row += [fmt(base["added_unloaded_ttfb_p50_ms"], 3), fmt(base["added_ttfb_p50_ms"])]
+        rows = [row]
+        for v in gateways:
+            e = s["variants"][v]
+            row = [
+                label(v),
+                fmt_spread(e["cpu_us_per_req"]),
+                fmt(e["cpu_ratio_vs_baseline"]),
+                "(reference)" if v == "plain" else fmt_spread(e["governance_cost_us"], signed=True),
+            ]
+            if has_redis:
+                row += (
+                    [
+                        fmt_spread(e.get("redis_cpu_us_per_req")),
+                        fmt_spread(e.get("governance_cost_incl_redis_us"), signed=True),
+                    ]
+                    if v == "redis"
+                    else ["", ""]
+                )
+            row += [fmt(e["added_p50_ms"]), fmt(e["added_p99_ms"])]
+            if mode == "stream":
+                row += [fmt(e["added_unloaded_ttfb_p50_ms"], 3), fmt(e["added_ttfb_p50_ms"])]
+            rows.append(row)
+        out.append((f"Governance cost, {mode} (loaded, concurrency {report['options']['concurrency']})", head, rows))
+    return out
+
+
 def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     c = report["options"]["concurrency"]
+    targets = ["direct", "baseline", *report["options"]["gateways"]]
     out = []
     for mode, s in report["summary"].items():
         head = [
@@ -380,12 +692,12 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         if mode == "stream":
             head[6:6] = ["TTFB p50 ms", "+TTFB ms"]
         rows = []
-        for target in TARGETS:
+        for target in targets:
             t = s["targets"][target]
-            proxy = target in PROXIES
+            proxy = target != "direct"
             cpu = t.get("cpu_us_per_req") or {}
             row = [
-                target,
+                label(target),
                 fmt(t["rps"]["median"], 0),
                 fmt(t["p50_ms"]),
                 fmt(t["p99_ms"]),
@@ -403,11 +715,11 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         if mode == "stream":
             head += ["TTFB p50 ms", "+TTFB ms"]
         rows = []
-        for target in TARGETS:
+        for target in targets:
             t = s["targets"][target]
-            proxy = target in PROXIES
+            proxy = target != "direct"
             row = [
-                target,
+                label(target),
                 fmt(t["unloaded_p50_ms"], 3),
                 fmt(t["unloaded_p99_ms"], 3),
                 fmt(t.get("added_unloaded_p50_ms"), 3) if proxy else "",
@@ -439,33 +751,57 @@ def render_md(head: list[str], rows: list[list[str]]) -> str:
 
 def headline(report: dict[str, Any]) -> list[str]:
     lines = []
-    for name, v in report["verdicts"].items():
+    for v in report["verdicts"].values():
         mark = "PASS" if v["pass"] else "FAIL"
-        if name.startswith("cpu_ratio"):
+        if "mode" in v:
             lines.append(
-                f"gateway/baseline CPU µs per request ({name.removeprefix('cpu_ratio_')}): "
+                f"{label(v['variant'])}/baseline CPU µs per request ({v['mode']}): "
                 f"{fmt(v['value'])} (target {v['target']}) {mark}"
             )
         else:
             lines.append(
-                f"stream TTFB overhead, gateway minus direct, p50 at concurrency 1: {fmt(v['value'], 3)} ms "
-                f"(target {v['target']} ms) {mark}; under load (concurrency "
+                f"{label(v['variant'])} stream TTFB overhead, minus direct, p50 at concurrency 1: "
+                f"{fmt(v['value'], 3)} ms (target {v['target']} ms) {mark}; under load (concurrency "
                 f"{report['options']['concurrency']}): {fmt(v['under_load_value'], 2)} ms"
             )
-    log = report["request_log"]
-    lines.append(
-        f"request log: {log['rows']} rows in SQLite for {log['expected_rows']} gateway requests "
-        f"({log['status_200']} x 200, {log['status_403']} x 403, {log['status_401']} x 401; "
-        f"{log['metered_200']} metered, {log['priced_200']} priced, {log['streamed']} streamed; "
-        f"spill lines {log['spill_file_lines']}) -> {'complete' if log['complete'] else 'INCOMPLETE'}"
-    )
+    for mode, s in report["summary"].items():
+        for v, e in s["variants"].items():
+            if v == "plain" or (e["governance_cost_us"] or {}).get("median") is None:
+                continue
+            line = (
+                f"governance cost ({mode}), {label(v)} minus gateway plain: "
+                f"{fmt_spread(e['governance_cost_us'], 1, signed=True)} µs/req of gateway CPU"
+            )
+            if e.get("governance_cost_incl_redis_us"):
+                line += (
+                    f", {fmt_spread(e['governance_cost_incl_redis_us'], 1, signed=True)} µs/req with redis-server's "
+                    f"CPU ({fmt_spread(e['redis_cpu_us_per_req'], 1)} µs/req in redis-server)"
+                )
+            lines.append(line)
+    for v, log in report["request_log"].items():
+        lines.append(
+            f"{label(v)} request log: {log['rows']} rows in SQLite for {log['expected_rows']} requests "
+            f"({log['status_200']} x 200, {log['status_403']} x 403, {log['status_401']} x 401; "
+            f"{log['metered_200']} metered, {log['priced_200']} priced, {log['streamed']} streamed; "
+            f"spill lines {log['spill_file_lines']}) -> {'complete' if log['complete'] else 'INCOMPLETE'}"
+        )
+    for v, led in report["spend_ledger"].items():
+        lines.append(
+            f"{label(v)} spend ledger: {led['rows']} rows for {led['expected_rows']} successful requests "
+            f"({led['request_log_200']} x 200 in the request log; {led['matched_to_request_log']} with the same id "
+            f"and cost there, {led['priced']} priced, {led['metered']} metered, {led['key_and_team']} with key and "
+            f"team; ${led['cost_usd']:.4f} in all) -> {'one row per success' if led['complete'] else 'MISMATCH'}"
+        )
     return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
     m, o = report["machine"], report["options"]
+    targets = ["direct", "baseline", *o["gateways"]]
+    proxies = ["baseline", *o["gateways"]]
+    redis = report.get("redis")
     out = [
-        "# Sluice proxy overhead",
+        "# Sluice proxy overhead and governance cost",
         "",
         f"Run {report['date']} on {m['nproc']} cores ({m['cpu_model']}), Python {m['python']}, "
         f"sluice commit {m['git_commit'] or 'unknown'}{' (dirty tree)' if m.get('git_dirty') else ''}. "
@@ -475,29 +811,54 @@ def markdown(report: dict[str, Any]) -> str:
         f"interleaved rounds, {o['probe_requests']} sequential probe requests per round and target, "
         f"{o['warmup']} warm-up requests, {o['deltas']} text deltas per stream{', quick' if o['quick'] else ''}.",
         "",
-        "Gateway: `sluice serve` as shipped; governance on: virtual key with a model allowlist and a team, "
-        "provider key, request log to SQLite.",
+        "Gateways: `sluice serve` as shipped, one process per variant, each with its own SQLite store; governance "
+        "on in all (virtual key in a team with a model allowlist, provider key, request log and spend ledger to "
+        "SQLite):",
         "",
-        f"Pinning: {report['pinning']}",
+        *[f"- **{v}**: {VARIANT_TEXT[v]}" for v in o["gateways"]],
         "",
-        "## Verdict",
-        "",
-        *[f"- {line}" for line in headline(report)],
+    ]
+    if redis:
+        out += [
+            f"Redis: {redis['url']} (redis-server {redis['version']}, pid {redis['pid']}, cores "
+            f"{redis['affinity']}, not pinned by the benchmark); database flushed at start "
+            f"({redis['keys_flushed_at_start']} keys) and end ({redis['keys_after_run']} keys)."
+            + (f" CPU not measured: {redis['cpu_note']}." if not redis["cpu_measured"] else ""),
+            "",
+        ]
+    out += [f"Pinning: {report['pinning']}", "", "## Verdict", "", *[f"- {line}" for line in headline(report)], ""]
+    for title, head, rows in governance_tables(report):
+        out += [f"## {title}", "", render_md(head, rows), ""]
+    out += [
+        "CPU µs/req: median over rounds (min…max) of the proxy's user+system CPU from the start of a run until it "
+        "is idle again, per successful request. × baseline: median / baseline's median. governance µs/req: per "
+        "round, the variant's CPU µs/req minus gateway plain's in the same round (median, min…max): the CPU that "
+        "budgets and rate limits add in the gateway. Redis µs/req: redis-server's CPU during the redis variant's "
+        "runs per request (includes its idle background, "
+        + (
+            f"{fmt(report['summary'][o['modes'][0]]['variants']['redis']['redis_idle_cpu_us_per_s'], 0)} µs per "
+            "second measured during the other targets' runs"
+            if redis and "redis" in report["summary"][o["modes"][0]]["variants"]
+            else "measured during the other targets' runs"
+        )
+        + "). gw+Redis governance µs/req: per round, (gateway + redis-server CPU) of the redis variant minus the "
+        "same sum during gateway plain's run (the idle background cancels out). `+` latencies = proxy minus direct; "
+        "+TTFB c=1 is judged (target < 1 ms), loaded TTFB is mostly queueing.",
         "",
     ]
     for title, head, rows in tables(report):
         out += [f"## {title}", "", render_md(head, rows), ""]
     out += [
         "Columns: `+` = proxy minus direct (upstream hit without a proxy). CPU µs/req = user+system CPU time of the "
-        "proxy process from the start of the run until it is idle again (so request-log batches written just after "
-        "the last answer count) / successful requests (median over rounds, min–max). proxy core = share of "
-        "one core the proxy used during the run. RSS after the whole run.",
+        "proxy process from the start of the run until it is idle again (so request-log and ledger batches written "
+        "just after the last answer count) / successful requests (median over rounds, min–max). proxy core = share "
+        "of one core the proxy used during the run. RSS after the whole run.",
         "",
         "Upstream + load generator core use (shows whether the client side, not the proxy, limits req/s): "
         + ", ".join(
             f"{mode}/{t}: {fmt(s['targets'][t]['upstream_plus_loadgen_core_util']['median'] * 100, 0)}%"
             for mode, s in report["summary"].items()
-            for t in TARGETS
+            for t in targets
         ),
         "",
         "CPU µs/req pooled over all rounds (sum of CPU / sum of requests), scheduler clock vs psutil cpu_times "
@@ -506,12 +867,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"{mode}/{t}: {fmt(s['targets'][t]['cpu_us_per_req_pooled'], 1)} vs "
             f"{fmt(s['targets'][t]['cpu_us_per_req_pooled_psutil'], 1)}"
             for mode, s in report["summary"].items()
-            for t in PROXIES
+            for t in proxies
         ),
         "",
         "Errors: "
         + ", ".join(
-            f"{mode}/{t}: {s['targets'][t]['errors']}" for mode, s in report["summary"].items() for t in TARGETS
+            f"{mode}/{t}: {s['targets'][t]['errors']}" for mode, s in report["summary"].items() for t in targets
         ),
         "",
     ]
@@ -542,7 +903,7 @@ def machine_info() -> dict[str, Any]:
             return None
 
     versions = {}
-    for pkg in ("sluice", "aiohttp", "uvicorn", "uvloop", "httptools", "orjson"):
+    for pkg in ("sluice", "aiohttp", "uvicorn", "uvloop", "httptools", "orjson", "redis"):
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -565,7 +926,8 @@ def pinning_text(cores: dict[str, list[int] | None]) -> str:
     if not cores["proxy"]:
         return "none (single usable core, or --no-pin)"
     return (
-        f"baseline and gateway on core {cores['proxy']} (they never run load at the same time); upstream on "
+        f"baseline and every gateway variant on core {cores['proxy']} (they never run load at the same time); "
+        f"upstream on "
         f"{cores['upstream']}, load generator on {cores['loadgen']}, orchestrator on {cores['orchestrator']} "
         "(os.sched_setaffinity before exec)"
     )
@@ -592,19 +954,21 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     fleet = harness.Fleet(tmp)
     print(f"workdir {tmp}; pinning: {pinning_text(cores)}", flush=True)
+    bench = Bench(args, fleet, cores)
     try:
-        bench = Bench(args, fleet, cores)
         bench.start()
+        gateways = ", ".join(f"{v} {bench.proxy_procs[v].pid}" for v in bench.gateways)
+        redis_pid = f", redis-server {bench.redis.pid} (not started here)" if bench.redis else ""
         print(
-            f"processes: upstream {bench.upstream.pid}, baseline {bench.baseline.pid}, gateway {bench.gateway.pid}, "
-            f"loadgen {bench.loadgen.proc.pid}",
+            f"processes: upstream {bench.upstream.pid}, baseline {bench.baseline.pid}, gateways {gateways}, "
+            f"loadgen {bench.loadgen.proc.pid}{redis_pid}",
             flush=True,
         )
         bench.check_wire()
         bench.warm_up()
         bench.rounds()
         bench.loadgen.quit()
-        request_log = bench.finish_gateway()
+        request_log, spend_ledger = bench.finish_gateways()
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             print("interrupted: stopping every process", file=sys.stderr)
@@ -615,27 +979,31 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         fleet.close()
+        if bench.redis is not None:
+            bench.redis.close()
         if not args.keep_tmp:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    summary = summarise(bench.runs, args.modes)
+    summary = summarise(bench.runs, args.modes, bench.targets, bench.gateways)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "duration_s": time.monotonic() - started,
         "machine": machine,
         "options": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "pinning": pinning_text(cores),
+        "redis": bench.redis.describe() if bench.redis else None,
         "sanity": bench.sanity,
         "summary": summary,
         "rss_mib": {"start": bench.rss_start, "end": bench.rss_end},
         "request_log": request_log,
+        "spend_ledger": spend_ledger,
         "runs": [{k: v for k, v in r.items() if k not in ("lat_us", "ttfb_us")} for r in bench.runs],
     }
-    report["verdicts"] = verdicts(summary)
+    report["verdicts"] = verdicts(summary, bench.gateways)
     print()
-    for title, head, rows in tables(report):
+    for title, head, rows in [*tables(report), *governance_tables(report)]:
         print(f"{title}\n{render_text(head, rows)}\n")
     for line in headline(report):
         print(line)
