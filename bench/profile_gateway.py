@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--native", action="store_true", help="also sample C frames (uvloop, httptools, orjson, ...)")
+    p.add_argument("--variant", default="plain", choices=("plain", "local"), help="governance on the key")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--deltas", type=int, default=20)
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         up_port, gw_port = harness.free_port(), harness.free_port()
         upstream_url = f"http://127.0.0.1:{up_port}"
         harness.start_upstream(fleet, up_port, args.deltas, cores["upstream"])
-        gateway, _db = harness.start_gateway(fleet, gw_port, upstream_url, cores["proxy"])
+        gateway, _db = harness.start_gateway(fleet, gw_port, upstream_url, cores["proxy"], variant=args.variant)
         loadgen = harness.LoadGen(fleet, cores["loadgen"])
         url = f"http://127.0.0.1:{gw_port}/v1/messages"
         for mode in ("json", "stream"):  # warm up before sampling

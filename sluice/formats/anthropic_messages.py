@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 from sluice.core.types import Completion, Usage
-from sluice.formats.sse import SSEDecoder, encode, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated_chars, parse_block
 
 # HTTP status -> Anthropic error type (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES: dict[int, str] = {
@@ -62,6 +63,7 @@ def usage_from_response(body: bytes) -> Usage:
     return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
 
 
+_GENERATED = re.compile(rb'"(?:text|partial_json|thinking)":"((?:[^"\\]|\\.)*)"')
 _SKIPPED = (b"event: content_block_delta", b"event: ping", b"event: content_block_st")
 
 
@@ -80,9 +82,7 @@ class StreamObserver:
         for block in self._decoder.feed_blocks(chunk):
             if block.startswith(_SKIPPED):
                 if self.count_output and block.startswith(b"event: content_block_delta"):
-                    delta = orjson.loads(parse_block(block).data).get("delta") or {}
-                    for field in ("text", "partial_json", "thinking"):
-                        self.output_chars += len(delta.get(field) or "")
+                    self.output_chars += generated_chars(block, _GENERATED)
                 continue  # text and tool deltas carry no usage: not worth parsing
             ev = parse_block(block)
             if ev.event == "message_start":

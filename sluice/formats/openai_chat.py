@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import orjson
 
 from sluice.core.types import Completion, Usage
-from sluice.formats.sse import SSEDecoder, encode, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated_chars, parse_block
 
 ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -25,6 +26,7 @@ ERROR_TYPES: dict[int, tuple[str, str | None]] = {
 }
 _STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 DONE = b"data: [DONE]\n\n"
+_GENERATED = re.compile(rb'"(?:content|arguments|reasoning_content)":"((?:[^"\\]|\\.)*)"')
 
 
 def error_payload(status: int, message: str, code: str | None = None) -> dict[str, Any]:
@@ -88,19 +90,13 @@ class StreamObserver:
             return chunk
         return b"".join(block + b"\n\n" for block in blocks if not self._observe(block))
 
-    def _count(self, data: bytes) -> None:
-        try:
-            self.output_chars += _delta_chars(orjson.loads(data))
-        except orjson.JSONDecodeError:
-            pass
-
     def _observe(self, block: bytes) -> bool:
         """Returns True for a usage-only chunk."""
         if block.endswith(b"[DONE]"):
             self.completed = True
             return False
         if self.count_output and b'"delta"' in block:
-            self._count(parse_block(block).data)
+            self.output_chars += generated_chars(block, _GENERATED)
         if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block:
             return False  # most chunks: "usage":null or none at all
         data = parse_block(block).data
@@ -116,16 +112,6 @@ class StreamObserver:
             self.usage.merge(usage_from(usage))
             return not doc.get("choices")
         return False
-
-
-def _delta_chars(doc: dict[str, Any]) -> int:
-    chars = 0
-    for choice in doc.get("choices") or ():
-        delta = choice.get("delta") or {}
-        chars += len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
-        for call in delta.get("tool_calls") or ():
-            chars += len((call.get("function") or {}).get("arguments") or "")
-    return chars
 
 
 def render_completion(c: Completion) -> dict[str, Any]:

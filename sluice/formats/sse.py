@@ -6,6 +6,7 @@ can forward an event unchanged or drop it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -68,3 +69,9 @@ def parse_block(block: bytes) -> SSEEvent:
 def encode(data: bytes, event: str | None = None) -> bytes:
     head = b"event: " + event.encode() + b"\n" if event else b""
     return head + b"data: " + data + b"\n\n"
+
+
+def generated_chars(block: bytes, pattern: re.Pattern[bytes]) -> int:
+    """Length of the generated text in an event, read from its raw JSON without parsing it:
+    escapes and multi-byte characters count a little high, which errs on the side of budgets."""
+    return sum(len(text) for text in pattern.findall(block))

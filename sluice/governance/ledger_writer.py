@@ -14,10 +14,14 @@ log = logging.getLogger("sluice.ledger")
 
 
 class LedgerWriter:
-    def __init__(self, ledger: SpendLedger, *, max_batch: int = 500, linger_s: float = 0.05) -> None:
+    def __init__(
+        self, ledger: SpendLedger, *, max_batch: int = 500, linger_s: float = 0.05, commit_delay_s: float = 0.002
+    ) -> None:
         self._ledger = ledger
         self._max_batch = max_batch
         self._linger_s = linger_s
+        # A commit costs far more than a row: a waited settlement gives others 2 ms to join it.
+        self._commit_delay_s = commit_delay_s
         self._pending: list[tuple[SpendRow, asyncio.Future[None] | None]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._lingering: asyncio.Task[None] | None = None
@@ -38,13 +42,15 @@ class LedgerWriter:
     def _enqueue(self, row: SpendRow, future: asyncio.Future[None] | None) -> None:
         self._pending.append((row, future))
         if self._flushing is None or self._flushing.done():
-            self._flushing = spawn(self._flush(), name="ledger-flush")
+            self._flushing = spawn(self._flush(self._commit_delay_s), name="ledger-flush")
 
     async def _linger(self) -> None:
         await asyncio.sleep(self._linger_s)
         await self._flush()
 
-    async def _flush(self) -> None:
+    async def _flush(self, delay: float = 0.0) -> None:
+        if delay and len(self._pending) < self._max_batch:
+            await asyncio.sleep(delay)
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             error: BaseException | None = None

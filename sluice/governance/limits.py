@@ -142,6 +142,7 @@ class Limits:
         self._anchors: dict[str, datetime] = {}
         self._seeded: set[str] = set()
         self._by_scope: dict[tuple[str, str], list[LimitRule]] = {}
+        self._current: dict[LimitRule, tuple[LimitRule, Bucket, Window | None]] = {}
         self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
 
     async def start(self) -> None:
@@ -170,6 +171,7 @@ class Limits:
             by_scope.setdefault((rule.scope, rule.scope_id), []).append(rule)
         self._team_customer = {t.id: t.customer_id for t in teams}
         self._by_scope = by_scope
+        self._current = {}
 
     async def stop(self) -> None:
         await self._follower.stop()
@@ -225,12 +227,24 @@ class Limits:
         return admission
 
     def _bucket(self, rule: LimitRule, now: datetime) -> tuple[LimitRule, Bucket, Window | None]:
+        # The current window of a rule stays the same until it ends: compute it once per window.
+        cached = self._current.get(rule)
+        if cached is not None and (cached[2] is None or cached[2].start <= now < cached[2].end):
+            return cached
         if rule.duration is None:
-            return rule, Bucket(f"{rule.id}:{rule.measure}", rule.limit, 0.0), None
-        window = window_at(
-            now, rule.duration, calendar_aligned=rule.calendar_aligned, anchor=self._anchors.get(rule.id)
-        )
-        return rule, Bucket(f"{rule.id}:{rule.measure}:{window.key}", rule.limit, window.end.timestamp()), window
+            item: tuple[LimitRule, Bucket, Window | None] = (
+                rule,
+                Bucket(f"{rule.id}:{rule.measure}", rule.limit, 0.0),
+                None,
+            )
+        else:
+            window = window_at(
+                now, rule.duration, calendar_aligned=rule.calendar_aligned, anchor=self._anchors.get(rule.id)
+            )
+            bucket = Bucket(f"{rule.id}:{rule.measure}:{window.key}", rule.limit, window.end.timestamp())
+            item = (rule, bucket, window)
+        self._current[rule] = item
+        return item
 
     async def _seed(self, items: list[tuple[LimitRule, Bucket, Window | None]]) -> None:
         """A window's counter starts from what the ledger holds for it, so a restart loses nothing."""

@@ -18,12 +18,26 @@ class _Counter:
     used: int = 0
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # request -> (amount, lease end)
     settled: set[str] = field(default_factory=set)
+    total: int = 0  # sum of the reservations' amounts
+    next_lapse: float = float("inf")  # earliest lease end among them
 
     def reserved(self, now: float) -> int:
-        expired = [rid for rid, (_, until) in self.reservations.items() if until <= now]
-        for rid in expired:
-            del self.reservations[rid]
-        return sum(amount for amount, _ in self.reservations.values())
+        if now >= self.next_lapse:  # only then is a walk over the reservations needed
+            for rid in [rid for rid, (_, until) in self.reservations.items() if until <= now]:
+                self.total -= self.reservations.pop(rid)[0]
+            self.next_lapse = min((until for _, until in self.reservations.values()), default=float("inf"))
+        return self.total
+
+    def hold(self, request_id: str, amount: int, until: float) -> None:
+        held, _ = self.reservations.get(request_id, (0, 0.0))
+        self.reservations[request_id] = (held + amount, until)
+        self.total += amount
+        self.next_lapse = min(self.next_lapse, until)
+
+    def release(self, request_id: str) -> None:
+        held = self.reservations.pop(request_id, None)
+        if held is not None:
+            self.total -= held[0]
 
 
 class MemoryCounters:
@@ -59,14 +73,13 @@ class MemoryCounters:
                 break
         if refused is None:
             for counter, (_, amount) in zip(counters, items, strict=True):
-                held, _until = counter.reservations.get(request_id, (0, 0.0))
-                counter.reservations[request_id] = (held + amount, now + lease_s)
+                counter.hold(request_id, amount, now + lease_s)
         return refused, [BucketState(c.used, c.reserved(now)) for c in counters]
 
     async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
         for bucket, amount in items:
             counter = self._get(bucket)
-            counter.reservations.pop(request_id, None)
+            counter.release(request_id)
             if request_id not in counter.settled:
                 counter.settled.add(request_id)
                 counter.used += amount
@@ -75,11 +88,7 @@ class MemoryCounters:
         out = []
         for bucket in buckets:
             counter = self._counters.get(bucket.key)
-            out.append(
-                BucketState(counter.used, sum(a for a, _ in counter.reservations.values()))
-                if counter
-                else BucketState(0, 0)
-            )
+            out.append(BucketState(counter.used, counter.total) if counter else BucketState(0, 0))
         return out
 
     async def seed(self, bucket: Bucket, used: int) -> bool:

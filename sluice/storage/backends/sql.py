@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from sluice.storage.backends.sql_tables import (
     config_events,
@@ -50,8 +49,7 @@ class SqlStore:
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
-            if ":memory:" not in self.url:
-                kwargs["poolclass"] = NullPool
+            kwargs.update(pool_size=4, max_overflow=4)  # connections are costly to open: keep a few
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
