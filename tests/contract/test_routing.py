@@ -202,3 +202,20 @@ def test_every_fallback_target_meets_the_allowlist(tmp_path_factory: pytest.Temp
             entry = log_entry(gateway, raw.headers["x-request-id"])
             outcomes = [(a["model"], a["outcome"]) for a in entry["attempts"]]
             assert outcomes[2] == ("openai/gpt-5", "POLICY_MODEL_DENIED") and outcomes[3][1] == "ok"
+
+
+def test_reset_after_the_first_byte_ends_with_an_in_stream_error(
+    stack: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    gateway, upstream = stack
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+    events: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as exc:
+        with client.messages.stream(
+            model="claude-sonnet-4-6-stream-abort", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        ) as stream:
+            for event in stream:
+                events.append(event.type)
+    assert events[0] == "message_start"  # bytes had reached the caller: no fallback, a proper error
+    assert "closed the connection mid-response" in str(exc.value)
+    assert len([r for r in upstream.requests if r.method == "POST"]) == 1
