@@ -1,7 +1,8 @@
 """Limit counters in Redis, shared by every gateway replica; same semantics as `MemoryCounters`.
 
-Each method is one Lua script (EVALSHA), so it is atomic over all the buckets it is given: no two
-replicas can both pass a check that only one fits, and a refused reservation changes nothing.
+Each method is one Lua script (EVALSHA, over the lean client in `resp.py`), so it is atomic over
+all the buckets it is given: no two replicas can both pass a check that only one fits, and a
+refused reservation changes nothing.
 
 Deployment: a single Redis node (or a primary with replicas/Sentinel). A reservation touches
 several buckets in one script, and the keys are plain (no `{hash tags}`), so they would fall in
@@ -31,11 +32,11 @@ format it with "%.17g"); lease ends and `now` are Python float reprs given to ZA
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as redis_async
-
+from sluice.storage.backends.resp import RespClient
 from sluice.storage.records import Bucket, BucketState
 
 _GRACE_S = 60.0  # keep a finished window a little, for settlements that arrive late
@@ -183,11 +184,8 @@ def _float(value: float) -> str:
 
 class RedisCounters:
     def __init__(self, url: str, *, prefix: str = "sluice:") -> None:
-        self._redis: redis_async.Redis = redis_async.Redis.from_url(url)
+        self._redis = RespClient(url)
         self._prefix = prefix
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._seed = self._redis.register_script(_SEED)
 
     def _keys(self, bucket: Bucket) -> list[str]:
         return [f"{self._prefix}limit:{kind}:{bucket.key}" for kind in ("c", "r", "l", "s")]
@@ -208,7 +206,7 @@ class RedisCounters:
         for bucket, amount in items:
             keys += self._keys(bucket)
             args += [_int(bucket.limit), _int(amount), self._expiry_ms(bucket)]
-        reply: list[Any] = await self._reserve(keys=keys, args=args)
+        reply: list[Any] = await self._redis.eval(_RESERVE, keys, args)
         refused = int(reply[0])
         states = [BucketState(int(reply[2 * i + 1]), int(reply[2 * i + 2])) for i in range(len(items))]
         return (None if refused < 0 else refused), states
@@ -221,18 +219,18 @@ class RedisCounters:
         for bucket, amount in items:
             keys += self._keys(bucket)
             args += [_int(amount), self._expiry_ms(bucket)]
-        await self._settle(keys=keys, args=args)
+        await self._redis.eval(_SETTLE, keys, args)
 
     async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
-        pipe = self._redis.pipeline(transaction=False)
-        for bucket in buckets:
-            pipe.hmget(self._keys(bucket)[0], "used", "reserved")
-        rows: list[list[Any]] = await pipe.execute()
+        # Sent back to back on the one connection: a pipeline without a round trip each.
+        rows: list[list[Any]] = await asyncio.gather(
+            *(self._redis.call("HMGET", self._keys(bucket)[0], "used", "reserved") for bucket in buckets)
+        )
         return [BucketState(int(used or 0), int(reserved or 0)) for used, reserved in rows]
 
     async def seed(self, bucket: Bucket, used: int) -> bool:
-        reply = await self._seed(keys=self._keys(bucket), args=[_int(used), self._expiry_ms(bucket)])
+        reply = await self._redis.eval(_SEED, self._keys(bucket), [_int(used), self._expiry_ms(bucket)])
         return int(reply) == 1
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()

