@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
 from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
@@ -18,7 +19,7 @@ from sluice.settings import SluiceConfig, VirtualKeyConfig
 from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.ports import LimitCounters, Store
-from sluice.storage.records import ProviderGrant, VirtualKey
+from sluice.storage.records import ConfigEvent, ProviderGrant, VirtualKey
 from sluice.upstream.client import UpstreamClient
 
 log = logging.getLogger("sluice.app")
@@ -34,6 +35,16 @@ def open_counters(config: SluiceConfig) -> LimitCounters:
 
         return RedisCounters(config.governance.redis_url)
     return MemoryCounters()
+
+
+async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
+    """Configuration changes go to the tamper-evident audit log too (when it is configured)."""
+    for e in events:
+        await audit.append(
+            "config_change",
+            e.actor,
+            {"object": e.kind, "id": e.object_id, "action": e.action, "before": e.before, "after": e.after},
+        )
 
 
 def offline_limits(config: SluiceConfig, store: Store) -> Limits:
@@ -80,6 +91,7 @@ class Services:
     providers: dict[str, Provider]
     keys: KeyCache
     recorder: RequestRecorder
+    audit: AuditLog
     limits: Limits
     engine: Engine
     generated_secrets: dict[str, str] = field(default_factory=dict)
@@ -88,7 +100,7 @@ class Services:
     async def start(self) -> None:
         await self.store.migrate()
         self.generated_secrets = await seed_virtual_keys(self.store, self.config)
-        await sync_from_file(self.store, self.config, self.config_actor)
+        await record_changes(self.audit, await sync_from_file(self.store, self.config, self.config_actor))
         await self.keys.start()
         await self.limits.start()
         await self.recorder.start()
@@ -98,7 +110,9 @@ class Services:
         """Applies a re-read config file's keys and governance objects (providers and server
         settings need a restart). Returns the number of changes recorded."""
         await seed_virtual_keys(self.store, config)
-        return len(await sync_from_file(self.store, config, actor))
+        events = await sync_from_file(self.store, config, actor)
+        await record_changes(self.audit, events)
+        return len(events)
 
     async def stop(self) -> None:
         await self.limits.stop()
@@ -129,4 +143,4 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         routing=config.routing,
         default_max_tokens=config.governance.default_max_tokens,
     )
-    return Services(config, store, client, providers, keys, recorder, limits, engine)
+    return Services(config, store, client, providers, keys, recorder, AuditLog(config.audit, store), limits, engine)

@@ -277,6 +277,24 @@ class RoutingConfig(_Strict):
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
 
 
+class AuditConfig(_Strict):
+    # The key that seals new records, and its id (recorded in each record, so keys can rotate).
+    hmac_key: SecretStr | None = None
+    key_id: str = "k1"
+    # Keys of earlier ids, still needed to verify the records they sealed.
+    previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.hmac_key is not None
+
+    def keys(self) -> dict[str, bytes]:
+        found = {kid: k.get_secret_value().encode() for kid, k in self.previous_keys.items()}
+        if self.hmac_key is not None:
+            found[self.key_id] = self.hmac_key.get_secret_value().encode()
+        return found
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -302,6 +320,7 @@ class SluiceConfig(_Strict):
     rate_limits: list[RateLimitConfig] = Field(default_factory=list)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)

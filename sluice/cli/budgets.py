@@ -8,11 +8,12 @@ from decimal import Decimal
 
 import orjson
 
-from sluice.app import open_store
+from sluice.app import open_store, record_changes
+from sluice.audit.log import AuditLog
 from sluice.core.windows import window_at
 from sluice.governance.config_sync import body_of, parse_object
 from sluice.governance.limits import PICO_PER_DOLLAR, rules_from
-from sluice.settings import BudgetConfig
+from sluice.settings import AuditConfig, BudgetConfig
 from sluice.storage.records import ConfigObject
 
 
@@ -20,21 +21,26 @@ def actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-async def set_budget(url: str, budget: BudgetConfig) -> str:
+async def set_budget(url: str, budget: BudgetConfig, audit: AuditConfig) -> str:
     store = open_store(url)
     try:
         await store.migrate()
         event = await store.put_object(ConfigObject("budget", budget.id, body_of(budget), actor()), actor())
+        if event:
+            await record_changes(AuditLog(audit, store), [event])
     finally:
         await store.close()
     return "unchanged" if event is None else f"{event.action}d budget {budget.id}"
 
 
-async def delete_budget(url: str, budget_id: str) -> bool:
+async def delete_budget(url: str, budget_id: str, audit: AuditConfig) -> bool:
     store = open_store(url)
     try:
         await store.migrate()
-        return await store.delete_object("budget", budget_id, actor()) is not None
+        event = await store.delete_object("budget", budget_id, actor())
+        if event:
+            await record_changes(AuditLog(audit, store), [event])
+        return event is not None
     finally:
         await store.close()
 

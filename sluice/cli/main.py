@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from sluice.settings import ConfigError, SluiceConfig, load_config
+from sluice.settings import AuditConfig, ConfigError, SluiceConfig, load_config
 
 app = typer.Typer(help="Sluice: the AI gateway that governs every coding agent.", no_args_is_help=True)
 config_app = typer.Typer(help="Check and inspect config files.", no_args_is_help=True)
@@ -23,6 +23,8 @@ budgets_app = typer.Typer(
 )
 app.add_typer(budgets_app, name="budgets")
 route_app = typer.Typer(help="Inspect routing.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 app.add_typer(route_app, name="route")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML or JSON config file.")]
@@ -74,6 +76,10 @@ def _store_url(config: Path | None, store: str | None) -> str:
     if config:
         return _load(config).store.url
     return "sqlite+aiosqlite:///sluice.db"
+
+
+def _audit_config(config: Path | None) -> AuditConfig:
+    return _load(config).audit if config else AuditConfig()
 
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the config's, or ./sluice.db).")]
@@ -154,7 +160,7 @@ def budgets_set(
     except ValidationError as exc:
         typer.echo(f"error: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(asyncio.run(budgets.set_budget(_store_url(config, store), budget)))
+    typer.echo(asyncio.run(budgets.set_budget(_store_url(config, store), budget, _audit_config(config))))
 
 
 @budgets_app.command("delete")
@@ -162,7 +168,7 @@ def budgets_delete(budget_id: str, config: ConfigOpt = None, store: StoreOpt = N
     """Remove a budget; recorded as a configuration event."""
     from sluice.cli import budgets
 
-    if not asyncio.run(budgets.delete_budget(_store_url(config, store), budget_id)):
+    if not asyncio.run(budgets.delete_budget(_store_url(config, store), budget_id, _audit_config(config))):
         typer.echo(f"error: no budget {budget_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"deleted budget {budget_id}")
@@ -211,6 +217,45 @@ def route_explain(
         headers[name.strip().lower()] = value.strip()
     for line in asyncio.run(explain(cfg, store or cfg.store.url, key, model, headers)):
         typer.echo(line)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: ConfigPath,
+    file: Annotated[Path | None, typer.Option("--file", help="Check this export instead of the store.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Check the whole chain; exits 1 and names the first broken record."""
+    from sluice.cli import audit
+
+    cfg = _load(config)
+    keys = cfg.audit.keys()
+    if not keys:
+        typer.echo("error: no audit key configured (audit.hmac_key)", err=True)
+        raise typer.Exit(2)
+    verdict = audit.verify_file(file, keys) if file else asyncio.run(audit.verify_store(store or cfg.store.url, keys))
+    if verdict.ok:
+        typer.echo(f"ok: {verdict.checked} record(s), chain intact")
+        return
+    typer.echo(f"BROKEN after {verdict.checked} good record(s): {verdict.problem}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    config: ConfigPath,
+    since: Annotated[int, typer.Option(help="First sequence number.")] = 1,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (the only format so far).")] = "jsonl",
+    store: StoreOpt = None,
+) -> None:
+    """Write the records with their MACs to standard output, one JSON object per line."""
+    from sluice.cli import audit
+
+    if fmt != "jsonl":
+        typer.echo("error: --format jsonl is the only format", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config)
+    asyncio.run(audit.export(store or cfg.store.url, since, sys.stdout))
 
 
 def _parse_time(text: str) -> datetime:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from sluice.storage.records import (
+    AuditRecord,
     Bucket,
     BucketState,
     ConfigEvent,
@@ -101,6 +102,18 @@ class ConfigStore(Protocol):
     async def config_events(self, limit: int = 100) -> list[ConfigEvent]: ...
 
 
-class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, Protocol):
+class AuditStore(Protocol):
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        """Appends records; a sequence number already taken is an error (another writer won)."""
+        ...
+
+    async def last_audit(self) -> AuditRecord | None: ...
+
+    def audit_records(self, since_seq: int = 0) -> AsyncIterator[AuditRecord]:
+        """Every record from `since_seq` on, by sequence number, read in pages."""
+        ...
+
+
+class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

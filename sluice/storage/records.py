@@ -114,3 +114,27 @@ class ConfigEvent:
     action: str  # create | update | delete
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    ts: datetime
+    kind: str  # request | auth_failure | config_change | data_access | ...
+    actor: str  # who: a virtual key id, "cli:<user>", "file:<path>", an admin's subject
+    data: dict[str, Any]
+    key_id: str
+    prev_mac: str
+    mac: str
+
+    def body(self) -> dict[str, Any]:
+        """What the MAC covers."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts.isoformat(),
+            "kind": self.kind,
+            "actor": self.actor,
+            "data": self.data,
+            "key_id": self.key_id,
+            "prev_mac": self.prev_mac,
+        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
+    audit_log,
     config_events,
     config_objects,
     meta,
@@ -20,7 +22,15 @@ from sluice.storage.backends.sql_tables import (
     spend_ledger,
     virtual_keys,
 )
-from sluice.storage.records import ConfigEvent, ConfigObject, ProviderGrant, RequestLogEntry, SpendRow, VirtualKey
+from sluice.storage.records import (
+    AuditRecord,
+    ConfigEvent,
+    ConfigObject,
+    ProviderGrant,
+    RequestLogEntry,
+    SpendRow,
+    VirtualKey,
+)
 
 _KEYS_VERSION = "keys_version"
 _CONFIG_VERSION = "config_version"
@@ -179,6 +189,28 @@ class SqlStore:
             ConfigEvent(_utc(r.ts) or r.ts, r.actor, r.kind, r.object_id, r.action, r.before, r.after) for r in rows
         ]
 
+    # -- audit log ---------------------------------------------------------------------------
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(insert(audit_log), [_shallow_dict(r) for r in records])
+
+    async def last_audit(self) -> AuditRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1))).first()
+        return _audit_from_row(row._mapping) if row else None
+
+    async def audit_records(self, since_seq: int = 0) -> AsyncIterator[AuditRecord]:
+        after = since_seq - 1
+        while True:
+            query = select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(1000)
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _audit_from_row(row._mapping)
+            after = rows[-1].seq
+
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
         await self._insert_once(request_log, [_shallow_dict(e) for e in entries])
@@ -243,6 +275,19 @@ async def _bump(conn: Any, name: str) -> None:
     result = await conn.execute(update(meta).where(meta.c.name == name).values(value=meta.c.value + 1))
     if not result.rowcount:
         await conn.execute(insert(meta).values(name=name, value=1))
+
+
+def _audit_from_row(row: Any) -> AuditRecord:
+    return AuditRecord(
+        int(row["seq"]),
+        _utc(row["ts"]) or row["ts"],
+        row["kind"],
+        row["actor"],
+        row["data"],
+        row["key_id"],
+        row["prev_mac"],
+        row["mac"],
+    )
 
 
 def _key_to_row(key: VirtualKey, now: datetime) -> dict[str, Any]:

@@ -113,6 +113,19 @@ config_events = Table(
     Column("after", JSON),
 )
 
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("actor", String(300), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("prev_mac", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,

@@ -1,0 +1,83 @@
+"""The tamper-evident chain (pure): canonical encoding, HMAC-SHA256 links, verification.
+
+Record n's MAC is HMAC-SHA256(key[key_id], prev_mac || canonical(record n without its MAC)),
+where prev_mac is record n-1's MAC (64 zero hex digits for the first record) and the canonical
+encoding is JSON with keys sorted, no insignificant whitespace, UTF-8, and no floats (values are
+strings, integers, booleans, null, lists and objects). Sequence numbers start at 1 and have no
+gaps, so a deleted, inserted or reordered record breaks the chain where it happened, and a
+modified one fails its own MAC. Keys rotate by id: each record names the key that sealed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from sluice.storage.records import AuditRecord
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> bytes:
+    _reject_floats(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _reject_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise ValueError("audit data holds no floats (their text is not canonical): use a string")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _reject_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_floats(item)
+
+
+def seal(key: bytes, body: dict[str, Any]) -> str:
+    prev = str(body["prev_mac"]).encode()
+    return hmac.new(key, prev + canonical(body), hashlib.sha256).hexdigest()
+
+
+def make_record(
+    key: bytes, key_id: str, prev: AuditRecord | None, ts: datetime, kind: str, actor: str, data: dict[str, Any]
+) -> AuditRecord:
+    seq = prev.seq + 1 if prev else 1
+    prev_mac = prev.mac if prev else GENESIS
+    unsealed = AuditRecord(seq, ts, kind, actor, data, key_id, prev_mac, "")
+    return AuditRecord(seq, ts, kind, actor, data, key_id, prev_mac, seal(key, unsealed.body()))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    checked: int
+    problem: str | None = None
+    at_seq: int | None = None
+
+
+def verify(records: Iterable[AuditRecord], keys: Mapping[str, bytes]) -> Verdict:
+    """Walks the records in storage order and names the first break."""
+    expected_seq, prev_mac, checked = 1, GENESIS, 0
+    for record in records:
+        if record.seq > expected_seq:
+            problem = f"record {expected_seq} is missing (deleted or moved): record {record.seq} stands in its place"
+            return Verdict(False, checked, problem, record.seq)
+        if record.seq < expected_seq:
+            problem = f"record {record.seq} appears after record {expected_seq - 1} (inserted or moved)"
+            return Verdict(False, checked, problem, record.seq)
+        key = keys.get(record.key_id)
+        if key is None:
+            return Verdict(False, checked, f"record {record.seq} names unknown key id {record.key_id!r}", record.seq)
+        if record.prev_mac != prev_mac:
+            return Verdict(False, checked, f"record {record.seq} does not follow record {record.seq - 1}", record.seq)
+        if not hmac.compare_digest(seal(key, record.body()), record.mac):
+            return Verdict(False, checked, f"record {record.seq} was modified (its MAC does not match)", record.seq)
+        expected_seq, prev_mac, checked = record.seq + 1, record.mac, checked + 1
+    return Verdict(True, checked)

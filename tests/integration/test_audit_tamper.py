@@ -1,0 +1,163 @@
+"""Tampering with the audit log in a real SQLite file and a real PostgreSQL table: `sluice audit
+verify` catches each case and names the record."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sluice.app import open_store
+from sluice.audit.log import AuditLog
+from sluice.settings import parse_config
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+KEY = "audit-test-key-0123456789"
+
+
+def write_config(tmp: Path, url: str) -> Path:
+    path = tmp / "c.yaml"
+    path.write_text(yaml.safe_dump({"store": {"url": url}, "audit": {"hmac_key": KEY, "key_id": "k1"}}))
+    return path
+
+
+async def fill(url: str, n: int = 12) -> None:
+    store = open_store(url)
+    await store.migrate()
+    log = AuditLog(parse_config({"audit": {"hmac_key": KEY}}).audit, store)
+    for i in range(n):
+        await log.append(
+            "config_change", f"cli:user{i % 2}", {"id": f"budget-{i}", "after": {"max_limit": "30"}, "weight": 0.5}
+        )
+    await store.close()
+
+
+def verify(config: Path, *extra: str) -> tuple[int, str]:
+    from sluice.cli.main import app
+
+    result = CliRunner().invoke(app, ["audit", "verify", "--config", str(config), *extra])
+    return result.exit_code, result.output
+
+
+SQL_TAMPERING: dict[str, tuple[list[str], str]] = {
+    "edit a field": (["UPDATE audit_log SET actor = 'cli:mallory' WHERE seq = 5"], "record 5 was modified"),
+    "delete a row": (["DELETE FROM audit_log WHERE seq = 7"], "record 7 is missing"),
+    "insert a row": (
+        [
+            "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 4",
+            "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1004",
+            "INSERT INTO audit_log SELECT 4, ts, kind, actor, data, key_id, prev_mac, mac FROM audit_log WHERE seq = 3",
+        ],
+        "record 4 does not follow record 3",
+    ),
+    "swap two rows": (
+        [
+            "UPDATE audit_log SET seq = -1 WHERE seq = 8",
+            "UPDATE audit_log SET seq = 8 WHERE seq = 9",
+            "UPDATE audit_log SET seq = 9 WHERE seq = -1",
+        ],
+        "record 8 does not follow record 7",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SQL_TAMPERING))
+def test_sqlite_tampering_is_caught(tmp_path: Path, case: str) -> None:
+    db = tmp_path / "audit.db"
+    config = write_config(tmp_path, f"sqlite:///{db}")
+    asyncio.run(fill(f"sqlite:///{db}"))
+    assert verify(config) == (0, "ok: 12 record(s), chain intact\n")
+    statements, words = SQL_TAMPERING[case]
+    with sqlite3.connect(db) as conn:
+        for sql in statements:
+            conn.execute(sql)
+    code, output = verify(config)
+    assert code == 1 and words in output, output
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    name = "sluice_audit_" + uuid.uuid4().hex[:8]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG + "/postgres")
+        await conn.execute(sql)
+        await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.parametrize("case", list(SQL_TAMPERING))
+def test_postgres_tampering_is_caught(tmp_path: Path, pg_url: str, case: str) -> None:
+    config = write_config(tmp_path, pg_url)
+    asyncio.run(fill(pg_url))
+    assert verify(config)[0] == 0
+
+    async def tamper(statements: list[str]) -> None:
+        conn = await asyncpg.connect(pg_url)
+        async with conn.transaction():
+            for sql in statements:
+                await conn.execute(sql)
+        await conn.close()
+
+    statements, words = SQL_TAMPERING[case]
+    asyncio.run(tamper(statements))
+    code, output = verify(config)
+    assert code == 1 and words in output, output
+
+
+def test_export_verifies_offline_and_edits_to_the_file_are_caught(tmp_path: Path) -> None:
+    from sluice.cli.main import app
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    config = write_config(tmp_path, url)
+    asyncio.run(fill(url))
+    exported = CliRunner().invoke(app, ["audit", "export", "--config", str(config)]).output
+    lines = exported.splitlines()
+    assert len(lines) == 12 and KEY not in exported
+    export = tmp_path / "export.jsonl"
+    export.write_text(exported)
+    assert verify(config, "--file", str(export))[0] == 0
+    export.write_text("\n".join(lines[:6] + lines[7:]) + "\n")  # record 7 left out
+    code, output = verify(config, "--file", str(export))
+    assert code == 1 and "record 7 is missing" in output
+
+
+def test_configuration_changes_are_sealed_into_the_audit_log(tmp_path: Path) -> None:
+    from sluice.app import build_services
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    doc = {
+        "store": {"url": url},
+        "audit": {"hmac_key": KEY},
+        "request_log": {"spill_path": str(tmp_path / "spill.jsonl")},
+        "budgets": [{"id": "b1", "team_id": "t1", "max_limit": 10, "reset_duration": "1d"}],
+    }
+
+    async def run() -> list[Any]:
+        services = build_services(parse_config(doc))
+        await services.start()
+        changed = {**doc, "budgets": [{"id": "b1", "team_id": "t1", "max_limit": 20, "reset_duration": "1d"}]}
+        await services.reload_file(parse_config(changed), "file:/etc/sluice.yaml")
+        records = [r async for r in services.store.audit_records()]
+        await services.stop()
+        return records
+
+    records = asyncio.run(run())
+    assert [(r.kind, r.data["action"]) for r in records] == [("config_change", "create"), ("config_change", "update")]
+    assert records[1].actor == "file:/etc/sluice.yaml"
+    assert records[1].data["before"]["max_limit"] == "10" and records[1].data["after"]["max_limit"] == "20"
+    code, output = verify(write_config(tmp_path, url))
+    assert code == 0, output
