@@ -116,6 +116,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.limits.stop()
+        await self.audit.drain()
         await self.recorder.stop()
         await self.keys.stop()
         await self.client.close()
@@ -134,6 +135,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         spill_path=config.request_log.spill_path,
     )
     limits = Limits(config.governance, open_counters(config), store)
+    audit = AuditLog(config.audit, store)
     engine = Engine(
         keys,
         providers,
@@ -141,6 +143,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         recorder,
         limits,
         routing=config.routing,
+        audit=audit,
         default_max_tokens=config.governance.default_max_tokens,
     )
-    return Services(config, store, client, providers, keys, recorder, AuditLog(config.audit, store), limits, engine)
+    return Services(config, store, client, providers, keys, recorder, audit, limits, engine)

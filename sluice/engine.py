@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from sluice.audit.events import request_kind, request_summary
+from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
@@ -81,8 +83,10 @@ class Engine:
         *,
         router: Router | None = None,
         routing: RoutingConfig | None = None,
+        audit: AuditLog | None = None,
         default_max_tokens: int = 4096,
     ) -> None:
+        self.audit = audit
         routing = routing or RoutingConfig()
         self.router = router or Router(routing)
         self.retry = routing.retries
@@ -361,6 +365,23 @@ class Engine:
             await self.limits.settle(ctx.admission, row)
         except Exception:
             log.exception("settlement of %s failed", ctx.request_id)
+        await self._audit(ctx, refuse=True)
+
+    async def _audit(self, ctx: RequestContext, *, refuse: bool) -> None:
+        """Seals the request's record into the audit log. While the answer is still held back
+        (`refuse`), a record that cannot be made durable stops the answer, unless the config opts out."""
+        if self.audit is None or not self.audit.enabled or ctx.audited:
+            return
+        ctx.audited = True
+        try:
+            await self.audit.append(request_kind(ctx), ctx.virtual_key_id or "anonymous", request_summary(ctx))
+        except Exception:
+            log.exception("audit record of %s could not be written", ctx.request_id)
+            if refuse and self.audit.refuse_unrecorded:
+                raise SluiceError(
+                    ErrorKind.GATEWAY_INTERNAL,
+                    "The request could not be recorded in the audit log, so it is not served. Try again shortly.",
+                ) from None
 
     def _outcome(
         self, ctx: RequestContext, inbound: Inbound, provider: Provider, reply: ProviderReply, hide_usage: bool
@@ -421,9 +442,13 @@ class Engine:
     async def finish(self, ctx: RequestContext) -> None:
         """Settle what is not settled yet, price the request and record it. Never raises."""
         try:
-            await self.settle(ctx)
+            try:
+                await self.settle(ctx)
+            except SluiceError:
+                pass  # the caller has been answered already; the failure is logged
             if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
+            await self._audit(ctx, refuse=False)
             self.recorder.record(entry_of(ctx))
         except Exception:
             log.exception("could not record request %s", ctx.request_id)

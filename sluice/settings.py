@@ -283,6 +283,9 @@ class AuditConfig(_Strict):
     key_id: str = "k1"
     # Keys of earlier ids, still needed to verify the records they sealed.
     previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # A request whose audit record cannot be made durable is not served (the default, as the most
+    # trusted secret stores do); false serves it anyway and logs the failure.
+    refuse_unrecorded: bool = True
 
     @property
     def enabled(self) -> bool:

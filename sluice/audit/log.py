@@ -1,15 +1,20 @@
-"""Appends sealed records to the audit log, one writer at a time in this process."""
+"""Appends sealed records to the audit log. Records that arrive together are sealed in order and
+stored in one transaction (group commit); each caller waits until its own record is durable."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from sluice.audit.chain import make_record
+from sluice.core.tasks import spawn
 from sluice.settings import AuditConfig
 from sluice.storage.ports import AuditStore
 from sluice.storage.records import AuditRecord
+
+log = logging.getLogger("sluice.audit")
 
 
 def plain(value: Any) -> Any:
@@ -23,13 +28,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+_Pending = tuple[str, str, dict[str, Any], "asyncio.Future[AuditRecord]"]
+
+
 class AuditLog:
-    def __init__(self, config: AuditConfig, store: AuditStore) -> None:
+    def __init__(self, config: AuditConfig, store: AuditStore, *, max_batch: int = 500) -> None:
         self._store = store
         self._enabled = config.enabled
+        self.refuse_unrecorded = config.refuse_unrecorded
         self._key_id = config.key_id
         self._key = config.keys().get(config.key_id, b"")
-        self._lock = asyncio.Lock()
+        self._max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._flushing: asyncio.Task[None] | None = None
         self._last: AuditRecord | None = None
         self._loaded = False
 
@@ -38,18 +49,39 @@ class AuditLog:
         return self._enabled
 
     async def append(self, kind: str, actor: str, data: dict[str, Any]) -> AuditRecord | None:
-        """Seals and stores one record; returns once it is durable. Does nothing when no audit key
-        is configured."""
+        """Seals and stores one record; returns once it is durable, raises if it could not be.
+        Does nothing when no audit key is configured."""
         if not self._enabled:
             return None
-        async with self._lock:
-            if not self._loaded:
-                self._last, self._loaded = await self._store.last_audit(), True
-            record = make_record(self._key, self._key_id, self._last, datetime.now(UTC), kind, actor, plain(data))
+        future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        self._pending.append((kind, actor, plain(data), future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = spawn(self._flush(), name="audit-flush")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
-                await self._store.append_audit([record])
-            except Exception:
-                self._loaded = False  # another writer may have moved the head: read it again next time
-                raise
-            self._last = record
-            return record
+                if not self._loaded:
+                    self._last, self._loaded = await self._store.last_audit(), True
+                records, last = [], self._last
+                for kind, actor, data, _ in batch:
+                    last = make_record(self._key, self._key_id, last, datetime.now(UTC), kind, actor, data)
+                    records.append(last)
+                await self._store.append_audit(records)
+            except Exception as exc:
+                self._loaded = False  # another writer may have moved the head: read it again
+                log.exception("audit log write failed for %d record(s)", len(batch))
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self._last = last
+            for record, (*_, future) in zip(records, batch, strict=True):
+                if not future.done():
+                    future.set_result(record)
+
+    async def drain(self) -> None:
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.shield(self._flushing)

@@ -58,6 +58,7 @@ class RequestContext:
     output_allowance: int = 0  # output tokens the reservation covers
     admitted: bool = False  # passed every limit: from here on the request is charged
     settled: bool = False
+    audited: bool = False
 
     def mark_first_byte(self) -> None:
         if self.ttfb is None:

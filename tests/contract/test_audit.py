@@ -1,0 +1,113 @@
+"""The audit log through a running gateway: every request sealed into the chain, refusals and
+auth failures too, no secret anywhere, and no answer without a durable record by default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.fakes.upstream import FakeUpstreamThread
+from tests.support import GatewayThread
+
+KEY = "sk-sluice-audit-secret-0000000000"
+PROVIDER_SECRET = "sk-ant-audit-provider-secret-999"
+AUDIT_KEY = "audit-hmac-key-0123456789abcdef"
+
+
+def config(upstream_url: str, **audit: Any) -> dict[str, Any]:
+    return {
+        "providers": {"anthropic": {"base_url": upstream_url, "keys": [{"name": "primary", "value": PROVIDER_SECRET}]}},
+        "virtual_keys": [
+            {
+                "id": "vk-audited",
+                "value": KEY,
+                "team_id": "team-a",
+                "provider_configs": [{"provider": "anthropic", "allowed_models": ["claude-haiku-4-5"]}],
+            }
+        ],
+        "budgets": [{"id": "b", "virtual_key_id": "vk-audited", "max_limit": 100, "reset_duration": "1d"}],
+        "audit": {"hmac_key": AUDIT_KEY, "key_id": "k1", **audit},
+    }
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[GatewayThread, FakeUpstreamThread, Path]]:
+    with FakeUpstreamThread() as upstream, GatewayThread(config(upstream.base_url), tmp_path) as gateway:
+        yield gateway, upstream, tmp_path
+
+
+def records(gateway: GatewayThread) -> list[Any]:
+    async def read() -> list[Any]:
+        return [r async for r in gateway.services.store.audit_records()]
+
+    return list(gateway.call(read()))
+
+
+def test_requests_denials_and_auth_failures_are_sealed(stack: tuple[GatewayThread, FakeUpstreamThread, Path]) -> None:
+    gateway, _, tmp = stack
+    ok = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+    with ok.messages.stream(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "audit me"}]
+    ) as stream:
+        "".join(stream.text_stream)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        ok.messages.create(model="claude-opus-4-1", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    bad = anthropic.Anthropic(base_url=gateway.base_url, api_key="sk-sluice-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    gateway.request_log()  # wait until the last request has been finished and recorded
+    chain = records(gateway)
+    assert [r.kind for r in chain] == ["config_change", "request", "denied", "auth_failure"]  # the budget first
+    found = chain[1:]
+    served = found[0].data
+    assert served["virtual_key"] == "vk-audited" and served["provider_key"] == "primary"
+    assert served["tokens"]["output"] > 0 and served["cost_pico"] > 0
+    assert served["budget"]["x-sluice-budget-id"] == "b"  # the budget state the decision saw
+    assert found[1].data["error_kind"] == "POLICY_MODEL_DENIED" and found[1].actor == "vk-audited"
+    assert found[2].actor == "anonymous" and found[2].data["status"] == 401
+
+    from sluice.audit.chain import verify
+
+    assert verify(chain, {"k1": AUDIT_KEY.encode()}).ok
+    # No secret in the store: not the virtual key, not the provider key, not the audit key.
+    raw = b"".join(p.read_bytes() for p in tmp.iterdir() if p.name.startswith("sluice.db"))
+    for secret in (KEY, PROVIDER_SECRET, AUDIT_KEY):
+        assert secret.encode() not in raw
+
+
+def test_no_answer_without_a_durable_audit_record(stack: tuple[GatewayThread, FakeUpstreamThread, Path]) -> None:
+    gateway, _, _ = stack
+
+    async def broken(records: list[Any]) -> None:
+        raise OSError("disk full")
+
+    gateway.services.store.append_audit = broken  # type: ignore[method-assign]
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.InternalServerError) as exc:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert "could not be recorded in the audit log" in exc.value.message
+    with pytest.raises(anthropic.APIStatusError):  # a stream is stopped before its last event
+        with client.messages.stream(
+            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        ) as stream:
+            "".join(stream.text_stream)
+
+
+def test_opting_out_serves_when_the_audit_log_is_down(tmp_path: Path) -> None:
+    with (
+        FakeUpstreamThread() as upstream,
+        GatewayThread(config(upstream.base_url, refuse_unrecorded=False), tmp_path) as gateway,
+    ):
+
+        async def broken(records: list[Any]) -> None:
+            raise OSError("disk full")
+
+        gateway.services.store.append_audit = broken  # type: ignore[method-assign]
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+        assert client.messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        ).content
