@@ -286,6 +286,12 @@ class AuditConfig(_Strict):
     # A request whose audit record cannot be made durable is not served (the default, as the most
     # trusted secret stores do); false serves it anyway and logs the failure.
     refuse_unrecorded: bool = True
+    # Signed checkpoints of the chain head (Ed25519), kept apart from the log, reveal truncation.
+    checkpoint_key: SecretStr | None = None  # base64 Ed25519 seed (`sluice audit keygen`)
+    checkpoint_public_key: str | None = None  # for verification
+    checkpoint_path: str | None = None
+    checkpoint_every_records: int = Field(default=1000, ge=1)
+    checkpoint_every_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def enabled(self) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from sluice.audit import checkpoints
 from sluice.audit.chain import make_record
 from sluice.core.tasks import spawn
 from sluice.settings import AuditConfig
@@ -43,6 +46,16 @@ class AuditLog:
         self._flushing: asyncio.Task[None] | None = None
         self._last: AuditRecord | None = None
         self._loaded = False
+        self._signer = (
+            checkpoints.load_private_key(config.checkpoint_key.get_secret_value())
+            if (config.checkpoint_key and config.checkpoint_path)
+            else None
+        )
+        self._checkpoint_path = Path(config.checkpoint_path) if config.checkpoint_path else None
+        self._every_records = config.checkpoint_every_records
+        self._every_seconds = config.checkpoint_every_seconds
+        self._checkpointed_seq = 0
+        self._checkpointed_at = time.monotonic()
 
     @property
     def enabled(self) -> bool:
@@ -81,7 +94,25 @@ class AuditLog:
             for record, (*_, future) in zip(records, batch, strict=True):
                 if not future.done():
                     future.set_result(record)
+            self._maybe_checkpoint(force=False)
+
+    def _maybe_checkpoint(self, *, force: bool) -> None:
+        if self._signer is None or self._checkpoint_path is None or self._last is None:
+            return
+        if self._last.seq == self._checkpointed_seq:
+            return
+        due = self._last.seq - self._checkpointed_seq >= self._every_records or (
+            time.monotonic() - self._checkpointed_at >= self._every_seconds
+        )
+        if force or due:
+            try:
+                checkpoints.append(self._checkpoint_path, checkpoints.sign(self._signer, self._last))
+            except OSError:
+                log.exception("audit checkpoint could not be written to %s", self._checkpoint_path)
+                return
+            self._checkpointed_seq, self._checkpointed_at = self._last.seq, time.monotonic()
 
     async def drain(self) -> None:
         if self._flushing is not None and not self._flushing.done():
             await asyncio.shield(self._flushing)
+        self._maybe_checkpoint(force=True)

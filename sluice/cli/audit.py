@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import TextIO
 import orjson
 
 from sluice.app import open_store
+from sluice.audit import checkpoints
 from sluice.audit.chain import Verdict, verify
+from sluice.settings import AuditConfig
 from sluice.storage.records import AuditRecord
 
 
@@ -32,23 +35,48 @@ def from_json(line: bytes) -> AuditRecord:
     )
 
 
-async def verify_store(url: str, keys: dict[str, bytes]) -> Verdict:
+def verify_with_checkpoints(records: list[AuditRecord], keys: dict[str, bytes], config: AuditConfig) -> Verdict:
+    verdict = verify(records, keys)
+    if not verdict.ok or not (config.checkpoint_path and config.checkpoint_public_key):
+        return verdict
+    found = checkpoints.read(Path(config.checkpoint_path))
+    problem = checkpoints.check(
+        found,
+        {r.seq: r.mac for r in records},
+        records[-1].seq if records else 0,
+        checkpoints.load_public_key(config.checkpoint_public_key),
+    )
+    return Verdict(False, verdict.checked, problem) if problem else verdict
+
+
+async def verify_store(url: str, config: AuditConfig) -> Verdict:
     store = open_store(url)
     try:
         await store.migrate()
-        return verify([r async for r in store.audit_records()], keys)
+        return verify_with_checkpoints([r async for r in store.audit_records()], config.keys(), config)
     finally:
         await store.close()
 
 
-def verify_file(path: Path, keys: dict[str, bytes]) -> Verdict:
+def verify_file(path: Path, config: AuditConfig) -> Verdict:
     def records() -> Iterator[AuditRecord]:
         with path.open("rb") as fh:
             for line in fh:
                 if line.strip():
                     yield from_json(line)
 
-    return verify(records(), keys)
+    return verify_with_checkpoints(list(records()), config.keys(), config)
+
+
+def keygen() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    seed = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.b64encode(seed).decode(), checkpoints.public_key_of(private)
 
 
 async def export(url: str, since: int, out: TextIO) -> int:

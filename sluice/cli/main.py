@@ -233,12 +233,26 @@ def audit_verify(
     if not keys:
         typer.echo("error: no audit key configured (audit.hmac_key)", err=True)
         raise typer.Exit(2)
-    verdict = audit.verify_file(file, keys) if file else asyncio.run(audit.verify_store(store or cfg.store.url, keys))
+    verdict = (
+        audit.verify_file(file, cfg.audit)
+        if file
+        else asyncio.run(audit.verify_store(store or cfg.store.url, cfg.audit))
+    )
     if verdict.ok:
         typer.echo(f"ok: {verdict.checked} record(s), chain intact")
         return
     typer.echo(f"BROKEN after {verdict.checked} good record(s): {verdict.problem}")
     raise typer.Exit(1)
+
+
+@audit_app.command("keygen")
+def audit_keygen() -> None:
+    """A new Ed25519 key pair for signed checkpoints (audit.checkpoint_key / checkpoint_public_key)."""
+    from sluice.cli import audit
+
+    private, public = audit.keygen()
+    typer.echo(f"checkpoint_key (secret, shown once; use env.NAME in the config): {private}")
+    typer.echo(f"checkpoint_public_key: {public}")
 
 
 @audit_app.command("export")

@@ -161,3 +161,44 @@ def test_configuration_changes_are_sealed_into_the_audit_log(tmp_path: Path) -> 
     assert records[1].data["before"]["max_limit"] == "10" and records[1].data["after"]["max_limit"] == "20"
     code, output = verify(write_config(tmp_path, url))
     assert code == 0, output
+
+
+def test_signed_checkpoints_reveal_truncation_and_replacement(tmp_path: Path) -> None:
+    from sluice.cli.audit import keygen
+
+    private, public = keygen()
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    audit = {
+        "hmac_key": KEY,
+        "key_id": "k1",
+        "checkpoint_key": private,
+        "checkpoint_public_key": public,
+        "checkpoint_path": str(tmp_path / "checkpoints.jsonl"),
+        "checkpoint_every_records": 5,
+    }
+    config = tmp_path / "cp.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": url}, "audit": audit}))
+
+    async def fill_signed(n: int, actor: str) -> None:
+        store = open_store(url)
+        await store.migrate()
+        log = AuditLog(parse_config({"audit": audit}).audit, store)
+        for i in range(n):
+            await log.append("request", actor, {"n": i})
+        await log.drain()
+        await store.close()
+
+    asyncio.run(fill_signed(12, "vk-a"))
+    assert (tmp_path / "checkpoints.jsonl").read_text().count("\n") >= 2
+    assert verify(config) == (0, "ok: 12 record(s), chain intact\n")
+    with sqlite3.connect(tmp_path / "cp.db") as conn:  # cut the tail: the chain itself still looks fine
+        conn.execute("DELETE FROM audit_log WHERE seq > 9")
+    code, output = verify(config)
+    assert code == 1 and "truncated: it ends at record 9" in output
+    with sqlite3.connect(tmp_path / "cp.db") as conn:  # replace the whole log, even with the HMAC key
+        conn.execute("DELETE FROM audit_log")
+    checkpoints_before = (tmp_path / "checkpoints.jsonl").read_text()
+    asyncio.run(fill_signed(12, "vk-forger"))
+    (tmp_path / "checkpoints.jsonl").write_text(checkpoints_before)  # the forger cannot sign new ones
+    code, output = verify(config)
+    assert code == 1 and "differs from its signed checkpoint" in output
