@@ -76,15 +76,8 @@ class AuditLog:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
-                if not self._loaded:
-                    self._last, self._loaded = await self._store.last_audit(), True
-                records, last = [], self._last
-                for kind, actor, data, _ in batch:
-                    last = make_record(self._key, self._key_id, last, datetime.now(UTC), kind, actor, data)
-                    records.append(last)
-                await self._store.append_audit(records)
+                records, last = await self._seal_and_store(batch)
             except Exception as exc:
-                self._loaded = False  # another writer may have moved the head: read it again
                 log.exception("audit log write failed for %d record(s)", len(batch))
                 for *_, future in batch:
                     if not future.done():
@@ -95,6 +88,27 @@ class AuditLog:
                 if not future.done():
                     future.set_result(record)
             self._maybe_checkpoint(force=False)
+
+    async def _seal_and_store(self, batch: list[_Pending]) -> tuple[list[AuditRecord], AuditRecord | None]:
+        """Seals the batch after the chain head and stores it. When another process sharing the
+        store took the next sequence number first, the insert fails on the key: read the new head,
+        seal again, retry. The chain stays one line, whoever writes."""
+        for attempt in range(5):
+            if not self._loaded:
+                self._last, self._loaded = await self._store.last_audit(), True
+            records, last = [], self._last
+            for kind, actor, data, _ in batch:
+                last = make_record(self._key, self._key_id, last, datetime.now(UTC), kind, actor, data)
+                records.append(last)
+            try:
+                await self._store.append_audit(records)
+                return records, last
+            except Exception:
+                self._loaded = False
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _maybe_checkpoint(self, *, force: bool) -> None:
         if self._signer is None or self._checkpoint_path is None or self._last is None:

@@ -202,3 +202,16 @@ def test_signed_checkpoints_reveal_truncation_and_replacement(tmp_path: Path) ->
     (tmp_path / "checkpoints.jsonl").write_text(checkpoints_before)  # the forger cannot sign new ones
     code, output = verify(config)
     assert code == 1 and "differs from its signed checkpoint" in output
+
+
+def test_two_writers_sharing_a_postgres_store_keep_one_chain(tmp_path: Path, pg_url: str) -> None:
+    async def run() -> None:
+        stores = [open_store(pg_url), open_store(pg_url)]
+        await stores[0].migrate()
+        logs = [AuditLog(parse_config({"audit": {"hmac_key": KEY}}).audit, s) for s in stores]
+        await asyncio.gather(*(logs[i % 2].append("request", f"replica-{i % 2}", {"n": i}) for i in range(60)))
+        for s in stores:
+            await s.close()
+
+    asyncio.run(run())
+    assert verify(write_config(tmp_path, pg_url)) == (0, "ok: 60 record(s), chain intact\n")
