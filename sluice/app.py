@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from sluice.audit.log import AuditLog
+from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
 from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
@@ -92,6 +93,7 @@ class Services:
     keys: KeyCache
     recorder: RequestRecorder
     audit: AuditLog
+    export: AuditExport
     limits: Limits
     engine: Engine
     generated_secrets: dict[str, str] = field(default_factory=dict)
@@ -105,6 +107,7 @@ class Services:
         await self.limits.start()
         await self.recorder.start()
         await self.client.start()
+        self.export.start()
 
     async def reload_file(self, config: SluiceConfig, actor: str) -> int:
         """Applies a re-read config file's keys and governance objects (providers and server
@@ -115,6 +118,7 @@ class Services:
         return len(events)
 
     async def stop(self) -> None:
+        await self.export.stop()
         await self.limits.stop()
         await self.audit.drain()
         await self.recorder.stop()
@@ -146,4 +150,5 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         audit=audit,
         default_max_tokens=config.governance.default_max_tokens,
     )
-    return Services(config, store, client, providers, keys, recorder, audit, limits, engine)
+    export = AuditExport(config.audit.exporters, config.audit.export, store, client)
+    return Services(config, store, client, providers, keys, recorder, audit, export, limits, engine)

@@ -277,6 +277,37 @@ class RoutingConfig(_Strict):
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
 
 
+class AuditExporterConfig(_Strict):
+    name: str = Field(min_length=1)
+    type: Literal["webhook", "splunk_hec", "datadog", "elasticsearch", "otlp"]
+    url: str
+    secret: SecretStr | None = None  # webhook: signs the body
+    token: SecretStr | None = None  # splunk_hec
+    api_key: SecretStr | None = None  # datadog, elasticsearch
+    username: str | None = None  # elasticsearch basic auth
+    password: SecretStr | None = None
+    index: str | None = None  # splunk_hec, elasticsearch
+    tags: str = ""  # datadog
+    headers: dict[str, str] = Field(default_factory=dict)  # webhook, otlp
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AuditExporterConfig:
+        needs = {"webhook": "secret", "splunk_hec": "token", "datadog": "api_key", "elasticsearch": "index"}
+        field_name = needs.get(self.type)
+        if field_name and getattr(self, field_name) is None:
+            raise ValueError(f"audit exporter {self.name!r} ({self.type}) needs '{field_name}'")
+        return self
+
+
+class AuditExportConfig(_Strict):
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    # A batch that failed this many times in a row is set aside as a dead letter, so one poison
+    # batch cannot stop the export.
+    max_failures: int = Field(default=20, ge=1)
+
+
 class AuditConfig(_Strict):
     # The key that seals new records, and its id (recorded in each record, so keys can rotate).
     hmac_key: SecretStr | None = None
@@ -292,6 +323,8 @@ class AuditConfig(_Strict):
     checkpoint_path: str | None = None
     checkpoint_every_records: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
+    exporters: list[AuditExporterConfig] = Field(default_factory=list)
+    export: AuditExportConfig = Field(default_factory=AuditExportConfig)
 
     @property
     def enabled(self) -> bool:

@@ -14,6 +14,8 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
+    audit_dead_letters,
+    audit_export_state,
     audit_log,
     config_events,
     config_objects,
@@ -210,6 +212,36 @@ class SqlStore:
             for row in rows:
                 yield _audit_from_row(row._mapping)
             after = rows[-1].seq
+
+    async def export_position(self, exporter: str) -> tuple[int, int]:
+        query = select(audit_export_state.c.last_seq, audit_export_state.c.failures).where(
+            audit_export_state.c.exporter == exporter
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def set_export_position(self, exporter: str, last_seq: int, failures: int) -> None:
+        now = datetime.now(UTC)
+        where = audit_export_state.c.exporter == exporter
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(audit_export_state).where(where).values(last_seq=last_seq, failures=failures, updated_at=now)
+            )
+            if not result.rowcount:
+                await conn.execute(
+                    insert(audit_export_state).values(
+                        exporter=exporter, last_seq=last_seq, failures=failures, updated_at=now
+                    )
+                )
+
+    async def dead_letter(self, exporter: str, first_seq: int, last_seq: int, error: str) -> None:
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(
+                insert(audit_dead_letters).values(
+                    exporter=exporter, first_seq=first_seq, last_seq=last_seq, error=error[:2000], ts=datetime.now(UTC)
+                )
+            )
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:

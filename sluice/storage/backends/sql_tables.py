@@ -126,6 +126,26 @@ audit_log = Table(
     Column("mac", String(64), nullable=False),
 )
 
+audit_export_state = Table(
+    "audit_export_state",
+    metadata,
+    Column("exporter", String(100), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_dead_letters = Table(
+    "audit_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exporter", String(100), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,

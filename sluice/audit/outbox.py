@@ -1,0 +1,148 @@
+"""Delivers the audit log to each configured sink. The log itself is the durable outbox: every
+exporter keeps its position (the last sequence number a sink accepted) in the store, so nothing
+is lost while a sink is down for hours or the gateway restarts, and delivery is at least once,
+each event carrying a stable id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sluice.audit.exporters.base import Exporter
+from sluice.audit.exporters.datadog import DatadogExporter
+from sluice.audit.exporters.elasticsearch import ElasticsearchExporter
+from sluice.audit.exporters.otlp import OtlpExporter
+from sluice.audit.exporters.splunk_hec import SplunkHecExporter
+from sluice.audit.exporters.webhook import WebhookExporter
+from sluice.core.errors import SluiceError
+from sluice.core.tasks import cancel, spawn
+from sluice.settings import AuditExportConfig, AuditExporterConfig
+from sluice.storage.ports import AuditStore
+from sluice.storage.records import AuditRecord
+from sluice.upstream.client import Timeouts, UpstreamClient
+
+log = logging.getLogger("sluice.audit.export")
+
+
+def build_exporter(cfg: AuditExporterConfig) -> Exporter:
+    def secret(value: object) -> str:
+        return value.get_secret_value() if value is not None else ""  # type: ignore[attr-defined]
+
+    if cfg.type == "webhook":
+        return WebhookExporter(cfg.name, cfg.url, secret(cfg.secret), cfg.headers)
+    if cfg.type == "splunk_hec":
+        return SplunkHecExporter(cfg.name, cfg.url, secret(cfg.token), cfg.index)
+    if cfg.type == "datadog":
+        return DatadogExporter(cfg.name, cfg.url, secret(cfg.api_key), cfg.tags)
+    if cfg.type == "elasticsearch":
+        return ElasticsearchExporter(
+            cfg.name,
+            cfg.url,
+            cfg.index or "sluice-audit",
+            api_key=secret(cfg.api_key) or None,
+            username=cfg.username,
+            password=secret(cfg.password) or None,
+        )
+    return OtlpExporter(cfg.name, cfg.url, cfg.headers)
+
+
+class ExportRunner:
+    def __init__(
+        self, exporter: Exporter, batch_size: int, store: AuditStore, client: UpstreamClient, config: AuditExportConfig
+    ) -> None:
+        self.exporter = exporter
+        self._batch_size = batch_size
+        self._store = store
+        self._client = client
+        self._config = config
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    def start(self) -> None:
+        self._task = spawn(self._run(), name=f"audit-export-{self.exporter.name}")
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+
+    async def backlog(self) -> int:
+        """Records not yet accepted by this sink (a metric for operators)."""
+        last = await self._store.last_audit()
+        position, _ = await self._store.export_position(self.exporter.name)
+        return max(0, (last.seq if last else 0) - position)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.deliver_once()
+            except Exception:
+                log.exception("audit export %s failed unexpectedly", self.exporter.name)
+                sent = 0
+            if not sent:
+                await asyncio.sleep(self._config.poll_interval_s)
+
+    async def deliver_once(self) -> int:
+        """Sends the next batch, if any. Returns how many records the sink accepted."""
+        position, failures = await self._store.export_position(self.exporter.name)
+        batch: list[AuditRecord] = []
+        async for record in self._store.audit_records(position + 1):
+            batch.append(record)
+            if len(batch) >= self._batch_size:
+                break
+        if not batch:
+            return 0
+        error = await self._send(batch)
+        if error is None:
+            await self._store.set_export_position(self.exporter.name, batch[-1].seq, 0)
+            self.delivered += len(batch)
+            return len(batch)
+        failures += 1
+        log.warning(
+            "audit export %s: records %d-%d not accepted (%s), failure %d of %d",
+            self.exporter.name,
+            batch[0].seq,
+            batch[-1].seq,
+            error,
+            failures,
+            self._config.max_failures,
+        )
+        if failures >= self._config.max_failures:
+            await self._store.dead_letter(self.exporter.name, batch[0].seq, batch[-1].seq, error)
+            await self._store.set_export_position(self.exporter.name, batch[-1].seq, 0)
+            return 0
+        await self._store.set_export_position(self.exporter.name, position, failures)
+        await asyncio.sleep(min(self._config.backoff_max_s, 0.5 * 2 ** (failures - 1)))
+        return 0
+
+    async def _send(self, batch: list[AuditRecord]) -> str | None:
+        delivery = self.exporter.render(batch)
+        try:
+            response = await self._client.post(
+                f"audit:{self.exporter.name}",
+                delivery.url,
+                delivery.headers,
+                delivery.body,
+                Timeouts(connect=5, first_byte=30, read=30),
+            )
+            body = await response.read()
+        except SluiceError as exc:
+            return exc.message
+        if self.exporter.accepted(response.status, body):
+            return None
+        return f"HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}"
+
+
+class AuditExport:
+    """Every configured exporter, running in the background."""
+
+    def __init__(
+        self, exporters: list[AuditExporterConfig], config: AuditExportConfig, store: AuditStore, client: UpstreamClient
+    ) -> None:
+        self.runners = [ExportRunner(build_exporter(c), c.batch_size, store, client, config) for c in exporters]
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.start()
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.stop()
