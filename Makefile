@@ -18,7 +18,7 @@ $(VENV)/.dev: $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/sluice serve --config $(CONFIG)
+	SLUICE_SHOW_SECRETS=1 $(VENV)/bin/sluice serve --config $(CONFIG)
 
 # Real agent CLIs for the end-to-end tests (versions pinned in tests/e2e/package.json).
 $(E2E_NODE): tests/e2e/package.json

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -28,17 +30,27 @@ async def _reload(services: Services, path: Path) -> None:
     log.warning("config reloaded from %s: %d change(s) recorded", path, changes)
 
 
-def banner(cfg: SluiceConfig, host: str, port: int, generated: dict[str, str]) -> str:
+def banner(cfg: SluiceConfig, host: str, port: int, generated: dict[str, str], *, show_secrets: bool) -> str:
+    """How to connect. Secrets are printed only to an interactive terminal (or with
+    SLUICE_SHOW_SECRETS=1): a service's output ends up in logs, where no secret belongs."""
     base = f"http://{host}:{port}"
     secrets = {vk.id: vk.value.get_secret_value() for vk in cfg.virtual_keys if vk.value is not None}
     secrets.update(generated)
     lines = [f"Sluice is listening on {base}"]
-    for key_id, secret in generated.items():
+    if generated and not show_secrets:
+        path = Path("sluice-generated-keys.txt")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.writelines(f"{key_id} {secret}\n" for key_id, secret in generated.items())
+        lines.append(f"  generated secrets of {', '.join(generated)} written once to {path.resolve()} (mode 600)")
+    for key_id, secret in generated.items() if show_secrets else ():
         lines.append(f"  generated secret for virtual key {key_id} (shown once): {secret}")
     if not secrets:
         lines.append("  no virtual key with a known secret: create one with `sluice keys create`")
         return "\n".join(lines)
     key_id, secret = next(iter(secrets.items()))
+    if not show_secrets:
+        secret = f"<secret of {key_id}>"
     lines += [
         "",
         f"Try it (virtual key {key_id}):",
@@ -86,7 +98,8 @@ def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_l
             # lot of short-lived objects and create no reference cycles on the hot path).
             gc.freeze()
             gc.set_threshold(10_000, 20, 20)
-            print(banner(cfg, host, port, services.generated_secrets), flush=True)
+            show = sys.stdout.isatty() or os.environ.get("SLUICE_SHOW_SECRETS") == "1"
+            print(banner(cfg, host, port, services.generated_secrets, show_secrets=show), flush=True)
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(_reload(services, config_path))
             )
