@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import getpass
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ import orjson
 from sluice.app import open_store
 from sluice.audit import checkpoints
 from sluice.audit.chain import Verdict, verify
+from sluice.audit.log import AuditLog
 from sluice.settings import AuditConfig
 from sluice.storage.records import AuditRecord
 
@@ -79,7 +81,8 @@ def keygen() -> tuple[str, str]:
     return base64.b64encode(seed).decode(), checkpoints.public_key_of(private)
 
 
-async def export(url: str, since: int, out: TextIO) -> int:
+async def export(url: str, since: int, out: TextIO, config: AuditConfig) -> int:
+    """Writes the records out, then records who read them (data access is audited too)."""
     store = open_store(url)
     count = 0
     try:
@@ -88,6 +91,9 @@ async def export(url: str, since: int, out: TextIO) -> int:
         async for record in records:
             out.write(to_json(record).decode() + "\n")
             count += 1
+        await AuditLog(config, store).append(
+            "data_access", f"cli:{getpass.getuser()}", {"action": "audit_export", "since": since, "records": count}
+        )
     finally:
         await store.close()
     return count

@@ -269,7 +269,7 @@ def audit_export(
         typer.echo("error: --format jsonl is the only format", err=True)
         raise typer.Exit(2)
     cfg = _load(config)
-    asyncio.run(audit.export(store or cfg.store.url, since, sys.stdout))
+    asyncio.run(audit.export(store or cfg.store.url, since, sys.stdout, cfg.audit))
 
 
 def _parse_time(text: str) -> datetime:

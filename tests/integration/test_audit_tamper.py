@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -127,6 +128,14 @@ def test_export_verifies_offline_and_edits_to_the_file_are_caught(tmp_path: Path
     exported = CliRunner().invoke(app, ["audit", "export", "--config", str(config)]).output
     lines = exported.splitlines()
     assert len(lines) == 12 and KEY not in exported
+    # The export itself is recorded: who read the log, how much of it.
+    again = CliRunner().invoke(app, ["audit", "export", "--config", str(config), "--since", "13"]).output
+    access = [orjson.loads(line) for line in again.splitlines()]
+    assert access[0]["kind"] == "data_access" and access[0]["data"] == {
+        "action": "audit_export",
+        "since": 1,
+        "records": 12,
+    }
     export = tmp_path / "export.jsonl"
     export.write_text(exported)
     assert verify(config, "--file", str(export))[0] == 0
