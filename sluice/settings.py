@@ -323,6 +323,8 @@ class AuditConfig(_Strict):
     checkpoint_path: str | None = None
     checkpoint_every_records: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
+    # `sluice audit prune` removes records older than this (the chain stays verifiable).
+    retention_days: int | None = Field(default=None, ge=1)
     exporters: list[AuditExporterConfig] = Field(default_factory=list)
     export: AuditExportConfig = Field(default_factory=AuditExportConfig)
 

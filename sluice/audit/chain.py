@@ -62,9 +62,18 @@ class Verdict:
     at_seq: int | None = None
 
 
-def verify(records: Iterable[AuditRecord], keys: Mapping[str, bytes]) -> Verdict:
-    """Walks the records in storage order and names the first break."""
-    expected_seq, prev_mac, checked = 1, GENESIS, 0
+def seal_anchor(key: bytes, anchor: dict[str, Any]) -> str:
+    """Seals the point up to which records were pruned, so a prefix cannot be cut off unseen."""
+    return hmac.new(key, b"anchor:" + canonical(anchor), hashlib.sha256).hexdigest()
+
+
+def verify(
+    records: Iterable[AuditRecord], keys: Mapping[str, bytes], *, start: tuple[int, str] | None = None
+) -> Verdict:
+    """Walks the records in storage order and names the first break. `start` is the (seq, mac)
+    of the last pruned record, when older records were removed by retention."""
+    expected_seq, prev_mac = (start[0] + 1, start[1]) if start else (1, GENESIS)
+    checked = 0
     for record in records:
         if record.seq > expected_seq:
             problem = f"record {expected_seq} is missing (deleted or moved): record {record.seq} stands in its place"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import base64
 import getpass
+import hmac
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from sluice.app import open_store
 from sluice.audit import checkpoints
-from sluice.audit.chain import Verdict, verify
+from sluice.audit.chain import Verdict, seal_anchor, verify
 from sluice.audit.log import AuditLog
 from sluice.settings import AuditConfig
 from sluice.storage.records import AuditRecord
@@ -37,11 +38,24 @@ def from_json(line: bytes) -> AuditRecord:
     )
 
 
-def verify_with_checkpoints(records: list[AuditRecord], keys: dict[str, bytes], config: AuditConfig) -> Verdict:
-    verdict = verify(records, keys)
+def verify_with_checkpoints(
+    records: list[AuditRecord],
+    keys: dict[str, bytes],
+    config: AuditConfig,
+    anchor: tuple[dict[str, Any], str] | None = None,
+) -> Verdict:
+    start = None
+    if anchor is not None:
+        fields, seal = anchor
+        key = keys.get(str(fields.get("key_id")))
+        if key is None or not hmac.compare_digest(seal_anchor(key, fields), seal):
+            return Verdict(False, 0, "the retention anchor was altered (its seal does not match)")
+        start = (int(fields["seq"]), str(fields["mac"]))
+    verdict = verify(records, keys, start=start)
     if not verdict.ok or not (config.checkpoint_path and config.checkpoint_public_key):
         return verdict
-    found = checkpoints.read(Path(config.checkpoint_path))
+    pruned_up_to = start[0] if start else 0
+    found = [cp for cp in checkpoints.read(Path(config.checkpoint_path)) if cp.seq > pruned_up_to]
     problem = checkpoints.check(
         found,
         {r.seq: r.mac for r in records},
@@ -55,7 +69,8 @@ async def verify_store(url: str, config: AuditConfig) -> Verdict:
     store = open_store(url)
     try:
         await store.migrate()
-        return verify_with_checkpoints([r async for r in store.audit_records()], config.keys(), config)
+        records = [r async for r in store.audit_records()]
+        return verify_with_checkpoints(records, config.keys(), config, await store.audit_anchor())
     finally:
         await store.close()
 
@@ -68,6 +83,29 @@ def verify_file(path: Path, config: AuditConfig) -> Verdict:
                     yield from_json(line)
 
     return verify_with_checkpoints(list(records()), config.keys(), config)
+
+
+async def prune(url: str, config: AuditConfig, keep_days: int) -> int:
+    """Removes records older than `keep_days`, keeping the chain verifiable through a sealed
+    anchor, and records the pruning itself."""
+    key = config.keys()[config.key_id]
+
+    def anchor_for(last: AuditRecord) -> tuple[dict[str, Any], str]:
+        fields = {"seq": last.seq, "mac": last.mac, "ts": last.ts.isoformat(), "key_id": config.key_id}
+        return fields, seal_anchor(key, fields)
+
+    store = open_store(url)
+    try:
+        await store.migrate()
+        removed = await store.prune_audit(datetime.now(UTC) - timedelta(days=keep_days), anchor_for)
+        await AuditLog(config, store).append(
+            "data_access",
+            f"cli:{getpass.getuser()}",
+            {"action": "audit_prune", "keep_days": keep_days, "records": removed},
+        )
+        return removed
+    finally:
+        await store.close()
 
 
 def keygen() -> tuple[str, str]:

@@ -245,6 +245,24 @@ def audit_verify(
     raise typer.Exit(1)
 
 
+@audit_app.command("prune")
+def audit_prune(
+    config: ConfigPath,
+    keep_days: Annotated[int | None, typer.Option(help="Keep this many days (default: audit.retention_days).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Remove records past retention; the rest still verifies (through a sealed anchor)."""
+    from sluice.cli import audit
+
+    cfg = _load(config)
+    days = keep_days or cfg.audit.retention_days
+    if not cfg.audit.enabled or not days:
+        typer.echo("error: needs audit.hmac_key and --keep-days (or audit.retention_days)", err=True)
+        raise typer.Exit(2)
+    removed = asyncio.run(audit.prune(store or cfg.store.url, cfg.audit, days))
+    typer.echo(f"pruned {removed} record(s) older than {days} day(s)")
+
+
 @audit_app.command("keygen")
 def audit_keygen() -> None:
     """A new Ed25519 key pair for signed checkpoints (audit.checkpoint_key / checkpoint_public_key)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -112,6 +112,15 @@ class AuditStore(Protocol):
     def audit_records(self, since_seq: int = 0) -> AsyncIterator[AuditRecord]:
         """Every record from `since_seq` on, by sequence number, read in pages."""
         ...
+
+    async def prune_audit(
+        self, before: datetime, anchor_for: Callable[[AuditRecord], tuple[dict[str, Any], str]]
+    ) -> int:
+        """Removes records older than `before` (never the newest), storing the sealed anchor that
+        `anchor_for` makes of the last removed one, in one transaction. Returns how many went."""
+        ...
+
+    async def audit_anchor(self) -> tuple[dict[str, Any], str] | None: ...
 
     async def export_position(self, exporter: str) -> tuple[int, int]:
         """(last sequence number delivered, failures in a row) of an exporter."""

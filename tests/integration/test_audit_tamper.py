@@ -224,3 +224,62 @@ def test_two_writers_sharing_a_postgres_store_keep_one_chain(tmp_path: Path, pg_
 
     asyncio.run(run())
     assert verify(write_config(tmp_path, pg_url)) == (0, "ok: 60 record(s), chain intact\n")
+
+
+def test_retention_prunes_and_the_rest_still_verifies(tmp_path: Path) -> None:
+    from sluice.cli.main import app
+
+    db = tmp_path / "r.db"
+    url = f"sqlite:///{db}"
+    config = write_config(tmp_path, url)
+    asyncio.run(fill(url, 10))
+    with sqlite3.connect(db) as conn:  # the first six records are 40 days old
+        conn.execute("UPDATE audit_log SET ts = datetime(ts, '-40 days') WHERE seq <= 6")
+    # (their MACs cover the old timestamps, so re-seal them the way they would have been written)
+    asyncio.run(_reseal_prefix(url))
+    assert verify(config)[0] == 0
+    pruned = CliRunner().invoke(app, ["audit", "prune", "--config", str(config), "--keep-days", "30"])
+    assert pruned.exit_code == 0 and "pruned 6 record(s)" in pruned.output
+    assert verify(config) == (0, "ok: 5 record(s), chain intact\n")  # 7..10 and the prune's own record
+    with sqlite3.connect(db) as conn:  # deleting more of the prefix is still caught
+        conn.execute("DELETE FROM audit_log WHERE seq = 7")
+    assert "record 7 is missing" in verify(config)[1]
+
+
+def test_a_forged_retention_anchor_is_caught(tmp_path: Path) -> None:
+    from sluice.cli.main import app
+
+    db = tmp_path / "f.db"
+    url = f"sqlite:///{db}"
+    config = write_config(tmp_path, url)
+    asyncio.run(fill(url, 6))
+    assert CliRunner().invoke(app, ["audit", "prune", "--config", str(config), "--keep-days", "1"]).exit_code == 0
+    with sqlite3.connect(db) as conn:  # everything is recent: nothing was pruned, no anchor yet
+        assert conn.execute("SELECT count(*) FROM audit_anchor").fetchone()[0] == 0
+        # Someone cuts off the first three records and invents an anchor without the key.
+        mac3 = conn.execute("SELECT mac FROM audit_log WHERE seq = 3").fetchone()[0]
+        conn.execute("DELETE FROM audit_log WHERE seq <= 3")
+        conn.execute(
+            "INSERT INTO audit_anchor VALUES (1, ?, ?)",
+            (orjson.dumps({"seq": 3, "mac": mac3, "ts": "x", "key_id": "k1"}).decode(), "0" * 64),
+        )
+    assert "the retention anchor was altered" in verify(config)[1]
+
+
+async def _reseal_prefix(url: str) -> None:
+    """Rewrites the chain after back-dating records in a test (what an honest gateway would
+    have written at those times)."""
+    from sluice.audit.chain import make_record
+    from sluice.storage.backends.sql_tables import audit_log
+
+    store = open_store(url)
+    records = [r async for r in store.audit_records()]
+    prev = None
+    resealed = []
+    for r in records:
+        prev = make_record(KEY.encode(), r.key_id, prev, r.ts, r.kind, r.actor, r.data)
+        resealed.append(prev)
+    async with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        await conn.execute(audit_log.delete())
+    await store.append_audit(resealed)
+    await store.close()

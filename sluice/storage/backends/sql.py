@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
+    audit_anchor,
     audit_dead_letters,
     audit_export_state,
     audit_log,
@@ -212,6 +213,33 @@ class SqlStore:
             for row in rows:
                 yield _audit_from_row(row._mapping)
             after = rows[-1].seq
+
+    async def prune_audit(
+        self, before: datetime, anchor_for: Callable[[AuditRecord], tuple[dict[str, Any], str]]
+    ) -> int:
+        async with self._write_lock, self.engine.begin() as conn:
+            newest = (await conn.execute(select(func.max(audit_log.c.seq)))).scalar()
+            row = (
+                await conn.execute(
+                    select(audit_log)
+                    .where(audit_log.c.ts < before, audit_log.c.seq < (newest or 0))
+                    .order_by(audit_log.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                return 0
+            last = _audit_from_row(row._mapping)
+            anchor, seal = anchor_for(last)
+            await conn.execute(audit_anchor.delete())
+            await conn.execute(insert(audit_anchor).values(id=1, anchor=anchor, seal=seal))
+            result = await conn.execute(audit_log.delete().where(audit_log.c.seq <= last.seq))
+            return int(result.rowcount or 0)
+
+    async def audit_anchor(self) -> tuple[dict[str, Any], str] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(audit_anchor.c.anchor, audit_anchor.c.seal))).first()
+        return (dict(row[0]), str(row[1])) if row else None
 
     async def export_position(self, exporter: str) -> tuple[int, int]:
         query = select(audit_export_state.c.last_seq, audit_export_state.c.failures).where(

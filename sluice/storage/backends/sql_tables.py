@@ -126,6 +126,14 @@ audit_log = Table(
     Column("mac", String(64), nullable=False),
 )
 
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("anchor", JSON, nullable=False),  # {seq, mac, ts, key_id} of the last pruned record
+    Column("seal", String(64), nullable=False),
+)
+
 audit_export_state = Table(
     "audit_export_state",
     metadata,
