@@ -49,6 +49,7 @@ class _StreamObserver(Protocol):
     completed: bool
     count_output: bool
     output_chars: int
+    captured: list[str] | None
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -165,6 +166,8 @@ class Engine:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
         ctx.requested_model = requested
         ctx.stream = inbound.doc.get("stream") is True
+        if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
+            ctx.capture, ctx.captured_request = True, inbound.body
         route = await self._route(ctx, key, inbound, requested)
         targets = list(dict.fromkeys([route.model, *route.fallbacks, *key.fallbacks]))
         route_headers = {"x-sluice-route": route.header(), "x-sluice-model": route.model} if route.steps else {}
@@ -315,6 +318,8 @@ class Engine:
             attempt["outcome"] = "ok"
         if ctx.admission is not None:
             outcome.headers.update(ctx.admission.headers)
+        if ctx.capture and outcome.body is not None:
+            ctx.captured_response = outcome.body
         if outcome.chunks is None and outcome.status not in RETRYABLE_STATUSES:
             await self.settle(ctx)  # durable before the caller sees the answer
         return outcome
@@ -374,7 +379,8 @@ class Engine:
             return
         ctx.audited = True
         try:
-            await self.audit.append(request_kind(ctx), ctx.virtual_key_id or "anonymous", request_summary(ctx))
+            summary = request_summary(ctx, self.audit.capture_limit)
+            await self.audit.append(request_kind(ctx), ctx.virtual_key_id or "anonymous", summary)
         except Exception:
             log.exception("audit record of %s could not be written", ctx.request_id)
             if refuse and self.audit.refuse_unrecorded:
@@ -409,6 +415,9 @@ class Engine:
             return Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
         observer = stream_observer(inbound.wire, hide_usage)
         observer.count_output = ctx.admission is not None and self.limits.guards_output(ctx.admission)
+        if ctx.capture:
+            observer.count_output = True
+            observer.captured = ctx.captured_stream = []
         return Outcome(
             reply.status,
             reply.content_type,
@@ -424,7 +433,12 @@ class Engine:
                 if time.monotonic() > deadline:
                     raise SluiceError(ErrorKind.PROVIDER_TIMEOUT, f"provider {ctx.provider} took too long in all")
                 out = observer.feed(chunk)
-                if observer.count_output and observer.output_chars // CHARS_PER_TOKEN >= ctx.output_allowance:
+                if (
+                    ctx.admission is not None
+                    and observer.count_output
+                    and observer.output_chars // CHARS_PER_TOKEN >= ctx.output_allowance
+                    and self.limits.guards_output(ctx.admission)
+                ):
                     await self._extend_or_cut(ctx, observer)  # raises to cut: this chunk is not sent
                 if observer.completed and ctx.admission is not None and not ctx.settled:
                     # Hold the stream's last event until its cost is durable in the ledger.

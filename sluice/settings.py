@@ -308,6 +308,14 @@ class AuditExportConfig(_Strict):
     max_failures: int = Field(default=20, ge=1)
 
 
+class ContentCaptureConfig(_Strict):
+    """Whose prompts and answers go into the audit log (secrets redacted first). Nobody's by default."""
+
+    virtual_keys: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(default=65_536, ge=256)
+
+
 class AuditConfig(_Strict):
     # The key that seals new records, and its id (recorded in each record, so keys can rotate).
     hmac_key: SecretStr | None = None
@@ -323,6 +331,7 @@ class AuditConfig(_Strict):
     checkpoint_path: str | None = None
     checkpoint_every_records: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
+    capture_content: ContentCaptureConfig = Field(default_factory=ContentCaptureConfig)
     # `sluice audit prune` removes records older than this (the chain stays verifiable).
     retention_days: int | None = Field(default=None, ge=1)
     exporters: list[AuditExporterConfig] = Field(default_factory=list)

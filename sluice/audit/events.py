@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sluice.audit.redact import redact
 from sluice.core.context import RequestContext
 
 
@@ -15,7 +16,7 @@ def request_kind(ctx: RequestContext) -> str:
     return "request"
 
 
-def request_summary(ctx: RequestContext) -> dict[str, Any]:
+def request_summary(ctx: RequestContext, limit: int = 65_536) -> dict[str, Any]:
     """Who, which key, which model, what policy decided (with the budget state it saw), tokens,
     cost and latency. Never a secret: keys appear by id, provider keys by name."""
     u = ctx.usage
@@ -48,4 +49,20 @@ def request_summary(ctx: RequestContext) -> dict[str, Any]:
         "cost_pico": ctx.cost_pico,
         "latency_us": int(ctx.elapsed() * 1_000_000),
         "attempts": [{k: v for k, v in a.items() if v is not None} for a in ctx.attempts],
+        **(content(ctx, limit) if ctx.capture else {}),
     }
+
+
+def content(ctx: RequestContext, limit: int) -> dict[str, Any]:
+    """The prompt and the answer, with known secret shapes redacted, each cut at `limit` bytes."""
+
+    def clip(text: str) -> str:
+        data = text.encode()
+        return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore") + "…[truncated]"
+
+    prompt = (ctx.captured_request or b"").decode("utf-8", "replace")
+    if ctx.captured_stream is not None:
+        answer = "".join(ctx.captured_stream)
+    else:
+        answer = (ctx.captured_response or b"").decode("utf-8", "replace")
+    return {"content": {"request": redact(clip(prompt)), "response": redact(clip(answer))}}

@@ -40,6 +40,7 @@ class AuditLog:
         self._enabled = config.enabled
         self.refuse_unrecorded = config.refuse_unrecorded
         self._key_id = config.key_id
+        self._capture = config.capture_content
         self._key = config.keys().get(config.key_id, b"")
         self._max_batch = max_batch
         self._pending: list[_Pending] = []
@@ -60,6 +61,14 @@ class AuditLog:
     @property
     def enabled(self) -> bool:
         return self._enabled
+
+    def captures(self, key_id: str, team_id: str | None) -> bool:
+        """Whether this key's prompts and answers are recorded (redacted)."""
+        return self._enabled and (key_id in self._capture.virtual_keys or (team_id in self._capture.teams))
+
+    @property
+    def capture_limit(self) -> int:
+        return self._capture.max_bytes
 
     async def append(self, kind: str, actor: str, data: dict[str, Any]) -> AuditRecord | None:
         """Seals and stores one record; returns once it is durable, raises if it could not be.

@@ -59,6 +59,11 @@ class RequestContext:
     admitted: bool = False  # passed every limit: from here on the request is charged
     settled: bool = False
     audited: bool = False
+    # audit content capture (off unless configured for the key or team)
+    capture: bool = False
+    captured_request: bytes | None = None
+    captured_response: bytes | None = None
+    captured_stream: list[str] | None = None
 
     def mark_first_byte(self) -> None:
         if self.ttfb is None:

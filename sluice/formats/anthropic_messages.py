@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from sluice.core.types import Completion, Usage
-from sluice.formats.sse import SSEDecoder, encode, generated_chars, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 # HTTP status -> Anthropic error type (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES: dict[int, str] = {
@@ -77,12 +77,15 @@ class StreamObserver:
         self.completed = False
         self.count_output = False  # measure generated text as it streams (for budget checks)
         self.output_chars = 0
+        self.captured: list[str] | None = None  # keep the generated text too (audit content capture)
 
     def feed(self, chunk: bytes) -> bytes:
         for block in self._decoder.feed_blocks(chunk):
             if block.startswith(_SKIPPED):
                 if self.count_output and block.startswith(b"event: content_block_delta"):
                     self.output_chars += generated_chars(block, _GENERATED)
+                    if self.captured is not None:
+                        self.captured.extend(generated_pieces(block, _GENERATED))
                 continue  # text and tool deltas carry no usage: not worth parsing
             ev = parse_block(block)
             if ev.event == "message_start":

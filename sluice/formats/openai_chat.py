@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from sluice.core.types import Completion, Usage
-from sluice.formats.sse import SSEDecoder, encode, generated_chars, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -81,6 +81,7 @@ class StreamObserver:
         self.completed = False
         self.count_output = False  # measure generated text as it streams (for budget checks)
         self.output_chars = 0
+        self.captured: list[str] | None = None  # keep the generated text too (audit content capture)
 
     def feed(self, chunk: bytes) -> bytes:
         blocks = self._decoder.feed_blocks(chunk)
@@ -97,6 +98,8 @@ class StreamObserver:
             return False
         if self.count_output and b'"delta"' in block:
             self.output_chars += generated_chars(block, _GENERATED)
+            if self.captured is not None:
+                self.captured.extend(generated_pieces(block, _GENERATED))
         if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block:
             return False  # most chunks: "usage":null or none at all
         data = parse_block(block).data

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import orjson
+
 
 @dataclass(slots=True)
 class SSEEvent:
@@ -75,3 +77,8 @@ def generated_chars(block: bytes, pattern: re.Pattern[bytes]) -> int:
     """Length of the generated text in an event, read from its raw JSON without parsing it:
     escapes and multi-byte characters count a little high, which errs on the side of budgets."""
     return sum(len(text) for text in pattern.findall(block))
+
+
+def generated_pieces(block: bytes, pattern: re.Pattern[bytes]) -> list[str]:
+    """The generated text in an event, decoded (only when content is being captured)."""
+    return [orjson.loads(b'"' + piece + b'"') for piece in pattern.findall(block)]

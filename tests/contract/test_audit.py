@@ -111,3 +111,28 @@ def test_opting_out_serves_when_the_audit_log_is_down(tmp_path: Path) -> None:
         assert client.messages.create(
             model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         ).content
+
+
+def test_content_is_captured_only_where_enabled_and_redacted(tmp_path: Path) -> None:
+    with FakeUpstreamThread() as upstream:
+        cfg = config(upstream.base_url, capture_content={"teams": ["team-a"]})
+        cfg["virtual_keys"].append(
+            {"id": "vk-private", "value": KEY + "-2", "provider_configs": [{"provider": "anthropic"}]}
+        )
+        with GatewayThread(cfg, tmp_path) as gateway:
+            leak = "deploy with AKIAIOSFODNN7EXAMPLE please"
+            captured = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+            with captured.messages.stream(
+                model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": leak}]
+            ) as stream:
+                "".join(stream.text_stream)
+            private = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY + "-2", max_retries=0)
+            private.messages.create(
+                model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "not recorded"}]
+            )
+            gateway.request_log()
+            found = {r.actor: r.data for r in records(gateway) if r.kind == "request"}
+    content = found["vk-audited"]["content"]
+    assert "[REDACTED:aws_access_key]" in content["request"] and "AKIAIOSFODNN7EXAMPLE" not in content["request"]
+    assert content["response"].startswith("echo: deploy with [REDACTED:aws_access_key]")  # the streamed answer
+    assert "content" not in found["vk-private"]  # a key outside the capture list: no content at all
