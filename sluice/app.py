@@ -3,12 +3,14 @@ chooses storage backends."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
+from sluice.core.tasks import cancel, spawn
 from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
@@ -98,6 +100,7 @@ class Services:
     engine: Engine
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
+    _retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -108,6 +111,8 @@ class Services:
         await self.recorder.start()
         await self.client.start()
         self.export.start()
+        if self.config.audit.enabled and self.config.audit.retention_days:
+            self._retention = spawn(self.audit.retention_loop(self.config.audit.retention_days), name="audit-retention")
 
     async def reload_file(self, config: SluiceConfig, actor: str) -> int:
         """Applies a re-read config file's keys and governance objects (providers and server
@@ -118,6 +123,7 @@ class Services:
         return len(events)
 
     async def stop(self) -> None:
+        await cancel(self._retention)
         await self.export.stop()
         await self.limits.stop()
         await self.audit.drain()

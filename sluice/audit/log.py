@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sluice.audit import checkpoints
-from sluice.audit.chain import make_record
+from sluice.audit.chain import make_record, seal_anchor
 from sluice.core.tasks import spawn
 from sluice.settings import AuditConfig
 from sluice.storage.ports import AuditStore
@@ -134,6 +134,31 @@ class AuditLog:
                 log.exception("audit checkpoint could not be written to %s", self._checkpoint_path)
                 return
             self._checkpointed_seq, self._checkpointed_at = self._last.seq, time.monotonic()
+
+    async def prune(self, keep_days: int, actor: str) -> int:
+        """Removes records older than `keep_days` behind a sealed anchor (the rest still
+        verifies), and records the pruning itself. Returns how many records went."""
+        if not self._enabled:
+            return 0
+
+        def anchor_for(last: AuditRecord) -> tuple[dict[str, Any], str]:
+            fields = {"seq": last.seq, "mac": last.mac, "ts": last.ts.isoformat(), "key_id": self._key_id}
+            return fields, seal_anchor(self._key, fields)
+
+        removed = await self._store.prune_audit(datetime.now(UTC) - timedelta(days=keep_days), anchor_for)
+        await self.append("data_access", actor, {"action": "audit_prune", "keep_days": keep_days, "records": removed})
+        return removed
+
+    async def retention_loop(self, keep_days: int) -> None:
+        """Prunes once a day (the first time right after start)."""
+        while True:
+            try:
+                removed = await self.prune(keep_days, "retention")
+                if removed:
+                    log.info("audit retention: pruned %d record(s) older than %d day(s)", removed, keep_days)
+            except Exception:
+                log.exception("audit retention failed")
+            await asyncio.sleep(86_400)
 
     async def drain(self) -> None:
         if self._flushing is not None and not self._flushing.done():

@@ -6,7 +6,7 @@ import base64
 import getpass
 import hmac
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -86,24 +86,10 @@ def verify_file(path: Path, config: AuditConfig) -> Verdict:
 
 
 async def prune(url: str, config: AuditConfig, keep_days: int) -> int:
-    """Removes records older than `keep_days`, keeping the chain verifiable through a sealed
-    anchor, and records the pruning itself."""
-    key = config.keys()[config.key_id]
-
-    def anchor_for(last: AuditRecord) -> tuple[dict[str, Any], str]:
-        fields = {"seq": last.seq, "mac": last.mac, "ts": last.ts.isoformat(), "key_id": config.key_id}
-        return fields, seal_anchor(key, fields)
-
     store = open_store(url)
     try:
         await store.migrate()
-        removed = await store.prune_audit(datetime.now(UTC) - timedelta(days=keep_days), anchor_for)
-        await AuditLog(config, store).append(
-            "data_access",
-            f"cli:{getpass.getuser()}",
-            {"action": "audit_prune", "keep_days": keep_days, "records": removed},
-        )
-        return removed
+        return await AuditLog(config, store).prune(keep_days, f"cli:{getpass.getuser()}")
     finally:
         await store.close()
 

@@ -12,6 +12,7 @@ from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.inference import InferenceRoute
+from sluice.http.metrics import MetricsRoute
 from sluice.http.models import ModelsRoute
 
 log = logging.getLogger("sluice.http")
@@ -51,6 +52,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["GET", "/"] = _health
     routes["GET", "/healthz"] = _health
     routes["GET", "/readyz"] = _health
+    routes["GET", "/metrics"] = MetricsRoute(services)
     return routes
 
 

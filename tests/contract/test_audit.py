@@ -136,3 +136,22 @@ def test_content_is_captured_only_where_enabled_and_redacted(tmp_path: Path) -> 
     assert "[REDACTED:aws_access_key]" in content["request"] and "AKIAIOSFODNN7EXAMPLE" not in content["request"]
     assert content["response"].startswith("echo: deploy with [REDACTED:aws_access_key]")  # the streamed answer
     assert "content" not in found["vk-private"]  # a key outside the capture list: no content at all
+
+
+def test_metrics_show_the_export_backlog(tmp_path: Path) -> None:
+    import urllib.request
+
+    with FakeUpstreamThread() as upstream:
+        cfg = config(
+            upstream.base_url,
+            exporters=[{"name": "siem", "type": "webhook", "url": "http://127.0.0.1:1/x", "secret": "s"}],
+        )
+        with GatewayThread(cfg, tmp_path) as gateway:
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+            client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            gateway.request_log()
+            with urllib.request.urlopen(gateway.base_url + "/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+    # The sink is unreachable: the budget's config change and the request wait in the outbox.
+    assert 'sluice_audit_export_backlog{exporter="siem"} 2.0' in text
+    assert "sluice_request_log_recorded 1.0" in text

@@ -283,3 +283,39 @@ async def _reseal_prefix(url: str) -> None:
         await conn.execute(audit_log.delete())
     await store.append_audit(resealed)
     await store.close()
+
+
+def test_postgres_truncation_is_caught_by_checkpoints(tmp_path: Path, pg_url: str) -> None:
+    from sluice.cli.audit import keygen
+
+    private, public = keygen()
+    audit = {
+        "hmac_key": KEY,
+        "checkpoint_key": private,
+        "checkpoint_public_key": public,
+        "checkpoint_path": str(tmp_path / "cp.jsonl"),
+        "checkpoint_every_records": 4,
+    }
+    config = tmp_path / "pg.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": pg_url}, "audit": audit}))
+
+    async def fill_and_cut() -> None:
+        store = open_store(pg_url)
+        await store.migrate()
+        log = AuditLog(parse_config({"audit": audit}).audit, store)
+        for i in range(10):
+            await log.append("request", "vk", {"n": i})
+        await log.drain()
+        await store.close()
+
+    asyncio.run(fill_and_cut())
+    assert verify(config)[0] == 0
+
+    async def truncate() -> None:
+        conn = await asyncpg.connect(pg_url)
+        await conn.execute("DELETE FROM audit_log WHERE seq > 6")
+        await conn.close()
+
+    asyncio.run(truncate())
+    code, output = verify(config)
+    assert code == 1 and "truncated: it ends at record 6" in output

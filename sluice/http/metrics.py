@@ -1,0 +1,44 @@
+"""`GET /metrics`: Prometheus text exposition, read fresh at every scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from sluice.app import Services
+from sluice.http.asgi import Receive, Scope, Send, respond
+
+
+class MetricsRoute:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._recorded = Gauge(
+            "sluice_request_log_recorded", "Requests handed to the request log.", registry=self.registry
+        )
+        self._written = Gauge("sluice_request_log_written", "Request log records stored.", registry=self.registry)
+        self._spilled = Gauge(
+            "sluice_request_log_spilled", "Request log records spilled to the overflow file.", registry=self.registry
+        )
+        self._backlog = Gauge(
+            "sluice_audit_export_backlog",
+            "Audit records a sink has not accepted yet.",
+            ["exporter"],
+            registry=self.registry,
+        )
+        self._delivered = Gauge(
+            "sluice_audit_export_delivered",
+            "Audit records delivered since start.",
+            ["exporter"],
+            registry=self.registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        recorder = self.services.recorder
+        self._recorded.set(recorder.recorded)
+        self._written.set(recorder.written)
+        self._spilled.set(recorder.spilled)
+        for runner in self.services.export.runners:
+            self._backlog.labels(runner.exporter.name).set(await runner.backlog())
+            self._delivered.labels(runner.exporter.name).set(runner.delivered)
+        await respond(send, 200, generate_latest(self.registry), CONTENT_TYPE_LATEST, {})
