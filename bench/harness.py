@@ -225,7 +225,7 @@ def start_baseline(fleet: Fleet, port: int, upstream_url: str, cores: list[int] 
     return proc
 
 
-GATEWAY_VARIANTS = ("plain", "local", "redis")
+GATEWAY_VARIANTS = ("plain", "local", "redis", "audited")
 # Limits the benchmark can never reach: the point is their per-request cost, not a refusal.
 BUDGET_USD = 1_000_000
 TOKEN_LIMIT = 1_000_000_000_000
@@ -286,7 +286,9 @@ def gateway_config(
             "max_concurrent_requests": MAX_CONCURRENT,
         }
     ]
-    config["governance"] = {"backend": variant}
+    config["governance"] = {"backend": "local" if variant == "audited" else variant}
+    if variant == "audited":
+        config["audit"] = {"hmac_key": "bench-audit-key-0123456789abcdef"}
     if variant == "redis":
         if not redis_url:
             raise ValueError("the redis variant needs a redis_url")
