@@ -24,7 +24,7 @@ from sluice.audit.recorder import RequestRecorder
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, Usage, WireFormat
-from sluice.formats import anthropic_messages, openai_chat
+from sluice.formats import anthropic_messages, openai_chat, openai_responses
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
@@ -331,7 +331,11 @@ class Engine:
         input_tokens = len(inbound.body) // 3 + 1
         output_tokens = 0
         if inbound.operation is Operation.GENERATE:
-            limit = inbound.doc.get("max_tokens") or inbound.doc.get("max_completion_tokens")
+            limit = (
+                inbound.doc.get("max_tokens")
+                or inbound.doc.get("max_completion_tokens")
+                or inbound.doc.get("max_output_tokens")
+            )
             output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
         price = self.prices.lookup(model)
@@ -527,12 +531,16 @@ def _estimated_usage(ctx: RequestContext, observer: _StreamObserver) -> Usage:
 def usage_of(wire: WireFormat, body: bytes) -> Usage:
     if wire is WireFormat.ANTHROPIC_MESSAGES:
         return anthropic_messages.usage_from_response(body)
+    if wire is WireFormat.OPENAI_RESPONSES:
+        return openai_responses.usage_from_response(body)
     return openai_chat.usage_from_response(body)
 
 
 def stream_observer(wire: WireFormat, hide_usage: bool) -> _StreamObserver:
     if wire is WireFormat.ANTHROPIC_MESSAGES:
         return anthropic_messages.StreamObserver()
+    if wire is WireFormat.OPENAI_RESPONSES:
+        return openai_responses.StreamObserver()
     return openai_chat.StreamObserver(hide_usage_chunk=hide_usage)
 
 

@@ -31,6 +31,8 @@ _GENERATED = re.compile(rb'"(?:content|arguments|reasoning_content)":"((?:[^"\\]
 
 def error_payload(status: int, message: str, code: str | None = None) -> dict[str, Any]:
     etype, default_code = ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+    if code == "insufficient_quota":  # OpenAI's own shape for an exhausted quota
+        etype = code
     return {"error": {"message": message, "type": etype, "param": None, "code": code or default_code}}
 
 

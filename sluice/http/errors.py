@@ -7,7 +7,7 @@ import math
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
-from sluice.formats import anthropic_messages, openai_chat
+from sluice.formats import anthropic_messages, openai_chat, openai_responses
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.CALLER_MISSING_KEY: 401,
@@ -45,6 +45,9 @@ OPENAI_CODES: dict[ErrorKind, str] = {
 
 
 def status_of(err: SluiceError, wire: WireFormat) -> int:
+    if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and wire is WireFormat.OPENAI_RESPONSES:
+        # Codex CLI retries a 402 five times but stops at once on 429 insufficient_quota.
+        return 429
     status = STATUS[err.kind]
     if status == 529 and wire is not WireFormat.ANTHROPIC_MESSAGES:
         return 503  # 529 is Anthropic's own; other clients know 503
@@ -84,7 +87,7 @@ def _rate_limit_headers(err: SluiceError, measure: str, wire: WireFormat) -> dic
 def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:
     if wire is WireFormat.ANTHROPIC_MESSAGES:
         return anthropic_messages.error_body(status, err.message, request_id)
-    return openai_chat.error_body(status, err.message, OPENAI_CODES.get(err.kind))
+    return openai_chat.error_body(status, err.message, _openai_code(err, wire))
 
 
 def stream_error_event(err: SluiceError, wire: WireFormat) -> bytes:
@@ -92,4 +95,12 @@ def stream_error_event(err: SluiceError, wire: WireFormat) -> bytes:
     status = status_of(err, wire)
     if wire is WireFormat.ANTHROPIC_MESSAGES:
         return anthropic_messages.error_event(status, err.message)
+    if wire is WireFormat.OPENAI_RESPONSES:
+        return openai_responses.error_event(status, err.message, _openai_code(err, wire))
     return openai_chat.error_event(status, err.message, OPENAI_CODES.get(err.kind)) + openai_chat.DONE
+
+
+def _openai_code(err: SluiceError, wire: WireFormat) -> str | None:
+    if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and wire is WireFormat.OPENAI_RESPONSES:
+        return "insufficient_quota"
+    return OPENAI_CODES.get(err.kind)

@@ -37,6 +37,8 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     anthropic_count = InferenceRoute(engine, WireFormat.ANTHROPIC_MESSAGES, Operation.COUNT_TOKENS)
     chat = InferenceRoute(engine, WireFormat.OPENAI_CHAT, Operation.GENERATE)
     embeddings = InferenceRoute(engine, WireFormat.OPENAI_EMBEDDINGS, Operation.EMBED)
+    responses = InferenceRoute(engine, WireFormat.OPENAI_RESPONSES, Operation.GENERATE)
+    responses_count = InferenceRoute(engine, WireFormat.OPENAI_RESPONSES, Operation.COUNT_TOKENS)
     models = ModelsRoute(engine)
     routes: dict[tuple[str, str], Route] = {}
     for prefix in ("", "/anthropic"):
@@ -46,6 +48,8 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     for prefix in ("", "/openai"):
         routes["POST", f"{prefix}/v1/chat/completions"] = chat
         routes["POST", f"{prefix}/v1/embeddings"] = embeddings
+        routes["POST", f"{prefix}/v1/responses"] = responses
+        routes["POST", f"{prefix}/v1/responses/input_tokens"] = responses_count
         routes["GET", f"{prefix}/v1/models"] = models
     for path in ("/", "/anthropic", "/anthropic/", "/openai", "/v1"):
         routes["HEAD", path] = _empty_ok

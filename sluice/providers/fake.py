@@ -19,7 +19,7 @@ import orjson
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Completion, Operation, ToolCall, Usage, WireFormat
-from sluice.formats import anthropic_messages, openai_chat
+from sluice.formats import anthropic_messages, openai_chat, openai_responses
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.upstream.client import Timeouts
 
@@ -52,6 +52,8 @@ class FakeProvider:
             raise SluiceError(kind, message, retry_after=retry_after, upstream_status=int(behaviour[-3:]))
         input_tokens = max(1, len(call.body) // 4)
         if call.operation is Operation.COUNT_TOKENS:
+            if call.wire is WireFormat.OPENAI_RESPONSES:
+                return _json(orjson.dumps({"object": "response.input_tokens", "input_tokens": input_tokens}))
             return _json(orjson.dumps({"input_tokens": input_tokens}))
         if call.operation is Operation.EMBED:
             inputs = call.doc.get("input")
@@ -64,9 +66,13 @@ class FakeProvider:
         if not call.stream:
             if call.wire is WireFormat.ANTHROPIC_MESSAGES:
                 return _json(orjson.dumps(anthropic_messages.render_message(completion)))
+            if call.wire is WireFormat.OPENAI_RESPONSES:
+                return _json(orjson.dumps(openai_responses.render_response(completion)))
             return _json(orjson.dumps(openai_chat.render_completion(completion)))
         if call.wire is WireFormat.ANTHROPIC_MESSAGES:
             events = anthropic_messages.render_stream(completion, pieces=max(4, len(completion.text) // 100))
+        elif call.wire is WireFormat.OPENAI_RESPONSES:
+            events = openai_responses.render_stream(completion, pieces=max(4, len(completion.text) // 100))
         else:
             include = bool((call.doc.get("stream_options") or {}).get("include_usage"))
             events = openai_chat.render_stream(
@@ -87,7 +93,7 @@ async def _stream(events: list[bytes], *, abort: bool) -> AsyncIterator[bytes]:
 
 
 def _answer(call: ProviderCall, input_tokens: int) -> Completion:
-    text = "echo: " + _last_user_text(call.doc.get("messages") or [])[:200]
+    text = "echo: " + _last_user_text(_conversation(call.doc))[:200]
     if call.model.endswith("long"):
         text = "lorem ipsum " * 833
     tool_calls: list[ToolCall] = []
@@ -112,6 +118,16 @@ def _answer(call: ProviderCall, input_tokens: int) -> Completion:
     )
 
 
+def _conversation(doc: dict[str, Any]) -> list[Any]:
+    """Chat `messages`, or a Responses `input` (a string or a list of items)."""
+    if "messages" in doc:
+        return list(doc.get("messages") or [])
+    given = doc.get("input")
+    if isinstance(given, str):
+        return [{"role": "user", "content": given}]
+    return [item for item in given or [] if isinstance(item, dict)]
+
+
 def _last_user_text(messages: list[Any]) -> str:
     for message in reversed(messages):
         if not isinstance(message, dict) or message.get("role") != "user":
@@ -120,7 +136,9 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            texts = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+            texts = [
+                b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") in ("text", "input_text")
+            ]
             if texts:
                 return str(texts[-1])
     return ""

@@ -10,6 +10,8 @@ from sluice.providers.http_provider import HttpProvider, secret_of
 _PATHS = {
     (WireFormat.OPENAI_CHAT, Operation.GENERATE): "/chat/completions",
     (WireFormat.OPENAI_EMBEDDINGS, Operation.EMBED): "/embeddings",
+    (WireFormat.OPENAI_RESPONSES, Operation.GENERATE): "/responses",
+    (WireFormat.OPENAI_RESPONSES, Operation.COUNT_TOKENS): "/responses/input_tokens",
 }
 _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "codex-", "omni-")
 
