@@ -24,7 +24,7 @@ from sluice.audit.recorder import RequestRecorder
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, Usage, WireFormat
-from sluice.formats import anthropic_messages, openai_chat, openai_responses
+from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
@@ -40,7 +40,7 @@ log = logging.getLogger("sluice.engine")
 # Generated text is estimated at one token per three characters while it streams: generous for
 # every tokenizer in use, so an estimate-based cut errs on the side of the budget.
 CHARS_PER_TOKEN = 3
-_KEYED_TYPES = {"anthropic", "openai"}  # provider types that cannot work without a credential
+_KEYED_TYPES = {"anthropic", "openai", "gemini"}  # provider types that cannot work without a credential
 
 
 class _StreamObserver(Protocol):
@@ -62,6 +62,8 @@ class Inbound:
     doc: dict[str, Any]
     headers: Mapping[str, str]
     query: str = ""
+    model: str | None = None  # when the model travels in the URL (Gemini), not in the body
+    stream: bool | None = None  # likewise for streaming
 
 
 @dataclass(slots=True)
@@ -161,11 +163,11 @@ class Engine:
 
     async def run(self, ctx: RequestContext, inbound: Inbound) -> Outcome:
         key = await self.authenticate(ctx, inbound.headers)
-        requested = inbound.doc.get("model")
+        requested = inbound.model or inbound.doc.get("model")
         if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
         ctx.requested_model = requested
-        ctx.stream = inbound.doc.get("stream") is True
+        ctx.stream = inbound.stream if inbound.stream is not None else inbound.doc.get("stream") is True
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
         route = await self._route(ctx, key, inbound, requested)
@@ -271,7 +273,7 @@ class Engine:
             tried_keys.add(pkey.name)
 
         doc = dict(inbound.doc)
-        changed = chosen.model != inbound.doc.get("model")
+        changed = inbound.model is None and chosen.model != inbound.doc.get("model")
         if changed:
             doc["model"] = chosen.model
         hide_usage = False
@@ -335,6 +337,7 @@ class Engine:
                 inbound.doc.get("max_tokens")
                 or inbound.doc.get("max_completion_tokens")
                 or inbound.doc.get("max_output_tokens")
+                or (inbound.doc.get("generationConfig") or {}).get("maxOutputTokens")
             )
             output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
@@ -533,6 +536,8 @@ def usage_of(wire: WireFormat, body: bytes) -> Usage:
         return anthropic_messages.usage_from_response(body)
     if wire is WireFormat.OPENAI_RESPONSES:
         return openai_responses.usage_from_response(body)
+    if wire is WireFormat.GEMINI:
+        return gemini.usage_from_response(body)
     return openai_chat.usage_from_response(body)
 
 
@@ -541,6 +546,8 @@ def stream_observer(wire: WireFormat, hide_usage: bool) -> _StreamObserver:
         return anthropic_messages.StreamObserver()
     if wire is WireFormat.OPENAI_RESPONSES:
         return openai_responses.StreamObserver()
+    if wire is WireFormat.GEMINI:
+        return gemini.StreamObserver()
     return openai_chat.StreamObserver(hide_usage_chunk=hide_usage)
 
 

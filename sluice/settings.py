@@ -29,7 +29,7 @@ log = logging.getLogger("sluice.settings")
 
 _ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
 
-ProviderType = Literal["anthropic", "openai", "openai_compatible", "fake"]
+ProviderType = Literal["anthropic", "openai", "openai_compatible", "gemini", "fake"]
 
 # OpenAI-compatible vendors are data: a name and a default base URL.
 OPENAI_COMPATIBLE_VENDORS: dict[str, str] = {
@@ -46,6 +46,7 @@ OPENAI_COMPATIBLE_VENDORS: dict[str, str] = {
 DEFAULT_BASE_URLS: dict[str, str] = {
     "anthropic": "https://api.anthropic.com",
     "openai": "https://api.openai.com/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
     **OPENAI_COMPATIBLE_VENDORS,
 }
 
@@ -386,7 +387,7 @@ class SluiceConfig(_Strict):
             if kind is None:
                 raise ValueError(
                     f"provider {name!r}: unknown provider; set 'type' to one of "
-                    "anthropic, openai, openai_compatible, fake"
+                    "anthropic, openai, openai_compatible, gemini, fake"
                 )
             if kind == "openai_compatible" and not (cfg.base_url or name in OPENAI_COMPATIBLE_VENDORS):
                 raise ValueError(f"provider {name!r}: an openai_compatible provider needs a base_url")
@@ -428,7 +429,7 @@ class SluiceConfig(_Strict):
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
         for name, cfg in self.providers.items():
-            if provider_type(name, cfg) in ("anthropic", "openai") and not cfg.keys:
+            if provider_type(name, cfg) in ("anthropic", "openai", "gemini") and not cfg.keys:
                 out.append(f"provider {name!r} has no keys; requests routed to it answer 503")
         return out
 
@@ -436,7 +437,7 @@ class SluiceConfig(_Strict):
 def provider_type(name: str, cfg: ProviderConfig) -> ProviderType | None:
     if cfg.type is not None:
         return cfg.type
-    if name in ("anthropic", "openai", "fake"):
+    if name in ("anthropic", "openai", "gemini", "fake"):
         return name  # type: ignore[return-value]
     if name in OPENAI_COMPATIBLE_VENDORS:
         return "openai_compatible"

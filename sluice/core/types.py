@@ -12,6 +12,7 @@ class WireFormat(StrEnum):
     ANTHROPIC_MESSAGES = "anthropic_messages"
     OPENAI_CHAT = "openai_chat"
     OPENAI_RESPONSES = "openai_responses"
+    GEMINI = "gemini"
     OPENAI_EMBEDDINGS = "openai_embeddings"
 
 

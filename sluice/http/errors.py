@@ -7,7 +7,7 @@ import math
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
-from sluice.formats import anthropic_messages, openai_chat, openai_responses
+from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.CALLER_MISSING_KEY: 401,
@@ -87,6 +87,8 @@ def _rate_limit_headers(err: SluiceError, measure: str, wire: WireFormat) -> dic
 def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:
     if wire is WireFormat.ANTHROPIC_MESSAGES:
         return anthropic_messages.error_body(status, err.message, request_id)
+    if wire is WireFormat.GEMINI:
+        return gemini.error_body(status, err.message)
     return openai_chat.error_body(status, err.message, _openai_code(err, wire))
 
 
@@ -97,6 +99,8 @@ def stream_error_event(err: SluiceError, wire: WireFormat) -> bytes:
         return anthropic_messages.error_event(status, err.message)
     if wire is WireFormat.OPENAI_RESPONSES:
         return openai_responses.error_event(status, err.message, _openai_code(err, wire))
+    if wire is WireFormat.GEMINI:
+        return gemini.error_event(status, err.message)
     return openai_chat.error_event(status, err.message, OPENAI_CODES.get(err.kind)) + openai_chat.DONE
 
 

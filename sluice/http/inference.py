@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import orjson
@@ -45,7 +46,9 @@ class InferenceRoute:
             body = await read_body(receive)
             doc = _parse(body)
             fill_caller(ctx, headers, doc)
-            inbound = Inbound(self.wire, self.operation, body, doc, headers, scope.get("query_string", b"").decode())
+            model, stream = self.url_facts(scope)
+            query = scope.get("query_string", b"").decode()
+            inbound = Inbound(self.wire, self.operation, body, doc, headers, query, model, stream)
             outcome = await self.engine.run(ctx, inbound)
             if outcome.chunks is None:
                 ctx.mark_first_byte()
@@ -67,6 +70,10 @@ class InferenceRoute:
             await self._fail(ctx, SluiceError(ErrorKind.GATEWAY_INTERNAL, "Internal gateway error."), send)
         finally:
             await self.engine.finish(ctx)
+
+    def url_facts(self, scope: Scope) -> tuple[str | None, bool | None]:
+        """(model, streaming) when the URL carries them instead of the body."""
+        return None, None
 
     def _headers(self, ctx: RequestContext, outcome: Outcome) -> dict[str, str]:
         return {**outcome.headers, "x-request-id": ctx.request_id}
@@ -143,3 +150,21 @@ def _parse(body: bytes) -> dict[str, object]:
     if not isinstance(doc, dict):
         raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body must be a JSON object.")
     return doc
+
+
+GEMINI_PATH = re.compile(
+    r"^(?:/genai)?/v1(?:beta)?/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"
+)
+
+
+class GeminiRoute(InferenceRoute):
+    """`/v1beta/models/{model}:generateContent`, `:streamGenerateContent`, `:countTokens` (also
+    under /v1 and /genai): the model and streaming come from the URL."""
+
+    def __init__(self, engine: Engine, operation: Operation) -> None:
+        super().__init__(engine, WireFormat.GEMINI, operation)
+
+    def url_facts(self, scope: Scope) -> tuple[str | None, bool | None]:
+        match = GEMINI_PATH.match(scope["path"])
+        assert match is not None  # the router sends only matching paths here
+        return match.group(1), match.group(2) == "streamGenerateContent"

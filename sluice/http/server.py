@@ -11,7 +11,7 @@ from sluice.app import Services
 from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.http.asgi import Receive, Scope, Send, respond
-from sluice.http.inference import InferenceRoute
+from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
 from sluice.http.metrics import MetricsRoute
 from sluice.http.models import ModelsRoute
 
@@ -64,6 +64,8 @@ class SluiceASGI:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.routes = build_routes(services)
+        self.gemini = GeminiRoute(services.engine, Operation.GENERATE)
+        self.gemini_count = GeminiRoute(services.engine, Operation.COUNT_TOKENS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -72,6 +74,8 @@ class SluiceASGI:
             if len(path) > 1 and path.endswith("/") and (scope["method"], path) not in self.routes:
                 path = path.rstrip("/")
             route = self.routes.get((scope["method"], path))
+            if route is None and scope["method"] == "POST" and GEMINI_PATH.match(path):
+                route = self.gemini_count if path.endswith(":countTokens") else self.gemini
             if route is None:
                 await _not_found(scope, send, self.routes)
                 return

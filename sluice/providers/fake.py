@@ -19,7 +19,7 @@ import orjson
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Completion, Operation, ToolCall, Usage, WireFormat
-from sluice.formats import anthropic_messages, openai_chat, openai_responses
+from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.upstream.client import Timeouts
 
@@ -54,6 +54,8 @@ class FakeProvider:
         if call.operation is Operation.COUNT_TOKENS:
             if call.wire is WireFormat.OPENAI_RESPONSES:
                 return _json(orjson.dumps({"object": "response.input_tokens", "input_tokens": input_tokens}))
+            if call.wire is WireFormat.GEMINI:
+                return _json(orjson.dumps({"totalTokens": input_tokens}))
             return _json(orjson.dumps({"input_tokens": input_tokens}))
         if call.operation is Operation.EMBED:
             inputs = call.doc.get("input")
@@ -68,11 +70,15 @@ class FakeProvider:
                 return _json(orjson.dumps(anthropic_messages.render_message(completion)))
             if call.wire is WireFormat.OPENAI_RESPONSES:
                 return _json(orjson.dumps(openai_responses.render_response(completion)))
+            if call.wire is WireFormat.GEMINI:
+                return _json(orjson.dumps(gemini.render_response(completion)))
             return _json(orjson.dumps(openai_chat.render_completion(completion)))
         if call.wire is WireFormat.ANTHROPIC_MESSAGES:
             events = anthropic_messages.render_stream(completion, pieces=max(4, len(completion.text) // 100))
         elif call.wire is WireFormat.OPENAI_RESPONSES:
             events = openai_responses.render_stream(completion, pieces=max(4, len(completion.text) // 100))
+        elif call.wire is WireFormat.GEMINI:
+            events = gemini.render_stream(completion, pieces=max(4, len(completion.text) // 100))
         else:
             include = bool((call.doc.get("stream_options") or {}).get("include_usage"))
             events = openai_chat.render_stream(
@@ -122,6 +128,17 @@ def _conversation(doc: dict[str, Any]) -> list[Any]:
     """Chat `messages`, or a Responses `input` (a string or a list of items)."""
     if "messages" in doc:
         return list(doc.get("messages") or [])
+    if "contents" in doc:  # Gemini: [{"role": "user", "parts": [{"text": ...}]}]
+        return [
+            {
+                "role": c.get("role", "user"),
+                "content": [
+                    {"type": "text", "text": p.get("text", "")} for p in c.get("parts") or () if isinstance(p, dict)
+                ],
+            }
+            for c in doc.get("contents") or ()
+            if isinstance(c, dict)
+        ]
     given = doc.get("input")
     if isinstance(given, str):
         return [{"role": "user", "content": given}]

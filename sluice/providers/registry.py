@@ -7,6 +7,7 @@ from collections.abc import Callable
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Provider, ProviderKey
 from sluice.providers.fake import FakeProvider
+from sluice.providers.gemini import GeminiProvider
 from sluice.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from sluice.settings import DEFAULT_BASE_URLS, SluiceConfig, provider_type
 from sluice.upstream.client import Timeouts, UpstreamClient
@@ -15,6 +16,7 @@ _HTTP_TYPES: dict[str, Callable[..., Provider]] = {
     "anthropic": AnthropicProvider,
     "openai": OpenAIProvider,
     "openai_compatible": OpenAICompatibleProvider,
+    "gemini": GeminiProvider,
 }
 
 
