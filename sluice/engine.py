@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -23,35 +23,31 @@ from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
-from sluice.core.types import Operation, Usage, WireFormat
-from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
+from sluice.core.types import Operation, WireFormat
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
+from sluice.metering import (
+    CHARS_PER_TOKEN,
+    StreamObserver,
+    entry_of,
+    estimated_usage,
+    first_piece,
+    redact_provider_secrets,
+    seconds_of,
+    stream_observer,
+    usage_of,
+)
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderCall, ProviderKey, ProviderReply
 from sluice.routing.resilience import RETRYABLE_STATUSES, CircuitBreakers, backoff_delay
 from sluice.routing.router import Resolution, RouteFacts, Router
 from sluice.routing.weighted import choose
 from sluice.settings import RoutingConfig
-from sluice.storage.records import RequestLogEntry, VirtualKey
+from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.engine")
-# Generated text is estimated at one token per three characters while it streams: generous for
-# every tokenizer in use, so an estimate-based cut errs on the side of the budget.
-CHARS_PER_TOKEN = 3
 _KEYED_TYPES = {"anthropic", "openai", "gemini"}  # provider types that cannot work without a credential
-
-
-class _StreamObserver(Protocol):
-    usage: Usage
-    error: str | None
-    completed: bool
-    count_output: bool
-    output_chars: int
-    captured: list[str] | None
-
-    def feed(self, chunk: bytes) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -227,7 +223,7 @@ class Engine:
                 return None
             if outcome.status not in RETRYABLE_STATUSES or (last_target and not retries_left):
                 return outcome
-            retry_after = _seconds(outcome.headers.get("retry-after"))
+            retry_after = seconds_of(outcome.headers.get("retry-after"))
             await self._abandon(ctx, target, f"upstream {outcome.status}", outcome.status)
             if retries_left and await self._pause(attempt, retry_after):
                 continue
@@ -315,7 +311,7 @@ class Engine:
         if outcome.chunks is not None:
             # Wait for the stream's first piece here: until then nothing reached the caller, so a
             # failure can still be retried or fall back.
-            outcome.chunks = await _first_piece(outcome.chunks, provider, ctx)
+            outcome.chunks = await first_piece(outcome.chunks, provider, ctx)
         if outcome.status < 400:
             attempt["outcome"] = "ok"
         if ctx.admission is not None:
@@ -345,7 +341,7 @@ class Engine:
         cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0
         return cost, input_tokens + output_tokens
 
-    async def _extend_or_cut(self, ctx: RequestContext, observer: _StreamObserver) -> None:
+    async def _extend_or_cut(self, ctx: RequestContext, observer: StreamObserver) -> None:
         """The stream outgrew its reservation: reserve another block, or stop it here and bill
         what was generated so far."""
         block = self.default_max_tokens
@@ -353,7 +349,7 @@ class Engine:
         try:
             await self.limits.extend(ctx.admission, price.worst_case_pico(0, block) if price else 0, block)
         except SluiceError:
-            ctx.usage = _estimated_usage(ctx, observer)
+            ctx.usage = estimated_usage(ctx, observer)
             raise
         ctx.output_allowance += block
 
@@ -414,7 +410,9 @@ class Engine:
                     upstream_status=reply.status,
                 )
             ctx.decision, ctx.reason = "error", f"provider answered {reply.status}"
-            return Outcome(reply.status, reply.content_type, reply.headers, body=_redact(body, provider))
+            return Outcome(
+                reply.status, reply.content_type, reply.headers, body=redact_provider_secrets(body, provider)
+            )
         if reply.chunks is None:
             assert reply.body is not None
             if inbound.operation is not Operation.COUNT_TOKENS:
@@ -433,7 +431,7 @@ class Engine:
         )
 
     async def _metered(
-        self, ctx: RequestContext, chunks: AsyncIterator[bytes], observer: _StreamObserver, deadline: float
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes], observer: StreamObserver, deadline: float
     ) -> AsyncIterator[bytes]:
         try:
             async for chunk in chunks:
@@ -456,7 +454,7 @@ class Engine:
         finally:
             # Whatever was streamed is billed, even when the stream broke or the caller left.
             if not ctx.settled:
-                ctx.usage = observer.usage if observer.completed else _estimated_usage(ctx, observer)
+                ctx.usage = observer.usage if observer.completed else estimated_usage(ctx, observer)
             if observer.error and ctx.decision == "allow":
                 ctx.decision, ctx.reason = "error", "provider sent an in-stream error"
 
@@ -473,121 +471,3 @@ class Engine:
             self.recorder.record(entry_of(ctx))
         except Exception:
             log.exception("could not record request %s", ctx.request_id)
-
-
-async def _first_piece(chunks: AsyncIterator[bytes], provider: Provider, ctx: RequestContext) -> AsyncIterator[bytes]:
-    """Reads a stream's first piece (within the provider's first-byte timeout) and returns the
-    stream again, whole. Failures surface here, where a fallback can still take over."""
-    iterator = chunks.__aiter__()
-    try:
-        async with asyncio.timeout(provider.timeouts.first_byte):
-            first = await iterator.__anext__()
-    except StopAsyncIteration:
-        first = b""
-    except TimeoutError:
-        await _close(iterator)
-        raise SluiceError(
-            ErrorKind.PROVIDER_TIMEOUT,
-            f"provider {provider.name} sent nothing within {provider.timeouts.first_byte:g} s",
-        ) from None
-    except BaseException:
-        await _close(iterator)
-        raise
-    ctx.mark_first_byte()
-
-    async def whole() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for chunk in iterator:
-                yield chunk
-        finally:
-            await _close(iterator)
-
-    return whole()
-
-
-async def _close(iterator: AsyncIterator[bytes]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _estimated_usage(ctx: RequestContext, observer: _StreamObserver) -> Usage:
-    """Usage of a stream that ended early: what the stream reported, topped up by estimates."""
-    seen = observer.usage
-    return Usage(
-        input_tokens=seen.input_tokens or (0 if seen.cache_read_tokens else ctx.input_estimate),
-        output_tokens=max(seen.output_tokens, observer.output_chars // CHARS_PER_TOKEN),
-        cache_read_tokens=seen.cache_read_tokens,
-        cache_write_tokens=seen.cache_write_tokens,
-    )
-
-
-def usage_of(wire: WireFormat, body: bytes) -> Usage:
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return anthropic_messages.usage_from_response(body)
-    if wire is WireFormat.OPENAI_RESPONSES:
-        return openai_responses.usage_from_response(body)
-    if wire is WireFormat.GEMINI:
-        return gemini.usage_from_response(body)
-    return openai_chat.usage_from_response(body)
-
-
-def stream_observer(wire: WireFormat, hide_usage: bool) -> _StreamObserver:
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return anthropic_messages.StreamObserver()
-    if wire is WireFormat.OPENAI_RESPONSES:
-        return openai_responses.StreamObserver()
-    if wire is WireFormat.GEMINI:
-        return gemini.StreamObserver()
-    return openai_chat.StreamObserver(hide_usage_chunk=hide_usage)
-
-
-def _redact(body: bytes, provider: Provider) -> bytes:
-    for key in provider.keys:
-        if key.secret and key.secret.encode() in body:
-            body = body.replace(key.secret.encode(), b"[redacted]")
-    return body
-
-
-def entry_of(ctx: RequestContext) -> RequestLogEntry:
-    u = ctx.usage
-    return RequestLogEntry(
-        request_id=ctx.request_id,
-        ts=datetime.fromtimestamp(ctx.started_unix, UTC),
-        path=ctx.path,
-        surface=ctx.surface.value,
-        status=ctx.status,
-        decision=ctx.decision,
-        reason=ctx.reason,
-        error_kind=ctx.error_kind,
-        virtual_key_id=ctx.virtual_key_id,
-        virtual_key_name=ctx.virtual_key_name,
-        team_id=ctx.team_id,
-        customer_id=ctx.customer_id,
-        client=ctx.client[:300],
-        session_id=ctx.session_id,
-        user_id=ctx.user_id,
-        provider=ctx.provider,
-        provider_key_name=ctx.provider_key_name,
-        requested_model=ctx.requested_model,
-        model=ctx.model,
-        stream=ctx.stream,
-        input_tokens=u.input_tokens,
-        output_tokens=u.output_tokens,
-        cache_read_tokens=u.cache_read_tokens,
-        cache_write_tokens=u.cache_write_tokens,
-        cost_pico=ctx.cost_pico,
-        latency_ms=round(ctx.elapsed() * 1000, 3),
-        ttfb_ms=round(ctx.ttfb * 1000, 3) if ctx.ttfb is not None else None,
-        attempts=ctx.attempts,
-        route=ctx.route,
-    )
