@@ -15,6 +15,7 @@ from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
 from sluice.governance.limits import Limits
+from sluice.mcp.gateway import McpGateway
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
@@ -69,6 +70,8 @@ def key_from_config(cfg: VirtualKeyConfig, secret: str) -> VirtualKey:
         expires_at=cfg.expires_at,
         source="config",
         fallbacks=tuple(cfg.fallbacks),
+        mcp_tools=tuple(cfg.mcp.tools) if cfg.mcp else (),
+        mcp_tool_groups=tuple(cfg.mcp.tool_groups) if cfg.mcp else (),
     )
 
 
@@ -96,6 +99,7 @@ class Services:
     recorder: RequestRecorder
     audit: AuditLog
     export: AuditExport
+    mcp: McpGateway
     limits: Limits
     engine: Engine
     generated_secrets: dict[str, str] = field(default_factory=dict)
@@ -107,6 +111,7 @@ class Services:
         self.generated_secrets = await seed_virtual_keys(self.store, self.config)
         await record_changes(self.audit, await sync_from_file(self.store, self.config, self.config_actor))
         await self.keys.start()
+        await self.mcp.start()
         await self.limits.start()
         await self.recorder.start()
         await self.client.start()
@@ -124,6 +129,7 @@ class Services:
 
     async def stop(self) -> None:
         await cancel(self._retention)
+        await self.mcp.stop()
         await self.export.stop()
         await self.limits.stop()
         await self.audit.drain()
@@ -157,4 +163,5 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         default_max_tokens=config.governance.default_max_tokens,
     )
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
-    return Services(config, store, client, providers, keys, recorder, audit, export, limits, engine)
+    mcp = McpGateway(config.mcp, keys, audit)
+    return Services(config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine)

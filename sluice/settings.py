@@ -82,6 +82,13 @@ class ProviderAccess(_Strict):
     allowed_models: list[str] = Field(default_factory=list)
 
 
+class McpAccess(_Strict):
+    """The MCP tools a key may see and call: `server/tool` or `server/*`, and tool groups."""
+
+    tool_groups: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+
+
 class VirtualKeyConfig(_Strict):
     id: str = Field(min_length=1)
     name: str = ""
@@ -93,6 +100,7 @@ class VirtualKeyConfig(_Strict):
     expires_at: datetime | None = None
     provider_configs: list[ProviderAccess] = Field(default_factory=list)
     fallbacks: list[str] = Field(default_factory=list)  # models to try, in order, when the requested one fails
+    mcp: McpAccess | None = None  # no block: no MCP tool at all (default deny)
 
 
 class ModelPrice(_Strict):
@@ -349,6 +357,35 @@ class AuditConfig(_Strict):
         return found
 
 
+class McpServerConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    transport: Literal["stdio", "http", "sse"]
+    command: str | None = None  # stdio
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)  # credentials stay in the gateway
+    url: str | None = None  # http, sse
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    call_timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> McpServerConfig:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError(f"MCP server {self.name!r}: a stdio server needs 'command'")
+        if self.transport != "stdio" and not self.url:
+            raise ValueError(f"MCP server {self.name!r}: an {self.transport} server needs 'url'")
+        return self
+
+
+class ToolGroupConfig(_Strict):
+    name: str = Field(min_length=1)
+    tools: list[str] = Field(default_factory=list)
+
+
+class McpConfig(_Strict):
+    servers: list[McpServerConfig] = Field(default_factory=list)
+    tool_groups: list[ToolGroupConfig] = Field(default_factory=list)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -375,6 +412,7 @@ class SluiceConfig(_Strict):
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)

@@ -12,6 +12,7 @@ from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
+from sluice.http.mcp import McpRoute
 from sluice.http.metrics import MetricsRoute
 from sluice.http.models import ModelsRoute
 
@@ -57,6 +58,9 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["GET", "/healthz"] = _health
     routes["GET", "/readyz"] = _health
     routes["GET", "/metrics"] = MetricsRoute(services)
+    mcp = McpRoute(services.mcp)
+    for method in ("GET", "POST", "DELETE"):
+        routes[method, "/mcp"] = mcp
     return routes
 
 

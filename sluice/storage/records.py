@@ -32,6 +32,8 @@ class VirtualKey:
     source: str = "api"  # "config" when seeded from the config file
     created_at: datetime | None = None
     fallbacks: tuple[str, ...] = ()  # models to try, in order, when the requested one fails
+    mcp_tools: tuple[str, ...] = ()  # MCP tools the key may use: `server/tool`, `server/*`
+    mcp_tool_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,6 +364,7 @@ def _key_to_row(key: VirtualKey, now: datetime) -> dict[str, Any]:
         "revoked_at": key.revoked_at,
         "grants": [dataclasses.asdict(g) for g in key.grants],
         "fallbacks": list(key.fallbacks),
+        "mcp": {"tools": list(key.mcp_tools), "tool_groups": list(key.mcp_tool_groups)},
         "source": key.source,
         "updated_at": now,
     }
@@ -388,6 +389,8 @@ def _key_from_row(row: Any) -> VirtualKey:
         source=row["source"],
         created_at=_utc(row["created_at"]),
         fallbacks=tuple(row["fallbacks"] or ()),
+        mcp_tools=tuple((row["mcp"] or {}).get("tools") or ()),
+        mcp_tool_groups=tuple((row["mcp"] or {}).get("tool_groups") or ()),
     )
 
 

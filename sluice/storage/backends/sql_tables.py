@@ -34,6 +34,7 @@ virtual_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("grants", JSON, nullable=False),
     Column("fallbacks", JSON),
+    Column("mcp", JSON),
     Column("source", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),

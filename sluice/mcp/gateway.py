@@ -1,0 +1,157 @@
+"""The MCP gateway: one MCP endpoint that shows each developer only the tools their key allows,
+aggregated from upstream tool servers whose credentials stay here, and records every call.
+
+Built on the official `mcp` SDK: a low-level server whose handlers run per request (so the
+listing and the permission check follow the caller's key and any change to it at once), served
+over Streamable HTTP, with one SDK client per upstream server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from typing import Any
+
+import mcp_types as types
+import orjson
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from sluice.audit.log import AuditLog
+from sluice.core.errors import SluiceError
+from sluice.governance.keys import KeyCache, credential_from
+from sluice.mcp.access import SEP, ToolAccess, exposed_name
+from sluice.settings import McpConfig, McpServerConfig
+from sluice.storage.records import VirtualKey
+
+log = logging.getLogger("sluice.mcp")
+
+
+class _Server(Server):
+    # The session manager builds initialisation options without arguments; advertise that the
+    # tool list can change (it does, whenever a key's allowlist does).
+    def create_initialization_options(self, notification_options: Any = None, *args: Any, **kwargs: Any) -> Any:
+        options = notification_options or NotificationOptions(tools_changed=True)
+        return super().create_initialization_options(options, *args, **kwargs)
+
+
+def _client_for(cfg: McpServerConfig) -> Any:
+    if cfg.transport == "stdio":
+        env = {k: v.get_secret_value() for k, v in cfg.env.items()} or None
+        return Client(
+            StdioServerParameters(command=cfg.command or "", args=cfg.args, env=env), mode="legacy", cache=None
+        )
+    import httpx2
+
+    headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=cfg.call_timeout_s))
+    return Client(streamable_http_client(cfg.url or "", http_client=http), mode="legacy", cache=None)
+
+
+class McpGateway:
+    def __init__(self, config: McpConfig, keys: KeyCache, audit: AuditLog) -> None:
+        self._config = config
+        self._keys = keys
+        self._audit = audit
+        self.access = ToolAccess(config)
+        self._clients: dict[str, Any] = {}
+        self._tools: dict[str, tuple[str, str, types.Tool]] = {}  # exposed name -> (server, tool, Tool)
+        self._timeouts = {s.name: s.call_timeout_s for s in config.servers}
+        self._stack = contextlib.AsyncExitStack()
+        self.calls: list[dict[str, Any]] = []  # recent call records, for tests and the request log
+        server = _Server("sluice", version="0.1.0", on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self.manager = StreamableHTTPSessionManager(app=server, stateless=False, json_response=False)
+        self.enabled = bool(config.servers)
+
+    async def start(self) -> None:
+        """Connects to every upstream server (one that fails is left out, not fatal) and starts
+        the session manager. Must run in the task that will call `stop` (the lifespan task)."""
+        if not self.enabled:
+            return
+        for cfg in self._config.servers:
+            try:
+                client = await self._stack.enter_async_context(_client_for(cfg))
+                listed = await client.list_tools()
+            except Exception as exc:
+                log.error("MCP server %s unavailable: %s", cfg.name, exc)
+                continue
+            self._clients[cfg.name] = client
+            for tool in listed.tools:
+                name = exposed_name(cfg.name, tool.name)
+                self._tools[name] = (cfg.name, tool.name, tool.model_copy(update={"name": name}))
+        await self._stack.enter_async_context(self.manager.run())
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    async def _key(self, ctx: ServerRequestContext) -> VirtualKey:
+        headers = {k.lower(): v for k, v in ctx.request.headers.items()} if ctx.request is not None else {}
+        return await self._keys.authenticate(credential_from(headers))
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        key = await self._key(ctx)
+        return types.ListToolsResult(
+            tools=[tool for server, name, tool in self._tools.values() if self.access.allows(key, server, name)]
+        )
+
+    async def _call_tool(self, ctx: ServerRequestContext, params: types.CallToolRequestParams) -> types.CallToolResult:
+        key = await self._key(ctx)
+        arguments = params.arguments or {}
+        encoded = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+        server, _, tool = params.name.partition(SEP)
+        record: dict[str, Any] = {
+            "virtual_key": key.id,
+            "session": ctx.request.headers.get("mcp-session-id") if ctx.request else None,
+            "server": server,
+            "tool": tool,
+            "arguments_bytes": len(encoded),
+            "arguments_sha256": hashlib.sha256(encoded).hexdigest(),
+        }
+        started = time.perf_counter()
+        if params.name not in self._tools or not self.access.allows(key, server, tool):
+            await self._record("mcp_denied", key, {**record, "outcome": "denied"})
+            # The same answer for a tool that exists and one that does not: no probing the catalogue.
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        try:
+            result: types.CallToolResult = await self._clients[server].call_tool(
+                tool, arguments, read_timeout_seconds=self._timeouts.get(server, 120)
+            )
+        except MCPError as exc:
+            await self._record(
+                "mcp_call",
+                key,
+                {
+                    **record,
+                    "outcome": "upstream_error",
+                    "error": str(exc)[:300],
+                    "duration_us": int((time.perf_counter() - started) * 1e6),
+                },
+            )
+            raise
+        outcome = "error_result" if result.is_error else "ok"
+        await self._record(
+            "mcp_call", key, {**record, "outcome": outcome, "duration_us": int((time.perf_counter() - started) * 1e6)}
+        )
+        return result
+
+    async def _record(self, kind: str, key: VirtualKey, data: dict[str, Any]) -> None:
+        self.calls.append({"kind": kind, **data})
+        del self.calls[:-1000]
+        try:
+            await self._audit.append(kind, key.id, data)
+        except Exception:
+            log.exception("MCP call record could not be written to the audit log")
+
+    async def authenticate(self, headers: dict[str, str]) -> VirtualKey | SluiceError:
+        try:
+            return await self._keys.authenticate(credential_from(headers))
+        except SluiceError as err:
+            return err
