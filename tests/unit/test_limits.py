@@ -172,17 +172,28 @@ async def test_reservations_bound_concurrent_spend(store: Store) -> None:
     key = vk("vk-a")
     each = DOLLAR // 30  # 30 fit, the rest are refused while the first ones are in flight
 
+    admitted = asyncio.Event()
+
     async def one(i: int) -> bool:
         try:
             admission = await limits.admit(f"c{i}", key, each, 0)
         except SluiceError:
             return False
-        await asyncio.sleep(0.01)
+        await admitted.wait()  # all in flight together: nothing settles before every admission is decided
         await limits.settle(admission, limits.spend_row(admission, f"c{i}", key, each // 2, 0, clock.now()))
         return True
 
-    results = await asyncio.gather(*(one(i) for i in range(200)))
+    tasks = [asyncio.ensure_future(one(i)) for i in range(200)]
+    while sum(t.done() for t in tasks) < 170:  # noqa: ASYNC110 - waits for the 170 refusals
+        await asyncio.sleep(0.01)
+    admitted.set()
+    results = await asyncio.gather(*tasks)
     assert sum(results) == 30
+    # After settlement half of each reservation came back: room for 15 more, not one more.
+    more = [await limits.admit(f"d{i}", key, each, 0) is not None for i in range(15)]
+    assert all(more)
+    with pytest.raises(SluiceError):
+        await limits.admit("d-last", key, each, 0)
 
 
 async def test_rate_limits_requests_tokens_and_concurrency(store: Store) -> None:
