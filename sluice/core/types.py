@@ -14,6 +14,7 @@ class WireFormat(StrEnum):
     OPENAI_RESPONSES = "openai_responses"
     GEMINI = "gemini"
     OPENAI_EMBEDDINGS = "openai_embeddings"
+    BEDROCK_CONVERSE = "bedrock_converse"  # AWS Bedrock Converse API
 
 
 class Operation(StrEnum):
