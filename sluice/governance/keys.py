@@ -91,7 +91,12 @@ class KeyCache:
         await self._follower.load()
 
     async def _load_keys(self) -> None:
-        self._by_hash = {k.key_hash: k for k in await self._store.list_keys()}
+        by_hash: dict[str, VirtualKey] = {}
+        for key in await self._store.list_keys():
+            by_hash[key.key_hash] = key
+            if key.previous_key_hash:
+                by_hash[key.previous_key_hash] = key
+        self._by_hash = by_hash
 
     async def authenticate(self, secret: str | None) -> VirtualKey:
         if not secret:
@@ -105,9 +110,20 @@ class KeyCache:
             key = await self._store.key_by_hash(digest)
             if key is not None:
                 self._by_hash[digest] = key
-        if key is None or not hmac.compare_digest(key.key_hash, digest):
+        now = self._clock.now()
+        if key is None or not (hmac.compare_digest(key.key_hash, digest) or _previous_valid(key, digest, now)):
             raise SluiceError(
                 ErrorKind.CALLER_INVALID_KEY, "Invalid virtual key. Check the key your platform team issued."
             )
-        check_usable(key, self._clock.now())
+        check_usable(key, now)
         return key
+
+
+def _previous_valid(key: VirtualKey, digest: str, now: datetime) -> bool:
+    """A rotated key's old secret, still inside its overlap period."""
+    return (
+        key.previous_key_hash is not None
+        and hmac.compare_digest(key.previous_key_hash, digest)
+        and key.previous_valid_until is not None
+        and now < key.previous_valid_until
+    )

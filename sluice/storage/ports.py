@@ -28,6 +28,10 @@ class KeyStore(Protocol):
         Returns True when the key was new."""
         ...
 
+    async def update_key(self, key: VirtualKey) -> bool:
+        """Replaces every field of an existing key but its creation time; False when unknown."""
+        ...
+
     async def revoke_key(self, key_id: str, at: datetime) -> bool: ...
     async def keys_version(self) -> int:
         """A number that changes whenever any key changes, so caches know when to reload."""

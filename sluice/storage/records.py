@@ -34,6 +34,11 @@ class VirtualKey:
     fallbacks: tuple[str, ...] = ()  # models to try, in order, when the requested one fails
     mcp_tools: tuple[str, ...] = ()  # MCP tools the key may use: `server/tool`, `server/*`
     mcp_tool_groups: tuple[str, ...] = ()
+    user_id: str | None = None  # the person the key belongs to (SSO or SCIM user id)
+    profile_id: str | None = None  # the access profile the key's policy derives from
+    # A rotated key's old secret keeps working until `previous_valid_until` (overlap period).
+    previous_key_hash: str | None = None
+    previous_valid_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

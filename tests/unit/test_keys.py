@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -86,3 +87,38 @@ async def test_store_never_holds_the_secret(tmp_path: Path) -> None:
     await store.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("s.db"))
     assert b"very-secret-value-123" not in raw
+
+
+async def test_rotated_key_keeps_its_old_secret_for_the_overlap_only(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.migrate()
+    cache = KeyCache(store, refresh_interval=0.05)
+    await cache.start()
+    try:
+        await store.create_key(_key("old-secret", user_id="u-1", profile_id="p-dev"))
+        key = await cache.authenticate("old-secret")
+        assert (key.user_id, key.profile_id) == ("u-1", "p-dev")
+        until = datetime.now(UTC) + timedelta(hours=1)
+        rotated = dataclasses.replace(
+            key,
+            key_hash=hash_secret("new-secret"),
+            key_hint=hint_of("new-secret"),
+            previous_key_hash=key.key_hash,
+            previous_valid_until=until,
+        )
+        assert await store.update_key(rotated)
+        await cache.reload()
+        assert (await cache.authenticate("new-secret")).id == "vk-a"
+        assert (await cache.authenticate("old-secret")).id == "vk-a"
+        assert (await store.key_by_hash(hash_secret("old-secret"))) is not None
+        # The overlap ends: the old secret is refused, the new one still works.
+        assert await store.update_key(dataclasses.replace(rotated, previous_valid_until=datetime.now(UTC)))
+        await cache.reload()
+        with pytest.raises(SluiceError) as expired:
+            await cache.authenticate("old-secret")
+        assert expired.value.kind is ErrorKind.CALLER_INVALID_KEY
+        assert (await cache.authenticate("new-secret")).id == "vk-a"
+        assert not await store.update_key(dataclasses.replace(rotated, id="vk-unknown"))
+    finally:
+        await cache.stop()
+        await store.close()

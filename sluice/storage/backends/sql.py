@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
@@ -79,8 +79,10 @@ class SqlStore:
 
     # -- keys -------------------------------------------------------------------------------
     async def key_by_hash(self, key_hash: str) -> VirtualKey | None:
+        """The key whose secret, or whose previous secret (after a rotation), hashes to `key_hash`."""
+        found = or_(virtual_keys.c.key_hash == key_hash, virtual_keys.c.previous_key_hash == key_hash)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(virtual_keys).where(virtual_keys.c.key_hash == key_hash))).first()
+            row = (await conn.execute(select(virtual_keys).where(found))).first()
         return _key_from_row(row._mapping) if row else None
 
     async def key_by_id(self, key_id: str) -> VirtualKey | None:
@@ -114,6 +116,16 @@ class SqlStore:
                 await conn.execute(update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row))
             await _bump(conn, _KEYS_VERSION)
         return existing is None
+
+    async def update_key(self, key: VirtualKey) -> bool:
+        """Replaces every field of an existing key but its creation time; False when unknown."""
+        now = datetime.now(UTC)
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(virtual_keys).where(virtual_keys.c.id == key.id).values(**_key_to_row(key, now))
+            )
+            await _bump(conn, _KEYS_VERSION)
+        return bool(result.rowcount)
 
     async def revoke_key(self, key_id: str, at: datetime) -> bool:
         async with self._write_lock, self.engine.begin() as conn:
@@ -365,6 +377,10 @@ def _key_to_row(key: VirtualKey, now: datetime) -> dict[str, Any]:
         "grants": [dataclasses.asdict(g) for g in key.grants],
         "fallbacks": list(key.fallbacks),
         "mcp": {"tools": list(key.mcp_tools), "tool_groups": list(key.mcp_tool_groups)},
+        "user_id": key.user_id,
+        "profile_id": key.profile_id,
+        "previous_key_hash": key.previous_key_hash,
+        "previous_valid_until": key.previous_valid_until,
         "source": key.source,
         "updated_at": now,
     }
@@ -391,6 +407,10 @@ def _key_from_row(row: Any) -> VirtualKey:
         fallbacks=tuple(row["fallbacks"] or ()),
         mcp_tools=tuple((row["mcp"] or {}).get("tools") or ()),
         mcp_tool_groups=tuple((row["mcp"] or {}).get("tool_groups") or ()),
+        user_id=row["user_id"],
+        profile_id=row["profile_id"],
+        previous_key_hash=row["previous_key_hash"],
+        previous_valid_until=_utc(row["previous_valid_until"]),
     )
 
 

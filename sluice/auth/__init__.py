@@ -1,0 +1,1 @@
+"""Admin identity: who is calling the admin API, SCIM and the dashboard, and what they may do."""
