@@ -364,7 +364,12 @@ def _key_to_row(key: VirtualKey, now: datetime) -> dict[str, Any]:
         "revoked_at": key.revoked_at,
         "grants": [dataclasses.asdict(g) for g in key.grants],
         "fallbacks": list(key.fallbacks),
-        "mcp": {"tools": list(key.mcp_tools), "tool_groups": list(key.mcp_tool_groups)},
+        "mcp": {
+            "tools": list(key.mcp_tools),
+            "tool_groups": list(key.mcp_tool_groups),
+            "resources": list(key.mcp_resources),
+            "prompts": list(key.mcp_prompts),
+        },
         "source": key.source,
         "updated_at": now,
     }
@@ -391,6 +396,8 @@ def _key_from_row(row: Any) -> VirtualKey:
         fallbacks=tuple(row["fallbacks"] or ()),
         mcp_tools=tuple((row["mcp"] or {}).get("tools") or ()),
         mcp_tool_groups=tuple((row["mcp"] or {}).get("tool_groups") or ()),
+        mcp_resources=tuple((row["mcp"] or {}).get("resources") or ()),
+        mcp_prompts=tuple((row["mcp"] or {}).get("prompts") or ()),
     )
 
 
