@@ -145,6 +145,8 @@ class Upstream:
         self._wake.set()
         task = self._task
         if task is not None and not task.done():
+            if self.client is None:
+                task.cancel()  # still starting: nothing to close gracefully
             try:
                 await asyncio.wait_for(asyncio.shield(task), 10)
             except TimeoutError:
