@@ -223,7 +223,9 @@ class Upstream:
                 await asyncio.wait_for(self._wake.wait(), self.cfg.health_interval_s)
             except TimeoutError:
                 async with asyncio.timeout(min(10.0, self.cfg.health_interval_s * 2)):
-                    await client.send_ping()  # a dead process or server fails here
+                    # Upstreams speak the handshake era, where ping exists (the Client wrapper
+                    # warns only because the newest era dropped it). A dead server fails here.
+                    await client.session.send_ping()
                 continue
             self._wake.clear()
             if self._stopping or self._dead:
