@@ -45,13 +45,10 @@ def unavailable(server: str, why: str) -> MCPError:
 
 async def _transport(cfg: McpServerConfig, stack: contextlib.AsyncExitStack) -> Any:
     if cfg.transport == "stdio":
-        # Only the configured environment reaches the child (plus PATH to find interpreters):
-        # the gateway's own secrets are not inherited.
-        import os
-
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env.update({k: v.get_secret_value() for k, v in cfg.env.items()})
-        return StdioServerParameters(command=cfg.command or "", args=cfg.args, env=env, cwd=cfg.cwd)
+        # The SDK starts the child with a safe subset of our environment (PATH, HOME, ...) plus
+        # what is configured here: the gateway's own secrets are not inherited.
+        env = {k: v.get_secret_value() for k, v in cfg.env.items()}
+        return StdioServerParameters(command=cfg.command or "", args=cfg.args, env=env or None, cwd=cfg.cwd)
     headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
     if cfg.transport == "sse":
         from mcp.client.sse import sse_client

@@ -151,3 +151,26 @@ async def test_the_request_log_lists_the_mcp_tools_of_the_session(gateway: Gatew
     rows = sorted((r for r in gateway.request_log() if r["session_id"] == "agent-session-1"), key=lambda r: r["ts"])
     assert [r["mcp_tools"] for r in rows] == [["everything__echo", "everything__get-sum"], []]
     assert gateway.services.mcp.calls[-1]["agent_session"] == "agent-session-1"
+
+
+async def test_revoking_a_key_ends_its_old_transport_sse_connection(gateway: GatewayThread) -> None:
+    from mcp import Client
+    from mcp.client.sse import sse_client
+
+    mcp = gateway.services.mcp
+    steps: list[str] = []
+    try:
+        async with Client(
+            sse_client(gateway.base_url + "/sse", headers={"Authorization": f"Bearer {BOB}"}), mode="legacy", cache=None
+        ) as bob:
+            await bob.list_tools()
+            steps.append("connected" if "vk-bob" in mcp._sse else "not tracked")
+            gateway.call(gateway.services.store.revoke_key("vk-bob", datetime.now(UTC)))
+            await wait_for(lambda: "vk-bob" not in mcp._sse)
+            steps.append("ended")
+            await bob.call_tool("everything__echo", {"message": "still there?"})
+            steps.append("call went through")
+    except Exception:  # the SDK reports the closed stream (or the refused POST) in its own ways
+        pass
+    assert steps == ["connected", "ended"]
+    assert "vk-bob" not in mcp.sessions.key_ids()
