@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from fnmatch import fnmatchcase
 
 import mcp_types as types
 
@@ -72,7 +73,7 @@ class Catalogue:
             for tpl in u.catalog.templates:
                 # A template is listed when the key may read some resources of the server; each
                 # read is checked against the concrete URI.
-                if any(p.partition("/")[0] in (u.name, "*") for p in grants.resources):
+                if any(fnmatchcase(u.name, p.partition("/")[0]) for p in grants.resources):
                     out.append(tpl.model_copy(update={"uri_template": exposed_uri(u.name, tpl.uri_template)}))
         return out
 

@@ -19,7 +19,7 @@ from typing import Any
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
 
-from sluice.core.tasks import spawn
+from sluice.core.tasks import cancel, spawn
 from sluice.settings import McpServerConfig
 
 log = logging.getLogger("sluice.mcp")
@@ -95,6 +95,7 @@ class Upstream:
         self.last_error: str | None = None
         self._on_change = on_change
         self._task: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._dead = False
@@ -140,6 +141,7 @@ class Upstream:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        await cancel(self._restart)
         task = self._task
         if task is not None and not task.done():
             if self.client is None:
@@ -207,7 +209,7 @@ class Upstream:
             # It served before, so clients rely on it: restart without waiting for a request.
             self._was_ready = True
             self.restarts += 1
-            spawn(self._restart_after(delay), name=f"mcp-restart-{self.name}")
+            self._restart = spawn(self._restart_after(delay), name=f"mcp-restart-{self.name}")
             await self._on_change(self.name)
 
     async def _restart_after(self, delay: float) -> None:
