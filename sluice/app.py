@@ -72,6 +72,8 @@ def key_from_config(cfg: VirtualKeyConfig, secret: str) -> VirtualKey:
         fallbacks=tuple(cfg.fallbacks),
         mcp_tools=tuple(cfg.mcp.tools) if cfg.mcp else (),
         mcp_tool_groups=tuple(cfg.mcp.tool_groups) if cfg.mcp else (),
+        mcp_resources=tuple(cfg.mcp.resources) if cfg.mcp else (),
+        mcp_prompts=tuple(cfg.mcp.prompts) if cfg.mcp else (),
     )
 
 
@@ -125,6 +127,7 @@ class Services:
         await seed_virtual_keys(self.store, config)
         events = await sync_from_file(self.store, config, actor)
         await record_changes(self.audit, events)
+        await self.mcp.reload(config.mcp)
         return len(events)
 
     async def stop(self) -> None:
@@ -163,5 +166,6 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         default_max_tokens=config.governance.default_max_tokens,
     )
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
-    mcp = McpGateway(config.mcp, keys, audit)
+    mcp = McpGateway(config.mcp, keys, audit, store)
+    engine.session_tools = mcp.session_calls.take
     return Services(config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine)

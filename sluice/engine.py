@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -98,6 +98,9 @@ class Engine:
         self.recorder = recorder
         self.limits = limits
         self.default_max_tokens = default_max_tokens
+        # Set by the composition root when the MCP gateway runs: takes the MCP tools the caller's
+        # agent session called since its previous LLM call, for this call's request log entry.
+        self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
 
     async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> VirtualKey:
         key = await self.keys.authenticate(credential_from(headers))
@@ -468,6 +471,9 @@ class Engine:
             if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
             await self._audit(ctx, refuse=False)
-            self.recorder.record(entry_of(ctx))
+            tools: tuple[str, ...] = ()
+            if self.session_tools is not None and ctx.virtual_key_id and ctx.decision == "allow":
+                tools = self.session_tools(ctx.virtual_key_id, ctx.session_id)
+            self.recorder.record(entry_of(ctx, tools))
         except Exception:
             log.exception("could not record request %s", ctx.request_id)

@@ -114,7 +114,7 @@ def redact_provider_secrets(body: bytes, provider: Provider) -> bytes:
     return body
 
 
-def entry_of(ctx: RequestContext) -> RequestLogEntry:
+def entry_of(ctx: RequestContext, mcp_tools: tuple[str, ...] = ()) -> RequestLogEntry:
     u = ctx.usage
     return RequestLogEntry(
         request_id=ctx.request_id,
@@ -146,4 +146,5 @@ def entry_of(ctx: RequestContext) -> RequestLogEntry:
         ttfb_ms=round(ctx.ttfb * 1000, 3) if ctx.ttfb is not None else None,
         attempts=ctx.attempts,
         route=ctx.route,
+        mcp_tools=mcp_tools,
     )

@@ -17,6 +17,13 @@ from sluice.http.server import SluiceASGI
 from sluice.settings import SluiceConfig, parse_config
 
 
+def free_port_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class GatewayThread:
     def __init__(self, config: dict[str, Any] | SluiceConfig, tmp_path: Path) -> None:
         if isinstance(config, dict):
@@ -27,9 +34,7 @@ class GatewayThread:
         self.config = config
         self.services: Services = build_services(config)
         self._loop = asyncio.new_event_loop()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = free_port_socket()
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         cfg = uvicorn.Config(

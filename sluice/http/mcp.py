@@ -1,33 +1,70 @@
-"""`/mcp`: the MCP gateway over Streamable HTTP, behind virtual-key authentication."""
+"""The MCP endpoints behind virtual-key authentication: `/mcp` (Streamable HTTP, both protocol
+eras) and the older HTTP+SSE transport (`GET /sse`, `POST /messages/`) for clients that still
+need it."""
 
 from __future__ import annotations
 
+import anyio
 import orjson
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.sse import SseServerTransport
 
 from sluice.core.errors import SluiceError
 from sluice.core.types import WireFormat
 from sluice.http.asgi import Receive, Scope, Send, headers_of, respond
 from sluice.http.errors import status_of
+from sluice.http.identity import SESSION_HEADERS
 from sluice.mcp.gateway import McpGateway
+
+SSE_MESSAGES = "/messages/"
 
 
 class McpRoute:
     def __init__(self, gateway: McpGateway) -> None:
         self.gateway = gateway
+        self.sse = SseServerTransport(SSE_MESSAGES)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.gateway.enabled:
+    async def _admit(self, scope: Scope, send: Send, *, sse: bool = False) -> Scope | None:
+        """The scope the SDK gets, with the caller's key in it; None once a refusal was sent."""
+        if not self.gateway.enabled or (sse and not self.gateway.config.sse_transport):
             body = orjson.dumps({"error": "No MCP servers are configured on this gateway."})
             await respond(send, 404, body, "application/json", {})
-            return
-        key = await self.gateway.authenticate(headers_of(scope))
+            return None
+        headers = headers_of(scope)
+        key = await self.gateway.authenticate(headers)
         if isinstance(key, SluiceError):
             # A plain 401/403: advertising OAuth here would make Claude Code drop the Bearer header.
             status = status_of(key, WireFormat.OPENAI_CHAT)
             await respond(send, status, orjson.dumps({"error": key.message}), "application/json", {})
-            return
+            return None
+        agent_session = next((headers[h][:200] for h in SESSION_HEADERS if headers.get(h)), None)
         # Sessions are bound to the key: another key cannot reuse this session's id.
         user = AuthenticatedUser(AccessToken(token=key.id, client_id=key.id, scopes=[]))
-        await self.gateway.manager.handle_request({**scope, "user": user}, receive, send)
+        return {**scope, "user": user, "sluice.key": key, "sluice.agent_session": agent_session}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admitted = await self._admit(scope, send)
+        if admitted is not None:
+            await self.gateway.manager.handle_request(admitted, receive, send)
+
+    async def sse_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET /sse: one connection of the old transport, served until the client leaves or its
+        key is revoked (which cancels it)."""
+        admitted = await self._admit(scope, send, sse=True)
+        if admitted is None:
+            return
+        key_id = admitted["sluice.key"].id
+        server = self.gateway.server
+        with anyio.CancelScope() as cancel:
+            self.gateway.track_sse(key_id, cancel, add=True)
+            try:
+                async with self.sse.connect_sse(admitted, receive, send) as (read, write):
+                    await server.run(read, write, server.create_initialization_options())
+            finally:
+                self.gateway.track_sse(key_id, cancel, add=False)
+
+    async def sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admitted = await self._admit(scope, send, sse=True)
+        if admitted is not None:
+            await self.sse.handle_post_message(admitted, receive, send)

@@ -61,6 +61,9 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     mcp = McpRoute(services.mcp)
     for method in ("GET", "POST", "DELETE"):
         routes[method, "/mcp"] = mcp
+    routes["GET", "/sse"] = mcp.sse_stream
+    routes["POST", "/messages"] = mcp.sse_message
+    routes["POST", "/messages/"] = mcp.sse_message
     return routes
 
 

@@ -1,27 +1,93 @@
-"""Which MCP tools a key may use (pure): default deny; `server/tool`, `server/*` and tool groups."""
+"""What of the MCP servers a key may see and use (pure), and the names things get on the wire.
+
+Default deny: a key sees what its own `mcp` block, its team's and their tool groups grant, and
+nothing else. Patterns are `server/name` with shell-style wildcards (`everything/*`,
+`fs/file:///srv/docs/*`); resources are matched by their upstream URI.
+"""
 
 from __future__ import annotations
 
-from sluice.settings import McpConfig
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from sluice.settings import McpAccess, McpConfig
 from sluice.storage.records import VirtualKey
 
 SEP = "__"  # exposed names are `server__tool`: the MCP SDK allows only [A-Za-z0-9._-] in tool names
+URI_PREFIX = "sluice://"  # exposed resource URIs are `sluice://server/<upstream uri>`
 
 
-def exposed_name(server: str, tool: str) -> str:
-    return f"{server}{SEP}{tool}"
+def exposed_name(server: str, name: str) -> str:
+    return f"{server}{SEP}{name}"
+
+
+def split_name(exposed: str) -> tuple[str, str]:
+    """`server__tool` -> (server, tool); server names never contain `__`, tools may."""
+    server, sep, name = exposed.partition(SEP)
+    return (server, name) if sep and server and name else ("", "")
+
+
+def exposed_uri(server: str, uri: str) -> str:
+    # A plain prefix, not an encoding, so resource templates stay templates: the client expands
+    # `sluice://srv/demo://r/{id}` into a URI that still maps back by stripping the prefix.
+    return f"{URI_PREFIX}{server}/{uri}"
+
+
+def split_uri(exposed: str) -> tuple[str, str]:
+    if not exposed.startswith(URI_PREFIX):
+        return "", ""
+    server, sep, uri = exposed[len(URI_PREFIX) :].partition("/")
+    return (server, uri) if sep and server and uri else ("", "")
+
+
+def _match(patterns: Iterable[str], server: str, name: str) -> bool:
+    subject = f"{server}/{name}"
+    return any(fnmatchcase(subject, p) for p in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    tools: frozenset[str] = frozenset()
+    resources: frozenset[str] = frozenset()
+    prompts: frozenset[str] = frozenset()
+
+    def tool(self, server: str, name: str) -> bool:
+        return _match(self.tools, server, name)
+
+    def resource(self, server: str, uri: str) -> bool:
+        return _match(self.resources, server, uri)
+
+    def prompt(self, server: str, name: str) -> bool:
+        return _match(self.prompts, server, name)
+
+    def servers(self, known: Iterable[str]) -> list[str]:
+        """The configured servers any pattern can reach: the only ones worth starting for this key."""
+        heads = {p.partition("/")[0] for p in (*self.tools, *self.resources, *self.prompts)}
+        return [s for s in known if any(fnmatchcase(s, h) for h in heads)]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tools or self.resources or self.prompts)
 
 
 class ToolAccess:
     def __init__(self, config: McpConfig) -> None:
-        self._groups = {g.name: tuple(g.tools) for g in config.tool_groups}
+        self._groups = {g.name: g for g in config.tool_groups}
 
-    def patterns(self, key: VirtualKey) -> set[str]:
-        found = set(key.mcp_tools)
-        for group in key.mcp_tool_groups:
-            found.update(self._groups.get(group, ()))
-        return found
-
-    def allows(self, key: VirtualKey, server: str, tool: str) -> bool:
-        patterns = self.patterns(key)
-        return f"{server}/{tool}" in patterns or f"{server}/*" in patterns
+    def grants(self, key: VirtualKey, teams: Mapping[str, McpAccess] | None = None) -> Grants:
+        tools, resources, prompts = set(key.mcp_tools), set(key.mcp_resources), set(key.mcp_prompts)
+        groups = list(key.mcp_tool_groups)
+        team = (teams or {}).get(key.team_id or "")
+        if team is not None:
+            tools.update(team.tools)
+            resources.update(team.resources)
+            prompts.update(team.prompts)
+            groups.extend(team.tool_groups)
+        for name in groups:
+            group = self._groups.get(name)
+            if group is not None:
+                tools.update(group.tools)
+                resources.update(group.resources)
+                prompts.update(group.prompts)
+        return Grants(frozenset(tools), frozenset(resources), frozenset(prompts))

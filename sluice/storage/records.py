@@ -34,6 +34,8 @@ class VirtualKey:
     fallbacks: tuple[str, ...] = ()  # models to try, in order, when the requested one fails
     mcp_tools: tuple[str, ...] = ()  # MCP tools the key may use: `server/tool`, `server/*`
     mcp_tool_groups: tuple[str, ...] = ()
+    mcp_resources: tuple[str, ...] = ()  # `server/<uri pattern>`
+    mcp_prompts: tuple[str, ...] = ()
     user_id: str | None = None  # the person the key belongs to (SSO or SCIM user id)
     profile_id: str | None = None  # the access profile the key's policy derives from
     # A rotated key's old secret keeps working until `previous_valid_until` (overlap period).
@@ -72,6 +74,8 @@ class RequestLogEntry:
     ttfb_ms: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     route: str | None = None
+    # MCP tools (`server__tool`) the same agent session called since its previous LLM call.
+    mcp_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

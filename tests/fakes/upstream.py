@@ -15,7 +15,8 @@ Behaviour
   OpenAI reports ``cached_tokens`` = half the prompt rounded down to 128 once the prompt reaches 1024 tokens.
 - Tools: Anthropic answers with ``tool_use`` when the request has ``tools`` and either ``tool_choice`` forces a tool
   (``any``/``tool``) or the last message's text contains "use a tool"; OpenAI the same with ``required`` or a named
-  function. The tool input is built from the tool's JSON schema (its required properties).
+  function. The tool is the one ``tool_choice`` names, else (Anthropic) the one whose name the prompt mentions, else
+  the first. The tool input is built from the tool's JSON schema (its required properties).
 - Model names script failures: ``error-429`` (429 + ``retry-after: 1``), ``error-500``, ``error-529`` (Anthropic 529
   ``overloaded_error``; 503 ``server_is_overloaded`` on OpenAI routes), ``slow`` (sleeps ``slow_delay`` before the first
   byte), ``stream-abort`` (drops the connection after a few events), ``stream-error`` (an in-stream error event).
@@ -675,6 +676,12 @@ def _last_message_text(messages: Any) -> str:
     return ""
 
 
+def _named_in(tools: list[dict[str, Any]], text: str) -> dict[str, Any]:
+    """The tool the prompt names (the longest name found in it), else the first tool."""
+    named = [t for t in tools if t["name"] in text]
+    return max(named, key=lambda t: len(t["name"])) if named else tools[0]
+
+
 def echo_text(messages: Any) -> str:
     return ECHO_PREFIX + last_user_text(messages)[:ECHO_LIMIT]
 
@@ -1043,7 +1050,9 @@ class FakeUpstream:
         forced = choice.get("type") in ("any", "tool")
         tool: ToolUse | None = None
         if tools and choice.get("type") != "none" and (forced or TOOL_TRIGGER in _last_message_text(messages).lower()):
-            chosen = next((t for t in tools if t["name"] == choice.get("name")), tools[0])
+            chosen = next((t for t in tools if t["name"] == choice.get("name")), None) or _named_in(
+                tools, _last_message_text(messages)
+            )
             tool = ToolUse(
                 anthropic_tool_id(),
                 chosen["name"],

@@ -76,6 +76,7 @@ request_log = Table(
     Column("ttfb_ms", Float),
     Column("attempts", JSON, nullable=False),
     Column("route", String(500)),
+    Column("mcp_tools", JSON),
     Index("ix_request_log_ts", "ts"),
     Index("ix_request_log_key_ts", "virtual_key_id", "ts"),
 )
