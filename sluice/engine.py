@@ -47,7 +47,8 @@ from sluice.settings import RoutingConfig
 from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.engine")
-_KEYED_TYPES = {"anthropic", "openai", "gemini"}  # provider types that cannot work without a credential
+# Provider types that cannot work without a credential (cloud ones list theirs as keys).
+_KEYED_TYPES = {"anthropic", "openai", "gemini", "azure", "bedrock", "vertex"}
 
 
 @dataclass(slots=True)
