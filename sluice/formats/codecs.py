@@ -6,10 +6,12 @@ from sluice.core.types import WireFormat
 from sluice.formats.anthropic_codec import AnthropicCodec
 from sluice.formats.codec import Codec
 from sluice.formats.openai_chat_codec import OpenAIChatCodec
+from sluice.formats.openai_responses_codec import OpenAIResponsesCodec
 
 _CODECS: dict[WireFormat, Codec] = {
     WireFormat.ANTHROPIC_MESSAGES: AnthropicCodec(),
     WireFormat.OPENAI_CHAT: OpenAIChatCodec(),
+    WireFormat.OPENAI_RESPONSES: OpenAIResponsesCodec(),
 }
 
 
