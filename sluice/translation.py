@@ -135,6 +135,11 @@ def decode(wire: WireFormat, operation: Operation, doc: dict[str, Any], model: s
         return found.decode_request(doc, model)
     except Untranslatable as exc:
         raise untranslatable(wire, None, str(exc)) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A malformed body (a string where a list belongs): the caller's mistake, said as a 400.
+        raise SluiceError(
+            ErrorKind.CALLER_BAD_REQUEST, f"The request is not a valid {wire.value} request: {exc!r}"
+        ) from None
 
 
 def untranslatable(source: WireFormat, target: WireFormat | None, why: str) -> SluiceError:
@@ -196,7 +201,7 @@ class Translation:
             return count_body(self.answer, _counted(self.target, doc))
         try:
             return orjson.dumps(source.encode_response(target.decode_response(doc)))
-        except Untranslatable as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # Untranslatable is a ValueError
             raise _unanswerable(self.target, self.answer, str(exc)) from None
 
     def failure(self, status: int, body: bytes) -> Failure:
