@@ -277,4 +277,5 @@ async def _stream(
             await asyncio.sleep(up.event_delay)
         await response.write(event)
     await response.write_eof()
+    up.record_stream(events)
     return response
