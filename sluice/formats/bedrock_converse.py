@@ -293,6 +293,14 @@ def usage_from(raw: dict[str, Any] | None) -> Usage:
     )
 
 
+def usage_from_response(body: bytes) -> Usage:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Usage()
+    return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
+
+
 def decode_response(doc: dict[str, Any]) -> ChatResponse:
     # Converse answers carry neither an id nor the model: the caller fills them (x-amzn-requestid).
     parts: list[Part] = []

@@ -180,3 +180,39 @@ class ConverseStreamEncoder:
 
 def _delta(index: int, delta: dict[str, Any]) -> bytes:
     return event_frame("contentBlockDelta", {"delta": delta, "contentBlockIndex": index})
+
+
+class ConverseStreamObserver:
+    """Watches a ConverseStream pass by (for metering) and collects its usage, which arrives in
+    the final `metadata` event; never changes the bytes."""
+
+    def __init__(self) -> None:
+        self._frames = FrameDecoder()
+        self.usage = Usage()
+        self.error: str | None = None
+        self.completed = False
+        self.count_output = False  # measure generated text as it streams (for budget checks)
+        self.output_chars = 0
+        self.captured: list[str] | None = None  # keep the generated text too (audit content capture)
+
+    def feed(self, chunk: bytes) -> bytes:
+        for frame in self._frames.feed(chunk):
+            if frame.message_type != "event":
+                self.error = frame.payload.decode("utf-8", "replace") or frame.event_type
+            elif frame.event_type == "metadata":
+                self.usage = _usage(orjson.loads(frame.payload).get("usage"))
+                self.completed = True
+            elif frame.event_type == "contentBlockDelta" and self.count_output:
+                text = _generated(orjson.loads(frame.payload).get("delta") or {})
+                self.output_chars += len(text)
+                if self.captured is not None and text:
+                    self.captured.append(text)
+        return chunk
+
+
+def _generated(delta: dict[str, Any]) -> str:
+    if "text" in delta:
+        return str(delta["text"])
+    if "toolUse" in delta:
+        return str(delta["toolUse"].get("input", ""))
+    return str((delta.get("reasoningContent") or {}).get("text", ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sluice.core.types import WireFormat
 from sluice.formats.anthropic_codec import AnthropicCodec
+from sluice.formats.bedrock_converse import BedrockConverseCodec
 from sluice.formats.codec import Codec
 from sluice.formats.openai_chat_codec import OpenAIChatCodec
 from sluice.formats.openai_responses_codec import OpenAIResponsesCodec
@@ -12,9 +13,10 @@ _CODECS: dict[WireFormat, Codec] = {
     WireFormat.ANTHROPIC_MESSAGES: AnthropicCodec(),
     WireFormat.OPENAI_CHAT: OpenAIChatCodec(),
     WireFormat.OPENAI_RESPONSES: OpenAIResponsesCodec(),
+    WireFormat.BEDROCK_CONVERSE: BedrockConverseCodec(),
 }
 
 
 def codec_for(wire: WireFormat) -> Codec:
-    """Raises KeyError for a format without a codec (embeddings, Bedrock for now)."""
+    """Raises KeyError for a format without a codec (embeddings)."""
     return _CODECS[wire]

@@ -82,6 +82,9 @@ class BedrockRoute(InferenceRoute):
         return Inbound(self.wire, self.operation, raw, doc, headers)
 
     def answer(self, outcome: Outcome) -> Outcome:
+        if outcome.failure is not None:  # a translated provider error
+            status, body, headers = _bedrock_error(outcome.failure.status, outcome.failure.message)
+            return Outcome(status, "application/json", {**outcome.headers, **headers}, body=body)
         if outcome.status >= 400 and outcome.body is not None:
             status, body, headers = _bedrock_error_of_anthropic(outcome.status, outcome.body)
             return Outcome(status, "application/json", {**outcome.headers, **headers}, body=body)

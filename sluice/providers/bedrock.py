@@ -6,7 +6,9 @@
   carry the Anthropic events; they are re-emitted as Anthropic SSE, so for the engine this path
   speaks ANTHROPIC_MESSAGES and metering works unchanged.
 - Converse (`/model/{id}/converse`, `/converse-stream`) takes BEDROCK_CONVERSE bodies
-  (`formats/bedrock_converse.py`); a caller's other format reaches it through the engine's bridge.
+  (`formats/bedrock_converse.py`); callers of the Anthropic, OpenAI or Gemini APIs reach these
+  models through the translation bridge (`sluice.translation`), their streams raw event-stream
+  frames, metered by `ConverseStreamObserver`.
 
 Authentication: SigV4 with the configured AWS credentials, or a Bedrock API key (`keys`, sent as
 a bearer token). Callers name models as they would on Anthropic's API; `models` maps a name to
@@ -69,6 +71,11 @@ class BedrockProvider:
         if operation is not Operation.GENERATE:
             return None
         return WireFormat.ANTHROPIC_MESSAGES if is_anthropic(self.model_id(model)) else WireFormat.BEDROCK_CONVERSE
+
+    def takes_natively(self, model: str, wire: WireFormat, operation: Operation) -> bool:
+        """Whether `model` takes `wire` as it is: this provider's models differ in format, so
+        `speaks` alone would pass a Claude body to a non-Claude model (see sluice.translation)."""
+        return self.wire_for(model, operation) is wire
 
     def serves(self, model: str) -> bool:
         return model in self.models or model.startswith("claude") or "." in model

@@ -85,6 +85,11 @@ class VertexProvider:
         wire = WireFormat.ANTHROPIC_MESSAGES if self.model_id(model).startswith("claude") else WireFormat.GEMINI
         return wire if (wire, operation) in _SPOKEN else None
 
+    def takes_natively(self, model: str, wire: WireFormat, operation: Operation) -> bool:
+        """Whether `model` takes `wire` as it is: this provider's models differ in format, so
+        `speaks` alone would pass a Claude body to a non-Claude model (see sluice.translation)."""
+        return self.wire_for(model, operation) is wire
+
     def serves(self, model: str) -> bool:
         return model in self.models or model.startswith(("claude", "gemini", "gemma"))
 

@@ -131,14 +131,40 @@ def test_bedrock_errors_are_mapped(cloud: CloudStack) -> None:
             model="claude-haiku-4-5-error-429", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
     assert "ThrottlingException" in str(throttled.value)
-    with pytest.raises(anthropic.BadRequestError) as other_format:
-        client.messages.create(model="mistral-large", max_tokens=8, messages=[{"role": "user", "content": "x"}])
-    assert "takes the Converse API" in str(other_format.value)
     with pytest.raises(anthropic.InternalServerError) as bad_signature:  # 502: the gateway's credential
         claude(cloud, WRONG).messages.create(
             model="claude-sonnet-4-6", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
     assert bad_signature.value.status_code == 502 and "bedrock-wrong" in str(bad_signature.value)
+
+
+def test_non_claude_bedrock_models_through_converse_from_any_surface(cloud: CloudStack) -> None:
+    cloud.fake.upstream.reset()
+    client = claude(cloud, BEDROCK)
+    raw = client.messages.with_raw_response.create(
+        model="mistral-large", max_tokens=16, messages=[{"role": "user", "content": "hi mistral"}]
+    )
+    assert raw.parse().content[0].text == "echo: hi mistral"  # type: ignore[union-attr]
+    with client.messages.stream(
+        model="mistral-large", max_tokens=16, messages=[{"role": "user", "content": "stream mistral"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "echo: stream mistral"
+        streamed_id = stream.response.headers["x-request-id"]
+    chat = openai.OpenAI(api_key=BEDROCK, base_url=cloud.gateway.base_url + "/v1", max_retries=0)
+    answer = chat.chat.completions.create(model="mistral-large", messages=[{"role": "user", "content": "from openai"}])
+    assert answer.choices[0].message.content == "echo: from openai"
+    sent = cloud.posts("/model/")
+    assert [r.path for r in sent] == [
+        "/model/mistral.mistral-large-2407-v1:0/converse",
+        "/model/mistral.mistral-large-2407-v1:0/converse-stream",
+        "/model/mistral.mistral-large-2407-v1:0/converse",
+    ]
+    first = sent[0].json()
+    assert first["messages"] == [{"role": "user", "content": [{"text": "hi mistral"}]}]
+    assert first["inferenceConfig"] == {"maxTokens": 16} and "model" not in first
+    for request_id in (raw.headers["x-request-id"], streamed_id):
+        row = log_entry(cloud.gateway, request_id)
+        assert row["provider"] == "bedrock" and row["input_tokens"] == 12 and row["output_tokens"] > 0
 
 
 def test_sixty_forty_split_between_anthropic_and_bedrock(cloud: CloudStack) -> None:
