@@ -18,8 +18,9 @@ import zlib
 from dataclasses import dataclass
 
 import orjson
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
+from sluice.core.errors import ErrorKind, SluiceError
 from sluice.formats import anthropic_messages
 from sluice.formats.sse import SSEDecoder, encode
 
@@ -93,14 +94,20 @@ def exception_for(status: int) -> str:
 
 
 class FrameDecoder:
-    """Frames completed by each chunk; raises botocore's ParserError on a corrupt frame."""
+    """Frames completed by each chunk. A corrupt frame (bad length or CRC) breaks the stream: what
+    follows it cannot be trusted to start on a frame boundary."""
 
     def __init__(self) -> None:
         self._buffer = EventStreamBuffer()
 
     def feed(self, chunk: bytes) -> list[Frame]:
         self._buffer.add_data(chunk)
-        return [_frame_of(message) for message in self._buffer]
+        try:
+            return [_frame_of(message) for message in self._buffer]
+        except ParserError as exc:
+            raise SluiceError(
+                ErrorKind.PROVIDER_STREAM_BROKEN, f"the provider sent a corrupt event-stream frame ({exc})"
+            ) from None
 
 
 def _frame_of(message: EventStreamMessage) -> Frame:

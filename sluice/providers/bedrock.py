@@ -17,6 +17,7 @@ the Bedrock model id or inference profile (e.g. `us.anthropic.claude-sonnet-4-5-
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -37,9 +38,16 @@ _WIRES = (WireFormat.ANTHROPIC_MESSAGES, WireFormat.BEDROCK_CONVERSE)
 _PASSED_HEADERS = ("retry-after", "x-amzn-requestid")
 
 
+# A Bedrock model id, inference profile id or ARN: `[region.]vendor.model...`.
+_BEDROCK_ID = re.compile(
+    r"^(?:arn:aws[\w-]*:bedrock:|(?:[a-z]{2,6}\.)?(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|qwen|"
+    r"openai|writer|twelvelabs|stability|luma|moonshot|minimax|google|nvidia)\.)"
+)
+
+
 def is_anthropic(model_id: str) -> bool:
     """Bedrock ids (`anthropic.claude-...`, `us.anthropic.claude-...`), their ARNs, and bare names."""
-    return "anthropic." in model_id or model_id.startswith("claude") or "/anthropic." in model_id
+    return "anthropic." in model_id or model_id.startswith("claude")
 
 
 class BedrockProvider:
@@ -78,7 +86,7 @@ class BedrockProvider:
         return self.wire_for(model, operation) is wire
 
     def serves(self, model: str) -> bool:
-        return model in self.models or model.startswith("claude") or "." in model
+        return model in self.models or model.startswith("claude") or _BEDROCK_ID.match(model) is not None
 
     def model_id(self, model: str) -> str:
         return self.models.get(model, model)

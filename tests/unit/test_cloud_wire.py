@@ -11,11 +11,14 @@ import orjson
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from sluice.core.errors import ErrorKind
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import Operation, WireFormat
 from sluice.formats import aws_eventstream as es
 from sluice.providers.aws import SigV4Signer, bedrock_error
+from sluice.providers.bedrock import BedrockProvider
 from sluice.providers.google_auth import AUDIENCE, SelfSignedJWT, ServiceAccount
-from sluice.settings import ConfigError, parse_config
+from sluice.settings import ConfigError, ProviderConfig, parse_config
+from sluice.upstream.client import Timeouts, UpstreamClient
 from tests.fakes import aws_wire
 from tests.fakes.cloud import make_service_account
 
@@ -147,3 +150,26 @@ def test_cloud_settings_env_credentials_and_validation(monkeypatch: pytest.Monke
         parse_config({"providers": {"bedrock": {}}})
     with pytest.raises(ConfigError, match="azure needs base_url"):
         parse_config({"providers": {"azure": {"keys": [{"name": "k", "value": "x"}]}}})
+
+
+def test_a_corrupt_frame_breaks_the_stream() -> None:
+    good = aws_wire.chunk(b'{"type":"message_stop"}')
+    corrupt = good[:-1] + bytes([good[-1] ^ 0xFF])  # the message CRC no longer matches
+    with pytest.raises(SluiceError) as broken:
+        es.InvokeStreamToSSE().feed(corrupt)
+    assert broken.value.kind is ErrorKind.PROVIDER_STREAM_BROKEN
+
+
+def test_bedrock_serves_bedrock_ids_and_claude_names_only() -> None:
+    cfg = ProviderConfig(type="bedrock", region="us-east-1", models={"llama": "meta.llama3-3-70b-instruct-v1:0"})
+    provider = BedrockProvider("bedrock", cfg, UpstreamClient(), Timeouts())
+    assert [provider.serves(m) for m in ("llama", "claude-opus-4-1", "us.amazon.nova-pro-v1:0", "gpt-5")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert provider.takes_natively("claude-opus-4-1", WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE)
+    assert not provider.takes_natively("llama", WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE)
+    assert provider.wire_for("llama", Operation.GENERATE) is WireFormat.BEDROCK_CONVERSE
+    assert provider.keys == []  # no credentials: the engine answers 503 rather than call unsigned
