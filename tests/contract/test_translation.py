@@ -261,6 +261,7 @@ def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
     config["budgets"] = [{"id": "b-tiny", "virtual_key_id": "vk-matrix", "max_limit": 0.001, "reset_duration": "1d"}]
     config["governance"] = {"default_max_tokens": 100_000}
     prompt = "x" * 200
+    upstream.upstream.event_delay = 0.02  # events arrive one by one, so the answer has begun when the cut comes
     with GatewayThread(config, tmp_path_factory.mktemp("cut")) as gw:
         text = ""
         with pytest.raises(anthropic.APIStatusError) as cut:
@@ -269,10 +270,12 @@ def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
             ) as stream:
                 for piece in stream.text_stream:
                     text += piece
-        assert "Budget 'b-tiny'" in str(cut.value)
+        assert "Budget 'b-tiny'" in str(cut.value) and cut.value.response.status_code == 200  # an in-stream error
+        row = log_entry(gw, cut.value.response.headers["x-request-id"])  # settled once the server closed it
         assert len(text) < len("echo: " + prompt)  # the rest was never sent
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         cost, _, requests = gw.call(
             gw.services.store.spend_totals("virtual_key", "vk-matrix", start, start + timedelta(days=1))
         )
         assert requests == 1 and 0 < cost <= 0.001 * 10**12  # what went out is billed, within the budget
+        assert row["error_kind"] == "POLICY_BUDGET_EXCEEDED" and row["cost_pico"] == cost
