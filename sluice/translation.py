@@ -249,7 +249,7 @@ class Translation:
         """The caller's bytes for `events`, and the failure that ended them, if one did. A failure
         is not encoded here: the edge sends it as the caller's in-stream error (or as a plain
         error, and a fallback, when nothing was sent yet)."""
-        out = []
+        out: list[bytes] = []
         for event in events:
             if isinstance(event, Failure):
                 return b"".join(out), SluiceError(kind_of(event.status), event.message, upstream_status=event.status)
