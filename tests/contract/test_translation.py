@@ -110,6 +110,25 @@ def test_in_stream_error_is_the_callers_in_stream_error(gateway: GatewayThread) 
     assert "overloaded" in str(failed.value)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="google-genai sends `parameters_json_schema` (snake_case, which Google's API accepts); the Gemini codec "
+    "reads only `parametersJsonSchema` and `parameters`, so the schema is lost. Codec fix pending on branch codecs.",
+)
+def test_gemini_json_schema_tools_reach_other_providers(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
+    needs_codecs("gemini")
+    client = gemini_client(gateway)
+    schema = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    fn = types.FunctionDeclaration(name="get_weather", parameters_json_schema=schema)
+    mode = types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.ANY)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[fn])], tool_config=types.ToolConfig(function_calling_config=mode)
+    )
+    client.models.generate_content(model=MODELS["openai"], contents="Paris", config=config)
+    sent = upstream.requests[-1].json()["tools"][0]["function"]["parameters"]
+    assert sent["required"] == ["location"]
+
+
 # --- billing and fallbacks -----------------------------------------------------------------------------------------
 
 
@@ -183,7 +202,8 @@ def test_token_counts_go_to_the_targets_counting_endpoint(gateway: GatewayThread
     )
     assert counted.input_tokens > 0 and upstream.requests[-1].path == "/v1/responses/input_tokens"
 
-    gem = gemini_client(gateway).models.count_tokens(model=MODELS["anthropic"], contents="count me")
+    client = gemini_client(gateway)  # keep a reference: a collected Client closes its connection
+    gem = client.models.count_tokens(model=MODELS["anthropic"], contents="count me")
     assert gem.total_tokens and upstream.requests[-1].path == "/v1/messages/count_tokens"
     assert set(upstream.requests[-1].json()) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"}
 

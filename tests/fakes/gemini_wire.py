@@ -241,9 +241,7 @@ async def serve(
         counted = json.dumps(inner).encode() if isinstance(inner, dict) else body
         return _json(200, wire.count.render({"n": jint(max(1, len(counted) // 4))}))
     if not isinstance(doc.get("contents"), list) or not doc["contents"]:
-        return _json(
-            *wire.error("error_bad_json", "* GenerateContentRequest.contents: contents is not specified\n")
-        )
+        return _json(*wire.error("error_bad_json", "* GenerateContentRequest.contents: contents is not specified\n"))
     reply = gemini_reply(doc, body, model)
     if method == "generateContent":
         return _json(200, wire.render_response(reply))
