@@ -107,11 +107,25 @@ def bridge_for(
     target, translate = target_of(provider, model, inbound.wire, inbound.operation, inbound.doc)
     if not translate:
         return target, None, canonical
+    source = request_wire(inbound.wire, inbound.doc)
+    if source is target and source is not inbound.wire:
+        # Cursor's Responses body to a Responses provider: sent as it came (nothing it asks for is
+        # lost, stored-state fields included); the canonical request only guides the answer.
+        guide = _answer_guide(inbound.doc, inbound.wire)
+        return target, Translation(inbound.wire, target, inbound.operation, guide, raw=inbound.doc), canonical
     if canonical is None:
-        canonical = decode(request_wire(inbound.wire, inbound.doc), inbound.operation, inbound.doc, inbound.model)
+        canonical = decode(source, inbound.operation, inbound.doc, inbound.model)
     if target is None:
         return None, None, canonical
     return target, Translation(inbound.wire, target, inbound.operation, canonical), canonical
+
+
+def _answer_guide(doc: dict[str, Any], answer: WireFormat) -> ChatRequest:
+    """What the answer's encoder reads of a request it did not decode: model, streaming, and the
+    caller's stream options (Cursor asks Chat's include_usage, and gets it)."""
+    model, options = doc.get("model"), doc.get("stream_options")
+    extra = {answer.value: {"stream_options": options}} if isinstance(options, dict) else {}
+    return ChatRequest(model=str(model or ""), messages=[], stream=doc.get("stream") is True, extra=extra)
 
 
 def reachable(source: WireFormat, target: WireFormat | None, operation: Operation) -> bool:
@@ -165,6 +179,7 @@ class Translation:
     target: WireFormat
     operation: Operation
     request: ChatRequest
+    raw: dict[str, Any] | None = None  # a body already in the target's format: only the answer crosses
 
     def _codecs(self) -> tuple[Codec, Codec]:
         source, target = codec(self.answer), codec(self.target)
@@ -176,7 +191,7 @@ class Translation:
         _, target = self._codecs()
         request = replace(self.request, model=model, stream=stream and self.operation is Operation.GENERATE)
         try:
-            doc = target.encode_request(request)
+            doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
         except Untranslatable as exc:
             raise untranslatable(self.answer, self.target, str(exc)) from None
         if self.operation is Operation.COUNT_TOKENS:

@@ -241,6 +241,8 @@ def cursor_body(model: str) -> dict[str, Any]:
         "reasoning": {"effort": "medium", "summary": "auto"},
         "text": {"verbosity": "low"},
         "stream_options": {"include_usage": True},
+        "truncation": "auto",
+        "prompt_cache_retention": "24h",
         "tools": [{"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}],
     }
 
@@ -263,11 +265,12 @@ def test_cursor_responses_body_on_chat_completions(
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)  # Chat Completions back, as Cursor reads
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "echo: fix the build"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0  # include_usage honoured
     [seen] = upstream.requests
     if provider == "openai":
         # The Responses body goes where it belongs, minus Chat's include_usage (the Responses API refuses it).
-        assert seen.path == "/v1/responses" and "stream_options" not in seen.json()
-        assert seen.json()["include"] == ["reasoning.encrypted_content"]
+        sent = {k: v for k, v in cursor_body(MODELS[provider]).items() if k != "stream_options"}
+        assert (seen.path, seen.json()) == ("/v1/responses", sent)  # everything else exactly as Cursor sent it
     else:
         assert seen.path == "/v1/messages" and seen.json()["system"]
 
