@@ -116,11 +116,25 @@ def bridge_for(
     target, translate = target_of(provider, model, inbound.wire, inbound.operation, inbound.doc)
     if not translate:
         return target, None, canonical
+    source = request_wire(inbound.wire, inbound.doc)
+    if source is target and source is not inbound.wire:
+        # Cursor's Responses body to a Responses provider: sent as it came (nothing it asks for is
+        # lost, stored-state fields included); the canonical request only guides the answer.
+        guide = _answer_guide(inbound.doc, inbound.wire)
+        return target, Translation(inbound.wire, target, inbound.operation, guide, raw=inbound.doc), canonical
     if canonical is None:
-        canonical = decode(request_wire(inbound.wire, inbound.doc), inbound.operation, inbound.doc, inbound.model)
+        canonical = decode(source, inbound.operation, inbound.doc, inbound.model)
     if target is None:
         return None, None, canonical
     return target, Translation(inbound.wire, target, inbound.operation, canonical), canonical
+
+
+def _answer_guide(doc: dict[str, Any], answer: WireFormat) -> ChatRequest:
+    """What the answer's encoder reads of a request it did not decode: model, streaming, and the
+    caller's stream options (Cursor asks Chat's include_usage, and gets it)."""
+    model, options = doc.get("model"), doc.get("stream_options")
+    extra = {answer.value: {"stream_options": options}} if isinstance(options, dict) else {}
+    return ChatRequest(model=str(model or ""), messages=[], stream=doc.get("stream") is True, extra=extra)
 
 
 def reachable(source: WireFormat, target: WireFormat | None, operation: Operation) -> bool:
@@ -174,6 +188,7 @@ class Translation:
     target: WireFormat
     operation: Operation
     request: ChatRequest
+    raw: dict[str, Any] | None = None  # a body already in the target's format: only the answer crosses
 
     def _codecs(self) -> tuple[Codec, Codec]:
         source, target = codec(self.answer), codec(self.target)
@@ -185,7 +200,7 @@ class Translation:
         _, target = self._codecs()
         request = replace(self.request, model=model, stream=stream and self.operation is Operation.GENERATE)
         try:
-            doc = target.encode_request(request)
+            doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
         except Untranslatable as exc:
             raise untranslatable(self.answer, self.target, str(exc)) from None
         if self.operation is Operation.COUNT_TOKENS:
@@ -239,29 +254,34 @@ class Translation:
         iterator = chunks.__aiter__()
         try:
             async for chunk in iterator:
-                out = self._encode(encoder, decoder.feed(chunk))
+                out, failure = self._encode(encoder, decoder.feed(chunk))
                 if out:
-                    yield out
-            tail = self._encode(encoder, decoder.close()) + encoder.close()
-            if tail:
-                yield tail
+                    yield out  # what came before a failure in the same chunk still goes out
+                if failure is not None:
+                    raise failure
+            out, failure = self._encode(encoder, decoder.close())
+            if out or failure is None:
+                yield out + (encoder.close() if failure is None else b"")
+            if failure is not None:
+                raise failure
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
 
-    def _encode(self, encoder: StreamEncoder, events: Iterable[StreamEvent]) -> bytes:
-        out = []
+    def _encode(self, encoder: StreamEncoder, events: Iterable[StreamEvent]) -> tuple[bytes, SluiceError | None]:
+        """The caller's bytes for `events`, and the failure that ended them, if one did. A failure
+        is not encoded here: the edge sends it as the caller's in-stream error (or as a plain
+        error, and a fallback, when nothing was sent yet)."""
+        out: list[bytes] = []
         for event in events:
             if isinstance(event, Failure):
-                # The edge renders it as the caller's in-stream error (or a plain error, and a
-                # fallback, when nothing was sent yet).
-                raise SluiceError(kind_of(event.status), event.message, upstream_status=event.status)
+                return b"".join(out), SluiceError(kind_of(event.status), event.message, upstream_status=event.status)
             try:
                 out.append(encoder.encode(event))
             except Untranslatable as exc:
                 raise _unanswerable(self.target, self.answer, str(exc)) from None
-        return b"".join(out)
+        return b"".join(out), None
 
 
 def kind_of(status: int) -> ErrorKind:

@@ -6,6 +6,7 @@ from sluice.core.types import WireFormat
 from sluice.formats.anthropic_codec import AnthropicCodec
 from sluice.formats.bedrock_converse import BedrockConverseCodec
 from sluice.formats.codec import Codec
+from sluice.formats.gemini_codec import GeminiCodec
 from sluice.formats.openai_chat_codec import OpenAIChatCodec
 from sluice.formats.openai_responses_codec import OpenAIResponsesCodec
 
@@ -13,6 +14,7 @@ _CODECS: dict[WireFormat, Codec] = {
     WireFormat.ANTHROPIC_MESSAGES: AnthropicCodec(),
     WireFormat.OPENAI_CHAT: OpenAIChatCodec(),
     WireFormat.OPENAI_RESPONSES: OpenAIResponsesCodec(),
+    WireFormat.GEMINI: GeminiCodec(),
     WireFormat.BEDROCK_CONVERSE: BedrockConverseCodec(),
 }
 

@@ -110,6 +110,25 @@ def test_in_stream_error_is_the_callers_in_stream_error(gateway: GatewayThread) 
     assert "overloaded" in str(failed.value)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="google-genai sends `parameters_json_schema` (snake_case, which Google's API accepts); the Gemini codec "
+    "reads only `parametersJsonSchema` and `parameters`, so the schema is lost. Codec fix pending on branch codecs.",
+)
+def test_gemini_json_schema_tools_reach_other_providers(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
+    needs_codecs("gemini")
+    client = gemini_client(gateway)
+    schema = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    fn = types.FunctionDeclaration(name="get_weather", parameters_json_schema=schema)
+    mode = types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.ANY)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[fn])], tool_config=types.ToolConfig(function_calling_config=mode)
+    )
+    client.models.generate_content(model=MODELS["openai"], contents="Paris", config=config)
+    sent = upstream.requests[-1].json()["tools"][0]["function"]["parameters"]
+    assert sent["required"] == ["location"]
+
+
 # --- billing and fallbacks -----------------------------------------------------------------------------------------
 
 
@@ -183,7 +202,8 @@ def test_token_counts_go_to_the_targets_counting_endpoint(gateway: GatewayThread
     )
     assert counted.input_tokens > 0 and upstream.requests[-1].path == "/v1/responses/input_tokens"
 
-    gem = gemini_client(gateway).models.count_tokens(model=MODELS["anthropic"], contents="count me")
+    client = gemini_client(gateway)  # keep a reference: a collected Client closes its connection
+    gem = client.models.count_tokens(model=MODELS["anthropic"], contents="count me")
     assert gem.total_tokens and upstream.requests[-1].path == "/v1/messages/count_tokens"
     assert set(upstream.requests[-1].json()) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"}
 
@@ -221,6 +241,8 @@ def cursor_body(model: str) -> dict[str, Any]:
         "reasoning": {"effort": "medium", "summary": "auto"},
         "text": {"verbosity": "low"},
         "stream_options": {"include_usage": True},
+        "truncation": "auto",
+        "prompt_cache_retention": "24h",
         "tools": [{"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}],
     }
 
@@ -243,11 +265,12 @@ def test_cursor_responses_body_on_chat_completions(
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)  # Chat Completions back, as Cursor reads
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "echo: fix the build"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0  # include_usage honoured
     [seen] = upstream.requests
     if provider == "openai":
         # The Responses body goes where it belongs, minus Chat's include_usage (the Responses API refuses it).
-        assert seen.path == "/v1/responses" and "stream_options" not in seen.json()
-        assert seen.json()["include"] == ["reasoning.encrypted_content"]
+        sent = {k: v for k, v in cursor_body(MODELS[provider]).items() if k != "stream_options"}
+        assert (seen.path, seen.json()) == ("/v1/responses", sent)  # everything else exactly as Cursor sent it
     else:
         assert seen.path == "/v1/messages" and seen.json()["system"]
 
@@ -261,6 +284,7 @@ def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
     config["budgets"] = [{"id": "b-tiny", "virtual_key_id": "vk-matrix", "max_limit": 0.001, "reset_duration": "1d"}]
     config["governance"] = {"default_max_tokens": 100_000}
     prompt = "x" * 200
+    upstream.upstream.event_delay = 0.02  # events arrive one by one, so the answer has begun when the cut comes
     with GatewayThread(config, tmp_path_factory.mktemp("cut")) as gw:
         text = ""
         with pytest.raises(anthropic.APIStatusError) as cut:
@@ -269,10 +293,12 @@ def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
             ) as stream:
                 for piece in stream.text_stream:
                     text += piece
-        assert "Budget 'b-tiny'" in str(cut.value)
+        assert "Budget 'b-tiny'" in str(cut.value) and cut.value.response.status_code == 200  # an in-stream error
+        row = log_entry(gw, cut.value.response.headers["x-request-id"])  # settled once the server closed it
         assert len(text) < len("echo: " + prompt)  # the rest was never sent
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         cost, _, requests = gw.call(
             gw.services.store.spend_totals("virtual_key", "vk-matrix", start, start + timedelta(days=1))
         )
         assert requests == 1 and 0 < cost <= 0.001 * 10**12  # what went out is billed, within the budget
+        assert row["error_kind"] == "POLICY_BUDGET_EXCEEDED" and row["cost_pico"] == cost
