@@ -217,6 +217,26 @@ def test_vertex_gemini_through_the_gemini_surface(cloud: CloudStack) -> None:
     ]
 
 
+def test_vertex_gemini_from_the_anthropic_surface_is_translated(cloud: CloudStack) -> None:
+    cloud.fake.upstream.reset()
+    client = claude(cloud, VERTEX)
+    answer = client.messages.create(
+        model="gemini-2.5-flash", max_tokens=16, messages=[{"role": "user", "content": "claude caller"}]
+    )
+    assert answer.content[0].text == "echo: claude caller"  # type: ignore[union-attr]
+    with client.messages.stream(
+        model="gemini-2.5-flash", max_tokens=16, messages=[{"role": "user", "content": "streamed across"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "echo: streamed across"
+    base = "/v1/projects/sluice-test/locations/us-east5/publishers/google/models/gemini-2.5-flash"
+    sent = cloud.posts("/v1/projects/")
+    assert [(r.path, r.query) for r in sent] == [
+        (base + ":generateContent", ""),
+        (base + ":streamGenerateContent", "alt=sse"),
+    ]
+    assert sent[0].json()["contents"][0]["parts"][0]["text"] == "claude caller"
+
+
 def test_vertex_quota_error_is_a_rate_limit(cloud: CloudStack) -> None:
     with pytest.raises(anthropic.RateLimitError) as exhausted:
         claude(cloud, VERTEX).messages.create(
