@@ -17,6 +17,7 @@ from tests.support import GatewayThread
 AWS = AwsAccount("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLE", "us-east-1")
 BEDROCK_API_KEY = "ABSKQmVkcm9ja0FQSUtleS1leGFtcGxl"
 AZURE_KEY = "azure-upstream-SECRET-0123456789"
+ENTRA_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.entra-EXAMPLE"
 ANTHROPIC_KEY = "sk-ant-cloud-upstream-SECRET"
 SONNET_ON_BEDROCK = "us.anthropic.claude-sonnet-4-6"
 
@@ -25,6 +26,7 @@ BEDROCK = "sk-sluice-cloud-bedrock-00000000"
 VERTEX = "sk-sluice-cloud-vertex-000000000"
 AZURE = "sk-sluice-cloud-azure-0000000000"
 AZURE_V1 = "sk-sluice-cloud-azure-v1-0000000"
+AZURE_ENTRA = "sk-sluice-cloud-azure-entra-0000"
 DIRECT = "sk-sluice-cloud-direct-000000000"
 WRONG = "sk-sluice-cloud-wrong-0000000000"
 
@@ -93,6 +95,13 @@ def cloud_config(base: str, service_account: dict[str, str]) -> dict[str, Any]:
                 "deployments": {"gpt-4o-mini": "chat-prod", "text-embedding-3-small": "embed-prod"},
                 "keys": [{"name": "azure-main", "value": AZURE_KEY}],
             },
+            "azure-entra": {
+                "type": "azure",
+                "base_url": base,
+                "auth": "bearer",
+                "deployments": {"gpt-4o-mini": "chat-prod"},
+                "keys": [{"name": "entra", "value": ENTRA_TOKEN}],
+            },
             "azure-v1": {
                 "type": "azure",
                 "base_url": base,
@@ -127,6 +136,7 @@ def cloud_config(base: str, service_account: dict[str, str]) -> dict[str, Any]:
                 ],
             },
             {"id": "vk-azure-v1", "value": AZURE_V1, "provider_configs": [{"provider": "azure-v1"}]},
+            {"id": "vk-azure-entra", "value": AZURE_ENTRA, "provider_configs": [{"provider": "azure-entra"}]},
             {
                 "id": "vk-direct",
                 "value": DIRECT,
@@ -147,6 +157,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudStack]:
         bedrock_api_keys={BEDROCK_API_KEY},
         vertex=account,
         azure_key=AZURE_KEY,
+        azure_entra_token=ENTRA_TOKEN,
         azure_deployments={"chat-prod", "embed-prod"},
     )
     with CloudFakeThread(settings) as fake:

@@ -23,9 +23,11 @@ from sluice.upstream.client import Timeouts, UpstreamClient
 from tests.contract.cloud_setup import (
     ANTHROPIC_KEY,
     AZURE,
+    AZURE_ENTRA,
     AZURE_KEY,
     AZURE_V1,
     BEDROCK,
+    ENTRA_TOKEN,
     SONNET_ON_BEDROCK,
     SPLIT,
     VERTEX,
@@ -274,6 +276,15 @@ def test_azure_v1_api_takes_the_deployment_as_model(cloud: CloudStack) -> None:
     assert (sent.path, sent.query, sent.json()["model"]) == ("/openai/v1/chat/completions", "", "chat-prod")
     with pytest.raises(openai.NotFoundError, match=r"does not exist"):
         client.chat.completions.create(model="gpt-unknown", messages=[{"role": "user", "content": "v1"}])
+
+
+def test_azure_entra_token_goes_as_bearer(cloud: CloudStack) -> None:
+    cloud.fake.upstream.reset()
+    client = openai.OpenAI(api_key=AZURE_ENTRA, base_url=cloud.gateway.base_url + "/v1", max_retries=0)
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "entra"}])
+    assert answer.choices[0].message.content == "echo: entra"
+    (sent,) = cloud.posts("/openai/")
+    assert sent.headers["authorization"] == f"Bearer {ENTRA_TOKEN}" and "api-key" not in sent.headers
 
 
 def test_azure_responses_url_forms() -> None:

@@ -64,6 +64,7 @@ class CloudSettings:
     vertex: ServiceAccountKey | None = None
     vertex_location: str = "us-east5"
     azure_key: str = ""
+    azure_entra_token: str = ""  # accepted as `Authorization: Bearer`, as Azure takes Entra ID tokens
     azure_api_version: str = "2024-10-21"
     azure_deployments: set[str] = field(default_factory=set)
 
@@ -241,7 +242,9 @@ class CloudFake(FakeUpstream):
     # -- Azure ---------------------------------------------------------------------------------------------------
 
     async def _azure(self, request: web.Request, headers: dict[str, str], body: bytes) -> web.StreamResponse:
-        if headers.get("api-key") != self.cloud.azure_key:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        bearer = token if scheme == "Bearer" and token == self.cloud.azure_entra_token else None
+        if headers.get("api-key") != self.cloud.azure_key and bearer is None:
             message = "Access denied due to invalid subscription key or wrong API endpoint."
             return web.json_response({"error": {"code": "401", "message": message}}, status=401)
         doc = orjson.loads(body)
