@@ -19,6 +19,7 @@ from tests.support import GatewayThread
 
 CLAUDE = Path(__file__).parent / "node_modules" / ".bin" / "claude"
 KEY = "sk-sluice-e2e-cloud-000000000000"
+BROKE = "sk-sluice-e2e-cloud-broke-000000"
 AWS = AwsAccount("AKIAE2EEXAMPLE00000", "e2e/secret/KEY/0123456789abcdefEXAMPLE", None, "us-west-2")
 SONNET_ON_BEDROCK = "us.anthropic.claude-sonnet-4-6"
 
@@ -52,7 +53,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThr
                         {"provider": "bedrock", "allowed_models": ["claude-sonnet-4-6"]},
                         {"provider": "vertex", "allowed_models": ["claude-haiku-4-5"]},
                     ],
-                }
+                },
+                {
+                    "id": "vk-cloud-broke",
+                    "value": BROKE,
+                    "provider_configs": [{"provider": "bedrock", "allowed_models": ["claude-sonnet-4-6"]}],
+                },
+            ],
+            # Claude Code's requests reserve about $0.60 each (32,000 max_tokens of Sonnet).
+            "budgets": [
+                {"id": "budget-cloud", "virtual_key_id": "vk-cloud-broke", "max_limit": 0.05, "reset_duration": "1d"}
             ],
         }
         with GatewayThread(config, tmp_path_factory.mktemp("cc-cloud")) as gateway:
@@ -126,3 +136,31 @@ def test_claude_code_in_vertex_mode(stack: tuple[GatewayThread, CloudFakeThread]
     )
     assert sent[-1].json()["anthropic_version"] == "vertex-2023-10-16"
     assert KEY not in json.dumps(sent[-1].headers)
+
+
+def test_claude_code_in_bedrock_mode_shows_the_gateways_refusals(
+    stack: tuple[GatewayThread, CloudFakeThread], tmp_path: Path
+) -> None:
+    gateway, fake = stack
+    fake.upstream.reset()
+    env = {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": gateway.base_url + "/bedrock",
+        "AWS_REGION": "us-west-2",
+        "AWS_BEARER_TOKEN_BEDROCK": KEY,
+    }
+    result = run_claude(env, "claude-opus-4-1", tmp_path)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["is_error"] is True
+    assert "Model 'claude-opus-4-1' is not allowed for virtual key 'vk-cloud'" in out["result"]
+    env["AWS_BEARER_TOKEN_BEDROCK"] = BROKE
+    result = run_claude(env, "claude-sonnet-4-6", tmp_path)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    print(result.returncode, out.get("result"), out.get("api_error_status"))
+    assert out["is_error"] is True and "Budget 'budget-cloud'" in out["result"]
+    assert not [r for r in fake.requests if r.method == "POST"]
+    refused = [r for r in gateway.request_log() if r["virtual_key_id"] == "vk-cloud-broke"]
+    assert [r["status"] for r in refused].count(402) == 1  # shown once, not retried
+    # After a failure in Bedrock mode Claude Code probes a dozen other Bedrock model ids; the
+    # allowlist refuses them at the gateway, before any provider call.
+    assert all(r["status"] == 403 for r in refused if r["status"] != 402)
