@@ -31,6 +31,7 @@ from sluice.formats.aws_eventstream import SSEToInvokeStream, exception_for, exc
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.errors import error_headers, status_of
 from sluice.http.inference import InferenceRoute, parse_json
+from sluice.providers.bedrock import BODY_BETAS_HEADER
 
 BEDROCK_PATH = re.compile(r"^/bedrock/model/([^/]+)/(invoke|invoke-with-response-stream)$")
 VERTEX_PATH = re.compile(
@@ -60,9 +61,11 @@ def _messages_request(
 ) -> tuple[bytes, dict[str, Any], dict[str, str]]:
     doc.pop("anthropic_version", None)
     betas = doc.pop("anthropic_beta", None)
+    headers = {k: v for k, v in headers.items() if k != BODY_BETAS_HEADER}
     if isinstance(betas, list) and betas:
         given = [b.strip() for b in headers.get("anthropic-beta", "").split(",") if b.strip()]
-        headers = {**headers, "anthropic-beta": ",".join(dict.fromkeys([*given, *map(str, betas)]))}
+        headers["anthropic-beta"] = ",".join(dict.fromkeys([*given, *map(str, betas)]))
+        headers[BODY_BETAS_HEADER] = ",".join(map(str, betas))
     doc["model"] = model
     if stream is not None:
         doc["stream"] = stream

@@ -34,6 +34,8 @@ from sluice.upstream.client import Timeouts, UpstreamClient
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 SIGV4_KEY = "aws-sigv4"  # the key name under which SigV4 credentials take part in key rotation
+# Set by the /bedrock surface: the `anthropic_beta` list its caller put in the body (never sent on).
+BODY_BETAS_HEADER = "x-sluice-bedrock-body-betas"
 _WIRES = (WireFormat.ANTHROPIC_MESSAGES, WireFormat.BEDROCK_CONVERSE)
 _PASSED_HEADERS = ("retry-after", "x-amzn-requestid")
 
@@ -129,7 +131,9 @@ class BedrockProvider:
 def invoke_body(call: ProviderCall) -> bytes:
     doc = {k: v for k, v in call.doc.items() if k not in ("model", "stream")}
     doc.setdefault("anthropic_version", ANTHROPIC_VERSION)
-    beta = call.inbound_headers.get("anthropic-beta")
+    # A Bedrock-style caller chose which betas go in the body (Claude Code keeps some in the header
+    # only): keep its choice. Otherwise the header's betas go in the body, as the SDKs do.
+    beta = call.inbound_headers.get(BODY_BETAS_HEADER, call.inbound_headers.get("anthropic-beta"))
     if beta and "anthropic_beta" not in doc:
         doc["anthropic_beta"] = [b.strip() for b in beta.split(",") if b.strip()]
     return orjson.dumps(doc)

@@ -52,6 +52,7 @@ def test_bedrock_surface_to_the_anthropic_api(cloud: CloudStack) -> None:
     first, second = cloud.posts("/v1/messages")
     assert first.headers["x-api-key"] == ANTHROPIC_KEY and DIRECT not in orjson.dumps(first.headers).decode()
     assert first.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    assert not any(h.startswith("x-sluice") for h in first.headers)
     body = first.json()
     assert body["model"] == "claude-sonnet-4-6" and body["stream"] is False
     assert "anthropic_version" not in body and "anthropic_beta" not in body
@@ -72,6 +73,22 @@ def test_bedrock_surface_to_bedrock_with_bedrock_model_ids(cloud: CloudStack) ->
     assert final.usage.output_tokens > 0
     paths = [r.path for r in cloud.posts("/model/")]
     assert paths == [f"/model/{model}/invoke", f"/model/{model}/invoke-with-response-stream"]
+
+
+def test_bedrock_surface_keeps_the_callers_choice_of_body_betas(cloud: CloudStack) -> None:
+    cloud.fake.upstream.reset()
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "anthropic_beta": ["interleaved-thinking-2025-05-14"],
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "betas"}],
+    }
+    headers = {"authorization": f"Bearer {BEDROCK}", "anthropic-beta": "claude-code-20250219"}
+    url = cloud.gateway.base_url + "/bedrock/model/us.anthropic.claude-haiku-4-5-20251001-v1:0/invoke"
+    assert httpx2.post(url, headers=headers, json=body).status_code == 200
+    (sent,) = cloud.posts("/model/")
+    assert sent.json()["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]  # the header's stays out
+    assert not any(h.startswith("x-sluice") for h in sent.headers)
 
 
 def test_bedrock_surface_accepts_sigv4_clients_with_the_key_in_x_api_key(cloud: CloudStack) -> None:

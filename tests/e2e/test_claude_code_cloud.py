@@ -109,6 +109,8 @@ def test_claude_code_in_bedrock_mode(stack: tuple[GatewayThread, CloudFakeThread
     assert sent[-1].headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIAE2EEXAMPLE00000/")
     body = sent[-1].json()
     assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body and len(body["tools"]) > 10
+    # Claude Code's own split of betas between body and header reaches Bedrock unchanged.
+    assert "claude-code-20250219" not in body.get("anthropic_beta", []) and body.get("anthropic_beta")
     rows = [r for r in gateway.request_log() if r["virtual_key_id"] == "vk-cloud" and r["provider"] == "bedrock"]
     assert rows and rows[0]["status"] == 200 and rows[0]["output_tokens"] > 0
     assert rows[0]["client"].startswith("claude-cli/") and rows[0]["session_id"] == out["session_id"]
