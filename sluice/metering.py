@@ -11,7 +11,14 @@ from typing import Protocol
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Usage, WireFormat
-from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
+from sluice.formats import (
+    anthropic_messages,
+    bedrock_converse,
+    bedrock_converse_stream,
+    gemini,
+    openai_chat,
+    openai_responses,
+)
 from sluice.providers.base import Provider
 from sluice.storage.records import RequestLogEntry
 
@@ -94,6 +101,8 @@ def usage_of(wire: WireFormat, body: bytes) -> Usage:
         return openai_responses.usage_from_response(body)
     if wire is WireFormat.GEMINI:
         return gemini.usage_from_response(body)
+    if wire is WireFormat.BEDROCK_CONVERSE:
+        return bedrock_converse.usage_from_response(body)
     return openai_chat.usage_from_response(body)
 
 
@@ -104,6 +113,8 @@ def stream_observer(wire: WireFormat, hide_usage: bool) -> StreamObserver:
         return openai_responses.StreamObserver()
     if wire is WireFormat.GEMINI:
         return gemini.StreamObserver()
+    if wire is WireFormat.BEDROCK_CONVERSE:
+        return bedrock_converse_stream.ConverseStreamObserver()
     return openai_chat.StreamObserver(hide_usage_chunk=hide_usage)
 
 

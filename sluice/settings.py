@@ -29,7 +29,11 @@ log = logging.getLogger("sluice.settings")
 
 _ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
 
-ProviderType = Literal["anthropic", "openai", "openai_compatible", "gemini", "fake"]
+ProviderType = Literal["anthropic", "openai", "openai_compatible", "gemini", "azure", "bedrock", "vertex", "fake"]
+PROVIDER_TYPES = "anthropic, openai, openai_compatible, gemini, azure, bedrock, vertex, fake"
+# Credential fields of the cloud providers that, like `keys`, may name an unset variable: the
+# provider then loads without that credential and answers 503 until it is set.
+CLOUD_CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key", "session_token", "credentials")
 
 # OpenAI-compatible vendors are data: a name and a default base URL.
 OPENAI_COMPATIBLE_VENDORS: dict[str, str] = {
@@ -74,6 +78,18 @@ class ProviderConfig(_Strict):
     first_byte_timeout_s: float = Field(default=120.0, gt=0)  # until the first byte of the answer
     read_timeout_s: float = Field(default=300.0, gt=0)  # longest silence between two pieces of a stream
     total_timeout_s: float = Field(default=1800.0, gt=0)  # the whole exchange
+    # Cloud providers (docs/providers.md). The provider's own id for a model, by the name callers
+    # use, so one model name can be split between e.g. `anthropic` and `bedrock`.
+    models: dict[str, str] = Field(default_factory=dict)  # bedrock, vertex
+    deployments: dict[str, str] = Field(default_factory=dict)  # azure: model -> deployment name
+    api_version: str | None = None  # azure: a dated version for deployment URLs; unset or "v1": the v1 API
+    auth: Literal["api_key", "bearer"] = "api_key"  # azure: `api-key` header, or an Entra ID bearer token
+    region: str | None = None  # bedrock (us-east-1), vertex (us-east5, global)
+    access_key_id: SecretStr | None = None  # bedrock SigV4 credentials
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    project: str | None = None  # vertex; defaults to the service account's project_id
+    credentials: SecretStr | None = None  # vertex: service-account JSON, inline or a file path
 
 
 class ProviderAccess(_Strict):
@@ -465,12 +481,13 @@ class SluiceConfig(_Strict):
         for name, cfg in providers.items():
             kind = provider_type(name, cfg)
             if kind is None:
-                raise ValueError(
-                    f"provider {name!r}: unknown provider; set 'type' to one of "
-                    "anthropic, openai, openai_compatible, gemini, fake"
-                )
+                raise ValueError(f"provider {name!r}: unknown provider; set 'type' to one of {PROVIDER_TYPES}")
             if kind == "openai_compatible" and not (cfg.base_url or name in OPENAI_COMPATIBLE_VENDORS):
                 raise ValueError(f"provider {name!r}: an openai_compatible provider needs a base_url")
+            if kind == "azure" and not cfg.base_url:
+                raise ValueError(f"provider {name!r}: azure needs base_url (https://<resource>.openai.azure.com)")
+            if kind in ("bedrock", "vertex") and not cfg.region:
+                raise ValueError(f"provider {name!r}: {kind} needs a region")
         return providers
 
     @model_validator(mode="after")
@@ -509,15 +526,20 @@ class SluiceConfig(_Strict):
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
         for name, cfg in self.providers.items():
-            if provider_type(name, cfg) in ("anthropic", "openai", "gemini") and not cfg.keys:
+            ptype = provider_type(name, cfg)
+            if ptype in ("anthropic", "openai", "gemini", "azure") and not cfg.keys:
                 out.append(f"provider {name!r} has no keys; requests routed to it answer 503")
+            if ptype == "bedrock" and not cfg.keys and not (cfg.access_key_id and cfg.secret_access_key):
+                out.append(f"provider {name!r} has no AWS credentials or API key; requests routed to it answer 503")
+            if ptype == "vertex" and cfg.credentials is None:
+                out.append(f"provider {name!r} has no service-account credentials; requests routed to it answer 503")
         return out
 
 
 def provider_type(name: str, cfg: ProviderConfig) -> ProviderType | None:
     if cfg.type is not None:
         return cfg.type
-    if name in ("anthropic", "openai", "gemini", "fake"):
+    if name in ("anthropic", "openai", "gemini", "azure", "bedrock", "vertex", "fake"):
         return name  # type: ignore[return-value]
     if name in OPENAI_COMPATIBLE_VENDORS:
         return "openai_compatible"
@@ -564,6 +586,23 @@ def _drop_provider_keys_without_env(doc: dict[str, Any]) -> None:
                     dropped["value"].var,
                 )
         cfg["keys"] = kept
+    for name, cfg in providers.items():
+        for field_name in CLOUD_CREDENTIAL_FIELDS:
+            if isinstance(cfg, dict) and isinstance(cfg.get(field_name), _Missing):
+                log.warning(
+                    "provider %s: %s left unset, environment variable %s is not set",
+                    name,
+                    field_name,
+                    cfg[field_name].var,
+                )
+                cfg[field_name] = None
+
+
+def _optional_credential(path: str) -> bool:
+    parts = path.split(".")
+    if parts[0] != "providers" or len(parts) < 3:
+        return False
+    return ".keys[" in path or (len(parts) == 3 and parts[2] in CLOUD_CREDENTIAL_FIELDS)
 
 
 def parse_config(doc: Any, *, source: str = "<config>") -> SluiceConfig:
@@ -574,7 +613,7 @@ def parse_config(doc: Any, *, source: str = "<config>") -> SluiceConfig:
     missing: list[tuple[str, str]] = []
     resolved = _resolve_env(doc, "", missing)
     _drop_provider_keys_without_env(resolved)
-    still_missing = [(p, v) for p, v in missing if not p.startswith("providers.") or ".keys[" not in p]
+    still_missing = [(p, v) for p, v in missing if not _optional_credential(p)]
     if still_missing:
         where = "; ".join(f"{p} needs environment variable {v}" for p, v in still_missing)
         raise ConfigError(f"{source}: {where}")

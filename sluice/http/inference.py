@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 
@@ -26,7 +27,7 @@ from sluice.http.asgi import (
     read_body,
     respond,
 )
-from sluice.http.errors import error_body, error_headers, status_of, stream_error_event
+from sluice.http.errors import error_body, error_headers, failure_response, status_of, stream_error_event
 from sluice.http.identity import fill_caller
 
 log = logging.getLogger("sluice.http")
@@ -44,17 +45,16 @@ class InferenceRoute:
         headers = headers_of(scope)
         try:
             body = await read_body(receive)
-            doc = _parse(body)
-            fill_caller(ctx, headers, doc)
-            model, stream = self.url_facts(scope)
-            query = scope.get("query_string", b"").decode()
-            inbound = Inbound(self.wire, self.operation, body, doc, headers, query, model, stream)
-            outcome = await self.engine.run(ctx, inbound)
+            inbound = self.inbound(scope, headers, body)
+            fill_caller(ctx, inbound.headers, inbound.doc)
+            outcome = self.answer(await self.engine.run(ctx, inbound))
             if outcome.chunks is None:
                 ctx.mark_first_byte()
-                await respond(
-                    send, outcome.status, outcome.body or b"", outcome.content_type, self._headers(ctx, outcome)
-                )
+                status, body, content_type = outcome.status, outcome.body or b"", outcome.content_type
+                if outcome.failure is not None:  # a translated provider error, in the caller's shape
+                    status, body = failure_response(outcome.failure, self.wire, ctx.request_id)
+                    ctx.status, content_type = status, "application/json"
+                await respond(send, status, body, content_type, self._headers(ctx, outcome))
             else:
                 await self._stream(ctx, outcome, outcome.chunks, receive, send)
         except SluiceError as err:
@@ -71,9 +71,28 @@ class InferenceRoute:
         finally:
             await self.engine.finish(ctx)
 
+    def inbound(self, scope: Scope, headers: dict[str, str], body: bytes) -> Inbound:
+        """The request as the engine sees it (a surface may reshape it into its wire format)."""
+        model, stream = self.url_facts(scope)
+        query = scope.get("query_string", b"").decode()
+        return Inbound(self.wire, self.operation, body, parse_json(body), headers, query, model, stream)
+
     def url_facts(self, scope: Scope) -> tuple[str | None, bool | None]:
         """(model, streaming) when the URL carries them instead of the body."""
         return None, None
+
+    def answer(self, outcome: Outcome) -> Outcome:
+        """The engine's answer as this surface sends it (a surface may re-frame it)."""
+        return outcome
+
+    def stream_error(self, err: SluiceError) -> bytes:
+        """What to send when the stream fails after its headers went out."""
+        return stream_error_event(err, self.wire)
+
+    def error_response(self, err: SluiceError, status: int, request_id: str) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, headers) of a refusal or failure before any answer was sent."""
+        headers = {**error_headers(err, self.wire), "x-request-id": request_id}
+        return status, error_body(err, self.wire, status, request_id), headers
 
     def _headers(self, ctx: RequestContext, outcome: Outcome) -> dict[str, str]:
         return {**outcome.headers, "x-request-id": ctx.request_id}
@@ -113,7 +132,7 @@ class InferenceRoute:
                 err.message,
                 err.kind.name,
             )
-            await send({"type": "http.response.body", "body": stream_error_event(err, self.wire), "more_body": True})
+            await send({"type": "http.response.body", "body": self.stream_error(err), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
             await cancel(watcher)
@@ -122,11 +141,9 @@ class InferenceRoute:
                 await aclose()
 
     async def _fail(self, ctx: RequestContext, err: SluiceError, send: Send, status: int | None = None) -> None:
-        status = status or status_of(err, self.wire)
+        status, body, headers = self.error_response(err, status or status_of(err, self.wire), ctx.request_id)
         ctx.status, ctx.reason, ctx.error_kind = status, err.message, err.kind.name
         ctx.decision = "deny" if err.kind.fault in ("caller", "policy") else "error"
-        headers = {**error_headers(err, self.wire), "x-request-id": ctx.request_id}
-        body = error_body(err, self.wire, status, ctx.request_id)
         try:
             await respond(send, status, body, "application/json", headers)
         except Exception:  # the client may be gone already; the request is still recorded
@@ -142,7 +159,7 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object] | N
             return
 
 
-def _parse(body: bytes) -> dict[str, object]:
+def parse_json(body: bytes) -> dict[str, Any]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

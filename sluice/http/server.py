@@ -11,6 +11,7 @@ from sluice.app import Services
 from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.http.asgi import Receive, Scope, Send, respond
+from sluice.http.cloud import CloudRoutes, inference_profiles
 from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
 from sluice.http.mcp import McpRoute
 from sluice.http.metrics import MetricsRoute
@@ -57,6 +58,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["GET", "/"] = _health
     routes["GET", "/healthz"] = _health
     routes["GET", "/readyz"] = _health
+    routes["GET", "/bedrock/inference-profiles"] = inference_profiles
     routes["GET", "/metrics"] = MetricsRoute(services)
     mcp = McpRoute(services.mcp)
     for method in ("GET", "POST", "DELETE"):
@@ -73,6 +75,7 @@ class SluiceASGI:
         self.routes = build_routes(services)
         self.gemini = GeminiRoute(services.engine, Operation.GENERATE)
         self.gemini_count = GeminiRoute(services.engine, Operation.COUNT_TOKENS)
+        self.cloud = CloudRoutes(services.engine)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -83,6 +86,8 @@ class SluiceASGI:
             route = self.routes.get((scope["method"], path))
             if route is None and scope["method"] == "POST" and GEMINI_PATH.match(path):
                 route = self.gemini_count if path.endswith(":countTokens") else self.gemini
+            if route is None and scope["method"] == "POST":
+                route = self.cloud.match(path)
             if route is None:
                 await _not_found(scope, send, self.routes)
                 return

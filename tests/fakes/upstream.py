@@ -1,4 +1,5 @@
-"""A fake LLM provider that speaks the Anthropic Messages and OpenAI Chat Completions wire formats.
+"""A fake LLM provider that speaks the Anthropic Messages and OpenAI Chat Completions wire formats (and, through
+``tests.fakes.responses_wire`` and ``tests.fakes.gemini_wire``, the OpenAI Responses API and Gemini).
 
 Used by tests and benchmarks as the upstream behind the gateway. Every answer is rendered from the recorded-style
 fixtures under ``tests/fixtures/{anthropic,openai}``: the fixtures are parsed once, the fields that change per request
@@ -756,6 +757,8 @@ for _prefix in ("", "/v1"):
     _ROUTES["POST", _prefix + "/messages/count_tokens"] = "count_tokens"
     _ROUTES["POST", _prefix + "/chat/completions"] = "chat"
     _ROUTES["POST", _prefix + "/embeddings"] = "embeddings"
+    _ROUTES["POST", _prefix + "/responses"] = "responses"  # tests.fakes.responses_wire
+    _ROUTES["POST", _prefix + "/responses/input_tokens"] = "input_tokens"
     _ROUTES["GET", _prefix + "/models"] = "models"
 
 _ANTHROPIC_ORG = "4f2e8c1a-6b7d-4e3f-9a1c-2d5b8e7f0a93"
@@ -773,6 +776,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.streamed: list[bytes] = []  # every whole stream sent, while record_requests is on
         self.base_url = ""
         self.record_requests = True
         self.slow_delay = 0.5
@@ -783,6 +787,13 @@ class FakeUpstream:
         self.require_auth = True  # False: answer without any credential, as a self-hosted server does
         self.anthropic = AnthropicWire()
         self.openai = OpenAIWire()
+        # The Responses API and Gemini live in their own modules (which build on this one).
+        from tests.fakes import gemini_wire, responses_wire
+
+        self.responses = responses_wire.ResponsesWire()
+        self.gemini = gemini_wire.GeminiWire()
+        self._serve_responses, self._serve_gemini = responses_wire.serve, gemini_wire.serve
+        self._gemini_path = gemini_wire.GEMINI_PATH
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
@@ -814,6 +825,7 @@ class FakeUpstream:
         """Forget recorded requests and scripted behaviour."""
         with self._lock:
             self.requests.clear()
+            self.streamed.clear()
             self._failures.clear()
         self.valid_keys = None
         self.require_auth = True
@@ -842,6 +854,9 @@ class FakeUpstream:
             recorded = RecordedRequest(request.method, request.path, request.query_string, headers, body)
             with self._lock:
                 self.requests.append(recorded)
+        gemini = self._gemini_path.match(request.path) if request.method == "POST" else None
+        if gemini is not None:
+            return await self._serve_gemini(self, request, body, headers, gemini.group(1), gemini.group(2))
         route = _ROUTES.get((request.method, request.path))
         style = _ANTHROPIC if route in ("messages", "count_tokens") else _OPENAI
         if route == "models" and ("anthropic-version" in headers or "x-api-key" in headers):
@@ -885,6 +900,8 @@ class FakeUpstream:
             )
         if route == "chat":
             return await self._chat(request, body, doc, model)
+        if route in ("responses", "input_tokens"):
+            return await self._serve_responses(self, request, body, doc, model, route)
         return self._embeddings(doc, model)
 
     # -- auth and errors ---------------------------------------------------------------------------------------------
@@ -1025,7 +1042,14 @@ class FakeUpstream:
             self.streams_cut_by_client += 1  # the caller (the gateway) went away mid-stream
             raise
         await response.write_eof()
+        self.record_stream(events)
         return response
+
+    def record_stream(self, events: list[bytes]) -> None:
+        """Keeps a whole stream that was sent (``streamed``), so a test can check it arrived untouched."""
+        if self.record_requests:
+            with self._lock:
+                self.streamed.append(b"".join(events))
 
     async def _send_body(self, request: web.Request, style: str, body: bytes, model: str) -> web.StreamResponse:
         if "stream-abort" not in model:
