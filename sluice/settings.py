@@ -443,6 +443,8 @@ class OidcConfig(_Strict):
     issuer: str = Field(min_length=1)  # exactly as the provider's discovery document states it
     client_id: str = Field(min_length=1)
     client_secret: SecretStr | None = None  # none: a public client, PKCE alone
+    # How the secret goes to the token endpoint (RFC 6749 2.3.1: basic is what every server takes).
+    token_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
     redirect_uri: str = Field(min_length=1)  # https://<gateway>/auth/callback, registered at the IdP
     scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
     # Accepted `aud` of Bearer access tokens on the API, besides client_id (Okta's custom

@@ -18,7 +18,7 @@ from sluice.settings import SluiceConfig, parse_config
 
 
 class GatewayThread:
-    def __init__(self, config: dict[str, Any] | SluiceConfig, tmp_path: Path) -> None:
+    def __init__(self, config: dict[str, Any] | SluiceConfig, tmp_path: Path, *, port: int = 0) -> None:
         if isinstance(config, dict):
             config = dict(config)
             config.setdefault("store", {"url": f"sqlite:///{tmp_path / 'sluice.db'}"})
@@ -29,7 +29,7 @@ class GatewayThread:
         self._loop = asyncio.new_event_loop()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))  # a chosen port when the config must name it (SSO)
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         cfg = uvicorn.Config(
@@ -67,3 +67,9 @@ class GatewayThread:
             return await self.services.store.recent_requests(1000)
 
         return list(self.call(fetch()))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -9,10 +9,11 @@ blocking urllib fetcher.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jwt
 import orjson
@@ -117,8 +118,13 @@ class Idp:
             "client_id": self.config.client_id,
         }
         headers: dict[str, str] = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
-        if self.config.client_secret is not None:
-            form["client_secret"] = self.config.client_secret.get_secret_value()
+        secret = self.config.client_secret
+        if secret is not None and self.config.token_auth_method == "client_secret_post":
+            form["client_secret"] = secret.get_secret_value()
+        elif secret is not None:
+            del form["client_id"]
+            pair = f"{quote(self.config.client_id, safe='')}:{quote(secret.get_secret_value(), safe='')}"
+            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         url = await self.endpoint("token_endpoint")
         resp = await self._client.request("POST", PROVIDER, url, headers, urlencode(form).encode(), IDP_TIMEOUTS)
         body = await resp.read()
