@@ -9,6 +9,7 @@ model or MCP call is refused. Reactivating a user allocates a new key (revoked o
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from sluice.auth.directory import GROUP, USER, Directory, now_iso
@@ -19,6 +20,7 @@ GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MAX_PAGE = 200
+ORDER = "sluice:order"
 _SERVER_OWNED = {"id", "meta", "schemas", "password"}  # never stored from a client's document
 
 
@@ -57,7 +59,8 @@ class ScimService:
     ) -> dict[str, Any]:
         clauses = parse_filter(filter_text) if filter_text else []
         found = []
-        for obj in sorted(await self.directory.objects(kind), key=lambda o: str(o.body.get("meta", {}).get("created"))):
+        # Pages must be stable between requests: creation order (ids are random).
+        for obj in sorted(await self.directory.objects(kind), key=lambda o: (o.body.get(ORDER, 0), o.id)):
             doc = {"id": obj.id, **obj.body}
             if matches(doc, clauses):
                 found.append(obj)
@@ -95,6 +98,7 @@ class ScimService:
             body["active"] = _truthy(body.get("active", True))
         stamp = now_iso()
         body["meta"] = {"created": stamp, "lastModified": stamp}
+        body[ORDER] = time.time_ns()
         object_id = secrets.token_hex(16)
         await self.directory.put(kind, object_id, body, actor)
         await self._after_change(kind, object_id, None, body, actor)
