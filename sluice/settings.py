@@ -580,6 +580,13 @@ class SluiceConfig(_Strict):
             kind, ident = rule.scope
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
+        profiles = {p.id for p in self.access_profiles}
+        if self.auth.default_profile is not None and self.auth.default_profile not in profiles:
+            out.append(f"auth.default_profile {self.auth.default_profile!r} is not among access_profiles")
+        for profile in self.access_profiles:
+            for access in profile.provider_configs:
+                if access.provider not in self.providers and access.provider != "fake":
+                    out.append(f"access profile {profile.id!r}: provider {access.provider!r} is not configured")
         for name, cfg in self.providers.items():
             if provider_type(name, cfg) in ("anthropic", "openai", "gemini") and not cfg.keys:
                 out.append(f"provider {name!r} has no keys; requests routed to it answer 503")

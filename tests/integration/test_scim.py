@@ -12,6 +12,7 @@ import anthropic
 import httpx2
 import pytest
 
+from sluice.core.errors import ErrorKind, SluiceError
 from sluice.storage.records import ConfigObject, VirtualKey
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
@@ -119,6 +120,9 @@ def test_okta_sequence(gw: GatewayThread, scim: httpx2.Client) -> None:
     assert done.status_code == 200 and done.json()["active"] is False
     with pytest.raises(anthropic.PermissionDeniedError, match="revoked"):
         ask(gw, secret)
+    # The MCP gateway authenticates through the same key cache: refused there too.
+    refused = gw.call(gw.services.mcp.authenticate({"authorization": f"Bearer {secret}"}))
+    assert isinstance(refused, SluiceError) and refused.kind is ErrorKind.POLICY_KEY_INACTIVE
     # Okta removes the membership with a filtered path.
     remove = {"op": "remove", "path": f'members[value eq "{uid}"]'}
     members = scim.patch(f"/Groups/{gid}", json={"schemas": [PATCH], "Operations": [remove]}).json()["members"]

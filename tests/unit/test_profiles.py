@@ -72,3 +72,17 @@ def test_signed_cookies_resist_tampering_expiry_and_reuse_for_another_purpose() 
     payload, _, mac = value.partition(".")
     assert signer.verify("session", payload[:-2] + "xx." + mac, now=1010) is None
     assert Signer(b"o" * 32).verify("session", value, now=1010) is None
+
+
+def test_config_warns_about_unknown_profiles_and_providers() -> None:
+    from sluice.settings import parse_config
+
+    config = parse_config(
+        {
+            "access_profiles": [{"id": "dev", "provider_configs": [{"provider": "nowhere"}]}],
+            "auth": {"default_profile": "missing", "scim": {"token_sha256": ["a" * 64]}},
+        }
+    )
+    warnings = config.warnings()
+    assert any("default_profile 'missing'" in w for w in warnings)
+    assert any("provider 'nowhere'" in w for w in warnings)
