@@ -9,6 +9,7 @@ key cache derives its policy from the profile (sluice/governance/profiles.py).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -47,6 +48,9 @@ class Directory:
         self._audit = audit
         self._default_profile = default_profile
         self._keys_changed = keys_changed
+        # SCIM clients send requests in parallel (Okta pushes a group's members at once); one
+        # allocation at a time keeps a person from getting two keys in this process.
+        self._allocating = asyncio.Lock()
 
     async def objects(self, kind: str) -> list[ConfigObject]:
         return [o for o in await self.store.list_objects() if o.kind == kind]
@@ -62,6 +66,10 @@ class Directory:
 
     async def delete(self, kind: str, object_id: str, actor: str) -> None:
         await self._record(await self.store.delete_object(kind, object_id, actor))
+
+    async def record(self, kind: str, actor: str, data: dict[str, Any]) -> None:
+        """An identity event (sign-in, refused credential) in the audit log."""
+        await self._audit.append(kind, actor, data)
 
     async def _record(self, event: ConfigEvent | None) -> None:
         if event is not None:
@@ -101,6 +109,12 @@ class Directory:
         """Brings the user's key in line with their groups: allocates one from their profile if
         they have none (returning its secret), moves it to another profile if their groups now
         map elsewhere, revokes everything when they are inactive."""
+        async with self._allocating:
+            return await self._sync_key(user_id, actor, extra_groups)
+
+    async def _sync_key(
+        self, user_id: str, actor: str, extra_groups: Iterable[str]
+    ) -> tuple[VirtualKey | None, str | None]:
         body = await self.get(USER, user_id)
         if body is None or not body.get("active", True):
             await self.revoke_keys(user_id, actor)

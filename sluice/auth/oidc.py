@@ -82,6 +82,17 @@ class OidcLogin:
         return f"{url}{sep}{urlencode(params)}", cookie
 
     async def finish(self, query: Mapping[str, str], headers: Mapping[str, str]) -> SignIn:
+        try:
+            done = await self._finish(query, headers)
+        except SluiceError as exc:
+            await self._directory.record("auth_failure", "oidc", {"surface": "sign-in", "reason": exc.message})
+            raise
+        principal = done.principal
+        data = {"user": principal.user_id, "roles": sorted(principal.roles), "key_shown": done.secret is not None}
+        await self._directory.record("sign_in", principal.actor, data)
+        return done
+
+    async def _finish(self, query: Mapping[str, str], headers: Mapping[str, str]) -> SignIn:
         if "error" in query:
             raise SluiceError(
                 ErrorKind.CALLER_INVALID_KEY,

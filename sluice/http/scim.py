@@ -52,6 +52,7 @@ def build_scim_app(identity: Identity) -> Starlette | None:
                     return scim_error(401, "Send the SCIM token as 'Authorization: Bearer <token>'.")
                 return await handler(request)
             except SluiceError as exc:
+                await identity.directory.record("auth_failure", "scim", {"surface": "scim", "reason": exc.message})
                 return scim_error(401, exc.message)
             except ScimError as exc:
                 return scim_error(exc.status, exc.detail, exc.scim_type)

@@ -26,7 +26,7 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PROFILES: list[dict[str, Any]] = [
     {
         "id": "developers",
-        "groups": ["Engineering"],
+        "groups": ["Engineering", "Engineering-EU"],
         "provider_configs": [{"provider": "anthropic", "allowed_models": [HAIKU]}],
     },
     {
@@ -251,3 +251,21 @@ def test_editing_a_profile_changes_every_key_derived_from_it(gw: GatewayThread, 
         assert ask(gw, secret, SONNET).content[0].text.startswith("echo")  # each key has its own counter
         with pytest.raises(anthropic.RateLimitError, match="interns/rpm"):
             ask(gw, secret, SONNET)
+
+
+def test_provisioning_is_in_the_audit_log(gw: GatewayThread, scim: httpx2.Client) -> None:
+    uid = scim.post("/Users", json={"schemas": [USER], "userName": "audited@example.com"}).json()["id"]
+    scim.post("/Groups", json={"schemas": [GROUP], "displayName": "Engineering-EU", "members": [{"value": uid}]})
+    scim.patch(
+        f"/Users/{uid}", json={"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": False}}]}
+    )
+    httpx2.get(gw.base_url + "/scim/v2/Users", headers={"authorization": "Bearer wrong"})
+
+    async def records() -> list[tuple[str, str, dict[str, Any]]]:
+        await gw.services.audit.drain()
+        return [(r.kind, r.actor, r.data) async for r in gw.services.store.audit_records()]
+
+    found = gw.call(records())
+    mine = [(kind, data) for kind, _, data in found if data.get("id") == uid or data.get("user") == uid]
+    assert [k for k, _ in mine if k == "config_change"] and ("key_revoked" in {k for k, _ in mine})
+    assert any(kind == "auth_failure" and actor == "scim" for kind, actor, _ in found)
