@@ -5,6 +5,7 @@ tokens on the API, and the ones Sluice must refuse."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import time
@@ -26,7 +27,9 @@ ACCOUNTS = {
     "alice": {"email": "alice@example.com", "name": "Alice Admin", "groups": ["engineering", "sluice-admins"]},
     "dave": {"email": "dave@example.com", "name": "Dave Dev", "groups": ["engineering"]},
     "olga": {"email": "olga@example.com", "name": "Olga Outsider", "groups": ["sales"]},
+    "00u-sam": {"email": "sam@example.com", "name": "Sam Scim", "groups": []},  # groups only in SCIM
 }
+SCIM_TOKEN = "scim-token-0123456789-abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +59,13 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OidcProvider
                     "client_secret": SECRET,
                     "redirect_uri": callback,
                     "scopes": ["openid", "email", "profile", "groups"],
-                    "audiences": ["short-lived"],  # as if it were an API audience, for the expiry test
+                    # JWT access tokens for the API; "short-lived" as if it were one too, for the expiry test.
+                    "audiences": ["urn:sluice:api", "short-lived"],
                     "role_mapping": {"sluice-admins": ["admin"], "engineering": ["developer"]},
                     "clock_skew_s": 0,
                 },
                 "session": {"secret": "session-secret-0123456789", "secure_cookie": False},
+                "scim": {"token_sha256": [hashlib.sha256(SCIM_TOKEN.encode()).hexdigest()]},
             },
         }
         with GatewayThread(config, tmp, port=gw_port) as gw:
@@ -135,6 +140,11 @@ def test_provider_tokens_as_bearer_tokens(sso: tuple[OidcProvider, GatewayThread
     me = httpx2.get(f"{gw.base_url}/auth/me", headers={"authorization": f"Bearer {tokens['id_token']}"})
     assert me.status_code == 200, me.text
     assert me.json()["via"] == "oidc" and me.json()["roles"] == ["developer"]
+    access = tokens["access_token"]
+    assert access.count(".") == 2  # a JWT for urn:sluice:api
+    me = httpx2.get(f"{gw.base_url}/auth/me", headers={"authorization": f"Bearer {access}"})
+    assert me.status_code == 200, me.text
+    assert me.json()["roles"] == ["developer"]
 
 
 def _tamper(token: str) -> str:
@@ -162,3 +172,26 @@ def test_rejected_tokens(sso: tuple[OidcProvider, GatewayThread]) -> None:
     time.sleep(3.2)
     expired = me(short)
     assert expired.status_code == 401 and "expired" in expired.text  # ...and refused once expired
+
+
+def test_a_scim_provisioned_developer_gets_their_key_at_first_sign_in(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = sso
+    scim = httpx2.Client(base_url=f"{gw.base_url}/scim/v2", headers={"authorization": f"Bearer {SCIM_TOKEN}"})
+    with scim:
+        uid = scim.post("/Users", json={"userName": "sam@example.com", "externalId": "00u-sam"}).json()["id"]
+        scim.post("/Groups", json={"displayName": "engineering", "members": [{"value": uid}]})
+        [allocated] = gw.call(gw.services.identity.directory.keys_of(uid))  # nobody has seen its secret
+        browser = httpx2.Client(timeout=20)
+        page = browse(browser, f"{gw.base_url}/auth/login", "00u-sam")
+        key = shown_key(page)  # linked by userName = email claim; a fresh secret, shown once
+        assert browser.get(f"{gw.base_url}/auth/me").json()["keys"][0]["id"] == allocated.id
+        assert ask(gw, key).content[0].text.startswith("echo")
+        off = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+        assert scim.patch(f"/Users/{uid}", json=off).status_code == 200
+        with pytest.raises(anthropic.PermissionDeniedError):
+            ask(gw, key)
+        assert browser.get(f"{gw.base_url}/auth/me").status_code == 401  # the session ends too
+        browser.close()
+        with httpx2.Client(timeout=20) as browser:  # and they can no longer sign in
+            refused = browse(browser, f"{gw.base_url}/auth/login", "00u-sam")
+            assert refused.status_code == 403 and "deactivated" in refused.text

@@ -33,7 +33,26 @@ const provider = new Provider(issuer, {
     Grant: 3600,
   },
   cookies: { keys: ['sluice-test-cookie-key-0123456789'] },
-  features: { devInteractions: { enabled: true } },
+  features: {
+    devInteractions: { enabled: true },
+    // Access tokens for one API resource are JWTs with audience urn:sluice:api (as Okta's custom
+    // authorization server issues them for api://default), carrying the groups claim too.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => 'urn:sluice:api',
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: 'groups',
+        audience: 'urn:sluice:api',
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
+  async extraTokenClaims(ctx, token) {
+    const account = accounts[token.accountId];
+    return account ? { groups: account.groups } : undefined;
+  },
   async findAccount(ctx, sub) {
     const account = accounts[sub];
     if (!account) return undefined;
