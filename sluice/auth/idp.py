@@ -43,7 +43,10 @@ class Idp:
         body = await resp.read()
         if resp.status != 200:
             raise SluiceError(ErrorKind.PROVIDER_ERROR, f"{url} answered {resp.status}", upstream_status=resp.status)
-        doc = orjson.loads(body)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
         if not isinstance(doc, dict):
             raise SluiceError(ErrorKind.PROVIDER_ERROR, f"{url} did not answer a JSON object")
         return doc

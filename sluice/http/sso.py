@@ -25,7 +25,7 @@ from sluice.core.errors import SluiceError
 from sluice.core.types import WireFormat
 from sluice.http.errors import status_of
 
-NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache", "referrer-policy": "no-referrer"}
 
 
 def _json(doc: object, status: int = 200) -> Response:
@@ -61,7 +61,8 @@ def build_sso_app(identity: Identity) -> Starlette:
             return _error(exc)
         response = RedirectResponse(url, 302, NO_STORE)
         response.headers.append(
-            "set-cookie", set_cookie(LOGIN_COOKIE, cookie, max_age=600, secure=sessions.config.secure_cookie)
+            "set-cookie",
+            set_cookie(LOGIN_COOKIE, cookie, max_age=600, secure=sessions.config.secure_cookie, path="/auth"),
         )
         return response
 
@@ -78,7 +79,7 @@ def build_sso_app(identity: Identity) -> Starlette:
             response = RedirectResponse(done.next_path, 302, NO_STORE)
         response.headers.append("set-cookie", sessions.issue(done.principal))
         response.headers.append(
-            "set-cookie", set_cookie(LOGIN_COOKIE, "", max_age=0, secure=sessions.config.secure_cookie)
+            "set-cookie", set_cookie(LOGIN_COOKIE, "", max_age=0, secure=sessions.config.secure_cookie, path="/auth")
         )
         return response
 
