@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sluice.app import open_store
-from sluice.auth.session import Signer
 from sluice.governance.keys import KeyCache, hash_secret, hint_of
 from sluice.governance.profiles import ProfileBook, derive, profile_for_groups
 from sluice.settings import AccessProfileConfig
@@ -61,17 +60,6 @@ async def test_the_key_cache_rebuilds_derived_keys_when_a_profile_changes(tmp_pa
         await cache.stop()
         await profiles.stop()
         await store.close()
-
-
-def test_signed_cookies_resist_tampering_expiry_and_reuse_for_another_purpose() -> None:
-    signer = Signer(b"k" * 32)
-    value = signer.sign("session", {"uid": "u1"}, 60, now=1000)
-    assert signer.verify("session", value, now=1010) == {"uid": "u1", "exp": 1060}
-    assert signer.verify("session", value, now=1061) is None
-    assert signer.verify("login", value, now=1010) is None
-    payload, _, mac = value.partition(".")
-    assert signer.verify("session", payload[:-2] + "xx." + mac, now=1010) is None
-    assert Signer(b"o" * 32).verify("session", value, now=1010) is None
 
 
 def test_config_warns_about_unknown_profiles_and_providers() -> None:
