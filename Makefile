@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= examples/demo.yaml
 E2E_NODE := tests/e2e/node_modules/.installed
+OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
 
 .PHONY: run test lint unit e2e-deps bench clean
 
@@ -25,7 +26,12 @@ $(E2E_NODE): tests/e2e/package.json
 	cd tests/e2e && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-e2e-deps: $(E2E_NODE)
+# A real OpenID provider (oidc-provider, pinned in its package.json) for the SSO tests.
+$(OIDC_NODE): tests/integration/oidc_provider/package.json
+	cd tests/integration/oidc_provider && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+e2e-deps: $(E2E_NODE) $(OIDC_NODE)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sluice tests $(wildcard bench)
@@ -33,7 +39,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/mypy sluice
 	$(VENV)/bin/lint-imports
 
-test: lint $(E2E_NODE)
+test: lint $(E2E_NODE) $(OIDC_NODE)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev

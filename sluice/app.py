@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
+from sluice.auth.identity import Identity, build_identity
 from sluice.core.tasks import cancel, spawn
 from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
 from sluice.governance.limits import Limits
+from sluice.governance.profiles import ProfileBook
 from sluice.mcp.gateway import McpGateway
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
@@ -104,6 +106,8 @@ class Services:
     mcp: McpGateway
     limits: Limits
     engine: Engine
+    profiles: ProfileBook
+    identity: Identity
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -112,6 +116,7 @@ class Services:
         await self.store.migrate()
         self.generated_secrets = await seed_virtual_keys(self.store, self.config)
         await record_changes(self.audit, await sync_from_file(self.store, self.config, self.config_actor))
+        await self.profiles.start()  # before the keys, which derive from profiles
         await self.keys.start()
         await self.mcp.start()
         await self.limits.start()
@@ -138,6 +143,7 @@ class Services:
         await self.audit.drain()
         await self.recorder.stop()
         await self.keys.stop()
+        await self.profiles.stop()
         await self.client.close()
         await self.store.close()
 
@@ -146,7 +152,8 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     store = open_store(store_url or config.store.url)
     client = UpstreamClient()
     providers = build_providers(config, client)
-    keys = KeyCache(store)
+    profiles = ProfileBook(store)
+    keys = KeyCache(store, profiles=profiles)
     recorder = RequestRecorder(
         store,
         queue_size=config.request_log.queue_size,
@@ -168,4 +175,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit, store)
     engine.session_tools = mcp.session_calls.take
-    return Services(config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine)
+    identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
+    return Services(
+        config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine, profiles, identity
+    )

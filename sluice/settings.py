@@ -444,6 +444,117 @@ class McpConfig(_Strict):
         return self
 
 
+class ProfileBudget(_Strict):
+    """A budget every key derived from an access profile gets for itself (not a shared pool)."""
+
+    id: str = Field(min_length=1)
+    max_limit: Decimal = Field(gt=0, description="dollars per window")
+    reset_duration: str
+    calendar_aligned: bool = False
+    fail_open: bool = False
+
+    _duration = field_validator("reset_duration")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class ProfileRateLimit(_Strict):
+    """A rate limit every key derived from an access profile gets for itself."""
+
+    id: str = Field(min_length=1)
+    token_max_limit: int | None = Field(default=None, gt=0)
+    token_reset_duration: str | None = None
+    request_max_limit: int | None = Field(default=None, gt=0)
+    request_reset_duration: str | None = None
+    max_concurrent_requests: int | None = Field(default=None, gt=0)
+    fail_open: bool = False
+
+    _durations = field_validator("token_reset_duration", "request_reset_duration")(
+        classmethod(lambda cls, v: _check_duration(v))
+    )
+
+
+class AccessProfileConfig(_Strict):
+    """What a person's virtual key may do, kept in one place: keys derived from a profile take
+    their providers, models, fallbacks, MCP tools and per-key limits from it when they are loaded,
+    so editing the profile changes every such key."""
+
+    id: str = Field(min_length=1)
+    name: str = ""
+    # IdP groups whose members get this profile: group names, or ids (Entra puts object ids in
+    # the groups claim). The highest `priority` wins when several profiles match a person.
+    groups: list[str] = Field(default_factory=list)
+    priority: int = 0
+    team_id: str | None = None  # derived keys belong to this team (its budgets apply too)
+    provider_configs: list[ProviderAccess] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+    mcp: McpAccess | None = None
+    budgets: list[ProfileBudget] = Field(default_factory=list)
+    rate_limits: list[ProfileRateLimit] = Field(default_factory=list)
+
+
+# The admin roles (the same vocabulary as sluice.auth.principal.Role, which sits above settings).
+AdminRole = Literal["admin", "security-auditor", "team-lead", "developer", "viewer"]
+
+
+class OidcConfig(_Strict):
+    """Admin and developer sign-in with an OpenID Connect provider (docs/sso-scim.md)."""
+
+    issuer: str = Field(min_length=1)  # exactly as the provider's discovery document states it
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None  # none: a public client, PKCE alone
+    # How the secret goes to the token endpoint (RFC 6749 2.3.1: basic is what every server takes).
+    token_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    redirect_uri: str = Field(min_length=1)  # https://<gateway>/auth/callback, registered at the IdP
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # Accepted `aud` of Bearer access tokens on the API, besides client_id (Okta's custom
+    # authorization server: api://default; Entra: api://<application id>).
+    audiences: list[str] = Field(default_factory=list)
+    # Where the claims are; dotted paths reach into objects (Keycloak: realm_access.roles).
+    groups_claim: str = "groups"
+    email_claim: str = "email"
+    username_claim: str = "email"  # matched to a SCIM user's userName (Entra: preferred_username)
+    name_claim: str = "name"
+    role_mapping: dict[str, list[AdminRole]] = Field(default_factory=dict)  # group -> roles
+    default_roles: list[AdminRole] = Field(default_factory=list)  # everyone who signs in
+    clock_skew_s: int = Field(default=60, ge=0, le=600)
+    # An unknown `kid` refetches the JWKS (key rotation), at most this often.
+    jwks_refetch_min_s: float = Field(default=30.0, ge=0)
+    jwks_ttl_s: float = Field(default=3600.0, gt=0)
+    jit_provisioning: bool = True  # first sign-in creates the user when SCIM has not
+    allowed_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+    )
+
+
+class SessionConfig(_Strict):
+    # Signs the session cookie; unset, a random one per process (sessions end with a restart).
+    secret: SecretStr | None = None
+    ttl_s: int = Field(default=8 * 3600, gt=0)
+    cookie_name: str = "sluice_session"
+    secure_cookie: bool = True  # false only for plain-HTTP development on 127.0.0.1
+
+
+class ScimConfig(_Strict):
+    # sha256 hex digests of the SCIM bearer tokens (several while rotating); the tokens themselves
+    # stay in the IdP.
+    token_sha256: list[str] = Field(min_length=1)
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not re.fullmatch(r"[0-9a-f]{64}", v):
+                raise ValueError("each token_sha256 is the 64-character lowercase hex sha256 of a token")
+        return values
+
+
+class AuthConfig(_Strict):
+    oidc: OidcConfig | None = None
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    scim: ScimConfig | None = None
+    # The access profile of people no profile's groups match (none: they get no key).
+    default_profile: str | None = None
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -474,6 +585,8 @@ class SluiceConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    access_profiles: list[AccessProfileConfig] = Field(default_factory=list)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @field_validator("providers")
     @classmethod
@@ -498,6 +611,7 @@ class SluiceConfig(_Strict):
             ("customer", self.customers),
             ("budget", self.budgets),
             ("rate limit", self.rate_limits),
+            ("access profile", self.access_profiles),
         ):
             ids: set[str] = set()
             for item in items:
@@ -525,6 +639,13 @@ class SluiceConfig(_Strict):
             kind, ident = rule.scope
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
+        profiles = {p.id for p in self.access_profiles}
+        if self.auth.default_profile is not None and self.auth.default_profile not in profiles:
+            out.append(f"auth.default_profile {self.auth.default_profile!r} is not among access_profiles")
+        for profile in self.access_profiles:
+            for access in profile.provider_configs:
+                if access.provider not in self.providers and access.provider != "fake":
+                    out.append(f"access profile {profile.id!r}: provider {access.provider!r} is not configured")
         for name, cfg in self.providers.items():
             ptype = provider_type(name, cfg)
             if ptype in ("anthropic", "openai", "gemini", "azure") and not cfg.keys:

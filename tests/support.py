@@ -17,15 +17,15 @@ from sluice.http.server import SluiceASGI
 from sluice.settings import SluiceConfig, parse_config
 
 
-def free_port_socket() -> socket.socket:
+def free_port_socket(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     return sock
 
 
 class GatewayThread:
-    def __init__(self, config: dict[str, Any] | SluiceConfig, tmp_path: Path) -> None:
+    def __init__(self, config: dict[str, Any] | SluiceConfig, tmp_path: Path, *, port: int = 0) -> None:
         if isinstance(config, dict):
             config = dict(config)
             config.setdefault("store", {"url": f"sqlite:///{tmp_path / 'sluice.db'}"})
@@ -34,7 +34,7 @@ class GatewayThread:
         self.config = config
         self.services: Services = build_services(config)
         self._loop = asyncio.new_event_loop()
-        self._sock = free_port_socket()
+        self._sock = free_port_socket(port)  # a chosen port when the config must name it (SSO)
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         cfg = uvicorn.Config(
@@ -72,3 +72,9 @@ class GatewayThread:
             return await self.services.store.recent_requests(1000)
 
         return list(self.call(fetch()))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,5 +1,7 @@
-"""The config file's governance objects (teams, customers, budgets, rate limits) and the live
-store: what the file declares is written to the store, each difference as a recorded event."""
+"""The config file's governance objects (teams, customers, budgets, rate limits, access profiles)
+and the live store: what the file declares is written to the store, each difference as a recorded
+event. The store also holds objects no file declares (SCIM users and groups); they have no model
+here and `parse_object` is not for them."""
 
 from __future__ import annotations
 
@@ -7,7 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sluice.settings import BudgetConfig, CustomerConfig, RateLimitConfig, SluiceConfig, TeamConfig
+from sluice.settings import (
+    AccessProfileConfig,
+    BudgetConfig,
+    CustomerConfig,
+    RateLimitConfig,
+    SluiceConfig,
+    TeamConfig,
+)
 from sluice.storage.ports import ConfigStore
 from sluice.storage.records import ConfigEvent, ConfigObject
 
@@ -16,6 +25,7 @@ KINDS: dict[str, type[BaseModel]] = {
     "customer": CustomerConfig,
     "budget": BudgetConfig,
     "rate_limit": RateLimitConfig,
+    "access_profile": AccessProfileConfig,
 }
 
 
@@ -30,6 +40,7 @@ def declared_objects(config: SluiceConfig) -> list[ConfigObject]:
         ("customer", config.customers),
         ("budget", config.budgets),
         ("rate_limit", config.rate_limits),
+        ("access_profile", config.access_profiles),
     ):
         objects.extend(ConfigObject(kind, item.id, body_of(item), "config") for item in items)
     return objects

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sluice.core.clock import SYSTEM_CLOCK, Clock
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.governance.profiles import ProfileBook
 from sluice.governance.refresh import Follower
 from sluice.storage.ports import KeyStore
 from sluice.storage.records import VirtualKey
@@ -73,13 +74,25 @@ def check_usable(key: VirtualKey, now: datetime) -> None:
 
 class KeyCache:
     """All keys in memory by hash; reloaded within `refresh_interval` of any change in the store
-    (a revocation by CLI or API applies within that interval, a new key at once)."""
+    (a revocation by CLI or API applies within that interval, a new key at once). Keys that derive
+    from an access profile are held as the profile makes them, rebuilt when a profile changes."""
 
-    def __init__(self, store: KeyStore, *, clock: Clock = SYSTEM_CLOCK, refresh_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        refresh_interval: float = 1.0,
+        profiles: ProfileBook | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._profiles = profiles
+        self._stored: list[VirtualKey] = []
         self._by_hash: dict[str, VirtualKey] = {}
         self._follower = Follower("keys", store.keys_version, self._load_keys, interval=refresh_interval)
+        if profiles is not None:
+            profiles.subscribe(self._index)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -91,8 +104,16 @@ class KeyCache:
         await self._follower.load()
 
     async def _load_keys(self) -> None:
+        self._stored = await self._store.list_keys()
+        await self._index()
+
+    def _derive(self, key: VirtualKey) -> VirtualKey:
+        return self._profiles.derive(key) if self._profiles is not None else key
+
+    async def _index(self) -> None:
         by_hash: dict[str, VirtualKey] = {}
-        for key in await self._store.list_keys():
+        for stored in self._stored:
+            key = self._derive(stored)
             by_hash[key.key_hash] = key
             if key.previous_key_hash:
                 by_hash[key.previous_key_hash] = key
@@ -109,6 +130,7 @@ class KeyCache:
         if key is None:
             key = await self._store.key_by_hash(digest)
             if key is not None:
+                key = self._derive(key)
                 self._by_hash[digest] = key
         now = self._clock.now()
         if key is None or not (hmac.compare_digest(key.key_hash, digest) or _previous_valid(key, digest, now)):

@@ -18,11 +18,12 @@ from typing import Literal
 from sluice.core.clock import SYSTEM_CLOCK, Clock
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.windows import Duration, Window, window_at
-from sluice.governance.config_sync import parse_object
+from sluice.governance.config_sync import KINDS, parse_object
 from sluice.governance.ledger_writer import LedgerWriter
+from sluice.governance.profiles import profile_limits
 from sluice.governance.refresh import Follower
 from sluice.pricing.table import pico_to_dollars
-from sluice.settings import BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
+from sluice.settings import AccessProfileConfig, BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
 from sluice.storage.ports import LimitCounters, Store
 from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
 
@@ -143,6 +144,8 @@ class Limits:
         self._seeded: set[str] = set()
         self._by_scope: dict[tuple[str, str], list[LimitRule]] = {}
         self._current: dict[LimitRule, tuple[LimitRule, Bucket, Window | None]] = {}
+        self._profiles: dict[str, AccessProfileConfig] = {}
+        self._derived: dict[tuple[str, str], list[LimitRule]] = {}  # (key id, profile id) -> rules
         self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
 
     async def start(self) -> None:
@@ -151,8 +154,10 @@ class Limits:
     async def reload(self) -> None:
         """Rules from the live configuration in the store; a change applies from the next
         request on, and counters already running keep their usage."""
-        budgets, rate_limits, teams = [], [], []
+        budgets, rate_limits, teams, profiles = [], [], [], {}
         for obj in await self._store.list_objects():
+            if obj.kind not in KINDS:
+                continue  # users and groups
             model = parse_object(obj)
             if isinstance(model, BudgetConfig):
                 budgets.append(model)
@@ -160,9 +165,13 @@ class Limits:
                 rate_limits.append(model)
             elif isinstance(model, TeamConfig):
                 teams.append(model)
+            elif isinstance(model, AccessProfileConfig):
+                profiles[model.id] = model
         rules = rules_from(budgets, rate_limits)
         now = int(self._clock.now().timestamp())
-        for rule in rules:
+        # A profile's rule windows start when the profile rule first appeared, for all its keys.
+        templates = [rule for p in profiles.values() for rule in rules_from(*profile_limits(p, ""))]
+        for rule in [*rules, *templates]:
             if rule.duration is not None and not rule.calendar_aligned and rule.id not in self._anchors:
                 first = await self._store.first_seen(f"anchor:{rule.id}", now)
                 self._anchors[rule.id] = datetime.fromtimestamp(first, UTC)
@@ -171,6 +180,8 @@ class Limits:
             by_scope.setdefault((rule.scope, rule.scope_id), []).append(rule)
         self._team_customer = {t.id: t.customer_id for t in teams}
         self._by_scope = by_scope
+        self._profiles = profiles
+        self._derived = {}
         self._current = {}
 
     async def stop(self) -> None:
@@ -190,7 +201,22 @@ class Limits:
             found += self._by_scope.get(("team", team), ())
         if customer:
             found += self._by_scope.get(("customer", customer), ())
+        if key.profile_id:
+            found += self._profile_rules(key.id, key.profile_id)
         return found
+
+    def _profile_rules(self, key_id: str, profile_id: str) -> list[LimitRule]:
+        cached = self._derived.get((key_id, profile_id))
+        if cached is not None:
+            return cached
+        profile = self._profiles.get(profile_id)
+        rules = rules_from(*profile_limits(profile, key_id)) if profile else []
+        for rule in rules:
+            template = rule.id.replace(f"@{key_id}", "@", 1)
+            if template in self._anchors:
+                self._anchors[rule.id] = self._anchors[template]
+        self._derived[key_id, profile_id] = rules
+        return rules
 
     async def admit(self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int) -> Admission | None:
         rules = self.rules_for(key)

@@ -16,6 +16,9 @@ from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
 from sluice.http.mcp import McpRoute
 from sluice.http.metrics import MetricsRoute
 from sluice.http.models import ModelsRoute
+from sluice.http.scim import PREFIX as SCIM_PREFIX
+from sluice.http.scim import build_scim_app
+from sluice.http.sso import build_sso_app
 
 log = logging.getLogger("sluice.http")
 
@@ -76,6 +79,11 @@ class SluiceASGI:
         self.gemini = GeminiRoute(services.engine, Operation.GENERATE)
         self.gemini_count = GeminiRoute(services.engine, Operation.COUNT_TOKENS)
         self.cloud = CloudRoutes(services.engine)
+        # Admin surfaces with path parameters, served by Starlette apps under a prefix.
+        self.mounts: list[tuple[str, Route]] = [("/auth", build_sso_app(services.identity))]
+        scim = build_scim_app(services.identity)
+        if scim is not None:
+            self.mounts.append((SCIM_PREFIX, scim))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -88,6 +96,8 @@ class SluiceASGI:
                 route = self.gemini_count if path.endswith(":countTokens") else self.gemini
             if route is None and scope["method"] == "POST":
                 route = self.cloud.match(path)
+            if route is None:
+                route = next((app for prefix, app in self.mounts if path.startswith(prefix + "/")), None)
             if route is None:
                 await _not_found(scope, send, self.routes)
                 return
