@@ -239,7 +239,8 @@ def test_editing_a_profile_changes_every_key_derived_from_it(gw: GatewayThread, 
     changed = {
         **interns,
         "provider_configs": [{"provider": "anthropic", "allowed_models": [SONNET]}],
-        # The window counts the request each key made above: the second is the last allowed.
+        # A rolling window starts when the rule is first seen (whole seconds), so the request each
+        # key made above may or may not fall in it: each key gets one or two more, never none.
         "rate_limits": [{"id": "rpm", "request_max_limit": 2, "request_reset_duration": "1h"}],
     }
     gw.call(store.put_object(ConfigObject("access_profile", "interns", changed, "api"), "admin"))
@@ -248,9 +249,12 @@ def test_editing_a_profile_changes_every_key_derived_from_it(gw: GatewayThread, 
     for secret in secrets:
         with pytest.raises(anthropic.PermissionDeniedError, match="not allowed"):
             ask(gw, secret, HAIKU)
-        assert ask(gw, secret, SONNET).content[0].text.startswith("echo")  # each key has its own counter
+        served = 0
         with pytest.raises(anthropic.RateLimitError, match="interns/rpm"):
-            ask(gw, secret, SONNET)
+            for _ in range(3):
+                assert ask(gw, secret, SONNET).content[0].text.startswith("echo")
+                served += 1
+        assert served >= 1  # each key has its own counter: the first key's calls left the second's alone
 
 
 def test_provisioning_is_in_the_audit_log(gw: GatewayThread, scim: httpx2.Client) -> None:
