@@ -27,7 +27,7 @@ from sluice.core.canonical import (
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import EARLY_END, BlockTracker
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.sse import SSEDecoder, encode
@@ -100,8 +100,13 @@ class ResponsesStreamDecoder:
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
-            if ev.data and not self._blocks.finished:
-                out.extend(self._event(orjson.loads(ev.data)))
+            if not ev.data or self._blocks.finished:
+                continue
+            doc = event_json(ev.data)
+            if doc is None:
+                self._blocks.finished = True
+                return [*out, Failure(502, BAD_EVENT, "server_error")]
+            out.extend(self._event(doc))
         return out
 
     def close(self) -> list[StreamEvent]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from dataclasses import replace
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +27,7 @@ from sluice.core.canonical import (
     Image,
     Message,
     Part,
+    Reasoning,
     Start,
     StreamEvent,
     Text,
@@ -159,6 +162,39 @@ def streams(draw: st.DrawFn, *, spaced: bool = False) -> list[StreamEvent]:
     return events
 
 
+@st.composite
+def options(draw: st.DrawFn, wire: WireFormat) -> dict[str, Any]:
+    """The request options each format carries in its own way (reasoning, output format, ...)."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    json_object = {"type": "json_object"}
+    levels = st.sampled_from(["low", "medium", "high"])
+    if wire == WireFormat.ANTHROPIC_MESSAGES:
+        return {
+            "reasoning": Reasoning(draw(st.one_of(st.none(), levels)), draw(st.integers(1024, 64000))),
+            "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}},
+            "user": draw(texts),
+            "top_k": draw(st.integers(1, 500)),
+            "stop": draw(st.lists(texts, max_size=3)),
+        }
+    if wire == WireFormat.GEMINI:
+        named = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+        return {
+            "reasoning": Reasoning(budget_tokens=draw(st.integers(1, 32768)), summary=draw(st.booleans())),
+            "response_format": draw(st.sampled_from([named, json_object])),
+            "top_k": draw(st.integers(1, 500)),
+            "stop": draw(st.lists(texts, max_size=3)),
+        }
+    named = {
+        "type": "json_schema",
+        "json_schema": {"name": draw(names), "schema": schema, "strict": draw(st.booleans())},
+    }
+    fields = {"response_format": draw(st.sampled_from([named, json_object])), "user": draw(texts)}
+    if wire == WireFormat.OPENAI_CHAT:
+        effort = draw(st.sampled_from(["minimal", "low", "medium", "high"]))
+        return fields | {"reasoning": Reasoning(effort), "stop": draw(st.lists(texts, max_size=3))}
+    return fields | {"reasoning": Reasoning(draw(levels), summary=draw(st.booleans()))}
+
+
 # --- comparison helpers ------------------------------------------------------------------------
 
 
@@ -219,6 +255,14 @@ def restream(wire: WireFormat, events: list[StreamEvent], cuts: list[int]) -> li
 def test_request_round_trip_per_format(data: st.DataObject) -> None:
     for wire in WIRES:
         request = data.draw(requests(thinking=wire.value if THINKING[wire] else "", spaced=wire in STRING_ARGS))
+        assert without(through(wire, request), wire.value) == without(request, wire.value), wire
+
+
+@SETTINGS
+@given(st.data())
+def test_request_options_round_trip_per_format(data: st.DataObject) -> None:
+    for wire in WIRES:
+        request = replace(data.draw(requests()), **data.draw(options(wire)))
         assert without(through(wire, request), wire.value) == without(request, wire.value), wire
 
 
