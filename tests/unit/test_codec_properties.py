@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -339,3 +340,10 @@ def test_tool_arguments_keep_their_bytes_between_text_formats(
     assert [p.arguments_json for p in decoded.content if isinstance(p, ToolCall)] == [
         p.arguments_json for p in response.content if isinstance(p, ToolCall)
     ]
+
+
+def test_registry_has_a_codec_per_translated_format_only() -> None:
+    assert [codec_for(w).wire for w in WIRES] == WIRES
+    for wire in (WireFormat.OPENAI_EMBEDDINGS, WireFormat.BEDROCK_CONVERSE):
+        with pytest.raises(KeyError):
+            codec_for(wire)
