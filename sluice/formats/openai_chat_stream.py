@@ -113,6 +113,8 @@ class OpenAIChatStreamDecoder:
             return [failure_from(doc["error"])]
         out: list[StreamEvent] = []
         if not self._blocks.started:
+            if not doc.get("id") and not doc.get("choices"):
+                return []  # Azure's prompt-filter chunk comes first, with no id or model
             self._blocks.started = True
             out.append(Start(doc.get("id", ""), doc.get("model", "")))
         if doc.get("usage"):

@@ -34,6 +34,7 @@ from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 _TERMINAL = ("response.completed", "response.incomplete")
+_OWN_CODES = {"insufficient_quota", "context_length_exceeded", "rate_limit_exceeded", "invalid_prompt", "server_error"}
 _CODES = {400: "invalid_request_error", 401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 
 
@@ -211,7 +212,8 @@ class ResponsesStreamEncoder:
             )
             return self._ev(name, response=response)
         if isinstance(event, Failure):
-            code = event.type or _CODES.get(event.status, "server_error")
+            # Codex acts on OpenAI's codes; another vendor's error type would mean nothing to it
+            code = event.type if event.type in _OWN_CODES else _CODES.get(event.status, "server_error")
             error = {"code": code, "message": event.message}
             failed = response_object(self._id, self._model, self._output, status="failed", error=error)
             return self._ev("response.failed", response=failed)
