@@ -344,6 +344,6 @@ def test_tool_arguments_keep_their_bytes_between_text_formats(
 
 def test_registry_has_a_codec_per_translated_format_only() -> None:
     assert [codec_for(w).wire for w in WIRES] == WIRES
-    for wire in (WireFormat.OPENAI_EMBEDDINGS, WireFormat.BEDROCK_CONVERSE):
-        with pytest.raises(KeyError):
-            codec_for(wire)
+    assert codec_for(WireFormat.BEDROCK_CONVERSE).wire is WireFormat.BEDROCK_CONVERSE  # outbound only
+    with pytest.raises(KeyError):
+        codec_for(WireFormat.OPENAI_EMBEDDINGS)
