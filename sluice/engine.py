@@ -278,6 +278,8 @@ class Engine:
             "model": chosen.model,
             "outcome": None,
         }
+        if bridge is not None:
+            attempt["translated"] = f"{inbound.wire.value}->{target.value}"  # the request log says so
         ctx.attempts.append(attempt)
         breaker = f"{provider.name}/{ctx.provider_key_name or '-'}"
         if pkey is not None:

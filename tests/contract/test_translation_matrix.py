@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.contract.conftest import ANTHROPIC_SECRET, OPENAI_SECRET, log_entry
-from tests.contract.sdk_calls import SURFACES, TEXT_STOP, TOOL_NAME, TOOL_STOP, call, needs_codecs
+from tests.contract.sdk_calls import SURFACES, TEXT_STOP, TOOL_NAME, TOOL_STOP, WIRES, call, needs_codecs
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
@@ -101,3 +101,6 @@ def test_every_surface_reaches_every_provider(
     assert answer.output_tokens == entry["output_tokens"] > 0
     assert answer.input_tokens == entry["input_tokens"] + entry["cache_read_tokens"] + entry["cache_write_tokens"] > 0
     assert entry["cost_pico"] > 0
+    translated = [a.get("translated") for a in entry["attempts"]]
+    wire = {"anthropic": "anthropic_messages", "openai": "openai_chat", "gemini": "gemini"}[provider]
+    assert translated == [None if NATIVE[surface] == provider else f"{WIRES[surface].value}->{wire}"]
