@@ -3,6 +3,7 @@ error) carried back into the caller's format."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -83,7 +84,7 @@ class Translation:
         if self.operation is Operation.COUNT_TOKENS:
             return count_body(self.answer, counted(self.target, doc))
         try:
-            return orjson.dumps(source.encode_response(target.decode_response(doc)))
+            return _stamped(orjson.dumps(source.encode_response(target.decode_response(doc))))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # Untranslatable is a ValueError
             raise _unanswerable(self.target, self.answer, str(exc)) from None
 
@@ -115,12 +116,12 @@ class Translation:
             async for chunk in iterator:
                 out, failure = self._encode(encoder, decoder.feed(chunk))
                 if out:
-                    yield out  # what came before a failure in the same chunk still goes out
+                    yield _stamped(out)  # what came before a failure in the same chunk still goes out
                 if failure is not None:
                     raise failure
             out, failure = self._encode(encoder, decoder.close())
             if out or failure is None:
-                yield out + (encoder.close() if failure is None else b"")
+                yield _stamped(out + (encoder.close() if failure is None else b""))
             if failure is not None:
                 raise failure
         finally:
@@ -141,6 +142,18 @@ class Translation:
             except Untranslatable as exc:
                 raise _unanswerable(self.target, self.answer, str(exc)) from None
         return b"".join(out), None
+
+
+# Codecs have no clock: OpenAI's `created` / `created_at` come out as 0, and are stamped here.
+# The compact key cannot occur inside a JSON string (its quotes would be escaped there).
+_UNSTAMPED = (b'"created":0,', b'"created_at":0,')
+
+
+def _stamped(out: bytes) -> bytes:
+    if b'":0,' not in out:
+        return out
+    now = str(int(time.time())).encode()
+    return out.replace(_UNSTAMPED[0], b'"created":' + now + b",").replace(_UNSTAMPED[1], b'"created_at":' + now + b",")
 
 
 def kind_of(status: int) -> ErrorKind:
