@@ -1,4 +1,4 @@
-"""The Responses API and Gemini fakes render their own fixtures back (same JSON, same events, same framing), and the
+"""The Responses API and Gemini fakes render their own fixtures back byte for byte (bodies and streams), and the
 official SDKs pointed straight at them (`openai` responses, `google-genai`) parse what they send."""
 
 from __future__ import annotations
