@@ -21,6 +21,7 @@ import orjson
 from sluice.audit.events import request_kind, request_summary
 from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
+from sluice.core.canonical import ChatRequest, Failure
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
@@ -45,6 +46,7 @@ from sluice.routing.router import Resolution, RouteFacts, Router
 from sluice.routing.weighted import choose
 from sluice.settings import RoutingConfig
 from sluice.storage.records import VirtualKey
+from sluice.translation import bridge_for, count_body, local_count, reaches
 
 log = logging.getLogger("sluice.engine")
 _KEYED_TYPES = {"anthropic", "openai", "gemini"}  # provider types that cannot work without a credential
@@ -60,6 +62,7 @@ class Inbound:
     query: str = ""
     model: str | None = None  # when the model travels in the URL (Gemini), not in the body
     stream: bool | None = None  # likewise for streaming
+    canonical: ChatRequest | None = None  # decoded once, when some attempt needs translating
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class Outcome:
     headers: dict[str, str]
     body: bytes | None = None
     chunks: AsyncIterator[bytes] | None = None
+    failure: Failure | None = None  # a translated upstream error: the edge renders it for the caller
 
 
 class Engine:
@@ -121,7 +125,11 @@ class Engine:
                 ErrorKind.GATEWAY_NOT_CONFIGURED,
                 f"Model '{model}' is allowed through provider {names}, which is not configured in this gateway.",
             )
-        reachable = [c for c in configured if self.providers[c.provider].speaks(inbound.wire, inbound.operation)]
+        reachable = [
+            c
+            for c in configured
+            if reaches(self.providers[c.provider], c.model, inbound.wire, inbound.operation, inbound.doc)
+        ]
         if not reachable:
             names = ", ".join(sorted({c.provider for c in configured}))
             raise SluiceError(
@@ -254,6 +262,13 @@ class Engine:
         provider, chosen, pkey = self.plan(key, inbound, model, tried_keys)
         ctx.provider, ctx.model = provider.name, chosen.model
         ctx.provider_key_name = pkey.name if pkey else None
+        target, bridge, inbound.canonical = bridge_for(provider, chosen.model, inbound, inbound.canonical)
+        if target is None:  # nothing to ask the provider: answer a documented local estimate, free
+            assert inbound.canonical is not None
+            ctx.attempts.append({"provider": provider.name, "model": chosen.model, "outcome": "estimated"})
+            ctx.status = 200
+            body = count_body(inbound.wire, local_count(inbound.canonical))
+            return Outcome(200, "application/json", {"x-sluice-token-count": "estimate"}, body=body)
         cost, tokens = self.worst_case(ctx, inbound, chosen.model)
         ctx.admission = await self.limits.admit(f"{ctx.request_id}.{len(ctx.attempts)}", key, cost, tokens)
         ctx.admitted = True
@@ -268,24 +283,27 @@ class Engine:
         if pkey is not None:
             tried_keys.add(pkey.name)
 
-        doc = dict(inbound.doc)
-        changed = inbound.model is None and chosen.model != inbound.doc.get("model")
-        if changed:
-            doc["model"] = chosen.model
         hide_usage = False
-        if ctx.stream and inbound.wire is WireFormat.OPENAI_CHAT:
-            # Usage only arrives in a stream when asked for; ask on the caller's behalf so the
-            # request can be metered, and take the extra chunk out again on the way back.
-            opts = doc.get("stream_options")
-            opts = opts if isinstance(opts, dict) else {}
-            if not opts.get("include_usage"):
-                doc["stream_options"] = {**opts, "include_usage": True}
-                hide_usage = changed = True
-        body = orjson.dumps(doc) if changed else inbound.body
+        if bridge is not None:
+            body, doc = bridge.body(chosen.model, ctx.stream)
+        else:
+            doc = dict(inbound.doc)
+            changed = inbound.model is None and chosen.model != inbound.doc.get("model")
+            if changed:
+                doc["model"] = chosen.model
+            if ctx.stream and inbound.wire is WireFormat.OPENAI_CHAT:
+                # Usage only arrives in a stream when asked for; ask on the caller's behalf so the
+                # request can be metered, and take the extra chunk out again on the way back.
+                opts = doc.get("stream_options")
+                opts = opts if isinstance(opts, dict) else {}
+                if not opts.get("include_usage"):
+                    doc["stream_options"] = {**opts, "include_usage": True}
+                    hide_usage = changed = True
+            body = orjson.dumps(doc) if changed else inbound.body
 
         call = ProviderCall(
             ctx,
-            inbound.wire,
+            target,
             inbound.operation,
             chosen.model,
             body,
@@ -307,7 +325,9 @@ class Engine:
             self.breakers.failed(breaker, now)
         elif reply.status != 429:
             self.breakers.succeeded(breaker)
-        outcome = self._outcome(ctx, inbound, provider, reply, hide_usage)
+        outcome = self._outcome(ctx, target, inbound.operation, provider, reply, hide_usage)
+        if bridge is not None:
+            bridge.carry(outcome)
         if outcome.chunks is not None:
             # Wait for the stream's first piece here: until then nothing reached the caller, so a
             # failure can still be retried or fall back.
@@ -393,8 +413,15 @@ class Engine:
                 ) from None
 
     def _outcome(
-        self, ctx: RequestContext, inbound: Inbound, provider: Provider, reply: ProviderReply, hide_usage: bool
+        self,
+        ctx: RequestContext,
+        wire: WireFormat,
+        operation: Operation,
+        provider: Provider,
+        reply: ProviderReply,
+        hide_usage: bool,
     ) -> Outcome:
+        """The provider's reply, metered in the provider's own format `wire`."""
         ctx.status = reply.status
         if reply.status >= 400:
             body = reply.body or b""
@@ -415,10 +442,10 @@ class Engine:
             )
         if reply.chunks is None:
             assert reply.body is not None
-            if inbound.operation is not Operation.COUNT_TOKENS:
-                ctx.usage = usage_of(inbound.wire, reply.body)
+            if operation is not Operation.COUNT_TOKENS:
+                ctx.usage = usage_of(wire, reply.body)
             return Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
-        observer = stream_observer(inbound.wire, hide_usage)
+        observer = stream_observer(wire, hide_usage)
         observer.count_output = ctx.admission is not None and self.limits.guards_output(ctx.admission)
         if ctx.capture:
             observer.count_output = True

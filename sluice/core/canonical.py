@@ -94,6 +94,11 @@ class Tool:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    # A vendor tool with no function schema (an Anthropic server tool, Responses `local_shell`,
+    # `custom` or `web_search`, Gemini `googleSearch`): its wire JSON, valid only in `origin`. The
+    # codec of another format raises Untranslatable rather than drop a capability silently.
+    native: dict[str, Any] | None = None
+    origin: str = ""  # the WireFormat value `native` belongs to
 
 
 @dataclass(slots=True)

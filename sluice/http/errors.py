@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from sluice.core.canonical import Failure
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
 from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
@@ -90,6 +91,19 @@ def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str)
     if wire is WireFormat.GEMINI:
         return gemini.error_body(status, err.message)
     return openai_chat.error_body(status, err.message, _openai_code(err, wire))
+
+
+def failure_response(failure: Failure, wire: WireFormat, request_id: str) -> tuple[int, bytes]:
+    """A provider's error answer, translated (`sluice.translation`), as the caller's surface would
+    have said it: the provider's status and message in the caller's error body."""
+    status = failure.status
+    if status == 529 and wire is not WireFormat.ANTHROPIC_MESSAGES:
+        status = 503
+    if wire is WireFormat.ANTHROPIC_MESSAGES:
+        return status, anthropic_messages.error_body(status, failure.message, request_id)
+    if wire is WireFormat.GEMINI:
+        return status, gemini.error_body(status, failure.message)
+    return status, openai_chat.error_body(status, failure.message)
 
 
 def stream_error_event(err: SluiceError, wire: WireFormat) -> bytes:

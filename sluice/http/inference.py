@@ -26,7 +26,7 @@ from sluice.http.asgi import (
     read_body,
     respond,
 )
-from sluice.http.errors import error_body, error_headers, status_of, stream_error_event
+from sluice.http.errors import error_body, error_headers, failure_response, status_of, stream_error_event
 from sluice.http.identity import fill_caller
 
 log = logging.getLogger("sluice.http")
@@ -52,9 +52,11 @@ class InferenceRoute:
             outcome = await self.engine.run(ctx, inbound)
             if outcome.chunks is None:
                 ctx.mark_first_byte()
-                await respond(
-                    send, outcome.status, outcome.body or b"", outcome.content_type, self._headers(ctx, outcome)
-                )
+                status, body, content_type = outcome.status, outcome.body or b"", outcome.content_type
+                if outcome.failure is not None:  # a translated provider error, in the caller's shape
+                    status, body = failure_response(outcome.failure, self.wire, ctx.request_id)
+                    ctx.status, content_type = status, "application/json"
+                await respond(send, status, body, content_type, self._headers(ctx, outcome))
             else:
                 await self._stream(ctx, outcome, outcome.chunks, receive, send)
         except SluiceError as err:

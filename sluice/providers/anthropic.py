@@ -16,6 +16,9 @@ class AnthropicProvider(HttpProvider):
     def speaks(self, wire: WireFormat, operation: Operation) -> bool:
         return wire is WireFormat.ANTHROPIC_MESSAGES and operation in _PATHS
 
+    def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
+        return WireFormat.ANTHROPIC_MESSAGES if operation in _PATHS else None
+
     def serves(self, model: str) -> bool:
         return model.startswith("claude")
 

@@ -1,4 +1,13 @@
-"""The provider protocol: one small interface per upstream API."""
+"""The provider protocol: one small interface per upstream API.
+
+Two questions decide how a request reaches a provider:
+- `speaks(wire, operation)`: the provider takes the caller's format natively, so the body and the
+  answer pass through untouched (the hot path: no decoding, no extra cost).
+- `wire_for(model, operation)`: otherwise, the format the gateway should translate the request into
+  (`sluice.translation`), or None when this operation cannot reach the provider at all (a token
+  count then gets a local estimate; embeddings are refused). A provider added later only has to
+  answer these two; the engine does the translating.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +58,10 @@ class Provider(Protocol):
 
     def speaks(self, wire: WireFormat, operation: Operation) -> bool:
         """True when the provider takes this wire format natively, so bodies pass unchanged."""
+        ...
+
+    def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
+        """The format to translate into when the caller's is not spoken; None: not reachable."""
         ...
 
     def serves(self, model: str) -> bool:

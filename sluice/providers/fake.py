@@ -42,6 +42,10 @@ class FakeProvider:
     def speaks(self, wire: WireFormat, operation: Operation) -> bool:
         return True
 
+    def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
+        # Never consulted (the fake speaks every format); Messages is the richest if it were.
+        return WireFormat.ANTHROPIC_MESSAGES if operation is not Operation.EMBED else WireFormat.OPENAI_EMBEDDINGS
+
     def serves(self, model: str) -> bool:
         return True
 

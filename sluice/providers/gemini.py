@@ -16,6 +16,9 @@ class GeminiProvider(HttpProvider):
     def speaks(self, wire: WireFormat, operation: Operation) -> bool:
         return wire is WireFormat.GEMINI and operation in _METHODS
 
+    def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
+        return WireFormat.GEMINI if operation in _METHODS else None
+
     def serves(self, model: str) -> bool:
         return model.startswith(("gemini", "gemma", "learnlm"))
 

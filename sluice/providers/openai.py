@@ -22,6 +22,12 @@ class OpenAIProvider(HttpProvider):
     def speaks(self, wire: WireFormat, operation: Operation) -> bool:
         return (wire, operation) in _PATHS
 
+    def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
+        # Chat Completions is what every model of the API takes; Responses is where OpenAI counts.
+        if operation is Operation.GENERATE:
+            return WireFormat.OPENAI_CHAT
+        return WireFormat.OPENAI_RESPONSES if operation is Operation.COUNT_TOKENS else None
+
     def serves(self, model: str) -> bool:
         return model.startswith(_OPENAI_PREFIXES)
 
@@ -36,6 +42,10 @@ class OpenAIProvider(HttpProvider):
 
 class OpenAICompatibleProvider(OpenAIProvider):
     type = "openai_compatible"
+
+    def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
+        # Vendors and self-hosted servers implement Chat Completions; few count tokens.
+        return WireFormat.OPENAI_CHAT if operation is Operation.GENERATE else None
 
     def serves(self, model: str) -> bool:
         # A self-hosted or vendor endpoint may serve any model name; allowlists decide.

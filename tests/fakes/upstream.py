@@ -1,4 +1,5 @@
-"""A fake LLM provider that speaks the Anthropic Messages and OpenAI Chat Completions wire formats.
+"""A fake LLM provider that speaks the Anthropic Messages and OpenAI Chat Completions wire formats (and, through
+``tests.fakes.responses_wire`` and ``tests.fakes.gemini_wire``, the OpenAI Responses API and Gemini).
 
 Used by tests and benchmarks as the upstream behind the gateway. Every answer is rendered from the recorded-style
 fixtures under ``tests/fixtures/{anthropic,openai}``: the fixtures are parsed once, the fields that change per request
@@ -749,6 +750,8 @@ for _prefix in ("", "/v1"):
     _ROUTES["POST", _prefix + "/messages/count_tokens"] = "count_tokens"
     _ROUTES["POST", _prefix + "/chat/completions"] = "chat"
     _ROUTES["POST", _prefix + "/embeddings"] = "embeddings"
+    _ROUTES["POST", _prefix + "/responses"] = "responses"  # tests.fakes.responses_wire
+    _ROUTES["POST", _prefix + "/responses/input_tokens"] = "input_tokens"
     _ROUTES["GET", _prefix + "/models"] = "models"
 
 _ANTHROPIC_ORG = "4f2e8c1a-6b7d-4e3f-9a1c-2d5b8e7f0a93"
@@ -776,6 +779,13 @@ class FakeUpstream:
         self.require_auth = True  # False: answer without any credential, as a self-hosted server does
         self.anthropic = AnthropicWire()
         self.openai = OpenAIWire()
+        # The Responses API and Gemini live in their own modules (which build on this one).
+        from tests.fakes import gemini_wire, responses_wire
+
+        self.responses = responses_wire.ResponsesWire()
+        self.gemini = gemini_wire.GeminiWire()
+        self._serve_responses, self._serve_gemini = responses_wire.serve, gemini_wire.serve
+        self._gemini_path = gemini_wire.GEMINI_PATH
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
@@ -835,6 +845,9 @@ class FakeUpstream:
             recorded = RecordedRequest(request.method, request.path, request.query_string, headers, body)
             with self._lock:
                 self.requests.append(recorded)
+        gemini = self._gemini_path.match(request.path) if request.method == "POST" else None
+        if gemini is not None:
+            return await self._serve_gemini(self, request, body, headers, gemini.group(1), gemini.group(2))
         route = _ROUTES.get((request.method, request.path))
         style = _ANTHROPIC if route in ("messages", "count_tokens") else _OPENAI
         if route == "models" and ("anthropic-version" in headers or "x-api-key" in headers):
@@ -878,6 +891,8 @@ class FakeUpstream:
             )
         if route == "chat":
             return await self._chat(request, body, doc, model)
+        if route in ("responses", "input_tokens"):
+            return await self._serve_responses(self, request, body, doc, model, route)
         return self._embeddings(doc, model)
 
     # -- auth and errors ---------------------------------------------------------------------------------------------

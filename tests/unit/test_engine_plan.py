@@ -52,14 +52,19 @@ def test_weighted_choice_among_providers_and_provider_keys() -> None:
     assert abs(picks["anthropic", "k-light"] / 8000 - 0.15) < 0.03
 
 
-def test_provider_must_speak_the_surface() -> None:
+def test_provider_speaks_the_surface_or_is_reached_by_translation() -> None:
     engine = engine_for({"providers": PROVIDERS})
     key = VirtualKey("vk", "vk", "h", "h", (ProviderGrant("openai", 1.0, ("gpt-4o",)),))
-    with pytest.raises(SluiceError) as err:
-        engine.plan(key, inbound(), "gpt-4o")
-    assert err.value.kind is ErrorKind.GATEWAY_UNSUPPORTED
     provider, chosen, pkey = engine.plan(key, inbound(WireFormat.OPENAI_CHAT), "openai/gpt-4o")
     assert (provider.name, chosen.model, pkey.name if pkey else None) == ("openai", "gpt-4o", "o")
+    provider, _, _ = engine.plan(key, inbound(), "gpt-4o")  # Anthropic Messages in, Chat Completions out
+    assert provider.name == "openai"
+    # Embeddings have no translation: an Anthropic model cannot embed through /v1/embeddings.
+    claude = VirtualKey("vk", "vk", "h", "h", (ProviderGrant("anthropic", 1.0, ("claude-sonnet-4-6",)),))
+    embed = Inbound(WireFormat.OPENAI_EMBEDDINGS, Operation.EMBED, b"{}", {}, {})
+    with pytest.raises(SluiceError) as err:
+        engine.plan(claude, embed, "claude-sonnet-4-6")
+    assert err.value.kind is ErrorKind.GATEWAY_UNSUPPORTED
 
 
 def test_unconfigured_or_keyless_providers() -> None:

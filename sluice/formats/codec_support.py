@@ -1,0 +1,161 @@
+"""Small pieces every codec shares: data URLs, tool-argument JSON, error-body parsing, and the
+bookkeeping that turns a wire stream into well-formed canonical block events (and back)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+from sluice.core.canonical import (
+    BlockStart,
+    BlockStop,
+    Finish,
+    Message,
+    Part,
+    StopReason,
+    StreamEvent,
+    Text,
+    Thinking,
+    Tool,
+    ToolCall,
+    Untranslatable,
+)
+from sluice.core.types import Usage
+
+EARLY_END = "the upstream stream ended before it finished"
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def args_object(call: ToolCall, target: str) -> dict[str, Any]:
+    """Formats that carry arguments as a JSON object need the text parsed; a model that produced
+    broken JSON cannot be forwarded to them without inventing something."""
+    try:
+        value = orjson.loads(call.arguments_json or "{}")
+    except orjson.JSONDecodeError:
+        raise Untranslatable(f"{target}: the arguments of tool call {call.id!r} are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise Untranslatable(f"{target}: the arguments of tool call {call.id!r} are not a JSON object")
+    return value
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """`data:image/png;base64,XXXX` -> ("image/png", "XXXX"); None for any other URL."""
+    if not url.startswith("data:"):
+        return None
+    head, sep, data = url[5:].partition(",")
+    if not sep or not head.endswith(";base64"):
+        return None
+    return head[: -len(";base64")], data
+
+
+def data_url(media_type: str, data: str) -> str:
+    return f"data:{media_type};base64,{data}"
+
+
+def json_body(body: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        doc = doc[0]  # Google sometimes wraps the error in a one-element array
+    return doc if isinstance(doc, dict) else None
+
+
+def body_text(body: bytes) -> str:
+    return body.decode("utf-8", "replace").strip() or "(empty error body)"
+
+
+def own_thinking(part: Part, wire: str) -> bool:
+    """Thinking blocks are kept only for the vendor that made them."""
+    return not isinstance(part, Thinking) or part.origin == wire
+
+
+def native_tools(tools: list[Tool], wire: str) -> list[dict[str, Any]]:
+    """The vendor tools of this format; a vendor tool of another format cannot be expressed."""
+    out = []
+    for tool in tools:
+        if tool.native is None:
+            continue
+        if tool.origin != wire:
+            kind = tool.native.get("type") or tool.name or "?"
+            raise Untranslatable(f"{wire}: the {tool.origin} tool {kind!r} has no equivalent in this format")
+        out.append(tool.native)
+    return out
+
+
+def system_text(parts: list[Text]) -> str:
+    return "\n\n".join(p.text for p in parts)
+
+
+def fold_system(message: Message) -> Message:
+    """A mid-conversation system message, for a format whose turns have no system role: it stays
+    where it was, as a user turn the model can tell apart."""
+    text = system_text([p for p in message.parts if isinstance(p, Text)])
+    return Message("user", [Text(f"<system>\n{text}\n</system>")])
+
+
+def merge_into(messages: list[Message], role: Literal["user", "assistant"], parts: list[Part]) -> None:
+    """Append parts to the last message when it has the same role (formats that split one turn
+    into several items or messages decode to one canonical message)."""
+    if messages and messages[-1].role == role:
+        messages[-1].parts.extend(parts)
+    else:
+        messages.append(Message(role, list(parts)))
+
+
+class BlockTracker:
+    """Turns a wire stream into canonical block events: numbers blocks 0, 1, ... in the order they
+    open, closes the open block before another opens, and closes the last one before Finish."""
+
+    def __init__(self) -> None:
+        self.open_kind: str | None = None
+        self.index = -1
+        self.started = False
+        self.finished = False
+        self.tool_calls = 0
+
+    def open(self, kind: Literal["text", "tool_call", "thinking"], **fields: Any) -> list[StreamEvent]:
+        out = self.close()
+        self.index += 1
+        self.open_kind = kind
+        if kind == "tool_call":
+            self.tool_calls += 1
+        out.append(BlockStart(self.index, kind, **fields))
+        return out
+
+    def ensure(self, kind: Literal["text", "thinking"], **fields: Any) -> list[StreamEvent]:
+        return [] if self.open_kind == kind else self.open(kind, **fields)
+
+    def close(self) -> list[StreamEvent]:
+        if self.open_kind is None:
+            return []
+        self.open_kind = None
+        return [BlockStop(self.index)]
+
+    def finish(self, stop: StopReason, usage: Usage, stop_sequence: str | None = None) -> list[StreamEvent]:
+        if self.finished:
+            return []
+        self.finished = True
+        return [*self.close(), Finish(stop, usage, stop_sequence)]
+
+
+class IndexMap:
+    """Encoder side: which canonical blocks this format shows (foreign thinking is dropped) and
+    the format's own index for each."""
+
+    def __init__(self) -> None:
+        self._own: dict[int, int] = {}
+        self._next = 0
+
+    def add(self, index: int) -> int:
+        self._own[index] = self._next
+        self._next += 1
+        return self._own[index]
+
+    def get(self, index: int) -> int | None:
+        return self._own.get(index)

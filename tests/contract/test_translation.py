@@ -1,0 +1,244 @@
+"""What translation must keep besides the happy path: refusals in the caller's format, upstream errors (whole and
+in-stream) in the caller's shape, exact billing of translated streams, fallbacks across formats, token counting
+across formats, and Cursor's Responses-shaped bodies on /v1/chat/completions."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from tests.contract.conftest import log_entry
+from tests.contract.sdk_calls import needs_codecs
+from tests.contract.test_translation_matrix import KEY, MODELS, matrix_config
+from tests.fakes.upstream import FakeUpstreamThread
+from tests.support import GatewayThread
+
+BUDGET_KEY = "sk-sluice-matrix-budget-00000000"
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
+    config = matrix_config(upstream.base_url, fallbacks=[MODELS["gemini"]])
+    config["providers"]["local"] = {"type": "openai_compatible", "base_url": upstream.base_url + "/v1"}
+    config["virtual_keys"][0]["provider_configs"].append({"provider": "local", "allowed_models": ["llama-3.1-8b"]})
+    config["virtual_keys"].append(
+        {"id": "vk-spend", "value": BUDGET_KEY, "provider_configs": [{"provider": p} for p in MODELS]}
+    )
+    config["budgets"] = [{"id": "b-spend", "virtual_key_id": "vk-spend", "max_limit": 10, "reset_duration": "1d"}]
+    config["routing"] = {"retries": {"attempts": 1}}
+    with GatewayThread(config, tmp_path_factory.mktemp("translation")) as gw:
+        yield gw
+
+
+def anthropic_client(gw: GatewayThread, key: str = KEY) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.base_url, api_key=key, max_retries=0)
+
+
+def openai_client(gw: GatewayThread) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=KEY, max_retries=0)
+
+
+def gemini_client(gw: GatewayThread) -> genai.Client:
+    return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=gw.base_url))
+
+
+# --- refusals and errors -------------------------------------------------------------------------------------------
+
+
+def test_untranslatable_request_is_a_400_in_the_callers_format(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("openai_responses")
+    # A Responses built-in tool has no Anthropic equivalent; an Anthropic server tool none in Chat Completions.
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client(gateway).responses.create(
+            model=MODELS["anthropic"], input="search", tools=[{"type": "web_search"}]
+        )
+    assert "cannot be translated" in refused.value.message
+    with pytest.raises(anthropic.BadRequestError) as server_tool:
+        anthropic_client(gateway).messages.create(
+            model=MODELS["openai"],
+            max_tokens=50,
+            messages=[{"role": "user", "content": "search"}],
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
+        )
+    assert server_tool.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "cannot be translated" in server_tool.value.message
+    assert upstream.requests == []  # nothing half-translated went out
+
+
+def test_upstream_error_reaches_the_caller_in_its_own_shape(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("gemini")
+    upstream.upstream.fail_next(400, times=1)  # OpenAI's invalid_request_error body
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        anthropic_client(gateway).messages.create(
+            model=MODELS["openai"], max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        )
+    body: Any = bad.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert upstream.requests[-1].path == "/v1/chat/completions"
+
+    upstream.upstream.fail_next(404, times=1)  # Anthropic's not_found_error, to a Gemini caller
+    client = gemini_client(gateway)
+    with pytest.raises(errors.ClientError) as missing:
+        client.models.generate_content(model=MODELS["anthropic"], contents="hi")
+    assert missing.value.code == 404 and missing.value.status == "NOT_FOUND"
+
+
+def test_in_stream_error_is_the_callers_in_stream_error(gateway: GatewayThread) -> None:
+    needs_codecs("gemini")
+    prompt = " ".join(f"word{i}" for i in range(40))
+    text = ""
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        with anthropic_client(gateway).messages.stream(
+            model="gemini-2.5-flash-stream-error", max_tokens=200, messages=[{"role": "user", "content": prompt}]
+        ) as stream:
+            for piece in stream.text_stream:
+                text += piece
+    assert text.startswith("echo: word0")  # some of the answer went out before the upstream failed
+    assert "overloaded" in str(failed.value)
+
+
+# --- billing and fallbacks -----------------------------------------------------------------------------------------
+
+
+def test_translated_stream_settles_exactly_what_the_upstream_reported(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("gemini")
+    prompt = "bill me exactly"
+    with anthropic_client(gateway, BUDGET_KEY).messages.stream(
+        model=MODELS["gemini"], max_tokens=100, messages=[{"role": "user", "content": prompt}]
+    ) as stream:
+        final = stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    [seen] = upstream.requests
+    reported_input = max(1, len(seen.body) // 4)  # what the Gemini fake reports
+    reported_output = max(1, len("echo: " + prompt) // 4)
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (reported_input, reported_output)
+    row = log_entry(gateway, request_id)
+    assert (row["input_tokens"], row["output_tokens"]) == (reported_input, reported_output)
+    expected = gateway.services.engine.prices.cost_pico(MODELS["gemini"], _usage(reported_input, reported_output))
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    cost, tokens, requests = gateway.call(
+        gateway.services.store.spend_totals("virtual_key", "vk-spend", start, start + timedelta(days=1))
+    )
+    assert (cost, tokens, requests) == (expected, reported_input + reported_output, 1)
+    assert row["cost_pico"] == expected > 0
+
+
+def _usage(input_tokens: int, output_tokens: int) -> Any:
+    from sluice.core.types import Usage
+
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def test_fallback_to_a_provider_of_another_format(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
+    needs_codecs("gemini")
+    upstream.upstream.fail_next(500, times=1)  # the Anthropic target fails; the key falls back to Gemini
+    raw = openai_client(gateway).chat.completions.with_raw_response.create(
+        model=MODELS["anthropic"], messages=[{"role": "user", "content": "fall over"}]
+    )
+    done = raw.parse()
+    assert done.choices[0].message.content == "echo: fall over"
+    assert raw.headers["x-sluice-fallback"] == MODELS["gemini"]
+    assert [r.path for r in upstream.requests] == ["/v1/messages", f"/v1beta/models/{MODELS['gemini']}:generateContent"]
+    entry = log_entry(gateway, raw.headers["x-request-id"])
+    assert entry["provider"] == "gemini" and [a["outcome"] for a in entry["attempts"]] == ["upstream 500", "ok"]
+
+
+# --- token counting ------------------------------------------------------------------------------------------------
+
+
+def test_token_counts_go_to_the_targets_counting_endpoint(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
+    needs_codecs("gemini", "openai_responses")
+    counted = anthropic_client(gateway).messages.count_tokens(
+        model=MODELS["gemini"], messages=[{"role": "user", "content": "count me"}]
+    )
+    assert counted.input_tokens > 0
+    assert upstream.requests[-1].path == f"/v1beta/models/{MODELS['gemini']}:countTokens"
+    assert upstream.requests[-1].json()["generateContentRequest"]["model"] == f"models/{MODELS['gemini']}"
+
+    counted = anthropic_client(gateway).messages.count_tokens(
+        model=MODELS["openai"], messages=[{"role": "user", "content": "count me"}]
+    )
+    assert counted.input_tokens > 0 and upstream.requests[-1].path == "/v1/responses/input_tokens"
+
+    gem = gemini_client(gateway).models.count_tokens(model=MODELS["anthropic"], contents="count me")
+    assert gem.total_tokens and upstream.requests[-1].path == "/v1/messages/count_tokens"
+    assert set(upstream.requests[-1].json()) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"}
+
+    raw = openai_client(gateway).post(
+        "/responses/input_tokens", body={"model": MODELS["anthropic"], "input": "count me"}, cast_to=object
+    )
+    assert isinstance(raw, dict) and raw["object"] == "response.input_tokens" and raw["input_tokens"] > 0
+
+
+def test_a_provider_that_cannot_count_gets_a_local_estimate(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    raw = anthropic_client(gateway).messages.with_raw_response.count_tokens(
+        model="llama-3.1-8b", messages=[{"role": "user", "content": "x" * 400}]
+    )
+    assert raw.parse().input_tokens == 100  # 400 characters at four a token
+    assert raw.headers["x-sluice-token-count"] == "estimate"
+    assert upstream.requests == []
+
+
+# --- Cursor --------------------------------------------------------------------------------------------------------
+
+
+def cursor_body(model: str) -> dict[str, Any]:
+    """What Cursor's agent mode posts to /v1/chat/completions (captured shapes, see docs/translation.md)."""
+    return {
+        "model": model,
+        "input": [
+            {"role": "system", "content": "You are a coding agent."},
+            {"role": "user", "content": [{"type": "input_text", "text": "fix the build"}]},
+        ],
+        "stream": True,
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "text": {"verbosity": "low"},
+        "stream_options": {"include_usage": True},
+        "tools": [{"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}],
+    }
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_cursor_responses_body_on_chat_completions(
+    gateway: GatewayThread, upstream: FakeUpstreamThread, provider: str
+) -> None:
+    needs_codecs("openai_responses")
+    request = urllib.request.Request(
+        gateway.base_url + "/v1/chat/completions",
+        data=json.dumps(cursor_body(MODELS[provider])).encode(),
+        headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and response.headers["content-type"].startswith("text/event-stream")
+        text_body = response.read().decode()
+    chunks = [json.loads(line[6:]) for line in text_body.splitlines() if line.startswith("data: {")]
+    assert text_body.rstrip().endswith("data: [DONE]")
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)  # Chat Completions back, as Cursor reads
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "echo: fix the build"
+    [seen] = upstream.requests
+    if provider == "openai":
+        # The Responses body goes where it belongs, minus Chat's include_usage (the Responses API refuses it).
+        assert seen.path == "/v1/responses" and "stream_options" not in seen.json()
+        assert seen.json()["include"] == ["reasoning.encrypted_content"]
+    else:
+        assert seen.path == "/v1/messages" and seen.json()["system"]
