@@ -36,10 +36,12 @@ def connect(client: str, gateway_url: str, key: str, home: Path, *extra: str) ->
 
 
 def run(argv: list[str], home: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """The CLI with a clean environment: only PATH, HOME, TERM and what the test passes."""
-    work = home / "work"
+    """The CLI with a clean environment: only PATH, HOME, TERM, TMPDIR and what the test passes."""
+    work, tmp = home / "work", home / "tmp"
     work.mkdir(exist_ok=True)
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TERM": "dumb"}
+    tmp.mkdir(exist_ok=True)
+    # TMPDIR too: Gemini CLI leaves an error report file in the temporary directory on every failure.
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TERM": "dumb", "TMPDIR": str(tmp)}
     return subprocess.run(
         argv,
         env={**base, **env},
