@@ -135,6 +135,11 @@ def decode(wire: WireFormat, operation: Operation, doc: dict[str, Any], model: s
         return found.decode_request(doc, model)
     except Untranslatable as exc:
         raise untranslatable(wire, None, str(exc)) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A malformed body (a string where a list belongs): the caller's mistake, said as a 400.
+        raise SluiceError(
+            ErrorKind.CALLER_BAD_REQUEST, f"The request is not a valid {wire.value} request: {exc!r}"
+        ) from None
 
 
 def untranslatable(source: WireFormat, target: WireFormat | None, why: str) -> SluiceError:
@@ -196,7 +201,7 @@ class Translation:
             return count_body(self.answer, _counted(self.target, doc))
         try:
             return orjson.dumps(source.encode_response(target.decode_response(doc)))
-        except Untranslatable as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # Untranslatable is a ValueError
             raise _unanswerable(self.target, self.answer, str(exc)) from None
 
     def failure(self, status: int, body: bytes) -> Failure:
@@ -225,29 +230,34 @@ class Translation:
         iterator = chunks.__aiter__()
         try:
             async for chunk in iterator:
-                out = self._encode(encoder, decoder.feed(chunk))
+                out, failure = self._encode(encoder, decoder.feed(chunk))
                 if out:
-                    yield out
-            tail = self._encode(encoder, decoder.close()) + encoder.close()
-            if tail:
-                yield tail
+                    yield out  # what came before a failure in the same chunk still goes out
+                if failure is not None:
+                    raise failure
+            out, failure = self._encode(encoder, decoder.close())
+            if out or failure is None:
+                yield out + (encoder.close() if failure is None else b"")
+            if failure is not None:
+                raise failure
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
 
-    def _encode(self, encoder: StreamEncoder, events: Iterable[StreamEvent]) -> bytes:
-        out = []
+    def _encode(self, encoder: StreamEncoder, events: Iterable[StreamEvent]) -> tuple[bytes, SluiceError | None]:
+        """The caller's bytes for `events`, and the failure that ended them, if one did. A failure
+        is not encoded here: the edge sends it as the caller's in-stream error (or as a plain
+        error, and a fallback, when nothing was sent yet)."""
+        out: list[bytes] = []
         for event in events:
             if isinstance(event, Failure):
-                # The edge renders it as the caller's in-stream error (or a plain error, and a
-                # fallback, when nothing was sent yet).
-                raise SluiceError(kind_of(event.status), event.message, upstream_status=event.status)
+                return b"".join(out), SluiceError(kind_of(event.status), event.message, upstream_status=event.status)
             try:
                 out.append(encoder.encode(event))
             except Untranslatable as exc:
                 raise _unanswerable(self.target, self.answer, str(exc)) from None
-        return b"".join(out)
+        return b"".join(out), None
 
 
 def kind_of(status: int) -> ErrorKind:

@@ -164,9 +164,9 @@ def _gemini(base_url: str, key: str, model: str, prompt: str, stream: bool, tool
     client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=base_url))
     config = None
     if tool:
-        fn = types.FunctionDeclaration(
-            name=TOOL_NAME, description="Get the weather", parameters_json_schema=WEATHER_SCHEMA
-        )
+        # `parameters`, an OpenAPI-style Schema; the JSON-schema variant is checked in test_translation.py.
+        schema = types.Schema.model_validate(WEATHER_SCHEMA)
+        fn = types.FunctionDeclaration(name=TOOL_NAME, description="Get the weather", parameters=schema)
         config = types.GenerateContentConfig(
             tools=[types.Tool(function_declarations=[fn])],
             tool_config=types.ToolConfig(

@@ -3,17 +3,17 @@ provider answers in Gemini's format; a Gemini provider gets the body and stream 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import json
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from google import genai
 from google.genai import errors, types
 
-from sluice.core.types import Completion, Usage
-from sluice.formats import gemini
 from tests.contract.conftest import log_entry
+from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
 KEY = "sk-sluice-gemini-000000000000000"
@@ -66,52 +66,30 @@ def test_errors_in_googles_shape(gateway: GatewayThread) -> None:
     assert unknown.value.code == 401 and unknown.value.status == "UNAUTHENTICATED"
 
 
-@pytest.fixture
-async def gemini_upstream() -> AsyncIterator[tuple[str, list[tuple[str, bytes, str]], bytes]]:
-    seen: list[tuple[str, bytes, str]] = []
-    stream = b"".join(gemini.render_stream(Completion("r1", "gemini-2.5-flash", "patched", Usage(30, 4, 10, 0))))
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        seen.append((request.path_qs, await request.read(), request.headers.get("x-goog-api-key", "")))
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(stream)
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1beta/models/{tail}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen, stream
-    await runner.cleanup()
-
-
-async def test_gemini_provider_pass_through(
-    gemini_upstream: tuple[str, list[tuple[str, bytes, str]], bytes], tmp_path: Path
-) -> None:
-    import aiohttp
-
-    url, seen, sent = gemini_upstream
+def test_gemini_provider_pass_through(upstream: FakeUpstreamThread, tmp_path: Path) -> None:
     config = {
-        "providers": {"gemini": {"base_url": url, "keys": [{"name": "g", "value": "AIza-provider-key"}]}},
+        "providers": {"gemini": {"base_url": upstream.base_url, "keys": [{"name": "g", "value": "AIza-provider-key"}]}},
         "virtual_keys": [{"id": "vk-g", "value": KEY, "provider_configs": [{"provider": "gemini"}]}],
     }
     body = b'{"contents":[{"role":"user","parts":[{"text":"patch"}]}],"generationConfig":{"maxOutputTokens":64}}'
+    path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     with GatewayThread(config, tmp_path) as gw:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                gw.base_url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
-                data=body,
-                headers={"x-goog-api-key": KEY},
-            ) as resp,
-        ):
-            streamed = await resp.read()
+        request = urllib.request.Request(
+            gw.base_url + path + "?alt=sse",
+            data=body,
+            headers={"x-goog-api-key": KEY, "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            streamed = resp.read()
             request_id = resp.headers["x-request-id"]
         entry = log_entry(gw, request_id)
-    assert seen == [("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", body, "AIza-provider-key")]
-    assert streamed == sent
-    assert (entry["input_tokens"], entry["cache_read_tokens"], entry["output_tokens"]) == (30, 10, 4)
+    [seen] = upstream.requests
+    assert (seen.path, seen.query, seen.body, seen.headers["x-goog-api-key"]) == (
+        path,
+        "alt=sse",
+        body,
+        "AIza-provider-key",
+    )
+    assert [streamed] == upstream.upstream.streamed  # byte for byte, CRLF framing included
+    usage = json.loads(streamed.rstrip().split(b"\r\n\r\n")[-1][6:])["usageMetadata"]
+    assert (entry["input_tokens"], entry["output_tokens"]) == (usage["promptTokenCount"], usage["candidatesTokenCount"])

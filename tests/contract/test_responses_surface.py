@@ -4,17 +4,17 @@ and the stream byte for byte, and an exhausted budget is a 429 insufficient_quot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import json
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
-from sluice.core.types import Completion, Usage
-from sluice.formats import openai_responses
 from tests.contract.conftest import log_entry
+from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
 KEY = "sk-sluice-responses-00000000000000"
@@ -89,49 +89,21 @@ def test_exhausted_budget_is_429_insufficient_quota(gateway: GatewayThread) -> N
     assert "Budget 'codex-budget'" in exc.value.message
 
 
-@pytest.fixture
-async def responses_upstream() -> AsyncIterator[tuple[str, list[bytes], bytes]]:
-    seen: list[bytes] = []
-    completion = Completion("resp_0123456789abcdef01234567", "gpt-5-codex", "patched", Usage(40, 5, 10, 0))
-    stream = b"".join(openai_responses.render_stream(completion))
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        seen.append(await request.read())
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(stream)
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/responses", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1", seen, stream
-    await runner.cleanup()
-
-
-async def test_openai_provider_gets_the_body_and_stream_untouched(
-    responses_upstream: tuple[str, list[bytes], bytes], tmp_path: Path
-) -> None:
-    import aiohttp
-
-    url, seen, sent = responses_upstream
+def test_openai_provider_gets_the_body_and_stream_untouched(upstream: FakeUpstreamThread, tmp_path: Path) -> None:
     config: dict[str, Any] = {
-        "providers": {"openai": {"base_url": url, "keys": [{"name": "o", "value": "sk-openai"}]}},
+        "providers": {"openai": {"base_url": upstream.base_url + "/v1", "keys": [{"name": "o", "value": "sk-openai"}]}},
         "virtual_keys": [{"id": "vk-o", "value": KEY, "provider_configs": [{"provider": "openai"}]}],
     }
     body = b'{"model":"gpt-5-codex","stream":true,"store":false,"input":[{"role":"user","content":"patch it"}]}'
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     with GatewayThread(config, tmp_path) as gw:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(gw.base_url + "/v1/responses", data=body, headers={"authorization": f"Bearer {KEY}"}) as resp,
-        ):
-            streamed = await resp.read()
+        request = urllib.request.Request(gw.base_url + "/v1/responses", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            streamed = resp.read()
             request_id = resp.headers["x-request-id"]
         entry = log_entry(gw, request_id)
-    assert seen == [body]
-    assert streamed == sent
-    assert entry["input_tokens"] == 40 and entry["cache_read_tokens"] == 10 and entry["output_tokens"] == 5
+    [seen] = upstream.requests
+    assert (seen.path, seen.body) == ("/v1/responses", body)
+    assert [streamed] == upstream.upstream.streamed  # byte for byte
+    usage = json.loads(streamed.split(b"event: response.completed\ndata: ")[1])["response"]["usage"]
+    assert (entry["input_tokens"], entry["output_tokens"]) == (usage["input_tokens"], usage["output_tokens"])

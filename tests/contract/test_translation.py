@@ -110,32 +110,59 @@ def test_in_stream_error_is_the_callers_in_stream_error(gateway: GatewayThread) 
     assert "overloaded" in str(failed.value)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="google-genai sends `parameters_json_schema` (snake_case, which Google's API accepts); the Gemini codec "
+    "reads only `parametersJsonSchema` and `parameters`, so the schema is lost. Codec fix pending on branch codecs.",
+)
+def test_gemini_json_schema_tools_reach_other_providers(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
+    needs_codecs("gemini")
+    client = gemini_client(gateway)
+    schema = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    fn = types.FunctionDeclaration(name="get_weather", parameters_json_schema=schema)
+    mode = types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.ANY)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[fn])], tool_config=types.ToolConfig(function_calling_config=mode)
+    )
+    client.models.generate_content(model=MODELS["openai"], contents="Paris", config=config)
+    sent = upstream.requests[-1].json()["tools"][0]["function"]["parameters"]
+    assert sent["required"] == ["location"]
+
+
 # --- billing and fallbacks -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
 def test_translated_stream_settles_exactly_what_the_upstream_reported(
-    gateway: GatewayThread, upstream: FakeUpstreamThread
+    gateway: GatewayThread, upstream: FakeUpstreamThread, provider: str
 ) -> None:
-    needs_codecs("gemini")
+    needs_codecs(provider)
+    before = _spend(gateway)
     prompt = "bill me exactly"
     with anthropic_client(gateway, BUDGET_KEY).messages.stream(
-        model=MODELS["gemini"], max_tokens=100, messages=[{"role": "user", "content": prompt}]
+        model=MODELS[provider], max_tokens=100, messages=[{"role": "user", "content": prompt}]
     ) as stream:
         final = stream.get_final_message()
         request_id = stream.response.headers["x-request-id"]
     [seen] = upstream.requests
-    reported_input = max(1, len(seen.body) // 4)  # what the Gemini fake reports
+    reported_input = max(1, len(seen.body) // 4)  # what every fake upstream reports
     reported_output = max(1, len("echo: " + prompt) // 4)
     assert (final.usage.input_tokens, final.usage.output_tokens) == (reported_input, reported_output)
     row = log_entry(gateway, request_id)
     assert (row["input_tokens"], row["output_tokens"]) == (reported_input, reported_output)
-    expected = gateway.services.engine.prices.cost_pico(MODELS["gemini"], _usage(reported_input, reported_output))
+    expected = gateway.services.engine.prices.cost_pico(MODELS[provider], _usage(reported_input, reported_output))
+    after = _spend(gateway)
+    spent = tuple(a - b for a, b in zip(after, before, strict=True))
+    assert spent == (expected, reported_input + reported_output, 1)  # settled once, exactly
+    assert row["cost_pico"] == expected > 0
+
+
+def _spend(gateway: GatewayThread) -> tuple[int, int, int]:
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    cost, tokens, requests = gateway.call(
+    totals = gateway.call(
         gateway.services.store.spend_totals("virtual_key", "vk-spend", start, start + timedelta(days=1))
     )
-    assert (cost, tokens, requests) == (expected, reported_input + reported_output, 1)
-    assert row["cost_pico"] == expected > 0
+    return tuple(int(v) for v in totals)  # type: ignore[return-value]
 
 
 def _usage(input_tokens: int, output_tokens: int) -> Any:
@@ -175,7 +202,8 @@ def test_token_counts_go_to_the_targets_counting_endpoint(gateway: GatewayThread
     )
     assert counted.input_tokens > 0 and upstream.requests[-1].path == "/v1/responses/input_tokens"
 
-    gem = gemini_client(gateway).models.count_tokens(model=MODELS["anthropic"], contents="count me")
+    client = gemini_client(gateway)  # keep a reference: a collected Client closes its connection
+    gem = client.models.count_tokens(model=MODELS["anthropic"], contents="count me")
     assert gem.total_tokens and upstream.requests[-1].path == "/v1/messages/count_tokens"
     assert set(upstream.requests[-1].json()) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"}
 
@@ -242,3 +270,32 @@ def test_cursor_responses_body_on_chat_completions(
         assert seen.json()["include"] == ["reasoning.encrypted_content"]
     else:
         assert seen.path == "/v1/messages" and seen.json()["system"]
+
+
+def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
+    upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # 10 output tokens are reserved; the answer (about 200 characters) outgrows them, and the budget cannot cover
+    # another block of 100,000, so the OpenAI stream is stopped and the Anthropic caller gets its own error event.
+    config = matrix_config(upstream.base_url)
+    config["budgets"] = [{"id": "b-tiny", "virtual_key_id": "vk-matrix", "max_limit": 0.001, "reset_duration": "1d"}]
+    config["governance"] = {"default_max_tokens": 100_000}
+    prompt = "x" * 200
+    upstream.upstream.event_delay = 0.02  # events arrive one by one, so the answer has begun when the cut comes
+    with GatewayThread(config, tmp_path_factory.mktemp("cut")) as gw:
+        text = ""
+        with pytest.raises(anthropic.APIStatusError) as cut:
+            with anthropic_client(gw).messages.stream(
+                model=MODELS["openai"], max_tokens=10, messages=[{"role": "user", "content": prompt}]
+            ) as stream:
+                for piece in stream.text_stream:
+                    text += piece
+        assert "Budget 'b-tiny'" in str(cut.value) and cut.value.response.status_code == 200  # an in-stream error
+        row = log_entry(gw, cut.value.response.headers["x-request-id"])  # settled once the server closed it
+        assert len(text) < len("echo: " + prompt)  # the rest was never sent
+        start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        cost, _, requests = gw.call(
+            gw.services.store.spend_totals("virtual_key", "vk-matrix", start, start + timedelta(days=1))
+        )
+        assert requests == 1 and 0 < cost <= 0.001 * 10**12  # what went out is billed, within the budget
+        assert row["error_kind"] == "POLICY_BUDGET_EXCEEDED" and row["cost_pico"] == cost

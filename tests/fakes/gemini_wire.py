@@ -122,7 +122,9 @@ class GeminiWire:
                 )
             )
         )
-        self.errors = {p.stem: json.loads(p.read_bytes()) for p in sorted(root.glob("error_*.json"))}
+        # Google sometimes wraps an error body in a one-element array; the fake answers the plain object.
+        loaded = {p.stem: json.loads(p.read_bytes()) for p in sorted(root.glob("error_*.json"))}
+        self.errors = {stem: doc[0] if isinstance(doc, list) else doc for stem, doc in loaded.items()}
         self.stream_error = (root / "error_stream.sse").read_bytes()
 
     def _values(self, reply: GeminiReply) -> dict[str, bytes]:
@@ -194,7 +196,7 @@ def gemini_reply(doc: dict[str, Any], body: bytes, model: str) -> GeminiReply:
 
 
 _FAILURE_STEMS = {
-    400: "error_invalid_argument",
+    400: "error_bad_json",
     403: "error_permission_denied",
     404: "error_not_found",
     429: "error_resource_exhausted",
@@ -225,7 +227,7 @@ async def serve(
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        return _json(*wire.error("error_invalid_argument", "Invalid JSON payload received."))
+        return _json(*wire.error("error_bad_json", "Invalid JSON payload received."))
     if "error-429" in model:
         return _json(*wire.error("error_resource_exhausted"), {"retry-after": "1"})
     if "error-500" in model:
@@ -239,9 +241,7 @@ async def serve(
         counted = json.dumps(inner).encode() if isinstance(inner, dict) else body
         return _json(200, wire.count.render({"n": jint(max(1, len(counted) // 4))}))
     if not isinstance(doc.get("contents"), list) or not doc["contents"]:
-        return _json(
-            *wire.error("error_invalid_argument", "* GenerateContentRequest.contents: contents is not specified\n")
-        )
+        return _json(*wire.error("error_bad_json", "* GenerateContentRequest.contents: contents is not specified\n"))
     reply = gemini_reply(doc, body, model)
     if method == "generateContent":
         return _json(200, wire.render_response(reply))
@@ -277,4 +277,5 @@ async def _stream(
             await asyncio.sleep(up.event_delay)
         await response.write(event)
     await response.write_eof()
+    up.record_stream(events)
     return response

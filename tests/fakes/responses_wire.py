@@ -7,7 +7,8 @@ OpenAI's SDK types: pretty-printed JSON bodies; named SSE events, each with a ``
 
 Behaviour (as the Chat Completions fake): the answer echoes the last user text; a function call is made when the
 request has ``tools`` and ``tool_choice`` is ``required`` or names a function, or the last input item says
-"use a tool"; input tokens are ``len(body) // 4``. ``stream-error`` models end with an ``error`` event.
+"use a tool"; input tokens are ``len(body) // 4`` (cached as for Chat
+Completions). ``stream-error`` models end with an ``error`` event.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tests.fakes.upstream import (
     jint,
     jstr,
     last_user_text,
+    openai_cached_tokens,
     parse_sse,
     pretty_json,
     sse_event,
@@ -246,7 +248,7 @@ class ResponsesWire:
         return self.input_tokens.render({"n": jint(max(1, len(body) // 4))})
 
 
-def responses_reply(doc: dict[str, Any], body: bytes, model: str, cached_tokens: int = 0) -> ResponsesReply:
+def responses_reply(doc: dict[str, Any], body: bytes, model: str) -> ResponsesReply:
     messages = conversation(doc)
     text = echo_text(messages)
     tools = [t for t in doc.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function" and t.get("name")]
@@ -259,6 +261,7 @@ def responses_reply(doc: dict[str, Any], body: bytes, model: str, cached_tokens:
         tool = ToolUse(call_id(), chosen["name"], tool_input_for(chosen.get("parameters"), last_user_text(messages)))
     output = max(1, len(text) // 4) if tool is None else max(1, len(compact_json(tool.input)) // 4) + 10
     prompt = max(1, len(body) // 4)
+    cached_tokens = openai_cached_tokens(prompt)  # as the Chat Completions fake: half, past 1,024 tokens
     return ResponsesReply(
         model=model,
         id=response_id(),

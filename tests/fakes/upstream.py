@@ -769,6 +769,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.streamed: list[bytes] = []  # every whole stream sent, while record_requests is on
         self.base_url = ""
         self.record_requests = True
         self.slow_delay = 0.5
@@ -817,6 +818,7 @@ class FakeUpstream:
         """Forget recorded requests and scripted behaviour."""
         with self._lock:
             self.requests.clear()
+            self.streamed.clear()
             self._failures.clear()
         self.valid_keys = None
         self.require_auth = True
@@ -1033,7 +1035,14 @@ class FakeUpstream:
             self.streams_cut_by_client += 1  # the caller (the gateway) went away mid-stream
             raise
         await response.write_eof()
+        self.record_stream(events)
         return response
+
+    def record_stream(self, events: list[bytes]) -> None:
+        """Keeps a whole stream that was sent (``streamed``), so a test can check it arrived untouched."""
+        if self.record_requests:
+            with self._lock:
+                self.streamed.append(b"".join(events))
 
     async def _send_body(self, request: web.Request, style: str, body: bytes, model: str) -> web.StreamResponse:
         if "stream-abort" not in model:
