@@ -145,3 +145,20 @@ def test_codex_stops_at_once_on_an_exhausted_budget(
     assert [r for r in upstream.requests if r.method == "POST"] == []
     [row] = agent_cli.log_rows(gateway.db, "vk-codex-broke")
     assert row["status"] == 429
+
+
+def test_codex_tool_loop_on_a_claude_model(stack: tuple[GatewayProcess, FakeUpstreamThread], tmp_path: Path) -> None:
+    # The fake Anthropic API calls the first tool (exec_command) with the prompt as its `cmd` when asked to
+    # "use a tool"; Codex runs it in its read-only sandbox and sends the output back as a function_call_output.
+    gateway, upstream = stack
+    upstream.upstream.reset()
+    overrides = ("features.multi_agent=false", 'web_search="disabled"')
+    code, out, err = run_codex(gateway, tmp_path, KEY, "claude-sonnet-4-6", "echo use a tool", *overrides)
+    assert code == 0, out + err
+    first, second = [r.json() for r in upstream.requests if r.method == "POST"]
+    assert first["tools"][0]["name"] == "exec_command"
+    [assistant, results] = second["messages"][-2:]
+    [tool_use] = [b for b in assistant["content"] if b["type"] == "tool_use"]
+    [tool_result] = [b for b in results["content"] if b["type"] == "tool_result"]
+    assert tool_use["name"] == "exec_command" and tool_result["tool_use_id"] == tool_use["id"]
+    assert "use a tool" in json.dumps(tool_result["content"])  # what `echo` printed
