@@ -43,12 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
 
 
 def run_gemini(gateway: GatewayProcess, home: Path, model: str, prompt: str) -> tuple[int, str, str]:
-    out = agent_cli.connect("gemini-cli", gateway.base_url, KEY, home)
+    out = agent_cli.connect("gemini-cli", gateway.base_url, KEY, home, "--model", model)
     # The exports `sluice connect` prints, as the user's shell profile would have them.
     env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines() if line.startswith("export "))
-    # Headless runs need a trusted folder (otherwise exit 55); -m skips the 'auto' routing call.
+    # Headless runs need a trusted folder (otherwise exit 55). The model comes from settings.json (model.name),
+    # which also spares the 'auto' routing call.
     env["GEMINI_CLI_TRUST_WORKSPACE"] = "true"
-    argv = [str(agent_cli.installed("gemini")), "-m", model, "-p", prompt]
+    argv = [str(agent_cli.installed("gemini")), "-p", prompt]
     result = agent_cli.run(argv, home, env)
     return result.returncode, result.stdout, result.stderr
 
