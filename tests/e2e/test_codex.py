@@ -52,8 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
 def run_codex(
     gateway: GatewayProcess, home: Path, key: str, model: str, prompt: str, *overrides: str
 ) -> tuple[int, str, str]:
-    agent_cli.connect("codex", gateway.base_url, key, home)
-    argv = [str(agent_cli.installed("codex")), "exec", "--skip-git-repo-check", "-m", model]
+    agent_cli.connect("codex", gateway.base_url, key, home, "--model", model)  # the model is in config.toml
+    argv = [str(agent_cli.installed("codex")), "exec", "--skip-git-repo-check"]
     argv += [arg for override in overrides for arg in ("-c", override)]
     # No retries: a refusal shows at once instead of after five reconnects.
     argv += ["-c", "model_providers.sluice.request_max_retries=0", "-c", "model_providers.sluice.stream_max_retries=0"]
