@@ -150,29 +150,31 @@ def setup_for(client: str, url: str, key: str, model: str | None, home: Path) ->
     return make(gateway_root(url), key, model, home)
 
 
-def _display(path: Path, home: Path) -> str:
+def _display(path: Path) -> str:
+    # Relative to the real home only: under --home DIR a "~/" would point somewhere else.
+    home = Path.home()
     return "~/" + str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
 
 
-def instructions(setup: Setup, home: Path) -> list[str]:
+def instructions(setup: Setup) -> list[str]:
     """What to print without --write: the values for the file, the exports, the notes."""
     lines: list[str] = []
     if setup.path is not None:
-        lines.append(f"# Merge into {_display(setup.path, home)} (or run again with --write):")
+        lines.append(f"# Merge into {_display(setup.path)} (or run again with --write):")
         lines.extend(render_snippet(setup.patch, setup.fmt).rstrip("\n").splitlines())
     return lines + _exports(setup)
 
 
-def write(setup: Setup, home: Path) -> list[str]:
+def write(setup: Setup) -> list[str]:
     """Merge into the client's file; what happened, then the exports and notes."""
     if setup.path is None:
         return ["Nothing written.", *setup.notes]
     result: WriteResult = merge_into_file(setup.path, setup.patch, setup.fmt, private=setup.private)
-    shown = _display(setup.path, home)
+    shown = _display(setup.path)
     if not result.changed:
         lines = [f"{shown} is already set up; nothing changed."]
     elif result.backup is not None:
-        lines = [f"Updated {shown} (previous version kept as {_display(result.backup, home)})."]
+        lines = [f"Updated {shown} (previous version kept as {_display(result.backup)})."]
     else:
         lines = [f"Wrote {shown}."]
     return lines + _exports(setup)

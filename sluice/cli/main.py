@@ -308,7 +308,7 @@ def connect(
     base = home or Path.home()
     try:
         setup = setups.setup_for(client, url, key, model, base)
-        lines = setups.write(setup, base) if write else setups.instructions(setup, base)
+        lines = setups.write(setup) if write else setups.instructions(setup)
     except (setups.ConnectError, SettingsFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

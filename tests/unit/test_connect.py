@@ -33,7 +33,7 @@ def test_claude_code_merges_the_env_block_and_keeps_the_rest(tmp_path: Path) -> 
     original = {"permissions": {"allow": ["Bash(ls:*)"]}, "env": {"DEBUG": "1"}, "model": "opus"}
     path.write_text(json.dumps(original))
     out = connect(tmp_path, "claude-code", "--write", "--model", "claude-sonnet-4-6")
-    assert "~/.claude/settings.json" in out
+    assert f"Updated {path} (previous version kept as {path}.sluice-" in out
     data = json.loads(path.read_text())
     assert data["permissions"] == original["permissions"] and data["model"] == "opus"
     assert data["env"] == {
