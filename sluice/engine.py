@@ -219,6 +219,12 @@ class Engine:
             try:
                 outcome = await self._attempt(ctx, inbound, key, target, tried_keys)
             except SluiceError as err:
+                if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and ctx.admitted:
+                    # A stream cut before its first byte reached the caller: the provider generated
+                    # it all the same, so it is billed (settled), not given back.
+                    ctx.attempts[-1].update(outcome=err.kind.name)
+                    await self.settle(ctx)
+                    raise
                 await self._abandon(ctx, target, err.kind.name, err.upstream_status)
                 if primary and err.kind.fault in ("caller", "policy"):
                     raise  # the request itself is refused: no fallback may change that
@@ -278,6 +284,8 @@ class Engine:
             "model": chosen.model,
             "outcome": None,
         }
+        if bridge is not None:
+            attempt["translated"] = f"{inbound.wire.value}->{target.value}"  # the request log says so
         ctx.attempts.append(attempt)
         breaker = f"{provider.name}/{ctx.provider_key_name or '-'}"
         if pkey is not None:

@@ -12,6 +12,9 @@ What does not map, and why:
 - JSON mode without a schema (`{"type": "json_object"}`) has no equivalent: refused. A schema goes
   to `output_config.format`.
 - `max_tokens` is required here: a request that has none gets DEFAULT_MAX_TOKENS.
+- An effort level without a budget (OpenAI, Gemini levels) becomes a thinking budget below
+  max_tokens, unless the request sets what thinking refuses (temperature, top_k, forced tool
+  use): then no thinking is asked for.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ class AnthropicCodec:
             adaptive = own.get("thinking")
             if r.budget_tokens:
                 body["thinking"] = {"type": "enabled", "budget_tokens": r.budget_tokens}
-            elif adaptive is None:
+            elif adaptive is None and _derived_thinking_fits(request):
                 budget = min(_EFFORT_BUDGET[r.effort or "medium"], max_tokens - 1024)
                 if budget >= 1024:
                     body["thinking"] = {"type": "enabled", "budget_tokens": budget}
@@ -213,6 +216,13 @@ class AnthropicCodec:
 
     def stream_encoder(self, request: ChatRequest) -> AnthropicStreamEncoder:
         return AnthropicStreamEncoder()
+
+
+def _derived_thinking_fits(request: ChatRequest) -> bool:
+    """Extended thinking refuses a temperature other than 1, top_k and forced tool use; an effort
+    level from another format is a hint, so it gives way rather than make the request fail."""
+    forced = request.tool_choice is not None and request.tool_choice.mode in ("any", "tool")
+    return request.temperature in (None, 1) and request.top_k is None and not forced
 
 
 # --- decoding helpers ------------------------------------------------------------------------

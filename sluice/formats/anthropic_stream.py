@@ -25,7 +25,7 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat
 from sluice.formats.anthropic_messages import ERROR_TYPES, error_type_for, usage_from
-from sluice.formats.codec_support import EARLY_END, IndexMap, dumps
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, IndexMap, dumps, event_json
 from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.ANTHROPIC_MESSAGES.value
@@ -72,8 +72,13 @@ class AnthropicStreamDecoder:
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
-            if ev.data and ev.event != "ping":
-                out.extend(self._event(orjson.loads(ev.data)))
+            if self._done or not ev.data or ev.event == "ping":
+                continue
+            doc = event_json(ev.data)
+            if doc is None:
+                self._done = True
+                return [*out, Failure(502, BAD_EVENT, "api_error")]
+            out.extend(self._event(doc))
         return out
 
     def close(self) -> list[StreamEvent]:

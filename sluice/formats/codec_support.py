@@ -24,6 +24,7 @@ from sluice.core.canonical import (
 from sluice.core.types import Usage
 
 EARLY_END = "the upstream stream ended before it finished"
+BAD_EVENT = "the upstream stream sent an event that is not a JSON object"
 
 
 def dumps(value: Any) -> str:
@@ -54,6 +55,14 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
 
 def data_url(media_type: str, data: str) -> str:
     return f"data:{media_type};base64,{data}"
+
+
+def event_json(data: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def json_body(body: bytes) -> dict[str, Any] | None:

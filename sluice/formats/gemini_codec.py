@@ -62,6 +62,11 @@ WIRE = WireFormat.GEMINI.value
 _EFFORTS = ("minimal", "low", "medium", "high")
 _EFFORT_BUDGET = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 _GOOGLE_URIS = ("https://generativelanguage.googleapis.com/", "gs://")
+_CAMEL = {
+    "system_instruction": "systemInstruction",
+    "generation_config": "generationConfig",
+    "tool_config": "toolConfig",
+}
 _GENERATION = {
     "maxOutputTokens", "temperature", "topP", "topK", "stopSequences", "responseMimeType", "responseSchema",
     "responseJsonSchema", "thinkingConfig",
@@ -72,6 +77,7 @@ class GeminiCodec:
     wire = WireFormat.GEMINI
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
+        doc = {_CAMEL.get(k, k): v for k, v in doc.items()}  # Google's JSON accepts both spellings
         extra = {k: v for k, v in doc.items() if k not in ("contents", "systemInstruction", "tools", "toolConfig")}
         config = dict(extra.pop("generationConfig", None) or {})
         rest = {k: v for k, v in config.items() if k not in _GENERATION}

@@ -30,7 +30,7 @@ from sluice.core.canonical import (
     ToolCall,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import EARLY_END, BlockTracker, args_object, dumps
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, args_object, dumps, event_json
 from sluice.formats.gemini import STATUS_NAMES, error_payload, usage_from
 from sluice.formats.sse import SSEDecoder, encode
 
@@ -94,8 +94,13 @@ class GeminiStreamDecoder:
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
-            if ev.data and not self._blocks.finished:
-                out.extend(self._chunk(orjson.loads(ev.data)))
+            if not ev.data or self._blocks.finished:
+                continue
+            doc = event_json(ev.data)
+            if doc is None:
+                self._blocks.finished = True
+                return [*out, Failure(502, BAD_EVENT, "UNAVAILABLE")]
+            out.extend(self._chunk(doc))
         return out
 
     def close(self) -> list[StreamEvent]:

@@ -263,8 +263,9 @@ def _decode_tool_choice(raw: Any, parallel: bool | None) -> ToolChoice | None:
     if isinstance(raw, str):
         mode = {"required": "any"}.get(raw, raw)
         return ToolChoice(mode=mode, parallel=parallel)  # type: ignore[arg-type]
-    name = (raw.get("function") or {}).get("name")
-    return ToolChoice(mode="tool", name=name, parallel=parallel)
+    if raw.get("type") != "function":
+        raise Untranslatable(f"{WIRE}: tool_choice {raw.get('type')!r} cannot be translated")
+    return ToolChoice(mode="tool", name=(raw.get("function") or {}).get("name"), parallel=parallel)
 
 
 # --- encoding helpers ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from sluice.core.canonical import (
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import EARLY_END, BlockTracker
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
 from sluice.formats.openai_chat import DONE, error_payload, usage_from
 from sluice.formats.sse import SSEDecoder, encode
 
@@ -87,8 +87,11 @@ class OpenAIChatStreamDecoder:
                 continue
             if ev.data == b"[DONE]":
                 out.extend(self._finish_events())
+            elif (doc := event_json(ev.data)) is None:
+                self._blocks.finished = True
+                return [*out, Failure(502, BAD_EVENT, "server_error")]
             else:
-                out.extend(self._chunk(orjson.loads(ev.data)))
+                out.extend(self._chunk(doc))
         return out
 
     def close(self) -> list[StreamEvent]:
@@ -110,6 +113,8 @@ class OpenAIChatStreamDecoder:
             return [failure_from(doc["error"])]
         out: list[StreamEvent] = []
         if not self._blocks.started:
+            if not doc.get("id") and not doc.get("choices"):
+                return []  # Azure's prompt-filter chunk comes first, with no id or model
             self._blocks.started = True
             out.append(Start(doc.get("id", ""), doc.get("model", "")))
         if doc.get("usage"):

@@ -27,13 +27,14 @@ from sluice.core.canonical import (
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import EARLY_END, BlockTracker
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 _TERMINAL = ("response.completed", "response.incomplete")
+_OWN_CODES = {"insufficient_quota", "context_length_exceeded", "rate_limit_exceeded", "invalid_prompt", "server_error"}
 _CODES = {400: "invalid_request_error", 401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 
 
@@ -100,8 +101,13 @@ class ResponsesStreamDecoder:
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
-            if ev.data and not self._blocks.finished:
-                out.extend(self._event(orjson.loads(ev.data)))
+            if not ev.data or self._blocks.finished:
+                continue
+            doc = event_json(ev.data)
+            if doc is None:
+                self._blocks.finished = True
+                return [*out, Failure(502, BAD_EVENT, "server_error")]
+            out.extend(self._event(doc))
         return out
 
     def close(self) -> list[StreamEvent]:
@@ -206,7 +212,8 @@ class ResponsesStreamEncoder:
             )
             return self._ev(name, response=response)
         if isinstance(event, Failure):
-            code = event.type or _CODES.get(event.status, "server_error")
+            # Codex acts on OpenAI's codes; another vendor's error type would mean nothing to it
+            code = event.type if event.type in _OWN_CODES else _CODES.get(event.status, "server_error")
             error = {"code": code, "message": event.message}
             failed = response_object(self._id, self._model, self._output, status="failed", error=error)
             return self._ev("response.failed", response=failed)

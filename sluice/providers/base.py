@@ -30,7 +30,7 @@ class ProviderKey:
 @dataclass(slots=True)
 class ProviderCall:
     ctx: RequestContext
-    wire: WireFormat
+    wire: WireFormat  # the format of `body`: the caller's, or the one it was translated into
     operation: Operation
     model: str  # the provider's own model name
     body: bytes  # what to send, already in the provider's format

@@ -196,3 +196,65 @@ def _gemini(base_url: str, key: str, model: str, prompt: str, stream: bool, tool
         headers = (chunk.sdk_http_response.headers if chunk.sdk_http_response else None) or {}
         answer.request_id = answer.request_id or headers.get("x-request-id", "")
     return answer
+
+
+def second_turn(surface: str, base_url: str, key: str, model: str, prompt: str) -> str:
+    """The turn after a tool call: the conversation so far (the user's prompt, the model's call of get_weather, the
+    tool's result "sunny") in the caller's own format. Returns the answer's text."""
+    args = {"location": prompt}
+    if surface == "anthropic":
+        client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0)
+        message = client.messages.create(
+            model=model,
+            max_tokens=100,
+            tools=[{"name": TOOL_NAME, "description": "Get the weather", "input_schema": WEATHER_SCHEMA}],
+            messages=[
+                {"role": "user", "content": prompt},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "toolu_1", "name": TOOL_NAME, "input": args}],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+            ],
+        )
+        return "".join(b.text for b in message.content if b.type == "text")
+    if surface == "openai_chat":
+        chat = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
+        call = {"id": "call_1", "type": "function", "function": {"name": TOOL_NAME, "arguments": json.dumps(args)}}
+        done = chat.chat.completions.create(
+            model=model,
+            tools=[{"type": "function", "function": {"name": TOOL_NAME, "parameters": WEATHER_SCHEMA}}],
+            messages=[
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": None, "tool_calls": [call]},  # type: ignore[list-item]
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+        )
+        return done.choices[0].message.content or ""
+    if surface == "openai_responses":
+        responses = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
+        final = responses.responses.create(
+            model=model,
+            store=False,
+            tools=[{"type": "function", "name": TOOL_NAME, "parameters": WEATHER_SCHEMA, "strict": False}],
+            input=[
+                {"role": "user", "content": prompt},
+                {"type": "function_call", "call_id": "call_1", "name": TOOL_NAME, "arguments": json.dumps(args)},
+                {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            ],
+        )
+        return final.output_text
+    client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=base_url))
+    schema = types.Schema.model_validate(WEATHER_SCHEMA)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name=TOOL_NAME, parameters=schema)])]
+    )
+    contents = [
+        types.Content(role="user", parts=[types.Part(text=prompt)]),
+        types.Content(role="model", parts=[types.Part(function_call=types.FunctionCall(name=TOOL_NAME, args=args))]),
+        types.Content(
+            role="user",
+            parts=[types.Part(function_response=types.FunctionResponse(name=TOOL_NAME, response={"result": "sunny"}))],
+        ),
+    ]
+    return client.models.generate_content(model=model, contents=contents, config=config).text or ""  # type: ignore[arg-type]

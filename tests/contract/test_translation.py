@@ -241,6 +241,8 @@ def cursor_body(model: str) -> dict[str, Any]:
         "reasoning": {"effort": "medium", "summary": "auto"},
         "text": {"verbosity": "low"},
         "stream_options": {"include_usage": True},
+        "truncation": "auto",
+        "prompt_cache_retention": "24h",
         "tools": [{"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}],
     }
 
@@ -263,25 +265,29 @@ def test_cursor_responses_body_on_chat_completions(
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)  # Chat Completions back, as Cursor reads
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "echo: fix the build"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0  # include_usage honoured
     [seen] = upstream.requests
     if provider == "openai":
         # The Responses body goes where it belongs, minus Chat's include_usage (the Responses API refuses it).
-        assert seen.path == "/v1/responses" and "stream_options" not in seen.json()
-        assert seen.json()["include"] == ["reasoning.encrypted_content"]
+        sent = {k: v for k, v in cursor_body(MODELS[provider]).items() if k != "stream_options"}
+        assert (seen.path, seen.json()) == ("/v1/responses", sent)  # everything else exactly as Cursor sent it
     else:
         assert seen.path == "/v1/messages" and seen.json()["system"]
 
 
+@pytest.mark.parametrize("spaced", [True, False], ids=["mid-stream", "any-time"])
 def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
-    upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFactory
+    upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFactory, spaced: bool
 ) -> None:
     # 10 output tokens are reserved; the answer (about 200 characters) outgrows them, and the budget cannot cover
-    # another block of 100,000, so the OpenAI stream is stopped and the Anthropic caller gets its own error event.
+    # another block of 100,000, so the OpenAI stream is stopped and the Anthropic caller gets its own error. Spaced
+    # out, the events arrive one by one and the cut comes mid-stream; otherwise it may come before the first byte
+    # (a plain 402). Either way what the provider generated is billed.
     config = matrix_config(upstream.base_url)
     config["budgets"] = [{"id": "b-tiny", "virtual_key_id": "vk-matrix", "max_limit": 0.001, "reset_duration": "1d"}]
     config["governance"] = {"default_max_tokens": 100_000}
     prompt = "x" * 200
-    upstream.upstream.event_delay = 0.02  # events arrive one by one, so the answer has begun when the cut comes
+    upstream.upstream.event_delay = 0.02 if spaced else 0.0
     with GatewayThread(config, tmp_path_factory.mktemp("cut")) as gw:
         text = ""
         with pytest.raises(anthropic.APIStatusError) as cut:
@@ -290,7 +296,9 @@ def test_translated_stream_outgrowing_its_budget_is_cut_in_the_callers_format(
             ) as stream:
                 for piece in stream.text_stream:
                     text += piece
-        assert "Budget 'b-tiny'" in str(cut.value) and cut.value.response.status_code == 200  # an in-stream error
+        assert "Budget 'b-tiny'" in str(cut.value)
+        if spaced:
+            assert cut.value.response.status_code == 200  # headers had gone out: an in-stream error event
         row = log_entry(gw, cut.value.response.headers["x-request-id"])  # settled once the server closed it
         assert len(text) < len("echo: " + prompt)  # the rest was never sent
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

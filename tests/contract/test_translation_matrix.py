@@ -1,17 +1,19 @@
 """Any surface reaches any provider: each official SDK (anthropic, openai chat, openai responses, google-genai), against
 each kind of upstream (Anthropic, OpenAI, Gemini fakes), streamed and whole, answering text or a forced tool call. The
 caller sees its own format (content, tool name and arguments, its own stop reason, usage); the upstream sees its own;
-the request log bills what the upstream reported."""
+the request log bills what the upstream reported. And the turn after a tool call: the call and its result reach the
+upstream in its own shape, the result still answering its call (Gemini gives calls no ids: they are derived)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.contract.conftest import ANTHROPIC_SECRET, OPENAI_SECRET, log_entry
-from tests.contract.sdk_calls import SURFACES, TEXT_STOP, TOOL_NAME, TOOL_STOP, call, needs_codecs
+from tests.contract.sdk_calls import SURFACES, TEXT_STOP, TOOL_NAME, TOOL_STOP, WIRES, call, needs_codecs, second_turn
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
@@ -101,3 +103,41 @@ def test_every_surface_reaches_every_provider(
     assert answer.output_tokens == entry["output_tokens"] > 0
     assert answer.input_tokens == entry["input_tokens"] + entry["cache_read_tokens"] + entry["cache_write_tokens"] > 0
     assert entry["cost_pico"] > 0
+    translated = [a.get("translated") for a in entry["attempts"]]
+    wire = {"anthropic": "anthropic_messages", "openai": "openai_chat", "gemini": "gemini"}[provider]
+    assert translated == [None if NATIVE[surface] == provider else f"{WIRES[surface].value}->{wire}"]
+
+
+def call_and_result(path: str, doc: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """((call id, name), (result's call id, result text)) from an upstream body, in that upstream's own format."""
+    if path == "/v1/messages":
+        use = next(b for m in doc["messages"] for b in m["content"] if isinstance(b, dict) and b["type"] == "tool_use")
+        res = next(
+            b for m in doc["messages"] for b in m["content"] if isinstance(b, dict) and b["type"] == "tool_result"
+        )
+        text = res["content"] if isinstance(res["content"], str) else res["content"][0]["text"]
+        return (use["id"], use["name"]), (res["tool_use_id"], text)
+    if path == "/v1/chat/completions":
+        call = next(m for m in doc["messages"] if m.get("tool_calls"))["tool_calls"][0]
+        tool = next(m for m in doc["messages"] if m["role"] == "tool")
+        content = tool["content"] if isinstance(tool["content"], str) else tool["content"][0]["text"]
+        return (call["id"], call["function"]["name"]), (tool["tool_call_id"], content)
+    parts = [p for c in doc["contents"] for p in c["parts"]]
+    call = next(p["functionCall"] for p in parts if "functionCall" in p)
+    res = next(p["functionResponse"] for p in parts if "functionResponse" in p)
+    return (call.get("id", call["name"]), call["name"]), (res.get("id", res["name"]), json.dumps(res["response"]))
+
+
+@pytest.mark.parametrize("provider", list(MODELS))
+@pytest.mark.parametrize("surface", SURFACES)
+def test_a_tool_result_goes_back_as_the_providers_own(
+    gateway: GatewayThread, upstream: FakeUpstreamThread, surface: str, provider: str
+) -> None:
+    if NATIVE[surface] == provider:
+        pytest.skip("pass-through: the body goes as it came")
+    needs_codecs(surface, provider)
+    second_turn(surface, gateway.base_url, KEY, MODELS[provider], "weather in Paris please")
+    [seen] = upstream.requests
+    (call_id, name), (result_id, text) = call_and_result(seen.path, seen.json())
+    assert name == TOOL_NAME and result_id == call_id  # the result answers the call it belongs to
+    assert "sunny" in text

@@ -38,6 +38,7 @@ from tests.fakes.upstream import (
     jint,
     jstr,
     last_user_text,
+    nested_pretty,
     tool_input_for,
 )
 
@@ -144,7 +145,8 @@ class GeminiWire:
 
     def render_response(self, reply: GeminiReply) -> bytes:
         text = None if reply.text_chunks is None else "".join(reply.text_chunks)
-        return self.response.render({**self._values(reply), "parts": self._parts(reply, text)})
+        parts = json.loads(self._parts(reply, text))
+        return self.response.render({**self._values(reply), "parts": nested_pretty(parts, 8)})
 
     def render_stream(self, reply: GeminiReply) -> list[bytes]:
         values = self._values(reply)

@@ -37,6 +37,7 @@ from tests.fakes.upstream import (
     jint,
     jstr,
     last_user_text,
+    nested_pretty,
     openai_cached_tokens,
     parse_sse,
     pretty_json,
@@ -209,8 +210,9 @@ class ResponsesWire:
         return items
 
     def render_response(self, reply: ResponsesReply) -> bytes:
-        ids = reply.item_ids
-        return self.response.render({**self._values(reply), "output": b"[" + b",".join(self._items(reply, ids)) + b"]"})
+        items = [json.loads(item) for item in self._items(reply, reply.item_ids)]
+        values = {**self._values(reply), "tools": nested_pretty(reply.tools, 2)}
+        return self.response.render({**values, "output": nested_pretty(items, 2)})
 
     def render_stream(self, reply: ResponsesReply) -> list[bytes]:
         values = self._values(reply)

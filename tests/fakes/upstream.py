@@ -105,6 +105,12 @@ def pretty_json(obj: Any, indent: int = 2) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, indent=indent) + "\n").encode()
 
 
+def nested_pretty(value: Any, depth: int) -> bytes:
+    """``value`` as it appears inside a pretty-printed (indent 2) document at ``depth`` spaces: for slots that hold
+    structures, so the whole body reads as if pretty-printed at once."""
+    return json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + " " * depth).encode()
+
+
 def sse_event(name: str, data: bytes) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 

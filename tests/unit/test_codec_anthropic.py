@@ -325,3 +325,17 @@ def test_recorded_error_stream_and_early_end() -> None:
     cut = raw("anthropic/message_stream.sse").split(b"event: content_block_stop")[0]
     events = decode_stream(codec, cut)
     assert isinstance(events[-1], Failure) and events[-1].status == 502
+
+
+def test_effort_from_another_format_gives_way_to_what_thinking_refuses() -> None:
+    request = ChatRequest(model="m", messages=[], max_tokens=30000, reasoning=Reasoning("low"), temperature=0.2)
+    assert "thinking" not in codec.encode_request(request)
+    request.temperature = None
+    assert codec.encode_request(request)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+def test_a_broken_event_ends_the_stream_with_a_failure() -> None:
+    events = decode_stream(
+        codec, b'event: message_start\ndata: {"type":"message_start","message":{}}\n\ndata: {oops\n\n'
+    )
+    assert isinstance(events[-1], Failure) and events[-1].status == 502

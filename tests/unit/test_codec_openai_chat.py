@@ -260,3 +260,9 @@ def test_recorded_error_stream_and_early_end() -> None:
     assert isinstance(failure, Failure) and failure.status == 500 and failure.type == "server_error"
     cut = raw("openai/chat_completion_stream.sse")[:900]
     assert isinstance(decode_stream(codec, cut)[-1], Failure)
+
+
+def test_a_prompt_filter_chunk_before_the_stream_is_skipped() -> None:
+    azure = b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}\n\n'
+    events = decode_stream(codec, azure + raw("openai/chat_completion_tool_calls_stream.sse"))
+    assert events == TOOL_STREAM

@@ -224,3 +224,11 @@ def test_failed_stream_and_foreign_thinking() -> None:
         BlockStop(0),
         Finish("end_turn", Usage(1, 1)),
     ]
+
+
+def test_failures_from_other_vendors_get_openai_codes() -> None:
+    data = encode_stream(codec, [Start("r", "m"), Failure(429, "Overloaded", "RESOURCE_EXHAUSTED")])
+    failed = sse_payloads(data)[-1][1]["response"]
+    assert failed["status"] == "failed" and failed["error"] == {"code": "rate_limit_exceeded", "message": "Overloaded"}
+    quota = encode_stream(codec, [Failure(429, "No credit", "insufficient_quota")])
+    assert sse_payloads(quota)[-1][1]["response"]["error"]["code"] == "insufficient_quota"

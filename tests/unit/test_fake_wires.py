@@ -1,4 +1,4 @@
-"""The Responses API and Gemini fakes render their own fixtures back (same JSON, same events, same framing), and the
+"""The Responses API and Gemini fakes render their own fixtures back byte for byte (bodies and streams), and the
 official SDKs pointed straight at them (`openai` responses, `google-genai`) parse what they send."""
 
 from __future__ import annotations
@@ -43,10 +43,8 @@ def test_responses_fixtures_round_trip() -> None:
         10,
         item_ids={"msg": item["id"], "fc": ""},
     )
-    assert json.loads(wire.render_response(reply)) == whole
-    assert _events(b"".join(wire.render_stream(reply))) == _events(
-        (FIXTURES / "openai/response_stream.sse").read_bytes()
-    )
+    assert wire.render_response(reply) == (FIXTURES / "openai/response.json").read_bytes()  # byte for byte
+    assert b"".join(wire.render_stream(reply)) == (FIXTURES / "openai/response_stream.sse").read_bytes()
 
     called = json.loads((FIXTURES / "openai/response_function_call.json").read_bytes())
     fc = called["output"][0]
@@ -64,10 +62,8 @@ def test_responses_fixtures_round_trip() -> None:
         19,
         item_ids={"msg": "", "fc": fc["id"]},
     )
-    fixture_args = fc["arguments"]
-    fc["arguments"] = json.dumps(json.loads(fixture_args), separators=(",", ":"))  # the fake writes compact JSON
-    assert json.loads(wire.render_response(reply)) == called
-    assert [n for n, _ in _events(b"".join(wire.render_stream(reply)))] == [n for n, _ in _events(raw)]
+    assert wire.render_response(reply) == (FIXTURES / "openai/response_function_call.json").read_bytes()
+    assert b"".join(wire.render_stream(reply)) == raw
 
 
 def test_gemini_fixtures_round_trip() -> None:
@@ -76,10 +72,7 @@ def test_gemini_fixtures_round_trip() -> None:
     raw = (FIXTURES / "gemini/stream_generate_content.sse").read_bytes()
     pieces = [json.loads(b[6:])["candidates"][0]["content"]["parts"][0]["text"] for b in raw.split(b"\r\n\r\n") if b]
     reply = GeminiReply(whole["modelVersion"], whole["responseId"], pieces, None, 5, 9)
-    assert wire.render_response(reply) == (FIXTURES / "gemini/generate_content.json").read_bytes().replace(
-        b'"parts": [\n          {\n            "text": "Hello! How can I help you today?"\n          }\n        ]',
-        b'"parts": [{"text": "Hello! How can I help you today?"}]',
-    )
+    assert wire.render_response(reply) == (FIXTURES / "gemini/generate_content.json").read_bytes()  # byte for byte
     assert b"".join(wire.render_stream(reply)) == raw  # byte for byte, CRLF framing included
     called = json.loads((FIXTURES / "gemini/generate_content_function_call.json").read_bytes())
     call = called["candidates"][0]["content"]["parts"][0]["functionCall"]

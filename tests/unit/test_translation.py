@@ -110,3 +110,16 @@ def test_an_unreadable_error_body_still_becomes_a_failure() -> None:
     translation = Translation(A, CHAT, GEN, ChatRequest(model="gpt", messages=[]))
     failure = translation.failure(502, b"<html>bad gateway</html>")
     assert isinstance(failure, Failure) and failure.status == 502
+
+
+def test_openai_answers_get_a_real_creation_time() -> None:
+    import time
+
+    from tests.fakes.upstream import FakeUpstream
+
+    fake = FakeUpstream()
+    reply = fake.anthropic_reply({"messages": [{"role": "user", "content": "hi"}]}, b"x" * 40, "claude")
+    request = ChatRequest(model="claude", messages=[Message("user", [Text("hi")])])
+    for answer, key in ((CHAT, "created"), (RESP, "created_at")):
+        doc = orjson.loads(Translation(answer, A, GEN, request).response(fake.anthropic.render_message(reply)))
+        assert abs(doc[key] - time.time()) < 5  # codecs have no clock; the bridge stamps it

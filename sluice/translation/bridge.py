@@ -1,0 +1,185 @@
+"""One attempt's crossing: the provider's request body, and its answer (whole, streamed, or an
+error) carried back into the caller's format."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import orjson
+
+from sluice.core.canonical import ChatRequest, Failure, StreamEvent, Untranslatable
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import Operation, WireFormat
+from sluice.formats.codec import Codec, StreamEncoder
+from sluice.formats.codecs import codec_for
+from sluice.translation.counts import count_body, count_request, counted
+
+
+def codec(wire: WireFormat) -> Codec | None:
+    try:
+        return codec_for(wire)
+    except LookupError:
+        return None
+
+
+def untranslatable(source: WireFormat, target: WireFormat | None, why: str) -> SluiceError:
+    where = f" into the {target.value} format its provider speaks" if target is not None else ""
+    return SluiceError(ErrorKind.CALLER_BAD_REQUEST, f"This {source.value} request cannot be translated{where}: {why}")
+
+
+class Answer(Protocol):
+    """The engine's Outcome, as far as translating it goes."""
+
+    status: int
+    content_type: str
+    body: bytes | None
+    chunks: AsyncIterator[bytes] | None
+    failure: Failure | None
+
+
+@dataclass(slots=True)
+class Translation:
+    """One attempt's crossing: `answer` is the caller's format, `target` the provider's."""
+
+    answer: WireFormat
+    target: WireFormat
+    operation: Operation
+    request: ChatRequest
+    raw: dict[str, Any] | None = None  # a body already in the target's format: only the answer crosses
+
+    def _codecs(self) -> tuple[Codec, Codec]:
+        source, target = codec(self.answer), codec(self.target)
+        assert source is not None and target is not None  # checked by `reachable` when planning
+        return source, target
+
+    def body(self, model: str, stream: bool) -> tuple[bytes, dict[str, Any]]:
+        """The provider's request body and its parsed form."""
+        _, target = self._codecs()
+        request = replace(self.request, model=model, stream=stream and self.operation is Operation.GENERATE)
+        try:
+            doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
+        except Untranslatable as exc:
+            raise untranslatable(self.answer, self.target, str(exc)) from None
+        if self.operation is Operation.COUNT_TOKENS:
+            doc = count_request(self.target, doc, model)
+        elif stream and self.target is WireFormat.OPENAI_CHAT:
+            # Chat streams carry usage only when asked: ask, so the provider's stream can be metered.
+            opts = doc.get("stream_options")
+            doc["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        elif isinstance(doc.get("stream_options"), dict) and self.target is WireFormat.OPENAI_RESPONSES:
+            # Cursor sends Chat's include_usage along with a Responses body; the Responses API refuses it.
+            opts = {k: v for k, v in doc["stream_options"].items() if k != "include_usage"}
+            doc.pop("stream_options")
+            if opts:
+                doc["stream_options"] = opts
+        return orjson.dumps(doc), doc
+
+    def response(self, body: bytes) -> bytes:
+        """A whole (non-streamed) provider answer, in the caller's format."""
+        source, target = self._codecs()
+        doc = _json(body)
+        if self.operation is Operation.COUNT_TOKENS:
+            return count_body(self.answer, counted(self.target, doc))
+        try:
+            return _stamped(orjson.dumps(source.encode_response(target.decode_response(doc))))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # Untranslatable is a ValueError
+            raise _unanswerable(self.target, self.answer, str(exc)) from None
+
+    def failure(self, status: int, body: bytes) -> Failure:
+        """An upstream error body (status >= 400), canonical, for the edge to render."""
+        _, target = self._codecs()
+        try:
+            return target.decode_error(status, body)
+        except (Untranslatable, ValueError, TypeError, KeyError):
+            return Failure(status, body.decode("utf-8", "replace")[:500] or f"upstream status {status}")
+
+    def carry(self, answer: Answer) -> None:
+        """Carries the provider's (already metered) answer across to the caller's format."""
+        if answer.status >= 400:
+            answer.failure = self.failure(answer.status, answer.body or b"")
+        elif answer.chunks is not None:
+            source, _ = self._codecs()
+            encoder = source.stream_encoder(self.request)
+            answer.chunks, answer.content_type = self.stream(answer.chunks, encoder), encoder.content_type
+        elif answer.body is not None:
+            answer.body, answer.content_type = self.response(answer.body), "application/json"
+
+    async def stream(self, chunks: AsyncIterator[bytes], encoder: StreamEncoder) -> AsyncIterator[bytes]:
+        """The provider's stream, re-encoded event by event for the caller."""
+        _, target = self._codecs()
+        decoder = target.stream_decoder()
+        iterator = chunks.__aiter__()
+        try:
+            async for chunk in iterator:
+                out, failure = self._encode(encoder, decoder.feed(chunk))
+                if out:
+                    yield _stamped(out)  # what came before a failure in the same chunk still goes out
+                if failure is not None:
+                    raise failure
+            out, failure = self._encode(encoder, decoder.close())
+            if out or failure is None:
+                yield _stamped(out + (encoder.close() if failure is None else b""))
+            if failure is not None:
+                raise failure
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _encode(self, encoder: StreamEncoder, events: Iterable[StreamEvent]) -> tuple[bytes, SluiceError | None]:
+        """The caller's bytes for `events`, and the failure that ended them, if one did. A failure
+        is not encoded here: the edge sends it as the caller's in-stream error (or as a plain
+        error, and a fallback, when nothing was sent yet)."""
+        out: list[bytes] = []
+        for event in events:
+            if isinstance(event, Failure):
+                return b"".join(out), SluiceError(kind_of(event.status), event.message, upstream_status=event.status)
+            try:
+                out.append(encoder.encode(event))
+            except Untranslatable as exc:
+                raise _unanswerable(self.target, self.answer, str(exc)) from None
+        return b"".join(out), None
+
+
+# Codecs have no clock: OpenAI's `created` / `created_at` come out as 0, and are stamped here.
+# The compact key cannot occur inside a JSON string (its quotes would be escaped there).
+_UNSTAMPED = (b'"created":0,', b'"created_at":0,')
+
+
+def _stamped(out: bytes) -> bytes:
+    if b'":0,' not in out:
+        return out
+    now = str(int(time.time())).encode()
+    return out.replace(_UNSTAMPED[0], b'"created":' + now + b",").replace(_UNSTAMPED[1], b'"created_at":' + now + b",")
+
+
+def kind_of(status: int) -> ErrorKind:
+    """The error kind an upstream status stands for, so retries and fallbacks treat it as usual."""
+    if status == 429:
+        return ErrorKind.PROVIDER_RATE_LIMITED
+    if status in (503, 529):
+        return ErrorKind.PROVIDER_OVERLOADED
+    if status in (408, 504):
+        return ErrorKind.PROVIDER_TIMEOUT
+    if status in (401, 403):
+        return ErrorKind.PROVIDER_AUTH
+    return ErrorKind.PROVIDER_ERROR
+
+
+def _unanswerable(target: WireFormat, answer: WireFormat, why: str) -> SluiceError:
+    return SluiceError(
+        ErrorKind.PROVIDER_ERROR, f"The provider's {target.value} answer cannot be expressed in {answer.value}: {why}"
+    )
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise SluiceError(ErrorKind.PROVIDER_ERROR, "The provider's answer is not a JSON object.")
+    return doc
