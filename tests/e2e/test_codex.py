@@ -17,6 +17,7 @@ KEY = "sk-sluice-e2e-codex-000000000000"
 BROKE = "sk-sluice-e2e-codex-broke-000000"
 OPENAI_SECRET = "sk-openai-e2e-provider-secret"
 ANTHROPIC_SECRET = "sk-ant-e2e-provider-secret"
+GEMINI_SECRET = "AIza-e2e-provider-secret"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
             "providers": {
                 "openai": {"base_url": upstream.base_url + "/v1", "keys": [{"name": "o", "value": OPENAI_SECRET}]},
                 "anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": ANTHROPIC_SECRET}]},
+                "gemini": {"base_url": upstream.base_url, "keys": [{"name": "g", "value": GEMINI_SECRET}]},
             },
             "virtual_keys": [
                 {
@@ -35,6 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
                     "provider_configs": [
                         {"provider": "openai", "allowed_models": ["gpt-5.5"]},
                         {"provider": "anthropic", "allowed_models": ["claude-sonnet-4-6"]},
+                        {"provider": "gemini", "allowed_models": ["gemini-2.5-flash"]},
                     ],
                 },
                 {"id": "vk-codex-broke", "value": BROKE, "provider_configs": [{"provider": "openai"}]},
@@ -131,6 +134,25 @@ def test_codex_on_a_claude_model_with_function_tools_only(
     before = len(translated_rows(gateway))
     code, out, err = run_codex(gateway, tmp_path, KEY, "claude-sonnet-4-6", "say hi to claude", *overrides)
     check_translated_to_anthropic(gateway, upstream, code, out, err, before)
+
+
+def test_codex_on_a_gemini_model_with_function_tools_only(
+    stack: tuple[GatewayProcess, FakeUpstreamThread], tmp_path: Path
+) -> None:
+    gateway, upstream = stack
+    upstream.upstream.reset()
+    overrides = ("features.multi_agent=false", 'web_search="disabled"')
+    code, out, err = run_codex(gateway, tmp_path, KEY, "gemini-2.5-flash", "say hi to gemini", *overrides)
+    assert code == 0, out + err
+    assert "say hi to gemini" in out
+    [sent] = [r for r in upstream.requests if r.method == "POST"]
+    assert sent.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    assert sent.headers["x-goog-api-key"] == GEMINI_SECRET
+    body = sent.json()
+    assert "Codex" in json.dumps(body["systemInstruction"])
+    assert "exec_command" in {d["name"] for d in body["tools"][0]["functionDeclarations"]}
+    [row] = agent_cli.log_rows(gateway.db, "vk-codex", model="gemini-2.5-flash", status=200)
+    assert row["provider"] == "gemini" and row["surface"] == "openai_responses" and row["output_tokens"] > 0
 
 
 def test_codex_stops_at_once_on_an_exhausted_budget(
