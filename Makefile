@@ -22,8 +22,12 @@ run: $(VENV)/.installed
 	SLUICE_SHOW_SECRETS=1 $(VENV)/bin/sluice serve --config $(CONFIG)
 
 # Real agent CLIs for the end-to-end tests (versions pinned in tests/e2e/package.json).
+# Codex's native binary comes in an optional, per-platform dependency: check each CLI starts.
 $(E2E_NODE): tests/e2e/package.json
 	cd tests/e2e && npm install --no-audit --no-fund --loglevel=error
+	cd tests/e2e && home=$$(mktemp -d) && for cli in claude codex gemini; do \
+	  HOME=$$home ./node_modules/.bin/$$cli --version >/dev/null 2>&1 || { echo "$$cli does not start"; exit 1; }; \
+	done; rm -rf $$home
 	touch $@
 
 # A real OpenID provider (oidc-provider, pinned in its package.json) for the SSO tests.

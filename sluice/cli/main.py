@@ -290,6 +290,32 @@ def audit_export(
     asyncio.run(audit.export(store or cfg.store.url, since, sys.stdout, cfg.audit))
 
 
+@app.command()
+def connect(
+    client: Annotated[str, typer.Argument(help="claude-code, codex, gemini-cli, cursor or opencode.")],
+    url: Annotated[str, typer.Option("--url", help="The gateway's address, e.g. https://sluice.example.com.")],
+    key: Annotated[str, typer.Option("--key", envvar="SLUICE_API_KEY", help="The virtual key.")],
+    model: Annotated[str | None, typer.Option("--model", help="Default model for the client.")] = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Merge into the client's settings file (backup kept).")
+    ] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="Home directory holding the settings.")] = None,
+) -> None:
+    """Point a coding agent at Sluice: print its settings, or merge them into its own file with --write."""
+    from sluice.cli import connect as setups
+    from sluice.cli.settings_files import SettingsFileError
+
+    base = home or Path.home()
+    try:
+        setup = setups.setup_for(client, url, key, model, base)
+        lines = setups.write(setup) if write else setups.instructions(setup)
+    except (setups.ConnectError, SettingsFileError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line in lines:
+        typer.echo(line)
+
+
 def _parse_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)

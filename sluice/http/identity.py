@@ -9,7 +9,8 @@ import orjson
 
 from sluice.core.context import RequestContext
 
-SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session_id")
+# Claude Code, generic, and Codex's (0.171 sends `session-id`: tests/fixtures/codex/FINDINGS.md).
+SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session_id", "session-id")
 
 
 def fill_caller(ctx: RequestContext, headers: Mapping[str, str], doc: dict[str, Any]) -> None:

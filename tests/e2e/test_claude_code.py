@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.agent_cli import connect, run
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
@@ -139,3 +140,19 @@ def test_claude_code_stops_at_once_on_an_exhausted_budget(
     assert [r for r in upstream.requests if r.method == "POST"] == []
     refused = [r for r in gateway.request_log() if r["virtual_key_id"] == "vk-broke"]
     assert len(refused) == 1 and refused[0]["status"] == 402  # shown once, not retried
+
+
+def test_claude_code_set_up_by_sluice_connect(stack: tuple[GatewayThread, FakeUpstreamThread], tmp_path: Path) -> None:
+    # No ANTHROPIC_* variables: everything comes from the settings.json that `sluice connect --write` made.
+    gateway, upstream = stack
+    upstream.upstream.reset()
+    connect("claude-code", gateway.base_url, SENIOR, tmp_path, "--model", "claude-sonnet-4-6")
+    env = {"CLAUDE_CODE_MAX_RETRIES": "0", "DISABLE_AUTOUPDATER": "1"}
+    result = run([str(CLAUDE), "-p", "say hi", "--output-format", "json"], tmp_path, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["is_error"] is False
+    [sent] = [r for r in upstream.requests if r.method == "POST"]
+    assert sent.json()["model"] == "claude-sonnet-4-6"  # ANTHROPIC_MODEL from the settings
+    session = json.loads(sent.json()["metadata"]["user_id"])["session_id"]
+    [row] = [r for r in gateway.request_log() if r["session_id"] == session]
+    assert row["virtual_key_id"] == "vk-eng-senior" and row["status"] == 200

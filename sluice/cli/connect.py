@@ -1,0 +1,197 @@
+"""`sluice connect CLIENT`: what each coding agent needs in its own settings to go through Sluice.
+
+One function per client says which file, which values, which environment variables and which manual
+steps; `settings_files` does the merging. The values come from each client's documentation and from
+watching the real CLIs (tests/fixtures/*/FINDINGS.md): where a client can read the key from an
+environment variable, the file names the variable and the key stays out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sluice.cli.settings_files import Format, WriteResult, merge_into_file, render_snippet
+
+KEY_VAR = "SLUICE_API_KEY"  # what Codex and opencode read the virtual key from
+
+
+class ConnectError(Exception):
+    """The request cannot be turned into a setup (e.g. a client that needs a model name got none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    client: str
+    path: Path | None  # the settings file; None when there is none we can safely write (Cursor)
+    fmt: Format = "json"
+    patch: dict[str, Any] = field(default_factory=dict)
+    private: bool = False  # the file will hold the key itself
+    env: dict[str, str] = field(default_factory=dict)  # variables to export in the user's shell
+    notes: list[str] = field(default_factory=list)
+
+
+def gateway_root(url: str) -> str:
+    """The gateway's root URL: each client appends its own API prefix (/v1, /v1beta ...)."""
+    return url.strip().rstrip("/").removesuffix("/v1")
+
+
+def claude_code(root: str, key: str, model: str | None, home: Path) -> Setup:
+    env = {
+        "ANTHROPIC_BASE_URL": root,
+        "ANTHROPIC_AUTH_TOKEN": key,  # sent as Authorization: Bearer
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry, error reporting or update checks
+    }
+    if model:
+        env["ANTHROPIC_MODEL"] = model
+    return Setup(
+        "claude-code",
+        home / ".claude" / "settings.json",
+        patch={"env": env},
+        private=True,
+        notes=["Claude Code reads the env block at start-up: restart running sessions."],
+    )
+
+
+def codex(root: str, key: str, model: str | None, home: Path) -> Setup:
+    patch: dict[str, Any] = {"model": model} if model else {}
+    patch |= {
+        "model_provider": "sluice",
+        "model_providers": {
+            "sluice": {"name": "Sluice", "base_url": f"{root}/v1", "env_key": KEY_VAR, "wire_api": "responses"}
+        },
+        "analytics": {"enabled": False},
+        "feedback": {"enabled": False},  # /feedback would upload session logs to OpenAI
+    }
+    return Setup(
+        "codex",
+        home / ".codex" / "config.toml",
+        fmt="toml",
+        patch=patch,
+        env={KEY_VAR: key},
+        notes=[
+            "Codex reads the key from $SLUICE_API_KEY on every run (CODEX_HOME moves the config file).",
+            # The translation refuses these two tools for now (docs/agents/codex.md).
+            'On a model that is not OpenAI\'s, also set web_search = "disabled" and [features] multi_agent = false.',
+        ],
+    )
+
+
+def gemini_cli(root: str, key: str, model: str | None, home: Path) -> Setup:
+    patch: dict[str, Any] = {
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        # Left on, usage statistics also add an installation id header to every model request.
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+    }
+    if model:
+        patch["model"] = {"name": model}
+    return Setup(
+        "gemini-cli",
+        home / ".gemini" / "settings.json",
+        patch=patch,
+        env={"GOOGLE_GEMINI_BASE_URL": root, "GEMINI_API_KEY": key},
+        notes=[]
+        if model
+        else ["Without a model, Gemini CLI's 'auto' routing asks a flash-lite model first each turn."],
+    )
+
+
+def cursor(root: str, key: str, model: str | None, home: Path) -> Setup:
+    # Cursor keeps these in its own app state, not in a file another program may safely edit.
+    steps = [
+        "Cursor has no settings file Sluice can safely write; in the app:",
+        "  1. Cursor Settings (Ctrl+, / Cmd+,) -> Models.",
+        f"  2. OpenAI API Key: paste {key}",
+        f"  3. Turn on 'Override OpenAI Base URL' and enter {root}/v1",
+        f"  4. Add the model name{f' {model}' if model else 's the key allows'} under 'Add or search model'.",
+        "  5. Verify: Cursor calls GET /v1/models, which lists the models the key may use.",
+        "Cursor makes these calls from its own servers: the gateway must be reachable from the internet.",
+    ]
+    return Setup("cursor", None, notes=steps)
+
+
+def opencode(root: str, key: str, model: str | None, home: Path) -> Setup:
+    if not model:
+        raise ConnectError("opencode lists a custom provider's models in its config: pass --model")
+    provider = {
+        "npm": "@ai-sdk/openai-compatible",
+        "name": "Sluice",
+        "options": {"baseURL": f"{root}/v1", "apiKey": "{env:" + KEY_VAR + "}"},
+        "models": {model: {"name": model}},
+    }
+    patch = {
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {"sluice": provider},
+        "model": f"sluice/{model}",
+        "share": "disabled",  # a shared session is uploaded to opencode's servers, outside the gateway
+    }
+    return Setup(
+        "opencode",
+        home / ".config" / "opencode" / "opencode.json",
+        patch=patch,
+        env={KEY_VAR: key},
+        notes=["A project's own opencode.json still overrides these settings."],
+    )
+
+
+CLIENTS: dict[str, Callable[[str, str, str | None, Path], Setup]] = {
+    "claude-code": claude_code,
+    "codex": codex,
+    "gemini-cli": gemini_cli,
+    "cursor": cursor,
+    "opencode": opencode,
+}
+
+
+def setup_for(client: str, url: str, key: str, model: str | None, home: Path) -> Setup:
+    try:
+        make = CLIENTS[client]
+    except KeyError:
+        raise ConnectError(f"unknown client {client!r}; one of: {', '.join(CLIENTS)}") from None
+    return make(gateway_root(url), key, model, home)
+
+
+def _display(path: Path) -> str:
+    # Relative to the real home only: under --home DIR a "~/" would point somewhere else.
+    home = Path.home()
+    return "~/" + str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
+
+
+def instructions(setup: Setup) -> list[str]:
+    """What to print without --write: the values for the file, the exports, the notes."""
+    lines: list[str] = []
+    if setup.path is not None:
+        lines.append(f"# Merge into {_display(setup.path)} (or run again with --write):")
+        lines.extend(render_snippet(setup.patch, setup.fmt).rstrip("\n").splitlines())
+    return lines + _exports(setup)
+
+
+def write(setup: Setup) -> list[str]:
+    """Merge into the client's file; what happened, then the exports and notes."""
+    if setup.path is None:
+        return ["Nothing written.", *setup.notes]
+    result: WriteResult = merge_into_file(setup.path, setup.patch, setup.fmt, private=setup.private)
+    shown = _display(setup.path)
+    if not result.changed:
+        lines = [f"{shown} is already set up; nothing changed."]
+    elif result.backup is not None:
+        lines = [f"Updated {shown} (previous version kept as {_display(result.backup)})."]
+    else:
+        lines = [f"Wrote {shown}."]
+    return lines + _exports(setup)
+
+
+def _exports(setup: Setup) -> list[str]:
+    lines = []
+    if setup.env:
+        lines.append("# In your shell profile:")
+        lines.extend(f"export {name}={_quote(value)}" for name, value in setup.env.items())
+    return lines + setup.notes
+
+
+def _quote(value: str) -> str:
+    safe = all(c.isalnum() or c in "-_./:@+=," for c in value)
+    return value if safe and value else "'" + value.replace("'", "'\\''") + "'"

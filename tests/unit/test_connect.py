@@ -1,0 +1,161 @@
+"""`sluice connect`: each client's settings merged into its own file, keeping the user's other settings."""
+
+from __future__ import annotations
+
+import json
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sluice.cli.main import app
+
+runner = CliRunner()
+URL = "https://sluice.example.com/"
+KEY = "sk-sluice-unit-0123456789"
+
+
+def connect(home: Path, client: str, *extra: str) -> str:
+    result = runner.invoke(app, ["connect", client, "--url", URL, "--key", KEY, "--home", str(home), *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def backups(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".sluice-*.bak"))
+
+
+def test_claude_code_merges_the_env_block_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / ".claude" / "settings.json"
+    path.parent.mkdir()
+    original = {"permissions": {"allow": ["Bash(ls:*)"]}, "env": {"DEBUG": "1"}, "model": "opus"}
+    path.write_text(json.dumps(original))
+    out = connect(tmp_path, "claude-code", "--write", "--model", "claude-sonnet-4-6")
+    assert f"Updated {path} (previous version kept as {path}.sluice-" in out
+    data = json.loads(path.read_text())
+    assert data["permissions"] == original["permissions"] and data["model"] == "opus"
+    assert data["env"] == {
+        "DEBUG": "1",
+        "ANTHROPIC_BASE_URL": "https://sluice.example.com",
+        "ANTHROPIC_AUTH_TOKEN": KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "ANTHROPIC_MODEL": "claude-sonnet-4-6",
+    }
+    [backup] = backups(path)
+    assert json.loads(backup.read_text()) == original
+    # The file now holds the key: only its owner may read it, and the same for the backup.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(backup.stat().st_mode) == 0o600
+
+
+def test_a_second_write_changes_nothing_and_makes_no_backup(tmp_path: Path) -> None:
+    for client in ("claude-code", "codex", "gemini-cli", "opencode"):
+        connect(tmp_path, client, "--write", "--model", "m1")
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".sluice-" not in p.name}
+    assert len(files) == 4
+    for client in ("claude-code", "codex", "gemini-cli", "opencode"):
+        assert "nothing changed" in connect(tmp_path, client, "--write", "--model", "m1")
+    assert {p: p.read_bytes() for p in files} == files
+    assert not list(tmp_path.rglob("*.bak"))  # the first writes created the files: nothing to back up
+
+
+def test_codex_config_keeps_comments_tables_and_the_users_model(tmp_path: Path) -> None:
+    path = tmp_path / ".codex" / "config.toml"
+    path.parent.mkdir()
+    original = (
+        "# my settings\n"
+        'model = "gpt-5.5"  # the one I like\n'
+        'approval_policy = "on-request"\n\n'
+        "[mcp_servers.docs]\n"
+        'command = "npx"\n\n'
+        "[analytics]\n"
+        "enabled = true\n"
+    )
+    path.write_text(original)
+    out = connect(tmp_path, "codex", "--write")
+    assert f"export SLUICE_API_KEY={KEY}" in out
+    text = path.read_text()
+    assert "# my settings" in text and "# the one I like" in text
+    config = tomllib.loads(text)
+    assert config["model"] == "gpt-5.5" and config["approval_policy"] == "on-request"
+    assert config["mcp_servers"] == {"docs": {"command": "npx"}}
+    assert config["model_provider"] == "sluice"
+    assert config["model_providers"]["sluice"] == {
+        "name": "Sluice",
+        "base_url": "https://sluice.example.com/v1",
+        "env_key": "SLUICE_API_KEY",
+        "wire_api": "responses",
+    }
+    assert config["analytics"] == {"enabled": False} and config["feedback"] == {"enabled": False}
+    assert KEY not in text  # Codex reads the key from the environment
+    [backup] = backups(path)
+    assert backup.read_text() == original
+
+
+def test_gemini_cli_settings_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"ui": {"theme": "GitHub"}, "security": {"folderTrust": {"enabled": True}}}))
+    out = connect(tmp_path, "gemini-cli", "--write", "--url", "https://sluice.example.com/v1")
+    assert "export GOOGLE_GEMINI_BASE_URL=https://sluice.example.com\n" in out
+    assert f"export GEMINI_API_KEY={KEY}" in out
+    data = json.loads(path.read_text())
+    assert data == {
+        "ui": {"theme": "GitHub"},
+        "security": {"folderTrust": {"enabled": True}, "auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+    }
+    assert len(backups(path)) == 1
+
+
+def test_opencode_provider_entry_accumulates_models(tmp_path: Path) -> None:
+    path = tmp_path / ".config" / "opencode" / "opencode.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"theme": "dark", "provider": {"ollama": {"npm": "x"}}}))
+    connect(tmp_path, "opencode", "--write", "--model", "claude-sonnet-4-6")
+    connect(tmp_path, "opencode", "--write", "--model", "gpt-5.5")
+    data = json.loads(path.read_text())
+    assert data["theme"] == "dark" and data["provider"]["ollama"] == {"npm": "x"}
+    sluice = data["provider"]["sluice"]
+    assert sluice["npm"] == "@ai-sdk/openai-compatible"
+    assert sluice["options"] == {"baseURL": "https://sluice.example.com/v1", "apiKey": "{env:SLUICE_API_KEY}"}
+    assert set(sluice["models"]) == {"claude-sonnet-4-6", "gpt-5.5"}
+    assert data["model"] == "sluice/gpt-5.5" and data["share"] == "disabled"
+    assert len(backups(path)) == 2
+
+
+def test_opencode_needs_a_model() -> None:
+    result = runner.invoke(app, ["connect", "opencode", "--url", URL, "--key", KEY])
+    assert result.exit_code == 2 and "--model" in result.output
+
+
+def test_cursor_prints_the_ui_steps_and_writes_nothing(tmp_path: Path) -> None:
+    out = connect(tmp_path, "cursor", "--write", "--model", "gpt-5.5")
+    assert "Override OpenAI Base URL" in out and "https://sluice.example.com/v1" in out and KEY in out
+    assert "Nothing written." in out
+    assert not any(tmp_path.iterdir())
+
+
+def test_without_write_nothing_is_touched(tmp_path: Path) -> None:
+    out = connect(tmp_path, "codex", "--model", "gpt-5.5")
+    assert "[model_providers.sluice]" in out and 'model = "gpt-5.5"' in out
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_a_broken_settings_file_is_left_alone(tmp_path: Path, content: str) -> None:
+    path = tmp_path / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    result = runner.invoke(
+        app, ["connect", "gemini-cli", "--url", URL, "--key", KEY, "--home", str(tmp_path), "--write"]
+    )
+    assert result.exit_code == 2 and "settings.json" in result.output
+    assert path.read_text() == content and not backups(path)
+
+
+def test_unknown_client() -> None:
+    result = runner.invoke(app, ["connect", "vim", "--url", URL, "--key", KEY])
+    assert result.exit_code == 2 and "claude-code, codex" in result.output
