@@ -7,6 +7,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from sluice.admin.live import LiveConfig
+from sluice.admin.service import AdminService, record_changes
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
@@ -23,7 +25,7 @@ from sluice.settings import SluiceConfig, VirtualKeyConfig
 from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.ports import LimitCounters, Store
-from sluice.storage.records import ConfigEvent, ProviderGrant, VirtualKey
+from sluice.storage.records import ProviderGrant, VirtualKey
 from sluice.upstream.client import UpstreamClient
 
 log = logging.getLogger("sluice.app")
@@ -39,16 +41,6 @@ def open_counters(config: SluiceConfig) -> LimitCounters:
 
         return RedisCounters(config.governance.redis_url)
     return MemoryCounters()
-
-
-async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
-    """Configuration changes go to the tamper-evident audit log too (when it is configured)."""
-    for e in events:
-        await audit.append(
-            "config_change",
-            e.actor,
-            {"object": e.kind, "id": e.object_id, "action": e.action, "before": e.before, "after": e.after},
-        )
 
 
 def offline_limits(config: SluiceConfig, store: Store) -> Limits:
@@ -102,6 +94,8 @@ class Services:
     mcp: McpGateway
     limits: Limits
     engine: Engine
+    live: LiveConfig
+    admin: AdminService
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -111,6 +105,7 @@ class Services:
         self.generated_secrets = await seed_virtual_keys(self.store, self.config)
         await record_changes(self.audit, await sync_from_file(self.store, self.config, self.config_actor))
         await self.keys.start()
+        await self.live.start()  # before the MCP gateway, so it connects the store's servers too
         await self.mcp.start()
         await self.limits.start()
         await self.recorder.start()
@@ -129,6 +124,7 @@ class Services:
 
     async def stop(self) -> None:
         await cancel(self._retention)
+        await self.live.stop()
         await self.mcp.stop()
         await self.export.stop()
         await self.limits.stop()
@@ -164,4 +160,6 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     )
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit)
-    return Services(config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine)
+    live = LiveConfig(config, store, engine, mcp, client)
+    admin = AdminService(store, audit, keys=keys, limits=limits, live=live)
+    return Services(config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine, live, admin)

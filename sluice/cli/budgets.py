@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import orjson
 
-from sluice.app import open_store, record_changes
+from sluice.admin.service import record_changes
+from sluice.app import open_store
 from sluice.audit.log import AuditLog
 from sluice.core.windows import window_at
 from sluice.governance.config_sync import body_of, parse_object

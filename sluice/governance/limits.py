@@ -18,6 +18,7 @@ from typing import Literal
 from sluice.core.clock import SYSTEM_CLOCK, Clock
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.windows import Duration, Window, window_at
+from sluice.governance.config_sync import KINDS as GOVERNANCE_KINDS
 from sluice.governance.config_sync import parse_object
 from sluice.governance.ledger_writer import LedgerWriter
 from sluice.governance.refresh import Follower
@@ -153,6 +154,8 @@ class Limits:
         request on, and counters already running keep their usage."""
         budgets, rate_limits, teams = [], [], []
         for obj in await self._store.list_objects():
+            if obj.kind not in GOVERNANCE_KINDS:
+                continue  # providers, routing, MCP and admin objects are someone else's
             model = parse_object(obj)
             if isinstance(model, BudgetConfig):
                 budgets.append(model)

@@ -68,10 +68,21 @@ class McpGateway:
         server = _Server("sluice", version="0.1.0", on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         self.manager = StreamableHTTPSessionManager(app=server, stateless=False, json_response=False)
         self.enabled = bool(config.servers)
+        self._started = False
+
+    def reconfigure(self, config: McpConfig, access: ToolAccess) -> None:
+        """New tool groups apply at once. New or changed servers only before `start`: their
+        connections belong to the task that runs the gateway, so later ones wait for a restart."""
+        self.access = access
+        if not self._started:
+            self._config = config
+            self._timeouts = {s.name: s.call_timeout_s for s in config.servers}
+            self.enabled = bool(config.servers)
 
     async def start(self) -> None:
         """Connects to every upstream server (one that fails is left out, not fatal) and starts
         the session manager. Must run in the task that will call `stop` (the lifespan task)."""
+        self._started = True
         if not self.enabled:
             return
         for cfg in self._config.servers:

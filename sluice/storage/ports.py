@@ -13,6 +13,7 @@ from sluice.storage.records import (
     ConfigEvent,
     ConfigObject,
     RequestLogEntry,
+    RequestQuery,
     SpendRow,
     VirtualKey,
 )
@@ -42,6 +43,14 @@ class RequestLogStore(Protocol):
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None: ...
     async def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]: ...
     async def count_requests(self) -> int: ...
+    async def query_requests(self, query: RequestQuery) -> list[dict[str, Any]]:
+        """Entries matching every filter, newest first."""
+        ...
+
+    async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
+        """Cost (pico-dollars), tokens and requests of the matching entries grouped by `group_by`
+        (key, user, team, model or day), largest cost first."""
+        ...
 
 
 class SpendLedger(Protocol):
@@ -104,6 +113,17 @@ class ConfigStore(Protocol):
     async def config_version(self) -> int: ...
 
     async def config_events(self, limit: int = 100) -> list[ConfigEvent]: ...
+
+    async def record_event(self, event: ConfigEvent) -> None:
+        """Records a change made elsewhere (a virtual key's) among the configuration events."""
+        ...
+
+    async def apply_objects(
+        self, put: list[ConfigObject], delete: list[tuple[str, str]], actor: str
+    ) -> list[ConfigEvent]:
+        """Creates or replaces `put` and removes `delete` (kind, id) in one transaction, with an
+        event for each real change; all or nothing."""
+        ...
 
 
 class AuditStore(Protocol):
