@@ -33,7 +33,7 @@ async def test_key_budgets_within_the_cap(admin: tuple[Services, Client]) -> Non
     r = await c.put("/api/budgets/key-a", json=budget("key-a", 50.01, virtual_key_id="vk-a"), token=LEAD)
     assert r.status == 403 and "cap" in r.json()["error"]["message"]
     # The limit the gateway enforces is the one the lead set.
-    rules = services.limits.rules_for((await services.store.key_by_id("vk-a")))  # type: ignore[arg-type]
+    rules = services.limits.rules_for(await services.store.key_by_id("vk-a"))  # type: ignore[arg-type]
     assert {r.id: r.limit for r in rules}["key-a"] == 50 * 10**12
     assert (await c.delete("/api/budgets/key-a", token=LEAD)).status == 204
 
