@@ -215,13 +215,14 @@ def http_scope(ep: Endpoint, scope_name: str) -> tuple[str, str]:
     return ep.action, scope_name
 
 
-async def spare(c: Client, n: int) -> None:
-    """Objects the DELETE requests remove, recreated before each."""
-    await c.put("/api/providers/fake2-spare", json={"name": "fake2-spare", "type": "fake"})
-    await c.put("/api/provider-keys/fake2:spare", json={"provider": "fake2", "name": "spare", "value": "env.HOME"})
-    for collection, make in _OBJECT_BODIES.items():
-        if collection not in ("providers", "provider-keys"):
-            await c.post(f"/api/{collection}", json=make(f"spare-{n}"))
+async def spare(c: Client, collection: str, n: int) -> None:
+    """The object a DELETE request removes, recreated before each."""
+    if collection == "providers":
+        await c.put("/api/providers/fake2-spare", json={"name": "fake2-spare", "type": "fake"})
+    elif collection == "provider-keys":
+        await c.put("/api/provider-keys/fake2:spare", json={"provider": "fake2", "name": "spare", "value": "env.HOME"})
+    elif collection in _OBJECT_BODIES:
+        await c.post(f"/api/{collection}", json=_OBJECT_BODIES[collection](f"spare-{n}"))
 
 
 async def test_http_matrix(tmp_path: Path) -> None:
@@ -235,7 +236,7 @@ async def test_http_matrix(tmp_path: Path) -> None:
                 continue
             path, body, query = made
             if ep.method == "DELETE":
-                await spare(c, n)
+                await spare(c, ep.path.split("/")[2], n)
             if ep.method == "DELETE" and ep.path.startswith("/api/tokens"):
                 await c.post("/api/tokens", json={"id": "tok-1", "roles": ["viewer"]})
             if ep.path.startswith("/api/budgets") and ep.method == "DELETE":
@@ -269,5 +270,18 @@ async def test_http_matrix(tmp_path: Path) -> None:
             assert reply.status < 500, (ep.method, ep.path, reply.body)
             walked += 1
         assert walked > 500
+    finally:
+        await services.stop()
+
+
+async def test_every_endpoint_needs_a_credential(tmp_path: Path) -> None:
+    services, c = await start(admin_config(tmp_path))
+    try:
+        for ep in admin_endpoints():
+            path = ep.path.replace("{key_id}", "x").replace("{object_id}", "x").replace("{token_id}", "x")
+            for token in (None, "not-a-known-credential"):
+                reply = await c.request(ep.method, path, json={}, token=token)
+                assert reply.status == 401, (ep.method, ep.path, token, reply.status)
+        assert (await c.get("/api/openapi.json", token=None)).status == 200  # the document is public
     finally:
         await services.stop()

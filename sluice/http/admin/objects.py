@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sluice.admin.kinds import KINDS, Kind
 from sluice.admin.service import Conflict
 from sluice.auth.rbac import Scope, widest_grant
-from sluice.http.admin.framework import ApiError, Call, Endpoint
+from sluice.http.admin.framework import Call, Endpoint
 from sluice.http.admin.schemas import ConfigObjectList, ConfigObjectOut
 from sluice.settings import BudgetConfig
 from sluice.storage.records import ConfigObject
@@ -56,14 +56,11 @@ async def _authorize_write(call: Call, kind: Kind, body: dict[str, Any], new: Ba
 
 
 def _check_id(kind: Kind, model: BaseModel, object_id: str) -> None:
+    # A body naming another object than its path is a conflict between the two, not a malformed
+    # body (each is valid alone), so 409 rather than 422.
     ident = kind.ident(model)
     if ident != object_id:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"body: names {kind.name.replace('_', ' ')} {ident!r} but the path says {object_id!r}",
-            [{"loc": ["path", "object_id"], "msg": f"does not match the body's id {ident!r}", "type": "value_error"}],
-        )
+        raise Conflict(f"the body names {kind.name.replace('_', ' ')} {ident!r} but the path says {object_id!r}")
 
 
 async def _references(call: Call, kind: Kind, model: BaseModel) -> None:
