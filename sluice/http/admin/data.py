@@ -90,11 +90,11 @@ async def spend(call: Call) -> SpendReport | Response:
         until=q.until,
         rows=[SpendRowOut(cost_usd=str(Decimal(r["cost_pico"]) / PICO), **r) for r in rows],
     )
+    details = {"group_by": q.group_by, "since": since.isoformat(), "team": q.team, "user": q.user, "rows": len(rows)}
+    action = "spend_export" if q.format == "csv" else "spend_report"
+    await call.services.admin.data_read(call.principal.actor, action, details)
     if q.format != "csv":
         return report
-    await call.services.admin.data_read(
-        call.principal.actor, "spend_export", {"group_by": q.group_by, "since": since.isoformat(), "rows": len(rows)}
-    )
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([q.group_by, "cost_usd", "tokens", "requests"])
