@@ -12,6 +12,8 @@ from sluice.admin.service import AdminService, record_changes
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
+from sluice.auth.principal import Authenticator
+from sluice.auth.tokens import ApiTokenAuthenticator, BootstrapAuthenticator
 from sluice.core.tasks import cancel, spawn
 from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
@@ -96,6 +98,8 @@ class Services:
     engine: Engine
     live: LiveConfig
     admin: AdminService
+    # How admin API callers prove who they are, tried in order: identity providers go in front.
+    authenticators: list[Authenticator] = field(default_factory=list)
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -162,4 +166,20 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     mcp = McpGateway(config.mcp, keys, audit)
     live = LiveConfig(config, store, engine, mcp, client)
     admin = AdminService(store, audit, keys=keys, limits=limits, live=live)
-    return Services(config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine, live, admin)
+    authenticators: list[Authenticator] = [BootstrapAuthenticator(store), ApiTokenAuthenticator(store)]
+    return Services(
+        config,
+        store,
+        client,
+        providers,
+        keys,
+        recorder,
+        audit,
+        export,
+        mcp,
+        limits,
+        engine,
+        live,
+        admin,
+        authenticators,
+    )

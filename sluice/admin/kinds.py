@@ -67,8 +67,8 @@ class ProviderKeySpec(_Spec):
     """One credential of a provider. `value` is write-only: a plain secret (encrypted before it
     is stored), an `env.NAME` reference, or an `enc:` value exported earlier."""
 
-    provider: str = Field(min_length=1, max_length=100, pattern=NAME)
-    name: str = Field(min_length=1, max_length=100, pattern=NAME)
+    provider: str = Field(min_length=1, max_length=99, pattern=NAME)  # the id `provider:name` fits 200
+    name: str = Field(min_length=1, max_length=99, pattern=NAME)
     value: str = Field(min_length=1, json_schema_extra={"writeOnly": True})
     weight: float = Field(default=1.0, ge=0, le=1e6)
 

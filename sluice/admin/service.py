@@ -31,6 +31,15 @@ class NotFound(Exception):
     pass
 
 
+class Invalid(ValueError):
+    """Valid by its model, but not storable (an id too long for the store, a NUL character)."""
+
+
+def _storable(kind: str, object_id: str) -> None:
+    if len(object_id) > 200 or "\x00" in object_id:
+        raise Invalid(f"{kind.replace('_', ' ')} id must be at most 200 characters, without NUL")
+
+
 async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
     """Configuration changes go to the tamper-evident audit log too (when it is configured)."""
     for e in events:
@@ -85,7 +94,8 @@ class AdminService:
         return await self.put(kind, model, actor)
 
     async def put(self, kind: Kind, model: BaseModel, actor: str) -> ConfigObject:
-        obj = ConfigObject(kind.name, kind.ident(model), kind.stored_body(model), actor)
+        _storable(kind.name, kind.ident(model))
+        obj = ConfigObject(kind.name, kind.ident(model), kind.stored_body(model), actor[:200])
         event = await self.store.put_object(obj, actor)
         await self.recorded([event] if event else [])
         return obj

@@ -71,7 +71,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
 class SluiceASGI:
     def __init__(self, services: Services, *, admin_authenticators: Sequence[Authenticator] | None = None) -> None:
         """`admin_authenticators`: how admin API callers prove who they are, tried in order
-        (default: the bootstrap token, then admin API tokens)."""
+        (default: `services.authenticators`)."""
         self.services = services
         self.routes = build_routes(services)
         # Starlette serves the admin API: convenience over microseconds, away from the hot path.

@@ -29,7 +29,11 @@ def admin_endpoints() -> list[Endpoint]:
 
 
 def default_authenticators(services: Any) -> list[Authenticator]:
-    """The bootstrap token and admin API tokens. Identity providers (OIDC) add theirs in front."""
+    """The services' chain (identity providers add theirs there), else the bootstrap token and
+    admin API tokens."""
+    chain = getattr(services, "authenticators", None)
+    if chain:
+        return list(chain)
     return [BootstrapAuthenticator(services.store), ApiTokenAuthenticator(services.store)]
 
 
@@ -53,7 +57,8 @@ def build_admin_app(services: Any, authenticators: Sequence[Authenticator] | Non
 
     routes = [Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"])]
     routes += [Route(ep.path, endpoint_app(ep, chain, services), methods=[ep.method]) for ep in endpoints]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # Admin bodies are small documents; a megabyte bounds what one request may make us parse.
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, max_body_size=1 << 20)
     app.state.endpoints = endpoints
     app.state.auth = chain
     return app

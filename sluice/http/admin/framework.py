@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from sluice.admin.declarative import DeclarationError
 from sluice.admin.secrets import SecretError
-from sluice.admin.service import Conflict, NotFound
+from sluice.admin.service import Conflict, Invalid, NotFound
 from sluice.auth.principal import Authenticator, Principal
 from sluice.auth.rbac import Scope, decide
 from sluice.core.errors import SluiceError
@@ -162,7 +162,7 @@ def endpoint_app(ep: Endpoint, auth: AuthChain, services: Any) -> Callable[[Requ
             return error_response(ApiError(404, "not_found", str(exc)))
         except Conflict as exc:
             return error_response(ApiError(409, "conflict", str(exc)))
-        except (SecretError, DeclarationError) as exc:
+        except (SecretError, DeclarationError, Invalid) as exc:
             return error_response(
                 ApiError(422, "validation_error", str(exc), [{"loc": ["body"], "msg": str(exc), "type": "value_error"}])
             )
