@@ -77,12 +77,12 @@ class KeyAdmin:
         await self.store.record_event(event)
         await self.service.recorded([event])
 
-    async def create(self, key: VirtualKey, actor: str) -> tuple[VirtualKey, str]:
+    async def create(self, key: VirtualKey, actor: str, source: str = "api") -> tuple[VirtualKey, str]:
         """Stores a new key under a fresh secret; returns the key and the secret (shown once)."""
         if await self.store.key_by_id(key.id) is not None:
             raise Conflict(f"virtual key {key.id!r} exists already")
         secret = generate_secret()
-        key = dataclasses.replace(key, key_hash=hash_secret(secret), key_hint=hint_of(secret), source="api")
+        key = dataclasses.replace(key, key_hash=hash_secret(secret), key_hint=hint_of(secret), source=source)
         await self.store.create_key(key)
         stored = await self.get(key.id)
         await self._changed("create", None, stored, actor)

@@ -40,13 +40,25 @@ def _storable(kind: str, object_id: str) -> None:
         raise Invalid(f"{kind.replace('_', ' ')} id must be at most 200 characters, without NUL")
 
 
+def without_hashes(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An event's body as shown or copied anywhere: admin tokens' bodies hold their hash, which
+    stays in the store."""
+    return None if body is None else {k: v for k, v in body.items() if not k.endswith("_hash")}
+
+
 async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
     """Configuration changes go to the tamper-evident audit log too (when it is configured)."""
     for e in events:
         await audit.append(
             "config_change",
             e.actor,
-            {"object": e.kind, "id": e.object_id, "action": e.action, "before": e.before, "after": e.after},
+            {
+                "object": e.kind,
+                "id": e.object_id,
+                "action": e.action,
+                "before": without_hashes(e.before),
+                "after": without_hashes(e.after),
+            },
         )
 
 

@@ -106,7 +106,8 @@ def keys_create(
     from sluice.cli import keys
 
     expires_at = _parse_time(expires) if expires else None
-    secret = asyncio.run(keys.create(_store_url(config, store), key_id, name, allow, team, customer, expires_at))
+    url, audit = _store_url(config, store), _audit_config(config)
+    secret = asyncio.run(keys.create(url, key_id, name, allow, team, customer, expires_at, audit))
     typer.echo(f"created virtual key {key_id}")
     typer.echo(f"secret (shown once, store it now): {secret}")
 
@@ -125,7 +126,7 @@ def keys_revoke(key_id: str, config: ConfigOpt = None, store: StoreOpt = None) -
     """Revoke a virtual key; a running gateway refuses it within a second."""
     from sluice.cli import keys
 
-    if not asyncio.run(keys.revoke(_store_url(config, store), key_id)):
+    if not asyncio.run(keys.revoke(_store_url(config, store), key_id, _audit_config(config))):
         typer.echo(f"error: no active virtual key {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")

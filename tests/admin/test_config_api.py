@@ -3,11 +3,15 @@ tool groups, budgets), secrets write-only and never stored in plain, precise err
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from sluice.app import Services
 from sluice.providers.http_provider import HttpProvider
-from tests.admin.conftest import Client
+from sluice.storage.records import VirtualKey
+from tests.admin.conftest import Client, admin_config, start
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 
@@ -95,3 +99,21 @@ async def test_errors_are_precise_json(admin: tuple[Services, Client]) -> None:
     r = await c.post("/api/routing-rules", json={"id": "r", "when": "nonsense ==", "target": "x"})
     assert r.status == 422 and r.json()["error"]["details"][0]["loc"][:2] == ["body", "when"]
     assert (await c.request("PATCH", "/api/teams")).status == 405
+
+
+async def test_another_replica_follows_within_a_second(tmp_path: Path) -> None:
+    first, c = await start(admin_config(tmp_path))
+    second, _ = await start(admin_config(tmp_path))  # the same store: another replica
+    try:
+        await c.put("/api/providers/extra", json={"name": "extra", "type": "fake"})
+        await c.put("/api/tool-groups/g", json={"name": "g", "tools": ["srv/*"]})
+        key = VirtualKey("vk", "vk", "h", "h…", mcp_tool_groups=("g",))
+        for _ in range(40):
+            if "extra" in second.engine.providers and second.mcp.access.allows(key, "srv", "t"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the other replica did not rebuild within 2 s")
+    finally:
+        await second.stop()
+        await first.stop()

@@ -8,11 +8,10 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from starlette.responses import Response
 
-from sluice.admin.service import Conflict, NotFound
+from sluice.admin.service import Conflict, NotFound, without_hashes
 from sluice.auth.rbac import Scope, widest_grant
 from sluice.auth.tokens import TOKEN_KIND, AdminToken, create_token, list_tokens
 from sluice.http.admin.framework import Call, Endpoint
@@ -152,12 +151,6 @@ async def audit(call: Call) -> AuditPage:
     return AuditPage(items=found, next_since_seq=last_seen + 1 if more and last_seen is not None else None)
 
 
-def _hide(body: dict[str, Any] | None) -> dict[str, Any] | None:
-    if body is None:
-        return None
-    return {k: v for k, v in body.items() if not k.endswith("_hash")}  # admin tokens' events hold hashes
-
-
 async def events(call: Call) -> EventList:
     q: EventQuery = call.query
     call.authorize(Scope())
@@ -169,8 +162,8 @@ async def events(call: Call) -> EventList:
             kind=e.kind,
             object_id=e.object_id,
             action=e.action,
-            before=_hide(e.before),
-            after=_hide(e.after),
+            before=without_hashes(e.before),
+            after=without_hashes(e.after),
         )
         for e in found
         if (q.kind is None or e.kind == q.kind) and (q.object_id is None or e.object_id == q.object_id)
