@@ -146,7 +146,7 @@ def endpoint_app(ep: Endpoint, auth: AuthChain, services: Any) -> Callable[[Requ
             if ep.body is not None:
                 raw = await request.body()
                 try:
-                    doc = orjson.loads(raw) if raw else None
+                    doc = orjson.loads(raw) if raw.strip() else {}  # no body: every field's default
                 except orjson.JSONDecodeError as exc:
                     raise ApiError(
                         422,
@@ -168,6 +168,9 @@ def endpoint_app(ep: Endpoint, auth: AuthChain, services: Any) -> Callable[[Requ
             )
         except ValidationError as exc:
             return error_response(validation_error(exc, "body"))
+        except Exception:
+            log.exception("admin %s %s failed", ep.method, ep.path)
+            return error_response(ApiError(500, "internal_error", "The gateway failed; the error is in its log."))
         if isinstance(result, Response):
             return result
         if result is None:

@@ -55,7 +55,7 @@ def openapi_document(endpoints: list[Endpoint], *, version: str) -> dict[str, An
             operation["parameters"] += _query_parameters(ep.query)
         if ep.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": any(f.is_required() for f in ep.body.model_fields.values()),
                 "content": {"application/json": {"schema": refs[(ep.body, "validation")]}},
             }
         ok: dict[str, Any] = {"description": "OK" if ep.status < 300 else "Done"}
