@@ -31,6 +31,44 @@ from sluice.settings import (
 )
 
 NAME = r"^[A-Za-z0-9._-]+$"
+# Ids become primary keys and URL segments: at most 200 characters, no control characters.
+TEXT_ID = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _id(limit: int = 200, default: Any = ...) -> Any:
+    return Field(default, min_length=1, max_length=limit, pattern=TEXT_ID)
+
+
+class TeamSpec(TeamConfig):
+    id: str = _id()
+
+
+class CustomerSpec(CustomerConfig):
+    id: str = _id()
+
+
+class BudgetSpec(BudgetConfig):
+    id: str = _id()
+
+
+class RateLimitSpec(RateLimitConfig):
+    id: str = _id()
+
+
+class RoutingRuleSpec(RoutingRuleConfig):
+    id: str = _id()
+
+
+class ToolGroupSpec(ToolGroupConfig):
+    name: str = _id()
+
+
+class AliasSpec(AliasConfig):
+    # The id joins scope, scope id and alias: each short enough for the whole to fit.
+    alias: str = _id(90)
+    virtual_key_id: str | None = _id(90, None)
+    team_id: str | None = _id(90, None)
+    customer_id: str | None = _id(90, None)
 
 
 class _Spec(BaseModel):
@@ -136,10 +174,10 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("team", "teams", TeamConfig, lambda m: m.id),
-        Kind("customer", "customers", CustomerConfig, lambda m: m.id),
-        Kind("budget", "budgets", BudgetConfig, lambda m: m.id, action_write="budgets.write"),
-        Kind("rate_limit", "rate-limits", RateLimitConfig, lambda m: m.id),
+        Kind("team", "teams", TeamSpec, lambda m: m.id),
+        Kind("customer", "customers", CustomerSpec, lambda m: m.id),
+        Kind("budget", "budgets", BudgetSpec, lambda m: m.id, action_write="budgets.write"),
+        Kind("rate_limit", "rate-limits", RateLimitSpec, lambda m: m.id),
         Kind("provider", "providers", ProviderSpec, lambda m: m.name),
         Kind(
             "provider_key",
@@ -157,8 +195,8 @@ KINDS: dict[str, Kind] = {
             seal=lambda b: _map_secrets(b, seal),
             public=lambda b: _map_secrets(b, describe),
         ),
-        Kind("tool_group", "tool-groups", ToolGroupConfig, lambda m: m.name),
-        Kind("routing_rule", "routing-rules", RoutingRuleConfig, lambda m: m.id),
-        Kind("alias", "aliases", AliasConfig, alias_id),
+        Kind("tool_group", "tool-groups", ToolGroupSpec, lambda m: m.name),
+        Kind("routing_rule", "routing-rules", RoutingRuleSpec, lambda m: m.id),
+        Kind("alias", "aliases", AliasSpec, alias_id),
     )
 }

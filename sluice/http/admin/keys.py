@@ -8,7 +8,7 @@ from typing import Any
 
 from sluice.admin.keys import KeyAdmin, public_view
 from sluice.auth.rbac import Scope, widest_grant
-from sluice.http.admin.framework import ApiError, Call, Endpoint
+from sluice.http.admin.framework import Call, Endpoint
 from sluice.http.admin.schemas import ExpireIn, KeyCreate, KeyList, KeyOut, KeySecret, KeyUpdate, RotateIn
 from sluice.storage.records import ProviderGrant, VirtualKey
 
@@ -75,16 +75,9 @@ async def update_key(call: Call) -> KeyOut:
     for name in body.model_fields_set:
         value = getattr(body, name)
         if name == "grants":
-            value = _grants(value or [])
+            value = _grants(value)
         elif name in ("fallbacks", "mcp_tools", "mcp_tool_groups"):
-            value = tuple(value or ())
-        elif name in ("name", "description", "is_active") and value is None:
-            raise ApiError(
-                422,
-                "validation_error",
-                f"body.{name}: may not be null",
-                [{"loc": ["body", name], "msg": "may not be null", "type": "value_error"}],
-            )
+            value = tuple(value)
         changes[name] = value
     # Moving a key between teams needs the right on both sides.
     call.authorize(

@@ -49,20 +49,21 @@ class KeyCreate(_In):
 
 
 class KeyUpdate(_In):
-    """Only the fields sent change."""
+    """Only the fields sent change (their defaults here are never applied); `null` clears the
+    optional ones (team, customer, user, profile, expiry)."""
 
-    name: str | None = Field(default=None, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
     team_id: Id | None = None
     customer_id: Id | None = None
     user_id: Id | None = None
     profile_id: Id | None = None
-    is_active: bool | None = None
+    is_active: bool = True
     expires_at: Time | None = None
-    grants: list[Grant] | None = None
-    fallbacks: list[str] | None = None
-    mcp_tools: list[str] | None = None
-    mcp_tool_groups: list[str] | None = None
+    grants: list[Grant] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+    mcp_tools: list[str] = Field(default_factory=list)
+    mcp_tool_groups: list[str] = Field(default_factory=list)
 
 
 class RotateIn(_In):
