@@ -83,7 +83,12 @@ class KeyAdmin:
             raise Conflict(f"virtual key {key.id!r} exists already")
         secret = generate_secret()
         key = dataclasses.replace(key, key_hash=hash_secret(secret), key_hint=hint_of(secret), source=source)
-        await self.store.create_key(key)
+        try:
+            await self.store.create_key(key)
+        except Exception:
+            if await self.store.key_by_id(key.id) is not None:  # another request created it meanwhile
+                raise Conflict(f"virtual key {key.id!r} exists already") from None
+            raise
         stored = await self.get(key.id)
         await self._changed("create", None, stored, actor)
         return stored, secret

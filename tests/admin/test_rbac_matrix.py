@@ -230,6 +230,7 @@ async def test_http_matrix(tmp_path: Path) -> None:
     try:
         await seed(c)
         walked = 0
+        reached: set[tuple[str, str]] = set()
         for n, (ep, role, scope_name) in enumerate(itertools.product(admin_endpoints(), ROLES, SCOPES)):
             made = request_for(ep, scope_name, n)
             if made is None:
@@ -269,7 +270,10 @@ async def test_http_matrix(tmp_path: Path) -> None:
             assert (reply.status != 403) is want, (ep.method, ep.path, role, scope_name, reply.status, reply.body)
             assert reply.status < 500, (ep.method, ep.path, reply.body)
             walked += 1
+            reached.add((ep.method, ep.path))
         assert walked > 500
+        missing = {(ep.method, ep.path) for ep in admin_endpoints()} - reached
+        assert not missing, f"endpoints the matrix does not reach: {missing}"
     finally:
         await services.stop()
 
