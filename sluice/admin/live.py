@@ -7,9 +7,8 @@ the replica that made a change rebuilds before answering, so its next request se
 
 What is rebuilt is cheap and stateless (provider objects share the one upstream client; the
 router is compiled CEL), so it is swapped whole, with no await between reads and the swap.
-MCP servers are the exception: their connections belong to the task that started the gateway,
-so servers added or changed in the store are connected at the next start (tool groups and
-keys' tool grants are live).
+MCP servers are connected or closed after the swap (a connection takes time; until it is up, the
+new server's tools are simply not listed).
 """
 
 from __future__ import annotations
@@ -138,3 +137,4 @@ class LiveConfig:
         self._mcp.reconfigure(config.mcp, access)
         self.providers = providers
         self.config = config
+        await self._mcp.apply_servers(config.mcp)  # connections take time: after the swap

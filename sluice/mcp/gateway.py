@@ -8,6 +8,7 @@ over Streamable HTTP, with one SDK client per upstream server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -27,6 +28,7 @@ from sluice.audit.log import AuditLog
 from sluice.core.errors import SluiceError
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.mcp.access import SEP, ToolAccess, exposed_name
+from sluice.mcp.upstreams import Upstreams
 from sluice.settings import McpConfig, McpServerConfig
 from sluice.storage.records import VirtualKey
 
@@ -61,6 +63,8 @@ class McpGateway:
         self._audit = audit
         self.access = ToolAccess(config)
         self._clients: dict[str, Any] = {}
+        self._upstreams = Upstreams(_client_for)
+        self._servers_lock = asyncio.Lock()
         self._tools: dict[str, tuple[str, str, types.Tool]] = {}  # exposed name -> (server, tool, Tool)
         self._timeouts = {s.name: s.call_timeout_s for s in config.servers}
         self._stack = contextlib.AsyncExitStack()
@@ -71,35 +75,55 @@ class McpGateway:
         self._started = False
 
     def reconfigure(self, config: McpConfig, access: ToolAccess) -> None:
-        """New tool groups apply at once. New or changed servers only before `start`: their
-        connections belong to the task that runs the gateway, so later ones wait for a restart."""
+        """New tool groups apply at once; servers are (dis)connected by `apply_servers`."""
         self.access = access
+        self._config = config
+        self._timeouts = {s.name: s.call_timeout_s for s in config.servers}
         if not self._started:
-            self._config = config
-            self._timeouts = {s.name: s.call_timeout_s for s in config.servers}
             self.enabled = bool(config.servers)
 
     async def start(self) -> None:
         """Connects to every upstream server (one that fails is left out, not fatal) and starts
         the session manager. Must run in the task that will call `stop` (the lifespan task)."""
         self._started = True
-        if not self.enabled:
-            return
         for cfg in self._config.servers:
-            try:
-                client = await self._stack.enter_async_context(_client_for(cfg))
-                listed = await client.list_tools()
-            except Exception as exc:
-                log.error("MCP server %s unavailable: %s", cfg.name, exc)
-                continue
-            self._clients[cfg.name] = client
-            for tool in listed.tools:
-                name = exposed_name(cfg.name, tool.name)
-                self._tools[name] = (cfg.name, tool.name, tool.model_copy(update={"name": name}))
+            await self._add(cfg)
+        # Run the session manager even without servers, so servers added later are served.
         await self._stack.enter_async_context(self.manager.run())
+
+    async def apply_servers(self, config: McpConfig) -> None:
+        """Connects servers that are new or changed and closes those removed, while running."""
+        if not self._started:
+            return
+        async with self._servers_lock:
+            wanted = {s.name: s for s in config.servers}
+            for name in self._upstreams.names():
+                if wanted.get(name) != self._upstreams.config_of(name):
+                    await self._remove(name)
+            for name, cfg in wanted.items():
+                if self._upstreams.config_of(name) is None:
+                    await self._add(cfg)
+            self.enabled = bool(wanted)
+
+    async def _add(self, cfg: McpServerConfig) -> None:
+        connected = await self._upstreams.connect(cfg)
+        if connected is None:
+            return
+        client, tools = connected
+        self._clients[cfg.name] = client
+        for tool in tools:
+            name = exposed_name(cfg.name, tool.name)
+            self._tools[name] = (cfg.name, tool.name, tool.model_copy(update={"name": name}))
+
+    async def _remove(self, server: str) -> None:
+        self._clients.pop(server, None)
+        for name in [n for n, (s, _, _) in self._tools.items() if s == server]:
+            del self._tools[name]
+        await self._upstreams.disconnect(server)
 
     async def stop(self) -> None:
         await self._stack.aclose()
+        await self._upstreams.close()
 
     async def _key(self, ctx: ServerRequestContext) -> VirtualKey:
         headers = {k.lower(): v for k, v in ctx.request.headers.items()} if ctx.request is not None else {}
