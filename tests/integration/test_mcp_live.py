@@ -34,6 +34,10 @@ def admin(gw: GatewayThread, method: str, path: str, body: Any = None) -> reques
     return requests.request(method, gw.base_url + path, json=body, headers=headers, timeout=30)
 
 
+def mcp_status(gw: GatewayThread) -> int:
+    return requests.post(gw.base_url + "/mcp", timeout=10).status_code
+
+
 async def wait_for_tools(gw: GatewayThread, want: list[str]) -> None:
     for _ in range(100):
         if await tools_of(gw, KEY) == want:
@@ -43,7 +47,7 @@ async def wait_for_tools(gw: GatewayThread, want: list[str]) -> None:
 
 
 async def test_servers_come_and_go_while_running(gateway: GatewayThread) -> None:
-    assert requests.post(gateway.base_url + "/mcp", timeout=10).status_code == 404  # no server yet
+    assert mcp_status(gateway) == 404  # no server yet
     server = {
         "name": "everything",
         "transport": "stdio",
@@ -59,4 +63,4 @@ async def test_servers_come_and_go_while_running(gateway: GatewayThread) -> None
     await wait_for_tools(gateway, [])  # the key allows only everything/echo
     assert gateway.services.mcp.enabled
     assert admin(gateway, "DELETE", "/api/mcp-servers/other").status_code == 204
-    assert requests.post(gateway.base_url + "/mcp", timeout=10).status_code == 404  # none left
+    assert mcp_status(gateway) == 404  # none left
