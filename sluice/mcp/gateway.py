@@ -9,7 +9,6 @@ over Streamable HTTP, with one SDK client per upstream server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -26,6 +25,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from sluice.audit.log import AuditLog
 from sluice.core.errors import SluiceError
+from sluice.core.tasks import spawn
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.mcp.access import SEP, ToolAccess, exposed_name
 from sluice.mcp.upstreams import Upstreams
@@ -67,7 +67,8 @@ class McpGateway:
         self._servers_lock = asyncio.Lock()
         self._tools: dict[str, tuple[str, str, types.Tool]] = {}  # exposed name -> (server, tool, Tool)
         self._timeouts = {s.name: s.call_timeout_s for s in config.servers}
-        self._stack = contextlib.AsyncExitStack()
+        self._manager_closing = asyncio.Event()
+        self._manager_task: asyncio.Task[None] | None = None
         self.calls: list[dict[str, Any]] = []  # recent call records, for tests and the request log
         server = _Server("sluice", version="0.1.0", on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         self.manager = StreamableHTTPSessionManager(app=server, stateless=False, json_response=False)
@@ -84,12 +85,24 @@ class McpGateway:
 
     async def start(self) -> None:
         """Connects to every upstream server (one that fails is left out, not fatal) and starts
-        the session manager. Must run in the task that will call `stop` (the lifespan task)."""
+        the session manager, each in a task of its own (anyio scopes must be left in the task
+        that entered them), so `start`, `stop` and later changes may come from any task."""
         self._started = True
         for cfg in self._config.servers:
             await self._add(cfg)
         # Run the session manager even without servers, so servers added later are served.
-        await self._stack.enter_async_context(self.manager.run())
+        running: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._manager_task = spawn(self._run_manager(running), name="mcp-session-manager")
+        await running
+
+    async def _run_manager(self, running: asyncio.Future[None]) -> None:
+        try:
+            async with self.manager.run():
+                running.set_result(None)
+                await self._manager_closing.wait()
+        finally:
+            if not running.done():
+                running.set_exception(RuntimeError("the MCP session manager did not start"))
 
     async def apply_servers(self, config: McpConfig) -> None:
         """Connects servers that are new or changed and closes those removed, while running."""
@@ -122,7 +135,9 @@ class McpGateway:
         await self._upstreams.disconnect(server)
 
     async def stop(self) -> None:
-        await self._stack.aclose()
+        self._manager_closing.set()
+        if self._manager_task is not None:
+            await asyncio.gather(self._manager_task, return_exceptions=True)
         await self._upstreams.close()
 
     async def _key(self, ctx: ServerRequestContext) -> VirtualKey:
