@@ -38,9 +38,17 @@ async def plan_file(url: str, path: Path) -> list[str]:
     store = await _opened(url)
     try:
         existing = await store.list_objects()
-        return render(plan(existing, declared(read_file(path), existing, str(path))))
+        doc = read_file(path)
+        lines = render(plan(existing, declared(doc, existing, str(path))))
     finally:
         await store.close()
+    keys = len(doc.get("virtual_keys") or []) if isinstance(doc, dict) else 0
+    if keys:
+        lines.append(
+            f"({keys} virtual key(s) in the file are not planned: `sluice serve` seeds them; "
+            "`sluice keys` and the API issue others.)"
+        )
+    return lines
 
 
 async def apply_file(url: str, path: Path, audit: AuditConfig) -> tuple[list[str], int]:
