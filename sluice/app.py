@@ -168,18 +168,6 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     admin = AdminService(store, audit, keys=keys, limits=limits, live=live)
     authenticators: list[Authenticator] = [BootstrapAuthenticator(store), ApiTokenAuthenticator(store)]
     return Services(
-        config,
-        store,
-        client,
-        providers,
-        keys,
-        recorder,
-        audit,
-        export,
-        mcp,
-        limits,
-        engine,
-        live,
-        admin,
-        authenticators,
-    )
+        config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
+        live=live, admin=admin, authenticators=authenticators,
+    )  # fmt: skip
