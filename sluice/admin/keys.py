@@ -71,10 +71,16 @@ class KeyAdmin:
             raise NotFound(f"no virtual key {key_id!r}")
         return key
 
-    async def _changed(self, action: str, before: VirtualKey | None, after: VirtualKey | None, actor: str) -> None:
-        key_id = (after or before).id  # type: ignore[union-attr]
-        event = ConfigEvent(datetime.now(UTC), actor, KEY_KIND, key_id, action, _event_body(before), _event_body(after))
-        await self.store.record_event(event)
+    def _event(self, action: str, before: VirtualKey | None, after: VirtualKey, actor: str) -> ConfigEvent:
+        return ConfigEvent(
+            datetime.now(UTC), actor, KEY_KIND, after.id, action, _event_body(before), _event_body(after)
+        )
+
+    async def _write(self, action: str, before: VirtualKey, after: VirtualKey, actor: str) -> None:
+        """The key and its event in one transaction, then the audit record and the cache reload."""
+        event = self._event(action, before, after, actor)
+        if not await self.store.update_key(after, event):
+            raise NotFound(f"no virtual key {after.id!r}")
         await self.service.recorded([event])
 
     async def create(self, key: VirtualKey, actor: str, source: str = "api") -> tuple[VirtualKey, str]:
@@ -83,23 +89,23 @@ class KeyAdmin:
             raise Conflict(f"virtual key {key.id!r} exists already")
         secret = generate_secret()
         key = dataclasses.replace(key, key_hash=hash_secret(secret), key_hint=hint_of(secret), source=source)
+        stored = dataclasses.replace(key, created_at=datetime.now(UTC))
+        event = self._event("create", None, stored, actor)
         try:
-            await self.store.create_key(key)
+            await self.store.create_key(key, event)
         except Exception:
             if await self.store.key_by_id(key.id) is not None:  # another request created it meanwhile
                 raise Conflict(f"virtual key {key.id!r} exists already") from None
             raise
-        stored = await self.get(key.id)
-        await self._changed("create", None, stored, actor)
-        return stored, secret
+        await self.service.recorded([event])
+        return await self.get(key.id), secret
 
     async def update(self, key_id: str, changes: dict[str, Any], actor: str) -> VirtualKey:
         before = await self.get(key_id)
         after = dataclasses.replace(before, **changes)
         if after == before:
             return before
-        await self.store.update_key(after)
-        await self._changed("update", before, after, actor)
+        await self._write("update", before, after, actor)
         return after
 
     async def rotate(self, key_id: str, overlap: timedelta, actor: str) -> tuple[VirtualKey, str]:
@@ -116,8 +122,7 @@ class KeyAdmin:
             previous_key_hash=before.key_hash if overlap > timedelta(0) else None,
             previous_valid_until=now + overlap if overlap > timedelta(0) else None,
         )
-        await self.store.update_key(after)
-        await self._changed("rotate", before, after, actor)
+        await self._write("rotate", before, after, actor)
         return after, secret
 
     async def revoke(self, key_id: str, actor: str) -> VirtualKey:
@@ -128,8 +133,7 @@ class KeyAdmin:
         after = dataclasses.replace(
             before, revoked_at=datetime.now(UTC), previous_key_hash=None, previous_valid_until=None
         )
-        await self.store.update_key(after)
-        await self._changed("revoke", before, after, actor)
+        await self._write("revoke", before, after, actor)
         return after
 
     async def expire(self, key_id: str, at: datetime | None, actor: str) -> VirtualKey:

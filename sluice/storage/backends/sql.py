@@ -96,11 +96,13 @@ class SqlStore:
             rows = (await conn.execute(select(virtual_keys).order_by(virtual_keys.c.id))).all()
         return [_key_from_row(r._mapping) for r in rows]
 
-    async def create_key(self, key: VirtualKey) -> None:
+    async def create_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> None:
         now = datetime.now(UTC)
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(virtual_keys).values(**_key_to_row(key, now), created_at=now))
             await _bump(conn, _KEYS_VERSION)
+            if event is not None:
+                await self._record_event(conn, event)
 
     async def seed_config_key(self, key: VirtualKey, *, replace_secret: bool) -> bool:
         now = datetime.now(UTC)
@@ -118,7 +120,7 @@ class SqlStore:
             await _bump(conn, _KEYS_VERSION)
         return existing is None
 
-    async def update_key(self, key: VirtualKey) -> bool:
+    async def update_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> bool:
         """Replaces every field of an existing key but its creation time; False when unknown."""
         now = datetime.now(UTC)
         async with self._write_lock, self.engine.begin() as conn:
@@ -126,6 +128,8 @@ class SqlStore:
                 update(virtual_keys).where(virtual_keys.c.id == key.id).values(**_key_to_row(key, now))
             )
             await _bump(conn, _KEYS_VERSION)
+            if event is not None and result.rowcount:
+                await self._record_event(conn, event)
         return bool(result.rowcount)
 
     async def revoke_key(self, key_id: str, at: datetime) -> bool:
