@@ -7,10 +7,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from sluice.admin.live import LiveConfig
+from sluice.admin.service import AdminService, record_changes
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
+from sluice.auth.admin_tokens import ApiTokenAuthenticator, BootstrapAuthenticator
 from sluice.auth.identity import Identity, build_identity
+from sluice.auth.principal import Authenticator
 from sluice.core.tasks import cancel, spawn
 from sluice.engine import Engine
 from sluice.governance.config_sync import sync_from_file
@@ -25,7 +29,7 @@ from sluice.settings import SluiceConfig, VirtualKeyConfig
 from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.ports import LimitCounters, Store
-from sluice.storage.records import ConfigEvent, ProviderGrant, VirtualKey
+from sluice.storage.records import ProviderGrant, VirtualKey
 from sluice.upstream.client import UpstreamClient
 
 log = logging.getLogger("sluice.app")
@@ -41,16 +45,6 @@ def open_counters(config: SluiceConfig) -> LimitCounters:
 
         return RedisCounters(config.governance.redis_url)
     return MemoryCounters()
-
-
-async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
-    """Configuration changes go to the tamper-evident audit log too (when it is configured)."""
-    for e in events:
-        await audit.append(
-            "config_change",
-            e.actor,
-            {"object": e.kind, "id": e.object_id, "action": e.action, "before": e.before, "after": e.after},
-        )
 
 
 def offline_limits(config: SluiceConfig, store: Store) -> Limits:
@@ -108,6 +102,10 @@ class Services:
     engine: Engine
     profiles: ProfileBook
     identity: Identity
+    live: LiveConfig
+    admin: AdminService
+    # How admin API callers prove who they are, tried in order: identity providers go in front.
+    authenticators: list[Authenticator] = field(default_factory=list)
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -118,6 +116,7 @@ class Services:
         await record_changes(self.audit, await sync_from_file(self.store, self.config, self.config_actor))
         await self.profiles.start()  # before the keys, which derive from profiles
         await self.keys.start()
+        await self.live.start()  # before the MCP gateway, so it connects the store's servers too
         await self.mcp.start()
         await self.limits.start()
         await self.recorder.start()
@@ -127,16 +126,17 @@ class Services:
             self._retention = spawn(self.audit.retention_loop(self.config.audit.retention_days), name="audit-retention")
 
     async def reload_file(self, config: SluiceConfig, actor: str) -> int:
-        """Applies a re-read config file's keys and governance objects (providers and server
-        settings need a restart). Returns the number of changes recorded."""
+        """Applies a re-read config file: keys, governance objects, providers, routing and MCP
+        (server settings such as the port need a restart). Returns the number of changes recorded."""
         await seed_virtual_keys(self.store, config)
         events = await sync_from_file(self.store, config, actor)
         await record_changes(self.audit, events)
-        await self.mcp.reload(config.mcp)
+        await self.live.rebase(config)
         return len(events)
 
     async def stop(self) -> None:
         await cancel(self._retention)
+        await self.live.stop()
         await self.mcp.stop()
         await self.export.stop()
         await self.limits.stop()
@@ -176,6 +176,15 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     mcp = McpGateway(config.mcp, keys, audit, store)
     engine.session_tools = mcp.session_calls.take
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
+    live = LiveConfig(config, store, engine, mcp, client)
+    admin = AdminService(store, audit, keys=keys, limits=limits, live=live)
+    # Identity providers first: a JWT is theirs to check; opaque tokens fall through to ours.
+    authenticators: list[Authenticator] = [
+        *identity.authenticators,
+        BootstrapAuthenticator(store),
+        ApiTokenAuthenticator(store),
+    ]
     return Services(
-        config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine, profiles, identity
-    )
+        config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
+        profiles, identity, live=live, admin=admin, authenticators=authenticators,
+    )  # fmt: skip

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import orjson
 
-from sluice.app import open_store, record_changes
+from sluice.admin.service import record_changes, without_hashes
+from sluice.app import open_store
 from sluice.audit.log import AuditLog
 from sluice.core.windows import window_at
 from sluice.governance.config_sync import body_of, parse_object
@@ -88,8 +89,8 @@ async def events(url: str, limit: int) -> list[str]:
                 "kind": e.kind,
                 "id": e.object_id,
                 "action": e.action,
-                "before": e.before,
-                "after": e.after,
+                "before": without_hashes(e.before),
+                "after": without_hashes(e.after),
             }
         ).decode()
         for e in reversed(found)

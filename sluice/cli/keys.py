@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sluice.admin.keys import KeyAdmin
+from sluice.admin.service import AdminService, Conflict, NotFound
 from sluice.app import open_store
+from sluice.audit.log import AuditLog
+from sluice.cli.budgets import actor
 from sluice.core.errors import SluiceError
-from sluice.governance.keys import generate_secret, hash_secret, hint_of
+from sluice.settings import AuditConfig
+from sluice.storage.ports import Store
 from sluice.storage.records import ProviderGrant, VirtualKey
 
 
@@ -24,29 +29,34 @@ async def create(
     team: str | None,
     customer: str | None,
     expires_at: datetime | None,
+    audit: AuditConfig | None = None,
 ) -> str:
+    """Issues the key (recorded as a configuration event, like the admin API's) and returns its
+    secret, which is not stored."""
     store = open_store(url)
     try:
         await store.migrate()
-        if await store.key_by_id(key_id) is not None:
-            raise SystemExit(f"error: a virtual key {key_id!r} exists already")
-        secret = generate_secret()
-        await store.create_key(
-            VirtualKey(
-                id=key_id,
-                name=name or key_id,
-                key_hash=hash_secret(secret),
-                key_hint=hint_of(secret),
-                grants=tuple(parse_grant(a) for a in allow),
-                team_id=team,
-                customer_id=customer,
-                expires_at=expires_at,
-                source="cli",
-            )
+        key = VirtualKey(
+            id=key_id,
+            name=name or key_id,
+            key_hash="",
+            key_hint="",
+            grants=tuple(parse_grant(a) for a in allow),
+            team_id=team,
+            customer_id=customer,
+            expires_at=expires_at,
         )
+        try:
+            _, secret = await _admin(store, audit).create(key, actor(), source="cli")
+        except Conflict:
+            raise SystemExit(f"error: a virtual key {key_id!r} exists already") from None
         return secret
     finally:
         await store.close()
+
+
+def _admin(store: Store, audit: AuditConfig | None) -> KeyAdmin:
+    return KeyAdmin(AdminService(store, AuditLog(audit or AuditConfig(), store)))
 
 
 async def listing(url: str) -> list[str]:
@@ -71,11 +81,14 @@ async def listing(url: str) -> list[str]:
     return lines
 
 
-async def revoke(url: str, key_id: str) -> bool:
+async def revoke(url: str, key_id: str, audit: AuditConfig | None = None) -> bool:
     store = open_store(url)
     try:
         await store.migrate()
-        return await store.revoke_key(key_id, datetime.now(UTC))
+        await _admin(store, audit).revoke(key_id, actor())
+        return True
+    except (NotFound, Conflict):
+        return False
     finally:
         await store.close()
 

@@ -14,7 +14,9 @@ import typer
 from sluice.settings import AuditConfig, ConfigError, SluiceConfig, load_config
 
 app = typer.Typer(help="Sluice: the AI gateway that governs every coding agent.", no_args_is_help=True)
-config_app = typer.Typer(help="Check and inspect config files.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Check config files; plan, apply and export the live configuration as code.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Create, list and revoke virtual keys in the store.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
@@ -104,7 +106,8 @@ def keys_create(
     from sluice.cli import keys
 
     expires_at = _parse_time(expires) if expires else None
-    secret = asyncio.run(keys.create(_store_url(config, store), key_id, name, allow, team, customer, expires_at))
+    url, audit = _store_url(config, store), _audit_config(config)
+    secret = asyncio.run(keys.create(url, key_id, name, allow, team, customer, expires_at, audit))
     typer.echo(f"created virtual key {key_id}")
     typer.echo(f"secret (shown once, store it now): {secret}")
 
@@ -123,7 +126,7 @@ def keys_revoke(key_id: str, config: ConfigOpt = None, store: StoreOpt = None) -
     """Revoke a virtual key; a running gateway refuses it within a second."""
     from sluice.cli import keys
 
-    if not asyncio.run(keys.revoke(_store_url(config, store), key_id)):
+    if not asyncio.run(keys.revoke(_store_url(config, store), key_id, _audit_config(config))):
         typer.echo(f"error: no active virtual key {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -323,6 +326,18 @@ def _parse_time(text: str) -> datetime:
         typer.echo(f"error: {text!r} is not an ISO 8601 time", err=True)
         raise typer.Exit(2) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _register_admin() -> None:
+    from sluice.cli import admin_commands
+
+    config_app.command("plan")(admin_commands.config_plan)
+    config_app.command("apply")(admin_commands.config_apply)
+    config_app.command("export")(admin_commands.config_export)
+    app.add_typer(admin_commands.admin_app, name="admin")
+
+
+_register_admin()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sluice.admin.live import merged_config
 from sluice.app import offline_limits, open_store
 from sluice.core.errors import SluiceError
 from sluice.governance.allowlist import allowed_candidates
@@ -22,6 +23,7 @@ async def explain(config: SluiceConfig, store_url: str, key_id: str, model: str,
         if key is None:
             return [f"error: no virtual key {key_id!r} in the store {store_url}"]
         await sync_from_file(store, config, "route-explain")  # as a serving gateway would see it
+        config = merged_config(config, await store.list_objects())  # with the store's routing and providers
         limits = offline_limits(config, store)
         await limits.reload()
         team, customer = limits.scopes_of(key)

@@ -52,7 +52,9 @@ async def sync_from_file(store: ConfigStore, config: SluiceConfig, actor: str) -
     declared = {(o.kind, o.id): o for o in declared_objects(config)}
     events = []
     for existing in await store.list_objects():
-        if existing.source == "config" and (existing.kind, existing.id) not in declared:
+        # Only the kinds this file section declares: providers, routing and MCP objects in the
+        # store come from the admin API or `sluice config apply`, never from this sync.
+        if existing.source == "config" and existing.kind in KINDS and (existing.kind, existing.id) not in declared:
             event = await store.delete_object(existing.kind, existing.id, actor)
             if event:
                 events.append(event)
@@ -64,4 +66,5 @@ async def sync_from_file(store: ConfigStore, config: SluiceConfig, actor: str) -
 
 
 def parse_object(obj: ConfigObject) -> BaseModel:
+    """The governance model of a team, customer, budget or rate limit (other kinds: see sluice.admin)."""
     return KINDS[obj.kind].model_validate(obj.body)

@@ -18,7 +18,8 @@ from typing import Literal
 from sluice.core.clock import SYSTEM_CLOCK, Clock
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.windows import Duration, Window, window_at
-from sluice.governance.config_sync import KINDS, parse_object
+from sluice.governance.config_sync import KINDS as GOVERNANCE_KINDS
+from sluice.governance.config_sync import parse_object
 from sluice.governance.ledger_writer import LedgerWriter
 from sluice.governance.profiles import profile_limits
 from sluice.governance.refresh import Follower
@@ -156,8 +157,8 @@ class Limits:
         request on, and counters already running keep their usage."""
         budgets, rate_limits, teams, profiles = [], [], [], {}
         for obj in await self._store.list_objects():
-            if obj.kind not in KINDS:
-                continue  # users and groups
+            if obj.kind not in GOVERNANCE_KINDS:
+                continue  # users, groups, providers, routing, MCP and admin objects are someone else's
             model = parse_object(obj)
             if isinstance(model, BudgetConfig):
                 budgets.append(model)

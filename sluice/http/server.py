@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 import orjson
 
 from sluice.app import Services
+from sluice.auth.principal import Authenticator
 from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
+from sluice.http.admin import PREFIX as ADMIN_PREFIX
+from sluice.http.admin import build_admin_app
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.cloud import CloudRoutes, inference_profiles
 from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
@@ -73,9 +77,13 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
 
 
 class SluiceASGI:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, admin_authenticators: Sequence[Authenticator] | None = None) -> None:
+        """`admin_authenticators`: how admin API callers prove who they are, tried in order
+        (default: `services.authenticators`)."""
         self.services = services
         self.routes = build_routes(services)
+        # Starlette serves the admin API: convenience over microseconds, away from the hot path.
+        self.admin = build_admin_app(services, admin_authenticators)
         self.gemini = GeminiRoute(services.engine, Operation.GENERATE)
         self.gemini_count = GeminiRoute(services.engine, Operation.COUNT_TOKENS)
         self.cloud = CloudRoutes(services.engine)
@@ -92,6 +100,9 @@ class SluiceASGI:
             if len(path) > 1 and path.endswith("/") and (scope["method"], path) not in self.routes:
                 path = path.rstrip("/")
             route = self.routes.get((scope["method"], path))
+            if route is None and (path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX):
+                await self.admin(scope, receive, send)
+                return
             if route is None and scope["method"] == "POST" and GEMINI_PATH.match(path):
                 route = self.gemini_count if path.endswith(":countTokens") else self.gemini
             if route is None and scope["method"] == "POST":

@@ -10,7 +10,7 @@ the request; handlers read it from there.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from sluice.audit.log import AuditLog
 from sluice.core.clock import SYSTEM_CLOCK
 from sluice.core.errors import SluiceError
+from sluice.core.tasks import spawn
 from sluice.governance.keys import KeyCache, check_usable, credential_from
 from sluice.governance.refresh import Follower
 from sluice.mcp.access import Grants, ToolAccess
@@ -75,7 +76,8 @@ class McpGateway(CallHandlers):
         self._known_keys: dict[str, VirtualKey] = {}
         self._sse: dict[str, set[anyio.CancelScope]] = {}
         self._follower = Follower("mcp", self._version, self.refresh) if store is not None else None
-        self._stack = contextlib.AsyncExitStack()
+        self._manager_closing = asyncio.Event()
+        self._manager_task: asyncio.Task[None] | None = None
         self.server = _Server(
             "sluice",
             version="0.1.0",
@@ -96,11 +98,24 @@ class McpGateway(CallHandlers):
         return bool(self.catalogue.upstreams)
 
     async def start(self) -> None:
-        """Starts the session manager; upstream servers start on first use. Must run in the task
-        that will call `stop` (the lifespan task)."""
-        await self._stack.enter_async_context(self.manager.run())
+        """Starts the session manager; upstream servers start on first use. The manager runs in
+        a task of its own (anyio scopes must be left in the task that entered them), so `start`
+        and `stop` may come from different tasks."""
+        running: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._manager_closing.clear()
+        self._manager_task = spawn(self._run_manager(running), name="mcp-session-manager")
+        await running
         if self._follower is not None:
             await self._follower.start()
+
+    async def _run_manager(self, running: asyncio.Future[None]) -> None:
+        try:
+            async with self.manager.run():
+                running.set_result(None)
+                await self._manager_closing.wait()
+        finally:
+            if not running.done():
+                running.set_exception(RuntimeError("the MCP session manager did not start"))
 
     async def stop(self) -> None:
         if self._follower is not None:
@@ -109,7 +124,9 @@ class McpGateway(CallHandlers):
             for scope in scopes:
                 scope.cancel()
         await self.catalogue.stop()
-        await self._stack.aclose()
+        self._manager_closing.set()
+        if self._manager_task is not None:
+            await asyncio.gather(self._manager_task, return_exceptions=True)
 
     async def reload(self, config: McpConfig) -> None:
         """A re-read config file: groups, rate limits and servers apply to the next request, and

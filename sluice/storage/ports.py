@@ -13,6 +13,7 @@ from sluice.storage.records import (
     ConfigEvent,
     ConfigObject,
     RequestLogEntry,
+    RequestQuery,
     SpendRow,
     VirtualKey,
 )
@@ -22,14 +23,18 @@ class KeyStore(Protocol):
     async def key_by_hash(self, key_hash: str) -> VirtualKey | None: ...
     async def key_by_id(self, key_id: str) -> VirtualKey | None: ...
     async def list_keys(self) -> list[VirtualKey]: ...
-    async def create_key(self, key: VirtualKey) -> None: ...
+    async def create_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> None:
+        """Stores a new key; `event`, when given, is recorded in the same transaction."""
+        ...
+
     async def seed_config_key(self, key: VirtualKey, *, replace_secret: bool) -> bool:
         """Insert or update a key declared in the config file, keeping its revocation.
         Returns True when the key was new."""
         ...
 
-    async def update_key(self, key: VirtualKey) -> bool:
-        """Replaces every field of an existing key but its creation time; False when unknown."""
+    async def update_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> bool:
+        """Replaces every field of an existing key but its creation time; False when unknown.
+        `event`, when given, is recorded in the same transaction."""
         ...
 
     async def revoke_key(self, key_id: str, at: datetime) -> bool: ...
@@ -42,6 +47,14 @@ class RequestLogStore(Protocol):
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None: ...
     async def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]: ...
     async def count_requests(self) -> int: ...
+    async def query_requests(self, query: RequestQuery) -> list[dict[str, Any]]:
+        """Entries matching every filter, newest first."""
+        ...
+
+    async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
+        """Cost (pico-dollars), tokens and requests of the matching entries grouped by `group_by`
+        (key, user, team, model or day), largest cost first."""
+        ...
 
 
 class SpendLedger(Protocol):
@@ -104,6 +117,17 @@ class ConfigStore(Protocol):
     async def config_version(self) -> int: ...
 
     async def config_events(self, limit: int = 100) -> list[ConfigEvent]: ...
+
+    async def record_event(self, event: ConfigEvent) -> None:
+        """Records a change made elsewhere (a virtual key's) among the configuration events."""
+        ...
+
+    async def apply_objects(
+        self, put: list[ConfigObject], delete: list[tuple[str, str]], actor: str
+    ) -> list[ConfigEvent]:
+        """Creates or replaces `put` and removes `delete` (kind, id) in one transaction, with an
+        event for each real change; all or nothing."""
+        ...
 
 
 class AuditStore(Protocol):

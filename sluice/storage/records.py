@@ -79,6 +79,23 @@ class RequestLogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """Filters over the request log (each None: no filter), newest first, paged by offset."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    virtual_key_ids: tuple[str, ...] | None = None
+    team_ids: tuple[str, ...] | None = None
+    owner_user_id: str | None = None  # the Sluice user the key belongs to
+    model: str | None = None
+    provider: str | None = None
+    decision: str | None = None
+    status: int | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SpendRow:
     """One admitted request's settled consumption, the durable source of every limit's usage."""
 

@@ -31,6 +31,7 @@ from sluice.storage.records import (
     ConfigObject,
     ProviderGrant,
     RequestLogEntry,
+    RequestQuery,
     SpendRow,
     VirtualKey,
 )
@@ -95,11 +96,13 @@ class SqlStore:
             rows = (await conn.execute(select(virtual_keys).order_by(virtual_keys.c.id))).all()
         return [_key_from_row(r._mapping) for r in rows]
 
-    async def create_key(self, key: VirtualKey) -> None:
+    async def create_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> None:
         now = datetime.now(UTC)
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(virtual_keys).values(**_key_to_row(key, now), created_at=now))
             await _bump(conn, _KEYS_VERSION)
+            if event is not None:
+                await self._record_event(conn, event)
 
     async def seed_config_key(self, key: VirtualKey, *, replace_secret: bool) -> bool:
         now = datetime.now(UTC)
@@ -117,7 +120,7 @@ class SqlStore:
             await _bump(conn, _KEYS_VERSION)
         return existing is None
 
-    async def update_key(self, key: VirtualKey) -> bool:
+    async def update_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> bool:
         """Replaces every field of an existing key but its creation time; False when unknown."""
         now = datetime.now(UTC)
         async with self._write_lock, self.engine.begin() as conn:
@@ -125,6 +128,8 @@ class SqlStore:
                 update(virtual_keys).where(virtual_keys.c.id == key.id).values(**_key_to_row(key, now))
             )
             await _bump(conn, _KEYS_VERSION)
+            if event is not None and result.rowcount:
+                await self._record_event(conn, event)
         return bool(result.rowcount)
 
     async def revoke_key(self, key_id: str, at: datetime) -> bool:
@@ -159,33 +164,55 @@ class SqlStore:
         return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
 
     async def put_object(self, obj: ConfigObject, actor: str) -> ConfigEvent | None:
-        now = datetime.now(UTC)
-        where = (config_objects.c.kind == obj.kind, config_objects.c.id == obj.id)
         async with self._write_lock, self.engine.begin() as conn:
-            row = (await conn.execute(select(config_objects.c.body).where(*where))).first()
-            before = row.body if row else None
-            if before == obj.body:
-                return None
-            values = {"body": obj.body, "source": obj.source, "updated_at": now}
-            if row is None:
-                await conn.execute(insert(config_objects).values(kind=obj.kind, id=obj.id, **values))
-            else:
-                await conn.execute(update(config_objects).where(*where).values(**values))
-            event = ConfigEvent(now, actor, obj.kind, obj.id, "update" if row else "create", before, obj.body)
-            await self._record_event(conn, event)
+            return await self._put(conn, obj, actor, datetime.now(UTC))
+
+    async def _put(self, conn: Any, obj: ConfigObject, actor: str, now: datetime) -> ConfigEvent | None:
+        where = (config_objects.c.kind == obj.kind, config_objects.c.id == obj.id)
+        row = (await conn.execute(select(config_objects.c.body).where(*where))).first()
+        before = row.body if row else None
+        if before == obj.body:
+            return None
+        values = {"body": obj.body, "source": obj.source, "updated_at": now}
+        if row is None:
+            await conn.execute(insert(config_objects).values(kind=obj.kind, id=obj.id, **values))
+        else:
+            await conn.execute(update(config_objects).where(*where).values(**values))
+        event = ConfigEvent(now, actor, obj.kind, obj.id, "update" if row else "create", before, obj.body)
+        await self._record_event(conn, event)
         return event
 
     async def delete_object(self, kind: str, object_id: str, actor: str) -> ConfigEvent | None:
-        now = datetime.now(UTC)
-        where = (config_objects.c.kind == kind, config_objects.c.id == object_id)
         async with self._write_lock, self.engine.begin() as conn:
-            row = (await conn.execute(select(config_objects.c.body).where(*where))).first()
-            if row is None:
-                return None
-            await conn.execute(config_objects.delete().where(*where))
-            event = ConfigEvent(now, actor, kind, object_id, "delete", row.body, None)
-            await self._record_event(conn, event)
+            return await self._delete(conn, kind, object_id, actor, datetime.now(UTC))
+
+    async def _delete(self, conn: Any, kind: str, object_id: str, actor: str, now: datetime) -> ConfigEvent | None:
+        where = (config_objects.c.kind == kind, config_objects.c.id == object_id)
+        row = (await conn.execute(select(config_objects.c.body).where(*where))).first()
+        if row is None:
+            return None
+        await conn.execute(config_objects.delete().where(*where))
+        event = ConfigEvent(now, actor, kind, object_id, "delete", row.body, None)
+        await self._record_event(conn, event)
         return event
+
+    async def apply_objects(
+        self, put: list[ConfigObject], delete: list[tuple[str, str]], actor: str
+    ) -> list[ConfigEvent]:
+        now = datetime.now(UTC)
+        events: list[ConfigEvent] = []
+        async with self._write_lock, self.engine.begin() as conn:  # one transaction: all or nothing
+            for kind, object_id in delete:
+                if (event := await self._delete(conn, kind, object_id, actor, now)) is not None:
+                    events.append(event)
+            for obj in put:
+                if (event := await self._put(conn, obj, actor, now)) is not None:
+                    events.append(event)
+        return events
+
+    async def record_event(self, event: ConfigEvent) -> None:
+        async with self._write_lock, self.engine.begin() as conn:
+            await self._record_event(conn, event)
 
     async def _record_event(self, conn: Any, event: ConfigEvent) -> None:
         await conn.execute(insert(config_events).values(**dataclasses.asdict(event)))
@@ -330,6 +357,62 @@ class SqlStore:
     async def count_requests(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(request_log))).scalar() or 0)
+
+    async def query_requests(self, query: RequestQuery) -> list[dict[str, Any]]:
+        stmt = select(request_log)
+        if query.owner_user_id is not None:
+            stmt = stmt.join(virtual_keys, virtual_keys.c.id == request_log.c.virtual_key_id)
+        stmt = stmt.where(*_request_filters(query)).order_by(request_log.c.ts.desc(), request_log.c.request_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.limit(query.limit).offset(query.offset))).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
+        group = {
+            "key": request_log.c.virtual_key_id,
+            "user": virtual_keys.c.user_id,
+            "team": request_log.c.team_id,
+            "model": request_log.c.model,
+            "day": func.date(request_log.c.ts),  # date() reads a timestamp in SQLite and PostgreSQL alike
+        }[group_by].label("group")
+        cost = func.coalesce(func.sum(request_log.c.cost_pico), 0).label("cost_pico")
+        tokens = func.coalesce(func.sum(request_log.c.input_tokens + request_log.c.output_tokens), 0).label("tokens")
+        stmt = select(group, cost, tokens, func.count().label("requests")).select_from(request_log)
+        if group_by == "user" or query.owner_user_id is not None:
+            stmt = stmt.outerjoin(virtual_keys, virtual_keys.c.id == request_log.c.virtual_key_id)
+        stmt = stmt.where(*_request_filters(query)).group_by(group).order_by(cost.desc(), group)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.limit(query.limit).offset(query.offset))).all()
+        return [
+            {
+                "group": None if r[0] is None else str(r[0]),
+                "cost_pico": int(r[1]),
+                "tokens": int(r[2]),
+                "requests": r[3],
+            }
+            for r in rows
+        ]
+
+
+def _request_filters(query: RequestQuery) -> list[Any]:
+    c = request_log.c
+    found: list[Any] = []
+    if query.since is not None:
+        found.append(c.ts >= query.since)
+    if query.until is not None:
+        found.append(c.ts < query.until)
+    if query.virtual_key_ids is not None:
+        found.append(c.virtual_key_id.in_(query.virtual_key_ids))
+    if query.team_ids is not None:
+        found.append(c.team_id.in_(query.team_ids))
+    if query.owner_user_id is not None:
+        found.append(virtual_keys.c.user_id == query.owner_user_id)
+    for column, value in ((c.model, query.model), (c.provider, query.provider), (c.decision, query.decision)):
+        if value is not None:
+            found.append(column == value)
+    if query.status is not None:
+        found.append(c.status == query.status)
+    return found
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}

@@ -1,0 +1,202 @@
+"""The kinds of live configuration object, all kept by the one ConfigStore mechanism.
+
+Each kind has a pydantic model (the API's request schema and the declarative file's entry), an
+id taken from the model, and a body: the model dumped without defaults, which is what the store
+keeps, what events record and what `plan` compares. Secrets inside a body are sealed first
+(`sluice.admin.secrets`), so no plain secret is stored, logged in an event or compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sluice.admin.secrets import describe, seal
+from sluice.governance.config_sync import body_of
+from sluice.settings import (
+    OPENAI_COMPATIBLE_VENDORS,
+    AliasConfig,
+    BudgetConfig,
+    CustomerConfig,
+    ProviderConfig,
+    ProviderType,
+    RateLimitConfig,
+    RoutingRuleConfig,
+    TeamConfig,
+    ToolGroupConfig,
+    provider_type,
+)
+
+NAME = r"^[A-Za-z0-9._-]+$"
+# Ids become primary keys and URL segments: at most 200 characters, no control characters.
+TEXT_ID = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _id(limit: int = 200, default: Any = ...) -> Any:
+    return Field(default, min_length=1, max_length=limit, pattern=TEXT_ID)
+
+
+class TeamSpec(TeamConfig):
+    id: str = _id()
+
+
+class CustomerSpec(CustomerConfig):
+    id: str = _id()
+
+
+class BudgetSpec(BudgetConfig):
+    id: str = _id()
+
+
+class RateLimitSpec(RateLimitConfig):
+    id: str = _id()
+
+
+class RoutingRuleSpec(RoutingRuleConfig):
+    id: str = _id()
+
+
+class ToolGroupSpec(ToolGroupConfig):
+    name: str = _id()
+
+
+class AliasSpec(AliasConfig):
+    # The id joins scope, scope id and alias: each short enough for the whole to fit.
+    alias: str = _id(90)
+    virtual_key_id: str | None = _id(90, None)
+    team_id: str | None = _id(90, None)
+    customer_id: str | None = _id(90, None)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderSpec(_Spec):
+    """An upstream provider; its credentials are separate objects (provider keys)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
+    type: ProviderType | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    read_timeout_s: float = Field(default=300.0, gt=0)
+    total_timeout_s: float = Field(default=1800.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_type(self) -> ProviderSpec:
+        cfg = ProviderConfig(type=self.type, base_url=self.base_url)
+        kind = provider_type(self.name, cfg)
+        if kind is None:
+            raise ValueError(
+                f"provider {self.name!r}: unknown provider; set 'type' to one of "
+                "anthropic, openai, openai_compatible, gemini, fake"
+            )
+        if kind == "openai_compatible" and not self.base_url and self.name not in OPENAI_COMPATIBLE_VENDORS:
+            raise ValueError(f"provider {self.name!r}: an openai_compatible provider needs a base_url")
+        return self
+
+
+class ProviderKeySpec(_Spec):
+    """One credential of a provider. `value` is write-only: a plain secret (encrypted before it
+    is stored), an `env.NAME` reference, or an `enc:` value exported earlier."""
+
+    provider: str = Field(min_length=1, max_length=99, pattern=NAME)  # the id `provider:name` fits 200
+    name: str = Field(min_length=1, max_length=99, pattern=NAME)
+    value: str = Field(min_length=1, json_schema_extra={"writeOnly": True})
+    weight: float = Field(default=1.0, ge=0, le=1e6)
+
+
+class McpServerSpec(_Spec):
+    """An upstream MCP server. Values of `env` and `headers` are secrets, stored like provider keys."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
+    transport: Literal["stdio", "http", "sse"]
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, json_schema_extra={"writeOnly": True})
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra={"writeOnly": True})
+    call_timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> McpServerSpec:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("a stdio server needs 'command'")
+        if self.transport != "stdio" and not self.url:
+            raise ValueError(f"an {self.transport} server needs 'url'")
+        return self
+
+
+def alias_id(alias: AliasConfig) -> str:
+    """Aliases have no id of their own: the alias name within its scope is one."""
+    kind, ident = alias.scope
+    return alias.alias if kind == "global" else f"{kind}:{ident}:{alias.alias}"
+
+
+def _seal_provider_key(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "value": seal(body["value"])}
+
+
+def _show_provider_key(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "value": describe(body["value"])}
+
+
+def _map_secrets(body: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    out = dict(body)
+    for name in ("env", "headers"):
+        if name in out:
+            out[name] = {k: fn(v) for k, v in out[name].items()}
+    return out
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # the store's kind
+    path: str  # the admin API's collection, /api/<path>
+    model: type[BaseModel]
+    ident: Callable[[Any], str]
+    action_write: str = "config.write"
+    seal: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
+    public: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
+
+    def parse(self, body: dict[str, Any]) -> BaseModel:
+        return self.model.model_validate(body)
+
+    def stored_body(self, model: BaseModel) -> dict[str, Any]:
+        return self.seal(body_of(model))
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("team", "teams", TeamSpec, lambda m: m.id),
+        Kind("customer", "customers", CustomerSpec, lambda m: m.id),
+        Kind("budget", "budgets", BudgetSpec, lambda m: m.id, action_write="budgets.write"),
+        Kind("rate_limit", "rate-limits", RateLimitSpec, lambda m: m.id),
+        Kind("provider", "providers", ProviderSpec, lambda m: m.name),
+        Kind(
+            "provider_key",
+            "provider-keys",
+            ProviderKeySpec,
+            lambda m: f"{m.provider}:{m.name}",
+            seal=_seal_provider_key,
+            public=_show_provider_key,
+        ),
+        Kind(
+            "mcp_server",
+            "mcp-servers",
+            McpServerSpec,
+            lambda m: m.name,
+            seal=lambda b: _map_secrets(b, seal),
+            public=lambda b: _map_secrets(b, describe),
+        ),
+        Kind("tool_group", "tool-groups", ToolGroupSpec, lambda m: m.name),
+        Kind("routing_rule", "routing-rules", RoutingRuleSpec, lambda m: m.id),
+        Kind("alias", "aliases", AliasSpec, alias_id),
+    )
+}
