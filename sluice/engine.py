@@ -232,6 +232,8 @@ class Engine:
                 await self._abandon(ctx, target, err.kind.name, err.upstream_status)
                 if primary and err.kind.fault in ("caller", "policy"):
                     raise  # the request itself is refused: no fallback may change that
+                # A fallback target the request cannot be translated for (CALLER_UNTRANSLATABLE,
+                # a fallback kind) is passed over for the next one; only the last one refuses.
                 if not err.kind.fallback and err.kind.fault != "policy":
                     raise
                 if last_target and (not err.kind.retryable or not retries_left):

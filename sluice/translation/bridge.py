@@ -27,7 +27,8 @@ def codec(wire: WireFormat) -> Codec | None:
 
 def untranslatable(source: WireFormat, target: WireFormat | None, why: str) -> SluiceError:
     where = f" into the {target.value} format its provider speaks" if target is not None else ""
-    return SluiceError(ErrorKind.CALLER_BAD_REQUEST, f"This {source.value} request cannot be translated{where}: {why}")
+    message = f"This {source.value} request cannot be translated{where}: {why}"
+    return SluiceError(ErrorKind.CALLER_UNTRANSLATABLE, message)
 
 
 class Answer(Protocol):

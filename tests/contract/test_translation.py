@@ -23,6 +23,7 @@ from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
 BUDGET_KEY = "sk-sluice-matrix-budget-00000000"
+SKIP_KEY = "sk-sluice-matrix-skip-0000000000"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,14 @@ def gateway(upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFacto
     config["virtual_keys"][0]["provider_configs"].append({"provider": "local", "allowed_models": ["llama-3.1-8b"]})
     config["virtual_keys"].append(
         {"id": "vk-spend", "value": BUDGET_KEY, "provider_configs": [{"provider": p} for p in MODELS]}
+    )
+    config["virtual_keys"].append(
+        {
+            "id": "vk-skip",
+            "value": SKIP_KEY,
+            "provider_configs": [{"provider": p} for p in MODELS],
+            "fallbacks": [MODELS["gemini"], MODELS["openai"]],
+        }
     )
     config["budgets"] = [{"id": "b-spend", "virtual_key_id": "vk-spend", "max_limit": 10, "reset_duration": "1d"}]
     config["routing"] = {"retries": {"attempts": 1}}
@@ -183,6 +192,32 @@ def test_fallback_to_a_provider_of_another_format(gateway: GatewayThread, upstre
     assert [r.path for r in upstream.requests] == ["/v1/messages", f"/v1beta/models/{MODELS['gemini']}:generateContent"]
     entry = log_entry(gateway, raw.headers["x-request-id"])
     assert entry["provider"] == "gemini" and [a["outcome"] for a in entry["attempts"]] == ["upstream 500", "ok"]
+
+
+def test_a_fallback_the_request_cannot_be_translated_for_is_skipped(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("gemini")
+    # An image by URL: Gemini takes only Google file URIs, Chat Completions any URL.
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    messages: Any = [{"role": "user", "content": [image, {"type": "text", "text": "skip gemini"}]}]
+    upstream.upstream.fail_next(500, times=1)  # the Anthropic primary fails
+    raw = anthropic_client(gateway, SKIP_KEY).messages.with_raw_response.create(
+        model=MODELS["anthropic"], max_tokens=50, messages=messages
+    )
+    assert raw.parse().content[0].text == "echo: skip gemini"  # type: ignore[union-attr]
+    assert raw.headers["x-sluice-fallback"] == MODELS["openai"]
+    assert [r.path for r in upstream.requests] == ["/v1/messages", "/v1/chat/completions"]
+    entry = log_entry(gateway, raw.headers["x-request-id"])
+    outcomes = [a["outcome"] for a in entry["attempts"]]
+    assert outcomes == ["upstream 500", "CALLER_UNTRANSLATABLE", "ok"]
+
+    # The same request with Gemini as the primary target is refused, as before.
+    upstream.upstream.reset()
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        anthropic_client(gateway, SKIP_KEY).messages.create(model=MODELS["gemini"], max_tokens=50, messages=messages)
+    assert "cannot be translated" in refused.value.message and "Google file URIs" in refused.value.message
+    assert upstream.requests == []
 
 
 # --- token counting ------------------------------------------------------------------------------------------------
