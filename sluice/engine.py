@@ -341,7 +341,7 @@ class Engine:
             self.breakers.succeeded(breaker)
         outcome = self._outcome(ctx, target, inbound.operation, provider, reply, hide_usage)
         if bridge is not None:
-            bridge.carry(outcome)
+            bridge.carry(outcome, ctx.request_id, chosen.model)
         if outcome.chunks is not None:
             # Wait for the stream's first piece here: until then nothing reached the caller, so a
             # failure can still be retried or fall back.
