@@ -300,6 +300,8 @@ class Engine:
         hide_usage = False
         if bridge is not None:
             body, doc = bridge.body(chosen.model, ctx.stream)
+            if bridge.dropped:  # optional vendor tools the target cannot run: said, never silent
+                attempt["dropped_tools"] = list(bridge.dropped)
         else:
             doc = dict(inbound.doc)
             changed = inbound.model is None and chosen.model != inbound.doc.get("model")
@@ -342,6 +344,8 @@ class Engine:
         outcome = self._outcome(ctx, target, inbound.operation, provider, reply, hide_usage)
         if bridge is not None:
             bridge.carry(outcome, ctx.request_id, chosen.model)
+            if bridge.dropped:
+                outcome.headers["x-sluice-dropped-tools"] = ",".join(bridge.dropped)
         if outcome.chunks is not None:
             # Wait for the stream's first piece here: until then nothing reached the caller, so a
             # failure can still be retried or fall back.

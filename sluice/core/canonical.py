@@ -99,6 +99,13 @@ class Tool:
     # codec of another format raises Untranslatable rather than drop a capability silently.
     native: dict[str, Any] | None = None
     origin: str = ""  # the WireFormat value `native` belongs to
+    # A vendor tool the model can go without (a hosted web search among an agent's tools): a target
+    # that cannot run it gets the request without it, and the drop is recorded, instead of a refusal.
+    optional: bool = False
+    # A function declared inside a group (a Responses `namespace` tool): (group, its own name).
+    # `name` is then the flattened name every other format sees, and calls to it go back to the
+    # caller's format under the group's name again.
+    namespaced: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -353,7 +353,7 @@ class BedrockConverseCodec:
     def decode_response(self, doc: dict[str, Any]) -> ChatResponse:
         return decode_response(doc)
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         return encode_response(response)
 
     def decode_error(self, status: int, body: bytes) -> Failure:

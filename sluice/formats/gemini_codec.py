@@ -177,7 +177,7 @@ class GeminiCodec:
             stop = "refusal"
         return ChatResponse(rid, doc.get("modelVersion", ""), content, stop, usage=usage_from(doc.get("usageMetadata")))
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         parts = _encode_parts(response.content, {}, request=False)
         candidate = {
             "content": {"role": "model", "parts": parts},

@@ -30,6 +30,7 @@ from sluice.core.types import Usage, WireFormat
 from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
+from sluice.formats.openai_responses_tools import call_fields, call_name, namespaces
 from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
@@ -160,7 +161,7 @@ class ResponsesStreamDecoder:
         if kind == "function_call":
             self._items.add(output_index)
             self._args_seen = False
-            out = self._blocks.open("tool_call", call_id=item.get("call_id", ""), name=item.get("name", ""))
+            out = self._blocks.open("tool_call", call_id=item.get("call_id", ""), name=call_name(item))
             if item.get("arguments"):
                 self._args_seen = True
                 out.append(ToolArgsDelta(self._blocks.index, item["arguments"]))
@@ -190,6 +191,7 @@ class ResponsesStreamEncoder:
         self._seq = 0
         self._id = ""
         self._model = request.model
+        self._groups = namespaces(request.tools)  # calls to a namespace's function go back under it
         self._output: list[dict[str, Any]] = []
         self._item: dict[str, Any] = {}  # the open item
         self._buffer = ""  # its text, arguments or summary so far
@@ -254,7 +256,7 @@ class ResponsesStreamEncoder:
             self._item["content"] = []
         elif event.kind == "tool_call":
             self._item = {"id": f"fc_{n}", "type": "function_call", "status": "in_progress", "arguments": ""}
-            self._item |= {"call_id": event.call_id, "name": event.name}
+            self._item |= {"call_id": event.call_id, **call_fields(event.name, self._groups)}
         elif event.origin == WIRE:
             self._item = {"id": f"rs_{n}", "type": "reasoning", "summary": []}
         else:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from sluice.core.canonical import ChatRequest, ChatResponse, Failure, Start, StreamEvent, Untranslatable
+from sluice.core.canonical import ChatRequest, ChatResponse, Failure, Start, StreamEvent, Tool, Untranslatable
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.codec import Codec, StreamEncoder
@@ -29,6 +29,20 @@ def untranslatable(source: WireFormat, target: WireFormat | None, why: str) -> S
     where = f" into the {target.value} format its provider speaks" if target is not None else ""
     message = f"This {source.value} request cannot be translated{where}: {why}"
     return SluiceError(ErrorKind.CALLER_UNTRANSLATABLE, message)
+
+
+def kept_tools(request: ChatRequest, target: WireFormat) -> tuple[list[Tool], tuple[str, ...]]:
+    """(the tools the target gets, the names of the optional vendor tools it cannot run). A model
+    without such a tool (a hosted web search among an agent's tools) answers without it; any other
+    vendor tool of another format is refused by the target's codec."""
+    kept: list[Tool] = []
+    dropped: list[str] = []
+    for tool in request.tools:
+        if tool.native is not None and tool.origin != target.value and tool.optional:
+            dropped.append(str(tool.native.get("type") or tool.name))
+        else:
+            kept.append(tool)
+    return (kept, tuple(dict.fromkeys(dropped))) if dropped else (request.tools, ())
 
 
 class Answer(Protocol):
@@ -50,6 +64,7 @@ class Translation:
     operation: Operation
     request: ChatRequest
     raw: dict[str, Any] | None = None  # a body already in the target's format: only the answer crosses
+    dropped: tuple[str, ...] = ()  # optional vendor tools the target cannot run, left out of `body`
 
     def _codecs(self) -> tuple[Codec, Codec]:
         source, target = codec(self.answer), codec(self.target)
@@ -60,6 +75,8 @@ class Translation:
         """The provider's request body and its parsed form."""
         _, target = self._codecs()
         request = replace(self.request, model=model, stream=stream and self.operation is Operation.GENERATE)
+        if self.raw is None:
+            request.tools, self.dropped = kept_tools(request, self.target)
         try:
             doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
         except Untranslatable as exc:
@@ -87,7 +104,7 @@ class Translation:
             return count_body(self.answer, counted(self.target, doc))
         try:
             decoded = self._named(target.decode_response(doc), request_id, model)
-            return _stamped(orjson.dumps(source.encode_response(decoded)))
+            return _stamped(orjson.dumps(source.encode_response(decoded, self.request)))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # Untranslatable is a ValueError
             raise _unanswerable(self.target, self.answer, str(exc)) from None
 

@@ -70,9 +70,9 @@ def test_untranslatable_request_is_a_400_in_the_callers_format(
     # A Responses built-in tool has no Anthropic equivalent; an Anthropic server tool none in Chat Completions.
     with pytest.raises(openai.BadRequestError) as refused:
         openai_client(gateway).responses.create(
-            model=MODELS["anthropic"], input="search", tools=[{"type": "web_search"}]
+            model=MODELS["anthropic"], input="search", tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}]
         )
-    assert "cannot be translated" in refused.value.message
+    assert "cannot be translated" in refused.value.message and "file_search" in refused.value.message
     with pytest.raises(anthropic.BadRequestError) as server_tool:
         anthropic_client(gateway).messages.create(
             model=MODELS["openai"],
@@ -83,6 +83,21 @@ def test_untranslatable_request_is_a_400_in_the_callers_format(
     assert server_tool.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert "cannot be translated" in server_tool.value.message
     assert upstream.requests == []  # nothing half-translated went out
+
+
+def test_a_hosted_web_search_is_left_out_for_a_target_that_cannot_run_it(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("openai_responses")
+    function = {"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}
+    raw = openai_client(gateway).responses.with_raw_response.create(
+        model=MODELS["anthropic"], input="search", tools=[function, {"type": "web_search"}]
+    )
+    assert raw.parse().output_text == "echo: search"
+    assert raw.headers["x-sluice-dropped-tools"] == "web_search"
+    assert [t["name"] for t in upstream.requests[-1].json()["tools"]] == ["read_file"]
+    [attempt] = log_entry(gateway, raw.headers["x-request-id"])["attempts"]
+    assert attempt["dropped_tools"] == ["web_search"] and attempt["outcome"] == "ok"
 
 
 def test_upstream_error_reaches_the_caller_in_its_own_shape(
