@@ -134,11 +134,6 @@ def test_in_stream_error_is_the_callers_in_stream_error(gateway: GatewayThread) 
     assert "overloaded" in str(failed.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="google-genai sends `parameters_json_schema` (snake_case, which Google's API accepts); the Gemini codec "
-    "reads only `parametersJsonSchema` and `parameters`, so the schema is lost. Codec fix pending on branch codecs.",
-)
 def test_gemini_json_schema_tools_reach_other_providers(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
     needs_codecs("gemini")
     client = gemini_client(gateway)
