@@ -77,6 +77,11 @@ class Translation:
         request = replace(self.request, model=model, stream=stream and self.operation is Operation.GENERATE)
         if self.raw is None:
             request.tools, self.dropped = kept_tools(request, self.target)
+            if self.dropped and not request.tools and request.tool_choice is not None:
+                if request.tool_choice.mode in ("any", "tool"):
+                    why = f"tool_choice requires a tool, and {', '.join(self.dropped)} cannot run there"
+                    raise untranslatable(self.answer, self.target, why)
+                request.tool_choice = None  # no tools left to choose from (Chat refuses a choice alone)
         try:
             doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
         except Untranslatable as exc:

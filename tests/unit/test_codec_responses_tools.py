@@ -175,3 +175,15 @@ def test_a_flattened_name_that_clashes_is_refused() -> None:
     ]
     with pytest.raises(Untranslatable, match="ns__f"):
         codec.decode_request({"model": "m", "input": "hi", "tools": tools})
+
+
+def test_a_request_whose_only_tool_is_left_out_has_no_tool_choice_either() -> None:
+    doc = {"model": "m", "input": "hi", "tools": [{"type": "web_search"}], "tool_choice": "auto"}
+    for target in (WireFormat.OPENAI_CHAT, ANTHROPIC, GEMINI):
+        translation = Translation(RESP, target, Operation.GENERATE, codec.decode_request(doc))
+        _, body = translation.body("x", stream=False)
+        assert translation.dropped == ("web_search",)
+        assert not {"tools", "tool_choice", "toolConfig"} & set(body)
+    required = codec.decode_request(doc | {"tool_choice": "required"})
+    with pytest.raises(SluiceError, match="tool_choice requires a tool"):
+        Translation(RESP, ANTHROPIC, Operation.GENERATE, required).body("x", stream=False)
