@@ -11,9 +11,10 @@ What does not map, and why:
 - `namespace` tools are flattened into function tools, `additional_tools` input items read, and
   the hosted `web_search` is optional (dropped, and recorded, for a target that cannot run it):
   see `openai_responses_tools`.
-- Other tools (`local_shell`, `custom`, `file_search`, `mcp`, ...) are native tools: kept for
-  Responses, refused by other formats. So are their call items in the history
-  (`local_shell_call`, `custom_tool_call`, ...), and `item_reference`.
+  `custom` (freeform) tools become functions of one string argument, `input`.
+- Other tools (`local_shell`, `file_search`, `mcp`, ...) are native tools: kept for Responses,
+  refused by other formats. So are their call items in the history (`local_shell_call`, ...),
+  and `item_reference`.
 - A `reasoning` item becomes a thinking block whose signature is `encrypted_content` and whose
   text is the summary parts joined by a blank line; it goes back only to Responses, and only
   when it has encrypted content (without it, the item is a reference to stored state).
@@ -55,7 +56,16 @@ from sluice.formats.openai_responses_stream import (
     status_fields,
     stop_reason,
 )
-from sluice.formats.openai_responses_tools import call_fields, call_name, decode_tools, encode_tools, namespaces
+from sluice.formats.openai_responses_tools import (
+    call_fields,
+    call_name,
+    custom_call,
+    decode_tools,
+    encode_tools,
+    freeform_input,
+    freeform_names,
+    namespaces,
+)
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 _EFFORTS = ("minimal", "low", "medium", "high")
@@ -123,11 +133,13 @@ class OpenAIResponsesCodec:
             body["instructions"] = request.system[0].text
             if len(request.system) > 1:
                 items.append(_message("developer", [_input_part(t) for t in request.system[1:]]))
-        groups = namespaces(request.tools)
+        groups, freeform = namespaces(request.tools), freeform_names(request.tools)
+        custom = {p.id for m in request.messages for p in m.parts if isinstance(p, ToolCall) and p.name in freeform}
         for m in request.messages:
-            items.extend(_encode_message(m, groups))
+            items.extend(_encode_message(m, groups, custom))
         body["input"] = items
-        tools = encode_tools(request.tools) + native_tools(request.tools, WIRE)
+        native_tools(request.tools, WIRE)  # refuses another format's vendor tools
+        tools = encode_tools(request.tools)
         if tools:
             body["tools"] = tools
         if c := request.tool_choice:
@@ -170,6 +182,8 @@ class OpenAIResponsesCodec:
                         refused = refused or c.get("type") == "refusal"
             elif kind == "function_call":
                 content.append(ToolCall(item.get("call_id", ""), call_name(item), item.get("arguments", "")))
+            elif kind == "custom_tool_call":
+                content.append(custom_call(item))
             elif kind == "reasoning":
                 content.append(_thinking(item))
         has_calls = any(isinstance(p, ToolCall) for p in content)
@@ -178,12 +192,16 @@ class OpenAIResponsesCodec:
 
     def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         groups = namespaces(request.tools) if request is not None else {}
+        freeform = freeform_names(request.tools) if request is not None else frozenset()
         output: list[dict[str, Any]] = []
         for n, p in enumerate(response.content):
             if isinstance(p, Text):
                 part = {"type": "output_text", "text": p.text, "annotations": []}
                 output.append({"id": f"msg_{n}", "type": "message", "status": "completed", "role": "assistant"})
                 output[-1]["content"] = [part]
+            elif isinstance(p, ToolCall) and p.name in freeform:
+                call = {"id": f"ctc_{n}", "type": "custom_tool_call", "status": "completed", "call_id": p.id}
+                output.append(call | call_fields(p.name, groups) | {"input": freeform_input(p.arguments_json)})
             elif isinstance(p, ToolCall):
                 call = {"id": f"fc_{n}", "type": "function_call", "status": "completed", "arguments": p.arguments_json}
                 output.append(call | {"call_id": p.id, **call_fields(p.name, groups)})
@@ -238,7 +256,9 @@ def _decode_item(item: dict[str, Any], system: list[Text], messages: list[Messag
     elif kind == "function_call":
         call = ToolCall(item.get("call_id", ""), call_name(item), item.get("arguments", ""))
         merge_into(messages, "assistant", [call])
-    elif kind == "function_call_output":
+    elif kind == "custom_tool_call":
+        merge_into(messages, "assistant", [custom_call(item)])
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
         content = _decode_content(output) if output else []
         result = ToolResult(item.get("call_id", ""), [p for p in content if isinstance(p, Text | Image | Document)])
@@ -327,7 +347,7 @@ def _reasoning_item(p: Thinking) -> dict[str, Any]:
     return item
 
 
-def _encode_message(m: Message, groups: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+def _encode_message(m: Message, groups: dict[str, tuple[str, str]], custom: set[str]) -> list[dict[str, Any]]:
     if m.role == "system":
         return [_message("developer", [_input_part(p) for p in m.parts if isinstance(p, Text)])]
     items: list[dict[str, Any]] = []
@@ -342,10 +362,16 @@ def _encode_message(m: Message, groups: dict[str, tuple[str, str]]) -> list[dict
         if isinstance(p, ToolCall):
             flush()
             fields = call_fields(p.name, groups)
-            items.append({"type": "function_call", "call_id": p.id, **fields, "arguments": p.arguments_json})
+            if p.id in custom:
+                items.append(
+                    {"type": "custom_tool_call", "call_id": p.id, **fields, "input": freeform_input(p.arguments_json)}
+                )
+            else:
+                items.append({"type": "function_call", "call_id": p.id, **fields, "arguments": p.arguments_json})
         elif isinstance(p, ToolResult):
             flush()
-            items.append({"type": "function_call_output", "call_id": p.call_id, "output": _tool_output(p)})
+            kind = "custom_tool_call_output" if p.call_id in custom else "function_call_output"
+            items.append({"type": kind, "call_id": p.call_id, "output": _tool_output(p)})
         elif isinstance(p, Thinking):
             if p.origin == WIRE and p.signature:
                 flush()

@@ -8,6 +8,10 @@
   Codex dispatches it, and namespaced calls in the history get the flat name again. A flat name
   that would not be valid everywhere (64 characters of `[A-Za-z0-9_-]`, not starting with a digit
   or dash) is shortened and made unique with a hash of the pair.
+- A `custom` tool (freeform: the model writes one text, Codex's `apply_patch` or `exec`) becomes
+  a function of one string argument, `input`, whose description carries the tool's grammar; a
+  call to it goes back to the caller as a `custom_tool_call` with that text as its `input`, and
+  `custom_tool_call` / `custom_tool_call_output` items in the history become calls and results.
 - `additional_tools` input items (Codex sends its tools there for some models) add to `tools`.
 - The hosted `web_search` tools are `optional`: a target that cannot run them gets the request
   without them (the bridge records the drop). Other hosted tools are native and refused elsewhere.
@@ -19,7 +23,9 @@ import hashlib
 import re
 from typing import Any
 
-from sluice.core.canonical import Tool, Untranslatable
+import orjson
+
+from sluice.core.canonical import Tool, ToolCall, Untranslatable
 from sluice.core.types import WireFormat
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
@@ -44,10 +50,10 @@ def decode_tools(raw: Any, out: list[Tool]) -> None:
             namespace = str(t.get("name") or "")
             guidance = t.get("description") or ""
             for child in t.get("tools") or ():
-                if child.get("type") != "function":
+                if child.get("type") not in ("function", "custom"):
                     kind = child.get("type")
                     raise Untranslatable(f"{WIRE}: a {kind!r} tool in namespace {namespace!r} cannot be translated")
-                tool = _function(child)
+                tool = _function(child) if child.get("type") == "function" else _custom(child)
                 tool.namespaced = (namespace, tool.name)
                 tool.name = flat_name(namespace, tool.name)
                 if guidance:
@@ -55,6 +61,8 @@ def decode_tools(raw: Any, out: list[Tool]) -> None:
                 out.append(tool)
         elif t.get("type") == "function":
             out.append(_function(t))
+        elif t.get("type") == "custom":
+            out.append(_custom(t))
         else:
             optional = str(t.get("type", "")).startswith("web_search")
             out.append(Tool(t.get("name") or t.get("type", ""), native=t, origin=WIRE, optional=optional))
@@ -67,6 +75,36 @@ def decode_tools(raw: Any, out: list[Tool]) -> None:
 def _function(t: dict[str, Any]) -> Tool:
     params = t.get("parameters") or dict(_EMPTY)
     return Tool(t.get("name", ""), t.get("description") or "", params)
+
+
+def _custom(t: dict[str, Any]) -> Tool:
+    fmt = t.get("format") or {}
+    note = "The tool's whole input, as free-form text (not JSON)."
+    if fmt.get("type") == "grammar" and fmt.get("definition"):
+        note += f" It must follow this {fmt.get('syntax') or ''} grammar:\n{fmt['definition']}"
+    params = {"type": "object", "properties": {"input": {"type": "string", "description": note}}, "required": ["input"]}
+    return Tool(t.get("name", ""), t.get("description") or "", params, freeform=dict(fmt))
+
+
+def freeform_input(arguments_json: str) -> str:
+    """The text of a call to a custom tool, from the `{"input": ...}` arguments it was made with."""
+    try:
+        args = orjson.loads(arguments_json or "{}")
+    except orjson.JSONDecodeError:
+        return arguments_json
+    if isinstance(args, dict) and isinstance(args.get("input"), str):
+        return str(args["input"])
+    return arguments_json
+
+
+def freeform_names(tools: list[Tool]) -> frozenset[str]:
+    return frozenset(t.name for t in tools if t.freeform is not None)
+
+
+def custom_call(item: dict[str, Any]) -> ToolCall:
+    """A `custom_tool_call` history item, as a call with the `{"input": text}` arguments."""
+    args = orjson.dumps({"input": item.get("input") or ""}).decode()
+    return ToolCall(item.get("call_id", ""), call_name(item), args)
 
 
 def call_name(item: dict[str, Any]) -> str:
@@ -88,11 +126,13 @@ def call_fields(name: str, groups: dict[str, tuple[str, str]]) -> dict[str, str]
 
 
 def encode_tools(tools: list[Tool]) -> list[dict[str, Any]]:
-    """Function tools, regrouped into their namespaces (in order of first appearance)."""
+    """The tools in their order, functions regrouped into their namespaces (where the first of a
+    namespace was). Vendor tools of another format must have been refused already."""
     out: list[dict[str, Any]] = []
     groups: dict[str, dict[str, Any]] = {}
     for t in tools:
         if t.native is not None:
+            out.append(t.native)
             continue
         if t.namespaced is None:
             out.append(_encode_function(t, t.name))
@@ -106,7 +146,9 @@ def encode_tools(tools: list[Tool]) -> list[dict[str, Any]]:
 
 
 def _encode_function(t: Tool, name: str) -> dict[str, Any]:
-    tool: dict[str, Any] = {"type": "function", "name": name}
+    tool: dict[str, Any] = {"type": "function" if t.freeform is None else "custom", "name": name}
     if t.description:
         tool["description"] = t.description
+    if t.freeform is not None:
+        return tool | ({"format": t.freeform} if t.freeform else {})
     return tool | {"parameters": t.parameters, "strict": False}

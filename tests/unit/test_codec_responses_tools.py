@@ -1,9 +1,9 @@
 """Codex's tools on other vendors' models: `namespace` tools flattened (and calls to them mapped back),
-`additional_tools` input items, and the hosted `web_search` left out for targets that cannot run it."""
+`custom` (freeform) tools as functions of one string, `additional_tools` input items, and the hosted
+`web_search` left out for targets that cannot run it."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
@@ -12,6 +12,7 @@ import pytest
 from sluice.core.canonical import (
     BlockStart,
     BlockStop,
+    ChatRequest,
     ChatResponse,
     Finish,
     Message,
@@ -138,10 +139,8 @@ def test_namespaced_calls_in_the_history_get_the_flat_name() -> None:
 
 
 def test_additional_tools_items_are_read() -> None:
-    doc = copy.deepcopy(fixture("codex/responses_request_default_model.json"))
+    doc = fixture("codex/responses_request_default_model.json")
     assert "tools" not in doc and doc["input"][0]["type"] == "additional_tools"
-    for group in doc["input"][0]["tools"]:  # without the freeform (custom) tool of the `functions` group
-        group["tools"] = [t for t in group["tools"] if t["type"] == "function"]
     request = codec.decode_request(doc)
     names = [t.name for t in request.tools]
     assert "clock__sleep" in names and "collaboration__spawn_agent" in names and "functions__wait" in names
@@ -187,3 +186,67 @@ def test_a_request_whose_only_tool_is_left_out_has_no_tool_choice_either() -> No
     required = codec.decode_request(doc | {"tool_choice": "required"})
     with pytest.raises(SluiceError, match="tool_choice requires a tool"):
         Translation(RESP, ANTHROPIC, Operation.GENERATE, required).body("x", stream=False)
+
+
+def default_model() -> ChatRequest:
+    return codec.decode_request(fixture("codex/responses_request_default_model.json"))
+
+
+def test_a_custom_tool_is_a_function_of_one_string() -> None:
+    request = default_model()
+    [exec_tool] = [t for t in request.tools if t.freeform is not None]
+    assert exec_tool.name == "functions__exec" and exec_tool.namespaced == ("functions", "exec")
+    assert exec_tool.parameters["required"] == ["input"]
+    grammar = exec_tool.freeform["definition"]  # type: ignore[index]
+    assert grammar in exec_tool.parameters["properties"]["input"]["description"]
+    _, body = Translation(RESP, ANTHROPIC, Operation.GENERATE, request).body("claude", stream=False)
+    [sent] = [t for t in body["tools"] if t["name"] == "functions__exec"]
+    assert sent["input_schema"]["properties"]["input"]["type"] == "string"
+    # Back to the Responses format, it is the custom tool it was, in its namespace.
+    [group] = [t for t in codec.encode_request(request)["tools"] if t["name"] == "functions"]
+    assert group["tools"][0] == {
+        "type": "custom",
+        "name": "exec",
+        "description": exec_tool.description,
+        "format": exec_tool.freeform,
+    }
+
+
+def test_a_call_to_a_custom_tool_goes_back_as_a_custom_tool_call() -> None:
+    request = default_model()
+    call = ToolCall("toolu_1", "functions__exec", orjson.dumps({"input": 'text("hi")'}).decode())
+    [item] = codec.encode_response(ChatResponse("r", "m", [call], "tool_use"), request)["output"]
+    assert item["type"] == "custom_tool_call" and item["call_id"] == "toolu_1"
+    assert (item["name"], item["namespace"], item["input"]) == ("exec", "functions", 'text("hi")')
+
+    events = [
+        Start("r", "m"),
+        BlockStart(0, "tool_call", call_id="toolu_1", name="functions__exec"),
+        ToolArgsDelta(0, '{"input": "text(\\"h'),
+        ToolArgsDelta(0, 'i\\")"}'),
+        BlockStop(0),
+        Finish("tool_use", Usage(1, 1)),
+    ]
+    payloads = sse_payloads(encode_stream(codec, events, request))
+    names = [name for name, _ in payloads]
+    assert "response.function_call_arguments.delta" not in names
+    [delta] = [p for name, p in payloads if name == "response.custom_tool_call_input.delta"]
+    [done] = [p for name, p in payloads if name == "response.custom_tool_call_input.done"]
+    [item] = [p["item"] for name, p in payloads if name == "response.output_item.done"]
+    assert delta["delta"] == done["input"] == item["input"] == 'text("hi")'
+    assert (item["type"], item["name"], item["namespace"]) == ("custom_tool_call", "exec", "functions")
+
+
+def test_custom_tool_calls_in_the_history_are_calls_of_one_string() -> None:
+    doc = fixture("codex/responses_request_default_model.json")
+    doc["input"] += [
+        {"type": "custom_tool_call", "call_id": "c1", "name": "exec", "namespace": "functions", "input": "exit()"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "done"},
+    ]
+    request = codec.decode_request(doc)
+    _, body = Translation(RESP, ANTHROPIC, Operation.GENERATE, request).body("claude", stream=False)
+    call, result = body["messages"][-2]["content"][0], body["messages"][-1]["content"][0]
+    assert (call["type"], call["name"], call["input"]) == ("tool_use", "functions__exec", {"input": "exit()"})
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "c1"
+    again = codec.encode_request(request)["input"][-2:]
+    assert again[0] == doc["input"][-2] and again[1] == doc["input"][-1]
