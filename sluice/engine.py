@@ -232,6 +232,8 @@ class Engine:
                 await self._abandon(ctx, target, err.kind.name, err.upstream_status)
                 if primary and err.kind.fault in ("caller", "policy"):
                     raise  # the request itself is refused: no fallback may change that
+                # A fallback target the request cannot be translated for (CALLER_UNTRANSLATABLE,
+                # a fallback kind) is passed over for the next one; only the last one refuses.
                 if not err.kind.fallback and err.kind.fault != "policy":
                     raise
                 if last_target and (not err.kind.retryable or not retries_left):
@@ -298,6 +300,8 @@ class Engine:
         hide_usage = False
         if bridge is not None:
             body, doc = bridge.body(chosen.model, ctx.stream)
+            if bridge.dropped:  # optional vendor tools the target cannot run: said, never silent
+                attempt["dropped_tools"] = list(bridge.dropped)
         else:
             doc = dict(inbound.doc)
             changed = inbound.model is None and chosen.model != inbound.doc.get("model")
@@ -339,7 +343,9 @@ class Engine:
             self.breakers.succeeded(breaker)
         outcome = self._outcome(ctx, target, inbound.operation, provider, reply, hide_usage)
         if bridge is not None:
-            bridge.carry(outcome)
+            bridge.carry(outcome, ctx.request_id, chosen.model)
+            if bridge.dropped:
+                outcome.headers["x-sluice-dropped-tools"] = ",".join(bridge.dropped)
         if outcome.chunks is not None:
             # Wait for the stream's first piece here: until then nothing reached the caller, so a
             # failure can still be retried or fall back.

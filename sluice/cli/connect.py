@@ -73,8 +73,8 @@ def codex(root: str, key: str, model: str | None, home: Path) -> Setup:
         env={KEY_VAR: key},
         notes=[
             "Codex reads the key from $SLUICE_API_KEY on every run (CODEX_HOME moves the config file).",
-            # The translation refuses these two tools for now (docs/agents/codex.md).
-            'On a model that is not OpenAI\'s, also set web_search = "disabled" and [features] multi_agent = false.',
+            # docs/agents/codex.md, "On other vendors' models".
+            "On a model that is not OpenAI's, Codex's hosted web search is left out (x-sluice-dropped-tools).",
         ],
     )
 

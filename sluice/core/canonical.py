@@ -94,11 +94,21 @@ class Tool:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
-    # A vendor tool with no function schema (an Anthropic server tool, Responses `local_shell`,
-    # `custom` or `web_search`, Gemini `googleSearch`): its wire JSON, valid only in `origin`. The
-    # codec of another format raises Untranslatable rather than drop a capability silently.
+    # A vendor tool with no function schema (an Anthropic server tool, Responses `local_shell` or
+    # `web_search`, Gemini `googleSearch`): its wire JSON, valid only in `origin`. The codec of
+    # another format raises Untranslatable rather than drop a capability silently.
     native: dict[str, Any] | None = None
     origin: str = ""  # the WireFormat value `native` belongs to
+    # A vendor tool the model can go without (a hosted web search among an agent's tools): a target
+    # that cannot run it gets the request without it, and the drop is recorded, instead of a refusal.
+    optional: bool = False
+    # A function declared inside a group (a Responses `namespace` tool): (group, its own name).
+    # `name` is then the flattened name every other format sees, and calls to it go back to the
+    # caller's format under the group's name again.
+    namespaced: tuple[str, str] | None = None
+    # A Responses `custom` tool (freeform: the model writes one text, e.g. a patch): its `format`
+    # ({} when none). Other formats see a function of one string argument, `input`.
+    freeform: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

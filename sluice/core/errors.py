@@ -25,6 +25,9 @@ class ErrorKind(Enum):
     CALLER_BAD_REQUEST = _KindInfo("caller_bad_request", "caller", False, False)
     CALLER_NOT_FOUND = _KindInfo("caller_not_found", "caller", False, False)
     CALLER_UNKNOWN_MODEL = _KindInfo("caller_unknown_model", "caller", False, False)
+    # The request cannot be translated into the format of the provider it was routed to. Refused
+    # (400) for the primary target; a fallback target of another format may still take it.
+    CALLER_UNTRANSLATABLE = _KindInfo("caller_untranslatable", "caller", False, True)
     # A policy of the platform team says no.
     POLICY_KEY_INACTIVE = _KindInfo("policy_key_inactive", "policy", False, False)
     POLICY_MODEL_DENIED = _KindInfo("policy_model_denied", "policy", False, False)

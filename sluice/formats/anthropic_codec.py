@@ -192,7 +192,7 @@ class AnthropicCodec:
             usage=usage_from(doc.get("usage")),
         )
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         return {
             "id": response.id,
             "type": "message",

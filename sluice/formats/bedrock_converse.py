@@ -302,7 +302,7 @@ def usage_from_response(body: bytes) -> Usage:
 
 
 def decode_response(doc: dict[str, Any]) -> ChatResponse:
-    # Converse answers carry neither an id nor the model: the caller fills them (x-amzn-requestid).
+    # Converse answers carry neither an id nor the model: the bridge fills them (request id, routed model).
     parts: list[Part] = []
     for block in ((doc.get("output") or {}).get("message") or {}).get("content") or []:
         _decode_block(block, parts)
@@ -353,7 +353,7 @@ class BedrockConverseCodec:
     def decode_response(self, doc: dict[str, Any]) -> ChatResponse:
         return decode_response(doc)
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         return encode_response(response)
 
     def decode_error(self, status: int, body: bytes) -> Failure:

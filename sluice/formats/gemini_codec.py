@@ -15,6 +15,8 @@ What does not map, and why:
 - Images by URL: only Google file URIs (Files API, gs://) can be sent; any other URL is refused.
   Images or files returned by a tool follow its functionResponse as separate parts. A tool
   result goes out as `{"result": text}` or `{"error": text}`; a JSON object result as itself.
+- Field names may come in snake_case (`parameters_json_schema`, some google-genai versions) as
+  Google's API accepts: the request is brought to camelCase first (`gemini_fields`).
 - Gemini tools other than function declarations (googleSearch, codeExecution, urlContext, ...)
   are native tools: kept for Gemini, refused elsewhere. `parallel` tool choice has no equivalent
   and is dropped; `stop_sequence` answers say STOP.
@@ -47,6 +49,7 @@ from sluice.core.canonical import (
 from sluice.core.types import WireFormat
 from sluice.formats.codec_support import body_text, dumps, fold_system, json_body, native_tools
 from sluice.formats.gemini import usage_from
+from sluice.formats.gemini_fields import camel_request
 from sluice.formats.gemini_stream import (
     GeminiStreamDecoder,
     GeminiStreamEncoder,
@@ -62,11 +65,6 @@ WIRE = WireFormat.GEMINI.value
 _EFFORTS = ("minimal", "low", "medium", "high")
 _EFFORT_BUDGET = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 _GOOGLE_URIS = ("https://generativelanguage.googleapis.com/", "gs://")
-_CAMEL = {
-    "system_instruction": "systemInstruction",
-    "generation_config": "generationConfig",
-    "tool_config": "toolConfig",
-}
 _GENERATION = {
     "maxOutputTokens", "temperature", "topP", "topK", "stopSequences", "responseMimeType", "responseSchema",
     "responseJsonSchema", "thinkingConfig",
@@ -77,7 +75,7 @@ class GeminiCodec:
     wire = WireFormat.GEMINI
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
-        doc = {_CAMEL.get(k, k): v for k, v in doc.items()}  # Google's JSON accepts both spellings
+        doc = camel_request(doc)  # Google's JSON accepts snake_case field names too
         extra = {k: v for k, v in doc.items() if k not in ("contents", "systemInstruction", "tools", "toolConfig")}
         config = dict(extra.pop("generationConfig", None) or {})
         rest = {k: v for k, v in config.items() if k not in _GENERATION}
@@ -177,7 +175,7 @@ class GeminiCodec:
             stop = "refusal"
         return ChatResponse(rid, doc.get("modelVersion", ""), content, stop, usage=usage_from(doc.get("usageMetadata")))
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         parts = _encode_parts(response.content, {}, request=False)
         candidate = {
             "content": {"role": "model", "parts": parts},

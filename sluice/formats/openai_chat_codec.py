@@ -146,7 +146,7 @@ class OpenAIChatCodec:
         stop = "refusal" if message.get("refusal") else stop_reason(choice.get("finish_reason"), bool(calls))
         return ChatResponse(doc.get("id", ""), doc.get("model", ""), content, stop, usage=usage_from(doc.get("usage")))
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
         text = "".join(p.text for p in response.content if isinstance(p, Text))
         message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
         reasoning = "".join(p.text for p in response.content if isinstance(p, Thinking) and p.origin == WIRE)

@@ -8,9 +8,13 @@ stay in place).
 What does not map, and why:
 - `previous_response_id` / `conversation` point at state stored at OpenAI: refused, since no
   other provider can see that history.
-- Tools other than `function` (`local_shell`, `custom`, `web_search`, `file_search`, `mcp`, ...)
-  are native tools: kept for Responses, refused by other formats. So are their call items in the
-  history (`local_shell_call`, `custom_tool_call`, ...), and `item_reference`.
+- `namespace` tools are flattened into function tools, `additional_tools` input items read, and
+  the hosted `web_search` is optional (dropped, and recorded, for a target that cannot run it):
+  see `openai_responses_tools`.
+  `custom` (freeform) tools become functions of one string argument, `input`.
+- Other tools (`local_shell`, `file_search`, `mcp`, ...) are native tools: kept for Responses,
+  refused by other formats. So are their call items in the history (`local_shell_call`, ...),
+  and `item_reference`.
 - A `reasoning` item becomes a thinking block whose signature is `encrypted_content` and whose
   text is the summary parts joined by a blank line; it goes back only to Responses, and only
   when it has encrypted content (without it, the item is a reference to stored state).
@@ -52,6 +56,16 @@ from sluice.formats.openai_responses_stream import (
     status_fields,
     stop_reason,
 )
+from sluice.formats.openai_responses_tools import (
+    call_fields,
+    call_name,
+    custom_call,
+    decode_tools,
+    encode_tools,
+    freeform_input,
+    freeform_names,
+    namespaces,
+)
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 _EFFORTS = ("minimal", "low", "medium", "high")
@@ -71,11 +85,16 @@ class OpenAIResponsesCodec:
         extra = {k: v for k, v in doc.items() if k not in _KNOWN}
         system = [Text(doc["instructions"])] if doc.get("instructions") else []
         messages: list[Message] = []
+        tools: list[Tool] = []
+        decode_tools(doc.get("tools"), tools)
         raw_input = doc.get("input") or []
         if isinstance(raw_input, str):
             raw_input = [{"type": "message", "role": "user", "content": raw_input}]
         for item in raw_input:
-            _decode_item(item, system, messages)
+            if item.get("type") == "additional_tools":  # Codex's tools, for some models
+                decode_tools(item.get("tools"), tools)
+            else:
+                _decode_item(item, system, messages)
         reasoning = None
         if raw := doc.get("reasoning"):
             effort = raw.get("effort")
@@ -92,7 +111,7 @@ class OpenAIResponsesCodec:
             model=model or doc.get("model", ""),
             messages=messages,
             system=system,
-            tools=[_decode_tool(t) for t in doc.get("tools") or ()],
+            tools=tools,
             tool_choice=_decode_tool_choice(doc.get("tool_choice"), doc.get("parallel_tool_calls")),
             max_tokens=doc.get("max_output_tokens"),
             temperature=doc.get("temperature"),
@@ -114,11 +133,13 @@ class OpenAIResponsesCodec:
             body["instructions"] = request.system[0].text
             if len(request.system) > 1:
                 items.append(_message("developer", [_input_part(t) for t in request.system[1:]]))
+        groups, freeform = namespaces(request.tools), freeform_names(request.tools)
+        custom = {p.id for m in request.messages for p in m.parts if isinstance(p, ToolCall) and p.name in freeform}
         for m in request.messages:
-            items.extend(_encode_message(m))
+            items.extend(_encode_message(m, groups, custom))
         body["input"] = items
-        tools = [_encode_tool(t) for t in request.tools if t.native is None]
-        tools += native_tools(request.tools, WIRE)
+        native_tools(request.tools, WIRE)  # refuses another format's vendor tools
+        tools = encode_tools(request.tools)
         if tools:
             body["tools"] = tools
         if c := request.tool_choice:
@@ -160,23 +181,30 @@ class OpenAIResponsesCodec:
                         content.append(Text(c.get("text") or c.get("refusal") or ""))
                         refused = refused or c.get("type") == "refusal"
             elif kind == "function_call":
-                content.append(ToolCall(item.get("call_id", ""), item.get("name", ""), item.get("arguments", "")))
+                content.append(ToolCall(item.get("call_id", ""), call_name(item), item.get("arguments", "")))
+            elif kind == "custom_tool_call":
+                content.append(custom_call(item))
             elif kind == "reasoning":
                 content.append(_thinking(item))
         has_calls = any(isinstance(p, ToolCall) for p in content)
         stop = "refusal" if refused else stop_reason(doc, has_calls)
         return ChatResponse(doc.get("id", ""), doc.get("model", ""), content, stop, usage=usage_from(doc.get("usage")))
 
-    def encode_response(self, response: ChatResponse) -> dict[str, Any]:
+    def encode_response(self, response: ChatResponse, request: ChatRequest | None = None) -> dict[str, Any]:
+        groups = namespaces(request.tools) if request is not None else {}
+        freeform = freeform_names(request.tools) if request is not None else frozenset()
         output: list[dict[str, Any]] = []
         for n, p in enumerate(response.content):
             if isinstance(p, Text):
                 part = {"type": "output_text", "text": p.text, "annotations": []}
                 output.append({"id": f"msg_{n}", "type": "message", "status": "completed", "role": "assistant"})
                 output[-1]["content"] = [part]
+            elif isinstance(p, ToolCall) and p.name in freeform:
+                call = {"id": f"ctc_{n}", "type": "custom_tool_call", "status": "completed", "call_id": p.id}
+                output.append(call | call_fields(p.name, groups) | {"input": freeform_input(p.arguments_json)})
             elif isinstance(p, ToolCall):
                 call = {"id": f"fc_{n}", "type": "function_call", "status": "completed", "arguments": p.arguments_json}
-                output.append(call | {"call_id": p.id, "name": p.name})
+                output.append(call | {"call_id": p.id, **call_fields(p.name, groups)})
             elif isinstance(p, Thinking) and p.origin == WIRE:
                 output.append({"id": f"rs_{n}", **_reasoning_item(p)})
         fields = status_fields(response.stop_reason)
@@ -226,9 +254,11 @@ def _decode_item(item: dict[str, Any], system: list[Text], messages: list[Messag
         else:
             messages.append(Message("user", parts))
     elif kind == "function_call":
-        call = ToolCall(item.get("call_id", ""), item.get("name", ""), item.get("arguments", ""))
+        call = ToolCall(item.get("call_id", ""), call_name(item), item.get("arguments", ""))
         merge_into(messages, "assistant", [call])
-    elif kind == "function_call_output":
+    elif kind == "custom_tool_call":
+        merge_into(messages, "assistant", [custom_call(item)])
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
         content = _decode_content(output) if output else []
         result = ToolResult(item.get("call_id", ""), [p for p in content if isinstance(p, Text | Image | Document)])
@@ -268,13 +298,6 @@ def _decode_content(content: Any) -> list[Part]:
         else:
             raise Untranslatable(f"{WIRE}: content part {kind!r} (or a file_id reference) cannot be translated")
     return parts
-
-
-def _decode_tool(t: dict[str, Any]) -> Tool:
-    if t.get("type") == "function":
-        params = t.get("parameters") or {"type": "object", "properties": {}}
-        return Tool(t.get("name", ""), t.get("description") or "", params)
-    return Tool(t.get("name") or t.get("type", ""), native=t, origin=WIRE)
 
 
 def _decode_tool_choice(raw: Any, parallel: bool | None) -> ToolChoice | None:
@@ -324,7 +347,7 @@ def _reasoning_item(p: Thinking) -> dict[str, Any]:
     return item
 
 
-def _encode_message(m: Message) -> list[dict[str, Any]]:
+def _encode_message(m: Message, groups: dict[str, tuple[str, str]], custom: set[str]) -> list[dict[str, Any]]:
     if m.role == "system":
         return [_message("developer", [_input_part(p) for p in m.parts if isinstance(p, Text)])]
     items: list[dict[str, Any]] = []
@@ -338,10 +361,17 @@ def _encode_message(m: Message) -> list[dict[str, Any]]:
     for p in m.parts:
         if isinstance(p, ToolCall):
             flush()
-            items.append({"type": "function_call", "call_id": p.id, "name": p.name, "arguments": p.arguments_json})
+            fields = call_fields(p.name, groups)
+            if p.id in custom:
+                items.append(
+                    {"type": "custom_tool_call", "call_id": p.id, **fields, "input": freeform_input(p.arguments_json)}
+                )
+            else:
+                items.append({"type": "function_call", "call_id": p.id, **fields, "arguments": p.arguments_json})
         elif isinstance(p, ToolResult):
             flush()
-            items.append({"type": "function_call_output", "call_id": p.call_id, "output": _tool_output(p)})
+            kind = "custom_tool_call_output" if p.call_id in custom else "function_call_output"
+            items.append({"type": kind, "call_id": p.call_id, "output": _tool_output(p)})
         elif isinstance(p, Thinking):
             if p.origin == WIRE and p.signature:
                 flush()
@@ -360,13 +390,6 @@ def _tool_output(p: ToolResult) -> str | list[dict[str, Any]]:
     if len(p.content) == 1 and isinstance(p.content[0], Text):
         return p.content[0].text
     return [_input_part(x) for x in p.content]
-
-
-def _encode_tool(t: Tool) -> dict[str, Any]:
-    tool: dict[str, Any] = {"type": "function", "name": t.name}
-    if t.description:
-        tool["description"] = t.description
-    return tool | {"parameters": t.parameters, "strict": False}
 
 
 def _encode_format(fmt: dict[str, Any]) -> dict[str, Any]:

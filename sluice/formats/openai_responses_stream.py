@@ -30,6 +30,7 @@ from sluice.core.types import Usage, WireFormat
 from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
+from sluice.formats.openai_responses_tools import call_fields, call_name, freeform_input, freeform_names, namespaces
 from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
@@ -160,7 +161,7 @@ class ResponsesStreamDecoder:
         if kind == "function_call":
             self._items.add(output_index)
             self._args_seen = False
-            out = self._blocks.open("tool_call", call_id=item.get("call_id", ""), name=item.get("name", ""))
+            out = self._blocks.open("tool_call", call_id=item.get("call_id", ""), name=call_name(item))
             if item.get("arguments"):
                 self._args_seen = True
                 out.append(ToolArgsDelta(self._blocks.index, item["arguments"]))
@@ -190,6 +191,8 @@ class ResponsesStreamEncoder:
         self._seq = 0
         self._id = ""
         self._model = request.model
+        self._groups = namespaces(request.tools)  # calls to a namespace's function go back under it
+        self._freeform = freeform_names(request.tools)  # calls to these are custom_tool_call items
         self._output: list[dict[str, Any]] = []
         self._item: dict[str, Any] = {}  # the open item
         self._buffer = ""  # its text, arguments or summary so far
@@ -227,6 +230,8 @@ class ResponsesStreamEncoder:
             return self._ev("response.output_text.delta", **where, content_index=0, delta=event.text, logprobs=[])
         if isinstance(event, ToolArgsDelta):
             self._buffer += event.json
+            if self._item["type"] == "custom_tool_call":
+                return b""  # the text is inside the JSON arguments: sent whole once they are complete
             return self._ev("response.function_call_arguments.delta", **where, delta=event.json)
         self._signature += event.signature
         if not event.text:
@@ -252,9 +257,17 @@ class ResponsesStreamEncoder:
         if event.kind == "text":
             self._item = {"id": f"msg_{n}", "type": "message", "status": "in_progress", "role": "assistant"}
             self._item["content"] = []
+        elif event.kind == "tool_call" and event.name in self._freeform:
+            self._item = {
+                "id": f"ctc_{n}",
+                "type": "custom_tool_call",
+                "status": "in_progress",
+                "call_id": event.call_id,
+            }
+            self._item |= call_fields(event.name, self._groups) | {"input": ""}
         elif event.kind == "tool_call":
             self._item = {"id": f"fc_{n}", "type": "function_call", "status": "in_progress", "arguments": ""}
-            self._item |= {"call_id": event.call_id, "name": event.name}
+            self._item |= {"call_id": event.call_id, **call_fields(event.name, self._groups)}
         elif event.origin == WIRE:
             self._item = {"id": f"rs_{n}", "type": "reasoning", "summary": []}
         else:
@@ -280,6 +293,12 @@ class ResponsesStreamEncoder:
         elif item["type"] == "function_call":
             out += self._ev("response.function_call_arguments.done", **where, arguments=text)
             item |= {"status": "completed", "arguments": text}
+        elif item["type"] == "custom_tool_call":
+            text = freeform_input(text)
+            if text:
+                out += self._ev("response.custom_tool_call_input.delta", **where, delta=text)
+            out += self._ev("response.custom_tool_call_input.done", **where, input=text)
+            item |= {"status": "completed", "input": text}
         else:
             if text:
                 part = {"type": "summary_text", "text": text}

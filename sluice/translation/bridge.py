@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from sluice.core.canonical import ChatRequest, Failure, StreamEvent, Untranslatable
+from sluice.core.canonical import ChatRequest, ChatResponse, Failure, Start, StreamEvent, Tool, Untranslatable
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.codec import Codec, StreamEncoder
@@ -27,7 +27,22 @@ def codec(wire: WireFormat) -> Codec | None:
 
 def untranslatable(source: WireFormat, target: WireFormat | None, why: str) -> SluiceError:
     where = f" into the {target.value} format its provider speaks" if target is not None else ""
-    return SluiceError(ErrorKind.CALLER_BAD_REQUEST, f"This {source.value} request cannot be translated{where}: {why}")
+    message = f"This {source.value} request cannot be translated{where}: {why}"
+    return SluiceError(ErrorKind.CALLER_UNTRANSLATABLE, message)
+
+
+def kept_tools(request: ChatRequest, target: WireFormat) -> tuple[list[Tool], tuple[str, ...]]:
+    """(the tools the target gets, the names of the optional vendor tools it cannot run). A model
+    without such a tool (a hosted web search among an agent's tools) answers without it; any other
+    vendor tool of another format is refused by the target's codec."""
+    kept: list[Tool] = []
+    dropped: list[str] = []
+    for tool in request.tools:
+        if tool.native is not None and tool.origin != target.value and tool.optional:
+            dropped.append(str(tool.native.get("type") or tool.name))
+        else:
+            kept.append(tool)
+    return (kept, tuple(dict.fromkeys(dropped))) if dropped else (request.tools, ())
 
 
 class Answer(Protocol):
@@ -49,6 +64,7 @@ class Translation:
     operation: Operation
     request: ChatRequest
     raw: dict[str, Any] | None = None  # a body already in the target's format: only the answer crosses
+    dropped: tuple[str, ...] = ()  # optional vendor tools the target cannot run, left out of `body`
 
     def _codecs(self) -> tuple[Codec, Codec]:
         source, target = codec(self.answer), codec(self.target)
@@ -59,6 +75,13 @@ class Translation:
         """The provider's request body and its parsed form."""
         _, target = self._codecs()
         request = replace(self.request, model=model, stream=stream and self.operation is Operation.GENERATE)
+        if self.raw is None:
+            request.tools, self.dropped = kept_tools(request, self.target)
+            if self.dropped and not request.tools and request.tool_choice is not None:
+                if request.tool_choice.mode in ("any", "tool"):
+                    why = f"tool_choice requires a tool, and {', '.join(self.dropped)} cannot run there"
+                    raise untranslatable(self.answer, self.target, why)
+                request.tool_choice = None  # no tools left to choose from (Chat refuses a choice alone)
         try:
             doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
         except Untranslatable as exc:
@@ -77,14 +100,16 @@ class Translation:
                 doc["stream_options"] = opts
         return orjson.dumps(doc), doc
 
-    def response(self, body: bytes) -> bytes:
-        """A whole (non-streamed) provider answer, in the caller's format."""
+    def response(self, body: bytes, request_id: str = "", model: str = "") -> bytes:
+        """A whole (non-streamed) provider answer, in the caller's format. `request_id` and the
+        routed `model` fill an answer that names neither (Bedrock Converse carries no id or model)."""
         source, target = self._codecs()
         doc = _json(body)
         if self.operation is Operation.COUNT_TOKENS:
             return count_body(self.answer, counted(self.target, doc))
         try:
-            return _stamped(orjson.dumps(source.encode_response(target.decode_response(doc))))
+            decoded = self._named(target.decode_response(doc), request_id, model)
+            return _stamped(orjson.dumps(source.encode_response(decoded, self.request)))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # Untranslatable is a ValueError
             raise _unanswerable(self.target, self.answer, str(exc)) from None
 
@@ -96,30 +121,49 @@ class Translation:
         except (Untranslatable, ValueError, TypeError, KeyError):
             return Failure(status, body.decode("utf-8", "replace")[:500] or f"upstream status {status}")
 
-    def carry(self, answer: Answer) -> None:
-        """Carries the provider's (already metered) answer across to the caller's format."""
+    def carry(self, answer: Answer, request_id: str = "", model: str = "") -> None:
+        """Carries the provider's (already metered) answer across to the caller's format.
+        `request_id` and the routed `model` name an answer whose format leaves them out."""
         if answer.status >= 400:
             answer.failure = self.failure(answer.status, answer.body or b"")
         elif answer.chunks is not None:
             source, _ = self._codecs()
             encoder = source.stream_encoder(self.request)
-            answer.chunks, answer.content_type = self.stream(answer.chunks, encoder), encoder.content_type
+            chunks = self.stream(answer.chunks, encoder, request_id, model)
+            answer.chunks, answer.content_type = chunks, encoder.content_type
         elif answer.body is not None:
-            answer.body, answer.content_type = self.response(answer.body), "application/json"
+            answer.body, answer.content_type = self.response(answer.body, request_id, model), "application/json"
 
-    async def stream(self, chunks: AsyncIterator[bytes], encoder: StreamEncoder) -> AsyncIterator[bytes]:
+    def _named(self, response: ChatResponse, request_id: str, model: str) -> ChatResponse:
+        if not response.id:
+            response.id = answer_id(self.answer, request_id)
+        if not response.model:
+            response.model = model or self.request.model
+        return response
+
+    async def stream(
+        self, chunks: AsyncIterator[bytes], encoder: StreamEncoder, request_id: str = "", model: str = ""
+    ) -> AsyncIterator[bytes]:
         """The provider's stream, re-encoded event by event for the caller."""
         _, target = self._codecs()
         decoder = target.stream_decoder()
         iterator = chunks.__aiter__()
+
+        def named(events: list[StreamEvent]) -> list[StreamEvent]:
+            for event in events:
+                if isinstance(event, Start):
+                    event.id = event.id or answer_id(self.answer, request_id)
+                    event.model = event.model or model or self.request.model
+            return events
+
         try:
             async for chunk in iterator:
-                out, failure = self._encode(encoder, decoder.feed(chunk))
+                out, failure = self._encode(encoder, named(decoder.feed(chunk)))
                 if out:
                     yield _stamped(out)  # what came before a failure in the same chunk still goes out
                 if failure is not None:
                     raise failure
-            out, failure = self._encode(encoder, decoder.close())
+            out, failure = self._encode(encoder, named(decoder.close()))
             if out or failure is None:
                 yield _stamped(out + (encoder.close() if failure is None else b""))
             if failure is not None:
@@ -154,6 +198,19 @@ def _stamped(out: bytes) -> bytes:
         return out
     now = str(int(time.time())).encode()
     return out.replace(_UNSTAMPED[0], b'"created":' + now + b",").replace(_UNSTAMPED[1], b'"created_at":' + now + b",")
+
+
+# What each caller's format names its answers: the request id behind the format's own prefix.
+_ID_PREFIX = {
+    WireFormat.ANTHROPIC_MESSAGES: "msg_",
+    WireFormat.OPENAI_CHAT: "chatcmpl-",
+    WireFormat.OPENAI_RESPONSES: "resp_",
+}
+
+
+def answer_id(answer: WireFormat, request_id: str) -> str:
+    """An id for an answer whose provider gave none (Bedrock Converse), made from the request id."""
+    return _ID_PREFIX.get(answer, "") + (request_id or "sluice")
 
 
 def kind_of(status: int) -> ErrorKind:

@@ -97,9 +97,10 @@ def decode(wire: WireFormat, operation: Operation, doc: dict[str, Any], model: s
     found = codec(wire)
     if found is None:
         raise SluiceError(ErrorKind.GATEWAY_UNSUPPORTED, f"Requests in the {wire.value} format cannot be translated.")
-    if operation is Operation.COUNT_TOKENS and wire is WireFormat.GEMINI and "generateContentRequest" in doc:
-        inner = doc["generateContentRequest"]
-        doc = inner if isinstance(inner, dict) else {}
+    if operation is Operation.COUNT_TOKENS and wire is WireFormat.GEMINI:
+        inner = doc.get("generateContentRequest", doc.get("generate_content_request"))
+        if inner is not None:
+            doc = inner if isinstance(inner, dict) else {}
     try:
         return found.decode_request(doc, model)
     except Untranslatable as exc:

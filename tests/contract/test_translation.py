@@ -23,6 +23,7 @@ from tests.fakes.upstream import FakeUpstreamThread
 from tests.support import GatewayThread
 
 BUDGET_KEY = "sk-sluice-matrix-budget-00000000"
+SKIP_KEY = "sk-sluice-matrix-skip-0000000000"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,14 @@ def gateway(upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFacto
     config["virtual_keys"][0]["provider_configs"].append({"provider": "local", "allowed_models": ["llama-3.1-8b"]})
     config["virtual_keys"].append(
         {"id": "vk-spend", "value": BUDGET_KEY, "provider_configs": [{"provider": p} for p in MODELS]}
+    )
+    config["virtual_keys"].append(
+        {
+            "id": "vk-skip",
+            "value": SKIP_KEY,
+            "provider_configs": [{"provider": p} for p in MODELS],
+            "fallbacks": [MODELS["gemini"], MODELS["openai"]],
+        }
     )
     config["budgets"] = [{"id": "b-spend", "virtual_key_id": "vk-spend", "max_limit": 10, "reset_duration": "1d"}]
     config["routing"] = {"retries": {"attempts": 1}}
@@ -61,9 +70,9 @@ def test_untranslatable_request_is_a_400_in_the_callers_format(
     # A Responses built-in tool has no Anthropic equivalent; an Anthropic server tool none in Chat Completions.
     with pytest.raises(openai.BadRequestError) as refused:
         openai_client(gateway).responses.create(
-            model=MODELS["anthropic"], input="search", tools=[{"type": "web_search"}]
+            model=MODELS["anthropic"], input="search", tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}]
         )
-    assert "cannot be translated" in refused.value.message
+    assert "cannot be translated" in refused.value.message and "file_search" in refused.value.message
     with pytest.raises(anthropic.BadRequestError) as server_tool:
         anthropic_client(gateway).messages.create(
             model=MODELS["openai"],
@@ -74,6 +83,21 @@ def test_untranslatable_request_is_a_400_in_the_callers_format(
     assert server_tool.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert "cannot be translated" in server_tool.value.message
     assert upstream.requests == []  # nothing half-translated went out
+
+
+def test_a_hosted_web_search_is_left_out_for_a_target_that_cannot_run_it(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("openai_responses")
+    function = {"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}
+    raw = openai_client(gateway).responses.with_raw_response.create(
+        model=MODELS["anthropic"], input="search", tools=[function, {"type": "web_search"}]
+    )
+    assert raw.parse().output_text == "echo: search"
+    assert raw.headers["x-sluice-dropped-tools"] == "web_search"
+    assert [t["name"] for t in upstream.requests[-1].json()["tools"]] == ["read_file"]
+    [attempt] = log_entry(gateway, raw.headers["x-request-id"])["attempts"]
+    assert attempt["dropped_tools"] == ["web_search"] and attempt["outcome"] == "ok"
 
 
 def test_upstream_error_reaches_the_caller_in_its_own_shape(
@@ -110,11 +134,6 @@ def test_in_stream_error_is_the_callers_in_stream_error(gateway: GatewayThread) 
     assert "overloaded" in str(failed.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="google-genai sends `parameters_json_schema` (snake_case, which Google's API accepts); the Gemini codec "
-    "reads only `parametersJsonSchema` and `parameters`, so the schema is lost. Codec fix pending on branch codecs.",
-)
 def test_gemini_json_schema_tools_reach_other_providers(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
     needs_codecs("gemini")
     client = gemini_client(gateway)
@@ -183,6 +202,32 @@ def test_fallback_to_a_provider_of_another_format(gateway: GatewayThread, upstre
     assert [r.path for r in upstream.requests] == ["/v1/messages", f"/v1beta/models/{MODELS['gemini']}:generateContent"]
     entry = log_entry(gateway, raw.headers["x-request-id"])
     assert entry["provider"] == "gemini" and [a["outcome"] for a in entry["attempts"]] == ["upstream 500", "ok"]
+
+
+def test_a_fallback_the_request_cannot_be_translated_for_is_skipped(
+    gateway: GatewayThread, upstream: FakeUpstreamThread
+) -> None:
+    needs_codecs("gemini")
+    # An image by URL: Gemini takes only Google file URIs, Chat Completions any URL.
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    messages: Any = [{"role": "user", "content": [image, {"type": "text", "text": "skip gemini"}]}]
+    upstream.upstream.fail_next(500, times=1)  # the Anthropic primary fails
+    raw = anthropic_client(gateway, SKIP_KEY).messages.with_raw_response.create(
+        model=MODELS["anthropic"], max_tokens=50, messages=messages
+    )
+    assert raw.parse().content[0].text == "echo: skip gemini"  # type: ignore[union-attr]
+    assert raw.headers["x-sluice-fallback"] == MODELS["openai"]
+    assert [r.path for r in upstream.requests] == ["/v1/messages", "/v1/chat/completions"]
+    entry = log_entry(gateway, raw.headers["x-request-id"])
+    outcomes = [a["outcome"] for a in entry["attempts"]]
+    assert outcomes == ["upstream 500", "CALLER_UNTRANSLATABLE", "ok"]
+
+    # The same request with Gemini as the primary target is refused, as before.
+    upstream.upstream.reset()
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        anthropic_client(gateway, SKIP_KEY).messages.create(model=MODELS["gemini"], max_tokens=50, messages=messages)
+    assert "cannot be translated" in refused.value.message and "Google file URIs" in refused.value.message
+    assert upstream.requests == []
 
 
 # --- token counting ------------------------------------------------------------------------------------------------

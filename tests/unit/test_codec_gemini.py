@@ -225,3 +225,83 @@ def test_streamed_arguments_from_another_format_are_sent_whole() -> None:
 def test_error_in_stream() -> None:
     data = b'data: {"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}\n\n'
     assert decode_stream(codec, data) == [Failure(503, "The model is overloaded.", "UNAVAILABLE")]
+
+
+def test_snake_case_field_names_are_read_like_camel_case() -> None:
+    # Google's API takes proto field names as well as their JSON names; some google-genai versions send those.
+    schema = {"type": "object", "properties": {"first_name": {"type": "string"}}, "required": ["first_name"]}
+    snake = {
+        "system_instruction": {"parts": [{"text": "be brief"}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "hi"}, {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}]},
+            {"role": "model", "parts": [{"function_call": {"name": "greet", "args": {"first_name": "Ada"}}}]},
+            {"role": "user", "parts": [{"function_response": {"name": "greet", "response": {"the_result": "ok"}}}]},
+        ],
+        "tools": [
+            {
+                "function_declarations": [
+                    {"name": "greet", "parameters_json_schema": schema},
+                    {
+                        "name": "old_style",
+                        "parameters": {
+                            "type": "OBJECT",
+                            "properties": {"some_field": {"type": "STRING", "any_of": [{"type": "STRING"}]}},
+                            "property_ordering": ["some_field"],
+                        },
+                    },
+                ]
+            },
+            {"google_search": {}},
+        ],
+        "tool_config": {"function_calling_config": {"mode": "ANY", "allowed_function_names": ["greet"]}},
+        "generation_config": {
+            "max_output_tokens": 100,
+            "stop_sequences": ["END"],
+            "response_mime_type": "application/json",
+            "response_json_schema": schema,
+            "thinking_config": {"thinking_budget": 2048, "include_thoughts": True},
+        },
+        "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    }
+    camel = {
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "hi"}, {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "greet", "args": {"first_name": "Ada"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "greet", "response": {"the_result": "ok"}}}]},
+        ],
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {"name": "greet", "parametersJsonSchema": schema},
+                    {
+                        "name": "old_style",
+                        "parameters": {
+                            "type": "OBJECT",
+                            "properties": {"some_field": {"type": "STRING", "anyOf": [{"type": "STRING"}]}},
+                            "propertyOrdering": ["some_field"],
+                        },
+                    },
+                ]
+            },
+            {"googleSearch": {}},
+        ],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["greet"]}},
+        "generationConfig": {
+            "maxOutputTokens": 100,
+            "stopSequences": ["END"],
+            "responseMimeType": "application/json",
+            "responseJsonSchema": schema,
+            "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": True},
+        },
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    }
+    read = codec.decode_request(snake, model="gemini-2.5-flash")
+    assert read == codec.decode_request(camel, model="gemini-2.5-flash")
+    greet, old_style, search = read.tools
+    assert greet.parameters == schema  # property names are the caller's: never renamed
+    assert old_style.parameters["properties"] == {"some_field": {"type": "string", "anyOf": [{"type": "string"}]}}
+    assert search.native == {"googleSearch": {}}
+    assert read.tool_choice == ToolChoice("tool", name="greet") and read.max_tokens == 100 and read.stop == ["END"]
+    assert read.messages[1].parts[0].arguments_json == '{"first_name":"Ada"}'  # type: ignore[union-attr]
+    assert read.extra == {"gemini": {"safetySettings": camel["safetySettings"]}}

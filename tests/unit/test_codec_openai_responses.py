@@ -57,7 +57,14 @@ def test_codex_request_decodes_to_canonical() -> None:
         Message("user", [Text("show it"), Image("image/png", data="iVBORw0KGgo=")]),
     ]
     assert r.tools[0] == Tool("shell", "Runs a shell command and returns its output.", doc["tools"][0]["parameters"])
-    assert [(t.native, t.origin) for t in r.tools[1:]] == [(t, WIRE) for t in doc["tools"][1:]]
+    native = [t for t in doc["tools"][1:] if t["type"] != "custom"]
+    assert [(t.native, t.origin) for t in r.tools[1:] if t.freeform is None] == [(t, WIRE) for t in native]
+    [patch] = [t for t in r.tools if t.freeform is not None]  # custom tools translate (test_codec_responses_tools)
+    assert patch.name == "apply_patch" and patch.freeform == {
+        "type": "grammar",
+        "syntax": "lark",
+        "definition": "start: patch",
+    }
     assert r.tool_choice == ToolChoice("auto", parallel=False)
     assert r.reasoning == Reasoning(effort="medium", summary=True)
     assert r.stream is True

@@ -123,3 +123,48 @@ def test_openai_answers_get_a_real_creation_time() -> None:
     for answer, key in ((CHAT, "created"), (RESP, "created_at")):
         doc = orjson.loads(Translation(answer, A, GEN, request).response(fake.anthropic.render_message(reply)))
         assert abs(doc[key] - time.time()) < 5  # codecs have no clock; the bridge stamps it
+
+
+CONVERSE = WireFormat.BEDROCK_CONVERSE
+
+
+def test_a_converse_answer_gets_an_id_and_the_routed_model() -> None:
+    # Converse answers name neither: the caller still gets an id (from the request id) and the model.
+    converse = {
+        "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4},
+    }
+    request = ChatRequest(model="alias", messages=[Message("user", [Text("hi")])])
+    for answer, key, expected in (
+        (A, "model", "msg_req_1"),
+        (CHAT, "model", "chatcmpl-req_1"),
+        (RESP, "model", "resp_req_1"),
+    ):
+        body = Translation(answer, CONVERSE, GEN, request).response(orjson.dumps(converse), "req_1", "mistral.large")
+        doc = orjson.loads(body)
+        assert doc["id"] == expected and doc[key] == "mistral.large"
+    gemini = orjson.loads(Translation(GEM, CONVERSE, GEN, request).response(orjson.dumps(converse), "req_1", "m"))
+    assert gemini["responseId"] == "req_1" and gemini["modelVersion"] == "m"
+
+
+async def test_a_converse_stream_gets_an_id_and_the_routed_model() -> None:
+    from sluice.formats.codecs import codec_for
+    from tests.fakes import aws_wire
+
+    frames = [
+        aws_wire.event("messageStart", {"role": "assistant"}),
+        aws_wire.event("contentBlockDelta", {"delta": {"text": "hi"}, "contentBlockIndex": 0}),
+        aws_wire.event("contentBlockStop", {"contentBlockIndex": 0}),
+        aws_wire.event("messageStop", {"stopReason": "end_turn"}),
+        aws_wire.event("metadata", {"usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}, "metrics": {}}),
+    ]
+
+    async def upstream() -> AsyncIterator[bytes]:
+        yield b"".join(frames)
+
+    translation = Translation(A, CONVERSE, GEN, ChatRequest(model="alias", messages=[], stream=True))
+    encoder = codec_for(A).stream_encoder(translation.request)
+    out = b"".join([chunk async for chunk in translation.stream(upstream(), encoder, "req_2", "mistral.large")])
+    start = orjson.loads(out.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    assert start["message"]["id"] == "msg_req_2" and start["message"]["model"] == "mistral.large"
