@@ -28,6 +28,7 @@ AZURE = "sk-sluice-cloud-azure-0000000000"
 AZURE_V1 = "sk-sluice-cloud-azure-v1-0000000"
 AZURE_ENTRA = "sk-sluice-cloud-azure-entra-0000"
 DIRECT = "sk-sluice-cloud-direct-000000000"
+OTHER_VENDORS = "sk-sluice-cloud-other-vendors-00"  # Claude Code in Bedrock/Vertex mode on GPT or Gemini
 WRONG = "sk-sluice-cloud-wrong-0000000000"
 
 
@@ -60,6 +61,8 @@ def cloud_config(base: str, service_account: dict[str, str]) -> dict[str, Any]:
     return {
         "providers": {
             "anthropic": {"base_url": base, "keys": [{"name": "anthropic-main", "value": ANTHROPIC_KEY}]},
+            "openai": {"base_url": base + "/v1", "keys": [{"name": "openai-main", "value": "sk-upstream-openai-0"}]},
+            "gemini": {"base_url": base, "keys": [{"name": "gemini-main", "value": "AIza-upstream-gemini-0"}]},
             "bedrock": {
                 "base_url": base,
                 "region": AWS.region,
@@ -143,6 +146,14 @@ def cloud_config(base: str, service_account: dict[str, str]) -> dict[str, Any]:
                 "provider_configs": [{"provider": "anthropic", "allowed_models": claude}],
             },
             {"id": "vk-wrong", "value": WRONG, "provider_configs": [{"provider": "bedrock-wrong"}]},
+            {
+                "id": "vk-other-vendors",
+                "value": OTHER_VENDORS,
+                "provider_configs": [
+                    {"provider": "openai", "allowed_models": ["gpt-4o-mini"]},
+                    {"provider": "gemini", "allowed_models": ["gemini-2.5-flash"]},
+                ],
+            },
         ],
         "pricing": {"claude-sonnet-4-6": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}},
         "routing": {"retries": {"attempts": 1}},

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from anthropic import AnthropicBedrock, AnthropicVertex
 
-from tests.contract.cloud_setup import ANTHROPIC_KEY, AWS, BEDROCK, DIRECT, VERTEX, CloudStack, cloud
+from tests.contract.cloud_setup import ANTHROPIC_KEY, AWS, BEDROCK, DIRECT, OTHER_VENDORS, VERTEX, CloudStack, cloud
 from tests.contract.conftest import log_entry
 
 __all__ = ["cloud"]
@@ -168,3 +168,20 @@ def test_bedrock_inference_profiles_listing(cloud: CloudStack) -> None:
     listed = httpx2.get(cloud.gateway.base_url + "/bedrock/inference-profiles?type=SYSTEM_DEFINED")
     assert listed.status_code == 200 and listed.json() == {"inferenceProfileSummaries": []}
     assert AWS.region == "us-east-1"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini-2.5-flash"])
+@pytest.mark.parametrize("surface", ["bedrock", "vertex"])
+def test_cloud_surfaces_reach_other_vendors_translated(cloud: CloudStack, surface: str, model: str) -> None:
+    """Claude Code in Bedrock or Vertex mode routed to an OpenAI or Gemini model: the request is
+    translated for the provider, the answer comes back in the surface's own framing."""
+    cloud.fake.upstream.reset()
+    client = bedrock(cloud, OTHER_VENDORS) if surface == "bedrock" else vertex(cloud, OTHER_VENDORS)
+    answer = client.messages.create(model=model, max_tokens=32, messages=[{"role": "user", "content": "cross"}])
+    assert answer.content[0].text == "echo: cross"  # type: ignore[union-attr]
+    with client.messages.stream(model=model, max_tokens=32, messages=[{"role": "user", "content": "cross it"}]) as s:
+        assert "".join(s.text_stream) == "echo: cross it"
+        final = s.get_final_message()
+    assert final.usage.output_tokens > 0 and final.stop_reason == "end_turn"
+    path = "/v1/chat/completions" if model.startswith("gpt") else f"/v1beta/models/{model}:"
+    assert len(cloud.posts(path)) == 2  # the provider got its own format, twice
