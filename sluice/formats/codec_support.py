@@ -10,6 +10,7 @@ import orjson
 from sluice.core.canonical import (
     BlockStart,
     BlockStop,
+    Failure,
     Finish,
     Message,
     Part,
@@ -22,6 +23,7 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import Usage
+from sluice.formats.sse import SSEDecoder
 
 EARLY_END = "the upstream stream ended before it finished"
 BAD_EVENT = "the upstream stream sent an event that is not a JSON object"
@@ -168,3 +170,36 @@ class IndexMap:
 
     def get(self, index: int) -> int | None:
         return self._own.get(index)
+
+
+class JsonEventDecoder:
+    """A stream decoder for formats whose SSE events each carry one JSON document (Gemini, the
+    Responses API): a malformed event or a stream that stops early ends in a 502 Failure typed
+    in the format's own words (`error_type`). Subclasses turn one document into events."""
+
+    error_type = "server_error"
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._blocks = BlockTracker()
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ev in self._sse.feed(chunk):
+            if not ev.data or self._blocks.finished:
+                continue
+            doc = event_json(ev.data)
+            if doc is None:
+                self._blocks.finished = True
+                return [*out, Failure(502, BAD_EVENT, self.error_type)]
+            out.extend(self._event(doc))
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        if self._blocks.started and not self._blocks.finished:
+            self._blocks.finished = True
+            return [Failure(502, EARLY_END, self.error_type)]
+        return []
+
+    def _event(self, doc: dict[str, Any]) -> list[StreamEvent]:
+        raise NotImplementedError

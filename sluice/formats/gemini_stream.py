@@ -30,9 +30,9 @@ from sluice.core.canonical import (
     ToolCall,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, args_object, dumps, event_json
+from sluice.formats.codec_support import JsonEventDecoder, args_object, dumps
 from sluice.formats.gemini import STATUS_NAMES, error_payload, usage_from
-from sluice.formats.sse import SSEDecoder, encode
+from sluice.formats.sse import encode
 
 WIRE = WireFormat.GEMINI.value
 _REFUSALS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -84,32 +84,15 @@ def call_part(call: ToolCall) -> dict[str, Any]:
     return {"functionCall": {"id": call.id, "name": call.name, "args": args_object(call, WIRE)}}
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(JsonEventDecoder):
+    error_type = "UNAVAILABLE"
+
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
-        self._blocks = BlockTracker()
+        super().__init__()
         self._id = ""
         self._usage = Usage()
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        for ev in self._sse.feed(chunk):
-            if not ev.data or self._blocks.finished:
-                continue
-            doc = event_json(ev.data)
-            if doc is None:
-                self._blocks.finished = True
-                return [*out, Failure(502, BAD_EVENT, "UNAVAILABLE")]
-            out.extend(self._chunk(doc))
-        return out
-
-    def close(self) -> list[StreamEvent]:
-        if self._blocks.started and not self._blocks.finished:
-            self._blocks.finished = True
-            return [Failure(502, EARLY_END, "UNAVAILABLE")]
-        return []
-
-    def _chunk(self, doc: dict[str, Any]) -> list[StreamEvent]:
+    def _event(self, doc: dict[str, Any]) -> list[StreamEvent]:
         if isinstance(doc.get("error"), dict):
             self._blocks.finished = True
             error = doc["error"]

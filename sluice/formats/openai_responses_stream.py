@@ -27,11 +27,11 @@ from sluice.core.canonical import (
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
+from sluice.formats.codec_support import JsonEventDecoder
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.openai_responses_tools import call_fields, call_name, freeform_input, freeform_names, namespaces
-from sluice.formats.sse import SSEDecoder, encode
+from sluice.formats.sse import encode
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 _TERMINAL = ("response.completed", "response.incomplete")
@@ -92,30 +92,11 @@ def response_object(rid: str, model: str, output: list[dict[str, Any]], **fields
     }
 
 
-class ResponsesStreamDecoder:
+class ResponsesStreamDecoder(JsonEventDecoder):
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
-        self._blocks = BlockTracker()
+        super().__init__()
         self._items: set[int] = set()  # output indexes that opened a block
         self._args_seen = False
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        for ev in self._sse.feed(chunk):
-            if not ev.data or self._blocks.finished:
-                continue
-            doc = event_json(ev.data)
-            if doc is None:
-                self._blocks.finished = True
-                return [*out, Failure(502, BAD_EVENT, "server_error")]
-            out.extend(self._event(doc))
-        return out
-
-    def close(self) -> list[StreamEvent]:
-        if self._blocks.started and not self._blocks.finished:
-            self._blocks.finished = True
-            return [Failure(502, EARLY_END, "server_error")]
-        return []
 
     def _event(self, doc: dict[str, Any]) -> list[StreamEvent]:
         kind = doc.get("type", "")
