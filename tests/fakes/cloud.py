@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes import aws_wire
-from tests.fakes.upstream import FakeUpstream, FakeUpstreamThread, RecordedRequest, echo_text, parse_sse
+from tests.fakes.upstream import FakeUpstream, FakeUpstreamThread, RecordedRequest
+from tests.fakes.wire_kit import echo_text, parse_sse
 
 BEDROCK = re.compile(r"^/model/([^/]+)/(invoke|invoke-with-response-stream|converse|converse-stream)$")
 VERTEX = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/(anthropic|google)/models/([^/:]+):(\w+)$")

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.upstream import (
+from tests.fakes.upstream import _drop_connection
+from tests.fakes.wire_kit import (
     FIXTURES,
     TOOL_TRIGGER,
     Template,
     ToolUse,
-    _drop_connection,
     _marked,
     _rand,
     chunk_words,

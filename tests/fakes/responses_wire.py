@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.upstream import (
-    _OPENAI,
+from tests.fakes.upstream import _OPENAI
+from tests.fakes.wire_kit import (
     FIXTURES,
     TOOL_TRIGGER,
     Template,

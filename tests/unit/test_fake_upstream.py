@@ -19,20 +19,9 @@ import anthropic
 import openai
 import pytest
 
-from tests.fakes.upstream import (
-    FIXTURES,
-    AnthropicReply,
-    AnthropicWire,
-    FakeUpstream,
-    FakeUpstreamThread,
-    OpenAIReply,
-    OpenAIWire,
-    ToolUse,
-    compact_json,
-    embedding_vector,
-    parse_sse,
-    pretty_json,
-)
+from tests.fakes.recorded_wires import AnthropicReply, AnthropicWire, OpenAIReply, OpenAIWire
+from tests.fakes.upstream import FakeUpstream, FakeUpstreamThread
+from tests.fakes.wire_kit import FIXTURES, ToolUse, compact_json, embedding_vector, parse_sse, pretty_json
 
 REPO = Path(__file__).resolve().parents[2]
 WEATHER = {

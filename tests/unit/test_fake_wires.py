@@ -14,7 +14,8 @@ from google.genai import errors, types
 
 from tests.fakes.gemini_wire import GeminiReply, GeminiWire
 from tests.fakes.responses_wire import ResponsesReply, ResponsesWire
-from tests.fakes.upstream import FIXTURES, FakeUpstreamThread, ToolUse, parse_sse
+from tests.fakes.upstream import FakeUpstreamThread
+from tests.fakes.wire_kit import FIXTURES, ToolUse, parse_sse
 
 WEATHER = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
 
