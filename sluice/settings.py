@@ -515,6 +515,9 @@ class OidcConfig(_Strict):
     name_claim: str = "name"
     role_mapping: dict[str, list[AdminRole]] = Field(default_factory=dict)  # group -> roles
     default_roles: list[AdminRole] = Field(default_factory=list)  # everyone who signs in
+    # group -> ids of the teams its members lead (a team-lead manages those teams' keys, budgets
+    # and spend); matched like role_mapping, against the token's groups and SCIM groups.
+    team_mapping: dict[str, list[str]] = Field(default_factory=dict)
     clock_skew_s: int = Field(default=60, ge=0, le=600)
     # An unknown `kid` refetches the JWKS (key rotation), at most this often.
     jwks_refetch_min_s: float = Field(default=30.0, ge=0)

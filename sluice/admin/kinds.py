@@ -18,6 +18,7 @@ from sluice.admin.secrets import describe, seal
 from sluice.governance.config_sync import body_of
 from sluice.settings import (
     OPENAI_COMPATIBLE_VENDORS,
+    AccessProfileConfig,
     AliasConfig,
     BudgetConfig,
     CustomerConfig,
@@ -61,6 +62,10 @@ class RoutingRuleSpec(RoutingRuleConfig):
 
 class ToolGroupSpec(ToolGroupConfig):
     name: str = _id()
+
+
+class AccessProfileSpec(AccessProfileConfig):
+    id: str = _id()
 
 
 class AliasSpec(AliasConfig):
@@ -161,6 +166,7 @@ class Kind:
     model: type[BaseModel]
     ident: Callable[[Any], str]
     action_write: str = "config.write"
+    action_read: str = "config.read"
     seal: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
     public: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
 
@@ -198,5 +204,13 @@ KINDS: dict[str, Kind] = {
         Kind("tool_group", "tool-groups", ToolGroupSpec, lambda m: m.name),
         Kind("routing_rule", "routing-rules", RoutingRuleSpec, lambda m: m.id),
         Kind("alias", "aliases", AliasSpec, alias_id),
+        Kind(
+            "access_profile",
+            "access-profiles",
+            AccessProfileSpec,
+            lambda m: m.id,
+            action_write="profiles.write",
+            action_read="profiles.read",
+        ),
     )
 }
