@@ -197,7 +197,11 @@ async def test_sso_team_lead_manages_their_teams_keys_only(sso: tuple[Services, 
     cookie = services.identity.sessions.issue(principal).split(";")[0]
     r = await c.get("/api/keys", token=None, headers={"cookie": cookie})
     assert r.status == 200 and [k["id"] for k in r.json()["items"]] == ["vk-a", "vk-a2"]
-    assert (await c.post("/api/keys/vk-b/revoke", token=None, headers={"cookie": cookie})).status == 403
+    csrf = {"cookie": cookie, "x-sluice-csrf": "1"}
+    refused = await c.post("/api/keys/vk-a/revoke", token=None, headers={"cookie": cookie})
+    assert refused.status == 403 and "x-sluice-csrf" in refused.json()["error"]["message"]
+    assert (await c.post("/api/keys/vk-a/revoke", token=None, headers=csrf)).status == 200
+    assert (await c.post("/api/keys/vk-b/revoke", token=None, headers=csrf)).status == 403
 
 
 async def test_sso_developer_sees_and_rotates_their_own_key(sso: tuple[Services, Client]) -> None:
