@@ -198,13 +198,17 @@ class RateLimitConfig(_Scoped):
 
     @model_validator(mode="after")
     def _pairs(self) -> RateLimitConfig:
-        for kind in ("token", "request"):
-            limit, reset = getattr(self, f"{kind}_max_limit"), getattr(self, f"{kind}_reset_duration")
-            if (limit is None) != (reset is None):
-                raise ValueError(f"rate limit {self.id!r}: {kind}_max_limit and {kind}_reset_duration go together")
-        if self.token_max_limit is None and self.request_max_limit is None and self.max_concurrent_requests is None:
-            raise ValueError(f"rate limit {self.id!r} limits nothing")
+        _check_limit_pairs(self)
         return self
+
+
+def _check_limit_pairs(rule: Any) -> None:
+    for kind in ("token", "request"):
+        limit, reset = getattr(rule, f"{kind}_max_limit"), getattr(rule, f"{kind}_reset_duration")
+        if (limit is None) != (reset is None):
+            raise ValueError(f"rate limit {rule.id!r}: {kind}_max_limit and {kind}_reset_duration go together")
+    if rule.token_max_limit is None and rule.request_max_limit is None and rule.max_concurrent_requests is None:
+        raise ValueError(f"rate limit {rule.id!r} limits nothing")
 
 
 class GovernanceConfig(_Strict):
@@ -470,6 +474,13 @@ class ProfileRateLimit(_Strict):
     _durations = field_validator("token_reset_duration", "request_reset_duration")(
         classmethod(lambda cls, v: _check_duration(v))
     )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ProfileRateLimit:
+        # As RateLimitConfig's, which each derived key's rule becomes: a rule that could not be
+        # built would make every reload of the limits fail.
+        _check_limit_pairs(self)
+        return self
 
 
 class AccessProfileConfig(_Strict):

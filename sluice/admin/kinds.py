@@ -103,6 +103,12 @@ class ProviderSpec(_Spec):
             )
         if kind == "openai_compatible" and not self.base_url and self.name not in OPENAI_COMPATIBLE_VENDORS:
             raise ValueError(f"provider {self.name!r}: an openai_compatible provider needs a base_url")
+        if kind == "azure" and not self.base_url:
+            raise ValueError(f"provider {self.name!r}: azure needs base_url (https://<resource>.openai.azure.com)")
+        if kind in ("bedrock", "vertex"):
+            # Their region, credentials and model ids are not fields of this object: stored, such
+            # a provider could not be built, and every rebuild of the live configuration would fail.
+            raise ValueError(f"provider {self.name!r}: {kind} providers are configured in the config file")
         return self
 
 

@@ -19,7 +19,7 @@ from sluice.auth.admin_tokens import BootstrapAuthenticator
 from sluice.auth.directory import GROUP, SUBJECT, USER
 from sluice.auth.principal import Principal
 from sluice.http.server import SluiceASGI
-from sluice.storage.records import RequestLogEntry
+from sluice.storage.records import RequestLogEntry, VirtualKey
 from tests.admin.conftest import BOOTSTRAP, Client, admin_config, as_role, start
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
@@ -58,6 +58,19 @@ async def test_access_profiles_crud_is_live_and_recorded(admin: tuple[Services, 
     assert [e["action"] for e in events] == ["delete", "update", "update", "create"]
     records = [rec async for rec in services.store.audit_records()]
     assert any(rec.kind == "config_change" and rec.data["object"] == "access_profile" for rec in records)
+
+
+async def test_a_profile_whose_rules_cannot_be_built_is_refused(admin: tuple[Services, Client]) -> None:
+    """Each derived key's rule is a RateLimitConfig: a profile rule that is not one is a 422, not a
+    stored object that makes every reload of the limits fail."""
+    services, c = admin
+    for rule in ({"id": "r"}, {"id": "r", "token_max_limit": 5}, {"id": "r", "request_reset_duration": "1m"}):
+        r = await c.post("/api/access-profiles", json={"id": "p", "rate_limits": [rule]})
+        assert r.status == 422, (rule, r.body)
+    assert (
+        await c.post("/api/budgets", json={"id": "b", "team_id": "t", "max_limit": 1, "reset_duration": "1d"})
+    ).status == 201
+    assert [rule.id for rule in services.limits.rules_for(VirtualKey("k", "k", "h", "h", team_id="t"))] == ["b"]
 
 
 async def test_access_profiles_rbac(admin: tuple[Services, Client]) -> None:
