@@ -122,7 +122,7 @@ async def test_users_list_get_and_keys_by_role(admin: tuple[Services, Client]) -
         r = await c.get("/api/users", token=BOOTSTRAP if role == "admin" else as_role(role))
         assert [u["id"] for u in r.json()["items"]] == ["u-dave", "u-erin"], role
     mine = await c.get("/api/users", token=as_role("developer", "", "u-dave"))
-    assert [u["id"] for u in mine.json()["items"]] == ["u-dave"]
+    assert [(u["id"], u["groups"]) for u in mine.json()["items"]] == [("u-dave", ["engineering"])]
     dave = (await c.get("/api/users/u-dave", token=as_role("developer", "", "u-dave"))).json()
     assert dave["user_name"] == "dave@example.com" and dave["groups"] == ["engineering"] and dave["active"]
     assert (await c.get("/api/users/u-erin", token=as_role("developer", "", "u-dave"))).status == 403

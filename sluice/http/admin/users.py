@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.admin.service import NotFound
-from sluice.auth.directory import SUBJECT, USER, Directory
+from sluice.auth.directory import GROUP, SUBJECT, USER, Directory
 from sluice.auth.rbac import Scope, widest_grant
 from sluice.http.admin.framework import Call, Endpoint
 from sluice.http.admin.keys import key_out, scope_of
@@ -29,7 +29,7 @@ def _email(body: dict[str, Any]) -> str | None:
     return primary["value"] if primary else None
 
 
-async def _user_out(directory: Directory, user_id: str, body: dict[str, Any]) -> UserOut:
+def _user_out(user_id: str, body: dict[str, Any], groups: list[str]) -> UserOut:
     meta = body.get("meta") or {}
     return UserOut(
         id=user_id,
@@ -38,7 +38,7 @@ async def _user_out(directory: Directory, user_id: str, body: dict[str, Any]) ->
         email=_email(body),
         external_id=body.get("externalId"),
         active=bool(body.get("active", True)),
-        groups=sorted(set(await directory.groups_of(user_id))),
+        groups=sorted(set(groups)),
         signed_in=body.get(SUBJECT) is not None,
         created=meta.get("created"),
         last_modified=meta.get("lastModified"),
@@ -56,15 +56,20 @@ async def _user(call: Call) -> tuple[str, dict[str, Any]]:
 async def list_users(call: Call) -> UserList:
     if widest_grant(call.principal, "users.read") == "none":
         call.authorize(Scope())
-    directory = _directory(call)
-    users = [o for o in await directory.objects(USER) if call.allowed(Scope(user_id=o.id))]
-    return UserList(items=[await _user_out(directory, o.id, o.body) for o in users])
+    objects = await _directory(call).store.list_objects()  # one read, however many people
+    groups: dict[str, list[str]] = {}
+    for group in (o for o in objects if o.kind == GROUP):
+        names = [v for v in (group.body.get("displayName"), group.body.get("externalId")) if v]
+        for member in group.body.get("members", []):
+            groups.setdefault(str(member.get("value")), []).extend(names)
+    users = [o for o in objects if o.kind == USER and call.allowed(Scope(user_id=o.id))]
+    return UserList(items=[_user_out(o.id, o.body, groups.get(o.id, [])) for o in users])
 
 
 async def get_user(call: Call) -> UserOut:
     user_id, body = await _user(call)
     call.authorize(Scope(user_id=user_id))
-    return await _user_out(_directory(call), user_id, body)
+    return _user_out(user_id, body, await _directory(call).groups_of(user_id))
 
 
 async def user_keys(call: Call) -> KeyList:
@@ -84,7 +89,8 @@ async def _set_active(call: Call, active: bool) -> UserDeactivated:
     if body is None:
         raise NotFound(f"no user {user_id!r}")
     after = {k.id for k in await directory.keys_of(user_id)}
-    return UserDeactivated(user=await _user_out(directory, user_id, body), revoked_keys=len(before - after))
+    user = _user_out(user_id, body, await directory.groups_of(user_id))
+    return UserDeactivated(user=user, revoked_keys=len(before - after))
 
 
 async def deactivate_user(call: Call) -> UserDeactivated:
