@@ -226,6 +226,7 @@ def test_a_team_lead_from_sso_manages_their_teams_keys(sso: tuple[OidcProvider, 
     with httpx2.Client(timeout=20) as browser:  # the session after signing in carries the team too
         browse(browser, f"{gw.base_url}/auth/login", "lena")
         assert browser.get(f"{gw.base_url}/api/me").json()["teams"] == ["team-platform"]
+        assert browser.get(f"{gw.base_url}/auth/me").json()["teams"] == ["team-platform"]
         csrf = {"x-sluice-csrf": "1"}
         assert browser.post(f"{gw.base_url}/api/keys/vk-platform/revoke").status_code == 403  # no CSRF header
         assert browser.post(f"{gw.base_url}/api/keys/vk-platform/revoke", headers=csrf).status_code == 200
