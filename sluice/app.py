@@ -177,7 +177,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     engine.session_tools = mcp.session_calls.take
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
     live = LiveConfig(config, store, engine, mcp, client)
-    admin = AdminService(store, audit, keys=keys, limits=limits, live=live)
+    admin = AdminService(store, audit, keys=keys, limits=limits, live=live, profiles=profiles)
     # Identity providers first: a JWT is theirs to check; opaque tokens fall through to ours.
     authenticators: list[Authenticator] = [
         *identity.authenticators,

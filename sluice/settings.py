@@ -198,13 +198,17 @@ class RateLimitConfig(_Scoped):
 
     @model_validator(mode="after")
     def _pairs(self) -> RateLimitConfig:
-        for kind in ("token", "request"):
-            limit, reset = getattr(self, f"{kind}_max_limit"), getattr(self, f"{kind}_reset_duration")
-            if (limit is None) != (reset is None):
-                raise ValueError(f"rate limit {self.id!r}: {kind}_max_limit and {kind}_reset_duration go together")
-        if self.token_max_limit is None and self.request_max_limit is None and self.max_concurrent_requests is None:
-            raise ValueError(f"rate limit {self.id!r} limits nothing")
+        _check_limit_pairs(self)
         return self
+
+
+def _check_limit_pairs(rule: Any) -> None:
+    for kind in ("token", "request"):
+        limit, reset = getattr(rule, f"{kind}_max_limit"), getattr(rule, f"{kind}_reset_duration")
+        if (limit is None) != (reset is None):
+            raise ValueError(f"rate limit {rule.id!r}: {kind}_max_limit and {kind}_reset_duration go together")
+    if rule.token_max_limit is None and rule.request_max_limit is None and rule.max_concurrent_requests is None:
+        raise ValueError(f"rate limit {rule.id!r} limits nothing")
 
 
 class GovernanceConfig(_Strict):
@@ -471,6 +475,13 @@ class ProfileRateLimit(_Strict):
         classmethod(lambda cls, v: _check_duration(v))
     )
 
+    @model_validator(mode="after")
+    def _pairs(self) -> ProfileRateLimit:
+        # As RateLimitConfig's, which each derived key's rule becomes: a rule that could not be
+        # built would make every reload of the limits fail.
+        _check_limit_pairs(self)
+        return self
+
 
 class AccessProfileConfig(_Strict):
     """What a person's virtual key may do, kept in one place: keys derived from a profile take
@@ -515,6 +526,9 @@ class OidcConfig(_Strict):
     name_claim: str = "name"
     role_mapping: dict[str, list[AdminRole]] = Field(default_factory=dict)  # group -> roles
     default_roles: list[AdminRole] = Field(default_factory=list)  # everyone who signs in
+    # group -> ids of the teams its members lead (a team-lead manages those teams' keys, budgets
+    # and spend); matched like role_mapping, against the token's groups and SCIM groups.
+    team_mapping: dict[str, list[str]] = Field(default_factory=dict)
     clock_skew_s: int = Field(default=60, ge=0, le=600)
     # An unknown `kid` refetches the JWKS (key rotation), at most this often.
     jwks_refetch_min_s: float = Field(default=30.0, ge=0)

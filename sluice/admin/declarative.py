@@ -1,7 +1,8 @@
 """Configuration as code: a declarative file against the live store.
 
 The file has the config file's shape for the sections it covers (teams, customers, budgets,
-rate_limits, providers with their keys, routing aliases and rules, mcp servers and tool groups);
+rate_limits, access_profiles, providers with their keys, routing aliases and rules, mcp servers
+and tool groups);
 other sections (server, store, audit, virtual_keys ...) are ignored, so a gateway's own config
 file can be planned as it is. The file is authoritative for what it covers: `plan` lists every
 object it would create, change or delete, `apply` does that in one transaction, and `export`
@@ -9,7 +10,10 @@ writes the store as such a file (secrets as their `env.NAME` reference or `enc:`
 in plain), which `plan` then shows as no change.
 
 `env.NAME` references are kept as references (not resolved), so a plan needs no secrets.
-Virtual keys are not covered: they are issued per person with a secret shown once.
+Virtual keys are not covered: they are issued per person with a secret shown once. Nor are
+users and groups (kinds `user` and `group`): they are directory data the identity provider owns
+through SCIM, so `plan` never deletes them, `apply` never writes them and `export` leaves them out.
+Admin API tokens are not covered either.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from sluice.admin.secrets import is_sealed, same_secret
 from sluice.storage.records import ConfigObject
 
 DECLARATIVE_KINDS = tuple(KINDS)
-_LISTS = {"team": "teams", "customer": "customers", "budget": "budgets", "rate_limit": "rate_limits"}
+_LISTS = {
+    "team": "teams",
+    "customer": "customers",
+    "budget": "budgets",
+    "rate_limit": "rate_limits",
+    "access_profile": "access_profiles",
+}
 _NESTED = {
     "routing_rule": ("routing", "rules"),
     "alias": ("routing", "aliases"),
@@ -151,9 +161,12 @@ def _show(field: str, value: Any) -> str:
 
 
 def export(objects: list[ConfigObject]) -> dict[str, Any]:
-    """The store's declarative objects as a file's document."""
+    """The store's declarative objects as a file's document (users, groups and admin tokens are
+    not declarative: they are left out)."""
     doc: dict[str, Any] = {}
     for obj in sorted(objects, key=lambda o: (o.kind, o.id)):
+        if obj.kind not in DECLARATIVE_KINDS:
+            continue
         body = dict(obj.body)
         if obj.kind in _LISTS:
             doc.setdefault(_LISTS[obj.kind], []).append(body)

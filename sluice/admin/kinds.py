@@ -18,6 +18,7 @@ from sluice.admin.secrets import describe, seal
 from sluice.governance.config_sync import body_of
 from sluice.settings import (
     OPENAI_COMPATIBLE_VENDORS,
+    AccessProfileConfig,
     AliasConfig,
     BudgetConfig,
     CustomerConfig,
@@ -63,6 +64,10 @@ class ToolGroupSpec(ToolGroupConfig):
     name: str = _id()
 
 
+class AccessProfileSpec(AccessProfileConfig):
+    id: str = _id()
+
+
 class AliasSpec(AliasConfig):
     # The id joins scope, scope id and alias: each short enough for the whole to fit.
     alias: str = _id(90)
@@ -98,6 +103,12 @@ class ProviderSpec(_Spec):
             )
         if kind == "openai_compatible" and not self.base_url and self.name not in OPENAI_COMPATIBLE_VENDORS:
             raise ValueError(f"provider {self.name!r}: an openai_compatible provider needs a base_url")
+        if kind == "azure" and not self.base_url:
+            raise ValueError(f"provider {self.name!r}: azure needs base_url (https://<resource>.openai.azure.com)")
+        if kind in ("bedrock", "vertex"):
+            # Their region, credentials and model ids are not fields of this object: stored, such
+            # a provider could not be built, and every rebuild of the live configuration would fail.
+            raise ValueError(f"provider {self.name!r}: {kind} providers are configured in the config file")
         return self
 
 
@@ -161,6 +172,7 @@ class Kind:
     model: type[BaseModel]
     ident: Callable[[Any], str]
     action_write: str = "config.write"
+    action_read: str = "config.read"
     seal: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
     public: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
 
@@ -198,5 +210,13 @@ KINDS: dict[str, Kind] = {
         Kind("tool_group", "tool-groups", ToolGroupSpec, lambda m: m.name),
         Kind("routing_rule", "routing-rules", RoutingRuleSpec, lambda m: m.id),
         Kind("alias", "aliases", AliasSpec, alias_id),
+        Kind(
+            "access_profile",
+            "access-profiles",
+            AccessProfileSpec,
+            lambda m: m.id,
+            action_write="profiles.write",
+            action_read="profiles.read",
+        ),
     )
 }

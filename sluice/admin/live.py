@@ -51,7 +51,7 @@ def merged_config(base: SluiceConfig, objects: list[Any]) -> SluiceConfig:
     servers = {s.name: s for s in base.mcp.servers}
     for obj in objects:
         kind = KINDS.get(obj.kind)
-        if kind is None or obj.kind in ("team", "customer", "budget", "rate_limit"):
+        if kind is None or obj.kind in ("team", "customer", "budget", "rate_limit", "access_profile"):
             continue
         try:
             model = kind.parse(obj.body)

@@ -69,6 +69,7 @@ class AdminService:
     keys: Reloadable | None = None  # the key cache
     limits: Reloadable | None = None  # budgets and rate limits
     live: Reloadable | None = None  # providers, routing, MCP tool groups
+    profiles: Reloadable | None = None  # access profiles (the key cache re-derives keys from them)
 
     async def recorded(self, events: list[ConfigEvent]) -> None:
         if not events:
@@ -78,8 +79,10 @@ class AdminService:
         try:
             if "virtual_key" in kinds and self.keys is not None:
                 await self.keys.reload()
-            if kinds & {"budget", "rate_limit", "team", "customer"} and self.limits is not None:
-                await self.limits.reload()
+            if "access_profile" in kinds and self.profiles is not None:
+                await self.profiles.reload()  # tells the key cache, which re-derives its keys
+            if kinds & {"budget", "rate_limit", "team", "customer", "access_profile"} and self.limits is not None:
+                await self.limits.reload()  # a profile's budgets and rate limits are per-key rules
             if kinds & LIVE_KINDS and self.live is not None:
                 await self.live.reload()
         except Exception:  # the change is stored; the followers will pick it up within a second

@@ -150,6 +150,19 @@ class Directory:
         await self._changed()
         return key, secret
 
+    async def set_active(self, user_id: str, active: bool, actor: str) -> dict[str, Any] | None:
+        """Deactivates (or reactivates) a user as a SCIM `active` change does: the user object is
+        updated and their keys follow through `sync_key` (deactivated: every key revoked at once;
+        reactivated: a new key from their profile). None when there is no such user."""
+        body = await self.get(USER, user_id)
+        if body is None:
+            return None
+        if bool(body.get("active", True)) != active:
+            body = {**body, "active": active, "meta": {**body.get("meta", {}), "lastModified": now_iso()}}
+            await self.put(USER, user_id, body, actor)
+        await self.sync_key(user_id, actor)
+        return body
+
     async def new_secret(self, key: VirtualKey, actor: str) -> str:
         """A fresh secret for the user's own key, shown once; the old one stops working at once."""
         secret = generate_secret()

@@ -25,7 +25,7 @@ from sluice.auth.session import LOGIN_COOKIE, Signer, b64, cookie_value
 from sluice.auth.tokens import TokenVerifier, looks_like_jwt, unverified_issuer
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.settings import OidcConfig
-from sluice.storage.records import VirtualKey
+from sluice.storage.records import ConfigObject, VirtualKey
 
 LOGIN_TTL_S = 600
 
@@ -39,6 +39,15 @@ def pkce_pair() -> tuple[str, str]:
 def roles_for(config: OidcConfig, groups: Iterable[str]) -> frozenset[Role]:
     mapping = {g.casefold(): roles for g, roles in config.role_mapping.items()}
     found: set[Role] = set(config.default_roles)
+    for group in groups:
+        found.update(mapping.get(group.casefold(), ()))
+    return frozenset(found)
+
+
+def teams_for(config: OidcConfig, groups: Iterable[str]) -> frozenset[str]:
+    """The teams a person leads, by `team_mapping` from their groups (case-insensitive names or ids)."""
+    mapping = {g.casefold(): teams for g, teams in config.team_mapping.items()}
+    found: set[str] = set()
     for group in groups:
         found.update(mapping.get(group.casefold(), ()))
     return frozenset(found)
@@ -132,6 +141,7 @@ class OidcLogin:
             user_id=user_id,
             email=_str(claim(claims, self.config.email_claim)),
             name=_str(claim(claims, self.config.name_claim)),
+            teams=teams_for(self.config, groups),
         )
         return SignIn(principal, key, secret, str(pending.get("next") or "/auth/me"))
 
@@ -192,13 +202,12 @@ class OidcBearerAuthenticator:
         claims = await self._verifier.verify(token, audiences=[self.config.client_id, *self.config.audiences])
         groups = groups_of(claims, self.config.groups_claim)
         user_id: str | None = None
-        for obj in await self._directory.objects(USER):
-            if obj.body.get(SUBJECT) == claims["sub"]:
-                if not obj.body.get("active", True):
-                    raise SluiceError(ErrorKind.POLICY_KEY_INACTIVE, "Your account is deactivated on this gateway.")
-                user_id = obj.id
-                groups += await self._directory.groups_of(obj.id)
-                break
+        found = _linked_user(await self._directory.objects(USER), claims, self.config)
+        if found is not None:
+            if not found.body.get("active", True):
+                raise SluiceError(ErrorKind.POLICY_KEY_INACTIVE, "Your account is deactivated on this gateway.")
+            user_id = found.id
+            groups += await self._directory.groups_of(found.id)
         return Principal(
             subject=user_id or f"oidc:{claims['sub']}",
             roles=roles_for(self.config, groups),
@@ -206,7 +215,27 @@ class OidcBearerAuthenticator:
             user_id=user_id,
             email=_str(claim(claims, self.config.email_claim)),
             name=_str(claim(claims, self.config.name_claim)),
+            teams=teams_for(self.config, groups),
         )
+
+
+def _linked_user(users: list[ConfigObject], claims: Mapping[str, Any], config: OidcConfig) -> ConfigObject | None:
+    """The user a Bearer token names: linked by `sub` at a sign-in; before any sign-in, the SCIM
+    user whose userName is the username claim or whose externalId is the subject (or Entra's
+    `oid`), as a sign-in would link them. Nothing is written here."""
+    sub = str(claims["sub"])
+    username = _str(claim(claims, config.username_claim))
+    candidates = {sub, str(claims.get("oid") or sub)}
+    fallback: ConfigObject | None = None
+    for obj in users:
+        if obj.body.get(SUBJECT) == sub:
+            return obj
+        name = obj.body.get("userName")
+        by_name = username and isinstance(name, str) and name.casefold() == username.casefold()
+        linked_elsewhere = obj.body.get(SUBJECT) is not None
+        if fallback is None and not linked_elsewhere and (by_name or obj.body.get("externalId") in candidates):
+            fallback = obj
+    return fallback
 
 
 def _str(value: Any) -> str | None:

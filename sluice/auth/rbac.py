@@ -45,6 +45,19 @@ ACTIONS: dict[str, dict[Role, Grant]] = {
     # MCP servers and tool groups, routing rules and aliases.
     "config.read": {"admin": "all", "security-auditor": "all", "team-lead": "all", "viewer": "all"},
     "config.write": {"admin": "all"},
+    # Access profiles: what keys allocated to people from their directory groups may do.
+    "profiles.read": {"admin": "all", "security-auditor": "all", "team-lead": "all", "viewer": "all"},
+    "profiles.write": {"admin": "all"},
+    # People (SCIM or single sign-on users). Everyone may see themselves; deactivating someone
+    # revokes their keys, as the directory's deactivation does.
+    "users.read": {
+        "admin": "all",
+        "security-auditor": "all",
+        "team-lead": "self",
+        "developer": "self",
+        "viewer": "all",
+    },
+    "users.write": {"admin": "all"},
     # Usage and logs. Data reads are recorded in the audit log by the handlers.
     "spend.read": {"admin": "all", "security-auditor": "all", "team-lead": "team", "developer": "self"},
     "requests.read": {"admin": "all", "security-auditor": "all"},

@@ -90,6 +90,7 @@ class SessionAuthenticator:
             "sub": principal.subject,
             "uid": principal.user_id,
             "roles": sorted(principal.roles),
+            "teams": sorted(principal.teams),
             "email": principal.email,
             "name": principal.name,
         }
@@ -119,4 +120,5 @@ class SessionAuthenticator:
             user_id=uid,
             email=data.get("email"),
             name=data.get("name"),
+            teams=frozenset(str(t) for t in data.get("teams", ()) if isinstance(t, str)),
         )

@@ -104,6 +104,7 @@ def build_sso_app(identity: Identity) -> Starlette:
                 "email": principal.email,
                 "name": principal.name,
                 "roles": sorted(principal.roles),
+                "teams": sorted(principal.teams),
                 "via": principal.via,
                 "keys": [{"id": k.id, "hint": k.key_hint, "profile": k.profile_id} for k in keys],
             }

@@ -69,11 +69,13 @@ class Client:
         token: str | None = BOOTSTRAP,
         query: dict[str, Any] | None = None,
         raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         body = raw if raw is not None else (orjson.dumps(json) if json is not None else b"")
-        headers = [(b"content-type", b"application/json")]
+        sent_headers = [(b"content-type", b"application/json")]
+        sent_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         if token:
-            headers.append((b"authorization", f"Bearer {token}".encode()))
+            sent_headers.append((b"authorization", f"Bearer {token}".encode()))
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -84,7 +86,7 @@ class Client:
             "raw_path": path.encode(),
             "query_string": urlencode(query or {}).encode(),
             "root_path": "",
-            "headers": headers,
+            "headers": sent_headers,
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
         }

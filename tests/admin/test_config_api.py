@@ -117,3 +117,14 @@ async def test_another_replica_follows_within_a_second(tmp_path: Path) -> None:
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_provider_that_cannot_be_built_is_refused(admin: tuple[Services, Client]) -> None:
+    """A stored provider that cannot be built would make every rebuild of the live configuration
+    fail (providers, routing, MCP): it is refused with 422 instead."""
+    services, c = admin
+    for body in ({"name": "bedrock"}, {"name": "gcp", "type": "vertex"}, {"name": "az", "type": "azure"}):
+        r = await c.put(f"/api/providers/{body['name']}", json=body)
+        assert r.status == 422, (body, r.body)
+    assert (await c.post("/api/aliases", json={"alias": "quick", "target": "fake/echo"})).status == 201
+    assert [a.alias for a in services.live.config.routing.aliases] == ["quick"]  # the rebuild went through

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from sluice.app import open_store
 from sluice.cli.main import app
 from sluice.storage.backends.sql import SqlStore
+from sluice.storage.records import ConfigObject
 
 FILE: dict[str, Any] = {
     "server": {"port": 9999},  # sections plan does not cover are ignored
@@ -33,6 +34,14 @@ FILE: dict[str, Any] = {
         "servers": [{"name": "fs", "transport": "stdio", "command": "mcp-fs", "env": {"TOKEN": "env.FS_TOKEN"}}],
         "tool_groups": [{"name": "readers", "tools": ["fs/read"]}],
     },
+    "access_profiles": [
+        {
+            "id": "developers",
+            "groups": ["engineering"],
+            "provider_configs": [{"provider": "fake"}],
+            "budgets": [{"id": "monthly", "max_limit": 200, "reset_duration": "1M", "calendar_aligned": True}],
+        }
+    ],
 }
 
 
@@ -68,10 +77,10 @@ def test_plan_apply_export_round_trip(tmp_path: Path, store_url: str) -> None:
     path = write(tmp_path / "sluice.yaml", FILE)
     code, out = run("config", "plan", str(path), "--store", store_url)
     assert code == 0, out
-    assert "Plan: 14 to create, 0 to change, 0 to delete." in out
+    assert "Plan: 15 to create, 0 to change, 0 to delete." in out
     assert "sk-ant-PLAIN" not in out and "value: (secret)" in out
     code, out = run("config", "apply", str(path), "--store", store_url)
-    assert code == 0 and "Applied: 14 change(s) recorded." in out, out
+    assert code == 0 and "Applied: 15 change(s) recorded." in out, out
     assert "No changes" in run("config", "plan", str(path), "--store", store_url)[1]  # plain secret: same value
     code, exported = run("config", "export", "--store", store_url)
     assert code == 0 and "sk-ant-PLAIN" not in exported and "enc:" in exported and "env.OPENAI_API_KEY" in exported
@@ -101,7 +110,39 @@ def test_changes_and_deletions(tmp_path: Path, store_url: str) -> None:
             await store.close()
 
     found = asyncio.run(events())
-    assert len(found) == 18 and all(e.actor.startswith("cli:") and "apply b.yaml" in e.actor for e in found[:4])
+    assert len(found) == 19 and all(e.actor.startswith("cli:") and "apply b.yaml" in e.actor for e in found[:4])
+
+
+def test_access_profiles_are_planned_users_and_groups_are_not(tmp_path: Path, store_url: str) -> None:
+    """Users and groups are directory data SCIM owns: plan never deletes them, export leaves them out."""
+
+    async def provision() -> None:
+        store = open_store(store_url)
+        try:
+            await store.migrate()
+            await store.put_object(ConfigObject("user", "u1", {"userName": "dave@example.com"}, "scim"), "scim")
+            await store.put_object(ConfigObject("group", "g1", {"displayName": "engineering"}, "scim"), "scim")
+        finally:
+            await store.close()
+
+    asyncio.run(provision())
+    run("config", "apply", str(write(tmp_path / "a.yaml", FILE)), "--store", store_url)
+    assert {("user", "u1"), ("group", "g1"), ("access_profile", "developers")} <= set(objects(store_url))
+    code, exported = run("config", "export", "--store", store_url)
+    assert code == 0, exported
+    doc = yaml.safe_load(exported)
+    assert doc["access_profiles"][0]["id"] == "developers"
+    assert "dave@example.com" not in exported and "engineering" in exported  # the profile names the group
+    assert not {"users", "groups", "user", "group"} & set(doc)
+    changed = {**FILE, "access_profiles": [{**FILE["access_profiles"][0], "groups": ["platform"]}]}
+    code, out = run("config", "plan", str(write(tmp_path / "b.yaml", changed)), "--store", store_url)
+    assert code == 0 and "~ access_profile developers" in out, out
+    assert "Plan: 0 to create, 1 to change, 0 to delete." in out
+    empty = {k: v for k, v in FILE.items() if k != "access_profiles"}
+    code, out = run("config", "plan", str(write(tmp_path / "c.yaml", empty)), "--store", store_url)
+    assert code == 0 and "- access_profile developers" in out, out
+    assert "Plan: 0 to create, 0 to change, 1 to delete." in out
+    assert "- user" not in out and "- group" not in out
 
 
 def test_an_invalid_file_applies_nothing(tmp_path: Path, store_url: str) -> None:

@@ -29,6 +29,7 @@ SEMANTIC = (
     "/api/aliases",
     "/api/providers",
     "/api/mcp-servers",
+    "/api/access-profiles",  # durations of its budgets and rate limits
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from sluice.auth.directory import USER
 from sluice.auth.principal import ROLES, Principal
 from sluice.auth.rbac import ACTIONS, Scope, decide
 from sluice.http.admin import admin_endpoints
@@ -34,6 +35,10 @@ EXPECTED: dict[str, tuple[str, str, str, str, str]] = {
     "caps.write": (A, N, N, N, N),
     "config.read": (A, A, A, N, A),
     "config.write": (A, N, N, N, N),
+    "profiles.read": (A, A, A, N, A),
+    "profiles.write": (A, N, N, N, N),
+    "users.read": (A, A, S, S, A),
+    "users.write": (A, N, N, N, N),
     "spend.read": (A, A, T, S, N),
     "requests.read": (A, A, N, N, N),
     "audit.read": (A, A, N, N, N),
@@ -112,6 +117,7 @@ async def seed(c: Client) -> None:
         ("tool-groups", {"name": "grp", "tools": ["srv/*"]}),
         ("routing-rules", {"id": "rule-1", "target": "fake/echo"}),
         ("aliases", {"alias": "fast", "target": "fake/echo"}),
+        ("access-profiles", {"id": "prof-1", "groups": ["engineering"]}),
     ):
         assert (await c.post(f"/api/{kind}", json=body)).status == 201
     for scope_name, key_id in BUDGET_KEYS.items():
@@ -132,6 +138,7 @@ _OBJECT_BODIES: dict[str, Callable[[str], dict[str, Any]]] = {
     "tool-groups": lambda i: {"name": i, "tools": []},
     "routing-rules": lambda i: {"id": i, "target": "fake/echo"},
     "aliases": lambda i: {"alias": i, "target": "fake/echo"},
+    "access-profiles": lambda i: {"id": i, "groups": ["g"], "provider_configs": [{"provider": "fake"}]},
 }
 _EXISTING = {
     "teams": "team-a",
@@ -143,7 +150,9 @@ _EXISTING = {
     "tool-groups": "grp",
     "routing-rules": "rule-1",
     "aliases": "fast",
+    "access-profiles": "prof-1",
 }
+USERS = {"own-user": "u-me", "other-user": "u-other"}
 
 
 def request_for(ep: Endpoint, scope_name: str, n: int) -> Request | None:
@@ -193,6 +202,11 @@ def request_for(ep: Endpoint, scope_name: str, n: int) -> Request | None:
             "other-user": {"user": "u-other"},
         }
         return (ep.path, None, query.get(scope_name, {})) if scope_name in (*query, "global") else None
+    if collection == "users":
+        if ep.path == "/api/users":
+            return (ep.path, None, None) if scope_name == "global" else None
+        user_id = USERS.get(scope_name)
+        return (ep.path.replace("{user_id}", user_id), None, None) if user_id else None
     if collection == "tokens":
         if scope_name != "global":
             return None
@@ -210,7 +224,7 @@ def http_scope(ep: Endpoint, scope_name: str) -> tuple[str, str]:
         return ep.action, "global"
     if ep.path == "/api/keys" and ep.method == "GET":
         return ep.action, "global"
-    if ep.path == "/api/budgets" and ep.method == "GET":
+    if ep.path in ("/api/budgets", "/api/users") and ep.method == "GET":
         return ep.action, "global"
     return ep.action, scope_name
 
@@ -229,6 +243,8 @@ async def test_http_matrix(tmp_path: Path) -> None:
     services, c = await start(admin_config(tmp_path))
     try:
         await seed(c)
+        for user_id in USERS.values():  # people, as SCIM provisions them
+            await services.identity.directory.put(USER, user_id, {"userName": f"{user_id}@example.test"}, "scim")
         walked = 0
         reached: set[tuple[str, str]] = set()
         for n, (ep, role, scope_name) in enumerate(itertools.product(admin_endpoints(), ROLES, SCOPES)):
@@ -255,7 +271,7 @@ async def test_http_matrix(tmp_path: Path) -> None:
             want = expected(role, action, scope)
             if (
                 ep.method == "GET"
-                and ep.path in ("/api/keys", "/api/budgets")
+                and ep.path in ("/api/keys", "/api/budgets", "/api/users")
                 and EXPECTED[action][ROLES.index(role)] != N
             ):
                 want = True  # listings filter what the caller may see instead of refusing
@@ -282,7 +298,9 @@ async def test_every_endpoint_needs_a_credential(tmp_path: Path) -> None:
     services, c = await start(admin_config(tmp_path))
     try:
         for ep in admin_endpoints():
-            path = ep.path.replace("{key_id}", "x").replace("{object_id}", "x").replace("{token_id}", "x")
+            path = ep.path
+            for name in ("key_id", "object_id", "token_id", "user_id"):
+                path = path.replace("{" + name + "}", "x")
             for token in (None, "not-a-known-credential"):
                 reply = await c.request(ep.method, path, json={}, token=token)
                 assert reply.status == 401, (ep.method, ep.path, token, reply.status)

@@ -4,6 +4,7 @@ log read is itself recorded in the audit log."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -106,3 +107,24 @@ async def test_audit_query(admin: tuple[Services, Client]) -> None:
     assert (await c.get("/api/audit", token=as_role("viewer"))).status == 403
     r = await c.get("/api/audit", query={"limit": 1})
     assert len(r.json()["items"]) == 1 and r.json()["next_since_seq"] == 2
+
+
+async def test_spend_by_user_is_by_the_keys_owner_not_the_agents_end_user(admin: tuple[Services, Client]) -> None:
+    """group_by=user and user= name the Sluice user a key belongs to (VirtualKey.user_id), not
+    the end-user id an agent sends in the request body (kept in the request log's user_id)."""
+    services, c = admin
+    await c.post("/api/keys", json={"id": "vk-a", "user_id": "u-alice"})
+    await c.post("/api/keys", json={"id": "vk-shared"})  # a service key without an owner
+    body_users = ["customer-42", "u-bob", "customer-42"]
+    await services.store.insert_requests(
+        [
+            dataclasses.replace(entry(n, key, None, "m1", 10**12), user_id=end_user)
+            for n, (key, end_user) in enumerate(zip(["vk-a", "vk-a", "vk-shared"], body_users, strict=True))
+        ]
+    )
+    rows = (await c.get("/api/spend", query={"group_by": "user"})).json()["rows"]
+    assert {row["group"]: row["requests"] for row in rows} == {"u-alice": 2, None: 1}
+    bob = (await c.get("/api/spend", query={"group_by": "key", "user": "u-bob"})).json()["rows"]
+    assert bob == []  # u-bob only appears as an end user in a request body
+    alice = (await c.get("/api/spend", query={"group_by": "key"}, token=as_role("developer", "", "u-alice"))).json()
+    assert [(row["group"], row["requests"]) for row in alice["rows"]] == [("vk-a", 2)]

@@ -27,6 +27,7 @@ ACCOUNTS = {
     "alice": {"email": "alice@example.com", "name": "Alice Admin", "groups": ["engineering", "sluice-admins"]},
     "dave": {"email": "dave@example.com", "name": "Dave Dev", "groups": ["engineering"]},
     "olga": {"email": "olga@example.com", "name": "Olga Outsider", "groups": ["sales"]},
+    "lena": {"email": "lena@example.com", "name": "Lena Lead", "groups": ["platform-leads"]},
     "00u-sam": {"email": "sam@example.com", "name": "Sam Scim", "groups": []},  # groups only in SCIM
 }
 SCIM_TOKEN = "scim-token-0123456789-abcdef"
@@ -61,7 +62,12 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OidcProvider
                     "scopes": ["openid", "email", "profile", "groups"],
                     # JWT access tokens for the API; "short-lived" as if it were one too, for the expiry test.
                     "audiences": ["urn:sluice:api", "short-lived"],
-                    "role_mapping": {"sluice-admins": ["admin"], "engineering": ["developer"]},
+                    "role_mapping": {
+                        "sluice-admins": ["admin"],
+                        "engineering": ["developer"],
+                        "platform-leads": ["team-lead"],
+                    },
+                    "team_mapping": {"platform-leads": ["team-platform"]},
                     "clock_skew_s": 0,
                 },
                 "session": {"secret": "session-secret-0123456789", "secure_cookie": False},
@@ -195,3 +201,33 @@ def test_a_scim_provisioned_developer_gets_their_key_at_first_sign_in(sso: tuple
         with httpx2.Client(timeout=20) as browser:  # and they can no longer sign in
             refused = browse(browser, f"{gw.base_url}/auth/login", "00u-sam")
             assert refused.status_code == 403 and "deactivated" in refused.text
+
+
+def test_a_team_lead_from_sso_manages_their_teams_keys(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    idp, gw = sso
+    callback = f"{gw.base_url}/auth/callback"
+    admin = tokens_for(idp, "sluice", SECRET, callback, "alice", "openid email groups")["id_token"]
+    for key_id, team in (("vk-platform", "team-platform"), ("vk-data", "team-data")):
+        made = httpx2.post(
+            f"{gw.base_url}/api/keys",
+            json={"id": key_id, "team_id": team},
+            headers={"authorization": f"Bearer {admin}"},
+        )
+        assert made.status_code == 201, made.text
+    lead = {
+        "authorization": f"Bearer {tokens_for(idp, 'sluice', SECRET, callback, 'lena', 'openid groups')['id_token']}"
+    }
+    me = httpx2.get(f"{gw.base_url}/api/me", headers=lead).json()
+    assert me["roles"] == ["team-lead"] and me["teams"] == ["team-platform"]
+    listed = httpx2.get(f"{gw.base_url}/api/keys", headers=lead).json()["items"]
+    assert [k["id"] for k in listed] == ["vk-platform"]
+    assert httpx2.post(f"{gw.base_url}/api/keys/vk-platform/rotate", headers=lead).status_code == 200
+    assert httpx2.post(f"{gw.base_url}/api/keys/vk-data/revoke", headers=lead).status_code == 403
+    with httpx2.Client(timeout=20) as browser:  # the session after signing in carries the team too
+        browse(browser, f"{gw.base_url}/auth/login", "lena")
+        assert browser.get(f"{gw.base_url}/api/me").json()["teams"] == ["team-platform"]
+        assert browser.get(f"{gw.base_url}/auth/me").json()["teams"] == ["team-platform"]
+        csrf = {"x-sluice-csrf": "1"}
+        assert browser.post(f"{gw.base_url}/api/keys/vk-platform/revoke").status_code == 403  # no CSRF header
+        assert browser.post(f"{gw.base_url}/api/keys/vk-platform/revoke", headers=csrf).status_code == 200
+        assert browser.post(f"{gw.base_url}/api/keys/vk-data/revoke", headers=csrf).status_code == 403

@@ -140,6 +140,12 @@ def endpoint_app(ep: Endpoint, auth: AuthChain, services: Any) -> Callable[[Requ
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
             principal = await auth.authenticate(headers)
+            if principal.via == "session" and ep.method != "GET" and headers.get("x-sluice-csrf") != "1":
+                # A cookie rides along on requests other sites make the browser send; this header
+                # cannot (as on POST /auth/me/key).
+                raise ApiError(
+                    403, "forbidden", "A change made with a session cookie needs the header 'x-sluice-csrf: 1'."
+                )
             call = Call(principal, ep.action, dict(request.path_params), None, None, services)
             if ep.query is not None:
                 call.query = _parse(ep.query, dict(request.query_params), "query")

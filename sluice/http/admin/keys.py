@@ -17,7 +17,7 @@ def scope_of(key: VirtualKey) -> Scope:
     return Scope(team_id=key.team_id, user_id=key.user_id)
 
 
-def _out(key: VirtualKey) -> KeyOut:
+def key_out(key: VirtualKey) -> KeyOut:
     return KeyOut.model_validate(public_view(key))
 
 
@@ -34,13 +34,13 @@ async def list_keys(call: Call) -> KeyList:
     if grant == "none":
         call.authorize(Scope())  # raises with the reason
     keys = await call.services.store.list_keys()
-    return KeyList(items=[_out(k) for k in keys if call.allowed(scope_of(k))])
+    return KeyList(items=[key_out(k) for k in keys if call.allowed(scope_of(k))])
 
 
 async def get_key(call: Call) -> KeyOut:
     key = await _admin(call).get(call.path["key_id"])
     call.authorize(scope_of(key))
-    return _out(key)
+    return key_out(key)
 
 
 async def create_key(call: Call) -> KeySecret:
@@ -63,7 +63,7 @@ async def create_key(call: Call) -> KeySecret:
         profile_id=body.profile_id,
     )
     stored, secret = await _admin(call).create(key, call.principal.actor)
-    return KeySecret(key=_out(stored), secret=secret)
+    return KeySecret(key=key_out(stored), secret=secret)
 
 
 async def update_key(call: Call) -> KeyOut:
@@ -83,7 +83,7 @@ async def update_key(call: Call) -> KeyOut:
     call.authorize(
         Scope(team_id=changes.get("team_id", before.team_id), user_id=changes.get("user_id", before.user_id))
     )
-    return _out(await admin.update(before.id, changes, call.principal.actor))
+    return key_out(await admin.update(before.id, changes, call.principal.actor))
 
 
 async def rotate_key(call: Call) -> KeySecret:
@@ -92,14 +92,14 @@ async def rotate_key(call: Call) -> KeySecret:
     call.authorize(scope_of(key))
     body: RotateIn = call.body
     rotated, secret = await admin.rotate(key.id, timedelta(seconds=body.overlap_seconds), call.principal.actor)
-    return KeySecret(key=_out(rotated), secret=secret)
+    return KeySecret(key=key_out(rotated), secret=secret)
 
 
 async def revoke_key(call: Call) -> KeyOut:
     admin = _admin(call)
     key = await admin.get(call.path["key_id"])
     call.authorize(scope_of(key))
-    return _out(await admin.revoke(key.id, call.principal.actor))
+    return key_out(await admin.revoke(key.id, call.principal.actor))
 
 
 async def expire_key(call: Call) -> KeyOut:
@@ -107,7 +107,7 @@ async def expire_key(call: Call) -> KeyOut:
     key = await admin.get(call.path["key_id"])
     call.authorize(scope_of(key))
     body: ExpireIn = call.body
-    return _out(await admin.expire(key.id, body.at, call.principal.actor))
+    return key_out(await admin.expire(key.id, body.at, call.principal.actor))
 
 
 def key_endpoints() -> list[Endpoint]:

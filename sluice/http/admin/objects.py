@@ -74,7 +74,7 @@ async def _references(call: Call, kind: Kind, model: BaseModel) -> None:
 
 def object_endpoints(kind: Kind) -> list[Endpoint]:
     async def list_objects(call: Call) -> ConfigObjectList:
-        action = "budgets.read" if kind.name == "budget" else "config.read"
+        action = "budgets.read" if kind.name == "budget" else kind.action_read
         if widest_grant(call.principal, action) == "none":
             call.authorize(Scope())
         found = [
@@ -111,7 +111,7 @@ def object_endpoints(kind: Kind) -> list[Endpoint]:
                 raise Conflict(f"provider {obj.id!r} still has keys {', '.join(keys)}; delete them first")
         await call.services.admin.delete(kind.name, obj.id, call.principal.actor)
 
-    read = "budgets.read" if kind.name == "budget" else "config.read"
+    read = "budgets.read" if kind.name == "budget" else kind.action_read
     write = kind.action_write
     label = kind.name.replace("_", " ")
     tag, base, one = kind.path.replace("-", " "), f"/api/{kind.path}", f"/api/{kind.path}/{{object_id}}"

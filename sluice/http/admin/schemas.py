@@ -259,3 +259,27 @@ class EventOut(BaseModel):
 
 class EventList(BaseModel):
     items: list[EventOut]
+
+
+class UserOut(BaseModel):
+    """A person from the directory (SCIM) or a first sign-in; the SCIM resource's main fields."""
+
+    id: str
+    user_name: str | None = None
+    display_name: str | None = None
+    email: str | None = None
+    external_id: str | None = None
+    active: bool
+    groups: list[str] = Field(default_factory=list)
+    signed_in: bool = False  # linked to an identity provider subject by a sign-in
+    created: str | None = None
+    last_modified: str | None = None
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+
+
+class UserDeactivated(BaseModel):
+    user: UserOut
+    revoked_keys: int
