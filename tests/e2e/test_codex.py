@@ -141,6 +141,7 @@ def test_codex_on_a_gemini_model_is_translated(
 ) -> None:
     gateway, upstream = stack
     upstream.upstream.reset()
+    before = len(gemini_rows(gateway, 0))  # the module's gateway served earlier tests too
     code, out, err = run_codex(gateway, tmp_path, KEY, "gemini-2.5-flash", "say hi to gemini by default")
     assert code == 0, out + err
     assert "say hi to gemini by default" in out
@@ -148,7 +149,7 @@ def test_codex_on_a_gemini_model_is_translated(
     assert sent.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     names = {d["name"] for tool in sent.json()["tools"] for d in tool.get("functionDeclarations", ())}
     assert {"exec_command", "multi_agent_v1__spawn_agent"} <= names and "web_search" not in names
-    [row] = agent_cli.log_rows(gateway.db, "vk-codex", model="gemini-2.5-flash", status=200)
+    row = gemini_rows(gateway, before + 1)[-1]
     assert row["provider"] == "gemini" and json.loads(row["attempts"])[0]["dropped_tools"] == ["web_search"]
 
 
@@ -157,6 +158,7 @@ def test_codex_on_a_gemini_model_with_function_tools_only(
 ) -> None:
     gateway, upstream = stack
     upstream.upstream.reset()
+    before = len(gemini_rows(gateway, 0))  # the module's gateway served earlier tests too
     overrides = ("features.multi_agent=false", 'web_search="disabled"')
     code, out, err = run_codex(gateway, tmp_path, KEY, "gemini-2.5-flash", "say hi to gemini", *overrides)
     assert code == 0, out + err
@@ -167,8 +169,12 @@ def test_codex_on_a_gemini_model_with_function_tools_only(
     body = sent.json()
     assert "Codex" in json.dumps(body["systemInstruction"])
     assert "exec_command" in {d["name"] for d in body["tools"][0]["functionDeclarations"]}
-    [row] = agent_cli.log_rows(gateway.db, "vk-codex", model="gemini-2.5-flash", status=200)
+    row = gemini_rows(gateway, before + 1)[-1]
     assert row["provider"] == "gemini" and row["surface"] == "openai_responses" and row["output_tokens"] > 0
+
+
+def gemini_rows(gateway: GatewayProcess, count: int) -> list[dict[str, object]]:
+    return agent_cli.log_rows(gateway.db, "vk-codex", count, model="gemini-2.5-flash", status=200)
 
 
 def test_codex_stops_at_once_on_an_exhausted_budget(
