@@ -1,0 +1,292 @@
+"""The declarative config file: its schema, `env.NAME` references, and loading.
+
+Loading has no side effects beyond reading the file and the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from sluice.settings.audit import AuditConfig, AuditExportConfig, AuditExporterConfig
+from sluice.settings.auth import AuthConfig, OidcConfig, ScimConfig, SessionConfig
+from sluice.settings.base import ConfigError, _Strict
+from sluice.settings.governance import (
+    AccessProfileConfig,
+    BudgetConfig,
+    CustomerConfig,
+    GovernanceConfig,
+    RateLimitConfig,
+    TeamConfig,
+    VirtualKeyConfig,
+)
+from sluice.settings.mcp import McpAccess, McpConfig, McpServerConfig, ToolGroupConfig, ToolRateLimitConfig
+from sluice.settings.providers import (
+    CLOUD_CREDENTIAL_FIELDS,
+    DEFAULT_BASE_URLS,
+    OPENAI_COMPATIBLE_VENDORS,
+    PROVIDER_TYPES,
+    ModelPrice,
+    ProviderConfig,
+    ProviderKeyConfig,
+    ProviderType,
+    provider_type,
+)
+from sluice.settings.routing import AliasConfig, CircuitBreakerConfig, RetryConfig, RoutingConfig, RoutingRuleConfig
+
+__all__ = [
+    "CLOUD_CREDENTIAL_FIELDS",
+    "DEFAULT_BASE_URLS",
+    "OPENAI_COMPATIBLE_VENDORS",
+    "PROVIDER_TYPES",
+    "AccessProfileConfig",
+    "AliasConfig",
+    "AuditConfig",
+    "AuditExportConfig",
+    "AuditExporterConfig",
+    "AuthConfig",
+    "BudgetConfig",
+    "CircuitBreakerConfig",
+    "ConfigError",
+    "CustomerConfig",
+    "GovernanceConfig",
+    "McpAccess",
+    "McpConfig",
+    "McpServerConfig",
+    "ModelPrice",
+    "OidcConfig",
+    "ProviderConfig",
+    "ProviderKeyConfig",
+    "ProviderType",
+    "RateLimitConfig",
+    "RequestLogConfig",
+    "RetryConfig",
+    "RoutingConfig",
+    "RoutingRuleConfig",
+    "ScimConfig",
+    "ServerConfig",
+    "SessionConfig",
+    "SluiceConfig",
+    "StoreConfig",
+    "TeamConfig",
+    "ToolGroupConfig",
+    "ToolRateLimitConfig",
+    "VirtualKeyConfig",
+    "load_config",
+    "parse_config",
+    "provider_type",
+]
+
+log = logging.getLogger("sluice.settings")
+
+_ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite+aiosqlite:///sluice.db"
+
+
+class RequestLogConfig(_Strict):
+    queue_size: int = Field(default=10_000, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    spill_path: str = "sluice-requestlog.spill.jsonl"
+
+
+class SluiceConfig(_Strict):
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    teams: list[TeamConfig] = Field(default_factory=list)
+    customers: list[CustomerConfig] = Field(default_factory=list)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    rate_limits: list[RateLimitConfig] = Field(default_factory=list)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    access_profiles: list[AccessProfileConfig] = Field(default_factory=list)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_provider_types(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name, cfg in providers.items():
+            kind = provider_type(name, cfg)
+            if kind is None:
+                raise ValueError(f"provider {name!r}: unknown provider; set 'type' to one of {PROVIDER_TYPES}")
+            if kind == "openai_compatible" and not (cfg.base_url or name in OPENAI_COMPATIBLE_VENDORS):
+                raise ValueError(f"provider {name!r}: an openai_compatible provider needs a base_url")
+            if kind == "azure" and not cfg.base_url:
+                raise ValueError(f"provider {name!r}: azure needs base_url (https://<resource>.openai.azure.com)")
+            if kind in ("bedrock", "vertex") and not cfg.region:
+                raise ValueError(f"provider {name!r}: {kind} needs a region")
+        return providers
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SluiceConfig:
+        for what, items in (
+            ("virtual key", self.virtual_keys),
+            ("team", self.teams),
+            ("customer", self.customers),
+            ("budget", self.budgets),
+            ("rate limit", self.rate_limits),
+            ("access profile", self.access_profiles),
+        ):
+            ids: set[str] = set()
+            for item in items:
+                if item.id in ids:
+                    raise ValueError(f"{what} id {item.id!r} appears twice")
+                ids.add(item.id)
+        return self
+
+    def warnings(self) -> list[str]:
+        """Things that load but will not work until fixed, for `sluice config validate`."""
+        out = []
+        for vk in self.virtual_keys:
+            for access in vk.provider_configs:
+                if access.provider not in self.providers and access.provider != "fake":
+                    out.append(
+                        f"virtual key {vk.id!r}: provider {access.provider!r} is not configured under "
+                        "'providers'; requests routed to it answer 503 until it is"
+                    )
+        known = {
+            "virtual_key": {vk.id for vk in self.virtual_keys},
+            "team": {t.id for t in self.teams},
+            "customer": {c.id for c in self.customers},
+        }
+        for rule in (*self.budgets, *self.rate_limits):
+            kind, ident = rule.scope
+            if ident not in known[kind]:
+                out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
+        profiles = {p.id for p in self.access_profiles}
+        if self.auth.default_profile is not None and self.auth.default_profile not in profiles:
+            out.append(f"auth.default_profile {self.auth.default_profile!r} is not among access_profiles")
+        for profile in self.access_profiles:
+            for access in profile.provider_configs:
+                if access.provider not in self.providers and access.provider != "fake":
+                    out.append(f"access profile {profile.id!r}: provider {access.provider!r} is not configured")
+        for name, cfg in self.providers.items():
+            ptype = provider_type(name, cfg)
+            if ptype in ("anthropic", "openai", "gemini", "azure") and not cfg.keys:
+                out.append(f"provider {name!r} has no keys; requests routed to it answer 503")
+            if ptype == "bedrock" and not cfg.keys and not (cfg.access_key_id and cfg.secret_access_key):
+                out.append(f"provider {name!r} has no AWS credentials or API key; requests routed to it answer 503")
+            if ptype == "vertex" and cfg.credentials is None:
+                out.append(f"provider {name!r} has no service-account credentials; requests routed to it answer 503")
+        return out
+
+
+class _Missing:
+    def __init__(self, var: str) -> None:
+        self.var = var
+
+
+def _resolve_env(node: Any, path: str, missing: list[tuple[str, str]]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k), missing) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v, f"{path}[{i}]", missing) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        m = _ENV_REF.match(node)
+        if m:
+            value = os.environ.get(m.group(1))
+            if value is None or value == "":
+                missing.append((path, m.group(1)))
+                return _Missing(m.group(1))
+            return value
+    return node
+
+
+def _drop_provider_keys_without_env(doc: dict[str, Any]) -> None:
+    """A provider key whose `env.NAME` is unset is left out, so one demo config serves with and
+    without real credentials; the provider then answers 503 until a key is configured."""
+    providers = doc.get("providers")
+    if not isinstance(providers, dict):
+        return
+    for name, cfg in providers.items():
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("keys"), list):
+            continue
+        kept = [k for k in cfg["keys"] if not (isinstance(k, dict) and isinstance(k.get("value"), _Missing))]
+        for dropped in cfg["keys"]:
+            if dropped not in kept:
+                log.warning(
+                    "provider %s: key %s skipped, environment variable %s is not set",
+                    name,
+                    dropped.get("name", "?"),
+                    dropped["value"].var,
+                )
+        cfg["keys"] = kept
+    for name, cfg in providers.items():
+        for field_name in CLOUD_CREDENTIAL_FIELDS:
+            if isinstance(cfg, dict) and isinstance(cfg.get(field_name), _Missing):
+                log.warning(
+                    "provider %s: %s left unset, environment variable %s is not set",
+                    name,
+                    field_name,
+                    cfg[field_name].var,
+                )
+                cfg[field_name] = None
+
+
+def _optional_credential(path: str) -> bool:
+    parts = path.split(".")
+    if parts[0] != "providers" or len(parts) < 3:
+        return False
+    return ".keys[" in path or (len(parts) == 3 and parts[2] in CLOUD_CREDENTIAL_FIELDS)
+
+
+def parse_config(doc: Any, *, source: str = "<config>") -> SluiceConfig:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the config must be a mapping at the top level")
+    missing: list[tuple[str, str]] = []
+    resolved = _resolve_env(doc, "", missing)
+    _drop_provider_keys_without_env(resolved)
+    still_missing = [(p, v) for p, v in missing if not _optional_credential(p)]
+    if still_missing:
+        where = "; ".join(f"{p} needs environment variable {v}" for p, v in still_missing)
+        raise ConfigError(f"{source}: {where}")
+    try:
+        return SluiceConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling or the config reference (docs/configuration.md)"
+        lines.append(f"  {loc}: {msg}")
+    return f"{source}: invalid config\n" + "\n".join(lines)
+
+
+def load_config(path: str | Path) -> SluiceConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    try:
+        doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
+    return parse_config(doc, source=str(p))

@@ -1,0 +1,79 @@
+"""The `auth` section: sign-in (OpenID Connect), sessions and SCIM."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from sluice.settings.base import _Strict
+
+AdminRole = Literal["admin", "security-auditor", "team-lead", "developer", "viewer"]
+
+
+class OidcConfig(_Strict):
+    """Admin and developer sign-in with an OpenID Connect provider (docs/sso-scim.md)."""
+
+    issuer: str = Field(min_length=1)  # exactly as the provider's discovery document states it
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None  # none: a public client, PKCE alone
+    # How the secret goes to the token endpoint (RFC 6749 2.3.1: basic is what every server takes).
+    token_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    redirect_uri: str = Field(min_length=1)  # https://<gateway>/auth/callback, registered at the IdP
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # Accepted `aud` of Bearer access tokens on the API, besides client_id (Okta's custom
+    # authorization server: api://default; Entra: api://<application id>).
+    audiences: list[str] = Field(default_factory=list)
+    # Where the claims are; dotted paths reach into objects (Keycloak: realm_access.roles).
+    groups_claim: str = "groups"
+    email_claim: str = "email"
+    username_claim: str = "email"  # matched to a SCIM user's userName (Entra: preferred_username)
+    name_claim: str = "name"
+    role_mapping: dict[str, list[AdminRole]] = Field(default_factory=dict)  # group -> roles
+    default_roles: list[AdminRole] = Field(default_factory=list)  # everyone who signs in
+    # group -> ids of the teams its members lead (a team-lead manages those teams' keys, budgets
+    # and spend); matched like role_mapping, against the token's groups and SCIM groups.
+    team_mapping: dict[str, list[str]] = Field(default_factory=dict)
+    clock_skew_s: int = Field(default=60, ge=0, le=600)
+    # An unknown `kid` refetches the JWKS (key rotation), at most this often.
+    jwks_refetch_min_s: float = Field(default=30.0, ge=0)
+    jwks_ttl_s: float = Field(default=3600.0, gt=0)
+    jit_provisioning: bool = True  # first sign-in creates the user when SCIM has not
+    allowed_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+    )
+
+
+class SessionConfig(_Strict):
+    # Signs the session cookie; unset, a random one per process (sessions end with a restart).
+    secret: SecretStr | None = None
+    ttl_s: int = Field(default=8 * 3600, gt=0)
+    cookie_name: str = "sluice_session"
+    secure_cookie: bool = True  # false only for plain-HTTP development on 127.0.0.1
+
+
+class ScimConfig(_Strict):
+    # sha256 hex digests of the SCIM bearer tokens (several while rotating); the tokens themselves
+    # stay in the IdP.
+    token_sha256: list[str] = Field(min_length=1)
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not re.fullmatch(r"[0-9a-f]{64}", v):
+                raise ValueError("each token_sha256 is the 64-character lowercase hex sha256 of a token")
+        return values
+
+
+class AuthConfig(_Strict):
+    oidc: OidcConfig | None = None
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    scim: ScimConfig | None = None
+    # The access profile of people no profile's groups match (none: they get no key).
+    default_profile: str | None = None
