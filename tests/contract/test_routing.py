@@ -191,6 +191,38 @@ def test_client_disconnect_cancels_the_upstream_and_settles_what_streamed(
             assert rows[0]["input_tokens"] > 0 and rows[0]["cost_pico"] > 0  # what streamed is billed
 
 
+def test_a_caller_leaving_after_the_last_event_got_the_whole_answer(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import socket
+    import time
+
+    with FakeUpstreamThread() as upstream:
+        upstream.upstream.tail_delay = 1.0  # the provider holds the connection after its last event
+        with GatewayThread(config(upstream.base_url), tmp_path_factory.mktemp("whole")) as gateway:
+            body = (
+                b'{"model":"claude-sonnet-4-6","max_tokens":50,"stream":true,'
+                + b'"messages":[{"role":"user","content":"x"}]}'
+            )
+            sock = socket.create_connection(("127.0.0.1", gateway.port))
+            sock.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                + f"x-api-key: {KEY}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while b"message_stop" not in received:  # the whole answer is here ...
+                received += sock.recv(65536)
+            sock.close()  # ... and the caller leaves before the provider closed its stream
+            deadline = time.monotonic() + 5
+            rows: list[dict[str, object]] = []
+            while not rows and time.monotonic() < deadline:
+                rows = gateway.request_log()
+                time.sleep(0.05)
+            assert [(r["status"], r["decision"]) for r in rows] == [(200, "allow")]
+            assert rows[0]["output_tokens"] and rows[0]["cost_pico"]
+
+
 def test_every_fallback_target_meets_the_allowlist(tmp_path_factory: pytest.TempPathFactory) -> None:
     with FakeUpstreamThread() as upstream:
         cfg = config(upstream.base_url)

@@ -126,6 +126,7 @@ class FakeUpstream:
         self.slow_delay = 0.5
         self.abort_after_events = 4
         self.event_delay = 0.0  # seconds before each streamed event
+        self.tail_delay = 0.0  # seconds between a stream's last event and its end
         self.streams_cut_by_client = 0
         self.valid_keys: set[str] | None = None  # None: any non-empty key is accepted
         self.require_auth = True  # False: answer without any credential, as a self-hosted server does
@@ -175,6 +176,7 @@ class FakeUpstream:
         self.require_auth = True
         self.slow_delay = 0.5
         self.event_delay = 0.0
+        self.tail_delay = 0.0
         self.streams_cut_by_client = 0
 
     def fail_next(
@@ -382,6 +384,8 @@ class FakeUpstream:
                 if self.event_delay:
                     await asyncio.sleep(self.event_delay)
                 await response.write(event)
+            if self.tail_delay:
+                await asyncio.sleep(self.tail_delay)
         except (ConnectionResetError, asyncio.CancelledError):
             self.streams_cut_by_client += 1  # the caller (the gateway) went away mid-stream
             raise
