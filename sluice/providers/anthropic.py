@@ -13,7 +13,7 @@ _PATHS = {Operation.GENERATE: "/v1/messages", Operation.COUNT_TOKENS: "/v1/messa
 class AnthropicProvider(HttpProvider):
     type = "anthropic"
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         return wire is WireFormat.ANTHROPIC_MESSAGES and operation in _PATHS
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:

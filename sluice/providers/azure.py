@@ -42,7 +42,7 @@ class AzureProvider(HttpProvider):
         self.api_version = cfg.api_version if cfg.api_version not in (None, "v1") else None
         self.bearer = cfg.auth == "bearer"
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         return (wire, operation) in _PATHS
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:

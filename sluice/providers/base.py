@@ -56,8 +56,9 @@ class Provider(Protocol):
     keys: list[ProviderKey]
     timeouts: Timeouts
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
-        """True when the provider takes this wire format natively, so bodies pass unchanged."""
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
+        """True when the provider takes this wire format natively for `model`, so bodies pass
+        unchanged (per model: a Bedrock or Vertex provider takes Claude and others differently)."""
         ...
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:

@@ -73,19 +73,14 @@ class BedrockProvider:
                 # Listed as a key so the engine's credential check, breakers and redaction cover it.
                 self.keys = [ProviderKey(SIGV4_KEY, secret)]
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
-        return wire in _WIRES and operation is Operation.GENERATE
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
+        return wire in _WIRES and self.wire_for(model, operation) is wire
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
         """The format this provider takes `model` in (for the engine's format bridge)."""
         if operation is not Operation.GENERATE:
             return None
         return WireFormat.ANTHROPIC_MESSAGES if is_anthropic(self.model_id(model)) else WireFormat.BEDROCK_CONVERSE
-
-    def takes_natively(self, model: str, wire: WireFormat, operation: Operation) -> bool:
-        """Whether `model` takes `wire` as it is: this provider's models differ in format, so
-        `speaks` alone would pass a Claude body to a non-Claude model (see sluice.translation)."""
-        return self.wire_for(model, operation) is wire
 
     def serves(self, model: str) -> bool:
         return model in self.models or model.startswith("claude") or _BEDROCK_ID.match(model) is not None

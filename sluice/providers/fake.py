@@ -39,7 +39,7 @@ class FakeProvider:
         self.keys: list[ProviderKey] = []
         self.timeouts = Timeouts()
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         return True
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:

@@ -13,7 +13,7 @@ _METHODS = {Operation.GENERATE: "generateContent", Operation.COUNT_TOKENS: "coun
 class GeminiProvider(HttpProvider):
     type = "gemini"
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         return wire is WireFormat.GEMINI and operation in _METHODS
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:

@@ -19,7 +19,7 @@ _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "co
 class OpenAIProvider(HttpProvider):
     type = "openai"
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         return (wire, operation) in _PATHS
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:

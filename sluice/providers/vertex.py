@@ -77,18 +77,13 @@ class VertexProvider:
                 # Listed as a key so the engine's credential check and breakers cover it.
                 self.keys = [ProviderKey(account.client_email, account.private_key_id)]
 
-    def speaks(self, wire: WireFormat, operation: Operation) -> bool:
-        return (wire, operation) in _SPOKEN
+    def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
+        return self.wire_for(model, operation) is wire
 
     def wire_for(self, model: str, operation: Operation) -> WireFormat | None:
         """The format this provider takes `model` in (for the engine's format bridge)."""
         wire = WireFormat.ANTHROPIC_MESSAGES if self.model_id(model).startswith("claude") else WireFormat.GEMINI
         return wire if (wire, operation) in _SPOKEN else None
-
-    def takes_natively(self, model: str, wire: WireFormat, operation: Operation) -> bool:
-        """Whether `model` takes `wire` as it is: this provider's models differ in format, so
-        `speaks` alone would pass a Claude body to a non-Claude model (see sluice.translation)."""
-        return self.wire_for(model, operation) is wire
 
     def serves(self, model: str) -> bool:
         return model in self.models or model.startswith(("claude", "gemini", "gemma"))

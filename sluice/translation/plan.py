@@ -23,23 +23,14 @@ def target_of(
     provider: Provider, model: str, wire: WireFormat, operation: Operation, doc: dict[str, Any]
 ) -> tuple[WireFormat | None, bool]:
     """(the provider's format for this request, whether the body must be translated into it)."""
-    spoken, source = _takes(provider, model, wire, operation), request_wire(wire, doc)
+    spoken, source = provider.speaks(wire, operation, model), request_wire(wire, doc)
     if spoken and source is wire:
         return wire, False  # pass-through: the hot path
-    if source is not wire and _takes(provider, model, source, operation):
+    if source is not wire and provider.speaks(source, operation, model):
         # Cursor's Responses-shaped body goes to a Responses endpoint as it is meant (its custom
         # tools survive); only the answer is translated back into Chat Completions.
         return source, True
     return (wire if spoken else provider.wire_for(model, operation)), True
-
-
-def _takes(provider: Provider, model: str, wire: WireFormat, operation: Operation) -> bool:
-    """`speaks`, narrowed by model for providers whose models differ in format (Bedrock: Claude
-    takes Messages, other models Converse; Vertex: Claude or Gemini) through `takes_natively`."""
-    if not provider.speaks(wire, operation):
-        return False
-    takes = getattr(provider, "takes_natively", None)
-    return takes is None or bool(takes(model, wire, operation))
 
 
 def reaches(provider: Provider, model: str, wire: WireFormat, operation: Operation, doc: dict[str, Any]) -> bool:

@@ -169,7 +169,7 @@ def test_bedrock_serves_bedrock_ids_and_claude_names_only() -> None:
         True,
         False,
     ]
-    assert provider.takes_natively("claude-opus-4-1", WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE)
-    assert not provider.takes_natively("llama", WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE)
+    assert provider.speaks(WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE, "claude-opus-4-1")
+    assert not provider.speaks(WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE, "llama")
     assert provider.wire_for("llama", Operation.GENERATE) is WireFormat.BEDROCK_CONVERSE
     assert provider.keys == []  # no credentials: the engine answers 503 rather than call unsigned
