@@ -33,6 +33,8 @@ class ErrorKind(Enum):
     POLICY_MODEL_DENIED = _KindInfo("policy_model_denied", "policy", False, False)
     POLICY_BUDGET_EXCEEDED = _KindInfo("policy_budget_exceeded", "policy", False, False)
     POLICY_RATE_LIMITED = _KindInfo("policy_rate_limited", "policy", True, False)
+    # A dollar budget applies and nothing prices the model: it would pass every budget at $0.
+    POLICY_UNPRICED = _KindInfo("policy_unpriced", "policy", False, False)
     # The upstream provider failed.
     PROVIDER_ERROR = _KindInfo("provider_error", "provider", True, True)
     PROVIDER_RATE_LIMITED = _KindInfo("provider_rate_limited", "provider", True, True)

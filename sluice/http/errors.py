@@ -21,6 +21,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.POLICY_MODEL_DENIED: 403,
     ErrorKind.POLICY_BUDGET_EXCEEDED: 402,
     ErrorKind.POLICY_RATE_LIMITED: 429,
+    ErrorKind.POLICY_UNPRICED: 403,
     ErrorKind.PROVIDER_ERROR: 502,
     ErrorKind.PROVIDER_RATE_LIMITED: 429,
     ErrorKind.PROVIDER_OVERLOADED: 529,
@@ -41,6 +42,7 @@ OPENAI_CODES: dict[ErrorKind, str] = {
     ErrorKind.POLICY_MODEL_DENIED: "model_not_allowed",
     ErrorKind.POLICY_BUDGET_EXCEEDED: "budget_exceeded",
     ErrorKind.POLICY_RATE_LIMITED: "rate_limit_exceeded",
+    ErrorKind.POLICY_UNPRICED: "model_not_priced",
     ErrorKind.GATEWAY_NOT_CONFIGURED: "provider_not_configured",
     ErrorKind.GATEWAY_UNSUPPORTED: "unsupported_route",
 }
