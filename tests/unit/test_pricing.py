@@ -194,3 +194,14 @@ def test_overrides_beat_the_bundled_data_and_unpriced_defaults() -> None:
     assert table.lookup("my-own-model") is None
     assert pico_to_dollars(table.cost_pico("my-own-model", usage)) == 16  # the default price
     assert table.unpriced_policy == "default"
+
+
+def test_worst_case_takes_the_long_context_tier_the_service_tier_and_searches() -> None:
+    price = PriceTable.bundled().lookup("gpt-6.1-sol")
+    assert price is not None
+    standard = price.worst_case_pico(10, 9_000)
+    assert price.worst_case_pico(10, 9_000, service_tier="priority") == 2 * standard
+    # Above 272k prompt tokens every token pays the long-context rate: $5 per million is the
+    # dearest input (a cache write), $15 per million output.
+    assert price.worst_case_pico(300_000, 1_000) == (300_000 * 5 + 1_000 * 15) * 10**6
+    assert price.worst_case_pico(0, 0, searches=10) == 10 * 10**10  # $0.01 a search
