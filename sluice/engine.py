@@ -373,6 +373,7 @@ class Engine:
             demand = demand_of(inbound.doc)
             output_tokens = demand.output_tokens(self.default_max_tokens)
             searches, tier, speed = demand.searches, demand.service_tier, demand.speed
+            ctx.requested_tier = (tier, speed)
             if demand.background and self._dollar_budget(ctx):
                 raise SluiceError(
                     ErrorKind.CALLER_BAD_REQUEST,
@@ -455,7 +456,10 @@ class Engine:
         served = ctx.usage.served_model
         if served and served != ctx.model and ctx.attempts:
             ctx.attempts[-1]["served_model"] = served[:200]  # the request log says what was priced
-        return self.prices.cost_pico(ctx.model, ctx.usage, self._vendor(ctx))
+        tier, speed = ctx.requested_tier
+        if tier and not ctx.usage.service_tier:  # the answer did not say: bill the tier asked for
+            ctx.usage.service_tier = tier
+        return self.prices.cost_pico(ctx.model, ctx.usage, self._vendor(ctx), speed=speed)
 
     async def _audit(self, ctx: RequestContext, *, refuse: bool) -> None:
         """Seals the request's record into the audit log. While the answer is still held back

@@ -77,9 +77,10 @@ class Price:
                 return self.variants[key]
         return self
 
-    def cost_pico(self, usage: Usage) -> int:
-        """What the usage costs, with the long-context tier its prompt size selects."""
-        price = self.for_tier(usage.service_tier)
+    def cost_pico(self, usage: Usage, *, speed: str = "") -> int:
+        """What the usage costs, with the long-context tier its prompt size selects, on the
+        service tier the answer reports (and the `speed` the request asked for)."""
+        price = self.for_tier(usage.service_tier, speed)
         prompt = usage.prompt_tokens
         one_hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
         micro = (

@@ -124,11 +124,11 @@ class PriceTable:
         """The price to charge: the model's own, else the configured default for unpriced models."""
         return self.lookup(model, vendor) or self.default_price
 
-    def cost_pico(self, model: str, usage: Usage, vendor: str | None = None) -> int:
+    def cost_pico(self, model: str, usage: Usage, vendor: str | None = None, *, speed: str = "") -> int:
         """What the usage costs. The model the answer says served it is priced when it has a
         price; the requested model otherwise."""
         price = None
         if usage.served_model and usage.served_model != model:
             price = self.lookup(usage.served_model, vendor)
         price = price or self.price_for(model, vendor)
-        return price.cost_pico(usage) if price else 0
+        return price.cost_pico(usage, speed=speed) if price else 0

@@ -63,6 +63,7 @@ def _spend(gateway: GatewayThread, key_id: str) -> tuple[int, int, int]:
 class Reply:
     status_code: int
     body: bytes
+    headers: dict[str, str]
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -74,9 +75,9 @@ def _post(gateway: GatewayThread, path: str, key: str, body: dict[str, Any]) -> 
     request = urllib.request.Request(gateway.base_url + path, json.dumps(body).encode(), headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
-            return Reply(resp.status, resp.read())
+            return Reply(resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()})
     except urllib.error.HTTPError as err:
-        return Reply(err.code, err.read())
+        return Reply(err.code, err.read(), {k.lower(): v for k, v in err.headers.items()})
 
 
 # --- no silent $0 ---------------------------------------------------------------------------------
@@ -340,3 +341,32 @@ def test_the_priority_tier_is_reserved_at_its_rate(setup: tuple[GatewayThread, F
     refused = _post(gateway, "/v1/chat/completions", TIGHT, {**body, "service_tier": "priority"})
     assert refused.status_code == 402 and upstream.requests == []
     assert _post(gateway, "/v1/chat/completions", TIGHT, body).status_code == 200
+
+
+def test_the_tier_asked_for_is_billed_when_the_answer_does_not_say(
+    setup: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    # Fails on main without the fix: a fast-mode request was billed at the standard rate.
+    gateway, upstream = setup
+    upstream.upstream.reset()
+    answer = {
+        "id": "msg_3",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-opus-5-5",
+        "content": [{"type": "text", "text": "quick"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1_000_000, "output_tokens": 0},
+    }
+    upstream.upstream.fail_next(200, answer)
+    body = {
+        "model": "claude-opus-5-5",
+        "max_tokens": 5,
+        "speed": "fast",
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    resp = _post(gateway, "/v1/messages", BUDGETED, body)
+    assert resp.status_code == 200
+    row = log_entry(gateway, resp.headers["x-request-id"])
+    assert pico_to_dollars(row["cost_pico"]) == 8  # fast mode: $8 per million, not $4

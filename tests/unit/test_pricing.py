@@ -205,3 +205,11 @@ def test_worst_case_takes_the_long_context_tier_the_service_tier_and_searches() 
     # dearest input (a cache write), $15 per million output.
     assert price.worst_case_pico(300_000, 1_000) == (300_000 * 5 + 1_000 * 15) * 10**6
     assert price.worst_case_pico(0, 0, searches=10) == 10 * 10**10  # $0.01 a search
+
+
+def test_anthropic_fast_mode_is_billed_at_its_rate() -> None:
+    table = PriceTable.bundled()
+    usage = Usage(input_tokens=1_000_000)
+    # claude-opus-5-5: $4 per million input tokens, $8 in fast mode (`speed: fast`).
+    assert pico_to_dollars(table.cost_pico("claude-opus-5-5", usage)) == 4
+    assert pico_to_dollars(table.cost_pico("claude-opus-5-5", usage, speed="fast")) == 8
