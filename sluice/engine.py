@@ -397,7 +397,10 @@ class Engine:
 
     def _vendor(self, ctx: RequestContext) -> str | None:
         provider = self.providers.get(ctx.provider or "")
-        return provider.type if provider is not None else None
+        if provider is None:
+            return None
+        # An OpenAI-compatible vendor is known to the price data by its name (groq, mistral, ...).
+        return provider.name if provider.type == "openai_compatible" else provider.type
 
     def _price(self, ctx: RequestContext, model: str) -> Price | None:
         """The model's price; refuses (403) a model nothing prices when a dollar budget applies,

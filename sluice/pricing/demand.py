@@ -23,7 +23,7 @@ MAX_CHOICES = 128
 # settlement charges the searches the answer reports.
 SEARCHES_RESERVED = 10
 MAX_SEARCHES = 1000
-_GROUNDING = ("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval")
+_GROUNDING = frozenset(("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"))
 
 # (path, name shown in the error)
 _OUTPUT_LIMITS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -71,8 +71,8 @@ class Demand:
 
 
 def _at(doc: dict[str, Any], path: tuple[str, ...]) -> object:
-    node: object = doc
-    for step in path:
+    node: object = doc.get(path[0])
+    for step in path[1:]:
         if not isinstance(node, dict):
             return None
         node = node.get(step)
@@ -99,22 +99,24 @@ def _integers(
 
 def _searches(doc: dict[str, Any]) -> int:
     tools = doc.get("tools")
-    if not isinstance(tools, list):
-        tools = []
     total = 0
-    cap = doc.get("max_tool_calls")  # Responses: a cap on built-in tool calls in all
-    for tool in tools:
-        if not isinstance(tool, dict):
-            continue
-        kind = tool.get("type")
-        if isinstance(kind, str) and kind.startswith("web_search"):  # Anthropic web_search_*, OpenAI web_search*
-            uses = tool.get("max_uses")
-            capped = isinstance(uses, int) and not isinstance(uses, bool) and 0 < uses <= MAX_SEARCHES
-            total += uses if capped and isinstance(uses, int) else SEARCHES_RESERVED
-        elif any(k in tool for k in _GROUNDING):
-            total += SEARCHES_RESERVED  # Gemini grounding: billed per search query
+    if isinstance(tools, list):
+        for tool in tools:
+            if not isinstance(tool, dict):
+                continue
+            kind = tool.get("type")
+            # Function tools (most of them: Claude Code sends two dozen) are not server-side.
+            if kind == "custom" or kind == "function" or (kind is None and "name" in tool):
+                continue
+            if isinstance(kind, str) and kind.startswith("web_search"):  # Anthropic web_search_*, OpenAI web_search*
+                uses = tool.get("max_uses")
+                capped = isinstance(uses, int) and not isinstance(uses, bool) and 0 < uses <= MAX_SEARCHES
+                total += uses if capped and isinstance(uses, int) else SEARCHES_RESERVED
+            elif not _GROUNDING.isdisjoint(tool):
+                total += SEARCHES_RESERVED  # Gemini grounding: billed per search query
     if isinstance(doc.get("web_search_options"), dict):  # Chat Completions search models: one search a call
         total += 1
+    cap = doc.get("max_tool_calls")  # Responses: a cap on built-in tool calls in all
     if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0:
         total = min(total, cap)
     return total

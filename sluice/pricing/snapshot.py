@@ -112,6 +112,8 @@ class Snapshot:
     def find(self, name: str, vendor: str | None, day: date) -> Price | None:
         """The price in force on `day` (prices change on dates the data names)."""
         lowered = name.lower()
+        if self._converted and next(iter(self._converted))[1] != day:
+            self._converted.clear()  # a new day: prices may have changed; keep one day's records
         for provider in self._order(lowered, vendor):
             model = provider.find_model(lowered, all_providers=self.providers)
             if model is None:

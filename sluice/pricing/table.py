@@ -118,6 +118,8 @@ class PriceTable:
     def lookup(self, model: str, vendor: str | None = None) -> Price | None:
         """The model's price, or None when nothing prices it. `vendor` (a provider type such as
         `bedrock`, or a vendor name) lets that provider's own ids match first."""
+        if not model or len(model) > names.MAX_NAME_LENGTH:
+            return None  # not a model name; and the cache must not hold arbitrarily long keys
         return self._find(model, vendor, datetime.now(UTC).date())
 
     def price_for(self, model: str, vendor: str | None = None) -> Price | None:

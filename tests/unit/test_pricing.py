@@ -213,3 +213,16 @@ def test_anthropic_fast_mode_is_billed_at_its_rate() -> None:
     # claude-opus-5-5: $4 per million input tokens, $8 in fast mode (`speed: fast`).
     assert pico_to_dollars(table.cost_pico("claude-opus-5-5", usage)) == 4
     assert pico_to_dollars(table.cost_pico("claude-opus-5-5", usage, speed="fast")) == 8
+
+
+def test_an_openai_compatible_vendor_prices_its_own_models() -> None:
+    table = PriceTable.bundled()
+    assert table.lookup("llama-3.3-70b-versatile") is None  # no provider claims the bare name
+    price = table.lookup("llama-3.3-70b-versatile", "groq")
+    assert price is not None and price.source.startswith("groq:")
+
+
+def test_long_names_are_not_cached() -> None:
+    table = PriceTable.bundled()
+    table.lookup("m" * 100_000)
+    assert table._find.cache_info().currsize == 0
