@@ -422,7 +422,9 @@ class Engine:
         block = self.default_max_tokens
         price = self.prices.price_for(ctx.model or "", self._vendor(ctx))
         try:
-            await self.limits.extend(ctx.admission, price.worst_case_pico(0, block) if price else 0, block)
+            tier, speed = ctx.requested_tier
+            cost = price.output_pico(ctx.input_estimate, block, service_tier=tier, speed=speed) if price else 0
+            await self.limits.extend(ctx.admission, cost, block)
         except SluiceError:
             ctx.usage = estimated_usage(ctx, observer)
             raise

@@ -108,6 +108,12 @@ class Price:
         micro = dearest_input * input_tokens + price.output.at(input_tokens) * output_tokens
         return int(micro * PICO_PER_MICRO + price.web_search * searches * PICO_PER_DOLLAR)
 
+    def output_pico(self, prompt_tokens: int, output_tokens: int, *, service_tier: str = "", speed: str = "") -> int:
+        """What `output_tokens` more of output cost, at the tier the prompt selects: the price of
+        one more block of a stream that outgrew its reservation."""
+        price = self.for_tier(service_tier, speed)
+        return int(price.output.at(prompt_tokens) * output_tokens * PICO_PER_MICRO)
+
     def with_source(self, source: str) -> Price:
         return replace(self, source=source)
 

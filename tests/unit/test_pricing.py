@@ -226,3 +226,11 @@ def test_long_names_are_not_cached() -> None:
     table = PriceTable.bundled()
     table.lookup("m" * 100_000)
     assert table._find.cache_info().currsize == 0
+
+
+def test_a_stream_block_is_priced_at_the_prompts_tier_and_the_requested_service_tier() -> None:
+    price = PriceTable.bundled().lookup("gpt-6.1-sol")
+    assert price is not None
+    assert price.output_pico(1_000, 1_000) == 1_000 * 10 * 10**6  # $10 per million output tokens
+    assert price.output_pico(300_000, 1_000) == 1_000 * 15 * 10**6  # above 272k: $15
+    assert price.output_pico(1_000, 1_000, service_tier="priority") == 1_000 * 20 * 10**6
