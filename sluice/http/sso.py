@@ -77,7 +77,7 @@ def build_sso_app(identity: Identity) -> Starlette:
             response: Response = HTMLResponse(_key_page(done.key.id, done.secret, done.next_path), 200, NO_STORE)
         else:
             response = RedirectResponse(done.next_path, 302, NO_STORE)
-        response.headers.append("set-cookie", sessions.issue(done.principal))
+        response.headers.append("set-cookie", sessions.issue(done.principal, follow_groups=True))
         response.headers.append(
             "set-cookie", set_cookie(LOGIN_COOKIE, "", max_age=0, secure=sessions.config.secure_cookie, path="/auth")
         )
@@ -118,13 +118,20 @@ def build_sso_app(identity: Identity) -> Starlette:
         principal = await who(request)
         if isinstance(principal, Response):
             return principal
-        keys = await identity.directory.keys_of(principal.user_id) if principal.user_id else []
+        # Only the key the directory allocated to this person: a key an operator attached to
+        # them is the operator's to rotate (the admin API), not theirs to take over here.
+        keys = await identity.directory.own_keys(principal.user_id) if principal.user_id else []
         if not keys:
-            return _json({"error": {"message": "You have no virtual key; your groups map to no access profile."}}, 404)
+            return _json(
+                {"error": {"message": "You have no self-service virtual key; your groups map to no access profile."}},
+                404,
+            )
         secret = await identity.directory.new_secret(keys[0], principal.actor)
         return _json({"id": keys[0].id, "virtual_key": secret})
 
     async def logout(request: Request) -> Response:
+        # Not only this browser's cookie: every session of the person ends, copies included.
+        await sessions.end(request.headers)
         response = _json({"signed_out": True})
         response.headers.append("set-cookie", sessions.clear())
         return response

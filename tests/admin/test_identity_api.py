@@ -240,7 +240,7 @@ async def test_sso_developer_sees_and_rotates_their_own_key(sso: tuple[Services,
             for n, key in enumerate(["vk-dave", "vk-erin"])
         ]
     )
-    dave = id_token("sub-dave", ["engineering"], email="dave@example.com")
+    dave = id_token("sub-dave", ["engineering"], email="dave@example.com", email_verified=True)
     me = (await c.get("/api/me", token=dave)).json()
     assert me["user_id"] == "u-dave" and me["roles"] == ["developer"]
     assert [k["id"] for k in (await c.get("/api/keys", token=dave)).json()["items"]] == ["vk-dave"]
