@@ -101,6 +101,14 @@ class Directory:
                 found += [v for v in (group.body.get("displayName"), group.body.get("externalId")) if v]
         return found
 
+    async def profile_of(self, user_id: str) -> str | None:
+        """The access profile the person's groups (directory and last sign-in) give them."""
+        body = await self.get(USER, user_id)
+        if body is None or not body.get("active", True):
+            return None
+        groups = [*await self.groups_of(user_id), *(str(g) for g in body.get(IDP_GROUPS, ()))]
+        return profile_for_groups(self.profiles.profiles.values(), groups, self._default_profile)
+
     async def keys_of(self, user_id: str) -> list[VirtualKey]:
         return [k for k in await self.store.list_keys() if k.user_id == user_id and k.revoked_at is None]
 
