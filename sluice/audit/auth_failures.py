@@ -118,7 +118,7 @@ class AuthGuard:
             "address": address,
             "reason": reason,
             "count": count,
-            "window_s": round(last - first, 3),
+            "window_ms": int((last - first) * 1000),  # ints: the audit log writes floats as text
         }
         try:
             await self._audit.append(AUTH_FAILURE, f"address:{address}", data)

@@ -75,7 +75,7 @@ def test_requests_denials_and_auth_failures_are_sealed(stack: tuple[GatewayThrea
         "address": "127.0.0.1",
         "reason": "invalid_credential",
         "count": 1,
-        "window_s": 0.0,
+        "window_ms": 0,
     }
 
     from sluice.audit.chain import verify

@@ -70,7 +70,7 @@ async def test_repeats_are_counted_into_one_record_per_interval() -> None:
         "address": "10.0.0.1",
         "reason": "invalid_credential",
         "count": 999,
-        "window_s": 0.0,
+        "window_ms": 0,
     }
     await guard.failed("openai_chat", "10.0.0.1", "invalid_credential")  # a new interval: written at once
     assert audit.records[-1][2]["count"] == 1
