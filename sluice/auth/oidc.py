@@ -93,11 +93,9 @@ class OidcLogin:
         return f"{url}{sep}{urlencode(params)}", cookie
 
     async def finish(self, query: Mapping[str, str], headers: Mapping[str, str]) -> SignIn:
-        try:
-            done = await self._finish(query, headers)
-        except SluiceError as exc:
-            await self._directory.record("auth_failure", "oidc", {"surface": "sign-in", "reason": exc.message})
-            raise
+        """Refusals raise; the HTTP edge counts them as authentication failures (a forged
+        callback costs no audit record of its own)."""
+        done = await self._finish(query, headers)
         principal = done.principal
         data = {"user": principal.user_id, "roles": sorted(principal.roles), "key_shown": done.secret is not None}
         await self._directory.record("sign_in", principal.actor, data)

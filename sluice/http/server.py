@@ -93,7 +93,7 @@ class SluiceASGI:
         self.gemini_count = GeminiRoute(services.engine, Operation.COUNT_TOKENS)
         self.cloud = CloudRoutes(services.engine)
         # Admin surfaces with path parameters, served by Starlette apps under a prefix.
-        self.mounts: list[tuple[str, Route]] = [("/auth", build_sso_app(services.identity))]
+        self.mounts: list[tuple[str, Route]] = [("/auth", build_sso_app(services.identity, services.guard))]
         scim = build_scim_app(services.identity, services.guard)
         if scim is not None:
             self.mounts.append((SCIM_PREFIX, scim))

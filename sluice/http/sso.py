@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.identity import Identity
 from sluice.auth.principal import Principal
 from sluice.auth.session import LOGIN_COOKIE, set_cookie
-from sluice.core.errors import SluiceError
+from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
-from sluice.http.errors import status_of
+from sluice.http.errors import error_headers, status_of
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache", "referrer-policy": "no-referrer"}
 
@@ -33,9 +34,11 @@ def _json(doc: object, status: int = 200) -> Response:
 
 
 def _error(exc: SluiceError) -> Response:
-    return _json(
+    response = _json(
         {"error": {"message": exc.message, "type": exc.kind.value.code}}, status_of(exc, WireFormat.OPENAI_CHAT)
     )
+    response.headers.update(error_headers(exc, WireFormat.OPENAI_CHAT))
+    return response
 
 
 def _key_page(key_id: str, secret: str, next_path: str) -> str:
@@ -49,7 +52,7 @@ def _key_page(key_id: str, secret: str, next_path: str) -> str:
 </body></html>"""
 
 
-def build_sso_app(identity: Identity) -> Starlette:
+def build_sso_app(identity: Identity, guard: AuthGuard | None = None) -> Starlette:
     sessions = identity.sessions
 
     async def login(request: Request) -> Response:
@@ -69,9 +72,15 @@ def build_sso_app(identity: Identity) -> Starlette:
     async def callback(request: Request) -> Response:
         if identity.login is None:
             return _json({"error": {"message": "Single sign-on is not configured (auth.oidc)."}}, 404)
+        address = request.client.host if request.client else "unknown"
         try:
+            if guard is not None:
+                await guard.check("sign-in", address)
             done = await identity.login.finish(dict(request.query_params), request.headers)
         except SluiceError as exc:
+            if guard is not None and exc.kind is not ErrorKind.POLICY_RATE_LIMITED:
+                if not await guard.refused("sign-in", address, exc):
+                    await guard.failed("sign-in", address, "sign_in_refused")
             return _error(exc)
         if done.secret is not None and done.key is not None:
             response: Response = HTMLResponse(_key_page(done.key.id, done.secret, done.next_path), 200, NO_STORE)

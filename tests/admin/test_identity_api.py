@@ -282,3 +282,16 @@ async def test_me_key_reissues_only_the_persons_own_key(sso: tuple[Services, Cli
     reissued = await c.post("/auth/me/key", token=None, headers=session)
     assert reissued.status == 200 and reissued.json()["id"] == own.id
     assert await chat(c, ops_secret, "fake/echo") == 200
+
+
+async def test_forged_sign_in_callbacks_are_throttled_and_counted(sso: tuple[Services, Client]) -> None:
+    services, c = sso
+    replies = [await c.get("/auth/callback", query={"code": "x", "state": "forged"}, token=None) for _ in range(100)]
+    assert [r.status for r in replies] == [401] * 30 + [429] * 70  # auth.guard's default burst
+    assert int(replies[-1].headers["retry-after"]) >= 1
+    assert services.guard is not None
+    await services.guard.flush(force=True)
+    await services.audit.drain()
+    found = [r.data async for r in services.store.audit_records() if r.kind == "auth_failure"]
+    assert {(d["surface"], d["reason"]) for d in found} == {("sign-in", "invalid_credential"), ("sign-in", "throttled")}
+    assert len(found) <= 4 and sum(d["count"] for d in found) == 100
