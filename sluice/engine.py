@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from sluice.audit.auth_failures import REASONS as AUTH_REASONS
+from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.events import request_kind, request_summary
 from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
@@ -107,9 +109,26 @@ class Engine:
         # Set by the composition root when the MCP gateway runs: takes the MCP tools the caller's
         # agent session called since its previous LLM call, for this call's request log entry.
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
+        # Set by the composition root: throttles and records (counted) authentication failures.
+        self.guard: AuthGuard | None = None
 
     async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> VirtualKey:
-        key = await self.keys.authenticate(credential_from(headers))
+        if isinstance(ctx.virtual_key, VirtualKey):  # the edge authenticated before reading the body
+            return ctx.virtual_key
+        secret = credential_from(headers)
+
+        async def attempt(cached_only: bool) -> VirtualKey:
+            return await self.keys.authenticate(secret, cached_only=cached_only)
+
+        try:
+            if self.guard is None:
+                key = await attempt(False)
+            else:
+                key = await self.guard.screen(ctx.surface.value, ctx.address, attempt)
+        except SluiceError as err:
+            if self.guard is not None and (err.kind in AUTH_REASONS or err.kind is ErrorKind.POLICY_RATE_LIMITED):
+                ctx.audited = True  # the guard's counted record stands for this one
+            raise
         ctx.virtual_key = key
         ctx.virtual_key_id, ctx.virtual_key_name = key.id, key.name
         ctx.team_id, ctx.customer_id = key.team_id, key.customer_id
