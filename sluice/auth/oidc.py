@@ -24,6 +24,7 @@ from sluice.auth.principal import Principal, Role
 from sluice.auth.session import LOGIN_COOKIE, Signer, b64, cookie_value
 from sluice.auth.tokens import TokenVerifier, looks_like_jwt, unverified_issuer
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.names import fold
 from sluice.settings import OidcConfig
 from sluice.storage.records import ConfigObject, VirtualKey
 
@@ -39,19 +40,19 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def roles_for(config: OidcConfig, groups: Iterable[str]) -> frozenset[Role]:
-    mapping = {g.casefold(): roles for g, roles in config.role_mapping.items()}
+    mapping = {fold(g): roles for g, roles in config.role_mapping.items()}
     found: set[Role] = set(config.default_roles)
     for group in groups:
-        found.update(mapping.get(group.casefold(), ()))
+        found.update(mapping.get(fold(group), ()))
     return frozenset(found)
 
 
 def teams_for(config: OidcConfig, groups: Iterable[str]) -> frozenset[str]:
     """The teams a person leads, by `team_mapping` from their groups (case-insensitive names or ids)."""
-    mapping = {g.casefold(): teams for g, teams in config.team_mapping.items()}
+    mapping = {fold(g): teams for g, teams in config.team_mapping.items()}
     found: set[str] = set()
     for group in groups:
-        found.update(mapping.get(group.casefold(), ()))
+        found.update(mapping.get(fold(group), ()))
     return frozenset(found)
 
 
@@ -238,7 +239,7 @@ def link_of(users: list[ConfigObject], claims: Mapping[str, Any], config: OidcCo
             (
                 o
                 for o in users
-                if isinstance(o.body.get("userName"), str) and o.body["userName"].casefold() == username.casefold()
+                if isinstance(o.body.get("userName"), str) and fold(o.body["userName"]) == fold(username)
             ),
             None,
         )

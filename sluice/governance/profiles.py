@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+from sluice.core.names import fold
 from sluice.governance.config_sync import parse_object
 from sluice.governance.refresh import Follower
 from sluice.settings import AccessProfileConfig, BudgetConfig, RateLimitConfig
@@ -79,10 +80,10 @@ def profile_for_groups(
 ) -> str | None:
     """The profile a member of `groups` gets: the matching one of highest priority (the first
     declared on a tie), else the default."""
-    have = {g.casefold() for g in groups}
+    have = {fold(g) for g in groups}
     best: AccessProfileConfig | None = None
     for profile in profiles:
-        if any(g.casefold() in have for g in profile.groups) and (best is None or profile.priority > best.priority):
+        if any(fold(g) in have for g in profile.groups) and (best is None or profile.priority > best.priority):
             best = profile
     return best.id if best else default
 
