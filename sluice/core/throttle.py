@@ -1,10 +1,32 @@
 """A token bucket per client address, spent by failures only: a caller that keeps failing (wrong
-keys, forged tokens) is slowed down, one that succeeds never notices it. Pure and bounded."""
+keys, forged tokens) is slowed down, one that succeeds never notices it. Pure and bounded.
+
+An IPv6 client is bucketed by its /64: that is the smallest network a provider hands out, so a
+single caller can pick a new source address in it for every guess. An IPv4-mapped IPv6 address
+is its IPv4 address."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
+from functools import lru_cache
+
+
+@lru_cache(maxsize=4096)
+def _ipv6_bucket(address: str) -> str:
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])  # without a zone index
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
+
+
+def bucket_of(address: str) -> str:
+    """The key a client's failures are counted under."""
+    return _ipv6_bucket(address) if ":" in address else address
 
 
 class FailureThrottle:
@@ -24,11 +46,12 @@ class FailureThrottle:
     def retry_after(self, address: str) -> float | None:
         """Seconds until this address may try again; None when it may now."""
         now = self._clock()
-        tokens = self._tokens(address, now)
+        tokens = self._tokens(bucket_of(address), now)
         return None if tokens >= 1.0 else (1.0 - tokens) / self._rate
 
     def failed(self, address: str) -> None:
         now = self._clock()
+        address = bucket_of(address)
         self._buckets[address] = (max(0.0, self._tokens(address, now) - 1.0), now)
         if len(self._buckets) > self._max:
             self._prune(now)

@@ -101,3 +101,19 @@ async def test_a_throttled_address_is_refused_with_retry_after() -> None:
     assert not await guard.refused("api", "a", SluiceError(ErrorKind.POLICY_MODEL_DENIED, "not auth"))
     await guard.flush(force=True)
     assert {r[2]["reason"] for r in audit.records} == {"invalid_credential", "throttled"}
+
+
+def test_an_ipv6_caller_cannot_escape_the_throttle_by_changing_address_within_its_network() -> None:
+    # Anyone with an IPv6 connection holds a /64 (2^64 addresses): a bucket per address would
+    # give them a fresh burst with every guess.
+    throttle = FailureThrottle(3, 1, clock=Clock())
+    for n in range(3):
+        throttle.failed(f"2001:db8:1:2::{n + 1:x}")
+    assert throttle.retry_after("2001:db8:1:2:ffff:ffff:ffff:ffff") is not None
+    assert throttle.retry_after("2001:DB8:1:2:0:0:0:99") is not None  # another spelling of the network
+    assert throttle.retry_after("2001:db8:1:3::1") is None  # the next /64 is someone else
+    for _ in range(3):  # an IPv4 client seen through an IPv4-mapped address is the same client
+        throttle.failed("::ffff:192.0.2.7")
+    assert throttle.retry_after("192.0.2.7") is not None
+    assert throttle.retry_after("192.0.2.8") is None  # IPv4 stays per address
+    assert throttle.retry_after("unknown") is None  # not an address: kept as it is
