@@ -33,6 +33,8 @@ ACCOUNTS = {
     "vic": {"email": "vic@example.com", "name": "Vic", "groups": ["engineering"]},
     "vic-impostor": {"email": "vic@example.com", "name": "Not Vic", "groups": ["engineering"]},
     "una": {"email": "una@example.com", "name": "Una", "groups": [], "email_verified": False},
+    # A verified address that Unicode case folding turns into Kate's (KELVIN SIGN for the K).
+    "kate-lookalike": {"email": "\u212aate@example.com", "name": "Not Kate", "groups": ["engineering"]},
     # Sessions: admin rights from a SCIM group only; a developer who signs out.
     "gina": {"email": "gina@example.com", "name": "Gina", "groups": []},
     "otto": {"email": "otto@example.com", "name": "Otto", "groups": ["engineering"]},
@@ -281,6 +283,22 @@ def test_a_sign_in_never_relinks_an_account(sso: tuple[OidcProvider, GatewayThre
         assert unverified.status_code == 403 and "not verified" in unverified.text
     body = gw.call(gw.services.identity.directory.get("user", una))
     assert body is not None and "sluice:oidcSubject" not in body
+
+
+def test_a_lookalike_address_does_not_sign_in_as_its_original(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    idp, gw = sso
+    with _scim(gw) as scim:
+        kate = scim.post("/Users", json={"userName": "kate@example.com"}).json()["id"]
+    with httpx2.Client(timeout=20) as browser:
+        browse(browser, f"{gw.base_url}/auth/login", "kate-lookalike")
+        me = browser.get(f"{gw.base_url}/auth/me")
+        assert me.status_code != 200 or me.json()["user_id"] != kate, me.text
+    callback = f"{gw.base_url}/auth/callback"
+    token = tokens_for(idp, "sluice", SECRET, callback, "kate-lookalike", "openid email groups")["id_token"]
+    me = httpx2.get(f"{gw.base_url}/auth/me", headers={"authorization": f"Bearer {token}"})
+    assert me.status_code != 200 or me.json()["user_id"] != kate, me.text
+    body = gw.call(gw.services.identity.directory.get("user", kate))
+    assert body is not None and "sluice:oidcSubject" not in body  # Kate's account is still unclaimed
 
 
 def test_a_captured_session_ends_with_sign_out(sso: tuple[OidcProvider, GatewayThread]) -> None:
