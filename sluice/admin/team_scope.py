@@ -22,6 +22,8 @@ from sluice.settings import AccessProfileConfig
 from sluice.storage.records import ProviderGrant, VirtualKey
 
 _WILDCARDS = set("*?[")
+# The fields whose values must be within the key's team.
+_TEAM_BOUND = frozenset(("customer_id", "user_id", "profile_id", "grants", "mcp_tools", "mcp_tool_groups"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +112,12 @@ async def team_overreach(
     directory: Directory,
     lead_user_id: str | None,
 ) -> str | None:
-    """Why the lead may not set `changed` fields of `key` (as it would be stored) so, or None."""
+    """Why the lead may not set `changed` fields of `key` (as it would be stored) so, or None.
+    A key that changes team is checked whole against the team it lands in: what it grants, its
+    profile and its person were checked against the team it came from only."""
     fields = set(changed)
+    if "team_id" in fields:
+        fields |= _TEAM_BOUND
     if fields & {"customer_id", "team_id"} and key.customer_id != allowance.customer_id:
         return f"keys of team {allowance.team_id!r} belong to customer {allowance.customer_id!r}"
     if "user_id" in fields and key.user_id is not None and key.user_id != lead_user_id:

@@ -162,3 +162,26 @@ async def test_a_lead_grants_nothing_beyond_the_team(admin: tuple[Services, Clie
     secret = made.json()["secret"]
     chat = {"model": "fake/echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     assert (await c.post("/v1/chat/completions", json=chat, token=secret)).status == 200
+
+
+async def test_a_key_moved_to_another_team_must_fit_that_team(admin: tuple[Services, Client]) -> None:
+    # A lead of two teams moves a key from the wider team to the narrower one: what it grants and
+    # whom it belongs to are checked against the team it lands in, not only the fields sent.
+    services, c = admin
+    await team_with_profile(services, c)
+    lead_ab = as_role("team-lead", "team-a,team-b")
+
+    async def create(key_id: str, **fields: Any) -> int:
+        return (await c.post("/api/keys", json={"id": key_id, "team_id": "team-b", **fields}, token=lead_ab)).status
+
+    assert await create("vk-wide", grants=[{"provider": "fake"}]) == 201  # team-b may use every fake model
+    assert await create("vk-bob", user_id="u-bob") == 201
+    assert await create("vk-prof", profile_id="devs-b") == 201
+    for key_id in ("vk-wide", "vk-bob", "vk-prof"):
+        moved = await c.patch(f"/api/keys/{key_id}", json={"team_id": "team-a"}, token=lead_ab)
+        assert moved.status == 403, (key_id, moved.json())
+        assert (await services.store.key_by_id(key_id)).team_id == "team-b"  # type: ignore[union-attr]
+    plain = await create("vk-plain")
+    assert plain == 201
+    moved = await c.patch("/api/keys/vk-plain", json={"team_id": "team-a"}, token=lead_ab)
+    assert moved.status == 200 and moved.json()["customer_id"] == "cust-a"  # follows its new team
