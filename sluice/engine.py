@@ -385,11 +385,15 @@ class Engine:
         one token per three bytes of body; output is the request's largest output limit in any
         spelling (at least its thinking budget), or `default_max_tokens` when it names none (a
         longer stream then has to extend its reservation), for each choice it asks for; plus the
-        server-side searches it may run, at the service tier it asks for (see pricing.demand)."""
+        server-side searches it may run, at the service tier it asks for; input stored at the
+        provider that the body only refers to counts as the model's whole context window (see
+        pricing.demand)."""
         input_tokens = len(inbound.body) // 3 + 1
         output_tokens, searches, tier, speed = 0, 0, "", ""
+        price = self._price(ctx, model)
         if inbound.operation is Operation.GENERATE:
             demand = demand_of(inbound.doc)
+            input_tokens = demand.input_tokens(input_tokens, price.context_window if price else None)
             output_tokens = demand.output_tokens(self.default_max_tokens)
             searches, tier, speed = demand.searches, demand.service_tier, demand.speed
             ctx.requested_tier = (tier, speed)
@@ -401,7 +405,6 @@ class Engine:
                     "(stream it instead, if it is long).",
                 )
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
-        price = self._price(ctx, model)
         cost = (
             price.worst_case_pico(input_tokens, output_tokens, searches=searches, service_tier=tier, speed=speed)
             if price

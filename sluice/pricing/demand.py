@@ -5,6 +5,8 @@ may run, the service tier it asks for, and whether it asks to be answered later 
 Body fields are caller input: a limit that is not a positive integer, or is beyond any model's
 maximum, is refused (400) rather than read as "no limit", and every spelling is read on every
 surface, since an OpenAI-compatible upstream may honour a spelling its own API does not document.
+Input stored at the provider (an earlier response, a stored prompt, cached content) is reserved
+for as a whole context window, since the body does not show how large it is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ MAX_CHOICES = 128
 # settlement charges the searches the answer reports.
 SEARCHES_RESERVED = 10
 MAX_SEARCHES = 1000
+# Input the body refers to instead of carrying: an earlier response or conversation (Responses
+# `previous_response_id`, `conversation`), a stored prompt (`prompt`), Gemini cached content. The
+# provider bills it as this request's input, up to the model's context window; this many tokens
+# stand for a window the price data does not give.
+STORED_CONTEXT_TOKENS = 200_000
+_STORED_CONTEXT = ("previous_response_id", "conversation", "prompt", "cachedContent", "cached_content")
 _GROUNDING = frozenset(("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"))
 
 # (path, name shown in the error)
@@ -62,6 +70,14 @@ class Demand:
     service_tier: str
     speed: str
     background: bool  # answered at once with a queued response, without usage
+    stored_context: bool = False  # input stored at the provider that the body only refers to
+
+    def input_tokens(self, body_estimate: int, context_window: int | None) -> int:
+        """Input tokens to reserve: the body's estimate, or a whole context window when the
+        request refers to input stored at the provider."""
+        if not self.stored_context:
+            return body_estimate
+        return max(body_estimate, context_window or STORED_CONTEXT_TOKENS)
 
     def output_tokens(self, default: int) -> int:
         """Output tokens to reserve: the limit (or `default` when none), at least the thinking
@@ -136,4 +152,5 @@ def demand_of(doc: dict[str, Any]) -> Demand:
         service_tier=tier if isinstance(tier, str) else "",
         speed=speed if isinstance(speed, str) else "",
         background=doc.get("background") is True,
+        stored_context=any(doc.get(name) not in (None, "", {}) for name in _STORED_CONTEXT),
     )

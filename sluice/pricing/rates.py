@@ -52,6 +52,7 @@ class Price:
     # "speed=fast": what the provider bills when the request runs on that tier.
     variants: dict[str, Price] = field(default_factory=dict, compare=False)
     source: str = ""  # where the price comes from: the snapshot's model id, "config", "sluice"
+    context_window: int | None = None  # the model's largest prompt, in tokens, when the data says
 
     @classmethod
     def flat(

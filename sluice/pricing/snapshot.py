@@ -11,7 +11,7 @@ calculator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib.metadata import version
@@ -65,6 +65,7 @@ def _convert(model: gp.ModelInfo, provider: gp.Provider, now: datetime) -> Price
     standard = _price(model.get_prices(now), source)
     if standard is None:
         return None
+    standard = replace(standard, context_window=model.context_window)
     for variant in model.price_variants or ():
         if variant.constraint is not None and not variant.constraint.active(now):
             continue

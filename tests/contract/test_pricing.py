@@ -370,3 +370,28 @@ def test_the_tier_asked_for_is_billed_when_the_answer_does_not_say(
     assert resp.status_code == 200
     row = log_entry(gateway, resp.headers["x-request-id"])
     assert pico_to_dollars(row["cost_pico"]) == 8  # fast mode: $8 per million, not $4
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"previous_response_id": "resp_0123456789"},  # the whole earlier conversation is input again
+        {"conversation": "conv_0123456789"},
+        {"prompt": {"id": "pmpt_0123456789"}},  # a stored prompt: its text is input the body does not carry
+    ],
+)
+def test_input_stored_at_the_provider_is_reserved_for(
+    setup: tuple[GatewayThread, FakeUpstreamThread], reference: dict[str, Any]
+) -> None:
+    # Fails without the fix: the input was estimated from the body alone (a few bytes here), while
+    # the provider bills every token of the stored context: up to gpt-5's 400,000-token window,
+    # $0.50 at $1.25 per million, against a budget of $0.10.
+    gateway, upstream = setup
+    upstream.upstream.reset()
+    body = {"model": "gpt-5", "input": "and then?", "max_output_tokens": 16}
+    refused = _post(gateway, "/v1/responses", TIGHT, {**body, **reference})
+    # The Responses surface says so as OpenAI does for spent quota (429 insufficient_quota).
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota", refused.body
+    assert "b-tight" in refused.json()["error"]["message"]
+    assert upstream.requests == []
+    assert _post(gateway, "/v1/responses", TIGHT, body).status_code == 200

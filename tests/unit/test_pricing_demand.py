@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
 from sluice.metering import usage_of
-from sluice.pricing.demand import MAX_OUTPUT_LIMIT, SEARCHES_RESERVED, demand_of
+from sluice.pricing.demand import MAX_OUTPUT_LIMIT, SEARCHES_RESERVED, STORED_CONTEXT_TOKENS, demand_of
 
 
 @pytest.mark.parametrize(
@@ -128,3 +128,13 @@ def test_usage_readers_take_any_answer(doc: dict[str, Any]) -> None:
     for wire in (WireFormat.ANTHROPIC_MESSAGES, WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES, WireFormat.GEMINI):
         usage = usage_of(wire, body)
         assert min(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.web_searches) >= 0
+
+
+def test_input_stored_at_the_provider_counts_as_a_whole_context_window() -> None:
+    plain = demand_of({"contents": []})
+    assert plain.input_tokens(50, 1_000_000) == 50
+    cached = demand_of({"contents": [], "cachedContent": "cachedContents/abc"})
+    assert cached.input_tokens(50, 1_000_000) == 1_000_000
+    assert cached.input_tokens(50, None) == STORED_CONTEXT_TOKENS  # a window the price data does not give
+    assert demand_of({"input": "x", "previous_response_id": "resp_1"}).stored_context
+    assert not demand_of({"input": "x", "previous_response_id": None, "prompt": {}}).stored_context
