@@ -5,8 +5,9 @@ may run, the service tier it asks for, and whether it asks to be answered later 
 Body fields are caller input: a limit that is not a positive integer, or is beyond any model's
 maximum, is refused (400) rather than read as "no limit", and every spelling is read on every
 surface, since an OpenAI-compatible upstream may honour a spelling its own API does not document.
-Input stored at the provider (an earlier response, a stored prompt, cached content) is reserved
-for as a whole context window, since the body does not show how large it is.
+Input stored at the provider (an earlier response, a stored prompt, cached content, an uploaded
+file) or fetched by it (a document by URL) is reserved for as a whole context window, since the
+body does not show how large it is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ MAX_SEARCHES = 1000
 # stand for a window the price data does not give.
 STORED_CONTEXT_TOKENS = 200_000
 _STORED_CONTEXT = ("previous_response_id", "conversation", "prompt", "cachedContent", "cached_content")
+# Where a request's content parts are, on each surface: messages[].content[] (OpenAI Chat,
+# Anthropic, with tool results one level down), input[].content[] (Responses), contents[].parts[]
+# (Gemini).
+_TURNS = ("messages", "input", "contents")
+_PARTS = ("content", "parts")
 _GROUNDING = frozenset(("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"))
 
 # (path, name shown in the error)
@@ -70,7 +76,7 @@ class Demand:
     service_tier: str
     speed: str
     background: bool  # answered at once with a queued response, without usage
-    stored_context: bool = False  # input stored at the provider that the body only refers to
+    stored_context: bool = False  # input the body only refers to (stored at or fetched by the provider)
 
     def input_tokens(self, body_estimate: int, context_window: int | None) -> int:
         """Input tokens to reserve: the body's estimate, or a whole context window when the
@@ -138,6 +144,45 @@ def _searches(doc: dict[str, Any]) -> int:
     return total
 
 
+def _by_reference(part: dict[str, Any]) -> bool:
+    """Whether a content part points at input instead of carrying it: a file uploaded to the
+    provider or fetched by URL, billed as input however few bytes the part has (a PDF's every
+    page, a video's every frame)."""
+    if part.get("file_id") or part.get("file_url"):  # Responses input_file
+        return True
+    file = part.get("file")  # Chat Completions file part
+    if isinstance(file, dict) and file.get("file_id"):
+        return True
+    source = part.get("source")  # Anthropic document and image sources
+    if isinstance(source, dict) and source.get("type") in ("url", "file"):
+        return True
+    return isinstance(part.get("fileData"), dict) or isinstance(part.get("file_data"), dict)  # Gemini
+
+
+def _parts(node: dict[str, Any]) -> list[Any]:
+    for name in _PARTS:
+        parts = node.get(name)
+        if isinstance(parts, list):
+            return parts
+    return []
+
+
+def _refers_to_files(doc: dict[str, Any]) -> bool:
+    for name in _TURNS:
+        turns = doc.get(name)
+        if not isinstance(turns, list):
+            continue
+        for turn in turns:
+            if not isinstance(turn, dict):
+                continue
+            for part in _parts(turn):
+                if not isinstance(part, dict):
+                    continue
+                if _by_reference(part) or any(isinstance(p, dict) and _by_reference(p) for p in _parts(part)):
+                    return True
+    return False
+
+
 def demand_of(doc: dict[str, Any]) -> Demand:
     limits = _integers(doc, _OUTPUT_LIMITS, low=1, high=MAX_OUTPUT_LIMIT)
     choices = _integers(doc, _CHOICES, low=1, high=MAX_CHOICES)
@@ -152,5 +197,5 @@ def demand_of(doc: dict[str, Any]) -> Demand:
         service_tier=tier if isinstance(tier, str) else "",
         speed=speed if isinstance(speed, str) else "",
         background=doc.get("background") is True,
-        stored_context=any(doc.get(name) not in (None, "", {}) for name in _STORED_CONTEXT),
+        stored_context=any(doc.get(name) not in (None, "", {}) for name in _STORED_CONTEXT) or _refers_to_files(doc),
     )

@@ -395,3 +395,48 @@ def test_input_stored_at_the_provider_is_reserved_for(
     assert "b-tight" in refused.json()["error"]["message"]
     assert upstream.requests == []
     assert _post(gateway, "/v1/responses", TIGHT, body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (  # a file uploaded to the Files API: a 1-hour video is about a million tokens
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            {
+                "contents": [{"parts": [{"fileData": {"fileUri": "https://x/files/abc", "mimeType": "video/mp4"}}]}],
+                "generationConfig": {"maxOutputTokens": 16},
+            },
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "gpt-5",
+                "max_completion_tokens": 16,
+                "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}],
+            },
+        ),
+        (  # a PDF by URL: every page is input
+            "/v1/messages",
+            {
+                "model": "claude-opus-5-5",
+                "max_tokens": 16,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}],
+                    }
+                ],
+            },
+        ),
+    ],
+)
+def test_input_by_reference_is_reserved_for(
+    setup: tuple[GatewayThread, FakeUpstreamThread], path: str, body: dict[str, Any]
+) -> None:
+    # Fails without the fix: the input was estimated from the body's few bytes, while the provider
+    # bills every token of the file the body points at.
+    gateway, upstream = setup
+    upstream.upstream.reset()
+    refused = _post(gateway, path, TIGHT, body)
+    assert refused.status_code in (402, 429) and "b-tight" in refused.body.decode(), refused.body
+    assert upstream.requests == []
