@@ -36,7 +36,6 @@ _STORED_CONTEXT = ("previous_response_id", "conversation", "prompt", "cachedCont
 # Anthropic, with tool results one level down), input[].content[] (Responses), contents[].parts[]
 # (Gemini).
 _TURNS = ("messages", "input", "contents")
-_PARTS = ("content", "parts")
 _GROUNDING = frozenset(("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"))
 
 # (path, name shown in the error)
@@ -159,26 +158,43 @@ def _by_reference(part: dict[str, Any]) -> bool:
     return isinstance(part.get("fileData"), dict) or isinstance(part.get("file_data"), dict)  # Gemini
 
 
-def _parts(node: dict[str, Any]) -> list[Any]:
-    for name in _PARTS:
-        parts = node.get(name)
-        if isinstance(parts, list):
-            return parts
-    return []
+# The keys a part that points at a file has (checked first, in C, before the part is looked at).
+_REFERENCE_KEYS = frozenset(("file_id", "file_url", "file", "source", "fileData", "file_data"))
+
+
+def _any_by_reference(parts: object) -> bool:
+    if not isinstance(parts, list):
+        return False
+    for part in parts:
+        if isinstance(part, dict) and not _REFERENCE_KEYS.isdisjoint(part) and _by_reference(part):
+            return True
+    return False
 
 
 def _refers_to_files(doc: dict[str, Any]) -> bool:
+    """Whether any content part (or a tool result's part) points at a file. Run on every
+    generation request, so it touches as little as it can."""
     for name in _TURNS:
         turns = doc.get(name)
         if not isinstance(turns, list):
             continue
         for turn in turns:
-            if not isinstance(turn, dict):
+            # OpenAI's and Anthropic's assistant turns hold no files (text, tool calls, thinking).
+            if not isinstance(turn, dict) or turn.get("role") == "assistant":
                 continue
-            for part in _parts(turn):
-                if not isinstance(part, dict):
+            parts = turn.get("content")
+            if not isinstance(parts, list):
+                parts = turn.get("parts")
+                if not isinstance(parts, list):
                     continue
-                if _by_reference(part) or any(isinstance(p, dict) and _by_reference(p) for p in _parts(part)):
+            if _any_by_reference(parts):
+                return True
+            for part in parts:
+                if (
+                    isinstance(part, dict)
+                    and isinstance(part.get("content"), list)
+                    and _any_by_reference(part["content"])
+                ):
                     return True
     return False
 

@@ -138,3 +138,33 @@ def test_input_stored_at_the_provider_counts_as_a_whole_context_window() -> None
     assert cached.input_tokens(50, None) == STORED_CONTEXT_TOKENS  # a window the price data does not give
     assert demand_of({"input": "x", "previous_response_id": "resp_1"}).stored_context
     assert not demand_of({"input": "x", "previous_response_id": None, "prompt": {}}).stored_context
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        {"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "file_1"}}]},
+        {  # a tool result's document, one level down
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t",
+                    "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}],
+                }
+            ],
+        },
+        {"type": "message", "role": "user", "content": [{"type": "input_file", "file_url": "https://x/a.pdf"}]},
+        {"role": "model", "parts": [{"file_data": {"file_uri": "https://x/files/v"}}]},  # Gemini's own turns too
+    ],
+)
+def test_a_part_that_points_at_a_file_counts_as_stored_input(turn: dict[str, Any]) -> None:
+    key = "contents" if "parts" in turn else "messages"
+    assert demand_of({key: [turn]}).stored_context
+
+
+def test_inline_content_is_not_stored_input() -> None:
+    inline = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    chat_inline = {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}
+    doc = {"messages": [{"role": "user", "content": [inline, chat_inline, {"type": "text", "text": "file_id"}]}]}
+    assert not demand_of(doc).stored_context
