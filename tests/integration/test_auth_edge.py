@@ -61,3 +61,27 @@ def test_oversized_headers_get_431(gw: GatewayThread) -> None:
     answer = _read_all(sock)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def _status_from(gw: GatewayThread, source: str, forwarded_for: str) -> bytes:
+    host, port = gw.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+    sock.sendall(
+        b"GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-sluice-wrong\r\n"
+        + f"x-forwarded-for: {forwarded_for}\r\nconnection: close\r\n\r\n".encode()
+    )
+    answer = _read_all(sock)
+    sock.close()
+    return answer.partition(b"\r\n")[0]
+
+
+def test_a_spoofed_forwarded_for_does_not_change_the_throttled_address(tmp_path: Path) -> None:
+    # uvicorn believes X-Forwarded-For only from FORWARDED_ALLOW_IPS (default 127.0.0.1 and ::1);
+    # 127.0.0.2 is a client like any other, so a new made-up address per guess gets it nothing.
+    config = {"providers": {"fake": {}}, "auth": {"guard": {"failures_burst": 2, "failures_per_minute": 1}}}
+    with GatewayThread(config, tmp_path) as gw:
+        statuses = [_status_from(gw, "127.0.0.2", f"203.0.113.{n}") for n in range(4)]
+        assert statuses[:2] == [b"HTTP/1.1 401 Unauthorized"] * 2, statuses
+        assert statuses[2:] == [b"HTTP/1.1 429 Too Many Requests"] * 2, statuses
+        # From a trusted proxy (loopback), the forwarded address is the client's own.
+        assert _status_from(gw, "127.0.0.1", "198.51.100.7") == b"HTTP/1.1 401 Unauthorized"
