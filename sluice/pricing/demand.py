@@ -63,6 +63,11 @@ _THINKING: tuple[tuple[tuple[str, ...], str], ...] = (
     (("generationConfig", "thinking_config", "thinking_budget"), "generationConfig.thinking_config.thinking_budget"),
     (("generation_config", "thinking_config", "thinking_budget"), "generation_config.thinking_config.thinking_budget"),
     (("generation_config", "thinkingConfig", "thinkingBudget"), "generation_config.thinkingConfig.thinkingBudget"),
+    # Proto JSON takes each field in either spelling, whatever its parent's spelling.
+    (("generationConfig", "thinkingConfig", "thinking_budget"), "generationConfig.thinkingConfig.thinking_budget"),
+    (("generationConfig", "thinking_config", "thinkingBudget"), "generationConfig.thinking_config.thinkingBudget"),
+    (("generation_config", "thinking_config", "thinkingBudget"), "generation_config.thinking_config.thinkingBudget"),
+    (("generation_config", "thinkingConfig", "thinking_budget"), "generation_config.thinkingConfig.thinking_budget"),
 )
 
 

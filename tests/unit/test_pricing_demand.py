@@ -168,3 +168,17 @@ def test_inline_content_is_not_stored_input() -> None:
     chat_inline = {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}
     doc = {"messages": [{"role": "user", "content": [inline, chat_inline, {"type": "text", "text": "file_id"}]}]}
     assert not demand_of(doc).stored_context
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"generationConfig": {"thinkingConfig": {"thinking_budget": 30_000}}},
+        {"generationConfig": {"thinking_config": {"thinkingBudget": 30_000}}},
+        {"generation_config": {"thinking_config": {"thinkingBudget": 30_000}}},
+        {"generation_config": {"thinkingConfig": {"thinking_budget": 30_000}}},
+    ],
+)
+def test_a_gemini_thinking_budget_is_read_in_mixed_spellings(config: dict[str, Any]) -> None:
+    # Proto JSON takes each field in either spelling, independently of its parent's.
+    assert demand_of({"contents": [], **config}).thinking_budget == 30_000
