@@ -24,6 +24,7 @@ from sluice.audit.recorder import RequestRecorder
 from sluice.core.canonical import ChatRequest, Failure
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.model_names import MAX_LENGTH, check_model_name, check_url_model
 from sluice.core.types import Operation, WireFormat
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
@@ -174,7 +175,8 @@ class Engine:
         requested = inbound.model or inbound.doc.get("model")
         if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
-        ctx.requested_model = requested
+        ctx.requested_model = requested[:MAX_LENGTH]  # logged even when refused, cut short
+        check_model_name(requested)  # untrusted: it may reach a URL path
         ctx.stream = inbound.stream if inbound.stream is not None else inbound.doc.get("stream") is True
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
@@ -273,6 +275,8 @@ class Engine:
     ) -> Outcome:
         provider, chosen, pkey = self.plan(key, inbound, model, tried_keys)
         ctx.provider, ctx.model = provider.name, chosen.model
+        if provider.model_in_url:  # the name after aliases and routing, as this provider gets it
+            check_url_model(chosen.model, provider.name)
         ctx.provider_key_name = pkey.name if pkey else None
         target, bridge, inbound.canonical = bridge_for(provider, chosen.model, inbound, inbound.canonical)
         if target is None:  # nothing to ask the provider: answer a documented local estimate, free

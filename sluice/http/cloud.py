@@ -57,7 +57,7 @@ def anthropic_name_of_vertex(model: str) -> str:
 
 
 def _messages_request(
-    doc: dict[str, Any], headers: dict[str, str], model: str, stream: bool | None
+    doc: dict[str, Any], headers: dict[str, str], model: object, stream: bool | None
 ) -> tuple[bytes, dict[str, Any], dict[str, str]]:
     doc.pop("anthropic_version", None)
     betas = doc.pop("anthropic_beta", None)
@@ -153,7 +153,8 @@ class VertexRoute(InferenceRoute):
         assert match is not None  # the router sends only matching paths here
         doc = parse_json(body)
         if self.operation is Operation.COUNT_TOKENS:  # the model is in the body there
-            model = anthropic_name_of_vertex(str(doc.get("model", "")))
+            model = doc.get("model")  # anything but a string is refused by the engine
+            model = anthropic_name_of_vertex(model) if isinstance(model, str) else model
             raw, doc, headers = _messages_request(doc, headers, model, None)
             doc.pop("stream", None)
             return Inbound(self.wire, self.operation, orjson.dumps(doc), doc, headers)

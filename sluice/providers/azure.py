@@ -33,6 +33,7 @@ _PATHS = {
 
 class AzureProvider(HttpProvider):
     type = "azure"
+    model_in_url = True  # the deployment, with a dated api_version
 
     def __init__(self, name: str, cfg: ProviderConfig, client: UpstreamClient, timeouts: Timeouts) -> None:
         assert cfg.base_url is not None  # validated when the config loaded

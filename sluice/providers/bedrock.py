@@ -54,6 +54,7 @@ def is_anthropic(model_id: str) -> bool:
 
 class BedrockProvider:
     type = "bedrock"
+    model_in_url = True
 
     def __init__(self, name: str, cfg: ProviderConfig, client: UpstreamClient, timeouts: Timeouts) -> None:
         assert cfg.region is not None  # validated when the config loaded
@@ -102,9 +103,9 @@ class BedrockProvider:
         else:
             action = "converse-stream" if call.stream else "converse"
             body = call.body
-        # The model id keeps its ':' unescaped, as AWS's SDKs send it; the signature covers the
-        # same bytes the request carries.
-        url = f"{self.base_url}/model/{quote(model_id, safe=':')}/{action}"
+        # Escaped as AWS's SDKs do (botocore's percent_encode: `:` as %3A, an ARN's `/` as %2F);
+        # the upstream client sends the URL as built, so the signature covers the bytes it carries.
+        url = f"{self.base_url}/model/{quote(model_id, safe='')}/{action}"
         headers = {"content-type": "application/json", "accept": "application/json", **self._extra_headers}
         if call.key is not None and call.key.name != SIGV4_KEY:
             headers["authorization"] = f"Bearer {call.key.secret}"

@@ -53,6 +53,7 @@ def default_base_url(region: str) -> str:
 
 class VertexProvider:
     type = "vertex"
+    model_in_url = True
 
     def __init__(self, name: str, cfg: ProviderConfig, client: UpstreamClient, timeouts: Timeouts) -> None:
         assert cfg.region is not None  # validated when the config loaded
@@ -93,8 +94,9 @@ class VertexProvider:
 
     def _url(self, publisher: str, model: str, method: str, query: str = "") -> str:
         path = (
-            f"/v1/projects/{self.project}/locations/{self.region}/publishers/{publisher}/models/"
-            f"{quote(model, safe='@-._')}:{method}"
+            f"/v1/projects/{quote(self.project or '', safe='')}/locations/{quote(self.region, safe='')}"
+            f"/publishers/{publisher}/models/"
+            f"{quote(model, safe='@')}:{method}"
         )
         return self.base_url + path + (f"?{query}" if query else "")
 

@@ -81,7 +81,10 @@ class CloudFake(FakeUpstream):
             body = await request.read()
             headers = {k.lower(): v for k, v in request.headers.items()}
             with self._lock:
-                self.requests.append(RecordedRequest(request.method, path, request.query_string, headers, body))
+                raw_path = request.raw_path.partition("?")[0]
+                self.requests.append(
+                    RecordedRequest(request.method, path, request.query_string, headers, body, raw_path)
+                )
             if path.startswith("/model/"):
                 return await self._bedrock(request, headers, body)
             if path.startswith("/v1/projects/"):

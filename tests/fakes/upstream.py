@@ -81,6 +81,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    raw_path: str = ""  # the path as it came on the wire, percent-escapes and all
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -197,7 +198,9 @@ class FakeUpstream:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         if self.record_requests:
-            recorded = RecordedRequest(request.method, request.path, request.query_string, headers, body)
+            recorded = RecordedRequest(
+                request.method, request.path, request.query_string, headers, body, request.raw_path.partition("?")[0]
+            )
             with self._lock:
                 self.requests.append(recorded)
         gemini = self._gemini_path.match(request.path) if request.method == "POST" else None
