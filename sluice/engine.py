@@ -272,6 +272,26 @@ class Engine:
         self, ctx: RequestContext, inbound: Inbound, key: VirtualKey, model: str, tried_keys: set[str]
     ) -> Outcome:
         provider, chosen, pkey = self.plan(key, inbound, model, tried_keys)
+        breaker = f"{provider.name}/{pkey.name if pkey else '-'}"
+        # Only the key really used takes a half-open breaker's probe slot; an attempt that ends
+        # without a verdict on the key (refused by a budget, cancelled, a 429) gives it back.
+        probe = self.breakers.claim(breaker, time.monotonic()) if pkey is not None else 0
+        try:
+            return await self._attempt_with(ctx, inbound, key, provider, chosen, pkey, tried_keys, breaker)
+        finally:
+            self.breakers.give_back(breaker, probe)
+
+    async def _attempt_with(
+        self,
+        ctx: RequestContext,
+        inbound: Inbound,
+        key: VirtualKey,
+        provider: Provider,
+        chosen: Candidate,
+        pkey: ProviderKey | None,
+        tried_keys: set[str],
+        breaker: str,
+    ) -> Outcome:
         ctx.provider, ctx.model = provider.name, chosen.model
         ctx.provider_key_name = pkey.name if pkey else None
         target, bridge, inbound.canonical = bridge_for(provider, chosen.model, inbound, inbound.canonical)
@@ -293,7 +313,6 @@ class Engine:
         if bridge is not None:
             attempt["translated"] = f"{inbound.wire.value}->{target.value}"  # the request log says so
         ctx.attempts.append(attempt)
-        breaker = f"{provider.name}/{ctx.provider_key_name or '-'}"
         if pkey is not None:
             tried_keys.add(pkey.name)
 
