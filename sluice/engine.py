@@ -76,6 +76,14 @@ class Outcome:
     failure: Failure | None = None  # a translated upstream error: the edge renders it for the caller
 
 
+def first_output_block(output_tokens: int, stream: bool, block: int) -> int:
+    """The output a request reserves up front. A stream reserves at most one block and extends
+    block by block while it runs (`Engine._extend_or_cut`), so a large `max_tokens` (coding
+    agents send 32,000 and more) does not hold a budget it will mostly not use; an answer that
+    is not streamed cannot be cut, so it reserves all of it."""
+    return min(output_tokens, block) if stream else output_tokens
+
+
 class Engine:
     def __init__(
         self,
@@ -223,7 +231,7 @@ class Engine:
             try:
                 outcome = await self._attempt(ctx, inbound, key, target, tried_keys)
             except SluiceError as err:
-                if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and ctx.admitted:
+                if err.kind in (ErrorKind.POLICY_BUDGET_EXCEEDED, ErrorKind.POLICY_BUDGET_BUSY) and ctx.admitted:
                     # A stream cut before its first byte reached the caller: the provider generated
                     # it all the same, so it is billed (settled), not given back.
                     ctx.attempts[-1].update(outcome=err.kind.name)
@@ -393,6 +401,7 @@ class Engine:
                 or (inbound.doc.get("generationConfig") or {}).get("maxOutputTokens")
             )
             output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
+            output_tokens = first_output_block(output_tokens, ctx.stream, self.default_max_tokens)
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
         price = self.prices.lookup(model)
         cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0
