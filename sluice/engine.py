@@ -77,6 +77,14 @@ class Outcome:
     failure: Failure | None = None  # a translated upstream error: the edge renders it for the caller
 
 
+def first_output_block(output_tokens: int, stream: bool, block: int) -> int:
+    """The output a request reserves up front. A stream reserves at most one block and extends
+    block by block while it runs (`Engine._extend_or_cut`), so a large `max_tokens` (coding
+    agents send 32,000 and more) does not hold a budget it will mostly not use; an answer that
+    is not streamed cannot be cut, so it reserves all of it."""
+    return min(output_tokens, block) if stream else output_tokens
+
+
 class Engine:
     def __init__(
         self,
@@ -225,7 +233,7 @@ class Engine:
             try:
                 outcome = await self._attempt(ctx, inbound, key, target, tried_keys)
             except SluiceError as err:
-                if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and ctx.admitted:
+                if err.kind in (ErrorKind.POLICY_BUDGET_EXCEEDED, ErrorKind.POLICY_BUDGET_BUSY) and ctx.admitted:
                     # A stream cut before its first byte reached the caller: the provider generated
                     # it all the same, so it is billed (settled), not given back.
                     ctx.attempts[-1].update(outcome=err.kind.name)
@@ -274,6 +282,26 @@ class Engine:
         self, ctx: RequestContext, inbound: Inbound, key: VirtualKey, model: str, tried_keys: set[str]
     ) -> Outcome:
         provider, chosen, pkey = self.plan(key, inbound, model, tried_keys)
+        breaker = f"{provider.name}/{pkey.name if pkey else '-'}"
+        # Only the key really used takes a half-open breaker's probe slot; an attempt that ends
+        # without a verdict on the key (refused by a budget, cancelled, a 429) gives it back.
+        probe = self.breakers.claim(breaker, time.monotonic()) if pkey is not None else 0
+        try:
+            return await self._attempt_with(ctx, inbound, key, provider, chosen, pkey, tried_keys, breaker)
+        finally:
+            self.breakers.give_back(breaker, probe)
+
+    async def _attempt_with(
+        self,
+        ctx: RequestContext,
+        inbound: Inbound,
+        key: VirtualKey,
+        provider: Provider,
+        chosen: Candidate,
+        pkey: ProviderKey | None,
+        tried_keys: set[str],
+        breaker: str,
+    ) -> Outcome:
         ctx.provider, ctx.model = provider.name, chosen.model
         if provider.model_in_url:  # the name after aliases and routing, as this provider gets it
             check_url_model(chosen.model, provider.name)
@@ -297,7 +325,6 @@ class Engine:
         if bridge is not None:
             attempt["translated"] = f"{inbound.wire.value}->{target.value}"  # the request log says so
         ctx.attempts.append(attempt)
-        breaker = f"{provider.name}/{ctx.provider_key_name or '-'}"
         if pkey is not None:
             tried_keys.add(pkey.name)
 
@@ -378,6 +405,7 @@ class Engine:
                 or (inbound.doc.get("generationConfig") or {}).get("maxOutputTokens")
             )
             output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
+            output_tokens = first_output_block(output_tokens, ctx.stream, self.default_max_tokens)
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
         price = self.prices.lookup(model)
         cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0

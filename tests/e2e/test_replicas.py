@@ -148,3 +148,52 @@ def test_budget_is_exact_across_three_replicas(shared_config: dict[str, Any], tm
     finally:
         for r in started:
             r.stop()
+
+
+def test_200_agent_streams_across_three_replicas_use_the_budget_and_402_only_when_spent(
+    shared_config: dict[str, Any], tmp_path: Path
+) -> None:
+    # Fails on main: every stream reserved its 32,000 output tokens, so all 200 got a 402 with the
+    # budget untouched; and requests held back by other replicas' reservations got 402s too.
+    from tests.contract.test_budgets import check_no_false_402
+
+    limit_usd = 4
+    config = {
+        **shared_config,
+        "governance": {**shared_config["governance"], "default_max_tokens": 50},
+        "budgets": [{**shared_config["budgets"][0], "max_limit": limit_usd}],
+    }
+    for i in range(3):
+        (tmp_path / f"r{i}").mkdir()
+    replicas = [GatewayProcess(config, tmp_path / f"r{i}") for i in range(3)]
+    started = []
+    try:
+        for r in replicas:
+            started.append(r.start())
+
+        async def agent(session: aiohttp.ClientSession, i: int) -> tuple[int, bytes, int]:
+            body = {
+                "model": "fake/slow",  # 0.2 s before the first byte: many requests in flight at once
+                "max_tokens": 32_000,
+                "stream": True,
+                "messages": [{"role": "user", "content": f"agent request number {i}"}],
+            }
+            busy = 0
+            while True:
+                async with session.post(replicas[i % 3].base_url + "/v1/messages", json=body, headers=HEADERS) as resp:
+                    data = await resp.read()
+                    if resp.status != 429 or busy >= 20:
+                        return resp.status, data, busy
+                    busy += 1
+                    await asyncio.sleep(float(resp.headers["retry-after"]))
+
+        async def load() -> list[tuple[int, bytes, int]]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as session:
+                return list(await asyncio.gather(*(agent(session, i) for i in range(200))))
+
+        results = asyncio.run(load())
+        spent, rows = _ledger_total(config["store"]["url"])
+        check_no_false_402(results, spent, rows, limit_usd)
+    finally:
+        for r in started:
+            r.stop()

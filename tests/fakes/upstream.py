@@ -239,7 +239,7 @@ class FakeUpstream:
         if scripted is not None:
             return scripted
         if "slow" in model:
-            await asyncio.sleep(self.slow_delay)
+            await self._slow()
 
         if route == "messages":
             return await self._messages(request, body, doc, model)
@@ -254,6 +254,12 @@ class FakeUpstream:
         return self._embeddings(doc, model)
 
     # -- auth and errors ---------------------------------------------------------------------------------------------
+
+    async def _slow(self) -> None:
+        # In small steps, re-reading the knob: a test can end the wait early (slow_delay = 0).
+        started = time.monotonic()
+        while (left := self.slow_delay - (time.monotonic() - started)) > 0:  # noqa: ASYNC110 - a knob set from another thread
+            await asyncio.sleep(min(left, 0.05))
 
     def _check_auth(self, headers: Mapping[str, str], style: str) -> web.Response | None:
         if not self.require_auth:
