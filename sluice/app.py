@@ -25,7 +25,7 @@ from sluice.mcp.gateway import McpGateway
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
-from sluice.settings import SluiceConfig, VirtualKeyConfig
+from sluice.settings import SluiceConfig, VirtualKeyConfig, provider_type
 from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.ports import LimitCounters, Store
@@ -165,7 +165,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     engine = Engine(
         keys,
         providers,
-        PriceTable.bundled(config.pricing),
+        PriceTable.bundled(config.pricing, aliases=deployment_models(config)),
         recorder,
         limits,
         routing=config.routing,
@@ -188,3 +188,13 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
     )  # fmt: skip
+
+
+def deployment_models(config: SluiceConfig) -> dict[str, str]:
+    """Azure deployment name -> the model it serves, so a caller naming a deployment is priced
+    as its model."""
+    out: dict[str, str] = {}
+    for name, cfg in config.providers.items():
+        if provider_type(name, cfg) == "azure":
+            out.update({deployment: model for model, deployment in cfg.deployments.items()})
+    return out

@@ -40,7 +40,8 @@ from sluice.metering import (
     stream_observer,
     usage_of,
 )
-from sluice.pricing.table import PriceTable
+from sluice.pricing.demand import demand_of
+from sluice.pricing.table import Price, PriceTable
 from sluice.providers.base import Provider, ProviderCall, ProviderKey, ProviderReply
 from sluice.routing.resilience import RETRYABLE_STATUSES, CircuitBreakers, backoff_delay
 from sluice.routing.router import Resolution, RouteFacts, Router
@@ -393,31 +394,69 @@ class Engine:
 
     def worst_case(self, ctx: RequestContext, inbound: Inbound, model: str) -> tuple[int, int]:
         """What the request can consume: (pico-dollars, tokens). Input is estimated generously at
-        one token per three bytes of body; output is `max_tokens`, or `default_max_tokens` when
-        the request names none (a longer stream then has to extend its reservation)."""
+        one token per three bytes of body; output is the request's largest output limit in any
+        spelling (at least its thinking budget), or `default_max_tokens` when it names none (a
+        longer stream then has to extend its reservation), for each choice it asks for; plus the
+        server-side searches it may run, at the service tier it asks for (see pricing.demand)."""
         input_tokens = len(inbound.body) // 3 + 1
-        output_tokens = 0
+        output_tokens, searches, tier, speed = 0, 0, "", ""
         if inbound.operation is Operation.GENERATE:
-            limit = (
-                inbound.doc.get("max_tokens")
-                or inbound.doc.get("max_completion_tokens")
-                or inbound.doc.get("max_output_tokens")
-                or (inbound.doc.get("generationConfig") or {}).get("maxOutputTokens")
-            )
-            output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
+            demand = demand_of(inbound.doc)
+            output_tokens = demand.output_tokens(self.default_max_tokens)
             output_tokens = first_output_block(output_tokens, ctx.stream, self.default_max_tokens)
+            searches, tier, speed = demand.searches, demand.service_tier, demand.speed
+            ctx.requested_tier = (tier, speed)
+            if demand.background and self._dollar_budget(ctx):
+                raise SluiceError(
+                    ErrorKind.CALLER_BAD_REQUEST,
+                    "Background responses ('background': true) answer before the work is done, without "
+                    "usage, so they cannot be charged to a budget. Send the request without 'background' "
+                    "(stream it instead, if it is long).",
+                )
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
-        price = self.prices.lookup(model)
-        cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0
+        price = self._price(ctx, model)
+        cost = (
+            price.worst_case_pico(input_tokens, output_tokens, searches=searches, service_tier=tier, speed=speed)
+            if price
+            else 0
+        )
+        ctx.reserved_pico = cost
         return cost, input_tokens + output_tokens
+
+    def _dollar_budget(self, ctx: RequestContext) -> bool:
+        key = ctx.virtual_key
+        return key is not None and any(rule.measure == "cost" for rule in self.limits.rules_for(key))
+
+    def _vendor(self, ctx: RequestContext) -> str | None:
+        provider = self.providers.get(ctx.provider or "")
+        if provider is None:
+            return None
+        # An OpenAI-compatible vendor is known to the price data by its name (groq, mistral, ...).
+        return provider.name if provider.type == "openai_compatible" else provider.type
+
+    def _price(self, ctx: RequestContext, model: str) -> Price | None:
+        """The model's price; refuses (403) a model nothing prices when a dollar budget applies,
+        unless `pricing.unpriced` allows it or gives a default price."""
+        price = self.prices.price_for(model, self._vendor(ctx))
+        if price is None and self.prices.unpriced_policy == "refuse" and self._dollar_budget(ctx):
+            raise SluiceError(
+                ErrorKind.POLICY_UNPRICED,
+                f"Model '{model}' has no price in this gateway, and a dollar budget applies to this key, "
+                "so the request is refused rather than charged $0. Ask your platform team to price it under "
+                "'pricing.overrides' in the gateway config (or to set 'pricing.unpriced').",
+                details={"model": model},
+            )
+        return price
 
     async def _extend_or_cut(self, ctx: RequestContext, observer: StreamObserver) -> None:
         """The stream outgrew its reservation: reserve another block, or stop it here and bill
         what was generated so far."""
         block = self.default_max_tokens
-        price = self.prices.lookup(ctx.model or "")
+        price = self.prices.price_for(ctx.model or "", self._vendor(ctx))
         try:
-            await self.limits.extend(ctx.admission, price.worst_case_pico(0, block) if price else 0, block)
+            tier, speed = ctx.requested_tier
+            cost = price.output_pico(ctx.input_estimate, block, service_tier=tier, speed=speed) if price else 0
+            await self.limits.extend(ctx.admission, cost, block)
         except SluiceError:
             ctx.usage = estimated_usage(ctx, observer)
             raise
@@ -430,7 +469,7 @@ class Engine:
             return
         ctx.settled = True
         if ctx.model and not ctx.cost_pico:
-            ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
+            ctx.cost_pico = self._cost(ctx)
         row = self.limits.spend_row(
             ctx.admission,
             ctx.request_id,
@@ -444,6 +483,20 @@ class Engine:
         except Exception:
             log.exception("settlement of %s failed", ctx.request_id)
         await self._audit(ctx, refuse=True)
+
+    def _cost(self, ctx: RequestContext) -> int:
+        """The answer's cost, for the model the provider says served it. A successful answer that
+        reported no usage at all is charged what its reservation held, never $0."""
+        assert ctx.model is not None
+        if ctx.usage_missing:
+            return ctx.reserved_pico
+        served = ctx.usage.served_model
+        if served and served != ctx.model and ctx.attempts:
+            ctx.attempts[-1]["served_model"] = served[:200]  # the request log says what was priced
+        tier, speed = ctx.requested_tier
+        if tier and not ctx.usage.service_tier:  # the answer did not say: bill the tier asked for
+            ctx.usage.service_tier = tier
+        return self.prices.cost_pico(ctx.model, ctx.usage, self._vendor(ctx), speed=speed)
 
     async def _audit(self, ctx: RequestContext, *, refuse: bool) -> None:
         """Seals the request's record into the audit log. While the answer is still held back
@@ -494,6 +547,7 @@ class Engine:
             assert reply.body is not None
             if operation is not Operation.COUNT_TOKENS:
                 ctx.usage = usage_of(wire, reply.body)
+                ctx.usage_missing = operation is Operation.GENERATE and not ctx.usage.reported
             return Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
         observer = stream_observer(wire, hide_usage)
         observer.count_output = ctx.admission is not None and self.limits.guards_output(ctx.admission)
@@ -524,14 +578,15 @@ class Engine:
                     await self._extend_or_cut(ctx, observer)  # raises to cut: this chunk is not sent
                 if observer.completed and ctx.admission is not None and not ctx.settled:
                     # Hold the stream's last event until its cost is durable in the ledger.
-                    ctx.usage = observer.usage
+                    ctx.usage = observer.usage if observer.usage.reported else estimated_usage(ctx, observer)
                     await self.settle(ctx)
                 if out:
                     yield out
         finally:
             # Whatever was streamed is billed, even when the stream broke or the caller left.
             if not ctx.settled:
-                ctx.usage = observer.usage if observer.completed else estimated_usage(ctx, observer)
+                whole = observer.completed and observer.usage.reported
+                ctx.usage = observer.usage if whole else estimated_usage(ctx, observer)
             if observer.error and ctx.decision == "allow":
                 ctx.decision, ctx.reason = "error", "provider sent an in-stream error"
 
@@ -543,7 +598,7 @@ class Engine:
             except SluiceError:
                 pass  # the caller has been answered already; the failure is logged
             if ctx.model and not ctx.cost_pico:
-                ctx.cost_pico = self.prices.cost_pico(ctx.model, ctx.usage)
+                ctx.cost_pico = self._cost(ctx)
             await self._audit(ctx, refuse=False)
             tools: tuple[str, ...] = ()
             if self.session_tools is not None and ctx.virtual_key_id and ctx.decision == "allow":

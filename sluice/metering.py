@@ -91,6 +91,11 @@ def estimated_usage(ctx: RequestContext, observer: StreamObserver) -> Usage:
         output_tokens=max(seen.output_tokens, observer.output_chars // CHARS_PER_TOKEN),
         cache_read_tokens=seen.cache_read_tokens,
         cache_write_tokens=seen.cache_write_tokens,
+        cache_write_1h_tokens=seen.cache_write_1h_tokens,
+        web_searches=seen.web_searches,
+        served_model=seen.served_model,
+        service_tier=seen.service_tier,
+        reported=True,  # an estimate stands in for the report
     )
 
 

@@ -56,6 +56,9 @@ class RequestContext:
     admission: Any = None
     input_estimate: int = 0  # tokens, from the body size
     output_allowance: int = 0  # output tokens the reservation covers
+    reserved_pico: int = 0  # the worst case the reservation holds: what an unmetered answer is charged
+    usage_missing: bool = False  # a whole answer that reported no usage (charged `reserved_pico`)
+    requested_tier: tuple[str, str] = ("", "")  # (service_tier, speed) the request asked for
     admitted: bool = False  # passed every limit: from here on the request is charged
     settled: bool = False
     audited: bool = False

@@ -36,6 +36,8 @@ class ErrorKind(Enum):
     # same request succeeds shortly (a 429 with Retry-After, never a 402).
     POLICY_BUDGET_BUSY = _KindInfo("policy_budget_busy", "policy", True, False)
     POLICY_RATE_LIMITED = _KindInfo("policy_rate_limited", "policy", True, False)
+    # A dollar budget applies and nothing prices the model: it would pass every budget at $0.
+    POLICY_UNPRICED = _KindInfo("policy_unpriced", "policy", False, False)
     # The upstream provider failed.
     PROVIDER_ERROR = _KindInfo("provider_error", "provider", True, True)
     PROVIDER_RATE_LIMITED = _KindInfo("provider_rate_limited", "provider", True, True)

@@ -25,10 +25,24 @@ class Operation(StrEnum):
 
 @dataclass(slots=True)
 class Usage:
+    """What an answer consumed, as the provider bills it.
+
+    `cache_write_tokens` counts every cache write; `cache_write_1h_tokens` is the part of them
+    written with the 1-hour lifetime (billed dearer). `web_searches` counts server-side searches
+    (Anthropic web search, OpenAI web_search calls, Gemini grounding queries), billed per call.
+    `served_model` and `service_tier` are what the answer says it was served by, when it says so.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    web_searches: int = 0
+    # What the answer says about itself; not part of the amounts, so not compared.
+    served_model: str = field(default="", compare=False)
+    service_tier: str = field(default="", compare=False)
+    reported: bool = field(default=False, compare=False)  # the answer carried a usage report at all
 
     def merge(self, other: Usage) -> None:
         """Keep the largest figure seen per field: streams repeat cumulative counts."""
@@ -36,10 +50,20 @@ class Usage:
         self.output_tokens = max(self.output_tokens, other.output_tokens)
         self.cache_read_tokens = max(self.cache_read_tokens, other.cache_read_tokens)
         self.cache_write_tokens = max(self.cache_write_tokens, other.cache_write_tokens)
+        self.cache_write_1h_tokens = max(self.cache_write_1h_tokens, other.cache_write_1h_tokens)
+        self.web_searches = max(self.web_searches, other.web_searches)
+        self.served_model = other.served_model or self.served_model
+        self.service_tier = other.service_tier or self.service_tier
+        self.reported = self.reported or other.reported
 
     @property
     def total(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, cached or not: what long-context price tiers are decided by."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
 @dataclass(slots=True)
@@ -59,3 +83,8 @@ class Completion:
     usage: Usage
     stop_reason: str = "end_turn"  # canonical: end_turn | max_tokens | tool_use | stop_sequence
     tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+def count_of(value: object) -> int:
+    """A count from a provider's usage report: a non-negative integer, anything else reads as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Completion, Usage
+from sluice.core.types import Completion, Usage, count_of
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 # HTTP status -> Anthropic error type (https://docs.anthropic.com/en/api/errors).
@@ -44,14 +44,24 @@ def error_event(status: int, message: str) -> bytes:
     return encode(orjson.dumps(payload), "error")
 
 
-def usage_from(raw: dict[str, Any] | None) -> Usage:
-    if not raw:
-        return Usage()
+def usage_from(raw: dict[str, Any] | None, model: object = None) -> Usage:
+    """The Messages usage object (https://docs.anthropic.com/en/api/messages#response-usage):
+    1-hour cache writes under `cache_creation`, server-side web searches under `server_tool_use`."""
+    if not isinstance(raw, dict):
+        return Usage(served_model=model if isinstance(model, str) else "")
+    creation = raw.get("cache_creation")
+    tools = raw.get("server_tool_use")
+    tier = raw.get("service_tier")
     return Usage(
-        input_tokens=int(raw.get("input_tokens") or 0),
-        output_tokens=int(raw.get("output_tokens") or 0),
-        cache_read_tokens=int(raw.get("cache_read_input_tokens") or 0),
-        cache_write_tokens=int(raw.get("cache_creation_input_tokens") or 0),
+        input_tokens=count_of(raw.get("input_tokens")),
+        output_tokens=count_of(raw.get("output_tokens")),
+        cache_read_tokens=count_of(raw.get("cache_read_input_tokens")),
+        cache_write_tokens=count_of(raw.get("cache_creation_input_tokens")),
+        cache_write_1h_tokens=count_of(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0,
+        web_searches=count_of(tools.get("web_search_requests")) if isinstance(tools, dict) else 0,
+        served_model=model if isinstance(model, str) else "",
+        service_tier=tier if isinstance(tier, str) else "",
+        reported=True,
     )
 
 
@@ -60,7 +70,7 @@ def usage_from_response(body: bytes) -> Usage:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return Usage()
-    return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
+    return usage_from(doc.get("usage"), doc.get("model")) if isinstance(doc, dict) else Usage()
 
 
 _GENERATED = re.compile(rb'"(?:text|partial_json|thinking)":"((?:[^"\\]|\\.)*)"')
@@ -90,7 +100,7 @@ class StreamObserver:
             ev = parse_block(block)
             if ev.event == "message_start":
                 msg = orjson.loads(ev.data).get("message") or {}
-                self.usage.merge(usage_from(msg.get("usage")))
+                self.usage.merge(usage_from(msg.get("usage"), msg.get("model")))
             elif ev.event == "message_delta":
                 self.usage.merge(usage_from(orjson.loads(ev.data).get("usage")))
             elif ev.event == "message_stop":

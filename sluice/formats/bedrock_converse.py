@@ -32,7 +32,7 @@ from sluice.core.canonical import (
     ToolResult,
     Untranslatable,
 )
-from sluice.core.types import Usage, WireFormat
+from sluice.core.types import Usage, WireFormat, count_of
 from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
 
 WIRE = WireFormat.BEDROCK_CONVERSE
@@ -284,12 +284,14 @@ def _text_format(response_format: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_from(raw: dict[str, Any] | None) -> Usage:
-    raw = raw or {}
+    if not isinstance(raw, dict):
+        return Usage()
     return Usage(
-        input_tokens=int(raw.get("inputTokens") or 0),
-        output_tokens=int(raw.get("outputTokens") or 0),
-        cache_read_tokens=int(raw.get("cacheReadInputTokens") or 0),
-        cache_write_tokens=int(raw.get("cacheWriteInputTokens") or 0),
+        input_tokens=count_of(raw.get("inputTokens")),
+        output_tokens=count_of(raw.get("outputTokens")),
+        cache_read_tokens=count_of(raw.get("cacheReadInputTokens")),
+        cache_write_tokens=count_of(raw.get("cacheWriteInputTokens")),
+        reported=True,
     )
 
 

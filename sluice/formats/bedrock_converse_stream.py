@@ -24,7 +24,7 @@ from sluice.core.canonical import (
     ThinkingDelta,
     ToolArgsDelta,
 )
-from sluice.core.types import Usage, WireFormat
+from sluice.core.types import Usage, WireFormat, count_of
 from sluice.formats.aws_eventstream import (
     CONTENT_TYPE,
     STREAM_EXCEPTIONS,
@@ -53,12 +53,14 @@ def stop_reason_of(value: str) -> StopReason:
 
 
 def _usage(raw: dict[str, Any] | None) -> Usage:
-    raw = raw or {}
+    if not isinstance(raw, dict):
+        return Usage()
     return Usage(
-        input_tokens=int(raw.get("inputTokens") or 0),
-        output_tokens=int(raw.get("outputTokens") or 0),
-        cache_read_tokens=int(raw.get("cacheReadInputTokens") or 0),
-        cache_write_tokens=int(raw.get("cacheWriteInputTokens") or 0),
+        input_tokens=count_of(raw.get("inputTokens")),
+        output_tokens=count_of(raw.get("outputTokens")),
+        cache_read_tokens=count_of(raw.get("cacheReadInputTokens")),
+        cache_write_tokens=count_of(raw.get("cacheWriteInputTokens")),
+        reported=True,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Completion, Usage
+from sluice.core.types import Completion, Usage, count_of
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 # HTTP status -> google.rpc status name, as Google APIs put it in their error bodies.
@@ -42,16 +42,30 @@ def error_event(status: int, message: str) -> bytes:
     return encode(orjson.dumps(error_payload(status, message)))
 
 
-def usage_from(raw: dict[str, Any] | None) -> Usage:
-    """promptTokenCount includes cached tokens; thoughts are billed as output."""
-    if not raw:
-        return Usage()
-    prompt = int(raw.get("promptTokenCount") or 0)
-    cached = int(raw.get("cachedContentTokenCount") or 0)
+def usage_from(raw: dict[str, Any] | None, doc: dict[str, Any] | None = None) -> Usage:
+    """promptTokenCount includes cached tokens; thoughts are billed as output. `doc` is the answer
+    (or chunk) around it: `modelVersion` names the model that served it, and each grounding web
+    search query in `groundingMetadata` is billed per call
+    (https://ai.google.dev/gemini-api/docs/pricing, "Grounding with Google Search")."""
+    doc = doc or {}
+    model = doc.get("modelVersion")
+    searches = 0
+    for candidate in doc.get("candidates") or ():
+        grounding = candidate.get("groundingMetadata") if isinstance(candidate, dict) else None
+        if isinstance(grounding, dict):
+            queries = grounding.get("webSearchQueries")
+            searches += max(1, len(queries)) if isinstance(queries, list) else 1
+    if not isinstance(raw, dict):
+        return Usage(served_model=model if isinstance(model, str) else "", web_searches=searches)
+    prompt = count_of(raw.get("promptTokenCount"))
+    cached = min(prompt, count_of(raw.get("cachedContentTokenCount")))
     return Usage(
-        input_tokens=max(0, prompt - cached),
-        output_tokens=int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0),
+        input_tokens=prompt - cached,
+        output_tokens=count_of(raw.get("candidatesTokenCount")) + count_of(raw.get("thoughtsTokenCount")),
         cache_read_tokens=cached,
+        web_searches=searches,
+        served_model=model if isinstance(model, str) else "",
+        reported=True,
     )
 
 
@@ -60,7 +74,7 @@ def usage_from_response(body: bytes) -> Usage:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return Usage()
-    return usage_from(doc.get("usageMetadata")) if isinstance(doc, dict) else Usage()
+    return usage_from(doc.get("usageMetadata"), doc) if isinstance(doc, dict) else Usage()
 
 
 class StreamObserver:
@@ -87,7 +101,9 @@ class StreamObserver:
                     self.error = orjson.dumps(doc["error"]).decode()
                     continue
                 if doc.get("usageMetadata"):
-                    self.usage = usage_from(doc["usageMetadata"])  # cumulative: the latest is the whole
+                    searches = self.usage.web_searches
+                    self.usage = usage_from(doc["usageMetadata"], doc)  # cumulative: the latest is the whole
+                    self.usage.web_searches += searches  # grounding arrives in one chunk, not repeated
                 if any(c.get("finishReason") for c in doc.get("candidates") or ()):
                     self.completed = True
         return chunk

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Completion, Usage
+from sluice.core.types import Completion, Usage, count_of
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 ERROR_TYPES: dict[int, tuple[str, str | None]] = {
@@ -44,18 +44,26 @@ def error_event(status: int, message: str, code: str | None = None) -> bytes:
     return encode(orjson.dumps(error_payload(status, message, code)))
 
 
-def usage_from(raw: dict[str, Any] | None) -> Usage:
+def usage_from(raw: dict[str, Any] | None, doc: dict[str, Any] | None = None) -> Usage:
     """OpenAI counts cached prompt tokens inside prompt_tokens; we keep them apart so each is
-    priced at its own rate."""
-    if not raw:
-        return Usage()
-    prompt = int(raw.get("prompt_tokens") or raw.get("input_tokens") or 0)
-    details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0)
+    priced at its own rate. `doc` is the answer (or chunk) around the usage: its `model` and
+    `service_tier` say what actually served the request."""
+    doc = doc or {}
+    model, tier = doc.get("model"), doc.get("service_tier")
+    served = model if isinstance(model, str) else ""
+    tier = tier if isinstance(tier, str) else ""
+    if not isinstance(raw, dict):
+        return Usage(served_model=served, service_tier=tier)
+    prompt = count_of(raw.get("prompt_tokens")) or count_of(raw.get("input_tokens"))
+    details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details")
+    cached = count_of(details.get("cached_tokens")) if isinstance(details, dict) else 0
     return Usage(
         input_tokens=max(0, prompt - cached),
-        output_tokens=int(raw.get("completion_tokens") or raw.get("output_tokens") or 0),
-        cache_read_tokens=cached,
+        output_tokens=count_of(raw.get("completion_tokens")) or count_of(raw.get("output_tokens")),
+        cache_read_tokens=min(cached, prompt),
+        served_model=served,
+        service_tier=tier,
+        reported=True,
     )
 
 
@@ -64,7 +72,7 @@ def usage_from_response(body: bytes) -> Usage:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return Usage()
-    return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
+    return usage_from(doc.get("usage"), doc) if isinstance(doc, dict) else Usage()
 
 
 class StreamObserver:
@@ -114,7 +122,7 @@ class StreamObserver:
             return False
         usage = doc.get("usage")
         if usage:
-            self.usage.merge(usage_from(usage))
+            self.usage.merge(usage_from(usage, doc))
             return not doc.get("choices")
         return False
 

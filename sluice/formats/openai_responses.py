@@ -20,12 +20,26 @@ _TERMINAL = (b"event: response.completed", b"event: response.incomplete", b"even
 _GENERATED = re.compile(rb'"delta":"((?:[^"\\]|\\.)*)"')
 
 
+def usage_of_response(response: object) -> Usage:
+    """A Responses object's usage, served model and tier; each `web_search_call` output item is
+    one billed web search (https://platform.openai.com/docs/pricing#built-in-tools)."""
+    if not isinstance(response, dict):
+        return Usage()
+    usage = usage_from(response.get("usage"), response)
+    output = response.get("output")
+    if isinstance(output, list):
+        usage.web_searches = sum(
+            1 for item in output if isinstance(item, dict) and item.get("type") == "web_search_call"
+        )
+    return usage
+
+
 def usage_from_response(body: bytes) -> Usage:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return Usage()
-    return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
+    return usage_of_response(doc)
 
 
 def error_event(status: int, message: str, code: str | None = None) -> bytes:
@@ -55,7 +69,7 @@ class StreamObserver:
                 continue
             if block.startswith(_TERMINAL):
                 doc = orjson.loads(parse_block(block).data)
-                self.usage.merge(usage_from((doc.get("response") or {}).get("usage")))
+                self.usage.merge(usage_of_response(doc.get("response")))
                 self.completed = True
                 if block.startswith(b"event: response.failed"):
                     self.error = parse_block(block).data.decode("utf-8", "replace")

@@ -1,102 +1,136 @@
-"""Exact cost of a request from a bundled, versioned price table plus config overrides.
+"""Exact cost of a request: config overrides, then the bundled genai-prices snapshot, then
+Sluice's own small supplement (models the snapshot does not price yet), looked up by every
+spelling of a model name (see `names`).
 
-Prices are dollars per million tokens, so `price * tokens` is micro-dollars; costs are kept as
-integer pico-dollars (1e-12 USD) so that every price with up to six decimals is exact.
+`PriceTable.version` names the data a cost was computed with (the genai-prices release, the
+supplement's date, and whether config overrides apply), so a ledger row can be traced to it.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from sluice.core.types import Usage
-from sluice.settings import ModelPrice
+from sluice.pricing import names
+from sluice.pricing.rates import PICO_PER_DOLLAR, Price, Rate, pico_to_dollars
+from sluice.pricing.snapshot import Snapshot
+from sluice.settings import ModelPrice, PricingConfig
 
-PICO_PER_MICRO = 1_000_000
-_DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
+__all__ = ["PICO_PER_DOLLAR", "Price", "PriceTable", "Rate", "pico_to_dollars", "price_of"]
+
+# Distinct model names remembered; names are caller input, so the memory stays bounded.
+_CACHE_SIZE = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal
-    cache_write: Decimal
-    provider: str = ""
+def price_of(o: ModelPrice, source: str = "config") -> Price:
+    return Price.flat(
+        o.input_cost_per_mtok,
+        o.output_cost_per_mtok,
+        o.cache_read_input_cost_per_mtok,
+        o.cache_write_input_cost_per_mtok,
+        o.cache_write_1h_input_cost_per_mtok,
+        o.web_search_cost_per_call or Decimal(0),
+        source,
+    )
 
-    def cost_pico(self, usage: Usage) -> int:
-        micro = (
-            self.input * usage.input_tokens
-            + self.output * usage.output_tokens
-            + self.cache_read * usage.cache_read_tokens
-            + self.cache_write * usage.cache_write_tokens
+
+def _supplement_price(p: dict[str, Any]) -> Price:
+    def rate(field: str, fallback: str) -> Rate:
+        base = Decimal(p.get(field, p[fallback]))
+        tiers = tuple(
+            (int(start), Decimal(tier.get(field, tier.get(fallback, base))))
+            for start, tier in p.get("tiers", {}).items()
         )
-        return int(micro * PICO_PER_MICRO)
+        return Rate(base, tiers)
 
-    def worst_case_pico(self, input_tokens: int, output_tokens: int) -> int:
-        """The most a request can cost: every input token at the dearest input rate."""
-        dearest_input = max(self.input, self.cache_write, self.cache_read)
-        return int((dearest_input * input_tokens + self.output * output_tokens) * PICO_PER_MICRO)
-
-
-def pico_to_dollars(pico: int) -> Decimal:
-    return Decimal(pico) / Decimal(10**12)
+    inp, out = rate("input", "input"), rate("output", "output")
+    write = rate("cache_write", "input")
+    price = Price(inp, out, rate("cache_read", "input"), write, write, Decimal(p.get("web_search", "0")), {}, "sluice")
+    for key, factor in p.get("variants", {}).items():
+        f = Decimal(factor)
+        scaled = [Rate(r.base * f, tuple((s, v * f) for s, v in r.tiers)) for r in (inp, out, price.cache_read, write)]
+        s_in, s_out, s_read, s_write = scaled
+        price.variants[key] = Price(s_in, s_out, s_read, s_write, s_write, price.web_search, {}, f"sluice[{key}]")
+    return price
 
 
 class PriceTable:
-    def __init__(self, prices: dict[str, Price], version: str) -> None:
-        self._prices = prices
+    def __init__(
+        self,
+        prices: dict[str, Price],
+        version: str,
+        *,
+        snapshot: Snapshot | None = None,
+        supplement: dict[str, Price] | None = None,
+        aliases: dict[str, str] | None = None,
+        unpriced: Price | str = "refuse",
+    ) -> None:
+        self._overrides = {name.lower(): price for name, price in prices.items()}
+        self._snapshot = snapshot
+        self._supplement = {name.lower(): price for name, price in (supplement or {}).items()}
+        self._aliases = dict(aliases or {})
         self.version = version
+        # What a model without any price costs: None to refuse it where a budget applies.
+        self.unpriced_policy = unpriced if isinstance(unpriced, str) else "default"
+        self.default_price = unpriced if isinstance(unpriced, Price) else None
+        self._find = lru_cache(maxsize=_CACHE_SIZE)(self._uncached)
 
     @classmethod
-    def bundled(cls, overrides: dict[str, ModelPrice] | None = None) -> PriceTable:
+    def bundled(
+        cls,
+        pricing: PricingConfig | dict[str, ModelPrice] | None = None,
+        *,
+        aliases: dict[str, str] | None = None,
+    ) -> PriceTable:
+        config = pricing if isinstance(pricing, PricingConfig) else PricingConfig(overrides=pricing or {})
         raw = json.loads(resources.files("sluice.pricing").joinpath("prices.json").read_text("utf-8"))
-        prices = {
-            name: Price(
-                input=Decimal(p["input"]),
-                output=Decimal(p["output"]),
-                cache_read=Decimal(p.get("cache_read", p["input"])),
-                cache_write=Decimal(p.get("cache_write", p["input"])),
-                provider=p.get("provider", ""),
-            )
-            for name, p in raw["models"].items()
-        }
-        for name, o in (overrides or {}).items():
-            prices[name] = Price(
-                input=o.input_cost_per_mtok,
-                output=o.output_cost_per_mtok,
-                cache_read=o.cache_read_input_cost_per_mtok
-                if o.cache_read_input_cost_per_mtok is not None
-                else o.input_cost_per_mtok,
-                cache_write=o.cache_write_input_cost_per_mtok
-                if o.cache_write_input_cost_per_mtok is not None
-                else o.input_cost_per_mtok,
-            )
-        version = raw["version"] + ("+overrides" if overrides else "")
-        return cls(prices, version)
+        supplement = {name: _supplement_price(p) for name, p in raw["models"].items()}
+        snapshot = Snapshot.bundled()
+        overrides = {name: price_of(o) for name, o in config.overrides.items()}
+        unpriced: Price | str = (
+            config.unpriced if isinstance(config.unpriced, str) else price_of(config.unpriced, "pricing.unpriced")
+        )
+        version = f"{snapshot.version}+sluice {raw['version']}" + ("+overrides" if overrides else "")
+        return cls(overrides, version, snapshot=snapshot, supplement=supplement, aliases=aliases, unpriced=unpriced)
 
-    def lookup(self, model: str) -> Price | None:
-        """Exact name first, then without a `provider/` prefix, then without a date suffix."""
-        candidates = [model]
-        if "/" in model:
-            candidates.append(model.split("/", 1)[1])
-        for name in list(candidates):
-            stripped = _DATE_SUFFIX.sub("", name)
-            if stripped != name:
-                candidates.append(stripped)
-        for name in candidates:
-            price = self._prices.get(name)
+    def _uncached(self, model: str, vendor: str | None, day: date) -> Price | None:
+        spellings = names.candidates(model, self._aliases)
+        for name in spellings:
+            price = self._overrides.get(name.lower())
+            if price is not None:
+                return price
+        if self._snapshot is not None:
+            for name in spellings:
+                price = self._snapshot.find(name, vendor, day)
+                if price is not None:
+                    return price
+        for name in spellings:
+            price = self._supplement.get(name.lower())
             if price is not None:
                 return price
         return None
 
-    def cost_pico(self, model: str, usage: Usage) -> int:
-        price = self.lookup(model)
-        return price.cost_pico(usage) if price else 0
+    def lookup(self, model: str, vendor: str | None = None) -> Price | None:
+        """The model's price, or None when nothing prices it. `vendor` (a provider type such as
+        `bedrock`, or a vendor name) lets that provider's own ids match first."""
+        if not model or len(model) > names.MAX_NAME_LENGTH:
+            return None  # not a model name; and the cache must not hold arbitrarily long keys
+        return self._find(model, vendor, datetime.now(UTC).date())
 
-    def provider_of(self, model: str) -> str | None:
-        price = self.lookup(model)
-        return price.provider or None if price else None
+    def price_for(self, model: str, vendor: str | None = None) -> Price | None:
+        """The price to charge: the model's own, else the configured default for unpriced models."""
+        return self.lookup(model, vendor) or self.default_price
+
+    def cost_pico(self, model: str, usage: Usage, vendor: str | None = None, *, speed: str = "") -> int:
+        """What the usage costs. The model the answer says served it is priced when it has a
+        price; the requested model otherwise."""
+        price = None
+        if usage.served_model and usage.served_model != model:
+            price = self.lookup(usage.served_model, vendor)
+        price = price or self.price_for(model, vendor)
+        return price.cost_pico(usage, speed=speed) if price else 0

@@ -28,12 +28,12 @@ from sluice.settings.governance import (
     VirtualKeyConfig,
 )
 from sluice.settings.mcp import McpAccess, McpConfig, McpServerConfig, ToolGroupConfig, ToolRateLimitConfig
+from sluice.settings.pricing import ModelPrice, PricingConfig
 from sluice.settings.providers import (
     CLOUD_CREDENTIAL_FIELDS,
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE_VENDORS,
     PROVIDER_TYPES,
-    ModelPrice,
     ProviderConfig,
     ProviderKeyConfig,
     ProviderType,
@@ -62,6 +62,7 @@ __all__ = [
     "McpServerConfig",
     "ModelPrice",
     "OidcConfig",
+    "PricingConfig",
     "ProviderConfig",
     "ProviderKeyConfig",
     "ProviderType",
@@ -107,7 +108,7 @@ class RequestLogConfig(_Strict):
 class SluiceConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
-    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
     teams: list[TeamConfig] = Field(default_factory=list)
     customers: list[CustomerConfig] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import (
@@ -71,13 +70,6 @@ class ProviderAccess(_Strict):
     provider: str
     weight: float = Field(default=1.0, ge=0)
     allowed_models: list[str] = Field(default_factory=list)
-
-
-class ModelPrice(_Strict):
-    input_cost_per_mtok: Decimal = Decimal(0)
-    output_cost_per_mtok: Decimal = Decimal(0)
-    cache_read_input_cost_per_mtok: Decimal | None = None
-    cache_write_input_cost_per_mtok: Decimal | None = None
 
 
 def provider_type(name: str, cfg: ProviderConfig) -> ProviderType | None:

@@ -132,6 +132,8 @@ def admin_config(tmp_path: Path, store_url: str | None = None) -> dict[str, Any]
         "request_log": {"spill_path": str(tmp_path / "spill.jsonl")},
         "audit": {"hmac_key": AUDIT_KEY},
         "providers": {"fake": {}},
+        # Budgets set through the API apply to keys that call the fake model: it needs a price.
+        "pricing": {"overrides": {"echo": {"input_cost_per_mtok": 1, "output_cost_per_mtok": 5}}},
     }
 
 

@@ -32,6 +32,8 @@ def config(upstream_url: str) -> dict[str, Any]:
                 "provider_configs": [{"provider": "anthropic"}, {"provider": "fake", "allowed_models": ["echo"]}],
             }
         ],
+        # The fake fallback model has no price of its own; under a budget it must have one.
+        "pricing": {"overrides": {"echo": {"input_cost_per_mtok": 1, "output_cost_per_mtok": 5}}},
         "budgets": [
             {
                 "id": "daily",

@@ -122,5 +122,22 @@ def test_demo_config_is_valid() -> None:
 
 
 def test_pricing_overrides_parse() -> None:
-    cfg = parse_config({"pricing": {"my-vllm-model": {"input_cost_per_mtok": 0.5, "output_cost_per_mtok": 1.5}}})
-    assert str(cfg.pricing["my-vllm-model"].input_cost_per_mtok) == "0.5"
+    price = {"input_cost_per_mtok": 0.5, "output_cost_per_mtok": 1.5}
+    cfg = parse_config({"pricing": {"overrides": {"my-vllm-model": price}}})
+    assert str(cfg.pricing.overrides["my-vllm-model"].input_cost_per_mtok) == "0.5"
+    assert cfg.pricing.unpriced == "refuse"  # the default: no silent $0
+    # The earlier flat shape still reads as overrides.
+    flat = parse_config({"pricing": {"my-vllm-model": price}})
+    assert flat.pricing.overrides == cfg.pricing.overrides
+
+
+def test_pricing_unpriced_policy_is_validated() -> None:
+    assert parse_config({"pricing": {"unpriced": "allow"}}).pricing.unpriced == "allow"
+    default = parse_config({"pricing": {"unpriced": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}}})
+    assert not isinstance(default.pricing.unpriced, str)
+    assert str(default.pricing.unpriced.output_cost_per_mtok) == "15"
+    for bad in ("maybe", 0, {"input_cost_per_mtok": -1}, {"input_cost_per_mtok": "NaN"}, {"bogus": 1}):
+        with pytest.raises(ConfigError, match=r"pricing\.unpriced"):
+            parse_config({"pricing": {"unpriced": bad}})
+    with pytest.raises(ConfigError, match=r"overrides\.m\.input_cost_per_mtok"):
+        parse_config({"pricing": {"overrides": {"m": {"input_cost_per_mtok": -1}}}})

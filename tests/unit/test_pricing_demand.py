@@ -1,0 +1,70 @@
+"""What a request asks for that decides its worst case (sluice.pricing.demand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.pricing.demand import MAX_OUTPUT_LIMIT, SEARCHES_RESERVED, demand_of
+
+
+@pytest.mark.parametrize(
+    ("doc", "output"),
+    [
+        ({}, 4096),
+        ({"max_tokens": 100}, 100),
+        ({"max_completion_tokens": 300, "max_tokens": 1}, 300),  # the larger one wins
+        ({"max_output_tokens": 500}, 500),
+        ({"generationConfig": {"maxOutputTokens": 700}}, 700),
+        ({"generation_config": {"max_output_tokens": 800}}, 800),
+        ({"inferenceConfig": {"maxTokens": 900}}, 900),
+        ({"n": 3, "max_tokens": 100}, 300),
+        ({"generationConfig": {"candidateCount": 4, "maxOutputTokens": 10}}, 40),
+        ({"max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 5000}}, 5000),
+        ({"generationConfig": {"maxOutputTokens": 10, "thinkingConfig": {"thinkingBudget": 8192}}}, 8192),
+        ({"generationConfig": {"thinkingConfig": {"thinkingBudget": -1}}}, 4096),  # dynamic
+        ({"max_tokens": None}, 4096),  # null is "not set" in every API
+    ],
+)
+def test_output_reserved(doc: dict[str, Any], output: int) -> None:
+    # Fails on main without the fix for n, candidateCount, snake_case Gemini, Converse, the larger
+    # of two spellings and thinking budgets.
+    assert demand_of(doc).output_tokens(4096) == output
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"max_tokens": "100"},
+        {"max_tokens": -1},
+        {"max_tokens": 0},
+        {"max_tokens": True},
+        {"max_tokens": 1.5},
+        {"max_tokens": MAX_OUTPUT_LIMIT + 1},
+        {"generationConfig": {"maxOutputTokens": [1]}},
+        {"n": 0},
+        {"n": 129},
+        {"n": False},
+        {"generationConfig": {"candidateCount": "2"}},
+        {"thinking": {"budget_tokens": -5}},
+    ],
+)
+def test_bad_limits_are_refused(doc: dict[str, Any]) -> None:
+    with pytest.raises(SluiceError) as exc:
+        demand_of(doc)
+    assert exc.value.kind is ErrorKind.CALLER_BAD_REQUEST
+
+
+def test_searches_tiers_and_background() -> None:
+    anthropic = demand_of({"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]})
+    assert anthropic.searches == 3
+    assert demand_of({"tools": [{"type": "web_search_20260209", "name": "w"}]}).searches == SEARCHES_RESERVED
+    responses = demand_of({"tools": [{"type": "web_search"}], "max_tool_calls": 2, "service_tier": "priority"})
+    assert (responses.searches, responses.service_tier) == (2, "priority")
+    assert demand_of({"tools": [{"googleSearch": {}}]}).searches == SEARCHES_RESERVED
+    assert demand_of({"web_search_options": {}}).searches == 1
+    assert demand_of({"speed": "fast"}).speed == "fast"
+    assert demand_of({"background": True}).background and not demand_of({"background": "yes"}).background
+    assert demand_of({"tools": "junk", "service_tier": 5}).service_tier == ""
