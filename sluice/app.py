@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sluice.admin.live import LiveConfig
 from sluice.admin.service import AdminService, record_changes
+from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
@@ -106,6 +107,7 @@ class Services:
     admin: AdminService
     # How admin API callers prove who they are, tried in order: identity providers go in front.
     authenticators: list[Authenticator] = field(default_factory=list)
+    guard: AuthGuard | None = None  # authentication failures: throttle and counted audit records
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -122,6 +124,8 @@ class Services:
         await self.recorder.start()
         await self.client.start()
         self.export.start()
+        if self.guard is not None:
+            self.guard.start()
         if self.config.audit.enabled and self.config.audit.retention_days:
             self._retention = spawn(self.audit.retention_loop(self.config.audit.retention_days), name="audit-retention")
 
@@ -140,6 +144,8 @@ class Services:
         await self.mcp.stop()
         await self.export.stop()
         await self.limits.stop()
+        if self.guard is not None:
+            await self.guard.stop()
         await self.audit.drain()
         await self.recorder.stop()
         await self.keys.stop()
@@ -175,6 +181,8 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit, store)
     engine.session_tools = mcp.session_calls.take
+    guard = AuthGuard(config.auth.guard, audit)
+    engine.guard = guard
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
     live = LiveConfig(config, store, engine, mcp, client)
     admin = AdminService(store, audit, keys=keys, limits=limits, live=live, profiles=profiles)
@@ -187,6 +195,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     return Services(
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
+        guard=guard,
     )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.events import request_kind, request_summary
 from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
@@ -116,9 +117,25 @@ class Engine:
         # Set by the composition root when the MCP gateway runs: takes the MCP tools the caller's
         # agent session called since its previous LLM call, for this call's request log entry.
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
+        # Set by the composition root: throttles and records (counted) authentication failures.
+        self.guard: AuthGuard | None = None
 
     async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> VirtualKey:
-        key = await self.keys.authenticate(credential_from(headers))
+        if isinstance(ctx.virtual_key, VirtualKey):  # the edge authenticated before reading the body
+            return ctx.virtual_key
+        surface = ctx.surface.value
+        try:
+            if self.guard is not None:
+                await self.guard.check(surface, ctx.address)
+        except SluiceError:
+            ctx.audited = True  # counted by the guard, not one record per attempt
+            raise
+        try:
+            key = await self.keys.authenticate(credential_from(headers))
+        except SluiceError as err:
+            if self.guard is not None and await self.guard.refused(surface, ctx.address, err):
+                ctx.audited = True  # the guard's counted record stands for this one
+            raise
         ctx.virtual_key = key
         ctx.virtual_key_id, ctx.virtual_key_name = key.id, key.name
         ctx.team_id, ctx.customer_id = key.team_id, key.customer_id

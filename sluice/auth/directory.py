@@ -26,7 +26,21 @@ from sluice.storage.records import ConfigEvent, ConfigObject, VirtualKey
 log = logging.getLogger("sluice.directory")
 USER, GROUP = "user", "group"
 SUBJECT = "sluice:oidcSubject"  # the IdP's `sub`, linked at the first sign-in
+SUBJECT_ISSUER = "sluice:oidcIssuer"  # the issuer of that `sub` (a subject is unique per issuer only)
 CLAIMED = "sluice:keyClaimed"  # whether the person has seen their key's secret
+IDP_GROUPS = "sluice:idpGroups"  # the groups claim of their last sign-in (sessions derive roles from it)
+SESSIONS_NOT_BEFORE = "sluice:sessionsNotBefore"  # unix time: sessions issued before it are void
+
+
+# Keys an operator issued (admin API, CLI, config file), even when attached to a person: not the
+# person's self-service key, so the directory never re-profiles them and /auth/me/key never
+# reissues them. Every other source is the directory's own allocation (the actor that caused it).
+OPERATOR_SOURCES = frozenset({"api", "cli", "config"})
+
+
+def is_self_service(key: VirtualKey) -> bool:
+    """The key the directory allocated to its person from their access profile."""
+    return key.profile_id is not None and key.source not in OPERATOR_SOURCES
 
 
 def now_iso() -> str:
@@ -87,8 +101,20 @@ class Directory:
                 found += [v for v in (group.body.get("displayName"), group.body.get("externalId")) if v]
         return found
 
+    async def profile_of(self, user_id: str) -> str | None:
+        """The access profile the person's groups (directory and last sign-in) give them."""
+        body = await self.get(USER, user_id)
+        if body is None or not body.get("active", True):
+            return None
+        groups = [*await self.groups_of(user_id), *(str(g) for g in body.get(IDP_GROUPS, ()))]
+        return profile_for_groups(self.profiles.profiles.values(), groups, self._default_profile)
+
     async def keys_of(self, user_id: str) -> list[VirtualKey]:
         return [k for k in await self.store.list_keys() if k.user_id == user_id and k.revoked_at is None]
+
+    async def own_keys(self, user_id: str) -> list[VirtualKey]:
+        """The person's self-service keys (allocated here), not the ones an operator attached."""
+        return [k for k in await self.keys_of(user_id) if is_self_service(k)]
 
     async def revoke_keys(self, user_id: str, actor: str) -> int:
         """Revokes every key of the user at once and reloads the key cache, so their next model
@@ -121,7 +147,7 @@ class Directory:
             return None, None
         groups = [*await self.groups_of(user_id), *extra_groups]
         profile_id = profile_for_groups(self.profiles.profiles.values(), groups, self._default_profile)
-        current = await self.keys_of(user_id)
+        current = await self.own_keys(user_id)
         if current:
             key = current[0]
             if key.profile_id != profile_id:

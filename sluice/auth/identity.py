@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sluice.audit.log import AuditLog
 from sluice.auth.directory import Directory
 from sluice.auth.idp import Idp
-from sluice.auth.oidc import OidcBearerAuthenticator, OidcLogin
+from sluice.auth.oidc import OidcBearerAuthenticator, OidcLogin, roles_for, teams_for
 from sluice.auth.principal import Authenticator, Principal
 from sluice.auth.scim import ScimService
 from sluice.auth.session import SessionAuthenticator, Signer
@@ -78,7 +78,9 @@ def build_identity(
         if config.oidc is not None:
             log.warning("auth.session.secret is not set: sessions end when this process restarts")
     signer = Signer(secret)
-    sessions = SessionAuthenticator(config.session, signer, directory)
+    oidc = config.oidc
+    role_map = (lambda groups: (roles_for(oidc, groups), teams_for(oidc, groups))) if oidc is not None else None
+    sessions = SessionAuthenticator(config.session, signer, directory, role_map)
     identity = Identity(directory, sessions)
     if config.oidc is not None:
         idp = Idp(config.oidc, client)

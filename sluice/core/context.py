@@ -28,6 +28,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     started_unix: float = field(default_factory=time.time)
     client: str = ""
+    address: str = ""  # the client's network address, as the server saw it (throttling, audit)
     session_id: str | None = None
     user_id: str | None = None
     stream: bool = False

@@ -22,6 +22,38 @@ class ClientGone(Exception):
     pass
 
 
+def client_address(scope: Scope) -> str:
+    """The peer's address as the server saw it (behind a proxy, what uvicorn's
+    `--forwarded-allow-ips` lets X-Forwarded-For make it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def oversized_headers(scope: Scope, total_limit: int, line_limit: int) -> str | None:
+    """Why the request's headers are too large (431), or None."""
+    total = 0
+    for name, value in scope["headers"]:
+        size = len(name) + len(value) + 4  # ": " and CRLF, as on the wire
+        if size > line_limit:
+            return f"The request header '{name[:64].decode('latin-1')}' is larger than {line_limit} bytes."
+        total += size
+    if total > total_limit:
+        return f"The request headers are larger than {total_limit} bytes in all."
+    return None
+
+
+async def discard_body(receive: Receive, limit: int) -> bool:
+    """Reads and drops up to `limit` bytes of the body, so a small refused request ends cleanly;
+    False when there is more (the rest is never read: the connection is closed after the answer)."""
+    try:
+        await read_body(receive, limit)
+    except BodyTooLarge:
+        return False
+    except ClientGone:
+        return True
+    return True
+
+
 def headers_of(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 

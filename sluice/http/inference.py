@@ -22,6 +22,8 @@ from sluice.http.asgi import (
     Receive,
     Scope,
     Send,
+    client_address,
+    discard_body,
     encode_headers,
     headers_of,
     read_body,
@@ -42,8 +44,10 @@ class InferenceRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext(new_request_id(), self.wire, self.operation, scope["path"])
+        ctx.address = client_address(scope)
         headers = headers_of(scope)
         try:
+            await self._authenticate(ctx, headers, receive)
             body = await read_body(receive)
             inbound = self.inbound(scope, headers, body)
             fill_caller(ctx, inbound.headers, inbound.doc)
@@ -73,6 +77,17 @@ class InferenceRoute:
             await self._fail(ctx, SluiceError(ErrorKind.GATEWAY_INTERNAL, "Internal gateway error."), send)
         finally:
             await self.engine.finish(ctx)
+
+    async def _authenticate(self, ctx: RequestContext, headers: dict[str, str], receive: Receive) -> None:
+        """The key from the headers, before the body: a caller without a valid key may send at
+        most `auth.guard.unauthenticated_body_bytes` before it is refused."""
+        try:
+            await self.engine.authenticate(ctx, headers)
+        except SluiceError as err:
+            limit = self.engine.guard.config.unauthenticated_body_bytes if self.engine.guard else 64 * 1024
+            if not await discard_body(receive, limit):
+                err.details["close"] = True
+            raise
 
     def inbound(self, scope: Scope, headers: dict[str, str], body: bytes) -> Inbound:
         """The request as the engine sees it (a surface may reshape it into its wire format)."""
@@ -145,6 +160,8 @@ class InferenceRoute:
 
     async def _fail(self, ctx: RequestContext, err: SluiceError, send: Send, status: int | None = None) -> None:
         status, body, headers = self.error_response(err, status or status_of(err, self.wire), ctx.request_id)
+        if err.details.get("close"):  # the unread rest of the body must not be taken for a request
+            headers["connection"] = "close"
         ctx.status, ctx.reason, ctx.error_kind = status, err.message, err.kind.name
         ctx.decision = "deny" if err.kind.fault in ("caller", "policy") else "error"
         try:

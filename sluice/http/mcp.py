@@ -10,19 +10,22 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.sse import SseServerTransport
 
+from sluice.audit.auth_failures import AuthGuard
 from sluice.core.errors import SluiceError
 from sluice.core.types import WireFormat
-from sluice.http.asgi import Receive, Scope, Send, headers_of, respond
-from sluice.http.errors import status_of
+from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
+from sluice.http.errors import error_headers, status_of
 from sluice.http.identity import SESSION_HEADERS
 from sluice.mcp.gateway import McpGateway
+from sluice.storage.records import VirtualKey
 
 SSE_MESSAGES = "/messages/"
 
 
 class McpRoute:
-    def __init__(self, gateway: McpGateway) -> None:
+    def __init__(self, gateway: McpGateway, guard: AuthGuard | None = None) -> None:
         self.gateway = gateway
+        self.guard = guard
         self.sse = SseServerTransport(SSE_MESSAGES)
 
     async def _admit(self, scope: Scope, send: Send, *, sse: bool = False) -> Scope | None:
@@ -32,12 +35,24 @@ class McpRoute:
             await respond(send, 404, body, "application/json", {})
             return None
         headers = headers_of(scope)
-        key = await self.gateway.authenticate(headers)
+        address = client_address(scope)
+        key: object
+        try:
+            if self.guard is not None:
+                await self.guard.check("mcp", address)
+            key = await self.gateway.authenticate(headers)
+        except SluiceError as throttled:
+            key = throttled
+        else:
+            if isinstance(key, SluiceError) and self.guard is not None:
+                await self.guard.refused("mcp", address, key)
         if isinstance(key, SluiceError):
             # A plain 401/403: advertising OAuth here would make Claude Code drop the Bearer header.
             status = status_of(key, WireFormat.OPENAI_CHAT)
-            await respond(send, status, orjson.dumps({"error": key.message}), "application/json", {})
+            headers = error_headers(key, WireFormat.OPENAI_CHAT)
+            await respond(send, status, orjson.dumps({"error": key.message}), "application/json", headers)
             return None
+        assert isinstance(key, VirtualKey)
         agent_session = next((headers[h][:200] for h in SESSION_HEADERS if headers.get(h)), None)
         # Sessions are bound to the key: another key cannot reuse this session's id.
         user = AuthenticatedUser(AccessToken(token=key.id, client_id=key.id, scopes=[]))

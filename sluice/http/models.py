@@ -9,8 +9,8 @@ from sluice.core.errors import SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine
 from sluice.governance.allowlist import listed_models
-from sluice.http.asgi import Receive, Scope, Send, headers_of, respond
-from sluice.http.errors import error_body, status_of
+from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
+from sluice.http.errors import error_body, error_headers, status_of
 
 _EPOCH_2025 = 1735689600
 
@@ -24,6 +24,7 @@ class ModelsRoute:
         # Anthropic clients send anthropic-version; everyone else gets OpenAI's list shape.
         wire = WireFormat.ANTHROPIC_MESSAGES if "anthropic-version" in headers else WireFormat.OPENAI_CHAT
         ctx = RequestContext(new_request_id(), wire, Operation.GENERATE, scope["path"])
+        ctx.address = client_address(scope)
         try:
             key = await self.engine.authenticate(ctx, headers)
         except SluiceError as err:
@@ -33,7 +34,7 @@ class ModelsRoute:
                 status,
                 error_body(err, wire, status, ctx.request_id),
                 "application/json",
-                {"x-request-id": ctx.request_id},
+                {**error_headers(err, wire), "x-request-id": ctx.request_id},
             )
             return
         models = listed_models(key)

@@ -3,6 +3,7 @@ Thin: parsing, status codes and SCIM's error schema here, everything else in slu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sluice.audit.auth_failures import AuthGuard
 from sluice.auth import scim_schema
 from sluice.auth.directory import GROUP, USER
 from sluice.auth.identity import Identity, ScimTokenAuthenticator
@@ -39,7 +41,7 @@ def scim_error(status: int, detail: str, scim_type: str | None = None) -> Respon
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def build_scim_app(identity: Identity) -> Starlette | None:
+def build_scim_app(identity: Identity, guard: AuthGuard | None = None) -> Starlette | None:
     if identity.scim is None or identity.scim_auth is None:
         return None
     service: ScimService = identity.scim
@@ -47,12 +49,24 @@ def build_scim_app(identity: Identity) -> Starlette | None:
 
     def guarded(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
+            address = request.client.host if request.client else "unknown"
+            try:
+                if guard is not None:
+                    await guard.check("scim", address)
+            except SluiceError as exc:
+                response = scim_error(429, exc.message)
+                response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after or 1)))
+                return response
             try:
                 if await auth.authenticate(request.headers) is None:
+                    if guard is not None:
+                        await guard.failed("scim", address, "missing_credential")
                     return scim_error(401, "Send the SCIM token as 'Authorization: Bearer <token>'.")
                 return await handler(request)
             except SluiceError as exc:
-                await identity.directory.record("auth_failure", "scim", {"surface": "scim", "reason": exc.message})
+                # Counted per address and interval (one record per repeat would let a flood fill the log).
+                if guard is not None:
+                    await guard.failed("scim", address, "invalid_credential")
                 return scim_error(401, exc.message)
             except ScimError as exc:
                 return scim_error(exc.status, exc.detail, exc.scim_type)

@@ -9,12 +9,13 @@ from typing import Protocol
 import orjson
 
 from sluice.app import Services
+from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.principal import Authenticator
 from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
-from sluice.http.asgi import Receive, Scope, Send, respond
+from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
 from sluice.http.cloud import CloudRoutes, inference_profiles
 from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
 from sluice.http.mcp import McpRoute
@@ -67,7 +68,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["GET", "/readyz"] = _health
     routes["GET", "/bedrock/inference-profiles"] = inference_profiles
     routes["GET", "/metrics"] = MetricsRoute(services)
-    mcp = McpRoute(services.mcp)
+    mcp = McpRoute(services.mcp, services.guard)
     for method in ("GET", "POST", "DELETE"):
         routes[method, "/mcp"] = mcp
     routes["GET", "/sse"] = mcp.sse_stream
@@ -81,6 +82,10 @@ class SluiceASGI:
         """`admin_authenticators`: how admin API callers prove who they are, tried in order
         (default: `services.authenticators`)."""
         self.services = services
+        if services.guard is None:  # Services built by hand (tests): the same guard as build_services'
+            services.guard = AuthGuard(services.config.auth.guard, services.audit)
+            services.engine.guard = services.guard
+        self.limits = services.config.auth.guard
         self.routes = build_routes(services)
         # Starlette serves the admin API: convenience over microseconds, away from the hot path.
         self.admin = build_admin_app(services, admin_authenticators)
@@ -88,14 +93,19 @@ class SluiceASGI:
         self.gemini_count = GeminiRoute(services.engine, Operation.COUNT_TOKENS)
         self.cloud = CloudRoutes(services.engine)
         # Admin surfaces with path parameters, served by Starlette apps under a prefix.
-        self.mounts: list[tuple[str, Route]] = [("/auth", build_sso_app(services.identity))]
-        scim = build_scim_app(services.identity)
+        self.mounts: list[tuple[str, Route]] = [("/auth", build_sso_app(services.identity, services.guard))]
+        scim = build_scim_app(services.identity, services.guard)
         if scim is not None:
             self.mounts.append((SCIM_PREFIX, scim))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            too_large = oversized_headers(scope, self.limits.max_header_bytes, self.limits.max_header_line_bytes)
+            if too_large is not None:
+                body = orjson.dumps({"error": {"message": too_large, "type": "request_header_fields_too_large"}})
+                await respond(send, 431, body, "application/json", {"connection": "close"})
+                return
             path = scope["path"]
             if len(path) > 1 and path.endswith("/") and (scope["method"], path) not in self.routes:
                 path = path.rstrip("/")

@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.identity import Identity
 from sluice.auth.principal import Principal
 from sluice.auth.session import LOGIN_COOKIE, set_cookie
-from sluice.core.errors import SluiceError
+from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
-from sluice.http.errors import status_of
+from sluice.http.errors import error_headers, status_of
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache", "referrer-policy": "no-referrer"}
 
@@ -33,9 +34,11 @@ def _json(doc: object, status: int = 200) -> Response:
 
 
 def _error(exc: SluiceError) -> Response:
-    return _json(
+    response = _json(
         {"error": {"message": exc.message, "type": exc.kind.value.code}}, status_of(exc, WireFormat.OPENAI_CHAT)
     )
+    response.headers.update(error_headers(exc, WireFormat.OPENAI_CHAT))
+    return response
 
 
 def _key_page(key_id: str, secret: str, next_path: str) -> str:
@@ -49,7 +52,7 @@ def _key_page(key_id: str, secret: str, next_path: str) -> str:
 </body></html>"""
 
 
-def build_sso_app(identity: Identity) -> Starlette:
+def build_sso_app(identity: Identity, guard: AuthGuard | None = None) -> Starlette:
     sessions = identity.sessions
 
     async def login(request: Request) -> Response:
@@ -69,15 +72,21 @@ def build_sso_app(identity: Identity) -> Starlette:
     async def callback(request: Request) -> Response:
         if identity.login is None:
             return _json({"error": {"message": "Single sign-on is not configured (auth.oidc)."}}, 404)
+        address = request.client.host if request.client else "unknown"
         try:
+            if guard is not None:
+                await guard.check("sign-in", address)
             done = await identity.login.finish(dict(request.query_params), request.headers)
         except SluiceError as exc:
+            if guard is not None and exc.kind is not ErrorKind.POLICY_RATE_LIMITED:
+                if not await guard.refused("sign-in", address, exc):
+                    await guard.failed("sign-in", address, "sign_in_refused")
             return _error(exc)
         if done.secret is not None and done.key is not None:
             response: Response = HTMLResponse(_key_page(done.key.id, done.secret, done.next_path), 200, NO_STORE)
         else:
             response = RedirectResponse(done.next_path, 302, NO_STORE)
-        response.headers.append("set-cookie", sessions.issue(done.principal))
+        response.headers.append("set-cookie", sessions.issue(done.principal, follow_groups=True))
         response.headers.append(
             "set-cookie", set_cookie(LOGIN_COOKIE, "", max_age=0, secure=sessions.config.secure_cookie, path="/auth")
         )
@@ -118,13 +127,20 @@ def build_sso_app(identity: Identity) -> Starlette:
         principal = await who(request)
         if isinstance(principal, Response):
             return principal
-        keys = await identity.directory.keys_of(principal.user_id) if principal.user_id else []
+        # Only the key the directory allocated to this person: a key an operator attached to
+        # them is the operator's to rotate (the admin API), not theirs to take over here.
+        keys = await identity.directory.own_keys(principal.user_id) if principal.user_id else []
         if not keys:
-            return _json({"error": {"message": "You have no virtual key; your groups map to no access profile."}}, 404)
+            return _json(
+                {"error": {"message": "You have no self-service virtual key; your groups map to no access profile."}},
+                404,
+            )
         secret = await identity.directory.new_secret(keys[0], principal.actor)
         return _json({"id": keys[0].id, "virtual_key": secret})
 
     async def logout(request: Request) -> Response:
+        # Not only this browser's cookie: every session of the person ends, copies included.
+        await sessions.end(request.headers)
         response = _json({"signed_out": True})
         response.headers.append("set-cookie", sessions.clear())
         return response

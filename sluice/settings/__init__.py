@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sluice.settings.audit import AuditConfig, AuditExportConfig, AuditExporterConfig
-from sluice.settings.auth import AuthConfig, OidcConfig, ScimConfig, SessionConfig
+from sluice.settings.auth import AuthConfig, AuthGuardConfig, OidcConfig, ScimConfig, SessionConfig
 from sluice.settings.base import ConfigError, _Strict
 from sluice.settings.governance import (
     AccessProfileConfig,
@@ -52,6 +52,7 @@ __all__ = [
     "AuditExportConfig",
     "AuditExporterConfig",
     "AuthConfig",
+    "AuthGuardConfig",
     "BudgetConfig",
     "CircuitBreakerConfig",
     "ConfigError",

@@ -44,6 +44,9 @@ class OidcConfig(_Strict):
     jwks_refetch_min_s: float = Field(default=30.0, ge=0)
     jwks_ttl_s: float = Field(default=3600.0, gt=0)
     jit_provisioning: bool = True  # first sign-in creates the user when SCIM has not
+    # Linking a not-yet-linked user by the email claim needs the provider's `email_verified: true`
+    # (else anyone who can set an address at the IdP could take over that person's account).
+    require_verified_email: bool = True
     allowed_algorithms: list[str] = Field(
         default_factory=lambda: ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
     )
@@ -71,7 +74,26 @@ class ScimConfig(_Strict):
         return values
 
 
+class AuthGuardConfig(_Strict):
+    """What an unauthenticated caller may cost the gateway, on every surface (docs/security.md)."""
+
+    # Failed authentications per client address: a token bucket of `failures_burst` refilled at
+    # `failures_per_minute`; once empty, the address gets 429 with Retry-After before any check.
+    throttle: bool = True
+    failures_burst: int = Field(default=30, ge=1)
+    failures_per_minute: float = Field(default=30.0, gt=0)
+    # Repeats of one (surface, address, reason) are counted and written once per interval.
+    audit_interval_s: float = Field(default=60.0, gt=0)
+    tracked_addresses: int = Field(default=10_000, ge=1)
+    # How much body an inference request may send before its key is checked and refused.
+    unauthenticated_body_bytes: int = Field(default=64 * 1024, ge=0)
+    # Request headers, all together and each one (name and value): beyond either, 431.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=256)
+
+
 class AuthConfig(_Strict):
+    guard: AuthGuardConfig = Field(default_factory=AuthGuardConfig)
     oidc: OidcConfig | None = None
     session: SessionConfig = Field(default_factory=SessionConfig)
     scim: ScimConfig | None = None

@@ -240,7 +240,7 @@ async def test_sso_developer_sees_and_rotates_their_own_key(sso: tuple[Services,
             for n, key in enumerate(["vk-dave", "vk-erin"])
         ]
     )
-    dave = id_token("sub-dave", ["engineering"], email="dave@example.com")
+    dave = id_token("sub-dave", ["engineering"], email="dave@example.com", email_verified=True)
     me = (await c.get("/api/me", token=dave)).json()
     assert me["user_id"] == "u-dave" and me["roles"] == ["developer"]
     assert [k["id"] for k in (await c.get("/api/keys", token=dave)).json()["items"]] == ["vk-dave"]
@@ -257,3 +257,41 @@ async def test_sso_developer_sees_and_rotates_their_own_key(sso: tuple[Services,
     cookie = services.identity.sessions.issue(erin).split(";")[0]
     r = await c.get("/api/keys", token=None, headers={"cookie": cookie})
     assert [k["id"] for k in r.json()["items"]] == ["vk-erin"]
+
+
+async def test_me_key_reissues_only_the_persons_own_key(sso: tuple[Services, Client]) -> None:
+    services, c = sso
+    directory = services.identity.directory
+    await directory.put(USER, "u-dave", {"userName": "dave@example.com", "active": True}, "scim")
+    # An operator attaches a key of theirs to Dave: it is not Dave's to reissue.
+    attached = await c.post("/api/keys", json={"id": "vk-ops", "user_id": "u-dave", "grants": [{"provider": "fake"}]})
+    ops_secret = attached.json()["secret"]
+    dave = Principal("u-dave", frozenset({"developer"}), "oidc", user_id="u-dave")
+    session = {"cookie": services.identity.sessions.issue(dave).split(";")[0], "x-sluice-csrf": "1"}
+    refused = await c.post("/auth/me/key", token=None, headers=session)
+    assert refused.status == 404 and "self-service" in refused.json()["error"]["message"]
+    assert await chat(c, ops_secret, "fake/echo") == 200  # untouched
+    # Once his groups give him a profile, the directory allocates his own key (the attached one
+    # is neither re-profiled nor taken for it), and that is the one /auth/me/key reissues.
+    await c.post("/api/access-profiles", json={"id": "devs", "groups": ["engineering"], "provider_configs": []})
+    await directory.put(GROUP, "g-eng", {"displayName": "engineering", "members": [{"value": "u-dave"}]}, "scim")
+    own, _ = await directory.sync_key("u-dave", "scim")
+    assert own is not None and own.id != "vk-ops" and own.profile_id == "devs"
+    ops = await services.store.key_by_id("vk-ops")
+    assert ops is not None and ops.profile_id is None
+    reissued = await c.post("/auth/me/key", token=None, headers=session)
+    assert reissued.status == 200 and reissued.json()["id"] == own.id
+    assert await chat(c, ops_secret, "fake/echo") == 200
+
+
+async def test_forged_sign_in_callbacks_are_throttled_and_counted(sso: tuple[Services, Client]) -> None:
+    services, c = sso
+    replies = [await c.get("/auth/callback", query={"code": "x", "state": "forged"}, token=None) for _ in range(100)]
+    assert [r.status for r in replies] == [401] * 30 + [429] * 70  # auth.guard's default burst
+    assert int(replies[-1].headers["retry-after"]) >= 1
+    assert services.guard is not None
+    await services.guard.flush(force=True)
+    await services.audit.drain()
+    found = [r.data async for r in services.store.audit_records() if r.kind == "auth_failure"]
+    assert {(d["surface"], d["reason"]) for d in found} == {("sign-in", "invalid_credential"), ("sign-in", "throttled")}
+    assert len(found) <= 4 and sum(d["count"] for d in found) == 100

@@ -68,7 +68,15 @@ def test_requests_denials_and_auth_failures_are_sealed(stack: tuple[GatewayThrea
     assert served["tokens"]["output"] > 0 and served["cost_pico"] > 0
     assert served["budget"]["x-sluice-budget-id"] == "b"  # the budget state the decision saw
     assert found[1].data["error_kind"] == "POLICY_MODEL_DENIED" and found[1].actor == "vk-audited"
-    assert found[2].actor == "anonymous" and found[2].data["status"] == 401
+    # Authentication failures are counted per (surface, address, reason); the first is written at once.
+    assert found[2].actor == "address:127.0.0.1"
+    assert found[2].data == {
+        "surface": "anthropic_messages",
+        "address": "127.0.0.1",
+        "reason": "invalid_credential",
+        "count": 1,
+        "window_ms": 0,
+    }
 
     from sluice.audit.chain import verify
 

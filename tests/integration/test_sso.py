@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import anthropic
 import httpx2
@@ -29,6 +29,13 @@ ACCOUNTS = {
     "olga": {"email": "olga@example.com", "name": "Olga Outsider", "groups": ["sales"]},
     "lena": {"email": "lena@example.com", "name": "Lena Lead", "groups": ["platform-leads"]},
     "00u-sam": {"email": "sam@example.com", "name": "Sam Scim", "groups": []},  # groups only in SCIM
+    # Re-linking: Vic's account, then another subject with Vic's address, and an unverified address.
+    "vic": {"email": "vic@example.com", "name": "Vic", "groups": ["engineering"]},
+    "vic-impostor": {"email": "vic@example.com", "name": "Not Vic", "groups": ["engineering"]},
+    "una": {"email": "una@example.com", "name": "Una", "groups": [], "email_verified": False},
+    # Sessions: admin rights from a SCIM group only; a developer who signs out.
+    "gina": {"email": "gina@example.com", "name": "Gina", "groups": []},
+    "otto": {"email": "otto@example.com", "name": "Otto", "groups": ["engineering"]},
 }
 SCIM_TOKEN = "scim-token-0123456789-abcdef"
 
@@ -45,6 +52,7 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OidcProvider
     ]
     with FakeUpstreamThread() as upstream, OidcProvider(idp_port, clients, ACCOUNTS, tmp) as idp:
         config: dict[str, Any] = {
+            "audit": {"hmac_key": "sso-audit-key-0123456789"},
             "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant-x"}]}},
             "access_profiles": [
                 {
@@ -231,3 +239,102 @@ def test_a_team_lead_from_sso_manages_their_teams_keys(sso: tuple[OidcProvider, 
         assert browser.post(f"{gw.base_url}/api/keys/vk-platform/revoke").status_code == 403  # no CSRF header
         assert browser.post(f"{gw.base_url}/api/keys/vk-platform/revoke", headers=csrf).status_code == 200
         assert browser.post(f"{gw.base_url}/api/keys/vk-data/revoke", headers=csrf).status_code == 403
+
+
+# -- identity: nobody becomes somebody else ----------------------------------------------------------
+def _scim(gw: GatewayThread) -> httpx2.Client:
+    return httpx2.Client(base_url=f"{gw.base_url}/scim/v2", headers={"authorization": f"Bearer {SCIM_TOKEN}"})
+
+
+def _records(gw: GatewayThread, kind: str) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        await gw.services.audit.drain()
+        return [r.data async for r in gw.services.store.audit_records() if r.kind == kind]
+
+    return gw.call(read())
+
+
+def test_a_sign_in_never_relinks_an_account(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    idp, gw = sso
+    with _scim(gw) as scim:
+        vic = scim.post("/Users", json={"userName": "vic@example.com"}).json()["id"]
+        una = scim.post("/Users", json={"userName": "una@example.com"}).json()["id"]
+    with httpx2.Client(timeout=20) as browser:  # Vic's first sign-in links the account to her subject
+        assert browse(browser, f"{gw.base_url}/auth/login", "vic").status_code == 200
+        assert browser.get(f"{gw.base_url}/auth/me").json()["user_id"] == vic
+    with httpx2.Client(timeout=20) as browser:  # another subject with the same (verified) address
+        refused = browse(browser, f"{gw.base_url}/auth/login", "vic-impostor")
+        assert refused.status_code == 403 and "already linked" in refused.text
+        assert browser.get(f"{gw.base_url}/auth/me").status_code == 401
+    [event] = [e for e in _records(gw, "identity_conflict") if e["user"] == vic]
+    assert event["reason"] == "subject_changed" and event["subject"] == "vic-impostor"
+    assert event["bound_subject"] == "vic" and event["issuer"] == idp.issuer
+    body = gw.call(gw.services.identity.directory.get("user", vic))
+    assert body is not None and body["sluice:oidcSubject"] == "vic"  # still Vic's
+    # Nor through the API with the impostor's own token.
+    callback = f"{gw.base_url}/auth/callback"
+    token = tokens_for(idp, "sluice", SECRET, callback, "vic-impostor", "openid email groups")["id_token"]
+    assert httpx2.get(f"{gw.base_url}/auth/me", headers={"authorization": f"Bearer {token}"}).status_code == 401
+    # An address the provider has not verified links nobody.
+    with httpx2.Client(timeout=20) as browser:
+        unverified = browse(browser, f"{gw.base_url}/auth/login", "una")
+        assert unverified.status_code == 403 and "not verified" in unverified.text
+    body = gw.call(gw.services.identity.directory.get("user", una))
+    assert body is not None and "sluice:oidcSubject" not in body
+
+
+def test_a_captured_session_ends_with_sign_out(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = sso
+    with httpx2.Client(timeout=20) as browser:
+        browse(browser, f"{gw.base_url}/auth/login", "otto")
+        captured = {"cookie": f"sluice_session={browser.cookies.get('sluice_session')}"}
+        assert httpx2.get(f"{gw.base_url}/auth/me", headers=captured).status_code == 200
+        assert browser.post(f"{gw.base_url}/auth/logout").json() == {"signed_out": True}
+    assert httpx2.get(f"{gw.base_url}/auth/me", headers=captured).status_code == 401
+    assert httpx2.get(f"{gw.base_url}/api/me", headers=captured).status_code == 401
+    with httpx2.Client(timeout=20) as browser:  # signing in again works
+        assert browse(browser, f"{gw.base_url}/auth/login", "otto").url.path == "/auth/me"
+        assert browser.get(f"{gw.base_url}/auth/me").status_code == 200
+
+
+def test_a_session_loses_admin_rights_with_its_group(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = sso
+    with _scim(gw) as scim:
+        gina = scim.post("/Users", json={"userName": "gina@example.com"}).json()["id"]
+        group = scim.post("/Groups", json={"displayName": "sluice-admins", "members": [{"value": gina}]}).json()
+        with httpx2.Client(timeout=20) as browser:
+            browse(browser, f"{gw.base_url}/auth/login", "gina")
+            captured = {"cookie": f"sluice_session={browser.cookies.get('sluice_session')}"}
+        assert httpx2.get(f"{gw.base_url}/api/me", headers=captured).json()["roles"] == ["admin"]
+        assert httpx2.get(f"{gw.base_url}/api/keys", headers=captured).status_code == 200
+        remove = {"Operations": [{"op": "remove", "path": f'members[value eq "{gina}"]'}]}
+        assert scim.patch(f"/Groups/{group['id']}", json=remove).status_code in (200, 204)
+        # The very next request with the old cookie has no admin rights left.
+        assert httpx2.get(f"{gw.base_url}/api/me", headers=captured).json()["roles"] == []
+        assert httpx2.get(f"{gw.base_url}/api/keys", headers=captured).status_code == 403
+        off = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+        assert scim.patch(f"/Users/{gina}", json=off).status_code == 200
+        assert httpx2.get(f"{gw.base_url}/api/me", headers=captured).status_code == 401  # deactivated
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    ["//evil.example/x", "/\\evil.example", "https://evil.example/", "/%2F%2Fevil.example", "/%5Cevil.example",
+     "/%252F%252Fevil.example", "/\t/evil.example", "/%09/evil.example", "javascript:alert(1)"],
+)  # fmt: skip
+def test_the_post_sign_in_redirect_stays_on_the_gateway(
+    sso: tuple[OidcProvider, GatewayThread], next_path: str
+) -> None:
+    _, gw = sso
+    with httpx2.Client(timeout=20) as browser:
+        start = browser.get(f"{gw.base_url}/auth/login", params={"next": next_path})
+        assert start.status_code == 302
+        page = browse(browser, f"{gw.base_url}/auth/login?" + urlencode({"next": next_path}), "olga")
+        assert str(page.url) == f"{gw.base_url}/auth/me", page.url
+
+
+def test_a_same_site_next_path_is_kept(sso: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = sso
+    with httpx2.Client(timeout=20) as browser:
+        page = browse(browser, f"{gw.base_url}/auth/login?" + urlencode({"next": "/api/me?x=1"}), "olga")
+        assert page.url.path == "/api/me" and page.url.query == b"x=1"

@@ -50,7 +50,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_admin_app(services: Any, authenticators: Sequence[Authenticator] | None = None) -> Starlette:
     endpoints = admin_endpoints()
-    chain = AuthChain(authenticators if authenticators is not None else default_authenticators(services))
+    chain = AuthChain(
+        authenticators if authenticators is not None else default_authenticators(services),
+        getattr(services, "guard", None),
+    )
     document = openapi_document(endpoints, version=version("sluice"))
 
     async def openapi(request: Request) -> Response:

@@ -10,6 +10,7 @@ against the scope of the resource it touches (`Call.authorize`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from sluice.admin.declarative import DeclarationError
 from sluice.admin.secrets import SecretError
 from sluice.admin.service import Conflict, Invalid, NotFound
+from sluice.audit.auth_failures import REASONS, AuthGuard
 from sluice.auth.principal import Authenticator, Principal
 from sluice.auth.rbac import Scope, decide
 from sluice.core.errors import SluiceError
@@ -30,9 +32,17 @@ log = logging.getLogger("sluice.admin.http")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, kind: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.kind, self.message, self.details = status, kind, message, details
+        self.retry_after = retry_after
 
 
 class ErrorDetail(BaseModel):
@@ -59,7 +69,9 @@ def error_response(err: ApiError) -> Response:
     body: dict[str, Any] = {"type": err.kind, "message": err.message}
     if err.details is not None:
         body["details"] = err.details
-    headers = {"www-authenticate": "Bearer"} if err.status == 401 else None
+    headers = {"www-authenticate": "Bearer"} if err.status == 401 else {}
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
     return Response(orjson.dumps({"error": body}), err.status, headers=headers, media_type="application/json")
 
 
@@ -119,17 +131,29 @@ class Endpoint:
 
 
 class AuthChain:
-    def __init__(self, authenticators: Sequence[Authenticator]) -> None:
+    def __init__(self, authenticators: Sequence[Authenticator], guard: AuthGuard | None = None) -> None:
         self.authenticators = list(authenticators)
+        self.guard = guard
 
-    async def authenticate(self, headers: dict[str, str]) -> Principal:
+    async def authenticate(self, headers: dict[str, str], address: str = "unknown") -> Principal:
+        guard = self.guard
+        try:
+            if guard is not None:
+                await guard.check("api", address)
+        except SluiceError as err:
+            raise ApiError(429, "rate_limited", err.message, retry_after=err.retry_after) from None
         try:
             for auth in self.authenticators:
                 principal = await auth.authenticate(headers)
                 if principal is not None:
                     return principal
         except SluiceError as err:
+            if guard is not None:
+                await guard.failed("api", address, REASONS.get(err.kind, "invalid_credential"))
             raise ApiError(401, "unauthenticated", err.message) from None
+        if guard is not None:
+            reason = "invalid_credential" if headers.get("authorization") else "missing_credential"
+            await guard.failed("api", address, reason)
         if headers.get("authorization"):
             raise ApiError(401, "unauthenticated", "The credential is not recognised by any configured authenticator.")
         raise ApiError(401, "unauthenticated", "Send an admin credential as 'Authorization: Bearer <token>'.")
@@ -139,7 +163,7 @@ def endpoint_app(ep: Endpoint, auth: AuthChain, services: Any) -> Callable[[Requ
     async def run(request: Request) -> Response:
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            principal = await auth.authenticate(headers)
+            principal = await auth.authenticate(headers, request.client.host if request.client else "unknown")
             if principal.via == "session" and ep.method != "GET" and headers.get("x-sluice-csrf") != "1":
                 # A cookie rides along on requests other sites make the browser send; this header
                 # cannot (as on POST /auth/me/key).

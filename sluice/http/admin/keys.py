@@ -3,12 +3,14 @@ reads never show a secret or a hash."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
 from sluice.admin.keys import KeyAdmin, public_view
+from sluice.admin.team_scope import allowance_of, team_overreach
 from sluice.auth.rbac import Scope, widest_grant
-from sluice.http.admin.framework import Call, Endpoint
+from sluice.http.admin.framework import ApiError, Call, Endpoint
 from sluice.http.admin.schemas import ExpireIn, KeyCreate, KeyList, KeyOut, KeySecret, KeyUpdate, RotateIn
 from sluice.storage.records import ProviderGrant, VirtualKey
 
@@ -27,6 +29,23 @@ def _admin(call: Call) -> KeyAdmin:
 
 def _grants(items: list[Any]) -> tuple[ProviderGrant, ...]:
     return tuple(ProviderGrant(g.provider, g.weight, tuple(g.allowed_models)) for g in items)
+
+
+async def within_team(call: Call, key: VirtualKey, changed: set[str]) -> VirtualKey:
+    """The key as a team lead may store it: a caller whose only right here is the team grant
+    keeps the team's customer (filled in when not given), attaches the key only to people of the
+    team, and grants nothing the team may not use (sluice/admin/team_scope.py)."""
+    if widest_grant(call.principal, call.action) != "team" or key.team_id is None:
+        return key
+    objects = await call.services.store.list_objects()
+    team = next((o.body for o in objects if o.kind == "team" and o.id == key.team_id), None)
+    allowance = allowance_of(key.team_id, team, call.services.profiles.profiles.values())
+    if key.customer_id is None and allowance.customer_id is not None and "customer_id" not in changed:
+        key = dataclasses.replace(key, customer_id=allowance.customer_id)
+    why = await team_overreach(key, changed, allowance, call.services.identity.directory, call.principal.user_id)
+    if why is not None:
+        raise ApiError(403, "forbidden", f"Not allowed: {why}.")
+    return key
 
 
 async def list_keys(call: Call) -> KeyList:
@@ -62,6 +81,7 @@ async def create_key(call: Call) -> KeySecret:
         user_id=body.user_id,
         profile_id=body.profile_id,
     )
+    key = await within_team(call, key, {*body.model_fields_set, "team_id"})
     stored, secret = await _admin(call).create(key, call.principal.actor)
     return KeySecret(key=key_out(stored), secret=secret)
 
@@ -83,6 +103,13 @@ async def update_key(call: Call) -> KeyOut:
     call.authorize(
         Scope(team_id=changes.get("team_id", before.team_id), user_id=changes.get("user_id", before.user_id))
     )
+    changed = set(changes)
+    proposed = dataclasses.replace(before, **changes)
+    if widest_grant(call.principal, call.action) == "team" and "team_id" in changed and "customer_id" not in changed:
+        proposed = dataclasses.replace(proposed, customer_id=None)  # a lead's key follows its new team's customer
+    after = await within_team(call, proposed, changed)
+    if after.customer_id != before.customer_id:
+        changes["customer_id"] = after.customer_id
     return key_out(await admin.update(before.id, changes, call.principal.actor))
 
 

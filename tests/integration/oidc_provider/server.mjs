@@ -62,7 +62,7 @@ const provider = new Provider(issuer, {
         return {
           sub,
           email: account.email,
-          email_verified: true,
+          email_verified: account.email_verified ?? true, // an account may say false
           name: account.name,
           preferred_username: account.email,
           groups: account.groups,
