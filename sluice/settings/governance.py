@@ -114,6 +114,9 @@ class GovernanceConfig(_Strict):
     reservation_lease_s: float = Field(default=900, gt=0)
     # Output tokens reserved for a request that names no max_tokens.
     default_max_tokens: int = Field(default=4096, gt=0)
+    # Settlements the store cannot take (an outage) are fsynced here and replayed when it is back;
+    # when this file cannot be written either (a full disk), budgeted answers are refused.
+    spend_journal_path: str = "sluice-spend.journal.jsonl"
 
 
 # Variables a routing rule may use (docs/routing.md describes each).
