@@ -29,6 +29,7 @@ from sluice.core.model_names import MAX_LENGTH, check_model_name, check_url_mode
 from sluice.core.types import Operation, WireFormat
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
+from sluice.governance.ledger_writer import SpendNotDurable
 from sluice.governance.limits import Limits
 from sluice.metering import (
     CHARS_PER_TOKEN,
@@ -497,6 +498,15 @@ class Engine:
         )
         try:
             await self.limits.settle(ctx.admission, row)
+        except SpendNotDurable:
+            # Neither the store nor the local journal holds the cost: the answer is not served
+            # (its last byte is still held back), rather than served unbilled.
+            log.error("settlement of %s is durable nowhere; its answer is refused", ctx.request_id)
+            ctx.decision, ctx.reason = "error", "spend could not be recorded"
+            raise SluiceError(
+                ErrorKind.GATEWAY_INTERNAL,
+                "The request's cost could not be recorded, so the answer is not served. Try again shortly.",
+            ) from None
         except Exception:
             log.exception("settlement of %s failed", ctx.request_id)
         await self._audit(ctx, refuse=True)

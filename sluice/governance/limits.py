@@ -27,6 +27,7 @@ from sluice.governance.config_sync import parse_object
 from sluice.governance.ledger_writer import LedgerWriter
 from sluice.governance.profiles import profile_limits
 from sluice.governance.refresh import Follower
+from sluice.governance.spend_journal import SpendJournal
 from sluice.pricing.table import pico_to_dollars
 from sluice.settings import AccessProfileConfig, BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
 from sluice.storage.ports import LimitCounters, Store
@@ -145,7 +146,7 @@ class Limits:
     ) -> None:
         self._counters = counters
         self._store = store
-        self._writer = LedgerWriter(store)
+        self._writer = LedgerWriter(store, journal=SpendJournal(governance.spend_journal_path))
         self._clock = clock
         self._lease_s = governance.reservation_lease_s
         self._team_customer: dict[str, str | None] = {}
@@ -162,6 +163,7 @@ class Limits:
         self._settled = _Settlements()
 
     async def start(self) -> None:
+        await self._writer.start()  # the previous run's journalled spend, before any counter is seeded
         await self._follower.start()
 
     async def reload(self) -> None:
@@ -315,7 +317,8 @@ class Limits:
         for rule, bucket, window in items:
             if window is None or bucket.key in self._seeded:
                 continue
-            cost, tokens, requests = await self._store.spend_totals(rule.scope, rule.scope_id, window.start, window.end)
+            totals = await self._writer.spend_totals(rule.scope, rule.scope_id, window.start, window.end)
+            cost, tokens, requests = totals
             used = {"cost": cost, "tokens": tokens, "requests": requests}[rule.measure]
             await self._counters.seed(bucket, used)
             self._seeded.add(bucket.key)
@@ -361,24 +364,28 @@ class Limits:
         self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
-        """Ledger first (durable), then counters; safe to call twice."""
+        """Ledger first (durable: the store or the local journal), then counters; safe to call
+        twice. The counters take the spend even when it is durable nowhere (SpendNotDurable is
+        raised after): the provider was paid, so the budget must keep holding."""
         if admission is None:
             self._writer.write_later(row)
             return
         if admission.settled:
             return
         admission.settled = True
-        if wait:
-            await self._writer.write(row)
-        else:
-            self._writer.write_later(row)
         actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
-        await self._counters.settle(
-            admission.request_id,
-            [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
-            self._clock.now().timestamp(),
-        )
-        self._settled.notify(bucket.key for _, bucket, _ in admission.items)
+        try:
+            if wait:
+                await self._writer.write(row)
+            else:
+                self._writer.write_later(row)
+        finally:
+            await self._counters.settle(
+                admission.request_id,
+                [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
+                self._clock.now().timestamp(),
+            )
+            self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     def spend_row(
         self, admission: Admission | None, request_id: str, key: VirtualKey, cost: int, tokens: int, at: datetime

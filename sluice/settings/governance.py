@@ -119,6 +119,9 @@ class GovernanceConfig(_Strict):
     # settled spend leaves too little) waits up to this long for them to settle, then gets a 429
     # "busy" with Retry-After (never a 402). 0: answer the 429 at once.
     busy_wait_s: float = Field(default=3.0, ge=0, le=60)
+    # Settlements the store cannot take (an outage) are fsynced here and replayed when it is back;
+    # when this file cannot be written either (a full disk), budgeted answers are refused.
+    spend_journal_path: str = "sluice-spend.journal.jsonl"
 
 
 # Variables a routing rule may use (docs/routing.md describes each).

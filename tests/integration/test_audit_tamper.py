@@ -127,7 +127,8 @@ def test_export_verifies_offline_and_edits_to_the_file_are_caught(tmp_path: Path
     asyncio.run(fill(url))
     exported = CliRunner().invoke(app, ["audit", "export", "--config", str(config)]).output
     lines = exported.splitlines()
-    assert len(lines) == 12 and KEY not in exported
+    assert len(lines) == 13 and KEY not in exported
+    assert orjson.loads(lines[-1])["checkpoint"]["seq"] == 12  # the file carries its own signed end
     # The export itself is recorded: who read the log, how much of it.
     again = CliRunner().invoke(app, ["audit", "export", "--config", str(config), "--since", "13"]).output
     access = [orjson.loads(line) for line in again.splitlines()]
