@@ -45,7 +45,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import rules_anthropic, rules_openai_chat
 from tests.fakes.recorded_wires import AnthropicReply, AnthropicWire, OpenAIReply, OpenAIWire
+from tests.fakes.rules_kit import Refusal, sign
 from tests.fakes.wire_kit import (
     TOOL_TRIGGER,
     ToolUse,
@@ -433,6 +435,12 @@ class FakeUpstream:
         output = max(1, len(text) // 4)
         if tool is not None:
             output += max(1, len(json.dumps(tool.input)) // 4) + 40
+        thinking: tuple[str, str] | None = None
+        if isinstance(doc.get("thinking"), dict) and doc["thinking"].get("type") == "enabled":
+            # Claude answers extended thinking with a signed thinking block first; the rules check it comes back.
+            thought = "Considering: " + last_user_text(messages)[:120]
+            thinking = (thought, sign(rules_anthropic.THINKING_KIND, thought))
+            output += max(1, len(thought) // 4)
         cached = b'"cache_control"' in body
         cw, cr, e5, e1 = self.anthropic.fixture_cache if cached else (0, 0, 0, 0)
         return AnthropicReply(
@@ -447,13 +455,25 @@ class FakeUpstream:
             cache_read_input_tokens=cr,
             ephemeral_5m_input_tokens=e5,
             ephemeral_1h_input_tokens=e1,
+            thinking=thinking,
         )
 
+    def refuse(self, style: str, refusal: Refusal) -> web.Response:
+        """A request the real API refuses, answered in its own error format."""
+        if style == _ANTHROPIC:
+            return self._anthropic_error(refusal.status, "error_invalid_request", refusal.message)
+        error = {
+            "message": refusal.message,
+            "type": "invalid_request_error",
+            "param": refusal.param,
+            "code": refusal.code,
+        }
+        return self._json(_OPENAI, refusal.status, pretty_json({"error": error}, indent=4))
+
     async def _messages(self, request: web.Request, body: bytes, doc: dict[str, Any], model: str) -> web.StreamResponse:
-        if not isinstance(doc.get("max_tokens"), int):
-            return self._bad_request(_ANTHROPIC, "max_tokens: Field required")
-        if not isinstance(doc.get("messages"), list):
-            return self._bad_request(_ANTHROPIC, "messages: Field required")
+        refused = rules_anthropic.check(doc, model)
+        if refused is not None:
+            return self.refuse(_ANTHROPIC, refused)
         reply = self.anthropic_reply(doc, body, model)
         if doc.get("stream") is True:
             events = self.anthropic.render_stream(reply)
@@ -502,8 +522,9 @@ class FakeUpstream:
         )
 
     async def _chat(self, request: web.Request, body: bytes, doc: dict[str, Any], model: str) -> web.StreamResponse:
-        if not isinstance(doc.get("messages"), list):
-            return self._bad_request(_OPENAI, "Missing required parameter: 'messages'.")
+        refused = rules_openai_chat.check(doc, model)
+        if refused is not None:
+            return self.refuse(_OPENAI, refused)
         reply = self.openai_reply(doc, body, model)
         if doc.get("stream") is True:
             options = doc.get("stream_options")

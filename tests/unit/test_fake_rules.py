@@ -1,0 +1,381 @@
+"""The fakes refuse what the real APIs refuse: each rule refuses a bad request and lets the good one through, and the
+fake servers answer a refusal in the API's own error format (checked with the official SDKs)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.fakes import rules_anthropic, rules_openai_chat
+from tests.fakes.rules_kit import Refusal, sign
+from tests.fakes.upstream import FakeUpstreamThread
+
+Check = Callable[[dict[str, Any], str], Refusal | None]
+
+
+def _apply(doc: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    change(out)
+    return out
+
+
+def _refused(check: Check, doc: dict[str, Any], model: str, words: str) -> None:
+    refusal = check(doc, model)
+    assert refusal is not None, f"accepted a request the API refuses ({words})"
+    assert words in refusal.message, refusal.message
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Anthropic Messages
+# --------------------------------------------------------------------------------------------------------------------
+
+THOUGHT = "Considering: the weather"
+TOOL_LOOP = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 4096,
+    "system": "be brief",
+    "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+    "messages": [
+        {"role": "user", "content": "weather in Paris? use a tool"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_01abc", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01abc", "content": "sunny"},
+                {"type": "text", "text": "ok?"},
+            ],
+        },
+    ],
+}
+THINKING_LOOP = _apply(
+    TOOL_LOOP,
+    lambda d: (
+        d.update(thinking={"type": "enabled", "budget_tokens": 2048}),
+        d["messages"][1]["content"].insert(
+            0, {"type": "thinking", "thinking": THOUGHT, "signature": sign(rules_anthropic.THINKING_KIND, THOUGHT)}
+        ),
+    ),
+)
+
+ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None], str]] = [
+    ("max_tokens required", TOOL_LOOP, lambda d: d.pop("max_tokens"), "max_tokens: Field required"),
+    ("messages required", TOOL_LOOP, lambda d: d.pop("messages"), "messages: Field required"),
+    (
+        "no system role",
+        TOOL_LOOP,
+        lambda d: d["messages"].insert(0, {"role": "system", "content": "x"}),
+        "messages.0.role: Input should be 'user' or 'assistant'",
+    ),
+    (
+        "tool_result only in user turns",
+        TOOL_LOOP,
+        lambda d: d["messages"][1]["content"].append({"type": "tool_result", "tool_use_id": "x", "content": ""}),
+        "Input tag 'tool_result'",
+    ),
+    (
+        "tool_use id pattern",
+        TOOL_LOOP,
+        lambda d: (
+            d["messages"][1]["content"][1].update(id="call.1|x"),
+            d["messages"][2]["content"][0].update(tool_use_id="call.1|x"),
+        ),
+        "tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'",
+    ),
+    (
+        "tool name pattern",
+        TOOL_LOOP,
+        lambda d: d["tools"][0].update(name="mcp/server.tool"),
+        "tools.0.custom.name: String should match pattern",
+    ),
+    ("tool name length", TOOL_LOOP, lambda d: d["tools"][0].update(name="x" * 129), "tools.0.custom.name"),
+    (
+        "every tool_use answered in the next message",
+        TOOL_LOOP,
+        lambda d: d["messages"][2].update(content="never mind"),
+        "`tool_use` ids were found without `tool_result` blocks immediately after: toolu_01abc",
+    ),
+    (
+        "tool results first",
+        TOOL_LOOP,
+        lambda d: d["messages"][2]["content"].reverse(),
+        "Did not find 1 `tool_result` block(s) at the beginning of this message",
+    ),
+    (
+        "tool_result answers a tool_use of the previous message",
+        TOOL_LOOP,
+        lambda d: d["messages"][2]["content"].insert(
+            1, {"type": "tool_result", "tool_use_id": "toolu_other", "content": ""}
+        ),
+        "unexpected `tool_use_id` found in `tool_result` blocks: toolu_other",
+    ),
+    (
+        "temperature with top_p on Sonnet 4.5",
+        TOOL_LOOP,
+        lambda d: d.update(temperature=0.7, top_p=0.9),
+        "`temperature` and `top_p` cannot both be specified for this model",
+    ),
+    (
+        "budget_tokens floor",
+        THINKING_LOOP,
+        lambda d: d["thinking"].update(budget_tokens=512),
+        "greater than or equal to 1024",
+    ),
+    (
+        "budget_tokens below max_tokens",
+        THINKING_LOOP,
+        lambda d: d.update(max_tokens=2048),
+        "`max_tokens` must be greater than `thinking.budget_tokens`",
+    ),
+    (
+        "thinking takes temperature 1 only",
+        THINKING_LOOP,
+        lambda d: d.update(temperature=0.5),
+        "`temperature` may only be set to 1 when thinking is enabled",
+    ),
+    ("thinking refuses top_k", THINKING_LOOP, lambda d: d.update(top_k=40), "`top_k` must be unset"),
+    (
+        "thinking refuses forced tool use",
+        THINKING_LOOP,
+        lambda d: d.update(tool_choice={"type": "any"}),
+        "Thinking may not be enabled when tool_choice forces tool use.",
+    ),
+    (
+        "the answered assistant turn starts with its thinking block",
+        THINKING_LOOP,
+        lambda d: d["messages"][1]["content"].pop(0),
+        "a final `assistant` message must start with a thinking block",
+    ),
+    (
+        "thinking blocks come back unchanged",
+        THINKING_LOOP,
+        lambda d: d["messages"][1]["content"][0].update(thinking="edited"),
+        "messages.1.content.0: Invalid `signature` in `thinking` block",
+    ),
+    (
+        "no thinking in a final assistant turn without thinking",
+        TOOL_LOOP,
+        lambda d: d["messages"].append({"role": "assistant", "content": [{"type": "redacted_thinking", "data": "x"}]}),
+        "When thinking is disabled",
+    ),
+    (
+        "enabled thinking is refused from Claude 4.7 on",
+        THINKING_LOOP,
+        lambda d: d.update(model="claude-opus-4-7"),
+        "thinking.type.enabled is not supported for this model",
+    ),
+    (
+        "metadata.user_id length",
+        TOOL_LOOP,
+        lambda d: d.update(metadata={"user_id": "u" * 257}),
+        "metadata.user_id: String should have at most 256 characters",
+    ),
+    ("metadata keys", TOOL_LOOP, lambda d: d.update(metadata={"session": "s"}), "metadata.session: Extra inputs"),
+]
+
+
+@pytest.mark.parametrize("good", [TOOL_LOOP, THINKING_LOOP], ids=["tool loop", "thinking tool loop"])
+def test_anthropic_accepts_a_well_formed_loop(good: dict[str, Any]) -> None:
+    assert rules_anthropic.check(good, good["model"]) is None
+
+
+@pytest.mark.parametrize(("rule", "base", "change", "words"), ANTHROPIC_BAD, ids=[c[0] for c in ANTHROPIC_BAD])
+def test_anthropic_refuses(
+    rule: str, base: dict[str, Any], change: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    doc = _apply(base, change)
+    _refused(rules_anthropic.check, doc, doc["model"], words)
+
+
+@pytest.mark.parametrize(
+    ("model", "refused"),
+    [
+        ("claude-sonnet-4-20250514", False),
+        ("claude-3-7-sonnet-20250219", False),
+        ("claude-opus-4", False),
+        ("claude-opus-4-1-20250805", True),
+        ("claude-sonnet-4-5", True),
+        ("claude-haiku-4-5", True),
+        ("anthropic.claude-sonnet-4-6-v1:0", True),
+        ("claude-opus-4-5@20251101", True),
+        ("claude-sonnet-5", True),
+    ],
+)
+def test_anthropic_temperature_with_top_p_per_family(model: str, refused: bool) -> None:
+    doc = _apply(TOOL_LOOP, lambda d: d.update(temperature=0.7, top_p=0.9))
+    assert (rules_anthropic.check(doc, model) is not None) is refused
+    alone = _apply(TOOL_LOOP, lambda d: d.update(temperature=0.7))
+    assert rules_anthropic.check(alone, model) is None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# OpenAI Chat Completions
+# --------------------------------------------------------------------------------------------------------------------
+
+CHAT_LOOP = {
+    "model": "gpt-4o",
+    "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "weather? use a tool"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "noon"},
+        {"role": "user", "content": "thanks"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    "user": "u" * 64,
+    "n": 1,
+}
+
+CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("messages required", lambda d: d.pop("messages"), "Missing required parameter: 'messages'."),
+    ("roles", lambda d: d["messages"][0].update(role="human"), "Invalid value: 'human'"),
+    (
+        "tool message answers a tool call",
+        lambda d: d["messages"].insert(1, {"role": "tool", "tool_call_id": "call_0", "content": "x"}),
+        "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'",
+    ),
+    (
+        "every tool call answered before the next message",
+        lambda d: d["messages"].pop(4),
+        "The following tool_call_ids did not have response messages: call_2",
+    ),
+    (
+        "tool call id length",
+        lambda d: (
+            d["messages"][2]["tool_calls"][0].update(id="c" * 41),
+            d["messages"][3].update(tool_call_id="c" * 41),
+        ),
+        "Invalid 'messages[2].tool_calls[0].id': string too long. Expected a string with maximum length 40",
+    ),
+    (
+        "function name length",
+        lambda d: d["tools"][0]["function"].update(name="f" * 65),
+        "Invalid 'tools[0].function.name': string too long. Expected a string with maximum length 64",
+    ),
+    (
+        "function name pattern",
+        lambda d: d["tools"][0]["function"].update(name="mcp.tool"),
+        "string does not match pattern",
+    ),
+    (
+        "user length",
+        lambda d: d.update(user="u" * 65),
+        "Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length 65",
+    ),
+    ("safety_identifier length", lambda d: d.update(safety_identifier="s" * 70), "Invalid 'safety_identifier'"),
+    ("n range", lambda d: d.update(n=129), "Expected a value <= 128"),
+    ("n positive", lambda d: d.update(n=0), "Expected a value >= 1"),
+    (
+        "reasoning models refuse max_tokens",
+        lambda d: d.update(model="gpt-5-mini", max_tokens=100),
+        "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+    ),
+    (
+        "reasoning models take the default temperature only",
+        lambda d: d.update(model="o3", temperature=0.2),
+        "'temperature' does not support 0.2 with this model",
+    ),
+    (
+        "stream_options only with stream",
+        lambda d: d.update(stream_options={"include_usage": True}),
+        "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+    ),
+]
+
+
+def test_chat_accepts_a_well_formed_loop() -> None:
+    assert rules_openai_chat.check(CHAT_LOOP, "gpt-4o") is None
+    reasoning = _apply(CHAT_LOOP, lambda d: d.update(max_completion_tokens=100, temperature=1))
+    assert rules_openai_chat.check(reasoning, "gpt-5") is None
+    assert rules_openai_chat.check(_apply(CHAT_LOOP, lambda d: d.update(max_tokens=9)), "gpt-5-chat-latest") is None
+
+
+@pytest.mark.parametrize(("rule", "change", "words"), CHAT_BAD, ids=[c[0] for c in CHAT_BAD])
+def test_chat_refuses(rule: str, change: Callable[[dict[str, Any]], None], words: str) -> None:
+    doc = _apply(CHAT_LOOP, change)
+    _refused(rules_openai_chat.check, doc, doc["model"], words)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The servers answer refusals in each API's error format
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstreamThread]:
+    with FakeUpstreamThread() as fake:
+        yield fake
+
+
+def test_anthropic_refusal_reaches_the_sdk_as_a_bad_request(upstream: FakeUpstreamThread) -> None:
+    client = anthropic.Anthropic(base_url=upstream.base_url, api_key="sk-ant-test", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"temperature": 0.5, "top_p": 0.9},
+        )
+    assert caught.value.status_code == 400
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "cannot both be specified" in body["error"]["message"]
+    assert caught.value.request_id and caught.value.request_id.startswith("req_")
+
+
+def test_anthropic_thinking_round_trip_through_the_fake(upstream: FakeUpstreamThread) -> None:
+    """The fake answers enabled thinking with a signed thinking block, and takes it back on the next turn."""
+    client = anthropic.Anthropic(base_url=upstream.base_url, api_key="sk-ant-test", max_retries=0)
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}]
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    asked: Any = [{"role": "user", "content": "weather? use a tool"}]
+    first = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=2048, thinking=thinking, tools=tools, messages=asked
+    )
+    assert [b.type for b in first.content] == ["thinking", "text", "tool_use"]
+    tool_use = first.content[2]
+    assert tool_use.type == "tool_use"
+    result: Any = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}]}
+    history: Any = [*asked, {"role": "assistant", "content": [b.model_dump() for b in first.content]}, result]
+    second = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=2048, thinking=thinking, tools=tools, messages=history
+    )
+    assert second.stop_reason == "end_turn"
+    with client.messages.stream(
+        model="claude-sonnet-4-5", max_tokens=2048, thinking=thinking, tools=tools, messages=asked
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert streamed.content[0].type == "thinking" and streamed.content[0].signature
+    without: Any = [*asked, {"role": "assistant", "content": [b.model_dump() for b in first.content[1:]]}, result]
+    with pytest.raises(anthropic.BadRequestError, match="must start with a thinking block"):
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=2048, thinking=thinking, tools=tools, messages=without
+        )
+
+
+def test_chat_refusal_reaches_the_sdk_with_param_and_code(upstream: FakeUpstreamThread) -> None:
+    client = openai.OpenAI(base_url=upstream.base_url + "/v1", api_key="sk-test", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], user="u" * 150)
+    assert caught.value.status_code == 400
+    assert caught.value.param == "user" and caught.value.code == "string_above_max_length"
+    assert caught.value.type == "invalid_request_error"
