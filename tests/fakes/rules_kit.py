@@ -9,6 +9,7 @@ own error format (status and body shape)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -57,8 +58,9 @@ _SECRET = secrets.token_bytes(32)
 
 def sign(kind: str, payload: str) -> str:
     """An opaque signature binding ``payload`` (a thinking text, a function call) to this fake."""
-    mac = hmac.new(_SECRET, kind.encode() + b"\0" + payload.encode(), hashlib.sha256).hexdigest()
-    return f"fake{kind}{mac}"
+    mac = hmac.new(_SECRET, kind.encode() + b"\0" + payload.encode(), hashlib.sha256).digest()
+    # Base64, as the real ones are (google-genai decodes a thoughtSignature as bytes and encodes it back).
+    return base64.b64encode(b"fake-" + kind.encode() + b"-" + mac).decode()
 
 
 def signed(kind: str, payload: str, signature: Any) -> bool:

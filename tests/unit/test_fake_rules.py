@@ -10,8 +10,11 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
-from tests.fakes import rules_anthropic, rules_openai_chat
+from tests.fakes import rules_anthropic, rules_converse, rules_gemini, rules_openai_chat, rules_responses
 from tests.fakes.rules_kit import Refusal, sign
 from tests.fakes.upstream import FakeUpstreamThread
 
@@ -379,3 +382,261 @@ def test_chat_refusal_reaches_the_sdk_with_param_and_code(upstream: FakeUpstream
     assert caught.value.status_code == 400
     assert caught.value.param == "user" and caught.value.code == "string_above_max_length"
     assert caught.value.type == "invalid_request_error"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# OpenAI Responses
+# --------------------------------------------------------------------------------------------------------------------
+
+RESPONSES_LOOP = {
+    "model": "gpt-5",
+    "store": False,
+    "include": ["reasoning.encrypted_content"],
+    "input": [
+        {"role": "user", "content": "weather? use a tool"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA..."},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ],
+    "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+    "max_output_tokens": 16,
+    "safety_identifier": "s" * 64,
+}
+_NO_STORE: dict[str, set[str]] = {}
+
+RESPONSES_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("input required", lambda d: d.pop("input"), "Missing required parameter: 'input'."),
+    (
+        "function_call_output answers a function_call",
+        lambda d: d["input"].pop(2),
+        "No tool call found for function call output with call_id call_1.",
+    ),
+    (
+        "call_id length",
+        lambda d: (d["input"][2].update(call_id="c" * 65), d["input"][3].update(call_id="c" * 65)),
+        "Invalid 'input[2].call_id': string too long. Expected a string with maximum length 64",
+    ),
+    (
+        "reasoning items carry encrypted content without store",
+        lambda d: d["input"][1].pop("encrypted_content"),
+        "Item with id 'rs_1' not found. Items are not persisted when `store` is set to false.",
+    ),
+    ("previous_response_id exists", lambda d: d.update(previous_response_id="resp_x"), "Previous response with id"),
+    ("safety_identifier length", lambda d: d.update(safety_identifier="s" * 65), "Invalid 'safety_identifier'"),
+    ("user length", lambda d: d.update(user="u" * 150), "Invalid 'user': string too long"),
+    ("function name pattern", lambda d: d["tools"][0].update(name="a b"), "Invalid 'tools[0].name'"),
+    ("max_output_tokens floor", lambda d: d.update(max_output_tokens=10), "Expected a value >= 16, but got 10"),
+    ("reasoning models' temperature", lambda d: d.update(temperature=0.3), "'temperature' does not support 0.3"),
+    (
+        "no include_usage in stream_options",
+        lambda d: d.update(stream=True, stream_options={"include_usage": True}),
+        "Unknown parameter: 'stream_options.include_usage'.",
+    ),
+]
+
+
+def test_responses_accepts_a_well_formed_loop() -> None:
+    assert rules_responses.check(RESPONSES_LOOP, "gpt-5", _NO_STORE.get) is None
+    # An output may answer a call of the stored response previous_response_id names.
+    chained = {"model": "gpt-5", "previous_response_id": "resp_1", "input": [RESPONSES_LOOP["input"][3]]}
+    assert rules_responses.check(chained, "gpt-5", {"resp_1": {"call_1"}}.get) is None
+    assert rules_responses.check(chained, "gpt-5", {"resp_1": {"call_9"}}.get) is not None
+
+
+@pytest.mark.parametrize(("rule", "change", "words"), RESPONSES_BAD, ids=[c[0] for c in RESPONSES_BAD])
+def test_responses_refuses(rule: str, change: Callable[[dict[str, Any]], None], words: str) -> None:
+    doc = _apply(RESPONSES_LOOP, change)
+    refusal = rules_responses.check(doc, doc["model"], _NO_STORE.get)
+    assert refusal is not None and words in refusal.message, refusal
+
+
+def test_responses_server_chains_previous_response_calls(upstream: FakeUpstreamThread) -> None:
+    client = openai.OpenAI(base_url=upstream.base_url + "/v1", api_key="sk-test", max_retries=0)
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    first = client.responses.create(model="gpt-4.1", input="weather? use a tool", tools=tools)
+    call = next(item for item in first.output if item.type == "function_call")
+    answer: Any = [{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    second = client.responses.create(model="gpt-4.1", previous_response_id=first.id, input=answer, tools=tools)
+    assert second.status == "completed"
+    stray: Any = [{"type": "function_call_output", "call_id": "call_unknown", "output": "sunny"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-4.1", previous_response_id=first.id, input=stray)
+    assert caught.value.param == "input" and "No tool call found" in caught.value.message
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Gemini
+# --------------------------------------------------------------------------------------------------------------------
+
+GEMINI_SIGNATURE = sign(rules_gemini.SIGNATURE_KIND, "get_weather")
+GEMINI_LOOP = {
+    "contents": [
+        {"role": "user", "parts": [{"text": "weather? use a tool"}]},
+        {
+            "role": "model",
+            "parts": [{"functionCall": {"name": "get_weather", "args": {}}, "thoughtSignature": GEMINI_SIGNATURE}],
+        },
+        {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"sky": "sunny"}}}]},
+    ],
+    "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object"}}]}],
+    "generationConfig": {"thinkingConfig": {"thinkingLevel": "HIGH", "includeThoughts": True}},
+}
+
+GEMINI_BAD: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
+    ("contents required", "gemini-2.5-flash", lambda d: d.update(contents=[]), "contents is not specified"),
+    ("roles", "gemini-2.5-flash", lambda d: d["contents"][0].update(role="system"), "Please use a valid role"),
+    (
+        "function response after a function call turn",
+        "gemini-2.5-flash",
+        lambda d: d["contents"].pop(1),
+        "function response turn comes immediately after a function call turn",
+    ),
+    (
+        "function call after a user turn",
+        "gemini-2.5-flash",
+        lambda d: d["contents"].pop(0),
+        "function call turn comes immediately after a user turn",
+    ),
+    (
+        "one response per call",
+        "gemini-2.5-flash",
+        lambda d: d["contents"][2]["parts"].append(dict(d["contents"][2]["parts"][0])),
+        "the number of function response parts is equal to the number of function call parts",
+    ),
+    (
+        "Gemini 3 needs the thought signature back",
+        "gemini-3-pro-preview",
+        lambda d: d["contents"][1]["parts"][0].pop("thoughtSignature"),
+        "Function call is missing a thought_signature in functionCall parts.",
+    ),
+    (
+        "signatures come back unchanged",
+        "gemini-2.5-flash",
+        lambda d: d["contents"][1]["parts"][0].update(thoughtSignature="forged"),
+        "Corrupted thought signature.",
+    ),
+    (
+        "thinkingLevel needs Gemini 3",
+        "gemini-2.5-flash",
+        lambda d: None,
+        "Thinking level is not supported for this model.",
+    ),
+    (
+        "thinkingLevel or thinkingBudget",
+        "gemini-3-flash-preview",
+        lambda d: d["generationConfig"]["thinkingConfig"].update(thinkingBudget=1024),
+        "only set one of thinking budget and thinking level",
+    ),
+    (
+        "function names",
+        "gemini-3-flash-preview",
+        lambda d: d["tools"][0]["functionDeclarations"][0].update(name="1tool"),
+        "function_declarations[0].name: Invalid function name.",
+    ),
+]
+
+
+def test_gemini_accepts_a_well_formed_loop() -> None:
+    assert rules_gemini.check(GEMINI_LOOP, "gemini-3-pro-preview") is None
+    unsigned = _apply(GEMINI_LOOP, lambda d: d["contents"][1]["parts"][0].pop("thoughtSignature"))
+    assert rules_gemini.check(_apply(unsigned, lambda d: d.pop("generationConfig")), "gemini-2.5-flash") is None
+    skipped = _apply(
+        GEMINI_LOOP, lambda d: d["contents"][1]["parts"][0].update(thoughtSignature=rules_gemini.SKIP_SIGNATURE)
+    )
+    assert rules_gemini.check(skipped, "gemini-3-pro-preview") is None
+    # Earlier turns (before the last user text) are not validated for signatures.
+    later = _apply(
+        unsigned,
+        lambda d: d["contents"].extend(
+            [{"role": "model", "parts": [{"text": "sunny"}]}, {"role": "user", "parts": [{"text": "thanks"}]}]
+        ),
+    )
+    assert rules_gemini.check(later, "gemini-3-pro-preview") is None
+
+
+@pytest.mark.parametrize(("rule", "model", "change", "words"), GEMINI_BAD, ids=[c[0] for c in GEMINI_BAD])
+def test_gemini_refuses(rule: str, model: str, change: Callable[[dict[str, Any]], None], words: str) -> None:
+    _refused(rules_gemini.check, _apply(GEMINI_LOOP, change), model, words)
+
+
+def test_gemini_server_signs_gemini_3_calls_and_refuses_in_google_format(upstream: FakeUpstreamThread) -> None:
+    client = genai.Client(api_key="g-test", http_options=genai_types.HttpOptions(base_url=upstream.base_url))
+    tools = [
+        genai_types.Tool(
+            function_declarations=[
+                genai_types.FunctionDeclaration(
+                    name="get_weather", parameters_json_schema={"type": "object", "properties": {}}
+                )
+            ]
+        )
+    ]
+    config = genai_types.GenerateContentConfig(tools=tools)
+    first = client.models.generate_content(model="gemini-3-pro-preview", contents="weather? use a tool", config=config)
+    called = first.candidates[0].content  # type: ignore[index]
+    assert called is not None and called.parts and called.parts[0].thought_signature
+    answer = genai_types.Content(
+        role="user", parts=[genai_types.Part.from_function_response(name="get_weather", response={"sky": "sunny"})]
+    )
+    history = [genai_types.Content(role="user", parts=[genai_types.Part(text="weather? use a tool")]), called, answer]
+    assert client.models.generate_content(model="gemini-3-pro-preview", contents=history, config=config).text
+    bare = called.model_copy(deep=True)
+    assert bare.parts
+    bare.parts[0].thought_signature = None
+    with pytest.raises(genai_errors.ClientError) as caught:
+        client.models.generate_content(model="gemini-3-pro-preview", contents=[history[0], bare, answer], config=config)
+    assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
+    assert "missing a thought_signature" in str(caught.value.message)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Bedrock Converse
+# --------------------------------------------------------------------------------------------------------------------
+
+CONVERSE_LOOP = {
+    "messages": [
+        {"role": "user", "content": [{"text": "weather? use a tool"}]},
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_1", "content": [{"text": "sunny"}]}}]},
+    ],
+    "toolConfig": {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]},
+}
+
+CONVERSE_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("start with user", lambda d: d["messages"].pop(0), "A conversation must start with a user message."),
+    (
+        "alternate roles",
+        lambda d: d["messages"].append({"role": "user", "content": [{"text": "more"}]}),
+        "A conversation must alternate between user and assistant roles.",
+    ),
+    (
+        "roles",
+        lambda d: d["messages"][0].update(role="system"),
+        "Member must satisfy enum value set: [user, assistant]",
+    ),
+    ("block members", lambda d: d["messages"][0]["content"][0].update(type="text"), "Malformed input request"),
+    (
+        "toolResult for every toolUse",
+        lambda d: d["messages"][2].update(content=[{"text": "nothing"}]),
+        "Expected toolResult blocks at messages.2.content for the following Ids: tooluse_1",
+    ),
+    (
+        "toolResult answers the previous toolUse",
+        lambda d: d["messages"][2]["content"].append({"toolResult": {"toolUseId": "tooluse_9", "content": []}}),
+        "exceeds the number of toolUse blocks of previous turn",
+    ),
+    (
+        "tool names",
+        lambda d: d["toolConfig"]["tools"][0]["toolSpec"].update(name="get.weather"),
+        "toolConfig.tools.1.member.toolSpec.name",
+    ),
+]
+
+
+def test_converse_accepts_a_well_formed_loop() -> None:
+    assert rules_converse.check(CONVERSE_LOOP) is None
+
+
+@pytest.mark.parametrize(("rule", "change", "words"), CONVERSE_BAD, ids=[c[0] for c in CONVERSE_BAD])
+def test_converse_refuses(rule: str, change: Callable[[dict[str, Any]], None], words: str) -> None:
+    refusal = rules_converse.check(_apply(CONVERSE_LOOP, change))
+    assert refusal is not None and words in refusal.message, refusal
