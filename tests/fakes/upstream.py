@@ -10,6 +10,11 @@ SSE ending in ``data: [DONE]`` for OpenAI). ``tests/unit/test_fake_upstream.py``
 values gives back the fixture byte for byte.
 
 Behaviour
+- Every request is first held to the rules its real API enforces (``tests.fakes.rules_anthropic``,
+  ``rules_openai_chat``, ``rules_responses``, ``rules_gemini``, ``rules_converse``; each rule cites where the provider
+  documents it) and refused, as the API would, in its own error format. Round-trip state is real: enabled Anthropic
+  thinking is answered with a signed thinking block, Gemini 3 function calls carry a thoughtSignature, Responses
+  remember their call ids for ``previous_response_id``; the next turn must send them back unchanged.
 - The answer text is ``"echo: " + <last user text, truncated to 200 chars>``.
 - Input tokens are ``max(1, len(body) // 4)``; output tokens are ``max(1, len(answer) // 4)``.
 - Anthropic reports cache tokens (taken from the fixture) only when the request contains ``cache_control``;
