@@ -64,7 +64,15 @@ def sign(kind: str, payload: str) -> str:
 
 
 def signed(kind: str, payload: str, signature: Any) -> bool:
-    return isinstance(signature, str) and hmac.compare_digest(signature, sign(kind, payload))
+    """Whether ``signature`` is the one ``sign`` gave, in either base64 alphabet (google-genai sends bytes back
+    URL-safe encoded)."""
+    if not isinstance(signature, str):
+        return False
+    try:
+        given = base64.b64decode(signature.replace("-", "+").replace("_", "/") + "==", validate=False)
+    except ValueError:
+        return False
+    return hmac.compare_digest(given, base64.b64decode(sign(kind, payload)))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -441,8 +441,9 @@ class FakeUpstream:
         if tool is not None:
             output += max(1, len(json.dumps(tool.input)) // 4) + 40
         thinking: tuple[str, str] | None = None
-        if isinstance(doc.get("thinking"), dict) and doc["thinking"].get("type") == "enabled":
-            # Claude answers extended thinking with a signed thinking block first; the rules check it comes back.
+        if isinstance(doc.get("thinking"), dict) and doc["thinking"].get("type") in ("enabled", "adaptive"):
+            # Claude answers extended (or adaptive: it chooses to, here) thinking with a signed thinking block
+            # first; the rules check that it comes back unchanged.
             thought = "Considering: " + last_user_text(messages)[:120]
             thinking = (thought, sign(rules_anthropic.THINKING_KIND, thought))
             output += max(1, len(thought) // 4)
