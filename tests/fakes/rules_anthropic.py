@@ -321,3 +321,16 @@ RULES = (
 def check(doc: dict[str, Any], model: str) -> Refusal | None:
     """The first rule of the Messages API that ``doc`` (sent for ``model``) breaks, or None."""
     return first_refusal(RULES, doc, model)
+
+
+def messages_field(doc: dict[str, Any], model: str) -> Refusal | None:
+    return None if isinstance(doc.get("messages"), list) else Refusal("messages: Field required")
+
+
+# Token counting (POST /v1/messages/count_tokens) takes the Messages body without max_tokens and validates the
+# conversation the same way (https://docs.anthropic.com/en/api/messages-count-tokens).
+COUNT_RULES = (messages_field, roles, block_types, tool_names, tool_result_pairing)
+
+
+def check_count(doc: dict[str, Any], model: str) -> Refusal | None:
+    return first_refusal(COUNT_RULES, doc, model)

@@ -248,6 +248,9 @@ class FakeUpstream:
         if route == "messages":
             return await self._messages(request, body, doc, model)
         if route == "count_tokens":
+            refused = rules_anthropic.check_count(doc, model)
+            if refused is not None:
+                return self.refuse(_ANTHROPIC, refused)
             return self._json(
                 _ANTHROPIC, 200, self.anthropic.count_tokens.render({"input_tokens": jint(max(1, len(body) // 4))})
             )

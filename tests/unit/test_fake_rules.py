@@ -200,6 +200,14 @@ def test_anthropic_refuses(
     _refused(rules_anthropic.check, doc, doc["model"], words)
 
 
+def test_anthropic_token_counting_takes_the_body_without_max_tokens() -> None:
+    counted = _apply(TOOL_LOOP, lambda d: d.pop("max_tokens"))
+    assert rules_anthropic.check_count(counted, "claude-sonnet-4-5") is None
+    broken = _apply(counted, lambda d: d["messages"][2].update(content="never mind"))
+    refusal = rules_anthropic.check_count(broken, "claude-sonnet-4-5")
+    assert refusal is not None and "`tool_use` ids were found without `tool_result` blocks" in refusal.message
+
+
 @pytest.mark.parametrize(
     ("model", "refused"),
     [
