@@ -183,11 +183,45 @@ def temperature_with_top_p(doc: dict[str, Any], model: str) -> Refusal | None:
 # -- extended thinking ---------------------------------------------------------------------------------------------
 
 
+def _adaptive_only(model: str) -> bool:
+    # "Claude Fable 5.1, Claude Mythos 5.1, Claude Mythos 5, Claude Fable 5, and Claude Mythos Preview only support
+    # adaptive thinking. Manual extended thinking (thinking.type: "enabled" with budget_tokens) and disabled thinking
+    # (thinking.type: "disabled") are not supported on these models and will return a 400 error"; "Claude Opus 4.7 ...
+    # only support[s] adaptive thinking" (Bedrock user guide, "Adaptive thinking",
+    # https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html). Anthropic's page
+    # (https://platform.claude.com/docs/en/build-with-claude/extended-thinking) says "Claude 4.7 and later models do
+    # not support it"; Opus 5 and Sonnet 5 are left out here, as the Bedrock list leaves them out.
+    if re.search(r"claude-(mythos|fable)", model):
+        return True
+    family = claude_family(model)
+    return family is not None and family[0] == "opus" and family[1] == 4 and family[2] >= 7
+
+
+def _adaptive_capable(model: str) -> bool:
+    # Adaptive thinking: Opus 4.6, Sonnet 4.6, Opus 4.7 and the 5 family; "Older models (Claude Sonnet 4.5, Claude
+    # Opus 4.5, etc.) do not support adaptive thinking and require thinking.type: "enabled" with budget_tokens"
+    # (same Bedrock page, and https://platform.claude.com/docs/en/build-with-claude/adaptive-thinking).
+    if re.search(r"claude-(mythos|fable)", model):
+        return True
+    family = claude_family(model)
+    if family is None:
+        return True  # not a Claude id we can place: let it through
+    name, major, minor = family
+    return major >= 5 or (major == 4 and minor >= 6 and name in ("opus", "sonnet"))
+
+
 def thinking_budget(doc: dict[str, Any], model: str) -> Refusal | None:
     # Extended thinking (https://platform.claude.com/docs/en/build-with-claude/extended-thinking): budget_tokens has a
-    # floor of 1,024 and must be less than max_tokens; "Extended thinking (thinking.type: "enabled" with
-    # budget_tokens) is deprecated. Claude 4.7 and later models do not support it and reject requests that use it".
-    if _thinking(doc) != "enabled":
+    # floor of 1,024 and must be less than max_tokens. The wording of the per-model refusals is the fake's.
+    mode = _thinking(doc)
+    if mode in ("enabled", "disabled") and _adaptive_only(model):
+        return Refusal(
+            f"thinking.type.{mode} is not supported for this model. Use thinking.type.adaptive and "
+            "output_config.effort to control thinking behavior."
+        )
+    if mode == "adaptive" and not _adaptive_capable(model):
+        return Refusal("thinking.type.adaptive is not supported for this model. Use thinking.type.enabled instead.")
+    if mode != "enabled":
         return None
     budget = as_dict(doc.get("thinking")).get("budget_tokens")
     if not isinstance(budget, int):
@@ -199,12 +233,6 @@ def thinking_budget(doc: dict[str, Any], model: str) -> Refusal | None:
             "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
             f"{_THINKING_DOCS}#max-tokens-and-context-window-size"
         )
-    family = claude_family(model)
-    if family is not None and (family[1] >= 5 or (family[1] == 4 and family[2] >= 7)):
-        return Refusal(
-            "thinking.type.enabled is not supported for this model. Use thinking.type.adaptive and "
-            "output_config.effort to control thinking behavior."
-        )
     return None
 
 
@@ -213,14 +241,16 @@ def thinking_sampling(doc: dict[str, Any], model: str) -> Refusal | None:
     # set between 0.95 and 1 (extended thinking, "Feature compatibility",
     # https://platform.claude.com/docs/en/build-with-claude/extended-thinking#feature-compatibility); forced tool use
     # is answered "Thinking may not be enabled when tool_choice forces tool use." (mastra-ai/mastra#7507,
-    # can1357/oh-my-pi#341). Adaptive thinking has the same compatibility.
+    # can1357/oh-my-pi#341). Adaptive thinking has the same compatibility: "temperature may only be set to 1 when
+    # thinking is enabled or in adaptive mode" (quoted in BuilderIO/agent-native core 0.164.25,
+    # dotCipher/opencode-claude-bridge#1).
     if _thinking(doc) not in ("enabled", "adaptive"):
         return None
     temperature = doc.get("temperature")
     if temperature is not None and temperature != 1:
         return Refusal(
-            "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at "
-            f"{_THINKING_DOCS}#feature-compatibility"
+            "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode. Please consult our "
+            f"documentation at {_THINKING_DOCS}#feature-compatibility"
         )
     if doc.get("top_k") is not None:
         return Refusal(

@@ -4,6 +4,7 @@ fake servers answer a refusal in the API's own error format (checked with the of
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from google.genai import types as genai_types
 from tests.fakes import rules_anthropic, rules_converse, rules_gemini, rules_openai_chat, rules_responses
 from tests.fakes.rules_kit import Refusal, sign
 from tests.fakes.upstream import FakeUpstreamThread
+from tests.fakes.wire_kit import FIXTURES
 
 Check = Callable[[dict[str, Any], str], Refusal | None]
 
@@ -172,10 +174,28 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
         "When thinking is disabled",
     ),
     (
-        "enabled thinking is refused from Claude 4.7 on",
+        "enabled thinking is refused on Opus 4.7",
         THINKING_LOOP,
         lambda d: d.update(model="claude-opus-4-7"),
         "thinking.type.enabled is not supported for this model",
+    ),
+    (
+        "disabled thinking is refused on Mythos",
+        TOOL_LOOP,
+        lambda d: d.update(model="claude-mythos-5", thinking={"type": "disabled"}),
+        "thinking.type.disabled is not supported for this model",
+    ),
+    (
+        "adaptive thinking needs a 4.6 or later model",
+        TOOL_LOOP,
+        lambda d: d.update(model="claude-sonnet-4-5", thinking={"type": "adaptive"}),
+        "thinking.type.adaptive is not supported for this model",
+    ),
+    (
+        "adaptive thinking takes temperature 1 only",
+        TOOL_LOOP,
+        lambda d: d.update(model="claude-sonnet-4-6", thinking={"type": "adaptive"}, temperature=0.2),
+        "only be set to 1 when thinking is enabled or in adaptive mode",
     ),
     (
         "metadata.user_id length",
@@ -648,3 +668,30 @@ def test_converse_accepts_a_well_formed_loop() -> None:
 def test_converse_refuses(rule: str, change: Callable[[dict[str, Any]], None], words: str) -> None:
     refusal = rules_converse.check(_apply(CONVERSE_LOOP, change))
     assert refusal is not None and words in refusal.message, refusal
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# What the real agents sent (tests/fixtures/*) passes the rules of their own vendor
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("claude_code/messages_request.json", "claude-sonnet-4-6"),
+        ("gemini_cli/stream_generate_content_request.json", "gemini-2.5-flash"),
+        ("gemini_cli/stream_generate_content_tool_result.json", "gemini-2.5-flash"),
+        ("gemini_cli/router_generate_content_request.json", "gemini-3.5-flash-lite"),
+        ("gemini_cli/stream_generate_content_request_gemini3.json", "gemini-3.8-flash"),
+        ("codex/responses_request.json", "gpt-5.5"),
+        ("codex/responses_request_tool_result.json", "gpt-5.5"),
+    ],
+)
+def test_recorded_agent_requests_pass_their_own_vendors_rules(path: str, model: str) -> None:
+    doc = json.loads((FIXTURES / path).read_bytes())
+    if path.startswith("claude_code"):
+        assert rules_anthropic.check(doc, model) is None
+    elif path.startswith("gemini_cli"):
+        assert rules_gemini.check(doc, model) is None
+    else:
+        assert rules_responses.check(doc, model, _NO_STORE.get) is None
