@@ -182,6 +182,13 @@ def reasoning_model_parameters(doc: dict[str, Any], model: str) -> Refusal | Non
             "max_tokens",
             "unsupported_parameter",
         )
+    return reasoning_sampling(doc)
+
+
+def reasoning_sampling(doc: dict[str, Any]) -> Refusal | None:
+    """Reasoning models keep the default sampling: temperature 1 only, and no top_p ("Unsupported parameter: 'top_p'
+    is not supported with this model." on gpt-5, lfnovo/open-notebook#107, HIllya51/LunaTranslator#1842, on GPT 5.1
+    Codex Max, microsoft/vscode#282170; the default 1 goes through, as users report)."""
     temperature = doc.get("temperature")
     if temperature is not None and temperature != 1:
         return Refusal(
@@ -189,6 +196,11 @@ def reasoning_model_parameters(doc: dict[str, Any], model: str) -> Refusal | Non
             "value is supported.",
             "temperature",
             "unsupported_value",
+        )
+    top_p = doc.get("top_p")
+    if top_p is not None and top_p != 1:
+        return Refusal(
+            "Unsupported parameter: 'top_p' is not supported with this model.", "top_p", "unsupported_parameter"
         )
     return None
 

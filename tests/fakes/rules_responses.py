@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.rules_kit import Refusal, as_dict, as_list
-from tests.fakes.rules_openai_chat import is_reasoning_model
+from tests.fakes.rules_openai_chat import is_reasoning_model, reasoning_sampling
 
 KnownCalls = Callable[[str], set[str] | None]  # previous_response_id -> its call ids (None: no such response)
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -152,17 +152,8 @@ def output_token_floor(doc: dict[str, Any], model: str, known: KnownCalls) -> Re
 
 def reasoning_model_sampling(doc: dict[str, Any], model: str, known: KnownCalls) -> Refusal | None:
     # Reasoning models take no sampling parameters (reasoning guide, https://platform.openai.com/docs/guides/
-    # reasoning); as on Chat Completions, a temperature other than the default 1 is refused ("Unsupported value:
-    # 'temperature' does not support 0 with this model. Only the default (1) value is supported.", llmcomp#69).
-    temperature = doc.get("temperature")
-    if is_reasoning_model(model) and temperature is not None and temperature != 1:
-        return Refusal(
-            f"Unsupported value: 'temperature' does not support {temperature} with this model. Only the default (1) "
-            "value is supported.",
-            "temperature",
-            "unsupported_value",
-        )
-    return None
+    # reasoning): as on Chat Completions (rules_openai_chat.reasoning_sampling), temperature 1 only and no top_p.
+    return reasoning_sampling(doc) if is_reasoning_model(model) else None
 
 
 RULES = (

@@ -325,6 +325,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "'temperature' does not support 0.2 with this model",
     ),
     (
+        "reasoning models take no top_p",
+        lambda d: d.update(model="gpt-5.1-codex", top_p=0.95),
+        "Unsupported parameter: 'top_p' is not supported with this model.",
+    ),
+    (
         "stream_options only with stream",
         lambda d: d.update(stream_options={"include_usage": True}),
         "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -455,6 +460,7 @@ RESPONSES_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("function name pattern", lambda d: d["tools"][0].update(name="a b"), "Invalid 'tools[0].name'"),
     ("max_output_tokens floor", lambda d: d.update(max_output_tokens=10), "Expected a value >= 16, but got 10"),
     ("reasoning models' temperature", lambda d: d.update(temperature=0.3), "'temperature' does not support 0.3"),
+    ("reasoning models' top_p", lambda d: d.update(top_p=0.9), "'top_p' is not supported with this model"),
     (
         "no include_usage in stream_options",
         lambda d: d.update(stream=True, stream_options={"include_usage": True}),
