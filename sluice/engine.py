@@ -609,6 +609,10 @@ class Engine:
                     await self.settle(ctx)
                 if out:
                     yield out
+                if observer.completed:
+                    # Resumed after the last event: the caller has it (the edge sent it before asking
+                    # for more), however long the provider then holds its connection open.
+                    ctx.answered = True
         finally:
             # Whatever was streamed is billed, even when the stream broke or the caller left.
             if not ctx.settled:

@@ -10,6 +10,7 @@ Anthropic `thinking`) go in `additionalModelRequestFields`. Streams: `bedrock_co
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat, count_of
 from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
+from sluice.formats.codec_support import end_user_id
 
 WIRE = WireFormat.BEDROCK_CONVERSE
 _DOC_FORMATS = {
@@ -50,6 +52,8 @@ _DOC_FORMATS = {
 _MEDIA_OF_DOC = {v: k for k, v in _DOC_FORMATS.items()}
 _KNOWN = {"modelId", "messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"}
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
+# Converse `requestMetadata` values: 0-256 characters of this set (botocore's bedrock-runtime model).
+_METADATA_VALUE = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,.-]{1,256}")
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -237,8 +241,8 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     _encode_tools(request, doc)
     if request.response_format is not None:
         doc.setdefault("outputConfig", {})["textFormat"] = _text_format(request.response_format)
-    if request.user:
-        doc["requestMetadata"] = {"user": request.user[:256]}
+    if user := end_user_id(request.user, 256, _METADATA_VALUE):
+        doc["requestMetadata"] = {"user": user}
     doc.update(extra)
     return doc
 

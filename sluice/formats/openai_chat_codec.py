@@ -35,7 +35,7 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import WireFormat
-from sluice.formats.codec_support import body_text, data_url, json_body, native_tools, parse_data_url
+from sluice.formats.codec_support import body_text, data_url, end_user_id, json_body, native_tools, parse_data_url
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import (
     OpenAIChatStreamDecoder,
@@ -47,6 +47,7 @@ from sluice.formats.openai_chat_stream import (
 )
 
 WIRE = WireFormat.OPENAI_CHAT.value
+USER_LIMIT = 64  # OpenAI refuses a longer `user` ("string too long")
 _EFFORTS = ("minimal", "low", "medium", "high")
 _KNOWN = {
     "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens", "max_completion_tokens",
@@ -122,8 +123,8 @@ class OpenAIChatCodec:
             body["reasoning_effort"] = r.effort or _effort_for(r.budget_tokens)
         if request.response_format:
             body["response_format"] = request.response_format
-        if request.user:
-            body["user"] = request.user
+        if user := end_user_id(request.user, USER_LIMIT):
+            body["user"] = user
         for key, value in own.items():
             body.setdefault(key, value)
         return body

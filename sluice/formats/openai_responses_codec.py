@@ -45,7 +45,15 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import WireFormat
-from sluice.formats.codec_support import body_text, data_url, json_body, merge_into, native_tools, parse_data_url
+from sluice.formats.codec_support import (
+    body_text,
+    data_url,
+    end_user_id,
+    json_body,
+    merge_into,
+    native_tools,
+    parse_data_url,
+)
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.openai_responses_stream import (
@@ -68,6 +76,7 @@ from sluice.formats.openai_responses_tools import (
 )
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
+USER_LIMIT = 64  # as in Chat Completions: a longer `user` is refused
 _EFFORTS = ("minimal", "low", "medium", "high")
 _KNOWN = {
     "model", "instructions", "input", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
@@ -150,7 +159,7 @@ class OpenAIResponsesCodec:
             ("max_output_tokens", request.max_tokens),
             ("temperature", request.temperature),
             ("top_p", request.top_p),
-            ("user", request.user),
+            ("user", end_user_id(request.user, USER_LIMIT)),
         ):
             if value is not None:
                 body[key] = value

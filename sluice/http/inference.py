@@ -68,9 +68,9 @@ class InferenceRoute:
                 ctx, SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body is too large."), send, 413
             )
         except (ClientGone, asyncio.CancelledError):
-            # A caller that hangs up once the stream's final event is out (settled from its usage)
-            # got the whole answer; only one that leaves before is recorded as gone (499).
-            if not (ctx.stream and ctx.settled):
+            # A caller that hangs up once the stream's final event is out got the whole answer,
+            # whether or not the key has limits to settle; only one that leaves before is gone (499).
+            if not (ctx.stream and ctx.answered):
                 ctx.status, ctx.decision, ctx.reason = _CLIENT_CLOSED, "error", "client disconnected"
         except Exception:
             log.exception("internal error in request %s", ctx.request_id)
