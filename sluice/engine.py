@@ -97,6 +97,7 @@ class Engine:
         routing: RoutingConfig | None = None,
         audit: AuditLog | None = None,
         default_max_tokens: int = 4096,
+        stream_blocks: bool = True,
     ) -> None:
         self.audit = audit
         routing = routing or RoutingConfig()
@@ -111,6 +112,7 @@ class Engine:
         self.recorder = recorder
         self.limits = limits
         self.default_max_tokens = default_max_tokens
+        self.stream_blocks = stream_blocks  # governance.stream_reservation == "block"
         # Set by the composition root when the MCP gateway runs: takes the MCP tools the caller's
         # agent session called since its previous LLM call, for this call's request log entry.
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
@@ -401,7 +403,9 @@ class Engine:
                 or (inbound.doc.get("generationConfig") or {}).get("maxOutputTokens")
             )
             output_tokens = limit if isinstance(limit, int) and limit > 0 else self.default_max_tokens
-            output_tokens = first_output_block(output_tokens, ctx.stream, self.default_max_tokens)
+            output_tokens = first_output_block(
+                output_tokens, ctx.stream and self.stream_blocks, self.default_max_tokens
+            )
         ctx.input_estimate, ctx.output_allowance = input_tokens, output_tokens
         price = self.prices.lookup(model)
         cost = price.worst_case_pico(input_tokens, output_tokens) if price else 0
