@@ -83,7 +83,9 @@ def test_200_concurrent_streams_never_pass_the_budget(
     results = asyncio.run(main())
     ok = [body for status, body in results if status == 200]
     refused = [body for status, body in results if status == 402]
-    assert len(ok) + len(refused) == 200 and ok and refused
+    # Held back by others' reservations for longer than busy_wait_s (a loaded machine): told to retry.
+    busy = [body for status, body in results if status == 429 and b"is not spent but busy" in body]
+    assert len(ok) + len(refused) + len(busy) == 200 and ok and refused
     assert all(b"event: message_stop" in body for body in ok)
     assert b'"type":"billing_error"' in refused[0] and b"Budget 'budget-vk'" in refused[0]
     now = datetime.now(UTC)
