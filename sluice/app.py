@@ -178,6 +178,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         routing=config.routing,
         audit=audit,
         default_max_tokens=config.governance.default_max_tokens,
+        stream_blocks=config.governance.stream_reservation == "block",
     )
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit, store)

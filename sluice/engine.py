@@ -101,6 +101,7 @@ class Engine:
         routing: RoutingConfig | None = None,
         audit: AuditLog | None = None,
         default_max_tokens: int = 4096,
+        stream_blocks: bool = True,
     ) -> None:
         self.audit = audit
         routing = routing or RoutingConfig()
@@ -115,6 +116,7 @@ class Engine:
         self.recorder = recorder
         self.limits = limits
         self.default_max_tokens = default_max_tokens
+        self.stream_blocks = stream_blocks  # governance.stream_reservation == "block"
         # Set by the composition root when the MCP gateway runs: takes the MCP tools the caller's
         # agent session called since its previous LLM call, for this call's request log entry.
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
@@ -421,7 +423,7 @@ class Engine:
         if inbound.operation is Operation.GENERATE:
             demand = demand_of(inbound.doc)
             output_tokens = demand.output_tokens(self.default_max_tokens)
-            output_tokens = first_output_block(output_tokens, ctx.stream, self.default_max_tokens)
+            output_tokens = first_output_block(output_tokens, ctx.stream and self.stream_blocks, self.default_max_tokens)
             searches, tier, speed = demand.searches, demand.service_tier, demand.speed
             ctx.requested_tier = (tier, speed)
             if demand.background and self._dollar_budget(ctx):

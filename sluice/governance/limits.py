@@ -328,8 +328,8 @@ class Limits:
         return any(rule.measure in ("cost", "tokens") for rule, _, _ in admission.items)
 
     async def extend(self, admission: Admission, cost_pico: int, tokens: int) -> None:
-        """Grows a live reservation (a stream outgrowing its estimate); raises the refusal when a
-        limit cannot cover it."""
+        """Grows a live reservation (a stream outgrowing its block); raises the refusal when a
+        limit cannot cover it, after waiting like an admission when it is only busy."""
         amounts = {"cost": cost_pico, "tokens": tokens, "requests": 0, "concurrent": 0}
         await self._reserve(admission.request_id, admission.items, amounts)
 

@@ -115,8 +115,11 @@ def test_budget_is_exact_across_three_replicas(shared_config: dict[str, Any], tm
         results = asyncio.run(load())
         ok = sum(1 for status, _ in results if status == 200)
         refused = sum(1 for status, _ in results if status == 402)
-        assert ok and refused and ok + refused == 200, (ok, refused)
-        print(f"replicas: {ok} streams delivered, {refused} refused with 402")
+        # A request still held back by others' reservations after busy_wait_s (a loaded machine)
+        # is told to retry: a 429 with Retry-After, never a 402.
+        busy = sum(1 for status, headers in results if status == 429 and headers.get("retry-after") == "1")
+        assert ok and refused and ok + refused + busy == 200, (ok, refused, busy)
+        print(f"replicas: {ok} streams delivered, {refused} refused with 402, {busy} told to retry (busy)")
         spent, rows = _ledger_total(shared_config["store"]["url"])
         assert rows == ok
         assert spent <= LIMIT_USD * 10**12  # never passed, though three processes admitted requests
