@@ -241,7 +241,7 @@ def gateway_config(
     ``plain``: no budget or rate limit applies to the key. ``local`` and ``redis`` add a daily key budget, a monthly
     team budget, a token and a request rate limit and a concurrency limit on the key, all far out of reach, with the
     counters in the gateway process (``local``) or in Redis at ``redis_url`` (``redis``). The bench model is in the
-    shipped price table, so the budgets bind (a model without a price costs $0 and is not held back by budgets)."""
+    shipped price data, so the budgets bind (a model without a price would be refused under a budget)."""
     if variant not in GATEWAY_VARIANTS:
         raise ValueError(f"unknown gateway variant {variant!r}")
     config: dict[str, Any] = {

@@ -66,8 +66,12 @@ def serve(
 @config_app.command("validate")
 def config_validate(path: Path) -> None:
     """Check a config file; exits non-zero with the reason when it is not usable."""
+    from sluice.pricing.checks import unpriced_warnings  # the price data loads in a second: only here
+    from sluice.pricing.table import PriceTable
+
     cfg = _load(path)
-    for warning in cfg.warnings():
+    table = PriceTable.bundled(cfg.pricing)
+    for warning in [*cfg.warnings(), *unpriced_warnings(cfg, table)]:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"ok: {len(cfg.providers)} provider(s), {len(cfg.virtual_keys)} virtual key(s)")
 

@@ -50,7 +50,8 @@ def usage_from(raw: dict[str, Any] | None, doc: dict[str, Any] | None = None) ->
     doc = doc or {}
     model = doc.get("modelVersion")
     searches = 0
-    for candidate in doc.get("candidates") or ():
+    candidates = doc.get("candidates")
+    for candidate in candidates if isinstance(candidates, list) else ():
         grounding = candidate.get("groundingMetadata") if isinstance(candidate, dict) else None
         if isinstance(grounding, dict):
             queries = grounding.get("webSearchQueries")

@@ -75,7 +75,8 @@ class PriceTable:
         self._supplement = {name.lower(): price for name, price in (supplement or {}).items()}
         self._aliases = dict(aliases or {})
         self.version = version
-        # What a model without any price costs: None to refuse it where a budget applies.
+        # A model nothing prices: "refuse" it where a dollar budget applies, "allow" it at $0, or
+        # charge the configured "default" price.
         self.unpriced_policy = unpriced if isinstance(unpriced, str) else "default"
         self.default_price = unpriced if isinstance(unpriced, Price) else None
         self._find = lru_cache(maxsize=_CACHE_SIZE)(self._uncached)

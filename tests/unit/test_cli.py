@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -59,3 +60,26 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     assert revoked.exit_code == 0
     assert "revoked" in runner.invoke(app, ["keys", "list", "--store", store]).output
     assert runner.invoke(app, ["keys", "revoke", "vk-alice", "--store", store]).exit_code == 1
+
+
+def test_config_validate_warns_of_unpriced_models_under_a_budget(tmp_path: Path) -> None:
+    config = {
+        "virtual_keys": [
+            {
+                "id": "vk-a",
+                "value": "sk-sluice-validate-00000000000000",
+                "team_id": "t",
+                "provider_configs": [{"provider": "fake", "allowed_models": ["echo", "claude-opus-5-5"]}],
+            }
+        ],
+        "teams": [{"id": "t"}],
+        "budgets": [{"id": "b", "team_id": "t", "max_limit": 5, "reset_duration": "1d"}],
+    }
+    path = tmp_path / "sluice.json"
+    path.write_text(json.dumps(config))
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0
+    assert "fake/echo, which has no price" in result.output and "claude-opus-5-5" not in result.output
+    config["pricing"] = {"unpriced": "allow"}
+    path.write_text(json.dumps(config))
+    assert "no price" not in runner.invoke(app, ["config", "validate", str(path)]).output

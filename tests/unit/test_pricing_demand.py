@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import WireFormat
+from sluice.metering import usage_of
 from sluice.pricing.demand import MAX_OUTPUT_LIMIT, SEARCHES_RESERVED, demand_of
 
 
@@ -68,3 +73,58 @@ def test_searches_tiers_and_background() -> None:
     assert demand_of({"speed": "fast"}).speed == "fast"
     assert demand_of({"background": True}).background and not demand_of({"background": "yes"}).background
     assert demand_of({"tools": "junk", "service_tier": 5}).service_tier == ""
+
+
+# Hostile bodies: whatever JSON a caller sends, reading its demand either works or is a 400, and
+# a provider's answer, however odd, never breaks the usage readers (and never reads negative).
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+_keys = st.sampled_from(
+    [
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "n",
+        "generationConfig",
+        "generation_config",
+        "thinking",
+        "tools",
+        "service_tier",
+        "speed",
+        "background",
+        "max_tool_calls",
+        "web_search_options",
+        "usage",
+        "usageMetadata",
+        "model",
+        "candidates",
+        "output",
+        "inferenceConfig",
+    ]
+)
+_docs = st.dictionaries(_keys, _json, max_size=6)
+_SETTINGS = settings(max_examples=300, deadline=None, derandomize=True)
+
+
+@_SETTINGS
+@given(_docs)
+def test_demand_of_any_body_is_a_demand_or_a_400(doc: dict[str, Any]) -> None:
+    try:
+        demand = demand_of(doc)
+    except SluiceError as err:
+        assert err.kind is ErrorKind.CALLER_BAD_REQUEST
+        return
+    assert 1 <= demand.output_tokens(4096) <= MAX_OUTPUT_LIMIT * 128
+    assert demand.searches >= 0 and 1 <= demand.choices <= 128
+
+
+@_SETTINGS
+@given(_docs)
+def test_usage_readers_take_any_answer(doc: dict[str, Any]) -> None:
+    body = json.dumps(doc).encode()
+    for wire in (WireFormat.ANTHROPIC_MESSAGES, WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES, WireFormat.GEMINI):
+        usage = usage_of(wire, body)
+        assert min(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.web_searches) >= 0
