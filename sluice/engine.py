@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from sluice.audit.auth_failures import REASONS as AUTH_REASONS
 from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.events import request_kind, request_summary
 from sluice.audit.log import AuditLog
@@ -126,17 +127,18 @@ class Engine:
     async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> VirtualKey:
         if isinstance(ctx.virtual_key, VirtualKey):  # the edge authenticated before reading the body
             return ctx.virtual_key
-        surface = ctx.surface.value
+        secret = credential_from(headers)
+
+        async def attempt(cached_only: bool) -> VirtualKey:
+            return await self.keys.authenticate(secret, cached_only=cached_only)
+
         try:
-            if self.guard is not None:
-                await self.guard.check(surface, ctx.address)
-        except SluiceError:
-            ctx.audited = True  # counted by the guard, not one record per attempt
-            raise
-        try:
-            key = await self.keys.authenticate(credential_from(headers))
+            if self.guard is None:
+                key = await attempt(False)
+            else:
+                key = await self.guard.screen(ctx.surface.value, ctx.address, attempt)
         except SluiceError as err:
-            if self.guard is not None and await self.guard.refused(surface, ctx.address, err):
+            if self.guard is not None and (err.kind in AUTH_REASONS or err.kind is ErrorKind.POLICY_RATE_LIMITED):
                 ctx.audited = True  # the guard's counted record stands for this one
             raise
         ctx.virtual_key = key

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sluice.audit.log import AuditLog
 from sluice.core.errors import ErrorKind, SluiceError
@@ -25,6 +26,7 @@ from sluice.settings import AuthGuardConfig
 log = logging.getLogger("sluice.audit")
 AUTH_FAILURE = "auth_failure"
 _Key = tuple[str, str, str]  # surface, address, reason
+_T = TypeVar("_T")
 # The refusals that are authentication failures, by the reason their records carry.
 REASONS = {
     ErrorKind.CALLER_MISSING_KEY: "missing_credential",
@@ -59,17 +61,39 @@ class AuthGuard:
             return None
         return self.throttle.retry_after(address)
 
-    async def check(self, surface: str, address: str) -> None:
-        """Raises the 429 of an address that failed too often (counted in the audit log)."""
+    async def screen(self, surface: str, address: str, attempt: Callable[[bool], Awaitable[_T]]) -> _T:
+        """Runs `attempt(cached_only)` for a caller with a virtual key. An address that failed too
+        often still gets in with a valid key (colleagues behind one NAT or proxy are not locked
+        out by one misconfigured agent), but its key is looked up in memory only, and a failure
+        is answered 429 instead of 401: guessing gets slower, never cheaper."""
         wait = self.retry_after(address)
-        if wait is None:
-            return
-        await self.failed(surface, address, "throttled", throttled=True)
-        raise SluiceError(
+        try:
+            return await attempt(wait is not None)
+        except SluiceError as err:
+            if wait is None:
+                await self.refused(surface, address, err)
+                raise
+            if err.kind not in REASONS:
+                raise
+            await self.failed(surface, address, "throttled", throttled=True)
+            raise self._throttled(wait) from None
+
+    @staticmethod
+    def _throttled(wait: float) -> SluiceError:
+        return SluiceError(
             ErrorKind.POLICY_RATE_LIMITED,
             f"Too many failed authentication attempts from your address; try again in {max(1, round(wait))} s.",
             retry_after=wait,
         )
+
+    async def check(self, surface: str, address: str) -> None:
+        """Raises the 429 of an address that failed too often (counted in the audit log), before
+        any credential is checked: for the admin surfaces (/api, /scim/v2, sign-in)."""
+        wait = self.retry_after(address)
+        if wait is None:
+            return
+        await self.failed(surface, address, "throttled", throttled=True)
+        raise self._throttled(wait)
 
     async def refused(self, surface: str, address: str, err: SluiceError) -> bool:
         """Records `err` when it is an authentication failure; True when it was one."""

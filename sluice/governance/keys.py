@@ -119,7 +119,9 @@ class KeyCache:
                 by_hash[key.previous_key_hash] = key
         self._by_hash = by_hash
 
-    async def authenticate(self, secret: str | None) -> VirtualKey:
+    async def authenticate(self, secret: str | None, *, cached_only: bool = False) -> VirtualKey:
+        """The usable key of `secret`. `cached_only`: look in memory only (a caller being throttled
+        for failures may not make every guess a store query)."""
         if not secret:
             raise SluiceError(
                 ErrorKind.CALLER_MISSING_KEY,
@@ -127,7 +129,7 @@ class KeyCache:
             )
         digest = hash_secret(secret)
         key = self._by_hash.get(digest)
-        if key is None:
+        if key is None and not cached_only:
             key = await self._store.key_by_hash(digest)
             if key is not None:
                 key = self._derive(key)

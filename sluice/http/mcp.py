@@ -35,28 +35,32 @@ class McpRoute:
             await respond(send, 404, body, "application/json", {})
             return None
         headers = headers_of(scope)
-        address = client_address(scope)
-        key: object
-        try:
-            if self.guard is not None:
-                await self.guard.check("mcp", address)
-            key = await self.gateway.authenticate(headers)
-        except SluiceError as throttled:
-            key = throttled
-        else:
-            if isinstance(key, SluiceError) and self.guard is not None:
-                await self.guard.refused("mcp", address, key)
+        key = await self._authenticate(headers, client_address(scope))
         if isinstance(key, SluiceError):
             # A plain 401/403: advertising OAuth here would make Claude Code drop the Bearer header.
             status = status_of(key, WireFormat.OPENAI_CHAT)
             headers = error_headers(key, WireFormat.OPENAI_CHAT)
             await respond(send, status, orjson.dumps({"error": key.message}), "application/json", headers)
             return None
-        assert isinstance(key, VirtualKey)
         agent_session = next((headers[h][:200] for h in SESSION_HEADERS if headers.get(h)), None)
         # Sessions are bound to the key: another key cannot reuse this session's id.
         user = AuthenticatedUser(AccessToken(token=key.id, client_id=key.id, scopes=[]))
         return {**scope, "user": user, "sluice.key": key, "sluice.agent_session": agent_session}
+
+    async def _authenticate(self, headers: dict[str, str], address: str) -> VirtualKey | SluiceError:
+        if self.guard is None:
+            return await self.gateway.authenticate(headers)
+
+        async def attempt(cached_only: bool) -> VirtualKey:
+            found = await self.gateway.authenticate(headers, cached_only=cached_only)
+            if isinstance(found, SluiceError):
+                raise found
+            return found
+
+        try:
+            return await self.guard.screen("mcp", address, attempt)
+        except SluiceError as err:
+            return err
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         admitted = await self._admit(scope, send)

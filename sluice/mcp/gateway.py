@@ -139,9 +139,9 @@ class McpGateway(CallHandlers):
 
     # -- who is calling ------------------------------------------------------------------------
 
-    async def authenticate(self, headers: dict[str, str]) -> VirtualKey | SluiceError:
+    async def authenticate(self, headers: dict[str, str], *, cached_only: bool = False) -> VirtualKey | SluiceError:
         try:
-            return await self._keys.authenticate(credential_from(headers))
+            return await self._keys.authenticate(credential_from(headers), cached_only=cached_only)
         except SluiceError as err:
             return err
 

@@ -115,6 +115,15 @@ async def test_failures_are_throttled_per_address(tmp_path: Path) -> None:
         # The address is throttled on every surface, the admin API included.
         assert (await c.get("/api/keys", token="not-a-token")).status == 429
         assert (await c.get("/v1/models", token="sk-sluice-guess")).status == 429
+        assert (await c.post("/v1/chat/completions", json=CHAT, token=None)).status == 429
+        # A valid key still gets in from there: colleagues behind the same NAT are not locked out.
+        services.guard.config = services.guard.config.model_copy(update={"throttle": False})  # type: ignore[union-attr]
+        made = await c.post("/api/keys", json={"id": "vk", "grants": [{"provider": "fake"}]})
+        services.guard.config = services.guard.config.model_copy(update={"throttle": True})  # type: ignore[union-attr]
+        await services.keys.reload()
+        assert (await c.post("/v1/chat/completions", json=CHAT, token=made.json()["secret"])).status == 200
+        assert (await c.get("/v1/models", token=made.json()["secret"])).status == 200
+        assert (await c.post("/v1/chat/completions", json=CHAT, token="sk-sluice-guess")).status == 429
     finally:
         await services.stop()
 

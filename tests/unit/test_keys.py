@@ -122,3 +122,19 @@ async def test_rotated_key_keeps_its_old_secret_for_the_overlap_only(tmp_path: P
     finally:
         await cache.stop()
         await store.close()
+
+
+async def test_cached_only_never_asks_the_store(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.migrate()
+    cache = KeyCache(store, refresh_interval=3600)
+    await cache.reload()
+    try:
+        await store.create_key(_key("s3cret"))  # after the cache loaded
+        with pytest.raises(SluiceError) as unknown:
+            await cache.authenticate("s3cret", cached_only=True)  # a throttled caller's guess
+        assert unknown.value.kind is ErrorKind.CALLER_INVALID_KEY
+        assert (await cache.authenticate("s3cret")).id == "vk-a"  # through the store
+        assert (await cache.authenticate("s3cret", cached_only=True)).id == "vk-a"  # now in memory
+    finally:
+        await store.close()
