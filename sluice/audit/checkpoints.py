@@ -123,7 +123,7 @@ def with_defaults(config: AuditConfig, store_url: str) -> AuditConfig:
     return config.model_copy(update=update) if update else config
 
 
-def signing_key(config: AuditConfig) -> Ed25519PrivateKey | None:
+def signing_key(config: AuditConfig, *, create: bool = True) -> Ed25519PrivateKey | None:
     """The configured key, or the one kept in `checkpoint_key_path`, generated there (mode 600)
     the first time, with its public key beside it (`.pub`) and in the log, once."""
     if not config.checkpoints or not config.checkpoint_path:
@@ -133,6 +133,8 @@ def signing_key(config: AuditConfig) -> Ed25519PrivateKey | None:
     if not config.checkpoint_key_path:
         return None
     path = Path(config.checkpoint_key_path)
+    if not create:
+        return load_private_key(path.read_text().strip()) if path.exists() else None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -151,7 +151,8 @@ def _checkpoint_for(last: AuditRecord | None, config: AuditConfig) -> checkpoint
     """A checkpoint signed for the export's last record, or the gateway's latest one at or before it."""
     if last is None:
         return None
-    signer = checkpoints.signing_key(config) if config.enabled else None
+    # Only the gateway's own key may sign: a tool never makes one up (its signature would not verify).
+    signer = checkpoints.signing_key(config, create=False) if config.enabled else None
     if signer is not None:
         return checkpoints.sign(signer, last)
     kept = checkpoints.read(Path(config.checkpoint_path)) if config.checkpoint_path else []

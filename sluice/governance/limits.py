@@ -199,6 +199,11 @@ class Limits:
         self._derived = {}
         self._current = {}
 
+    @property
+    def journalled(self) -> int:
+        """Settlements in the local spend journal, waiting for the store."""
+        return self._writer.journalled
+
     async def stop(self) -> None:
         await self._follower.stop()
         await self._writer.drain()

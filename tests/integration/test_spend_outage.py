@@ -13,6 +13,7 @@ import asyncio
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ async def _spent(url: str, key_id: str) -> int:
         await conn.close()
 
 
+def _gauge(base: str, name: str) -> float:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
 def _wait_gone(path: Path, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while path.exists() and time.monotonic() < deadline:
@@ -135,9 +142,11 @@ def test_postgres_stopped_mid_load_loses_no_spend(cluster: PgCluster, tmp_path: 
         outcomes, small = asyncio.run(load(gw.base_url))
         assert outcomes.count("whole") == 60, [o for o in outcomes if o != "whole"][:3]
         journalled = journal.read_bytes().count(b"\n") if journal.exists() else 0
+        assert _gauge(gw.base_url, "sluice_spend_journalled") == journalled
         assert small[-1] == 402 and small.count(200) >= 3
         cluster.start()
         _wait_gone(journal)  # replayed while running, once the store answers again
+        assert _gauge(gw.base_url, "sluice_spend_journalled") == 0
         ledger = asyncio.run(_ledger(cluster.url))
         # Every answered request is in the ledger once (rows are keyed by request id).
         lost = set(answered) - set(ledger)
