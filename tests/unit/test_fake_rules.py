@@ -98,6 +98,24 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
         "tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'",
     ),
     (
+        "non-empty messages",
+        TOOL_LOOP,
+        lambda d: d["messages"][1].update(content=[]),
+        "messages.1: all messages must have non-empty content except for the optional final assistant message",
+    ),
+    (
+        "non-empty text blocks",
+        TOOL_LOOP,
+        lambda d: d["messages"][1]["content"][0].update(text=""),
+        "messages: text content blocks must be non-empty",
+    ),
+    (
+        "text blocks with more than whitespace",
+        TOOL_LOOP,
+        lambda d: d["messages"][2]["content"][1].update(text=" \n"),
+        "text content blocks must contain non-whitespace text",
+    ),
+    (
         "tool name pattern",
         TOOL_LOOP,
         lambda d: d["tools"][0].update(name="mcp/server.tool"),
@@ -519,6 +537,12 @@ GEMINI_LOOP = {
 GEMINI_BAD: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     ("contents required", "gemini-2.5-flash", lambda d: d.update(contents=[]), "contents is not specified"),
     ("roles", "gemini-2.5-flash", lambda d: d["contents"][0].update(role="system"), "Please use a valid role"),
+    (
+        "non-empty parts",
+        "gemini-2.5-flash",
+        lambda d: d["contents"].insert(1, {"role": "model", "parts": []}),
+        "* GenerateContentRequest.contents[1].parts: contents.parts must not be empty.",
+    ),
     (
         "function response after a function call turn",
         "gemini-2.5-flash",
