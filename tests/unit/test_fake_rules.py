@@ -297,6 +297,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("messages required", lambda d: d.pop("messages"), "Missing required parameter: 'messages'."),
     ("roles", lambda d: d["messages"][0].update(role="human"), "Invalid value: 'human'"),
     (
+        "content required unless the assistant calls tools",
+        lambda d: d["messages"][5].update(content=None),
+        "Invalid value for 'content': expected a string, got null.",
+    ),
+    (
         "tool message answers a tool call",
         lambda d: d["messages"].insert(1, {"role": "tool", "tool_call_id": "call_0", "content": "x"}),
         "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'",
