@@ -153,6 +153,19 @@ def function_names(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
+def parallel_tool_calls_need_tools(doc: dict[str, Any], model: str) -> Refusal | None:
+    # "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified."
+    # (param parallel_tool_calls; Upsonic/Upsonic#323, camel-ai/camel#3706, openai/swarm#32).
+    if doc.get("parallel_tool_calls") is not None and not doc.get("tools"):
+        return Refusal(
+            "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are "
+            "specified.",
+            "parallel_tool_calls",
+            "invalid_value",
+        )
+    return None
+
+
 def end_user_ids(doc: dict[str, Any], model: str) -> Refusal | None:
     # `safety_identifier`: "a string that uniquely identifies each user, with a maximum length of 64 characters"
     # (API reference, mirrored at https://learn.microsoft.com/en-ie/dotnet/api/azure.ai.agentserver.responses.models.
@@ -234,6 +247,7 @@ RULES = (
     message_content,
     tool_messages_answer_calls,
     function_names,
+    parallel_tool_calls_need_tools,
     end_user_ids,
     choices_count,
     reasoning_model_parameters,

@@ -335,6 +335,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length 65",
     ),
     ("safety_identifier length", lambda d: d.update(safety_identifier="s" * 70), "Invalid 'safety_identifier'"),
+    (
+        "parallel_tool_calls only with tools",
+        lambda d: (d.pop("tools"), d.update(parallel_tool_calls=True)),
+        "'parallel_tool_calls' is only allowed when 'tools' are specified.",
+    ),
     ("n range", lambda d: d.update(n=129), "Expected a value <= 128"),
     ("n positive", lambda d: d.update(n=0), "Expected a value >= 1"),
     (
