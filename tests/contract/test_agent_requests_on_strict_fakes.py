@@ -1,7 +1,8 @@
 """The agents' own recorded requests (tests/fixtures/{claude_code,codex,gemini_cli}), sent through the gateway to
 another vendor's model, reach a fake as strict as that vendor's API, and the turn after a tool call keeps the
-round-trip state the vendor requires (Anthropic thinking blocks, Gemini 3 thought signatures). Each case is one of
-the failures of issue 13: the fake refuses what the real API refused."""
+round-trip state the vendor requires (Anthropic thinking blocks, Gemini 3 thought signatures). The cases marked
+xfail are the failures of issue 13 and others of their kind: the fake refuses what the real API refuses, and the
+marks go once the translation is fixed (branch fidelity)."""
 
 from __future__ import annotations
 

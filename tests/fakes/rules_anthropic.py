@@ -101,6 +101,31 @@ def block_types(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
+def non_empty_content(doc: dict[str, Any], model: str) -> Refusal | None:
+    # "messages.0: all messages must have non-empty content except for the optional final assistant message"
+    # (anthropics/claude-code#6774, #3196, tidyverse/ellmer#709), "messages: text content blocks must be non-empty"
+    # (anthropics/claude-code#59812, anthropics/anthropic-sdk-python#461) and "messages: text content blocks must
+    # contain non-whitespace text" (anthropics/claude-code#23440).
+    messages = doc["messages"]
+    for n, message in enumerate(messages):
+        content = message["content"]
+        final_assistant = n == len(messages) - 1 and message["role"] == "assistant"
+        if (content == "" or content == []) and not final_assistant:
+            return Refusal(
+                f"messages.{n}: all messages must have non-empty content except for the optional final assistant "
+                "message"
+            )
+        for block in _blocks(message) if content != "" else []:
+            if block.get("type") != "text":
+                continue
+            text = block.get("text")
+            if not isinstance(text, str) or text == "":
+                return Refusal("messages: text content blocks must be non-empty")
+            if not text.strip():
+                return Refusal("messages: text content blocks must contain non-whitespace text")
+    return None
+
+
 def tool_names(doc: dict[str, Any], model: str) -> Refusal | None:
     for n, tool in enumerate(as_list(doc.get("tools"))):
         if not isinstance(tool, dict):
@@ -338,6 +363,7 @@ RULES = (
     required_fields,
     roles,
     block_types,
+    non_empty_content,
     tool_names,
     tool_result_pairing,
     temperature_with_top_p,
@@ -359,7 +385,7 @@ def messages_field(doc: dict[str, Any], model: str) -> Refusal | None:
 
 # Token counting (POST /v1/messages/count_tokens) takes the Messages body without max_tokens and validates the
 # conversation the same way (https://docs.anthropic.com/en/api/messages-count-tokens).
-COUNT_RULES = (messages_field, roles, block_types, tool_names, tool_result_pairing)
+COUNT_RULES = (messages_field, roles, block_types, non_empty_content, tool_names, tool_result_pairing)
 
 
 def check_count(doc: dict[str, Any], model: str) -> Refusal | None:

@@ -58,6 +58,15 @@ def roles(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
+def non_empty_parts(doc: dict[str, Any], model: str) -> Refusal | None:
+    # "* GenerateContentRequest.contents[1].parts: contents.parts must not be empty." (vercel/ai#3775,
+    # langchain-ai/langchain-google#691, aaif-goose/goose#1585).
+    for n, content in enumerate(as_list(doc.get("contents"))):
+        if not isinstance(content, dict) or not _parts(content):
+            return Refusal(f"* GenerateContentRequest.contents[{n}].parts: contents.parts must not be empty.\n")
+    return None
+
+
 def function_turns(doc: dict[str, Any], model: str) -> Refusal | None:
     # A function call turn follows a user turn or a function response turn; a function response turn follows the
     # function call turn it answers, with one response part per call part: "Please ensure that function call turn
@@ -163,7 +172,7 @@ def function_names(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
-RULES = (contents_present, roles, function_turns, thought_signatures, thinking_config, function_names)
+RULES = (contents_present, roles, non_empty_parts, function_turns, thought_signatures, thinking_config, function_names)
 
 
 def check(doc: dict[str, Any], model: str) -> Refusal | None:

@@ -98,6 +98,24 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
         "tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'",
     ),
     (
+        "non-empty messages",
+        TOOL_LOOP,
+        lambda d: d["messages"][1].update(content=[]),
+        "messages.1: all messages must have non-empty content except for the optional final assistant message",
+    ),
+    (
+        "non-empty text blocks",
+        TOOL_LOOP,
+        lambda d: d["messages"][1]["content"][0].update(text=""),
+        "messages: text content blocks must be non-empty",
+    ),
+    (
+        "text blocks with more than whitespace",
+        TOOL_LOOP,
+        lambda d: d["messages"][2]["content"][1].update(text=" \n"),
+        "text content blocks must contain non-whitespace text",
+    ),
+    (
         "tool name pattern",
         TOOL_LOOP,
         lambda d: d["tools"][0].update(name="mcp/server.tool"),
@@ -279,6 +297,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("messages required", lambda d: d.pop("messages"), "Missing required parameter: 'messages'."),
     ("roles", lambda d: d["messages"][0].update(role="human"), "Invalid value: 'human'"),
     (
+        "content required unless the assistant calls tools",
+        lambda d: d["messages"][5].update(content=None),
+        "Invalid value for 'content': expected a string, got null.",
+    ),
+    (
         "tool message answers a tool call",
         lambda d: d["messages"].insert(1, {"role": "tool", "tool_call_id": "call_0", "content": "x"}),
         "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'",
@@ -312,6 +335,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length 65",
     ),
     ("safety_identifier length", lambda d: d.update(safety_identifier="s" * 70), "Invalid 'safety_identifier'"),
+    (
+        "parallel_tool_calls only with tools",
+        lambda d: (d.pop("tools"), d.update(parallel_tool_calls=True)),
+        "'parallel_tool_calls' is only allowed when 'tools' are specified.",
+    ),
     ("n range", lambda d: d.update(n=129), "Expected a value <= 128"),
     ("n positive", lambda d: d.update(n=0), "Expected a value >= 1"),
     (
@@ -519,6 +547,12 @@ GEMINI_LOOP = {
 GEMINI_BAD: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     ("contents required", "gemini-2.5-flash", lambda d: d.update(contents=[]), "contents is not specified"),
     ("roles", "gemini-2.5-flash", lambda d: d["contents"][0].update(role="system"), "Please use a valid role"),
+    (
+        "non-empty parts",
+        "gemini-2.5-flash",
+        lambda d: d["contents"].insert(1, {"role": "model", "parts": []}),
+        "* GenerateContentRequest.contents[1].parts: contents.parts must not be empty.",
+    ),
     (
         "function response after a function call turn",
         "gemini-2.5-flash",
