@@ -52,17 +52,21 @@ from sluice.formats.anthropic_stream import (
 from sluice.formats.codec_support import (
     args_object,
     body_text,
+    carry_in_ids,
     dumps,
     end_user_id,
     fold_system,
     json_body,
     native_tools,
     own_thinking,
+    unfold_calls,
+    with_safe_ids,
 )
 
 WIRE = WireFormat.ANTHROPIC_MESSAGES.value
 DEFAULT_MAX_TOKENS = 4096
 USER_ID_LIMIT = 256  # metadata.user_id's maximum length
+TOOL_ID_LIMIT = 64
 _EFFORTS = ("minimal", "low", "medium", "high")
 # Thinking budget for a caller that asked for an effort level only (OpenAI, Gemini levels).
 _EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -132,7 +136,9 @@ class AnthropicCodec:
         for message in request.messages:
             if message.role == "system":
                 message = fold_system(message)
-            blocks = [_encode_part(p) for p in message.parts if own_thinking(p, WIRE) and _not_empty(p)]
+            # Tool-use ids must match ^[a-zA-Z0-9_-]+$ (another vendor's may not).
+            parts = with_safe_ids(message.parts, TOOL_ID_LIMIT, "toolu_")
+            blocks = [_encode_part(p) for p in parts if own_thinking(p, WIRE) and _not_empty(p)]
             if blocks:
                 messages.append({"role": message.role, "content": blocks})
         body["messages"] = messages
@@ -200,7 +206,7 @@ class AnthropicCodec:
             "type": "message",
             "role": "assistant",
             "model": response.model,
-            "content": [_encode_part(p) for p in response.content if own_thinking(p, WIRE) and _not_empty(p)],
+            "content": [_encode_part(p) for p in carry_in_ids(response.content, WIRE) if _not_empty(p)],
             "stop_reason": wire_stop_reason(response.stop_reason),
             "stop_sequence": response.stop_sequence,
             "usage": encode_usage(response.usage),
@@ -271,7 +277,8 @@ def _decode_message(m: dict[str, Any]) -> Message:
     content = m.get("content")
     if isinstance(content, str):
         return Message(m["role"], [Text(content)])
-    return Message(m["role"], [_decode_block(b) for b in content or ()])
+    # Tool-use ids may carry another vendor's reasoning (a Gemini thought signature), restored here.
+    return Message(m["role"], unfold_calls([_decode_block(b) for b in content or ()]))
 
 
 def _decode_block(b: dict[str, Any]) -> Part:

@@ -35,7 +35,7 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat
 from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
-from sluice.formats.codec_support import end_user_id
+from sluice.formats.codec_support import end_user_id, with_safe_ids
 
 WIRE = WireFormat.BEDROCK_CONVERSE
 _DOC_FORMATS = {
@@ -208,7 +208,9 @@ def _arguments(call: ToolCall) -> Any:
 def _encode_message(message: Message) -> dict[str, Any]:
     if message.role == "system":
         raise Untranslatable("Bedrock Converse has no system message inside the conversation")
-    content = [block for i, part in enumerate(message.parts) for block in _encode_part(part, i)]
+    # toolUseId: 1-64 characters of [a-zA-Z0-9_-] (botocore's bedrock-runtime model).
+    parts = with_safe_ids(message.parts, 64, "tooluse_")
+    content = [block for i, part in enumerate(parts) for block in _encode_part(part, i)]
     return {"role": message.role, "content": content}
 
 

@@ -47,12 +47,14 @@ from sluice.core.canonical import (
 from sluice.core.types import WireFormat
 from sluice.formats.codec_support import (
     body_text,
+    carried,
     data_url,
     end_user_id,
     json_body,
     merge_into,
     native_tools,
     parse_data_url,
+    unseal,
 )
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
@@ -60,6 +62,7 @@ from sluice.formats.openai_responses_stream import (
     ResponsesStreamDecoder,
     ResponsesStreamEncoder,
     encode_usage,
+    foreign_reasoning_item,
     response_object,
     status_fields,
     stop_reason,
@@ -194,7 +197,7 @@ class OpenAIResponsesCodec:
             elif kind == "custom_tool_call":
                 content.append(custom_call(item))
             elif kind == "reasoning":
-                content.append(_thinking(item))
+                content.extend(_thinking(item))
         has_calls = any(isinstance(p, ToolCall) for p in content)
         stop = "refusal" if refused else stop_reason(doc, has_calls)
         return ChatResponse(doc.get("id", ""), doc.get("model", ""), content, stop, usage=usage_from(doc.get("usage")))
@@ -216,6 +219,9 @@ class OpenAIResponsesCodec:
                 output.append(call | {"call_id": p.id, **call_fields(p.name, groups)})
             elif isinstance(p, Thinking) and p.origin == WIRE:
                 output.append({"id": f"rs_{n}", **_reasoning_item(p)})
+            elif isinstance(p, Thinking) and carried([p]):
+                # Another vendor's signed reasoning: Codex sends reasoning items back as it got them.
+                output.append({"id": f"rs_{n}", **foreign_reasoning_item(p)})
         fields = status_fields(response.stop_reason)
         return response_object(response.id, response.model, output, usage=encode_usage(response.usage), **fields)
 
@@ -273,14 +279,19 @@ def _decode_item(item: dict[str, Any], system: list[Text], messages: list[Messag
         result = ToolResult(item.get("call_id", ""), [p for p in content if isinstance(p, Text | Image | Document)])
         merge_into(messages, "user", [result])
     elif kind == "reasoning":
-        merge_into(messages, "assistant", [_thinking(item)])
+        merge_into(messages, "assistant", list(_thinking(item)))
     else:
         raise Untranslatable(f"{WIRE}: input item type {kind!r} cannot be translated to another format")
 
 
-def _thinking(item: dict[str, Any]) -> Thinking:
+def _thinking(item: dict[str, Any]) -> list[Thinking]:
+    """A reasoning item: OpenAI's own, or another vendor's blocks the gateway sealed into its
+    encrypted_content on the way out (see codec_support.seal)."""
+    restored = unseal(item.get("encrypted_content"))
+    if restored is not None:
+        return restored
     summary = "\n\n".join(s.get("text", "") for s in item.get("summary") or ())
-    return Thinking(summary, signature=item.get("encrypted_content"), origin=WIRE)
+    return [Thinking(summary, signature=item.get("encrypted_content"), origin=WIRE)]
 
 
 def _decode_content(content: Any) -> list[Part]:
