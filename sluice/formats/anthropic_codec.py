@@ -165,9 +165,14 @@ class AnthropicCodec:
         if request.stream:
             body["stream"] = True
         output_config = dict(own.pop("output_config", {}))
-        if thinking is not None:
+        r = request.reasoning
+        if thinking is not None and adaptive_only(request.model):
+            # Opus 4.7 and later refuse manual thinking: adaptive, with the effort the caller meant.
+            body["thinking"] = {"type": "adaptive"}
+            output_config["effort"] = _effort_of(r.effort if r else None, thinking)
+        elif thinking is not None:
             body["thinking"] = {"type": "enabled", "budget_tokens": thinking}
-        if (r := request.reasoning) and r.effort and (r.budget_tokens or own.get("thinking")):
+        if r and r.effort and (r.budget_tokens or own.get("thinking")) and "effort" not in output_config:
             output_config["effort"] = r.effort
         if fmt := request.response_format:
             output_config["format"] = _encode_format(fmt)
@@ -253,6 +258,26 @@ def one_sampler_only(model: str) -> bool:
     if major != 4:
         return major > 4
     return minor >= (1 if family == "opus" else 5)
+
+
+def adaptive_only(model: str) -> bool:
+    """Claude Opus 4.7 and later (Mythos, Fable, the 5 family) take adaptive thinking only: "Claude
+    4.7 and later models do not support" manual extended thinking (budget_tokens)."""
+    if re.search(r"claude-(mythos|fable)", model):
+        return True
+    found = _FAMILY.search(model)
+    if found is None:
+        return False
+    major, minor = int(found.group(2)), int(found.group(3) or 0)
+    return major > 4 or (major == 4 and minor >= 7)
+
+
+def _effort_of(effort: str | None, budget: int) -> str:
+    if effort in ("low", "medium", "high"):
+        return effort
+    if effort == "minimal" or budget < 4096:
+        return "low"
+    return "medium" if budget < 16384 else "high"
 
 
 def _sampling(request: ChatRequest, thinking: bool) -> dict[str, Any]:

@@ -191,3 +191,27 @@ def render_embeddings(model: str, inputs: list[str], usage: Usage, dims: int = 8
         "model": model,
         "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
     }
+
+
+# OpenAI's reasoning models (the o-series, GPT-5 but its -chat variants) keep the default sampling:
+# "Unsupported value: 'temperature' does not support 0.7 with this model. Only the default (1) value
+# is supported" and "Unsupported parameter: 'top_p' is not supported with this model"
+# (https://platform.openai.com/docs/guides/reasoning).
+_REASONING_MODEL = re.compile(
+    r"(?:^|[/.:])(?:o\d(?:-[a-z]+)?|gpt-5(?:\.\d+)?(?!-chat)(?:-[a-z]+)*)(?:-\d{4}-\d{2}-\d{2})?$"
+)
+
+
+def default_sampling_only(model: str) -> bool:
+    return _REASONING_MODEL.search(model) is not None
+
+
+def sampling_for(model: str, temperature: float | None, top_p: float | None) -> dict[str, float]:
+    """temperature and top_p as an OpenAI model takes them (a reasoning model: the defaults only)."""
+    out: dict[str, float] = {}
+    fixed = default_sampling_only(model)
+    if temperature is not None and not (fixed and temperature != 1):
+        out["temperature"] = temperature
+    if top_p is not None and not (fixed and top_p != 1):
+        out["top_p"] = top_p
+    return out

@@ -47,7 +47,7 @@ from sluice.formats.codec_support import (
     unfold_calls,
     with_safe_ids,
 )
-from sluice.formats.openai_chat import usage_from
+from sluice.formats.openai_chat import sampling_for, usage_from
 from sluice.formats.openai_chat_stream import (
     OpenAIChatStreamDecoder,
     OpenAIChatStreamEncoder,
@@ -123,9 +123,7 @@ class OpenAIChatCodec:
                 body["parallel_tool_calls"] = c.parallel
         if request.max_tokens is not None:
             body["max_completion_tokens"] = request.max_tokens
-        for key, value in (("temperature", request.temperature), ("top_p", request.top_p)):
-            if value is not None:
-                body[key] = value
+        body.update(sampling_for(request.model, request.temperature, request.top_p))
         if request.stop:
             body["stop"] = list(request.stop)
         if request.stream:

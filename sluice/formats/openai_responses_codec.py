@@ -56,7 +56,7 @@ from sluice.formats.codec_support import (
     parse_data_url,
     unseal,
 )
-from sluice.formats.openai_chat import usage_from
+from sluice.formats.openai_chat import sampling_for, usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.openai_responses_stream import (
     ResponsesStreamDecoder,
@@ -160,12 +160,11 @@ class OpenAIResponsesCodec:
                 body["parallel_tool_calls"] = c.parallel
         for key, value in (
             ("max_output_tokens", request.max_tokens),
-            ("temperature", request.temperature),
-            ("top_p", request.top_p),
             ("user", end_user_id(request.user, USER_LIMIT)),
         ):
             if value is not None:
                 body[key] = value
+        body.update(sampling_for(request.model, request.temperature, request.top_p))
         if request.stream:
             body["stream"] = True
         if r := request.reasoning:

@@ -343,3 +343,20 @@ def test_another_vendors_call_ids_are_made_valid_for_the_target(target: WireForm
         out = json.dumps(codec_for(target).encode_request(codec_for(WireFormat.OPENAI_CHAT).decode_request(doc)))
         ids = re.findall(r'"(?:id|tool_use_id|toolUseId|tool_call_id)": ?"([^"]*)"', out)
         assert len(ids) == 2 and ids[0] == ids[1] and all(re.fullmatch(pattern, i) for i in ids), (target, ids)
+
+
+@pytest.mark.parametrize("target", [WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES])
+def test_gemini_clis_sampling_reaches_an_openai_reasoning_model_as_defaults_only(target: WireFormat) -> None:
+    # "Unsupported parameter: 'top_p' is not supported with this model" (GPT-5, the o-series).
+    doc = fixture("gemini_cli/stream_generate_content_request.json")
+    out = translate(WireFormat.GEMINI, doc, target, "gpt-5-mini")
+    assert "top_p" not in out and out.get("temperature", 1) == 1
+    assert translate(WireFormat.GEMINI, doc, target, "gpt-4o-mini")["top_p"] == 0.95  # other models keep it
+
+
+def test_opus_4_7_and_later_get_adaptive_thinking() -> None:
+    # "Claude 4.7 and later models do not support" manual extended thinking (budget_tokens).
+    doc = fixture("gemini_cli/stream_generate_content_request_gemini3.json")
+    out = translate(WireFormat.GEMINI, doc, WireFormat.ANTHROPIC_MESSAGES, "claude-opus-4-7")
+    assert out["thinking"] == {"type": "adaptive"} and out["output_config"]["effort"] == "high"
+    assert "top_p" not in out and "top_k" not in out
