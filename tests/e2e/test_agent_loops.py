@@ -105,6 +105,9 @@ def test_agent_tool_loop(
 ) -> None:
     gateway, upstream = stack
     upstream.upstream.reset()
+    # The provider holds its connection a moment after its last event, as real ones may: Codex leaves at
+    # response.completed, and its turns must still be 200s (not 499) on a key without limits.
+    upstream.upstream.tail_delay = 0.5
     work = tmp_path / "work"
     work.mkdir()
     target = work / "loop.txt"
