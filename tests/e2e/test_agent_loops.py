@@ -18,6 +18,8 @@ import pytest
 from tests.e2e import agent_cli
 from tests.e2e.gateway_process import GatewayProcess
 from tests.fakes.agent_loop import Step, scripted
+from tests.fakes.aws_wire import AwsAccount
+from tests.fakes.cloud import CloudFakeThread, CloudSettings
 from tests.fakes.upstream import FakeUpstreamThread
 
 KEY = "sk-sluice-e2e-agent-loops-0000000"
@@ -135,4 +137,38 @@ def test_agent_tool_loop(
     # Gemini CLI sends its own current name for a Gemini 3 model (gemini-3.1-pro-preview for gemini-3-pro-preview).
     family = model.split("-")[0] + "-" + model.split("-")[1][:1]
     assert all(r["model"].startswith(family) for r in rows), [r["model"] for r in rows]
+    assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows), rows
+
+
+AWS = AwsAccount("AKIAE2ELOOPEXAMPLE0", "e2e/loop/KEY/0123456789abcdefEXAMPLE", None, "us-west-2")
+NOVA = "amazon.nova-pro-v1:0"  # not an Anthropic model: Bedrock takes it through the Converse API
+
+
+@pytest.fixture(scope="module")
+def bedrock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, CloudFakeThread]]:
+    with CloudFakeThread(CloudSettings(aws=AWS)) as fake:
+        provider = {"base_url": fake.base_url, "region": AWS.region}
+        provider |= {"access_key_id": AWS.access_key_id, "secret_access_key": AWS.secret_access_key}
+        config = {
+            "providers": {"bedrock": provider},
+            "virtual_keys": [{"id": "vk-loop", "value": KEY, "provider_configs": [{"provider": "bedrock"}]}],
+        }
+        with GatewayProcess(config, tmp_path_factory.mktemp("loop-bedrock")) as gateway:
+            yield gateway, fake
+
+
+def test_claude_code_tool_loop_on_bedrock_converse(
+    bedrock: tuple[GatewayProcess, CloudFakeThread], tmp_path: Path
+) -> None:
+    gateway, fake = bedrock
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "loop.txt"
+    with scripted(fake.upstream, Step("Write", {"file_path": str(target), "content": CONTENT + "\n"})):
+        answer = run_claude_code(gateway, tmp_path, NOVA, "write the file loop.txt")
+    assert target.read_text().strip() == CONTENT and "echo: " in answer
+    posts = [r for r in fake.requests if r.method == "POST" and "/converse" in r.path]
+    assert len(posts) >= 2, [r.path for r in fake.requests]
+    rows = agent_cli.log_rows(gateway.db, "vk-loop", len(posts))
+    assert [(r["status"], r["provider"], r["model"]) for r in rows] == [(200, "bedrock", NOVA)] * len(posts)
     assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows), rows

@@ -15,11 +15,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes import gemini_wire, responses_wire
+import orjson
+from aiohttp import web
+
+from tests.fakes import aws_wire, cloud, gemini_wire, responses_wire, rules_converse
 from tests.fakes.upstream import FakeUpstream
 
 # What each wire's tool results look like in a request body (Anthropic, Chat, Responses, Gemini).
@@ -81,11 +85,50 @@ def scripted(upstream: FakeUpstream, step: Step) -> Iterator[None]:
     gemini_wire.gemini_reply = wrap(  # type: ignore[assignment]
         gemini, lambda d: d | {"toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}}
     )
+    converse = upstream._converse if isinstance(upstream, cloud.CloudFake) else None
+    if isinstance(upstream, cloud.CloudFake):
+        upstream._converse = _converse_call(upstream, step, converse)  # type: ignore[method-assign]
     try:
         yield
     finally:
         upstream.anthropic_reply, upstream.openai_reply = anthropic, openai  # type: ignore[method-assign]
         responses_wire.responses_reply, gemini_wire.gemini_reply = responses, gemini
+        if converse is not None:
+            upstream._converse = converse  # type: ignore[attr-defined]
+
+
+def _converse_call(up: cloud.CloudFake, step: Step, plain: Any) -> Callable[..., Any]:
+    """Bedrock Converse (the cloud fake answers text only): the scripted call as a `toolUse` block."""
+
+    async def converse(request: web.Request, doc: dict[str, Any], stream: bool) -> web.StreamResponse:
+        tools = {str((t.get("toolSpec") or {}).get("name")) for t in (doc.get("toolConfig") or {}).get("tools") or ()}
+        answered = any("toolResult" in b for m in doc.get("messages") or () for b in m.get("content") or ())
+        if step.tool not in tools or answered or rules_converse.check(doc) is not None:
+            return await plain(request, doc, stream)  # the plain answer, or the rules' refusal
+        use = {"toolUseId": "tooluse_" + uuid.uuid4().hex[:22], "name": step.tool}
+        usage = {"inputTokens": 12, "outputTokens": 20, "totalTokens": 32}
+        if not stream:
+            message = {"role": "assistant", "content": [{"toolUse": {**use, "input": step.args}}]}
+            answer = {
+                "output": {"message": message},
+                "stopReason": "tool_use",
+                "usage": usage,
+                "metrics": {"latencyMs": 42},
+            }
+            return web.Response(body=orjson.dumps(answer), headers=cloud._amzn_ok("application/json"))
+        frames = [
+            aws_wire.event("messageStart", {"role": "assistant"}),
+            aws_wire.event("contentBlockStart", {"start": {"toolUse": use}, "contentBlockIndex": 0}),
+            aws_wire.event(
+                "contentBlockDelta", {"delta": {"toolUse": {"input": json.dumps(step.args)}}, "contentBlockIndex": 0}
+            ),
+            aws_wire.event("contentBlockStop", {"contentBlockIndex": 0}),
+            aws_wire.event("messageStop", {"stopReason": "tool_use"}),
+            aws_wire.event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}}),
+        ]
+        return await cloud._send_frames(request, frames)
+
+    return converse
 
 
 def _flat(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -360,3 +360,15 @@ def test_opus_4_7_and_later_get_adaptive_thinking() -> None:
     out = translate(WireFormat.GEMINI, doc, WireFormat.ANTHROPIC_MESSAGES, "claude-opus-4-7")
     assert out["thinking"] == {"type": "adaptive"} and out["output_config"]["effort"] == "high"
     assert "top_p" not in out and "top_k" not in out
+
+
+def test_a_system_turn_inside_the_conversation_reaches_bedrock_converse_alternating() -> None:
+    # Converse has no system role in `messages` and refuses "A conversation must alternate between user and
+    # assistant roles": the system turn is folded into a user turn and merged with its neighbours.
+    request = ChatRequest(
+        "amazon.nova-pro-v1:0",
+        [Message("user", [Text("go")]), Message("system", [Text("notes")]), Message("user", [Text("more")])],
+    )
+    out = codec_for(WireFormat.BEDROCK_CONVERSE).encode_request(request)
+    assert [m["role"] for m in out["messages"]] == ["user"]
+    assert [b["text"] for b in out["messages"][0]["content"]] == ["go", "<system>\nnotes\n</system>", "more"]
