@@ -62,6 +62,21 @@ def roles(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
+def message_content(doc: dict[str, Any], model: str) -> Refusal | None:
+    # An assistant message's content is "Required unless tool_calls or function_call is specified" (API reference,
+    # quoted in huggingface/text-generation-inference#3021), and every other role needs one: "Invalid value for
+    # 'content': expected a string, got null." with param "messages.[0].content" (langchain-ai/langchainjs#4153,
+    # docker/docker-agent#63, run-llama/llama_index#17555).
+    for n, raw in enumerate(doc["messages"]):
+        message = as_dict(raw)
+        if message.get("content") is not None:
+            continue
+        if message.get("role") == "assistant" and (message.get("tool_calls") or message.get("function_call")):
+            continue
+        return Refusal("Invalid value for 'content': expected a string, got null.", f"messages.[{n}].content")
+    return None
+
+
 def tool_messages_answer_calls(doc: dict[str, Any], model: str) -> Refusal | None:
     # A tool message answers a tool_call of the assistant message before it, and every tool_call is answered before
     # the next non-tool message: "Invalid parameter: messages with role 'tool' must be a response to a preceeding
@@ -135,6 +150,19 @@ def function_names(doc: dict[str, Any], model: str) -> Refusal | None:
                 param,
                 "invalid_value",
             )
+    return None
+
+
+def parallel_tool_calls_need_tools(doc: dict[str, Any], model: str) -> Refusal | None:
+    # "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified."
+    # (param parallel_tool_calls; Upsonic/Upsonic#323, camel-ai/camel#3706, openai/swarm#32).
+    if doc.get("parallel_tool_calls") is not None and not doc.get("tools"):
+        return Refusal(
+            "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are "
+            "specified.",
+            "parallel_tool_calls",
+            "invalid_value",
+        )
     return None
 
 
@@ -216,8 +244,10 @@ def stream_options_need_stream(doc: dict[str, Any], model: str) -> Refusal | Non
 RULES = (
     messages_present,
     roles,
+    message_content,
     tool_messages_answer_calls,
     function_names,
+    parallel_tool_calls_need_tools,
     end_user_ids,
     choices_count,
     reasoning_model_parameters,

@@ -297,6 +297,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("messages required", lambda d: d.pop("messages"), "Missing required parameter: 'messages'."),
     ("roles", lambda d: d["messages"][0].update(role="human"), "Invalid value: 'human'"),
     (
+        "content required unless the assistant calls tools",
+        lambda d: d["messages"][5].update(content=None),
+        "Invalid value for 'content': expected a string, got null.",
+    ),
+    (
         "tool message answers a tool call",
         lambda d: d["messages"].insert(1, {"role": "tool", "tool_call_id": "call_0", "content": "x"}),
         "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'",
@@ -330,6 +335,11 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length 65",
     ),
     ("safety_identifier length", lambda d: d.update(safety_identifier="s" * 70), "Invalid 'safety_identifier'"),
+    (
+        "parallel_tool_calls only with tools",
+        lambda d: (d.pop("tools"), d.update(parallel_tool_calls=True)),
+        "'parallel_tool_calls' is only allowed when 'tools' are specified.",
+    ),
     ("n range", lambda d: d.update(n=129), "Expected a value <= 128"),
     ("n positive", lambda d: d.update(n=0), "Expected a value >= 1"),
     (
