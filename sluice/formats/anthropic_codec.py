@@ -12,9 +12,14 @@ What does not map, and why:
 - JSON mode without a schema (`{"type": "json_object"}`) has no equivalent: refused. A schema goes
   to `output_config.format`.
 - `max_tokens` is required here: a request that has none gets DEFAULT_MAX_TOKENS.
-- An effort level without a budget (OpenAI, Gemini levels) becomes a thinking budget below
-  max_tokens, unless the request sets what thinking refuses (temperature, top_k, forced tool
-  use): then no thinking is asked for.
+- Reasoning from another format becomes thinking: a budget (an effort level becomes one) of at
+  least 1,024 below max_tokens (raised to make room when the caller set none), or adaptive thinking
+  with an effort on Opus 4.7 and later, which refuse budgets. Thinking gives way to what it refuses
+  outright (a temperature other than 1, forced tool use); top_k and a top_p outside [0.95, 1] are
+  dropped instead. Opus 4.1+, Sonnet 4.5+ and Haiku 4.5+ take temperature or top_p, not both.
+- Another vendor's signed reasoning in an answer rides in the following tool_use id, and comes
+  back from it (codec_support.carry_in_ids / unfold_calls); ids sent here are made
+  `[a-zA-Z0-9_-]`; an end-user id longer than 256 characters goes as its hash.
 """
 
 from __future__ import annotations

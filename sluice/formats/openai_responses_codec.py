@@ -18,6 +18,11 @@ What does not map, and why:
 - A `reasoning` item becomes a thinking block whose signature is `encrypted_content` and whose
   text is the summary parts joined by a blank line; it goes back only to Responses, and only
   when it has encrypted content (without it, the item is a reference to stored state).
+  Another vendor's signed blocks in an answer go out as reasoning items too, sealed into
+  `encrypted_content` (codec_support.seal); Codex sends them back and they decode to the blocks
+  as they were, for that vendor (Claude's thinking round trip).
+- `user` longer than 64 characters goes as its hash; a reasoning model (GPT-5, o-series) gets the
+  default sampling only (temperature and top_p other than 1 are dropped).
 - Function tools go out with `strict: false` (the Responses default is strict, which rejects
   schemas written for other formats). Tool results have no error flag: `is_error` is dropped.
 - `stop` sequences have no equivalent: refused. `top_k` is dropped (a sampling hint).
