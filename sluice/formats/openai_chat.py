@@ -215,3 +215,13 @@ def sampling_for(model: str, temperature: float | None, top_p: float | None) -> 
     if top_p is not None and not (fixed and top_p != 1):
         out["top_p"] = top_p
     return out
+
+
+# OpenAI's models without reasoning refuse the setting: "Unsupported parameter: 'reasoning.effort' is not
+# supported with this model" (gpt-4.1 on Responses; "reasoning_effort is not supported with this model" on
+# Chat). Only models known to be such are named here: Chat-compatible vendors' models are left as they are.
+_NO_REASONING = re.compile(r"(?:^|[/.:])(?:gpt-4|gpt-3\.5|chatgpt-|gpt-5(?:\.\d+)?-chat)")
+
+
+def takes_reasoning(model: str) -> bool:
+    return _NO_REASONING.search(model) is None

@@ -47,7 +47,7 @@ from sluice.formats.codec_support import (
     unfold_calls,
     with_safe_ids,
 )
-from sluice.formats.openai_chat import sampling_for, usage_from
+from sluice.formats.openai_chat import sampling_for, takes_reasoning, usage_from
 from sluice.formats.openai_chat_stream import (
     OpenAIChatStreamDecoder,
     OpenAIChatStreamEncoder,
@@ -130,7 +130,7 @@ class OpenAIChatCodec:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}  # the gateway meters every stream
             own.pop("stream_options", None)
-        if r := request.reasoning:
+        if (r := request.reasoning) and takes_reasoning(request.model):
             body["reasoning_effort"] = r.effort or _effort_for(r.budget_tokens)
         if request.response_format:
             body["response_format"] = request.response_format

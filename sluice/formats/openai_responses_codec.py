@@ -61,7 +61,7 @@ from sluice.formats.codec_support import (
     parse_data_url,
     unseal,
 )
-from sluice.formats.openai_chat import sampling_for, usage_from
+from sluice.formats.openai_chat import sampling_for, takes_reasoning, usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.openai_responses_stream import (
     ResponsesStreamDecoder,
@@ -172,7 +172,7 @@ class OpenAIResponsesCodec:
         body.update(sampling_for(request.model, request.temperature, request.top_p))
         if request.stream:
             body["stream"] = True
-        if r := request.reasoning:
+        if (r := request.reasoning) and takes_reasoning(request.model):
             reasoning: dict[str, Any] = {"effort": r.effort or _effort_for(r.budget_tokens)}
             if r.summary:
                 reasoning["summary"] = "auto"

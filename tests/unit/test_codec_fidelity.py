@@ -372,3 +372,13 @@ def test_a_system_turn_inside_the_conversation_reaches_bedrock_converse_alternat
     out = codec_for(WireFormat.BEDROCK_CONVERSE).encode_request(request)
     assert [m["role"] for m in out["messages"]] == ["user"]
     assert [b["text"] for b in out["messages"][0]["content"]] == ["go", "<system>\nnotes\n</system>", "more"]
+
+
+@pytest.mark.parametrize("target", [WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES])
+def test_claude_codes_thinking_reaches_an_openai_model_without_reasoning_as_nothing(target: WireFormat) -> None:
+    # "Unsupported parameter: 'reasoning.effort' is not supported with this model" (gpt-4.1, gpt-4o...).
+    doc = fixture("claude_code/messages_request.json")
+    assert "reasoning_effort" not in translate(WireFormat.ANTHROPIC_MESSAGES, doc, target, "gpt-4o-mini")
+    assert "reasoning" not in translate(WireFormat.ANTHROPIC_MESSAGES, doc, target, "gpt-4.1")
+    on_gpt5 = translate(WireFormat.ANTHROPIC_MESSAGES, doc, target, "gpt-5-mini")
+    assert on_gpt5.get("reasoning_effort") or on_gpt5.get("reasoning")  # a reasoning model still gets it
