@@ -10,8 +10,9 @@ Conventions every codec keeps:
 - Tool-call arguments travel as the JSON text the model produced (`arguments_json`), so a codec
   never re-serialises (and never reorders or corrupts) them.
 - Thinking blocks keep the wire format they came from (`origin`): a signature is only valid for
-  the vendor that made it, so a codec for another vendor drops them (allowed: the model does not
-  need its earlier reasoning) rather than forwarding a block the target would reject.
+  the vendor that made it, so a request codec for another vendor drops them rather than forward a
+  block the target would reject. An answer's codec for another format carries the signed ones to
+  the caller in a field it sends back (codec_support.seal), so the next turn restores them.
 - Unknown optional fields of a request go in `extra`, keyed by their wire format; a codec reads
   only the extras of its own format.
 """

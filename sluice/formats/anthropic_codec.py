@@ -12,9 +12,14 @@ What does not map, and why:
 - JSON mode without a schema (`{"type": "json_object"}`) has no equivalent: refused. A schema goes
   to `output_config.format`.
 - `max_tokens` is required here: a request that has none gets DEFAULT_MAX_TOKENS.
-- An effort level without a budget (OpenAI, Gemini levels) becomes a thinking budget below
-  max_tokens, unless the request sets what thinking refuses (temperature, top_k, forced tool
-  use): then no thinking is asked for.
+- Reasoning from another format becomes thinking: a budget (an effort level becomes one) of at
+  least 1,024 below max_tokens (raised to make room when the caller set none), or adaptive thinking
+  with an effort on Opus 4.7 and later, which refuse budgets. Thinking gives way to what it refuses
+  outright (a temperature other than 1, forced tool use); top_k and a top_p outside [0.95, 1] are
+  dropped instead. Opus 4.1+, Sonnet 4.5+ and Haiku 4.5+ take temperature or top_p, not both.
+- Another vendor's signed reasoning in an answer rides in the following tool_use id, and comes
+  back from it (codec_support.carry_in_ids / unfold_calls); ids sent here are made
+  `[a-zA-Z0-9_-]`; an end-user id longer than 256 characters goes as its hash.
 """
 
 from __future__ import annotations
@@ -52,17 +57,21 @@ from sluice.formats.anthropic_stream import (
 from sluice.formats.codec_support import (
     args_object,
     body_text,
+    carry_in_ids,
     dumps,
     end_user_id,
     fold_system,
     json_body,
     native_tools,
     own_thinking,
+    unfold_calls,
+    with_safe_ids,
 )
 
 WIRE = WireFormat.ANTHROPIC_MESSAGES.value
 DEFAULT_MAX_TOKENS = 4096
 USER_ID_LIMIT = 256  # metadata.user_id's maximum length
+TOOL_ID_LIMIT = 64
 _EFFORTS = ("minimal", "low", "medium", "high")
 # Thinking budget for a caller that asked for an effort level only (OpenAI, Gemini levels).
 _EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -132,7 +141,9 @@ class AnthropicCodec:
         for message in request.messages:
             if message.role == "system":
                 message = fold_system(message)
-            blocks = [_encode_part(p) for p in message.parts if own_thinking(p, WIRE) and _not_empty(p)]
+            # Tool-use ids must match ^[a-zA-Z0-9_-]+$ (another vendor's may not).
+            parts = with_safe_ids(message.parts, TOOL_ID_LIMIT, "toolu_")
+            blocks = [_encode_part(p) for p in parts if own_thinking(p, WIRE) and _not_empty(p)]
             if blocks:
                 messages.append({"role": message.role, "content": blocks})
         body["messages"] = messages
@@ -159,9 +170,14 @@ class AnthropicCodec:
         if request.stream:
             body["stream"] = True
         output_config = dict(own.pop("output_config", {}))
-        if thinking is not None:
+        r = request.reasoning
+        if thinking is not None and adaptive_only(request.model):
+            # Opus 4.7 and later refuse manual thinking: adaptive, with the effort the caller meant.
+            body["thinking"] = {"type": "adaptive"}
+            output_config["effort"] = _effort_of(r.effort if r else None, thinking)
+        elif thinking is not None:
             body["thinking"] = {"type": "enabled", "budget_tokens": thinking}
-        if (r := request.reasoning) and r.effort and (r.budget_tokens or own.get("thinking")):
+        if r and r.effort and (r.budget_tokens or own.get("thinking")) and "effort" not in output_config:
             output_config["effort"] = r.effort
         if fmt := request.response_format:
             output_config["format"] = _encode_format(fmt)
@@ -200,7 +216,7 @@ class AnthropicCodec:
             "type": "message",
             "role": "assistant",
             "model": response.model,
-            "content": [_encode_part(p) for p in response.content if own_thinking(p, WIRE) and _not_empty(p)],
+            "content": [_encode_part(p) for p in carry_in_ids(response.content, WIRE) if _not_empty(p)],
             "stop_reason": wire_stop_reason(response.stop_reason),
             "stop_sequence": response.stop_sequence,
             "usage": encode_usage(response.usage),
@@ -249,6 +265,26 @@ def one_sampler_only(model: str) -> bool:
     return minor >= (1 if family == "opus" else 5)
 
 
+def adaptive_only(model: str) -> bool:
+    """Claude Opus 4.7 and later (Mythos, Fable, the 5 family) take adaptive thinking only: "Claude
+    4.7 and later models do not support" manual extended thinking (budget_tokens)."""
+    if re.search(r"claude-(mythos|fable)", model):
+        return True
+    found = _FAMILY.search(model)
+    if found is None:
+        return False
+    major, minor = int(found.group(2)), int(found.group(3) or 0)
+    return major > 4 or (major == 4 and minor >= 7)
+
+
+def _effort_of(effort: str | None, budget: int) -> str:
+    if effort in ("low", "medium", "high"):
+        return effort
+    if effort == "minimal" or budget < 4096:
+        return "low"
+    return "medium" if budget < 16384 else "high"
+
+
 def _sampling(request: ChatRequest, thinking: bool) -> dict[str, Any]:
     """temperature, top_p and top_k as the model takes them. With thinking on, top_k is refused
     and top_p must lie in [0.95, 1]; the newer families refuse temperature and top_p together.
@@ -271,7 +307,8 @@ def _decode_message(m: dict[str, Any]) -> Message:
     content = m.get("content")
     if isinstance(content, str):
         return Message(m["role"], [Text(content)])
-    return Message(m["role"], [_decode_block(b) for b in content or ()])
+    # Tool-use ids may carry another vendor's reasoning (a Gemini thought signature), restored here.
+    return Message(m["role"], unfold_calls([_decode_block(b) for b in content or ()]))
 
 
 def _decode_block(b: dict[str, Any]) -> Part:

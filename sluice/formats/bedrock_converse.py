@@ -35,7 +35,7 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat, count_of
 from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
-from sluice.formats.codec_support import end_user_id
+from sluice.formats.codec_support import end_user_id, fold_system, with_safe_ids
 
 WIRE = WireFormat.BEDROCK_CONVERSE
 _DOC_FORMATS = {
@@ -207,13 +207,25 @@ def _arguments(call: ToolCall) -> Any:
 
 def _encode_message(message: Message) -> dict[str, Any]:
     if message.role == "system":
-        raise Untranslatable("Bedrock Converse has no system message inside the conversation")
-    content = [block for i, part in enumerate(message.parts) for block in _encode_part(part, i)]
+        # No system role inside the conversation: it stays where it was, as a user turn the model can tell apart
+        # (as the Anthropic and Gemini codecs do). Claude Code's requests carry one.
+        message = fold_system(message)
+    # toolUseId: 1-64 characters of [a-zA-Z0-9_-] (botocore's bedrock-runtime model).
+    parts = with_safe_ids(message.parts, 64, "tooluse_")
+    content = [block for i, part in enumerate(parts) for block in _encode_part(part, i)]
     return {"role": message.role, "content": content}
 
 
 def encode_request(request: ChatRequest) -> dict[str, Any]:
-    doc: dict[str, Any] = {"messages": [_encode_message(m) for m in request.messages]}
+    # "A conversation must alternate between user and assistant roles": adjacent turns of one role (a folded
+    # system turn next to a user turn) become one message.
+    messages: list[dict[str, Any]] = []
+    for encoded in (_encode_message(m) for m in request.messages):
+        if messages and messages[-1]["role"] == encoded["role"]:
+            messages[-1]["content"] += encoded["content"]
+        else:
+            messages.append(encoded)
+    doc: dict[str, Any] = {"messages": messages}
     if request.system:
         doc["system"] = [block for i, t in enumerate(request.system) for block in _encode_part(t, i)]
     config: dict[str, Any] = {}

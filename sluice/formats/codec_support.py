@@ -293,11 +293,43 @@ def unfold_calls(parts: list[Part]) -> list[Part]:
     """Parts decoded from a caller's history with carried blocks restored before their calls, and
     the calls and results under the provider's own ids again."""
     out: list[Part] = []
+    anchor = 0  # after the last call: the blocks came before the text that precedes their call
     for part in parts:
-        if isinstance(part, ToolCall) and _ID_MARK in part.id:
-            part.id, blocks = id_without(part.id)
-            out.extend(blocks)
+        if isinstance(part, ToolCall):
+            if _ID_MARK in part.id:
+                part.id, blocks = id_without(part.id)
+                out[anchor:anchor] = blocks
+            anchor = len(out) + 1
         elif isinstance(part, ToolResult) and _ID_MARK in part.call_id:
             part.call_id = id_without(part.call_id)[0]
+        out.append(part)
+    return out
+
+
+def carry_in_ids(parts: list[Part], wire: str) -> list[Part]:
+    """An answer's parts for a caller's format that keeps only its own reasoning blocks: another
+    vendor's signed blocks ride in the id of the tool call that follows them (Gemini 3 wants its
+    thought signature back with the call; the caller sends the id back as it got it)."""
+    out: list[Part] = []
+    pending: list[Thinking] = []
+    for part in parts:
+        if isinstance(part, Thinking) and part.origin != wire:
+            pending += carried([part])
+        elif isinstance(part, ToolCall) and pending:
+            out.append(ToolCall(id_with(part.id, pending), part.name, part.arguments_json))
+            pending = []
+        else:
+            out.append(part)
+    return out
+
+
+def with_safe_ids(parts: list[Part], limit: int, prefix: str) -> list[Part]:
+    """A request's parts with every call and result id made valid for the target (`safe_id`)."""
+    out: list[Part] = []
+    for part in parts:
+        if isinstance(part, ToolCall):
+            part = ToolCall(safe_id(part.id, limit, prefix), part.name, part.arguments_json)
+        elif isinstance(part, ToolResult):
+            part = ToolResult(safe_id(part.call_id, limit, prefix), part.content, part.is_error, part.name)
         out.append(part)
     return out

@@ -1,8 +1,8 @@
 """The agents' own recorded requests (tests/fixtures/{claude_code,codex,gemini_cli}), sent through the gateway to
 another vendor's model, reach a fake as strict as that vendor's API, and the turn after a tool call keeps the
 round-trip state the vendor requires (Anthropic thinking blocks, Gemini 3 thought signatures). The cases marked
-xfail are the failures of issue 13 and others of their kind: the fake refuses what the real API refuses, and the
-marks go once the translation is fixed (branch fidelity)."""
+were xfail while issue 13 and others of their kind were open: the fake refuses what the real API refuses, and the
+marks went with the translation fixes (branch fidelity)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from tests.support import GatewayThread
 
 KEY = "sk-sluice-strict-0000000000000000"
 GEMINI_SECRET = "AIza-upstream-SECRET-0123456789"
-FIDELITY = "gateway bug of issue 13, fixed on branch fidelity"
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +59,6 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int,
         return refused.code, refused.read().decode()
 
 
-@pytest.mark.xfail(
-    reason="Claude Code's metadata.user_id (150 chars) becomes OpenAI's `user`, refused over 64: " + FIDELITY,
-    strict=False,
-)
 def test_claude_codes_request_on_an_openai_model(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
     # Claude Code's metadata.user_id is a ~150-character JSON string; OpenAI takes a `user` of 64 at most.
     body = {**_fixture("claude_code/messages_request.json"), "model": "gpt-4o-mini"}
@@ -73,9 +68,6 @@ def test_claude_codes_request_on_an_openai_model(gateway: GatewayThread, upstrea
     assert status == 200, text
 
 
-@pytest.mark.xfail(
-    reason="temperature and top_p both reach Claude Sonnet 4.6, which refuses them together: " + FIDELITY, strict=False
-)
 def test_gemini_clis_request_on_a_claude_model(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
     # Gemini CLI sends temperature, topP and topK; Claude Sonnet 4.5 and later take temperature or top_p, not both.
     body = _fixture("gemini_cli/stream_generate_content_request.json")
@@ -86,10 +78,6 @@ def test_gemini_clis_request_on_a_claude_model(gateway: GatewayThread, upstream:
     assert '"error"' not in text, text
 
 
-@pytest.mark.xfail(
-    reason="the thinking block of Claude's answer does not come back to Claude on the next turn: " + FIDELITY,
-    strict=False,
-)
 def test_codex_tool_loop_on_a_claude_model_with_reasoning(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
     # Codex's reasoning effort becomes Anthropic thinking; Claude's answer starts with a signed thinking block,
     # which must come back (as an encrypted reasoning item) in the turn that answers the tool call, or thinking
@@ -118,7 +106,6 @@ def test_codex_tool_loop_on_a_claude_model_with_reasoning(gateway: GatewayThread
     assert second.status == "completed"
 
 
-@pytest.mark.xfail(reason="Gemini 3's thoughtSignature is not carried back to the next turn: " + FIDELITY, strict=False)
 def test_claude_code_tool_loop_on_a_gemini_3_model(gateway: GatewayThread, upstream: FakeUpstreamThread) -> None:
     # Gemini 3 puts a thoughtSignature on its function calls and requires it back on the next turn.
     client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
@@ -168,23 +155,9 @@ def test_claude_codes_request_on_other_model_families(
 @pytest.mark.parametrize(
     ("fixture", "model"),
     [
-        pytest.param(
-            "gemini_cli/stream_generate_content_request.json",
-            "gpt-5-mini",
-            marks=pytest.mark.xfail(
-                reason="Gemini CLI's topP reaches a reasoning model, which refuses it: Unsupported parameter: 'top_p' "
-                "is not supported with this model (" + FIDELITY + ")",
-                strict=False,
-            ),
-        ),
+        ("gemini_cli/stream_generate_content_request.json", "gpt-5-mini"),
         ("gemini_cli/stream_generate_content_request.json", "gpt-4o-mini"),
-        pytest.param(
-            "gemini_cli/stream_generate_content_request_gemini3.json",
-            "claude-opus-4-7",
-            marks=pytest.mark.xfail(
-                reason="temperature and top_p both reach Claude Opus 4.7 (" + FIDELITY + ")", strict=False
-            ),
-        ),
+        ("gemini_cli/stream_generate_content_request_gemini3.json", "claude-opus-4-7"),
         ("gemini_cli/stream_generate_content_tool_result.json", "gpt-4o-mini"),
     ],
 )
@@ -202,14 +175,7 @@ def test_gemini_clis_request_on_other_model_families(
 @pytest.mark.parametrize(
     "model",
     [
-        pytest.param(
-            "gemini-3-pro-preview",
-            marks=pytest.mark.xfail(
-                reason="Gemini 3's thoughtSignature does not survive the Responses round trip: Function call is "
-                "missing a thought_signature (" + FIDELITY + ")",
-                strict=False,
-            ),
-        ),
+        "gemini-3-pro-preview",
         "gpt-4o-mini",
         "claude-haiku-4-5",
     ],

@@ -38,16 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThr
 @pytest.mark.parametrize(
     ("model", "path"),
     [
-        pytest.param(
-            "gpt-4o-mini",
-            "/v1/chat/completions",
-            marks=pytest.mark.xfail(
-                reason="Claude Code's metadata.user_id (150 characters) becomes OpenAI's `user`; the strict fake "
-                "refuses: Invalid 'user': string too long. Expected a string with maximum length 64 (gateway bug of "
-                "issue 13, fixed on branch fidelity)",
-                strict=False,
-            ),
-        ),
+        ("gpt-4o-mini", "/v1/chat/completions"),
         ("gemini-2.5-flash", "/v1beta/models/gemini-2.5-flash:streamGenerateContent"),
     ],
 )

@@ -191,12 +191,6 @@ def test_codex_stops_at_once_on_an_exhausted_budget(
     assert row["status"] == 429
 
 
-@pytest.mark.xfail(
-    reason="Claude's thinking block does not come back to Claude on Codex's next turn; the strict fake refuses: "
-    "a final `assistant` message must start with a thinking block"
-    " (gateway bug of issue 13, fixed on branch fidelity)",
-    strict=False,
-)
 def test_codex_tool_loop_on_a_claude_model(stack: tuple[GatewayProcess, FakeUpstreamThread], tmp_path: Path) -> None:
     # The fake Anthropic API calls the first tool (exec_command) with the prompt as its `cmd` when asked to
     # "use a tool"; Codex runs it in its read-only sandbox and sends the output back as a function_call_output.

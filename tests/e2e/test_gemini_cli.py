@@ -76,12 +76,6 @@ def test_gemini_cli_through_the_gateway_to_gemini(
     assert row["input_tokens"] > 0 and row["output_tokens"] > 0 and row["cost_pico"] > 0
 
 
-@pytest.mark.xfail(
-    reason="temperature and top_p both reach Claude Sonnet 4.6; the strict fake refuses: "
-    "`temperature` and `top_p` cannot both be specified for this model"
-    " (gateway bug of issue 13, fixed on branch fidelity)",
-    strict=False,
-)
 def test_gemini_cli_on_a_claude_model_is_translated(
     stack: tuple[GatewayProcess, FakeUpstreamThread], tmp_path: Path
 ) -> None:
@@ -99,12 +93,6 @@ def test_gemini_cli_on_a_claude_model_is_translated(
     assert row["provider"] == "anthropic" and row["surface"] == "gemini" and row["output_tokens"] > 0
 
 
-@pytest.mark.xfail(
-    reason="temperature and top_p both reach Claude Sonnet 4.6; the strict fake refuses: "
-    "`temperature` and `top_p` cannot both be specified for this model"
-    " (gateway bug of issue 13, fixed on branch fidelity)",
-    strict=False,
-)
 def test_gemini_cli_tool_loop_on_a_claude_model(
     stack: tuple[GatewayProcess, FakeUpstreamThread], tmp_path: Path
 ) -> None:
