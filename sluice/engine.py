@@ -425,7 +425,9 @@ class Engine:
         if inbound.operation is Operation.GENERATE:
             demand = demand_of(inbound.doc)
             output_tokens = demand.output_tokens(self.default_max_tokens)
-            output_tokens = first_output_block(output_tokens, ctx.stream and self.stream_blocks, self.default_max_tokens)
+            output_tokens = first_output_block(
+                output_tokens, ctx.stream and self.stream_blocks, self.default_max_tokens
+            )
             searches, tier, speed = demand.searches, demand.service_tier, demand.speed
             ctx.requested_tier = (tier, speed)
             if demand.background and self._dollar_budget(ctx):
