@@ -70,18 +70,57 @@ def required_fields(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
+def _mid_conversation_system(model: str) -> bool:
+    # "Claude Opus 4.8 accepts role: "system" messages immediately after a user turn in the messages array ... No beta
+    # header is required" (https://platform.claude.com/docs/en/about-claude/models/whats-new-claude-4-8, quoted in
+    # simonw/llm-anthropic#73); "Supported on Claude Opus 5, Opus 4.8, and Fable 5; not on Sonnet 5" (elgorro/aiquila
+    # #413, from https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages). Claude Code
+    # 2.1.332 sends one on its default model, claude-opus-5-5.
+    if re.search(r"claude-fable", model):
+        return True
+    family = claude_family(model)
+    return family is not None and family[0] == "opus" and (family[1] >= 5 or (family[1] == 4 and family[2] >= 8))
+
+
 def roles(doc: dict[str, Any], model: str) -> Refusal | None:
-    # "There is no "system" role for input messages in the Messages API": the system prompt is the top-level `system`
-    # parameter; roles are user and assistant (https://docs.anthropic.com/en/api/messages, "messages").
+    # Roles are user and assistant (https://docs.anthropic.com/en/api/messages, "messages"); older models answer
+    # 'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, not "system" as an
+    # input message role.' (ianarawjo/ChainForge#271). Models with mid-conversation system messages take a `system`
+    # message under the placement rules of
+    # https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages#limitations (quoted in
+    # maximhq/bifrost#3945): not messages[0], right after a user turn, last or followed by an assistant turn, never two
+    # in a row, text only.
     # Consecutive same-role turns are merged by the API ("Consecutive user or assistant turns in your request will be
     # combined into a single turn"), so alternation is not enforced, nor is a user first turn.
-    for n, message in enumerate(doc["messages"]):
+    messages = doc["messages"]
+    for n, message in enumerate(messages):
         if not isinstance(message, dict):
             return Refusal(f"messages.{n}: Input should be a valid dictionary")
-        if message.get("role") not in ("user", "assistant"):
-            return Refusal(f"messages.{n}.role: Input should be 'user' or 'assistant'")
         if "content" not in message:
             return Refusal(f"messages.{n}.content: Field required")
+        role = message.get("role")
+        if role == "system" and _mid_conversation_system(model):
+            before = messages[n - 1] if n else None
+            after = messages[n + 1] if n + 1 < len(messages) else None
+            placed = (
+                isinstance(before, dict)
+                and before.get("role") == "user"
+                and (after is None or (isinstance(after, dict) and after.get("role") == "assistant"))
+            )
+            if not placed:
+                return Refusal(
+                    f"messages.{n}: a system message must follow a user turn and be the last message or be followed "
+                    "by an assistant turn"
+                )
+            if any(b.get("type") != "text" for b in _blocks(message)):
+                return Refusal(f"messages.{n}.content: a system message may hold only text blocks")
+        elif role == "system":
+            return Refusal(
+                'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, not '
+                '"system" as an input message role.'
+            )
+        elif role not in ("user", "assistant"):
+            return Refusal(f"messages.{n}.role: Input should be 'user' or 'assistant'")
     return None
 
 
@@ -89,7 +128,7 @@ def block_types(doc: dict[str, Any], model: str) -> Refusal | None:
     # Block types are tagged unions per role (https://docs.anthropic.com/en/api/messages); a tool_result in an
     # assistant turn or a tool_use in a user turn is refused by the union's tag check.
     for n, message in enumerate(doc["messages"]):
-        allowed = _USER_BLOCKS if message["role"] == "user" else _ASSISTANT_BLOCKS
+        allowed = _USER_BLOCKS if message["role"] in ("user", "system") else _ASSISTANT_BLOCKS
         for m, block in enumerate(_blocks(message)):
             if block.get("type") not in allowed:
                 return Refusal(

@@ -77,9 +77,15 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
     ("max_tokens required", TOOL_LOOP, lambda d: d.pop("max_tokens"), "max_tokens: Field required"),
     ("messages required", TOOL_LOOP, lambda d: d.pop("messages"), "messages: Field required"),
     (
-        "no system role",
+        "no system role before Opus 4.8",
         TOOL_LOOP,
         lambda d: d["messages"].insert(0, {"role": "system", "content": "x"}),
+        'Unexpected role "system"',
+    ),
+    (
+        "no other role",
+        TOOL_LOOP,
+        lambda d: d["messages"].insert(0, {"role": "developer", "content": "x"}),
         "messages.0.role: Input should be 'user' or 'assistant'",
     ),
     (
@@ -223,6 +229,49 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
     ),
     ("metadata keys", TOOL_LOOP, lambda d: d.update(metadata={"session": "s"}), "metadata.session: Extra inputs"),
 ]
+
+
+MID_SYSTEM = {
+    "model": "claude-opus-5-5",
+    "max_tokens": 1024,
+    "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+    ],
+}
+
+
+@pytest.mark.parametrize("model", ["claude-opus-5-5", "claude-opus-4-8", "claude-fable-5"])
+def test_anthropic_takes_a_mid_conversation_system_message_where_the_model_does(model: str) -> None:
+    # Claude Code 2.1.332 sends one after its first user turn on its default model.
+    assert rules_anthropic.check({**MID_SYSTEM, "model": model}, model) is None
+    followed = copy.deepcopy(MID_SYSTEM)
+    followed["messages"].append({"role": "assistant", "content": "ok"})
+    assert rules_anthropic.check(followed, model) is None
+
+
+@pytest.mark.parametrize(
+    ("model", "change", "words"),
+    [
+        ("claude-sonnet-5", lambda d: None, 'Unexpected role "system"'),
+        ("claude-opus-4-7", lambda d: None, 'Unexpected role "system"'),
+        ("claude-opus-5-5", lambda d: d["messages"].pop(0), "must follow a user turn"),
+        ("claude-opus-5-5", lambda d: d["messages"].append({"role": "user", "content": "x"}), "must follow a user"),
+        ("claude-opus-5-5", lambda d: d["messages"].append(dict(d["messages"][1])), "must follow a user turn"),
+        (
+            "claude-opus-5-5",
+            lambda d: d["messages"][1]["content"].append({"type": "image", "source": {}}),
+            "only text blocks",
+        ),
+    ],
+    ids=["sonnet 5", "opus 4.7", "first", "followed by user", "two in a row", "image"],
+)
+def test_anthropic_places_mid_conversation_system_messages(
+    model: str, change: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    doc = copy.deepcopy({**MID_SYSTEM, "model": model})
+    change(doc)
+    _refused(rules_anthropic.check, doc, model, words)
 
 
 @pytest.mark.parametrize("good", [TOOL_LOOP, THINKING_LOOP], ids=["tool loop", "thinking tool loop"])
