@@ -26,7 +26,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes import aws_wire
+from tests.fakes import aws_wire, shapes
 from tests.fakes.upstream import FakeUpstream, FakeUpstreamThread, RecordedRequest
 from tests.fakes.wire_kit import echo_text, parse_sse
 
@@ -129,6 +129,10 @@ class CloudFake(FakeUpstream):
         if doc.get("anthropic_version") != "bedrock-2023-05-31" or wrong:
             why = f"extraneous key [{sorted(wrong)[0]}] is not permitted" if wrong else "anthropic_version is required"
             return _amzn(400, "ValidationException", f"Malformed input request: #: {why}, please reformat your input")
+        wrong = shapes.wrong_field(doc, shapes.ANTHROPIC)
+        if wrong is not None or not isinstance(doc.get("messages"), list) or not isinstance(doc.get("max_tokens"), int):
+            why = f"{wrong[0]}: expected type: {wrong[1]}, found: {wrong[2]}" if wrong else "required key [messages]"
+            return _amzn(400, "ValidationException", f"Malformed input request: #: {why}, please reformat your input")
         reply = self.anthropic_reply(doc, body, model)
         if action == "invoke":
             return web.Response(body=self.anthropic.render_message(reply), headers=_amzn_ok("application/json"))
@@ -208,6 +212,9 @@ class CloudFake(FakeUpstream):
             return web.json_response({"input_tokens": max(1, len(body) // 4)})
         if doc.get("anthropic_version") != "vertex-2023-10-16" or "model" in doc:
             return self._bad_request("anthropic", "anthropic_version: vertex-2023-10-16 is required; model is not")
+        wrong = shapes.wrong_field(doc, shapes.ANTHROPIC)
+        if wrong is not None:
+            return self._bad_request("anthropic", shapes.anthropic_message(wrong))
         reply = self.anthropic_reply(doc, body, model)
         if method == "streamRawPredict" and doc.get("stream") is True:
             return await self._send_events(request, "anthropic", self.anthropic.render_stream(reply), model, b"")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fakes import shapes
 from tests.fakes.upstream import _drop_connection
 from tests.fakes.wire_kit import (
     FIXTURES,
@@ -244,6 +245,9 @@ async def serve(
         return _json(200, wire.count.render({"n": jint(max(1, len(counted) // 4))}))
     if not isinstance(doc.get("contents"), list) or not doc["contents"]:
         return _json(*wire.error("error_bad_json", "* GenerateContentRequest.contents: contents is not specified\n"))
+    wrong = shapes.wrong_field(doc, shapes.GEMINI)
+    if wrong is not None:
+        return _json(*wire.error("error_bad_json", shapes.gemini_message(wrong)))
     reply = gemini_reply(doc, body, model)
     if method == "generateContent":
         return _json(200, wire.render_response(reply))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fakes import shapes
 from tests.fakes.upstream import _OPENAI
 from tests.fakes.wire_kit import (
     FIXTURES,
@@ -289,6 +290,9 @@ async def serve(
         return up._bad_request(_OPENAI, "Unknown parameter: 'stream_options.include_usage'.")
     if "input" not in doc:
         return up._bad_request(_OPENAI, "Missing required parameter: 'input'.")
+    wrong = shapes.wrong_field(doc, shapes.OPENAI_RESPONSES)
+    if wrong is not None:
+        return up._bad_request(_OPENAI, shapes.openai_message(wrong))
     reply = responses_reply(doc, body, model)
     if doc.get("stream") is True:
         return await up._send_events(request, _OPENAI, wire.render_stream(reply), model, wire.stream_error)

@@ -45,6 +45,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import shapes
 from tests.fakes.recorded_wires import AnthropicReply, AnthropicWire, OpenAIReply, OpenAIWire
 from tests.fakes.wire_kit import (
     TOOL_TRIGGER,
@@ -121,6 +122,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.statuses: list[int] = []  # the status of every answer given, while record_requests is on
         self.streamed: list[bytes] = []  # every whole stream sent, while record_requests is on
         self.base_url = ""
         self.record_requests = True
@@ -147,7 +149,7 @@ class FakeUpstream:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._record_status])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -171,6 +173,7 @@ class FakeUpstream:
         """Forget recorded requests and scripted behaviour."""
         with self._lock:
             self.requests.clear()
+            self.statuses.clear()
             self.streamed.clear()
             self._failures.clear()
         self.valid_keys = None
@@ -193,6 +196,14 @@ class FakeUpstream:
             return self._failures.popleft() if self._failures else None
 
     # -- dispatch ----------------------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _record_status(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if self.record_requests:
+            with self._lock:
+                self.statuses.append(response.status)
+        return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -457,6 +468,9 @@ class FakeUpstream:
             return self._bad_request(_ANTHROPIC, "max_tokens: Field required")
         if not isinstance(doc.get("messages"), list):
             return self._bad_request(_ANTHROPIC, "messages: Field required")
+        wrong = shapes.wrong_field(doc, shapes.ANTHROPIC)
+        if wrong is not None:
+            return self._bad_request(_ANTHROPIC, shapes.anthropic_message(wrong))
         reply = self.anthropic_reply(doc, body, model)
         if doc.get("stream") is True:
             events = self.anthropic.render_stream(reply)
@@ -507,6 +521,9 @@ class FakeUpstream:
     async def _chat(self, request: web.Request, body: bytes, doc: dict[str, Any], model: str) -> web.StreamResponse:
         if not isinstance(doc.get("messages"), list):
             return self._bad_request(_OPENAI, "Missing required parameter: 'messages'.")
+        wrong = shapes.wrong_field(doc, shapes.OPENAI_CHAT, null_content=True)
+        if wrong is not None:
+            return self._bad_request(_OPENAI, shapes.openai_message(wrong))
         reply = self.openai_reply(doc, body, model)
         if doc.get("stream") is True:
             options = doc.get("stream_options")
@@ -516,6 +533,9 @@ class FakeUpstream:
         return await self._send_body(request, _OPENAI, self.openai.render_completion(reply), model)
 
     def _embeddings(self, doc: dict[str, Any], model: str) -> web.Response:
+        wrong = shapes.wrong_field(doc, shapes.OPENAI_EMBEDDINGS)
+        if wrong is not None:
+            return self._bad_request(_OPENAI, shapes.openai_message(wrong))
         raw = doc.get("input")
         inputs: list[Any] = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
         if raw is None or raw == [] or raw == "":
