@@ -120,6 +120,7 @@ class CountingMcpServer:
 
     def __init__(self) -> None:
         self.methods: list[str] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # (method, params) of every request
         self._app = build_server("remote").streamable_http_app()
         self._sock = free_port_socket()
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/mcp"
@@ -148,6 +149,8 @@ class CountingMcpServer:
         for item in doc if isinstance(doc, list) else [doc]:
             if isinstance(item, dict) and isinstance(item.get("method"), str):
                 self.methods.append(item["method"])
+                params = item.get("params")
+                self.calls.append((item["method"], params if isinstance(params, dict) else {}))
         sent = False
 
         async def replay() -> dict[str, Any]:
