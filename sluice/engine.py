@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from sluice.audit.events import request_kind, request_summary
 from sluice.audit.log import AuditLog
 from sluice.audit.recorder import RequestRecorder
@@ -26,6 +24,7 @@ from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.model_names import MAX_LENGTH, check_model_name, check_url_model
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.json_body import encode_body
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
@@ -319,7 +318,7 @@ class Engine:
                 if not opts.get("include_usage"):
                     doc["stream_options"] = {**opts, "include_usage": True}
                     hide_usage = changed = True
-            body = orjson.dumps(doc) if changed else inbound.body
+            body = encode_body(doc) if changed else inbound.body
 
         call = ProviderCall(
             ctx,

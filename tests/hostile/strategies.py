@@ -106,7 +106,7 @@ def bodies(draw: st.DrawFn, doc: dict[str, Any], fields: list[str], models: st.S
     elif change == "extra":
         doc[draw(st.sampled_from(ODD_TEXT) | st.text(max_size=8))] = draw(values())
     elif change == "deep":
-        depth = draw(st.sampled_from([200, 1100, 5000]))
+        depth = draw(st.sampled_from([200, 300, 600, 1100, 5000]))
         return dumps(doc)[:-1] + b', "messages": ' + b"[" * depth + b"]" * depth + b"}"
     elif change == "duplicate":
         # The gateway parses once and passes the bytes through: both sides must read one value.

@@ -11,6 +11,7 @@ bounded example count. Per example, the invariants of issue 12:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -195,6 +196,20 @@ def requests(draw: st.DrawFn, surface: Surface) -> tuple[bytes, dict[str, str], 
     return path.encode("latin-1"), headers, body, key
 
 
+def top_level_keys(body: bytes) -> list[str]:
+    pairs: list[list[tuple[str, Any]]] = [[]]
+
+    def keep(found: list[tuple[str, Any]]) -> dict[str, Any]:
+        pairs[0] = found
+        return dict(found)
+
+    try:
+        json.loads(body, object_pairs_hook=keep)
+    except (ValueError, RecursionError):
+        return []
+    return [k for k, _ in pairs[0]]
+
+
 def check(stack: Stack, surface: Surface, key: str | None, answer: Answer) -> None:
     calls, statuses = list(stack.fake.requests), list(stack.fake.upstream.statuses)
     what = f"{surface.name}: {answer.status} {answer.body[:300]!r}"
@@ -202,6 +217,8 @@ def check(stack: Stack, surface: Surface, key: str | None, answer: Answer) -> No
     for call in calls:
         assert ALLOWED_PATHS.match(call.raw_path), f"{what}: upstream path {call.raw_path!r}"
         assert call.query in ALLOWED_QUERIES, f"{what}: upstream query {call.query!r}"
+        top = top_level_keys(call.body)  # the upstream reads the one value the gateway governed
+        assert len(top) == len(set(top)), f"{what}: upstream body names a field twice: {top}"
     request_id = answer.headers.get("x-request-id") or answer.headers.get("x-amzn-requestid")
     if request_id is None or answer.body.startswith(b'{"error":{"message":"No route '):
         # Only an answer that no inference route gave has no request-log row: the HTTP server's
