@@ -28,6 +28,7 @@ from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.model_names import MAX_LENGTH, check_model_name, check_url_model
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.json_body import encode_body
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.ledger_writer import SpendNotDurable
@@ -369,7 +370,7 @@ class Engine:
                 if not opts.get("include_usage"):
                     doc["stream_options"] = {**opts, "include_usage": True}
                     hide_usage = changed = True
-            body = orjson.dumps(doc) if changed else inbound.body
+            body = encode_body(doc) if changed else inbound.body
 
         call = ProviderCall(
             ctx,

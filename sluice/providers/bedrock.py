@@ -21,12 +21,11 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import orjson
-
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
 from sluice.formats.aws_eventstream import InvokeStreamToSSE
+from sluice.formats.json_body import encode_body
 from sluice.providers.aws import SigV4Signer, bedrock_error
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.settings import ProviderConfig
@@ -132,7 +131,7 @@ def invoke_body(call: ProviderCall) -> bytes:
     beta = call.inbound_headers.get(BODY_BETAS_HEADER, call.inbound_headers.get("anthropic-beta"))
     if beta and "anthropic_beta" not in doc:
         doc["anthropic_beta"] = [b.strip() for b in beta.split(",") if b.strip()]
-    return orjson.dumps(doc)
+    return encode_body(doc)
 
 
 async def _as_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -15,6 +15,7 @@ from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.codec import Codec, StreamEncoder
 from sluice.formats.codecs import codec_for
+from sluice.formats.json_body import encode_body
 from sluice.translation.counts import count_body, count_request, counted
 
 
@@ -98,7 +99,7 @@ class Translation:
             doc.pop("stream_options")
             if opts:
                 doc["stream_options"] = opts
-        return orjson.dumps(doc), doc
+        return encode_body(doc), doc
 
     def response(self, body: bytes, request_id: str = "", model: str = "") -> bytes:
         """A whole (non-streamed) provider answer, in the caller's format. `request_id` and the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.fakes import shapes
 from tests.fakes.rules_kit import Refusal, as_dict, as_list, claude_family, first_refusal, signed
 
 THINKING_KIND = "thinking"  # the signature kind of the thinking blocks the fake emits
@@ -398,7 +399,15 @@ def metadata(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
+def field_types(doc: dict[str, Any], model: str) -> Refusal | None:
+    # Every field the fakes read has the JSON type the API's reference gives it (tests.fakes.shapes cites the typed
+    # request params): a wrong one is the API's 400, never a crash of the fake.
+    wrong = shapes.wrong_field(doc, shapes.ANTHROPIC)
+    return None if wrong is None else Refusal(shapes.anthropic_message(wrong))
+
+
 RULES = (
+    field_types,
     required_fields,
     roles,
     block_types,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.fakes import shapes
 from tests.fakes.rules_kit import Refusal, as_dict, as_list, first_refusal, signed
 
 SIGNATURE_KIND = "gemini"  # the signature kind of the thought signatures the fake puts on its function calls
@@ -172,7 +173,23 @@ def function_names(doc: dict[str, Any], model: str) -> Refusal | None:
     return None
 
 
-RULES = (contents_present, roles, non_empty_parts, function_turns, thought_signatures, thinking_config, function_names)
+def field_types(doc: dict[str, Any], model: str) -> Refusal | None:
+    # Every field the fakes read has the JSON type the API's reference gives it (tests.fakes.shapes cites the typed
+    # request params): a wrong one is the API's 400, never a crash of the fake.
+    wrong = shapes.wrong_field(doc, shapes.GEMINI)
+    return None if wrong is None else Refusal(shapes.gemini_message(wrong))
+
+
+RULES = (
+    field_types,
+    contents_present,
+    roles,
+    non_empty_parts,
+    function_turns,
+    thought_signatures,
+    thinking_config,
+    function_names,
+)
 
 
 def check(doc: dict[str, Any], model: str) -> Refusal | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.fakes import shapes
 from tests.fakes.rules_kit import Refusal, as_dict, as_list, first_refusal
 
 # Function names: "Must be a-z, A-Z, 0-9, or contain underscores and dashes, with a maximum length of 64" (API
@@ -241,7 +242,15 @@ def stream_options_need_stream(doc: dict[str, Any], model: str) -> Refusal | Non
     return None
 
 
+def field_types(doc: dict[str, Any], model: str) -> Refusal | None:
+    # Every field the fakes read has the JSON type the API's reference gives it (tests.fakes.shapes cites the typed
+    # request params): a wrong one is the API's 400, never a crash of the fake.
+    wrong = shapes.wrong_field(doc, shapes.OPENAI_CHAT, null_content=True)
+    return None if wrong is None else Refusal(shapes.openai_message(wrong))
+
+
 RULES = (
+    field_types,
     messages_present,
     roles,
     message_content,

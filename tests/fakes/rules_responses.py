@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tests.fakes import shapes
 from tests.fakes.rules_kit import Refusal, as_dict, as_list
 from tests.fakes.rules_openai_chat import is_reasoning_model, reasoning_sampling
 
@@ -156,7 +157,15 @@ def reasoning_model_sampling(doc: dict[str, Any], model: str, known: KnownCalls)
     return reasoning_sampling(doc) if is_reasoning_model(model) else None
 
 
+def field_types(doc: dict[str, Any], model: str, known: KnownCalls) -> Refusal | None:
+    # Every field the fakes read has the JSON type the API's reference gives it (tests.fakes.shapes cites the typed
+    # request params): a wrong one is the API's 400, never a crash of the fake.
+    wrong = shapes.wrong_field(doc, shapes.OPENAI_RESPONSES)
+    return None if wrong is None else Refusal(shapes.openai_message(wrong))
+
+
 RULES = (
+    field_types,
     input_present,
     stream_options_of_responses,
     function_call_outputs,

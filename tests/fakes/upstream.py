@@ -50,7 +50,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes import rules_anthropic, rules_openai_chat
+from tests.fakes import rules_anthropic, rules_openai_chat, shapes
 from tests.fakes.recorded_wires import AnthropicReply, AnthropicWire, OpenAIReply, OpenAIWire
 from tests.fakes.rules_kit import Refusal, sign
 from tests.fakes.wire_kit import (
@@ -128,6 +128,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.statuses: list[int] = []  # the status of every answer given, while record_requests is on
         self.streamed: list[bytes] = []  # every whole stream sent, while record_requests is on
         self.base_url = ""
         self.record_requests = True
@@ -154,7 +155,7 @@ class FakeUpstream:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._record_status])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -178,6 +179,7 @@ class FakeUpstream:
         """Forget recorded requests and scripted behaviour."""
         with self._lock:
             self.requests.clear()
+            self.statuses.clear()
             self.streamed.clear()
             self._failures.clear()
         self.valid_keys = None
@@ -200,6 +202,14 @@ class FakeUpstream:
             return self._failures.popleft() if self._failures else None
 
     # -- dispatch ----------------------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _record_status(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if self.record_requests:
+            with self._lock:
+                self.statuses.append(response.status)
+        return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -552,6 +562,9 @@ class FakeUpstream:
         return await self._send_body(request, _OPENAI, self.openai.render_completion(reply), model)
 
     def _embeddings(self, doc: dict[str, Any], model: str) -> web.Response:
+        wrong = shapes.wrong_field(doc, shapes.OPENAI_EMBEDDINGS)
+        if wrong is not None:
+            return self._bad_request(_OPENAI, shapes.openai_message(wrong))
         raw = doc.get("input")
         inputs: list[Any] = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
         if raw is None or raw == [] or raw == "":
