@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from sluice.audit.auth_failures import REASONS as AUTH_REASONS
 from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.events import request_kind, request_summary

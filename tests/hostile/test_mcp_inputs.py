@@ -170,5 +170,5 @@ def test_a_key_without_mcp_grants_and_a_bad_key_reach_nothing(stack: Stack, sess
     before = len(stack.mcp.calls)
     for key in (BUDGETED, "sk-sluice-not-a-key-0000"):
         answer = session.post(call, key=key)
-        assert answer.status in (400, 401, 403, 404), answer
+        assert answer.status in (400, 401, 403, 404, 429), answer  # 429: the address's failures are throttled
     assert [m for m, _ in stack.mcp.calls[before:] if m == "tools/call"] == []
