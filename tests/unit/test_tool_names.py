@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -30,7 +29,6 @@ from sluice.core.canonical import (
     ToolArgsDelta,
     ToolCall,
     ToolChoice,
-    ToolResult,
     Untranslatable,
 )
 from sluice.core.types import Operation, Usage, WireFormat
@@ -38,7 +36,7 @@ from sluice.formats import tool_names
 from sluice.formats.codecs import codec_for
 from sluice.translation import Translation
 from tests.fakes import rules_anthropic, rules_converse, rules_gemini, rules_openai_chat, rules_responses
-from tests.fakes.rules_kit import Refusal
+from tests.fakes.rules_kit import Refusal, sign
 from tests.unit.codec_helpers import chunks, decode_stream, encode_stream
 
 ANTHROPIC, CHAT, RESPONSES = WireFormat.ANTHROPIC_MESSAGES, WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES
@@ -133,6 +131,33 @@ def chosen(target: WireFormat, doc: dict[str, Any]) -> str:
     return str(doc["toolConfig"]["toolChoice"]["tool"]["name"])
 
 
+def next_turn(source: WireFormat, doc: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The caller's next request: its first, the answer as it got it, and the result of the call."""
+    out = orjson.loads(orjson.dumps(doc))
+    if source is ANTHROPIC:
+        [use] = [b for b in answer["content"] if b["type"] == "tool_use"]
+        result = {"type": "tool_result", "tool_use_id": use["id"], "content": "found it"}
+        out["messages"] += [{"role": "assistant", "content": answer["content"]}, {"role": "user", "content": [result]}]
+    elif source is CHAT:
+        message = answer["choices"][0]["message"]
+        [call] = message["tool_calls"]
+        out["messages"] += [message, {"role": "tool", "tool_call_id": call["id"], "content": "found it"}]
+    elif source is RESPONSES:
+        [call] = [i for i in answer["output"] if i["type"] == "function_call"]
+        out["input"] += [
+            *answer["output"],
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "ok"},
+        ]
+    else:
+        content = answer["candidates"][0]["content"]
+        [call] = [p["functionCall"] for p in content["parts"] if "functionCall" in p]
+        response = {"name": call["name"], "response": {"result": "found it"}} | (
+            {"id": call["id"]} if "id" in call else {}
+        )
+        out["contents"] += [content, {"role": "user", "parts": [{"functionResponse": response}]}]
+    return out
+
+
 def answer_events(name: str) -> list[StreamEvent]:
     return [
         Start("r1", "m", Usage(input_tokens=5)),
@@ -206,9 +231,8 @@ def test_a_tool_name_round_trips_through_a_target_with_stricter_names(
     assert [e.name for e in events if isinstance(e, BlockStart) and e.kind == "tool_call"] == [name]
 
     # 3. The caller's next turn names the tool as it got it; the target sees the same valid name again.
-    result = ToolResult(call.id, [Text("found it")], name=call.name)
-    history = [*first.messages, Message("assistant", answer.content), Message("user", [result])]
-    following = decoded(source, caller_doc(source, replace(first, messages=history)))
+    caller_answer = orjson.loads(translation.response(whole, "req-1", MODELS[target]))
+    following = decoded(source, next_turn(source, caller_doc(source, first), caller_answer))
     again = provider_request(Translation(source, target, Operation.GENERATE, following), target)
     assert tool_names_sent(target, again) == [mapped, PLAIN] and chosen(target, again) == mapped
     text = orjson.dumps(again).decode()
@@ -265,3 +289,31 @@ def test_a_request_whose_names_are_valid_is_left_as_it_is() -> None:
     request = ChatRequest("m", [Message("user", [Text("hi")])], tools=[tool(PLAIN)])
     assert tool_names.for_target(request, tool_names.OPENAI) is request
     assert tool_names.caller_names(request, tool_names.OPENAI) == {}
+
+
+@pytest.mark.parametrize("source", [ANTHROPIC, CHAT, RESPONSES])
+def test_gemini_3s_signed_call_to_a_renamed_tool_comes_back_signed_for_the_same_name(source: WireFormat) -> None:
+    # Gemini 3 checks the thought signature of the current turn's calls against the call it issued (its name
+    # included): the renamed tool must reach it under the same name, with its signature, on the next turn.
+    name = LONG[:70] if source is ANTHROPIC else DIGIT
+    model = "gemini-3-pro-preview"
+    first = ChatRequest(MODELS[source], [Message("user", [Text("use the tool")])], tools=[tool(name)], max_tokens=1024)
+    request = decoded(source, caller_doc(source, first))
+    translation = Translation(source, GEMINI, Operation.GENERATE, request)
+    _, sent = translation.body(model, stream=False)
+    [mapped] = tool_names_sent(GEMINI, sent)
+    assert mapped != name
+    signature = sign(rules_gemini.SIGNATURE_KIND, mapped)
+    part = {"functionCall": {"name": mapped, "args": {"query": "a"}}, "thoughtSignature": signature}
+    gemini_answer = {
+        "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
+    }
+    caller_answer = orjson.loads(translation.response(orjson.dumps(gemini_answer)))
+    [call] = calls_of(codec_for(source).decode_response(caller_answer).content)
+    assert call.name == name
+    following = decoded(source, next_turn(source, caller_doc(source, first), caller_answer))
+    _, again = Translation(source, GEMINI, Operation.GENERATE, following).body(model, stream=False)
+    assert rules_gemini.check(again, model) is None
+    calls = [p for c in again["contents"] for p in c["parts"] if "functionCall" in p]
+    assert [(p["functionCall"]["name"], p.get("thoughtSignature")) for p in calls] == [(mapped, signature)]
