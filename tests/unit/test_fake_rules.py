@@ -121,7 +121,12 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
         lambda d: d["tools"][0].update(name="mcp/server.tool"),
         "tools.0.custom.name: String should match pattern",
     ),
-    ("tool name length", TOOL_LOOP, lambda d: d["tools"][0].update(name="x" * 129), "tools.0.custom.name"),
+    (
+        "tool name length",
+        TOOL_LOOP,
+        lambda d: d["tools"][0].update(name="x" * 129),
+        "tools.0.custom.name: String should have at most 128 characters",
+    ),
     (
         "every tool_use answered in the next message",
         TOOL_LOOP,
