@@ -104,8 +104,9 @@ class Tool:
     # that cannot run it gets the request without it, and the drop is recorded, instead of a refusal.
     optional: bool = False
     # A function declared inside a group (a Responses `namespace` tool): (group, its own name).
-    # `name` is then the flattened name every other format sees, and calls to it go back to the
-    # caller's format under the group's name again.
+    # `name` is then the flattened name every other format sees (made valid for each target like
+    # any tool name, formats/tool_names.py), and calls to it go back to the caller's format under
+    # the group's name again.
     namespaced: tuple[str, str] | None = None
     # A Responses `custom` tool (freeform: the model writes one text, e.g. a patch): its `format`
     # ({} when none). Other formats see a function of one string argument, `input`.

@@ -67,6 +67,7 @@ from sluice.formats.codec_support import (
     unfold_calls,
     with_safe_ids,
 )
+from sluice.formats.tool_names import ANTHROPIC as TOOL_NAMES
 
 WIRE = WireFormat.ANTHROPIC_MESSAGES.value
 DEFAULT_MAX_TOKENS = 4096
@@ -83,6 +84,7 @@ _KNOWN = {
 
 class AnthropicCodec:
     wire = WireFormat.ANTHROPIC_MESSAGES
+    tool_names = TOOL_NAMES
 
     # --- requests ------------------------------------------------------------------------------
 

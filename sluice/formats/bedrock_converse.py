@@ -36,6 +36,7 @@ from sluice.core.canonical import (
 from sluice.core.types import Usage, WireFormat, count_of
 from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
 from sluice.formats.codec_support import end_user_id, fold_system, with_safe_ids
+from sluice.formats.tool_names import BEDROCK as TOOL_NAMES
 
 WIRE = WireFormat.BEDROCK_CONVERSE
 _DOC_FORMATS = {
@@ -361,6 +362,7 @@ def decode_error(status: int, body: bytes) -> Failure:
 
 class BedrockConverseCodec:
     wire = WIRE
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         return decode_request(doc, model)

@@ -60,6 +60,7 @@ from sluice.formats.gemini_stream import (
     status_for,
     stop_reason,
 )
+from sluice.formats.tool_names import GEMINI as TOOL_NAMES
 
 WIRE = WireFormat.GEMINI.value
 _EFFORTS = ("minimal", "low", "medium", "high")
@@ -73,6 +74,7 @@ _GENERATION = {
 
 class GeminiCodec:
     wire = WireFormat.GEMINI
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         doc = camel_request(doc)  # Google's JSON accepts snake_case field names too

@@ -56,6 +56,7 @@ from sluice.formats.openai_chat_stream import (
     finish_reason,
     stop_reason,
 )
+from sluice.formats.tool_names import OPENAI as TOOL_NAMES
 
 WIRE = WireFormat.OPENAI_CHAT.value
 USER_LIMIT = 64  # OpenAI refuses a longer `user` ("string too long")
@@ -69,6 +70,7 @@ _KNOWN = {
 
 class OpenAIChatCodec:
     wire = WireFormat.OPENAI_CHAT
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         extra = {k: v for k, v in doc.items() if k not in _KNOWN}

@@ -82,6 +82,7 @@ from sluice.formats.openai_responses_tools import (
     freeform_names,
     namespaces,
 )
+from sluice.formats.tool_names import OPENAI as TOOL_NAMES
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 USER_LIMIT = 64  # as in Chat Completions: a longer `user` is refused
@@ -94,6 +95,7 @@ _KNOWN = {
 
 class OpenAIResponsesCodec:
     wire = WireFormat.OPENAI_RESPONSES
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         for key in ("previous_response_id", "conversation"):

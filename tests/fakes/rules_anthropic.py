@@ -170,7 +170,12 @@ def tool_names(doc: dict[str, Any], model: str) -> Refusal | None:
     for n, tool in enumerate(as_list(doc.get("tools"))):
         if not isinstance(tool, dict):
             return Refusal(f"tools.{n}: Input should be a valid dictionary")
-        if tool.get("type") in (None, "custom") and not _TOOL_NAME.match(str(tool.get("name", ""))):
+        name = str(tool.get("name", ""))
+        if tool.get("type") not in (None, "custom"):
+            continue
+        if len(name) > 128:  # anthropics/claude-code#96152 (a long MCP tool name): the length has its own message
+            return Refusal(f"tools.{n}.custom.name: String should have at most 128 characters")
+        if not _TOOL_NAME.match(name):
             return Refusal(f"tools.{n}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
     return None
 

@@ -23,8 +23,20 @@ _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _REASONING = re.compile(r"(?:^|[/.:])(?:o\d(?:-[a-z]+)?|gpt-5(?:\.\d+)?(?!-chat)(?:-[a-z]+)*)(?:-\d{4}-\d{2}-\d{2})?$")
 
 
+# Models without reasoning: GPT-3.5, the GPT-4 family (gpt-4, -turbo, 4o, 4.1 and their -mini/-nano), chatgpt-4o-latest
+# and the GPT-5 -chat variants (the reasoning guide, https://platform.openai.com/docs/guides/reasoning, names the
+# o-series and GPT-5 as the reasoning models; the API reference says of reasoning_effort "o-series models only" and
+# later "reasoning models only").
+_NON_REASONING = re.compile(r"(?:^|[/.:])(?:gpt-3\.5|gpt-4|chatgpt-|gpt-5(?:\.\d+)?-chat)")
+
+
 def is_reasoning_model(model: str) -> bool:
     return _REASONING.search(model) is not None
+
+
+def is_non_reasoning_model(model: str) -> bool:
+    """An OpenAI model known to have no reasoning (an unknown name is neither: the fakes refuse only what they know)."""
+    return not is_reasoning_model(model) and _NON_REASONING.search(model) is not None
 
 
 def _too_long(param: str, value: str, limit: int) -> Refusal:
@@ -117,7 +129,10 @@ def tool_messages_answer_calls(doc: dict[str, Any], model: str) -> Refusal | Non
                 )
             # Tool call ids are at most 40 characters: "Invalid 'messages[2].tool_calls[0].id': string too long.
             # Expected a string with maximum length 40, but got a string with length 44 instead."
-            # (Portkey-AI/gateway#1062, vercel/ai#8132, BerriAI/litellm#17343).
+            # (Portkey-AI/gateway#1062, vercel/ai#8132, BerriAI/litellm#17343; param messages[10].tool_calls[0].id and
+            # code string_above_max_length in agno-agi/agno#5382, microsoft/autogen#6377). The API reference gives no
+            # limit, and vercel/ai#17233 (2026-07) saw a 51-character id accepted: the fake keeps the stricter rule
+            # the gateway must meet for deployments that still apply it.
             if len(call_id) > 40:
                 return _too_long(f"messages[{n}].tool_calls[{m}].id", call_id, 40)
             pending.append(call_id)
@@ -234,6 +249,15 @@ def reasoning_sampling(doc: dict[str, Any]) -> Refusal | None:
     return None
 
 
+def reasoning_effort_needs_reasoning(doc: dict[str, Any], model: str) -> Refusal | None:
+    # reasoning_effort to a model without reasoning: "Unrecognized request argument supplied: reasoning_effort" with
+    # param and code null (davidmigloz/langchain_dart#712 on gpt-4o-mini; avante-corp/avante.nvim#1359 on gpt-4o;
+    # API reference: reasoning_effort is for reasoning models only).
+    if doc.get("reasoning_effort") is not None and is_non_reasoning_model(model):
+        return Refusal("Unrecognized request argument supplied: reasoning_effort")
+    return None
+
+
 def stream_options_need_stream(doc: dict[str, Any], model: str) -> Refusal | None:
     # "The 'stream_options' parameter is only allowed when 'stream' is enabled." (BerriAI/litellm#5803; API
     # reference: stream_options, "Only set this when you set stream: true").
@@ -260,6 +284,7 @@ RULES = (
     end_user_ids,
     choices_count,
     reasoning_model_parameters,
+    reasoning_effort_needs_reasoning,
     stream_options_need_stream,
 )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.fakes import shapes
 from tests.fakes.rules_kit import Refusal, as_dict, as_list
-from tests.fakes.rules_openai_chat import is_reasoning_model, reasoning_sampling
+from tests.fakes.rules_openai_chat import is_non_reasoning_model, is_reasoning_model, reasoning_sampling
 
 KnownCalls = Callable[[str], set[str] | None]  # previous_response_id -> its call ids (None: no such response)
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -164,6 +164,21 @@ def field_types(doc: dict[str, Any], model: str, known: KnownCalls) -> Refusal |
     return None if wrong is None else Refusal(shapes.openai_message(wrong))
 
 
+def reasoning_needs_reasoning(doc: dict[str, Any], model: str, known: KnownCalls) -> Refusal | None:
+    # reasoning.effort to a model without reasoning (gpt-4o, gpt-4.1): "Unsupported parameter: 'reasoning.effort' is
+    # not supported with this model." with param reasoning.effort and code unsupported_parameter
+    # (RageAgainstThePixel/OpenAI-DotNet#500 on gpt-4o, BoundaryML/baml#2708 on gpt-4.1, BerriAI/litellm#38842: Codex
+    # on gpt-4o through a proxy that forwarded it).
+    effort = as_dict(doc.get("reasoning")).get("effort")
+    if effort is not None and is_non_reasoning_model(model):
+        return Refusal(
+            "Unsupported parameter: 'reasoning.effort' is not supported with this model.",
+            "reasoning.effort",
+            "unsupported_parameter",
+        )
+    return None
+
+
 RULES = (
     field_types,
     input_present,
@@ -174,6 +189,7 @@ RULES = (
     function_names,
     output_token_floor,
     reasoning_model_sampling,
+    reasoning_needs_reasoning,
 )
 
 

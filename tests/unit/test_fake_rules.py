@@ -127,7 +127,12 @@ ANTHROPIC_BAD: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], None],
         lambda d: d["tools"][0].update(name="mcp/server.tool"),
         "tools.0.custom.name: String should match pattern",
     ),
-    ("tool name length", TOOL_LOOP, lambda d: d["tools"][0].update(name="x" * 129), "tools.0.custom.name"),
+    (
+        "tool name length",
+        TOOL_LOOP,
+        lambda d: d["tools"][0].update(name="x" * 129),
+        "tools.0.custom.name: String should have at most 128 characters",
+    ),
     (
         "every tool_use answered in the next message",
         TOOL_LOOP,
@@ -414,6 +419,24 @@ CHAT_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
 ]
 
 
+@pytest.mark.parametrize(
+    "model", ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-3.5-turbo", "chatgpt-4o-latest", "gpt-5-chat-latest"]
+)
+def test_chat_refuses_reasoning_effort_without_reasoning(model: str) -> None:
+    doc = _apply(CHAT_LOOP, lambda d: d.update(model=model, reasoning_effort="low"))
+    _refused(rules_openai_chat.check, doc, model, "Unrecognized request argument supplied: reasoning_effort")
+
+
+@pytest.mark.parametrize("model", ["o3-mini", "gpt-5", "gpt-5.1-codex", "azure/o4-mini"])
+def test_chat_takes_reasoning_effort_on_reasoning_models(model: str) -> None:
+    doc = _apply(CHAT_LOOP, lambda d: d.update(model=model, reasoning_effort="low"))
+    assert rules_openai_chat.check(doc, model) is None
+    assert (
+        rules_openai_chat.check(_apply(doc, lambda d: d.update(model="gpt-4o", reasoning_effort=None)), "gpt-4o")
+        is None
+    )
+
+
 def test_chat_accepts_a_well_formed_loop() -> None:
     assert rules_openai_chat.check(CHAT_LOOP, "gpt-4o") is None
     reasoning = _apply(CHAT_LOOP, lambda d: d.update(max_completion_tokens=100, temperature=1))
@@ -546,8 +569,20 @@ RESPONSES_BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
 ]
 
 
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4.1-mini", "chatgpt-4o-latest", "gpt-5-chat-latest"])
+def test_responses_refuses_reasoning_without_reasoning(model: str) -> None:
+    doc = _apply(RESPONSES_LOOP, lambda d: d.update(model=model, reasoning={"effort": "medium", "summary": "auto"}))
+    doc["input"].pop(1)  # models without reasoning give no reasoning items to send back
+    refusal = rules_responses.check(doc, model, _NO_STORE.get)
+    assert refusal is not None and refusal.param == "reasoning.effort" and refusal.code == "unsupported_parameter"
+    assert "Unsupported parameter: 'reasoning.effort' is not supported with this model." in refusal.message
+    assert rules_responses.check(_apply(doc, lambda d: d.pop("reasoning")), model, _NO_STORE.get) is None
+
+
 def test_responses_accepts_a_well_formed_loop() -> None:
     assert rules_responses.check(RESPONSES_LOOP, "gpt-5", _NO_STORE.get) is None
+    reasoning = _apply(RESPONSES_LOOP, lambda d: d.update(reasoning={"effort": "high"}))
+    assert rules_responses.check(reasoning, "gpt-5", _NO_STORE.get) is None
     # An output may answer a call of the stored response previous_response_id names.
     chained = {"model": "gpt-5", "previous_response_id": "resp_1", "input": [RESPONSES_LOOP["input"][3]]}
     assert rules_responses.check(chained, "gpt-5", {"resp_1": {"call_1"}}.get) is None
