@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sluice.admin.live import LiveConfig
 from sluice.admin.service import AdminService, record_changes
+from sluice.audit import checkpoints
 from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
@@ -167,7 +168,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         spill_path=config.request_log.spill_path,
     )
     limits = Limits(config.governance, open_counters(config), store)
-    audit = AuditLog(config.audit, store)
+    audit = AuditLog(checkpoints.with_defaults(config.audit, store_url or config.store.url), store)
     engine = Engine(
         keys,
         providers,
@@ -177,6 +178,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         routing=config.routing,
         audit=audit,
         default_max_tokens=config.governance.default_max_tokens,
+        stream_blocks=config.governance.stream_reservation == "block",
     )
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit, store)

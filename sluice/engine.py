@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from sluice.audit.auth_failures import REASONS as AUTH_REASONS
 from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.events import request_kind, request_summary
@@ -26,9 +24,12 @@ from sluice.audit.recorder import RequestRecorder
 from sluice.core.canonical import ChatRequest, Failure
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.model_names import MAX_LENGTH, check_model_name, check_url_model
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.json_body import encode_body
 from sluice.governance.allowlist import Candidate, allowed_candidates
 from sluice.governance.keys import KeyCache, credential_from
+from sluice.governance.ledger_writer import SpendNotDurable
 from sluice.governance.limits import Limits
 from sluice.metering import (
     CHARS_PER_TOKEN,
@@ -79,6 +80,14 @@ class Outcome:
     failure: Failure | None = None  # a translated upstream error: the edge renders it for the caller
 
 
+def first_output_block(output_tokens: int, stream: bool, block: int) -> int:
+    """The output a request reserves up front. A stream reserves at most one block and extends
+    block by block while it runs (`Engine._extend_or_cut`), so a large `max_tokens` (coding
+    agents send 32,000 and more) does not hold a budget it will mostly not use; an answer that
+    is not streamed cannot be cut, so it reserves all of it."""
+    return min(output_tokens, block) if stream else output_tokens
+
+
 class Engine:
     def __init__(
         self,
@@ -92,6 +101,7 @@ class Engine:
         routing: RoutingConfig | None = None,
         audit: AuditLog | None = None,
         default_max_tokens: int = 4096,
+        stream_blocks: bool = True,
     ) -> None:
         self.audit = audit
         routing = routing or RoutingConfig()
@@ -106,6 +116,7 @@ class Engine:
         self.recorder = recorder
         self.limits = limits
         self.default_max_tokens = default_max_tokens
+        self.stream_blocks = stream_blocks  # governance.stream_reservation == "block"
         # Set by the composition root when the MCP gateway runs: takes the MCP tools the caller's
         # agent session called since its previous LLM call, for this call's request log entry.
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
@@ -194,7 +205,8 @@ class Engine:
         requested = inbound.model or inbound.doc.get("model")
         if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
-        ctx.requested_model = requested
+        ctx.requested_model = requested[:MAX_LENGTH]  # logged even when refused, cut short
+        check_model_name(requested)  # untrusted: it may reach a URL path
         ctx.stream = inbound.stream if inbound.stream is not None else inbound.doc.get("stream") is True
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
@@ -243,7 +255,7 @@ class Engine:
             try:
                 outcome = await self._attempt(ctx, inbound, key, target, tried_keys)
             except SluiceError as err:
-                if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and ctx.admitted:
+                if err.kind in (ErrorKind.POLICY_BUDGET_EXCEEDED, ErrorKind.POLICY_BUDGET_BUSY) and ctx.admitted:
                     # A stream cut before its first byte reached the caller: the provider generated
                     # it all the same, so it is billed (settled), not given back.
                     ctx.attempts[-1].update(outcome=err.kind.name)
@@ -292,7 +304,29 @@ class Engine:
         self, ctx: RequestContext, inbound: Inbound, key: VirtualKey, model: str, tried_keys: set[str]
     ) -> Outcome:
         provider, chosen, pkey = self.plan(key, inbound, model, tried_keys)
+        breaker = f"{provider.name}/{pkey.name if pkey else '-'}"
+        # Only the key really used takes a half-open breaker's probe slot; an attempt that ends
+        # without a verdict on the key (refused by a budget, cancelled, a 429) gives it back.
+        probe = self.breakers.claim(breaker, time.monotonic()) if pkey is not None else 0
+        try:
+            return await self._attempt_with(ctx, inbound, key, provider, chosen, pkey, tried_keys, breaker)
+        finally:
+            self.breakers.give_back(breaker, probe)
+
+    async def _attempt_with(
+        self,
+        ctx: RequestContext,
+        inbound: Inbound,
+        key: VirtualKey,
+        provider: Provider,
+        chosen: Candidate,
+        pkey: ProviderKey | None,
+        tried_keys: set[str],
+        breaker: str,
+    ) -> Outcome:
         ctx.provider, ctx.model = provider.name, chosen.model
+        if provider.model_in_url:  # the name after aliases and routing, as this provider gets it
+            check_url_model(chosen.model, provider.name)
         ctx.provider_key_name = pkey.name if pkey else None
         target, bridge, inbound.canonical = bridge_for(provider, chosen.model, inbound, inbound.canonical)
         if target is None:  # nothing to ask the provider: answer a documented local estimate, free
@@ -313,7 +347,6 @@ class Engine:
         if bridge is not None:
             attempt["translated"] = f"{inbound.wire.value}->{target.value}"  # the request log says so
         ctx.attempts.append(attempt)
-        breaker = f"{provider.name}/{ctx.provider_key_name or '-'}"
         if pkey is not None:
             tried_keys.add(pkey.name)
 
@@ -335,7 +368,7 @@ class Engine:
                 if not opts.get("include_usage"):
                     doc["stream_options"] = {**opts, "include_usage": True}
                     hide_usage = changed = True
-            body = orjson.dumps(doc) if changed else inbound.body
+            body = encode_body(doc) if changed else inbound.body
 
         call = ProviderCall(
             ctx,
@@ -395,6 +428,9 @@ class Engine:
             demand = demand_of(inbound.doc)
             input_tokens = demand.input_tokens(input_tokens, price.context_window if price else None)
             output_tokens = demand.output_tokens(self.default_max_tokens)
+            output_tokens = first_output_block(
+                output_tokens, ctx.stream and self.stream_blocks, self.default_max_tokens
+            )
             searches, tier, speed = demand.searches, demand.service_tier, demand.speed
             ctx.requested_tier = (tier, speed)
             if demand.background and self._dollar_budget(ctx):
@@ -470,6 +506,15 @@ class Engine:
         )
         try:
             await self.limits.settle(ctx.admission, row)
+        except SpendNotDurable:
+            # Neither the store nor the local journal holds the cost: the answer is not served
+            # (its last byte is still held back), rather than served unbilled.
+            log.error("settlement of %s is durable nowhere; its answer is refused", ctx.request_id)
+            ctx.decision, ctx.reason = "error", "spend could not be recorded"
+            raise SluiceError(
+                ErrorKind.GATEWAY_INTERNAL,
+                "The request's cost could not be recorded, so the answer is not served. Try again shortly.",
+            ) from None
         except Exception:
             log.exception("settlement of %s failed", ctx.request_id)
         await self._audit(ctx, refuse=True)
@@ -572,6 +617,10 @@ class Engine:
                     await self.settle(ctx)
                 if out:
                     yield out
+                if observer.completed:
+                    # Resumed after the last event: the caller has it (the edge sent it before asking
+                    # for more), however long the provider then holds its connection open.
+                    ctx.answered = True
         finally:
             # Whatever was streamed is billed, even when the stream broke or the caller left.
             if not ctx.settled:

@@ -49,13 +49,13 @@ class GatewayThread:
 
     def __enter__(self) -> GatewayThread:
         self._thread.start()
-        for _ in range(500):
+        for _ in range(3000):  # 30 s: the 2-core CI machine is shared, and start-up lists MCP servers
             if self._server.started:
                 return self
             if not self._thread.is_alive():
                 raise RuntimeError("gateway failed to start")
             threading.Event().wait(0.01)
-        raise RuntimeError("gateway did not start in 5 s")
+        raise RuntimeError("gateway did not start in 30 s")
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True

@@ -6,8 +6,9 @@ and tool groups);
 other sections (server, store, audit, virtual_keys ...) are ignored, so a gateway's own config
 file can be planned as it is. The file is authoritative for what it covers: `plan` lists every
 object it would create, change or delete, `apply` does that in one transaction, and `export`
-writes the store as such a file (secrets as their `env.NAME` reference or `enc:` value, never
-in plain), which `plan` then shows as no change.
+writes the store as such a file (secrets as their `env.NAME` reference or the placeholder
+`(encrypted)`, never in plain nor sealed), which `plan` then shows as no change: the placeholder
+means "what the store holds".
 
 `env.NAME` references are kept as references (not resolved), so a plan needs no secrets.
 Virtual keys are not covered: they are issued per person with a secret shown once. Nor are
@@ -24,8 +25,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sluice.admin.kinds import KINDS
-from sluice.admin.secrets import is_sealed, same_secret
+from sluice.admin.kinds import KINDS, keep_stored_secrets
+from sluice.admin.secrets import is_sealed
 from sluice.storage.records import ConfigObject
 
 DECLARATIVE_KINDS = tuple(KINDS)
@@ -88,7 +89,7 @@ def declared(doc: Any, existing: list[ConfigObject], source: str = "<file>") -> 
         try:
             model: BaseModel = kind.parse(entry)
             ident = kind.ident(model)
-            body = kind.stored_body(_keep_stored_secrets(kind_name, model, stored.get((kind_name, ident))))
+            body = kind.stored_body(keep_stored_secrets(kind_name, model, _body(stored.get((kind_name, ident)))))
         except ValidationError as exc:
             problems += [
                 f"  {where}.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(". :", ":") for e in exc.errors()
@@ -105,20 +106,8 @@ def declared(doc: Any, existing: list[ConfigObject], source: str = "<file>") -> 
     return list(objects.values())
 
 
-def _keep_stored_secrets(kind: str, model: BaseModel, current: ConfigObject | None) -> BaseModel:
-    if current is None:
-        return model
-    if kind == "provider_key":
-        value = model.value  # type: ignore[attr-defined]
-        if not is_sealed(value) and same_secret(current.body.get("value", ""), value):
-            return model.model_copy(update={"value": current.body["value"]})
-    if kind == "mcp_server":
-        update = {}
-        for field in ("env", "headers"):
-            mine, theirs = getattr(model, field), current.body.get(field) or {}
-            update[field] = {k: theirs[k] if k in theirs and same_secret(theirs[k], v) else v for k, v in mine.items()}
-        return model.model_copy(update=update)
-    return model
+def _body(obj: ConfigObject | None) -> dict[str, Any] | None:
+    return obj.body if obj is not None else None
 
 
 def plan(existing: list[ConfigObject], wanted: list[ConfigObject]) -> list[Change]:
@@ -155,7 +144,7 @@ def render(changes: list[Change]) -> list[str]:
 
 
 def _show(field: str, value: Any) -> str:
-    if field in ("value", "env", "headers"):
+    if field in ("value", "env", "headers") or (field == "url" and isinstance(value, str) and is_sealed(value)):
         return "(secret)" if isinstance(value, str) else "{" + ", ".join(sorted(value)) + "}"
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
@@ -167,7 +156,7 @@ def export(objects: list[ConfigObject]) -> dict[str, Any]:
     for obj in sorted(objects, key=lambda o: (o.kind, o.id)):
         if obj.kind not in DECLARATIVE_KINDS:
             continue
-        body = dict(obj.body)
+        body = dict(KINDS[obj.kind].public(obj.body))  # secrets as env.NAME or (encrypted), never sealed values
         if obj.kind in _LISTS:
             doc.setdefault(_LISTS[obj.kind], []).append(body)
         elif obj.kind in _NESTED:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sluice.admin.secrets import describe, seal
+from sluice.admin.secrets import SEALED, describe, is_sealed, same_secret, seal, seal_url
 from sluice.governance.config_sync import body_of
 from sluice.settings import (
     OPENAI_COMPATIBLE_VENDORS,
@@ -86,7 +86,8 @@ class ProviderSpec(_Spec):
     name: str = Field(min_length=1, max_length=100, pattern=NAME)
     type: ProviderType | None = None
     base_url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Extra headers sent upstream often carry credentials: write-only, sealed like provider keys.
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra={"writeOnly": True})
     connect_timeout_s: float = Field(default=10.0, gt=0)
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
     read_timeout_s: float = Field(default=300.0, gt=0)
@@ -123,7 +124,8 @@ class ProviderKeySpec(_Spec):
 
 
 class McpServerSpec(_Spec):
-    """An upstream MCP server. Values of `env` and `headers` are secrets, stored like provider keys."""
+    """An upstream MCP server. Values of `env` and `headers` are secrets, stored like provider keys,
+    and so is `url` when it carries credentials (user info or a query)."""
 
     name: str = Field(min_length=1, max_length=100, pattern=NAME)
     transport: Literal["stdio", "http", "sse"]
@@ -149,20 +151,69 @@ def alias_id(alias: AliasConfig) -> str:
     return alias.alias if kind == "global" else f"{kind}:{ident}:{alias.alias}"
 
 
-def _seal_provider_key(body: dict[str, Any]) -> dict[str, Any]:
-    return {**body, "value": seal(body["value"])}
+# The secret fields of each kind: (fields holding one secret, fields holding a map of secrets).
+# An MCP server's `url` is a secret only when it carries credentials (user info, a query).
+SECRET_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "provider_key": (("value",), ()),
+    "provider": ((), ("headers",)),
+    "mcp_server": (("url",), ("env", "headers")),
+}
 
 
-def _show_provider_key(body: dict[str, Any]) -> dict[str, Any]:
-    return {**body, "value": describe(body["value"])}
+def _sealer(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    singles, maps = SECRET_FIELDS[kind]
+
+    def sealed(body: dict[str, Any]) -> dict[str, Any]:
+        out = dict(body)
+        for name in singles:
+            if isinstance(out.get(name), str):
+                out[name] = seal_url(out[name]) if name == "url" else seal(out[name])
+        for name in maps:
+            if name in out:
+                out[name] = {k: seal(v) for k, v in out[name].items()}
+        return out
+
+    return sealed
 
 
-def _map_secrets(body: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
-    out = dict(body)
-    for name in ("env", "headers"):
-        if name in out:
-            out[name] = {k: fn(v) for k, v in out[name].items()}
-    return out
+def _shower(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    singles, maps = SECRET_FIELDS[kind]
+
+    def shown(body: dict[str, Any]) -> dict[str, Any]:
+        out = dict(body)
+        for name in singles:
+            value = out.get(name)
+            if isinstance(value, str) and (name != "url" or is_sealed(value)):
+                out[name] = describe(value)
+        for name in maps:
+            if name in out:
+                out[name] = {k: describe(v) for k, v in out[name].items()}
+        return out
+
+    return shown
+
+
+def keep_stored_secrets(kind: str, model: BaseModel, current: dict[str, Any] | None) -> BaseModel:
+    """A secret given as the store holds it (its plain value, or the `(encrypted)` placeholder an
+    export or the API shows) keeps the stored ciphertext, so export-then-plan shows no change."""
+    if current is None or kind not in SECRET_FIELDS:
+        return model
+    singles, maps = SECRET_FIELDS[kind]
+
+    def kept(stored: Any, given: str) -> str:
+        if isinstance(stored, str) and (given == SEALED or same_secret(stored, given)):
+            return stored
+        return given
+
+    update: dict[str, Any] = {}
+    for name in singles:
+        given = getattr(model, name)
+        if isinstance(given, str):
+            update[name] = kept(current.get(name), given)
+    for name in maps:
+        theirs = current.get(name) or {}
+        update[name] = {k: kept(theirs.get(k), v) for k, v in getattr(model, name).items()}
+    return model.model_copy(update=update)
 
 
 @dataclass(frozen=True)
@@ -190,22 +241,29 @@ KINDS: dict[str, Kind] = {
         Kind("customer", "customers", CustomerSpec, lambda m: m.id),
         Kind("budget", "budgets", BudgetSpec, lambda m: m.id, action_write="budgets.write"),
         Kind("rate_limit", "rate-limits", RateLimitSpec, lambda m: m.id),
-        Kind("provider", "providers", ProviderSpec, lambda m: m.name),
+        Kind(
+            "provider",
+            "providers",
+            ProviderSpec,
+            lambda m: m.name,
+            seal=_sealer("provider"),
+            public=_shower("provider"),
+        ),
         Kind(
             "provider_key",
             "provider-keys",
             ProviderKeySpec,
             lambda m: f"{m.provider}:{m.name}",
-            seal=_seal_provider_key,
-            public=_show_provider_key,
+            seal=_sealer("provider_key"),
+            public=_shower("provider_key"),
         ),
         Kind(
             "mcp_server",
             "mcp-servers",
             McpServerSpec,
             lambda m: m.name,
-            seal=lambda b: _map_secrets(b, seal),
-            public=lambda b: _map_secrets(b, describe),
+            seal=_sealer("mcp_server"),
+            public=_shower("mcp_server"),
         ),
         Kind("tool_group", "tool-groups", ToolGroupSpec, lambda m: m.name),
         Kind("routing_rule", "routing-rules", RoutingRuleSpec, lambda m: m.id),

@@ -60,6 +60,7 @@ def merged_config(base: SluiceConfig, objects: list[Any]) -> SluiceConfig:
             continue
         if isinstance(model, ProviderSpec):
             fields = model.model_dump(exclude={"name"})
+            fields["headers"] = {k: unseal(v) or "" for k, v in model.headers.items()}
             providers[model.name] = ProviderConfig(**fields, keys=providers.get(model.name, ProviderConfig()).keys)
         elif isinstance(model, ProviderKeySpec):
             value = unseal(model.value)
@@ -92,6 +93,8 @@ def _server_config(spec: McpServerSpec) -> McpServerConfig:
         return {k: SecretStr(unseal(v) or "") for k, v in values.items()}
 
     fields = spec.model_dump(exclude={"env", "headers"})
+    if spec.url is not None:
+        fields["url"] = unseal(spec.url)  # sealed when it carries credentials
     return McpServerConfig(**fields, env=plain(spec.env), headers=plain(spec.headers))
 
 

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import os
 import re
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -38,11 +39,16 @@ def is_sealed(value: str) -> bool:
     return bool(_ENV_REF.match(value)) or value.startswith(_ENC)
 
 
+SEALED = "(encrypted)"  # what is shown, exported and recorded instead of an encrypted secret
+
+
 def seal(value: str) -> str:
     """The storable form of a secret: references and sealed values as they are, plain values
     encrypted."""
     if is_sealed(value):
         return value
+    if value == SEALED:
+        raise SecretError(f"{SEALED} stands for a secret the store holds; there is none here: give the value")
     fernet = _fernet()
     if fernet is None:
         raise SecretError(
@@ -77,4 +83,18 @@ def same_secret(stored: str, given: str) -> bool:
 
 def describe(stored: str) -> str:
     """What the API shows instead of a secret: the reference (a name, not a secret) or a mark."""
-    return stored if _ENV_REF.match(stored) else "(encrypted)"
+    return stored if _ENV_REF.match(stored) else SEALED
+
+
+def url_has_credentials(url: str) -> bool:
+    """A URL carrying a user name, a password or a query (where tokens travel) is a secret."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return True  # cannot tell: treat it as one
+    return bool(parts.username or parts.password or "@" in parts.netloc or parts.query or parts.fragment)
+
+
+def seal_url(url: str) -> str:
+    """A URL as stored: sealed when it carries credentials, else as it is (shown and exported)."""
+    return seal(url) if is_sealed(url) or url == SEALED or url_has_credentials(url) else url

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from sluice.admin.kinds import KINDS, Kind
+from sluice.admin.kinds import KINDS, Kind, keep_stored_secrets
 from sluice.audit.log import AuditLog
 from sluice.storage.ports import Store
 from sluice.storage.records import ConfigEvent, ConfigObject
@@ -46,6 +46,14 @@ def without_hashes(body: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if body is None else {k: v for k, v in body.items() if not k.endswith("_hash")}
 
 
+def shown(kind: str, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An event's body as shown or recorded anywhere (events API, audit log): no hash, and secrets
+    as their env.NAME reference or `(encrypted)`, never even sealed."""
+    body = without_hashes(body)
+    known = KINDS.get(kind)
+    return known.public(body) if body is not None and known is not None else body
+
+
 async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
     """Configuration changes go to the tamper-evident audit log too (when it is configured)."""
     for e in events:
@@ -56,8 +64,8 @@ async def record_changes(audit: AuditLog, events: list[ConfigEvent]) -> None:
                 "object": e.kind,
                 "id": e.object_id,
                 "action": e.action,
-                "before": without_hashes(e.before),
-                "after": without_hashes(e.after),
+                "before": shown(e.kind, e.before),
+                "after": shown(e.kind, e.after),
             },
         )
 
@@ -110,6 +118,8 @@ class AdminService:
 
     async def put(self, kind: Kind, model: BaseModel, actor: str) -> ConfigObject:
         _storable(kind.name, kind.ident(model))
+        current = next((o for o in await self.objects(kind.name) if o.id == kind.ident(model)), None)
+        model = keep_stored_secrets(kind.name, model, current.body if current else None)
         obj = ConfigObject(kind.name, kind.ident(model), kind.stored_body(model), actor[:200])
         event = await self.store.put_object(obj, actor)
         await self.recorded([event] if event else [])

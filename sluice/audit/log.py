@@ -47,11 +47,9 @@ class AuditLog:
         self._flushing: asyncio.Task[None] | None = None
         self._last: AuditRecord | None = None
         self._loaded = False
-        self._signer = (
-            checkpoints.load_private_key(config.checkpoint_key.get_secret_value())
-            if (config.checkpoint_key and config.checkpoint_path)
-            else None
-        )
+        # Checkpoints need their paths resolved for the store (checkpoints.with_defaults): the
+        # gateway does that, so tools that only append a record (the CLI) sign nothing.
+        self._signer = checkpoints.signing_key(config) if self._enabled else None
         self._checkpoint_path = Path(config.checkpoint_path) if config.checkpoint_path else None
         self._every_records = config.checkpoint_every_records
         self._every_seconds = config.checkpoint_every_seconds

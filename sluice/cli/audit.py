@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hmac
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,7 +43,13 @@ def verify_with_checkpoints(
     keys: dict[str, bytes],
     config: AuditConfig,
     anchor: tuple[dict[str, Any], str] | None = None,
+    *,
+    carried: list[checkpoints.Checkpoint] | None = None,
 ) -> Verdict:
+    """The chain, then the signed checkpoints. For the store (`carried` is None) every checkpoint
+    must be reached: a log cut short at the end is caught. For an export (`carried`: the
+    checkpoints the file itself carries) the file must reach what it carries, and agree with every
+    checkpoint of the gateway it can reach; later ones vouch for records made after it."""
     start = None
     if anchor is not None:
         fields, seal = anchor
@@ -52,20 +58,25 @@ def verify_with_checkpoints(
             return Verdict(False, 0, "the retention anchor was altered (its seal does not match)")
         start = (int(fields["seq"]), str(fields["mac"]))
     verdict = verify(records, keys, start=start)
-    if not verdict.ok or not (config.checkpoint_path and config.checkpoint_public_key):
+    public = checkpoints.public_key(config) if config.checkpoints else None
+    if not verdict.ok or public is None:
         return verdict
     pruned_up_to = start[0] if start else 0
-    found = [cp for cp in checkpoints.read(Path(config.checkpoint_path)) if cp.seq > pruned_up_to]
-    problem = checkpoints.check(
-        found,
-        {r.seq: r.mac for r in records},
-        records[-1].seq if records else 0,
-        checkpoints.load_public_key(config.checkpoint_public_key),
-    )
+    last_seq = records[-1].seq if records else 0
+    kept = checkpoints.read(Path(config.checkpoint_path)) if config.checkpoint_path else []
+    found = [cp for cp in kept if cp.seq > pruned_up_to]
+    if carried is not None:
+        if not carried:
+            unvouched = "the export carries no signed checkpoint, so nothing vouches for its end (was it cut short?)"
+            return Verdict(False, verdict.checked, unvouched)
+        first_seq = records[0].seq if records else 0
+        found = [*carried, *(cp for cp in found if first_seq <= cp.seq <= last_seq)]
+    problem = checkpoints.check(found, {r.seq: r.mac for r in records}, last_seq, public)
     return Verdict(False, verdict.checked, problem) if problem else verdict
 
 
 async def verify_store(url: str, config: AuditConfig) -> Verdict:
+    config = checkpoints.with_defaults(config, url)
     store = open_store(url)
     try:
         await store.migrate()
@@ -75,14 +86,20 @@ async def verify_store(url: str, config: AuditConfig) -> Verdict:
         await store.close()
 
 
-def verify_file(path: Path, config: AuditConfig) -> Verdict:
-    def records() -> Iterator[AuditRecord]:
-        with path.open("rb") as fh:
-            for line in fh:
-                if line.strip():
-                    yield from_json(line)
-
-    return verify_with_checkpoints(list(records()), config.keys(), config)
+def verify_file(path: Path, config: AuditConfig, store_url: str) -> Verdict:
+    config = checkpoints.with_defaults(config, store_url)
+    records: list[AuditRecord] = []
+    carried: list[checkpoints.Checkpoint] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            raw = orjson.loads(line)
+            if isinstance(raw, dict) and set(raw) == {"checkpoint"}:
+                carried.append(checkpoints.from_dict(raw["checkpoint"]))
+            else:
+                records.append(from_json(line))
+    return verify_with_checkpoints(records, config.keys(), config, carried=carried)
 
 
 async def prune(url: str, config: AuditConfig, keep_days: int) -> int:
@@ -112,12 +129,32 @@ async def export(url: str, since: int, out: TextIO, config: AuditConfig) -> int:
     try:
         await store.migrate()
         records: AsyncIterator[AuditRecord] = store.audit_records(since)
+        last: AuditRecord | None = None
         async for record in records:
             out.write(to_json(record).decode() + "\n")
             count += 1
+            last = record
+        carried = _checkpoint_for(last, checkpoints.with_defaults(config, url))
+        if carried is not None:
+            # The file carries the signed checkpoint of its own last record, so it verifies on its
+            # own, later and elsewhere, and a copy cut short is caught.
+            out.write(orjson.dumps({"checkpoint": checkpoints.to_dict(carried)}).decode() + "\n")
         await AuditLog(config, store).append(
             "data_access", f"cli:{getpass.getuser()}", {"action": "audit_export", "since": since, "records": count}
         )
     finally:
         await store.close()
     return count
+
+
+def _checkpoint_for(last: AuditRecord | None, config: AuditConfig) -> checkpoints.Checkpoint | None:
+    """A checkpoint signed for the export's last record, or the gateway's latest one at or before it."""
+    if last is None:
+        return None
+    # Only the gateway's own key may sign: a tool never makes one up (its signature would not verify).
+    signer = checkpoints.signing_key(config, create=False) if config.enabled else None
+    if signer is not None:
+        return checkpoints.sign(signer, last)
+    kept = checkpoints.read(Path(config.checkpoint_path)) if config.checkpoint_path else []
+    reached = [cp for cp in kept if cp.seq <= last.seq]
+    return reached[-1] if reached else None

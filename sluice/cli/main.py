@@ -241,7 +241,7 @@ def audit_verify(
         typer.echo("error: no audit key configured (audit.hmac_key)", err=True)
         raise typer.Exit(2)
     verdict = (
-        audit.verify_file(file, cfg.audit)
+        audit.verify_file(file, cfg.audit, store or cfg.store.url)
         if file
         else asyncio.run(audit.verify_store(store or cfg.store.url, cfg.audit))
     )

@@ -10,8 +10,9 @@ Conventions every codec keeps:
 - Tool-call arguments travel as the JSON text the model produced (`arguments_json`), so a codec
   never re-serialises (and never reorders or corrupts) them.
 - Thinking blocks keep the wire format they came from (`origin`): a signature is only valid for
-  the vendor that made it, so a codec for another vendor drops them (allowed: the model does not
-  need its earlier reasoning) rather than forwarding a block the target would reject.
+  the vendor that made it, so a request codec for another vendor drops them rather than forward a
+  block the target would reject. An answer's codec for another format carries the signed ones to
+  the caller in a field it sends back (codec_support.seal), so the next turn restores them.
 - Unknown optional fields of a request go in `extra`, keyed by their wire format; a codec reads
   only the extras of its own format.
 """
@@ -103,8 +104,9 @@ class Tool:
     # that cannot run it gets the request without it, and the drop is recorded, instead of a refusal.
     optional: bool = False
     # A function declared inside a group (a Responses `namespace` tool): (group, its own name).
-    # `name` is then the flattened name every other format sees, and calls to it go back to the
-    # caller's format under the group's name again.
+    # `name` is then the flattened name every other format sees (made valid for each target like
+    # any tool name, formats/tool_names.py), and calls to it go back to the caller's format under
+    # the group's name again.
     namespaced: tuple[str, str] | None = None
     # A Responses `custom` tool (freeform: the model writes one text, e.g. a patch): its `format`
     # ({} when none). Other formats see a function of one string argument, `input`.

@@ -62,6 +62,9 @@ class RequestContext:
     requested_tier: tuple[str, str] = ("", "")  # (service_tier, speed) the request asked for
     admitted: bool = False  # passed every limit: from here on the request is charged
     settled: bool = False
+    # The stream's answer was whole: the provider's stream completed and its last event went out to
+    # the caller. A caller that hangs up after that (Codex leaves at `response.completed`) is not gone.
+    answered: bool = False
     audited: bool = False
     # audit content capture (off unless configured for the key or team)
     capture: bool = False

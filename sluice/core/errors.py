@@ -32,6 +32,9 @@ class ErrorKind(Enum):
     POLICY_KEY_INACTIVE = _KindInfo("policy_key_inactive", "policy", False, False)
     POLICY_MODEL_DENIED = _KindInfo("policy_model_denied", "policy", False, False)
     POLICY_BUDGET_EXCEEDED = _KindInfo("policy_budget_exceeded", "policy", False, False)
+    # The budget is not spent, but requests in flight hold what is left until they settle: the
+    # same request succeeds shortly (a 429 with Retry-After, never a 402).
+    POLICY_BUDGET_BUSY = _KindInfo("policy_budget_busy", "policy", True, False)
     POLICY_RATE_LIMITED = _KindInfo("policy_rate_limited", "policy", True, False)
     # A dollar budget applies and nothing prices the model: it would pass every budget at $0.
     POLICY_UNPRICED = _KindInfo("policy_unpriced", "policy", False, False)

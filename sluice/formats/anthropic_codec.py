@@ -12,14 +12,20 @@ What does not map, and why:
 - JSON mode without a schema (`{"type": "json_object"}`) has no equivalent: refused. A schema goes
   to `output_config.format`.
 - `max_tokens` is required here: a request that has none gets DEFAULT_MAX_TOKENS.
-- An effort level without a budget (OpenAI, Gemini levels) becomes a thinking budget below
-  max_tokens, unless the request sets what thinking refuses (temperature, top_k, forced tool
-  use): then no thinking is asked for.
+- Reasoning from another format becomes thinking: a budget (an effort level becomes one) of at
+  least 1,024 below max_tokens (raised to make room when the caller set none), or adaptive thinking
+  with an effort on Opus 4.7 and later, which refuse budgets. Thinking gives way to what it refuses
+  outright (a temperature other than 1, forced tool use); top_k and a top_p outside [0.95, 1] are
+  dropped instead. Opus 4.1+, Sonnet 4.5+ and Haiku 4.5+ take temperature or top_p, not both.
+- Another vendor's signed reasoning in an answer rides in the following tool_use id, and comes
+  back from it (codec_support.carry_in_ids / unfold_calls); ids sent here are made
+  `[a-zA-Z0-9_-]`; an end-user id longer than 256 characters goes as its hash.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from sluice.core.canonical import (
@@ -51,15 +57,22 @@ from sluice.formats.anthropic_stream import (
 from sluice.formats.codec_support import (
     args_object,
     body_text,
+    carry_in_ids,
     dumps,
+    end_user_id,
     fold_system,
     json_body,
     native_tools,
     own_thinking,
+    unfold_calls,
+    with_safe_ids,
 )
+from sluice.formats.tool_names import ANTHROPIC as TOOL_NAMES
 
 WIRE = WireFormat.ANTHROPIC_MESSAGES.value
 DEFAULT_MAX_TOKENS = 4096
+USER_ID_LIMIT = 256  # metadata.user_id's maximum length
+TOOL_ID_LIMIT = 64
 _EFFORTS = ("minimal", "low", "medium", "high")
 # Thinking budget for a caller that asked for an effort level only (OpenAI, Gemini levels).
 _EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -71,6 +84,7 @@ _KNOWN = {
 
 class AnthropicCodec:
     wire = WireFormat.ANTHROPIC_MESSAGES
+    tool_names = TOOL_NAMES
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -129,13 +143,22 @@ class AnthropicCodec:
         for message in request.messages:
             if message.role == "system":
                 message = fold_system(message)
-            blocks = [_encode_part(p) for p in message.parts if own_thinking(p, WIRE) and _not_empty(p)]
+            # Tool-use ids must match ^[a-zA-Z0-9_-]+$ (another vendor's may not).
+            parts = with_safe_ids(message.parts, TOOL_ID_LIMIT, "toolu_")
+            blocks = [_encode_part(p) for p in parts if own_thinking(p, WIRE) and _not_empty(p)]
             if blocks:
                 messages.append({"role": message.role, "content": blocks})
         body["messages"] = messages
         if request.system:
             body["system"] = [_text_block(t) for t in request.system]
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+        thinking = _thinking_for(request, own.get("thinking"))
+        if thinking is not None and request.max_tokens is None:
+            max_tokens = max(max_tokens, thinking + DEFAULT_MAX_TOKENS)  # room for the thinking and the answer
+        if thinking is not None:
+            thinking = min(thinking, max_tokens - 1024)  # the budget must stay below max_tokens
+            if thinking < 1024:  # the smallest budget Anthropic takes
+                thinking = None
         body["max_tokens"] = max_tokens
         tools = [_encode_tool(t) for t in request.tools if t.native is None]
         tools += native_tools(request.tools, WIRE)
@@ -143,31 +166,28 @@ class AnthropicCodec:
             body["tools"] = tools
         if request.tool_choice:
             body["tool_choice"] = _encode_tool_choice(request.tool_choice)
-        for key, value in (("temperature", request.temperature), ("top_p", request.top_p), ("top_k", request.top_k)):
-            if value is not None:
-                body[key] = value
+        body.update(_sampling(request, thinking is not None))
         if request.stop:
             body["stop_sequences"] = list(request.stop)
         if request.stream:
             body["stream"] = True
         output_config = dict(own.pop("output_config", {}))
-        if r := request.reasoning:
-            adaptive = own.get("thinking")
-            if r.budget_tokens:
-                body["thinking"] = {"type": "enabled", "budget_tokens": r.budget_tokens}
-            elif adaptive is None and _derived_thinking_fits(request):
-                budget = min(_EFFORT_BUDGET[r.effort or "medium"], max_tokens - 1024)
-                if budget >= 1024:
-                    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-            if r.effort and (r.budget_tokens or adaptive):
-                output_config["effort"] = r.effort
+        r = request.reasoning
+        if thinking is not None and adaptive_only(request.model):
+            # Opus 4.7 and later refuse manual thinking: adaptive, with the effort the caller meant.
+            body["thinking"] = {"type": "adaptive"}
+            output_config["effort"] = _effort_of(r.effort if r else None, thinking)
+        elif thinking is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": thinking}
+        if r and r.effort and (r.budget_tokens or own.get("thinking")) and "effort" not in output_config:
+            output_config["effort"] = r.effort
         if fmt := request.response_format:
             output_config["format"] = _encode_format(fmt)
         if output_config:
             body["output_config"] = output_config
         metadata = dict(own.pop("metadata", {}))
-        if request.user:
-            metadata["user_id"] = request.user
+        if user := end_user_id(request.user, USER_ID_LIMIT):
+            metadata["user_id"] = user
         if metadata:
             body["metadata"] = metadata
         for key, value in own.items():
@@ -198,7 +218,7 @@ class AnthropicCodec:
             "type": "message",
             "role": "assistant",
             "model": response.model,
-            "content": [_encode_part(p) for p in response.content if own_thinking(p, WIRE) and _not_empty(p)],
+            "content": [_encode_part(p) for p in carry_in_ids(response.content, WIRE) if _not_empty(p)],
             "stop_reason": wire_stop_reason(response.stop_reason),
             "stop_sequence": response.stop_sequence,
             "usage": encode_usage(response.usage),
@@ -218,11 +238,68 @@ class AnthropicCodec:
         return AnthropicStreamEncoder()
 
 
-def _derived_thinking_fits(request: ChatRequest) -> bool:
-    """Extended thinking refuses a temperature other than 1, top_k and forced tool use; an effort
-    level from another format is a hint, so it gives way rather than make the request fail."""
+def _thinking_for(request: ChatRequest, adaptive: Any) -> int | None:
+    """The thinking budget to ask for, before it is fitted to max_tokens. Extended thinking refuses
+    a temperature other than 1 and forced tool use: a caller's reasoning setting from another
+    format gives way to those rather than make the request fail. (Adaptive thinking is
+    Anthropic's own, carried in the extras.)"""
+    r = request.reasoning
+    if r is None or adaptive is not None:
+        return None
     forced = request.tool_choice is not None and request.tool_choice.mode in ("any", "tool")
-    return request.temperature in (None, 1) and request.top_k is None and not forced
+    if request.temperature not in (None, 1) or forced:
+        return None
+    return r.budget_tokens or _EFFORT_BUDGET[r.effort or "medium"]
+
+
+# Claude Opus 4.1+, Sonnet 4.5+, Haiku 4.5+ and every later model take `temperature` or `top_p`,
+# not both ("temperature and top_p cannot both be specified for this model").
+_FAMILY = re.compile(r"claude-(opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:\D|$)")
+
+
+def one_sampler_only(model: str) -> bool:
+    found = _FAMILY.search(model)
+    if found is None:
+        return False
+    family, major, minor = found.group(1), int(found.group(2)), int(found.group(3) or 0)
+    if major != 4:
+        return major > 4
+    return minor >= (1 if family == "opus" else 5)
+
+
+def adaptive_only(model: str) -> bool:
+    """Claude Opus 4.7 and later (Mythos, Fable, the 5 family) take adaptive thinking only: "Claude
+    4.7 and later models do not support" manual extended thinking (budget_tokens)."""
+    if re.search(r"claude-(mythos|fable)", model):
+        return True
+    found = _FAMILY.search(model)
+    if found is None:
+        return False
+    major, minor = int(found.group(2)), int(found.group(3) or 0)
+    return major > 4 or (major == 4 and minor >= 7)
+
+
+def _effort_of(effort: str | None, budget: int) -> str:
+    if effort in ("low", "medium", "high"):
+        return effort
+    if effort == "minimal" or budget < 4096:
+        return "low"
+    return "medium" if budget < 16384 else "high"
+
+
+def _sampling(request: ChatRequest, thinking: bool) -> dict[str, Any]:
+    """temperature, top_p and top_k as the model takes them. With thinking on, top_k is refused
+    and top_p must lie in [0.95, 1]; the newer families refuse temperature and top_p together.
+    What does not fit is dropped: they are sampling hints (Gemini CLI sends all three)."""
+    out: dict[str, Any] = {}
+    if request.temperature is not None:
+        out["temperature"] = request.temperature
+    if request.top_p is not None and not (thinking and not 0.95 <= request.top_p <= 1):
+        if "temperature" not in out or not one_sampler_only(request.model):
+            out["top_p"] = request.top_p
+    if request.top_k is not None and not thinking:
+        out["top_k"] = request.top_k
+    return out
 
 
 # --- decoding helpers ------------------------------------------------------------------------
@@ -232,7 +309,8 @@ def _decode_message(m: dict[str, Any]) -> Message:
     content = m.get("content")
     if isinstance(content, str):
         return Message(m["role"], [Text(content)])
-    return Message(m["role"], [_decode_block(b) for b in content or ()])
+    # Tool-use ids may carry another vendor's reasoning (a Gemini thought signature), restored here.
+    return Message(m["role"], unfold_calls([_decode_block(b) for b in content or ()]))
 
 
 def _decode_block(b: dict[str, Any]) -> Part:

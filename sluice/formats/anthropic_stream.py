@@ -20,12 +20,13 @@ from sluice.core.canonical import (
     StopReason,
     StreamEvent,
     TextDelta,
+    Thinking,
     ThinkingDelta,
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
 from sluice.formats.anthropic_messages import ERROR_TYPES, error_type_for, usage_from
-from sluice.formats.codec_support import BAD_EVENT, EARLY_END, IndexMap, dumps, event_json
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, IndexMap, carried, dumps, event_json, id_with
 from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.ANTHROPIC_MESSAGES.value
@@ -165,6 +166,8 @@ class AnthropicStreamEncoder:
     def __init__(self) -> None:
         self._map = IndexMap()
         self._redacted: dict[int, str] = {}  # canonical index -> opaque data, sent whole at stop
+        self._foreign: dict[int, Thinking] = {}  # another vendor's reasoning blocks, open
+        self._carry: list[Thinking] = []  # ... closed, for the id of the next tool call
         self._usage = Usage()
 
     def encode(self, event: StreamEvent) -> bytes:
@@ -196,6 +199,14 @@ class AnthropicStreamEncoder:
         if isinstance(event, Failure):
             etype = event.type if event.type in ERROR_TYPES.values() else error_type_for(event.status)
             return _event("error", {"type": "error", "error": {"type": etype, "message": event.message}})
+        if event.index in self._foreign:
+            foreign = self._foreign[event.index]
+            if isinstance(event, ThinkingDelta):
+                foreign.text += event.text
+                foreign.signature = (foreign.signature or "") + event.signature or None
+            elif isinstance(event, BlockStop):
+                self._carry += carried([self._foreign.pop(event.index)])
+            return b""
         own = self._map.get(event.index)
         if own is None:
             return b""  # a block this format does not show
@@ -226,13 +237,17 @@ class AnthropicStreamEncoder:
 
     def _block_start(self, event: BlockStart) -> bytes:
         if event.kind == "thinking" and event.origin != WIRE:
-            return b""  # another vendor's reasoning: not ours to forward
+            # Another vendor's reasoning is not shown; its signed blocks ride in the id of the tool
+            # call that follows (see codec_support.carry_in_ids).
+            self._foreign[event.index] = Thinking("", redacted=event.redacted, origin=event.origin)
+            return b""
         own = self._map.add(event.index)
         block: dict[str, Any]
         if event.kind == "text":
             block = {"type": "text", "text": ""}
         elif event.kind == "tool_call":
-            block = {"type": "tool_use", "id": event.call_id, "name": event.name, "input": {}}
+            block = {"type": "tool_use", "id": id_with(event.call_id, self._carry), "name": event.name, "input": {}}
+            self._carry = []
         elif event.redacted:
             self._redacted[event.index] = ""
             return b""

@@ -10,6 +10,7 @@ Anthropic `thinking`) go in `additionalModelRequestFields`. Streams: `bedrock_co
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -34,6 +35,8 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat, count_of
 from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
+from sluice.formats.codec_support import end_user_id, fold_system, with_safe_ids
+from sluice.formats.tool_names import BEDROCK as TOOL_NAMES
 
 WIRE = WireFormat.BEDROCK_CONVERSE
 _DOC_FORMATS = {
@@ -50,6 +53,8 @@ _DOC_FORMATS = {
 _MEDIA_OF_DOC = {v: k for k, v in _DOC_FORMATS.items()}
 _KNOWN = {"modelId", "messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"}
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
+# Converse `requestMetadata` values: 0-256 characters of this set (botocore's bedrock-runtime model).
+_METADATA_VALUE = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,.-]{1,256}")
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -203,13 +208,25 @@ def _arguments(call: ToolCall) -> Any:
 
 def _encode_message(message: Message) -> dict[str, Any]:
     if message.role == "system":
-        raise Untranslatable("Bedrock Converse has no system message inside the conversation")
-    content = [block for i, part in enumerate(message.parts) for block in _encode_part(part, i)]
+        # No system role inside the conversation: it stays where it was, as a user turn the model can tell apart
+        # (as the Anthropic and Gemini codecs do). Claude Code's requests carry one.
+        message = fold_system(message)
+    # toolUseId: 1-64 characters of [a-zA-Z0-9_-] (botocore's bedrock-runtime model).
+    parts = with_safe_ids(message.parts, 64, "tooluse_")
+    content = [block for i, part in enumerate(parts) for block in _encode_part(part, i)]
     return {"role": message.role, "content": content}
 
 
 def encode_request(request: ChatRequest) -> dict[str, Any]:
-    doc: dict[str, Any] = {"messages": [_encode_message(m) for m in request.messages]}
+    # "A conversation must alternate between user and assistant roles": adjacent turns of one role (a folded
+    # system turn next to a user turn) become one message.
+    messages: list[dict[str, Any]] = []
+    for encoded in (_encode_message(m) for m in request.messages):
+        if messages and messages[-1]["role"] == encoded["role"]:
+            messages[-1]["content"] += encoded["content"]
+        else:
+            messages.append(encoded)
+    doc: dict[str, Any] = {"messages": messages}
     if request.system:
         doc["system"] = [block for i, t in enumerate(request.system) for block in _encode_part(t, i)]
     config: dict[str, Any] = {}
@@ -237,8 +254,8 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     _encode_tools(request, doc)
     if request.response_format is not None:
         doc.setdefault("outputConfig", {})["textFormat"] = _text_format(request.response_format)
-    if request.user:
-        doc["requestMetadata"] = {"user": request.user[:256]}
+    if user := end_user_id(request.user, 256, _METADATA_VALUE):
+        doc["requestMetadata"] = {"user": user}
     doc.update(extra)
     return doc
 
@@ -345,6 +362,7 @@ def decode_error(status: int, body: bytes) -> Failure:
 
 class BedrockConverseCodec:
     wire = WIRE
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         return decode_request(doc, model)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from sluice.core.canonical import ChatRequest, ChatResponse, Failure, StreamEvent
 from sluice.core.types import WireFormat
+from sluice.formats.tool_names import NameRule
 
 
 class StreamDecoder(Protocol):
@@ -38,6 +39,9 @@ class StreamEncoder(Protocol):
 
 class Codec(Protocol):
     wire: WireFormat
+    # What the format accepts as a function name. A request's tool names are the caller's; the
+    # bridge gives the target valid ones (`tool_names.for_target`) and maps an answer's back.
+    tool_names: NameRule
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         """`model` comes from the URL for formats that carry it there (Gemini, Bedrock)."""

@@ -3,6 +3,9 @@ bookkeeping that turns a wire stream into well-formed canonical block events (an
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from typing import Any, Literal
 
 import orjson
@@ -20,6 +23,7 @@ from sluice.core.canonical import (
     Thinking,
     Tool,
     ToolCall,
+    ToolResult,
     Untranslatable,
 )
 from sluice.core.types import Usage
@@ -203,3 +207,129 @@ class JsonEventDecoder:
 
     def _event(self, doc: dict[str, Any]) -> list[StreamEvent]:
         raise NotImplementedError
+
+
+# --- values the target API limits ------------------------------------------------------------
+
+
+def end_user_id(user: str | None, limit: int, allowed: re.Pattern[str] | None = None) -> str | None:
+    """The caller's end-user id as the target accepts it: as it is when it fits, else a stable
+    SHA-256 hex digest of it (Claude Code's `metadata.user_id` is a ~150-character JSON string;
+    OpenAI refuses a `user` over 64 characters, Bedrock request metadata outside its pattern)."""
+    if not user:
+        return None
+    if len(user) <= limit and (allowed is None or allowed.fullmatch(user)):
+        return user
+    return hashlib.sha256(user.encode()).hexdigest()[:limit]
+
+
+_ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def safe_id(value: str, limit: int, prefix: str) -> str:
+    """A tool-call id the target accepts (`[A-Za-z0-9_-]`, at most `limit` characters): as it is
+    when it is one, else a stable hash, so a call and its result still name the same id."""
+    if _ID_CHARS.fullmatch(value) and len(value) <= limit:
+        return value
+    return prefix + hashlib.sha256(value.encode()).hexdigest()[: limit - len(prefix)]
+
+
+# --- another vendor's round-trip state, carried in the caller's format ----------------------
+# A provider's signed reasoning (Anthropic thinking signatures, redacted thinking, Gemini thought
+# signatures) must come back with the next turn, but the caller's format has no field for another
+# vendor's blocks. Where the caller's format has an opaque field it sends back as it got it
+# (Responses `encrypted_content`, Gemini `thoughtSignature`, a tool-call id), the blocks travel in
+# it, sealed as "sluice1-" + base64url(JSON). The encoding is plain, not secret or authenticated:
+# a caller could forge one, but the provider verifies its own signatures, so a forged block is
+# refused there like any other bad signature.
+
+SEALED = "sluice1-"
+_ID_MARK = "__" + SEALED
+
+
+def seal(blocks: list[Thinking]) -> str:
+    raw = [{"o": b.origin, "t": b.text, "s": b.signature or "", "r": b.redacted} for b in blocks]
+    return SEALED + base64.urlsafe_b64encode(orjson.dumps(raw)).decode().rstrip("=")
+
+
+def unseal(value: str | None) -> list[Thinking] | None:
+    """The blocks of a sealed value; None for anything else (the vendor's own opaque value)."""
+    if not value or not value.startswith(SEALED):
+        return None
+    data = value[len(SEALED) :]
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(raw, list):
+        return None
+    out = []
+    for item in raw:
+        if isinstance(item, dict) and isinstance(item.get("o"), str) and isinstance(item.get("t"), str):
+            signature = item.get("s") if isinstance(item.get("s"), str) and item.get("s") else None
+            out.append(Thinking(item["t"], signature=signature, redacted=item.get("r") is True, origin=item["o"]))
+    return out
+
+
+def carried(blocks: list[Thinking]) -> list[Thinking]:
+    """The blocks worth carrying: those with round-trip state (a signature, redacted data)."""
+    return [b for b in blocks if b.signature or b.redacted]
+
+
+def id_with(call_id: str, blocks: list[Thinking]) -> str:
+    """A tool-call id carrying the reasoning blocks that came before the call."""
+    return call_id + _ID_MARK + seal(blocks)[len(SEALED) :] if blocks else call_id
+
+
+def id_without(value: str) -> tuple[str, list[Thinking]]:
+    """(the provider's own call id, the blocks it carried) of an id made by `id_with`."""
+    base, mark, rest = value.partition(_ID_MARK)
+    if not mark:
+        return value, []
+    return base, unseal(SEALED + rest) or []
+
+
+def unfold_calls(parts: list[Part]) -> list[Part]:
+    """Parts decoded from a caller's history with carried blocks restored before their calls, and
+    the calls and results under the provider's own ids again."""
+    out: list[Part] = []
+    anchor = 0  # after the last call: the blocks came before the text that precedes their call
+    for part in parts:
+        if isinstance(part, ToolCall):
+            if _ID_MARK in part.id:
+                part.id, blocks = id_without(part.id)
+                out[anchor:anchor] = blocks
+            anchor = len(out) + 1
+        elif isinstance(part, ToolResult) and _ID_MARK in part.call_id:
+            part.call_id = id_without(part.call_id)[0]
+        out.append(part)
+    return out
+
+
+def carry_in_ids(parts: list[Part], wire: str) -> list[Part]:
+    """An answer's parts for a caller's format that keeps only its own reasoning blocks: another
+    vendor's signed blocks ride in the id of the tool call that follows them (Gemini 3 wants its
+    thought signature back with the call; the caller sends the id back as it got it)."""
+    out: list[Part] = []
+    pending: list[Thinking] = []
+    for part in parts:
+        if isinstance(part, Thinking) and part.origin != wire:
+            pending += carried([part])
+        elif isinstance(part, ToolCall) and pending:
+            out.append(ToolCall(id_with(part.id, pending), part.name, part.arguments_json))
+            pending = []
+        else:
+            out.append(part)
+    return out
+
+
+def with_safe_ids(parts: list[Part], limit: int, prefix: str) -> list[Part]:
+    """A request's parts with every call and result id made valid for the target (`safe_id`)."""
+    out: list[Part] = []
+    for part in parts:
+        if isinstance(part, ToolCall):
+            part = ToolCall(safe_id(part.id, limit, prefix), part.name, part.arguments_json)
+        elif isinstance(part, ToolResult):
+            part = ToolResult(safe_id(part.call_id, limit, prefix), part.content, part.is_error, part.name)
+        out.append(part)
+    return out

@@ -47,7 +47,7 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import WireFormat
-from sluice.formats.codec_support import body_text, dumps, fold_system, json_body, native_tools
+from sluice.formats.codec_support import body_text, carried, dumps, fold_system, json_body, native_tools, seal, unseal
 from sluice.formats.gemini import usage_from
 from sluice.formats.gemini_fields import camel_request
 from sluice.formats.gemini_stream import (
@@ -60,6 +60,7 @@ from sluice.formats.gemini_stream import (
     status_for,
     stop_reason,
 )
+from sluice.formats.tool_names import GEMINI as TOOL_NAMES
 
 WIRE = WireFormat.GEMINI.value
 _EFFORTS = ("minimal", "low", "medium", "high")
@@ -73,6 +74,7 @@ _GENERATION = {
 
 class GeminiCodec:
     wire = WireFormat.GEMINI
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         doc = camel_request(doc)  # Google's JSON accepts snake_case field names too
@@ -212,9 +214,17 @@ def _decode_contents(contents: list[dict[str, Any]]) -> list[Message]:
     for i, content in enumerate(contents):
         role: Role = "assistant" if content.get("role") == "model" else "user"
         parts: list[Part] = []
+        anchor = 0  # where the turn's reasoning before its next call begins (after the last call)
         for j, raw in enumerate(content.get("parts") or ()):
             for part in _decode_part(raw, lambda name, args, i=i, j=j: f"call_{i}_{j}"):
+                if isinstance(part, Thinking) and part.origin != WIRE:
+                    # Another vendor's blocks, sealed onto a call: they came before the text that
+                    # precedes the call (Anthropic wants a turn to start with its thinking).
+                    parts.insert(anchor, part)
+                    anchor += 1
+                    continue
                 if isinstance(part, ToolCall):
+                    anchor = len(parts) + 1
                     pending.append((part.name, part.id))
                 elif isinstance(part, ToolResult) and not part.call_id:
                     match = next((k for k, (name, _) in enumerate(pending) if name == part.name), None)
@@ -228,9 +238,18 @@ def _decode_contents(contents: list[dict[str, Any]]) -> list[Message]:
 
 def _decode_part(part: dict[str, Any], make_id: Any) -> list[Part]:
     signature = part.get("thoughtSignature")
+    restored = unseal(signature)  # another vendor's reasoning, carried here on the way out
     if part.get("thought"):
-        return [Thinking(part.get("text", ""), signature=signature, origin=WIRE)]
-    out: list[Part] = [Thinking("", signature=signature, origin=WIRE)] if signature else []
+        return (
+            list(restored)
+            if restored is not None
+            else [Thinking(part.get("text", ""), signature=signature, origin=WIRE)]
+        )
+    out: list[Part] = []
+    if restored is not None:
+        out.extend(restored)
+    elif signature:
+        out.append(Thinking("", signature=signature, origin=WIRE))
     if "text" in part:
         if part["text"]:
             out.append(Text(part["text"]))
@@ -320,8 +339,12 @@ def _decode_format(config: dict[str, Any]) -> dict[str, Any] | None:
 def _encode_parts(parts: list[Part], names: dict[str, str], *, request: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     signature: str | None = None
+    foreign: list[Thinking] = []  # another vendor's signed reasoning, for an answer's next part
     for p in parts:
         if isinstance(p, Thinking):
+            if p.origin != WIRE and not request and carried([p]):
+                foreign.append(p)  # sealed onto the next function call (or the last part)
+                continue
             if p.origin != WIRE or p.redacted:
                 continue
             if not p.text and p.signature:
@@ -331,9 +354,13 @@ def _encode_parts(parts: list[Part], names: dict[str, str], *, request: bool) ->
                 out.append(thought | ({"thoughtSignature": p.signature} if p.signature else {}))
             continue
         encoded = _encode_part(p, names)
-        if signature:
+        if foreign and isinstance(p, ToolCall):
+            encoded[0]["thoughtSignature"], foreign, signature = seal(foreign), [], None
+        elif signature:
             encoded[0]["thoughtSignature"], signature = signature, None
         out.extend(encoded)
+    if foreign:
+        signature = seal(foreign)
     if signature:
         out.append({"text": "", "thoughtSignature": signature})
     return out

@@ -25,12 +25,13 @@ from sluice.core.canonical import (
     StopReason,
     StreamEvent,
     TextDelta,
+    Thinking,
     ThinkingDelta,
     ToolArgsDelta,
     ToolCall,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import JsonEventDecoder, args_object, dumps
+from sluice.formats.codec_support import JsonEventDecoder, args_object, carried, dumps, seal
 from sluice.formats.gemini import STATUS_NAMES, error_payload, usage_from
 from sluice.formats.sse import encode
 
@@ -150,6 +151,8 @@ class GeminiStreamEncoder:
         self._call: ToolCall | None = None
         self._thought_text = False
         self._signature = ""  # waiting for the next part
+        self._foreign: dict[int, Thinking] = {}  # another vendor's reasoning blocks, open
+        self._carry: list[Thinking] = []  # ... closed, to seal into the next part's signature
 
     def encode(self, event: StreamEvent) -> bytes:
         if isinstance(event, Start):
@@ -157,7 +160,10 @@ class GeminiStreamEncoder:
             return b""
         if isinstance(event, BlockStart):
             if event.kind == "thinking" and event.origin != WIRE:
-                return b""  # another vendor's reasoning: not ours to forward
+                # Another vendor's reasoning is not shown, but its signed blocks ride on the next
+                # part's thoughtSignature, which Gemini CLI sends back (see codec_support.seal).
+                self._foreign[event.index] = Thinking("", redacted=event.redacted, origin=event.origin)
+                return b""
             self._kinds[event.index] = event.kind
             if event.kind == "tool_call":
                 self._call = ToolCall(event.call_id, event.name, "")
@@ -172,6 +178,15 @@ class GeminiStreamEncoder:
             return self._chunk(candidate, encode_usage(event.usage))
         if isinstance(event, Failure):
             return encode(orjson.dumps(error_payload(event.status, event.message)))
+        if event.index in self._foreign:
+            block = self._foreign[event.index]
+            if isinstance(event, ThinkingDelta):
+                block.text += event.text
+                block.signature = (block.signature or "") + event.signature or None
+            elif isinstance(event, BlockStop):
+                del self._foreign[event.index]
+                self._carry += carried([block])
+            return b""
         kind = self._kinds.get(event.index)
         if kind is None:
             return b""
@@ -192,14 +207,18 @@ class GeminiStreamEncoder:
             return out
         if isinstance(event, BlockStop) and kind == "tool_call" and self._call:
             call, self._call = self._call, None
-            return self._parts([self._signed(call_part(call))])
+            return self._parts([self._signed(call_part(call), call=True)])
         return b""
 
     def close(self) -> bytes:
         return b""
 
-    def _signed(self, part: dict[str, Any]) -> dict[str, Any]:
-        if self._signature:
+    def _signed(self, part: dict[str, Any], call: bool = False) -> dict[str, Any]:
+        # Carried blocks go on the function call (whose signature Gemini CLI surely sends back),
+        # or on the final part of an answer without one.
+        if self._carry and (call or ("functionCall" not in part and part.get("text") == "")):
+            part["thoughtSignature"], self._carry, self._signature = seal(self._carry), [], ""
+        elif self._signature:
             part["thoughtSignature"], self._signature = self._signature, ""
         return part
 

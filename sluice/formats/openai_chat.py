@@ -199,3 +199,37 @@ def render_embeddings(model: str, inputs: list[str], usage: Usage, dims: int = 8
         "model": model,
         "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
     }
+
+
+# OpenAI's reasoning models (the o-series, GPT-5 but its -chat variants) keep the default sampling:
+# "Unsupported value: 'temperature' does not support 0.7 with this model. Only the default (1) value
+# is supported" and "Unsupported parameter: 'top_p' is not supported with this model"
+# (https://platform.openai.com/docs/guides/reasoning).
+_REASONING_MODEL = re.compile(
+    r"(?:^|[/.:])(?:o\d(?:-[a-z]+)?|gpt-5(?:\.\d+)?(?!-chat)(?:-[a-z]+)*)(?:-\d{4}-\d{2}-\d{2})?$"
+)
+
+
+def default_sampling_only(model: str) -> bool:
+    return _REASONING_MODEL.search(model) is not None
+
+
+def sampling_for(model: str, temperature: float | None, top_p: float | None) -> dict[str, float]:
+    """temperature and top_p as an OpenAI model takes them (a reasoning model: the defaults only)."""
+    out: dict[str, float] = {}
+    fixed = default_sampling_only(model)
+    if temperature is not None and not (fixed and temperature != 1):
+        out["temperature"] = temperature
+    if top_p is not None and not (fixed and top_p != 1):
+        out["top_p"] = top_p
+    return out
+
+
+# OpenAI's models without reasoning refuse the setting: "Unsupported parameter: 'reasoning.effort' is not
+# supported with this model" (gpt-4.1 on Responses; "reasoning_effort is not supported with this model" on
+# Chat). Only models known to be such are named here: Chat-compatible vendors' models are left as they are.
+_NO_REASONING = re.compile(r"(?:^|[/.:])(?:gpt-4|gpt-3\.5|chatgpt-|gpt-5(?:\.\d+)?-chat)")
+
+
+def takes_reasoning(model: str) -> bool:
+    return _NO_REASONING.search(model) is None

@@ -35,8 +35,19 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import WireFormat
-from sluice.formats.codec_support import body_text, data_url, json_body, native_tools, parse_data_url
-from sluice.formats.openai_chat import usage_from
+from sluice.formats.codec_support import (
+    body_text,
+    carry_in_ids,
+    data_url,
+    end_user_id,
+    id_without,
+    json_body,
+    native_tools,
+    parse_data_url,
+    unfold_calls,
+    with_safe_ids,
+)
+from sluice.formats.openai_chat import sampling_for, takes_reasoning, usage_from
 from sluice.formats.openai_chat_stream import (
     OpenAIChatStreamDecoder,
     OpenAIChatStreamEncoder,
@@ -45,8 +56,11 @@ from sluice.formats.openai_chat_stream import (
     finish_reason,
     stop_reason,
 )
+from sluice.formats.tool_names import OPENAI as TOOL_NAMES
 
 WIRE = WireFormat.OPENAI_CHAT.value
+USER_LIMIT = 64  # OpenAI refuses a longer `user` ("string too long")
+CALL_ID_LIMIT = 40
 _EFFORTS = ("minimal", "low", "medium", "high")
 _KNOWN = {
     "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens", "max_completion_tokens",
@@ -56,6 +70,7 @@ _KNOWN = {
 
 class OpenAIChatCodec:
     wire = WireFormat.OPENAI_CHAT
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         extra = {k: v for k, v in doc.items() if k not in _KNOWN}
@@ -97,7 +112,8 @@ class OpenAIChatCodec:
         if request.system:
             messages.append({"role": "system", "content": _text_content(request.system)})
         for m in request.messages:
-            messages.extend(_encode_message(m))
+            # OpenAI refuses a tool call id over 40 characters ("string too long").
+            messages.extend(_encode_message(Message(m.role, with_safe_ids(m.parts, CALL_ID_LIMIT, "call_"))))
         body: dict[str, Any] = {"model": request.model, "messages": messages}
         tools = [_encode_tool(t) for t in request.tools if t.native is None]
         tools += native_tools(request.tools, WIRE)
@@ -109,21 +125,19 @@ class OpenAIChatCodec:
                 body["parallel_tool_calls"] = c.parallel
         if request.max_tokens is not None:
             body["max_completion_tokens"] = request.max_tokens
-        for key, value in (("temperature", request.temperature), ("top_p", request.top_p)):
-            if value is not None:
-                body[key] = value
+        body.update(sampling_for(request.model, request.temperature, request.top_p))
         if request.stop:
             body["stop"] = list(request.stop)
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}  # the gateway meters every stream
             own.pop("stream_options", None)
-        if r := request.reasoning:
+        if (r := request.reasoning) and takes_reasoning(request.model):
             body["reasoning_effort"] = r.effort or _effort_for(r.budget_tokens)
         if request.response_format:
             body["response_format"] = request.response_format
-        if request.user:
-            body["user"] = request.user
+        if user := end_user_id(request.user, USER_LIMIT):
+            body["user"] = user
         for key, value in own.items():
             body.setdefault(key, value)
         return body
@@ -152,7 +166,8 @@ class OpenAIChatCodec:
         reasoning = "".join(p.text for p in response.content if isinstance(p, Thinking) and p.origin == WIRE)
         if reasoning:
             message["reasoning_content"] = reasoning
-        calls = [p for p in response.content if isinstance(p, ToolCall)]
+        # Another vendor's signed reasoning rides in the ids of the calls it came before.
+        calls = [p for p in carry_in_ids(response.content, WIRE) if isinstance(p, ToolCall)]
         if calls:
             message["tool_calls"] = [_encode_call(c) for c in calls]
         return {
@@ -202,7 +217,7 @@ def _decode_message(m: dict[str, Any], system: list[Text], messages: list[Messag
             system.extend(texts)
     elif role == "tool":
         texts = [p for p in _decode_content(content) if isinstance(p, Text)]
-        result = ToolResult(m.get("tool_call_id", ""), list(texts))
+        result = ToolResult(id_without(str(m.get("tool_call_id", "")))[0], list(texts))
         if messages and messages[-1].role == "user" and all(isinstance(p, ToolResult) for p in messages[-1].parts):
             messages[-1].parts.append(result)
         else:
@@ -220,7 +235,7 @@ def _decode_message(m: dict[str, Any], system: list[Text], messages: list[Messag
         for c in m.get("tool_calls") or ():
             function = c.get("function") or {}
             parts.append(ToolCall(c.get("id", ""), function.get("name", ""), function.get("arguments", "")))
-        messages.append(Message("assistant", parts))
+        messages.append(Message("assistant", unfold_calls(parts)))
     else:
         raise Untranslatable(f"{WIRE}: message role {role!r} cannot be translated")
 

@@ -15,6 +15,7 @@ import orjson
 
 from sluice.core.canonical import (
     BlockStart,
+    BlockStop,
     ChatRequest,
     Failure,
     Finish,
@@ -22,11 +23,12 @@ from sluice.core.canonical import (
     StopReason,
     StreamEvent,
     TextDelta,
+    Thinking,
     ThinkingDelta,
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, event_json
+from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, carried, event_json, id_with
 from sluice.formats.openai_chat import DONE, error_payload, usage_from
 from sluice.formats.sse import SSEDecoder, encode
 
@@ -159,6 +161,8 @@ class OpenAIChatStreamEncoder:
         self._model = request.model
         self._tools: dict[int, int] = {}  # canonical index -> tool call index
         self._thinking: set[int] = set()
+        self._foreign: dict[int, Thinking] = {}  # another vendor's reasoning blocks, open
+        self._carry: list[Thinking] = []  # ... closed, for the id of the next tool call
         self._finished = False
         self._role_sent = True
 
@@ -170,11 +174,14 @@ class OpenAIChatStreamEncoder:
         if isinstance(event, BlockStart):
             if event.kind == "tool_call":
                 n = self._tools[event.index] = len(self._tools)
-                call = {"index": n, "id": event.call_id, "type": "function"}
+                call = {"index": n, "id": id_with(event.call_id, self._carry), "type": "function"}
+                self._carry = []
                 call["function"] = {"name": event.name, "arguments": ""}
                 return self._chunk({"tool_calls": [call]})
             if event.kind == "thinking" and event.origin == WIRE:
                 self._thinking.add(event.index)
+            elif event.kind == "thinking":
+                self._foreign[event.index] = Thinking("", redacted=event.redacted, origin=event.origin)
             return b""
         if isinstance(event, TextDelta):
             return self._chunk({"content": event.text})
@@ -182,6 +189,14 @@ class OpenAIChatStreamEncoder:
             return self._chunk(
                 {"tool_calls": [{"index": self._tools[event.index], "function": {"arguments": event.json}}]}
             )
+        if isinstance(event, ThinkingDelta) and event.index in self._foreign:
+            foreign = self._foreign[event.index]
+            foreign.text += event.text
+            foreign.signature = (foreign.signature or "") + event.signature or None
+            return b""
+        if isinstance(event, BlockStop) and event.index in self._foreign:
+            self._carry += carried([self._foreign.pop(event.index)])
+            return b""
         if isinstance(event, ThinkingDelta):
             if event.index in self._thinking and event.text:
                 return self._chunk({"reasoning_content": event.text})

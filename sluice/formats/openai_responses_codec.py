@@ -18,6 +18,11 @@ What does not map, and why:
 - A `reasoning` item becomes a thinking block whose signature is `encrypted_content` and whose
   text is the summary parts joined by a blank line; it goes back only to Responses, and only
   when it has encrypted content (without it, the item is a reference to stored state).
+  Another vendor's signed blocks in an answer go out as reasoning items too, sealed into
+  `encrypted_content` (codec_support.seal); Codex sends them back and they decode to the blocks
+  as they were, for that vendor (Claude's thinking round trip).
+- `user` longer than 64 characters goes as its hash; a reasoning model (GPT-5, o-series) gets the
+  default sampling only (temperature and top_p other than 1 are dropped).
 - Function tools go out with `strict: false` (the Responses default is strict, which rejects
   schemas written for other formats). Tool results have no error flag: `is_error` is dropped.
 - `stop` sequences have no equivalent: refused. `top_k` is dropped (a sampling hint).
@@ -45,13 +50,24 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import WireFormat
-from sluice.formats.codec_support import body_text, data_url, json_body, merge_into, native_tools, parse_data_url
-from sluice.formats.openai_chat import usage_from
+from sluice.formats.codec_support import (
+    body_text,
+    carried,
+    data_url,
+    end_user_id,
+    json_body,
+    merge_into,
+    native_tools,
+    parse_data_url,
+    unseal,
+)
+from sluice.formats.openai_chat import sampling_for, takes_reasoning, usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.openai_responses_stream import (
     ResponsesStreamDecoder,
     ResponsesStreamEncoder,
     encode_usage,
+    foreign_reasoning_item,
     response_object,
     status_fields,
     stop_reason,
@@ -66,8 +82,10 @@ from sluice.formats.openai_responses_tools import (
     freeform_names,
     namespaces,
 )
+from sluice.formats.tool_names import OPENAI as TOOL_NAMES
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
+USER_LIMIT = 64  # as in Chat Completions: a longer `user` is refused
 _EFFORTS = ("minimal", "low", "medium", "high")
 _KNOWN = {
     "model", "instructions", "input", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
@@ -77,6 +95,7 @@ _KNOWN = {
 
 class OpenAIResponsesCodec:
     wire = WireFormat.OPENAI_RESPONSES
+    tool_names = TOOL_NAMES
 
     def decode_request(self, doc: dict[str, Any], model: str | None = None) -> ChatRequest:
         for key in ("previous_response_id", "conversation"):
@@ -148,15 +167,14 @@ class OpenAIResponsesCodec:
                 body["parallel_tool_calls"] = c.parallel
         for key, value in (
             ("max_output_tokens", request.max_tokens),
-            ("temperature", request.temperature),
-            ("top_p", request.top_p),
-            ("user", request.user),
+            ("user", end_user_id(request.user, USER_LIMIT)),
         ):
             if value is not None:
                 body[key] = value
+        body.update(sampling_for(request.model, request.temperature, request.top_p))
         if request.stream:
             body["stream"] = True
-        if r := request.reasoning:
+        if (r := request.reasoning) and takes_reasoning(request.model):
             reasoning: dict[str, Any] = {"effort": r.effort or _effort_for(r.budget_tokens)}
             if r.summary:
                 reasoning["summary"] = "auto"
@@ -185,7 +203,7 @@ class OpenAIResponsesCodec:
             elif kind == "custom_tool_call":
                 content.append(custom_call(item))
             elif kind == "reasoning":
-                content.append(_thinking(item))
+                content.extend(_thinking(item))
         has_calls = any(isinstance(p, ToolCall) for p in content)
         stop = "refusal" if refused else stop_reason(doc, has_calls)
         return ChatResponse(doc.get("id", ""), doc.get("model", ""), content, stop, usage=usage_from(doc.get("usage")))
@@ -207,6 +225,9 @@ class OpenAIResponsesCodec:
                 output.append(call | {"call_id": p.id, **call_fields(p.name, groups)})
             elif isinstance(p, Thinking) and p.origin == WIRE:
                 output.append({"id": f"rs_{n}", **_reasoning_item(p)})
+            elif isinstance(p, Thinking) and carried([p]):
+                # Another vendor's signed reasoning: Codex sends reasoning items back as it got them.
+                output.append({"id": f"rs_{n}", **foreign_reasoning_item(p)})
         fields = status_fields(response.stop_reason)
         return response_object(response.id, response.model, output, usage=encode_usage(response.usage), **fields)
 
@@ -264,14 +285,19 @@ def _decode_item(item: dict[str, Any], system: list[Text], messages: list[Messag
         result = ToolResult(item.get("call_id", ""), [p for p in content if isinstance(p, Text | Image | Document)])
         merge_into(messages, "user", [result])
     elif kind == "reasoning":
-        merge_into(messages, "assistant", [_thinking(item)])
+        merge_into(messages, "assistant", list(_thinking(item)))
     else:
         raise Untranslatable(f"{WIRE}: input item type {kind!r} cannot be translated to another format")
 
 
-def _thinking(item: dict[str, Any]) -> Thinking:
+def _thinking(item: dict[str, Any]) -> list[Thinking]:
+    """A reasoning item: OpenAI's own, or another vendor's blocks the gateway sealed into its
+    encrypted_content on the way out (see codec_support.seal)."""
+    restored = unseal(item.get("encrypted_content"))
+    if restored is not None:
+        return restored
     summary = "\n\n".join(s.get("text", "") for s in item.get("summary") or ())
-    return Thinking(summary, signature=item.get("encrypted_content"), origin=WIRE)
+    return [Thinking(summary, signature=item.get("encrypted_content"), origin=WIRE)]
 
 
 def _decode_content(content: Any) -> list[Part]:

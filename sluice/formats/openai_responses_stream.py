@@ -23,11 +23,12 @@ from sluice.core.canonical import (
     StopReason,
     StreamEvent,
     TextDelta,
+    Thinking,
     ThinkingDelta,
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.codec_support import JsonEventDecoder
+from sluice.formats.codec_support import JsonEventDecoder, carried, seal
 from sluice.formats.openai_chat import usage_from
 from sluice.formats.openai_chat_stream import failure_from
 from sluice.formats.openai_responses_tools import call_fields, call_name, freeform_input, freeform_names, namespaces
@@ -70,6 +71,12 @@ def encode_usage(u: Usage) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + u.output_tokens,
     }
+
+
+def foreign_reasoning_item(p: Thinking) -> dict[str, Any]:
+    """Another vendor's signed reasoning block as a reasoning item (its text as the summary)."""
+    summary = [{"type": "summary_text", "text": p.text}] if p.text and not p.redacted else []
+    return {"type": "reasoning", "summary": summary, "encrypted_content": seal([p])}
 
 
 def response_object(rid: str, model: str, output: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
@@ -178,6 +185,7 @@ class ResponsesStreamEncoder:
         self._item: dict[str, Any] = {}  # the open item
         self._buffer = ""  # its text, arguments or summary so far
         self._signature = ""
+        self._foreign: Thinking | None = None  # the open block is another vendor's reasoning
         self._shown: set[int] = set()  # canonical blocks this format shows
 
     def encode(self, event: StreamEvent) -> bytes:
@@ -215,6 +223,9 @@ class ResponsesStreamEncoder:
                 return b""  # the text is inside the JSON arguments: sent whole once they are complete
             return self._ev("response.function_call_arguments.delta", **where, delta=event.json)
         self._signature += event.signature
+        if self._foreign is not None and self._foreign.redacted:
+            self._foreign.text += event.text  # opaque data, not a summary to show
+            return b""
         if not event.text:
             return b""
         head = b""
@@ -249,10 +260,12 @@ class ResponsesStreamEncoder:
         elif event.kind == "tool_call":
             self._item = {"id": f"fc_{n}", "type": "function_call", "status": "in_progress", "arguments": ""}
             self._item |= {"call_id": event.call_id, **call_fields(event.name, self._groups)}
-        elif event.origin == WIRE:
-            self._item = {"id": f"rs_{n}", "type": "reasoning", "summary": []}
         else:
-            return b""  # another vendor's reasoning: not ours to forward
+            # Another vendor's reasoning goes out as a reasoning item too: its signed blocks sealed
+            # into encrypted_content, so the next turn brings them back (see codec_support.seal).
+            self._item = {"id": f"rs_{n}", "type": "reasoning", "summary": []}
+            if event.origin != WIRE:
+                self._foreign = Thinking("", redacted=event.redacted, origin=event.origin)
         self._shown.add(event.index)
         out = self._ev("response.output_item.added", output_index=n, item=self._item)
         if event.kind == "text":
@@ -286,7 +299,17 @@ class ResponsesStreamEncoder:
                 out += self._ev("response.reasoning_summary_text.done", **where, summary_index=0, text=text)
                 out += self._ev("response.reasoning_summary_part.done", **where, summary_index=0, part=part)
                 item["summary"] = [part]
-            if self._signature:
+            foreign, self._foreign = self._foreign, None
+            if foreign is not None:
+                block = Thinking(
+                    foreign.text if foreign.redacted else text,
+                    signature=self._signature or None,
+                    redacted=foreign.redacted,
+                    origin=foreign.origin,
+                )
+                if carried([block]):
+                    item["encrypted_content"] = seal([block])
+            elif self._signature:
                 item["encrypted_content"] = self._signature
         out += self._ev("response.output_item.done", output_index=len(self._output), item=item)
         self._output.append(item)

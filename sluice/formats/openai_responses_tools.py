@@ -6,8 +6,9 @@
   own. The canonical tool keeps (namespace, name): a call the model makes to the flat name goes
   back to the caller as `{"type": "function_call", "namespace": ..., "name": ...}`, which is how
   Codex dispatches it, and namespaced calls in the history get the flat name again. A flat name
-  that would not be valid everywhere (64 characters of `[A-Za-z0-9_-]`, not starting with a digit
-  or dash) is shortened and made unique with a hash of the pair.
+  the target does not accept (too long, a `/` or `.` in the namespace) gets a valid one for that
+  target from the bridge, as every tool name does (tool_names.py), and the answer's calls get the
+  flat name back before they are regrouped here.
 - A `custom` tool (freeform: the model writes one text, Codex's `apply_patch` or `exec`) becomes
   a function of one string argument, `input`, whose description carries the tool's grammar; a
   call to it goes back to the caller as a `custom_tool_call` with that text as its `input`, and
@@ -19,8 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 import orjson
@@ -30,18 +29,13 @@ from sluice.core.types import WireFormat
 
 WIRE = WireFormat.OPENAI_RESPONSES.value
 SEPARATOR = "__"
-_VALID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _EMPTY = {"type": "object", "properties": {}}
 
 
 def flat_name(namespace: str, name: str) -> str:
-    """The name a function of a namespace has in formats without namespaces."""
-    flat = f"{namespace}{SEPARATOR}{name}"
-    if _VALID.fullmatch(flat):
-        return flat
-    digest = hashlib.sha256(f"{len(namespace)}:{namespace}{name}".encode()).hexdigest()[:10]
-    hint = re.sub(r"[^A-Za-z0-9_-]", "_", flat)[:50]
-    return f"ns_{hint}_{digest}"
+    """The name a function of a namespace has in formats without namespaces (before the target's
+    name rule applies: tool_names.target_name)."""
+    return f"{namespace}{SEPARATOR}{name}"
 
 
 def decode_tools(raw: Any, out: list[Tool]) -> None:

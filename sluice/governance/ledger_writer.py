@@ -1,33 +1,75 @@
 """Group commit for the spend ledger: settlements that arrive together share one transaction, and
-each waits until its own row is durable."""
+each waits until its own row is durable.
+
+Durable means in the store, or, while the store is down, in the local spend journal (fsynced),
+from which the writer replays it into the store as soon as the store answers again, and always
+before counters are rebuilt from the ledger. A settlement that is durable in neither raises
+`SpendNotDurable`: the engine then refuses the answer instead of serving it unbilled.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import datetime
 
-from sluice.core.tasks import spawn
+from sluice.core.tasks import cancel, spawn
+from sluice.governance.spend_journal import SpendJournal
 from sluice.storage.ports import SpendLedger
 from sluice.storage.records import SpendRow
 
 log = logging.getLogger("sluice.ledger")
 
 
+class SpendNotDurable(Exception):
+    """Neither the store nor the local journal could take a settlement."""
+
+
 class LedgerWriter:
     def __init__(
-        self, ledger: SpendLedger, *, max_batch: int = 500, linger_s: float = 0.05, commit_delay_s: float = 0.002
+        self,
+        ledger: SpendLedger,
+        *,
+        journal: SpendJournal | None = None,
+        max_batch: int = 500,
+        linger_s: float = 0.05,
+        commit_delay_s: float = 0.002,
+        retry_s: float = 1.0,
     ) -> None:
         self._ledger = ledger
+        self._journal = journal
         self._max_batch = max_batch
         self._linger_s = linger_s
         # A commit costs far more than a row: a waited settlement gives others 2 ms to join it.
         self._commit_delay_s = commit_delay_s
+        # While the store is down, settlements go straight to the journal, and the store is tried
+        # again this often (by the replayer), not by every settlement.
+        self._retry_s = retry_s
+        self._store_down_at: float | None = None
         self._pending: list[tuple[SpendRow, asyncio.Future[None] | None]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._lingering: asyncio.Task[None] | None = None
+        self._replaying: asyncio.Task[None] | None = None
+        self._replay_lock = asyncio.Lock()
+
+    @property
+    def journalled(self) -> int:
+        """Settlements waiting in the journal for the store."""
+        return len(self._journal.pending) if self._journal else 0
+
+    async def start(self) -> None:
+        """Replays what an earlier run journalled; keeps trying in the background if the store is down."""
+        if self._journal is None or not self._journal.pending:
+            return
+        try:
+            await self.replay()
+        except Exception:
+            log.warning("spend journal: the store is not reachable yet; replay continues in the background")
+            self._schedule_replay()
 
     async def write(self, row: SpendRow) -> None:
-        """Returns once the row is committed; raises if it could not be."""
+        """Returns once the row is durable; raises SpendNotDurable if it could not be made so."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue(row, future)
         await future
@@ -38,6 +80,27 @@ class LedgerWriter:
         self._pending.append((row, None))
         if (self._lingering is None or self._lingering.done()) and (self._flushing is None or self._flushing.done()):
             self._lingering = spawn(self._linger(), name="ledger-linger")
+
+    async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
+        """The ledger's totals, with every journalled settlement replayed into it first, so a counter
+        rebuilt from them holds the spend of the outage too. Raises while the store is down."""
+        if self._journal is not None and self._journal.pending:
+            await self.replay()
+        return await self._ledger.spend_totals(scope, scope_id, start, end)
+
+    async def replay(self) -> None:
+        """Moves journalled settlements into the store (idempotent by request id); raises if it is down."""
+        if self._journal is None:
+            return
+        async with self._replay_lock:
+            rows = self._journal.pending
+            for i in range(0, len(rows), self._max_batch):
+                batch = rows[i : i + self._max_batch]
+                await self._ledger.record_spend(batch)
+                self._journal.forget({row.request_id for row in batch})
+            if rows:
+                self._store_down_at = None
+                log.info("spend journal: replayed %d settlement(s) into the ledger", len(rows))
 
     def _enqueue(self, row: SpendRow, future: asyncio.Future[None] | None) -> None:
         self._pending.append((row, future))
@@ -53,12 +116,7 @@ class LedgerWriter:
             await asyncio.sleep(delay)
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            error: BaseException | None = None
-            try:
-                await self._ledger.record_spend([row for row, _ in batch])
-            except Exception as exc:
-                log.exception("spend ledger write failed for %d settlement(s)", len(batch))
-                error = exc
+            error = await self._persist([row for row, _ in batch])
             for _, future in batch:
                 if future is not None and not future.done():
                     if error is None:
@@ -66,9 +124,60 @@ class LedgerWriter:
                     else:
                         future.set_exception(error)
 
+    async def _persist(self, rows: list[SpendRow]) -> BaseException | None:
+        """Store, else journal. Returns the error that left the rows durable nowhere."""
+        if not self._store_recently_down():
+            try:
+                await self._ledger.record_spend(rows)
+                return None
+            except Exception as exc:
+                if self._journal is None:
+                    log.exception("spend ledger write failed for %d settlement(s)", len(rows))
+                    return exc
+                log.warning("spend ledger write failed for %d settlement(s) (%s); journalling them", len(rows), exc)
+                self._store_down_at = time.monotonic()
+        assert self._journal is not None
+        try:
+            self._journal.append(rows)
+        except OSError as exc:
+            log.error(
+                "spend journal %s cannot take %d settlement(s) (%s): their answers are refused",
+                self._journal.path,
+                len(rows),
+                exc,
+            )
+            return SpendNotDurable(f"settlement neither in the store nor in the journal: {exc}")
+        self._schedule_replay()
+        return None
+
+    def _store_recently_down(self) -> bool:
+        return (
+            self._journal is not None
+            and self._store_down_at is not None
+            and time.monotonic() - self._store_down_at < self._retry_s
+        )
+
+    def _schedule_replay(self) -> None:
+        if self._replaying is None or self._replaying.done():
+            self._replaying = spawn(self._replay_until_done(), name="ledger-replay")
+
+    async def _replay_until_done(self) -> None:
+        while self._journal is not None and self._journal.pending:
+            await asyncio.sleep(self._retry_s)
+            try:
+                await self.replay()
+            except Exception as exc:
+                self._store_down_at = time.monotonic()
+                log.warning("spend journal: store still unavailable (%s); %d waiting", exc, self.journalled)
+
     async def drain(self) -> None:
         for task in (self._lingering, self._flushing):
             if task is not None and not task.done():
                 await asyncio.shield(task)
         if self._pending:
             await self._flush()
+        try:
+            await self.replay()
+        except Exception:
+            log.warning("spend journal: %d settlement(s) stay journalled for the next start", self.journalled)
+        await cancel(self._replaying)

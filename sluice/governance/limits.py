@@ -9,7 +9,11 @@ A reservation a crashed gateway never settled lapses after its lease.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,6 +27,7 @@ from sluice.governance.config_sync import parse_object
 from sluice.governance.ledger_writer import LedgerWriter
 from sluice.governance.profiles import profile_limits
 from sluice.governance.refresh import Follower
+from sluice.governance.spend_journal import SpendJournal
 from sluice.pricing.table import pico_to_dollars
 from sluice.settings import AccessProfileConfig, BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
 from sluice.storage.ports import LimitCounters, Store
@@ -31,6 +36,10 @@ from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
 log = logging.getLogger("sluice.limits")
 Measure = Literal["cost", "tokens", "requests", "concurrent"]
 PICO_PER_DOLLAR = 10**12
+# Measures whose reservations are estimates above what requests really use, so a refusal caused
+# only by other requests' reservations may clear when they settle (requests and slots are exact).
+_ESTIMATED = ("cost", "tokens")
+BUSY_RETRY_AFTER_S = 1.0  # what a 429 "busy" asks the client to wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +146,7 @@ class Limits:
     ) -> None:
         self._counters = counters
         self._store = store
-        self._writer = LedgerWriter(store)
+        self._writer = LedgerWriter(store, journal=SpendJournal(governance.spend_journal_path))
         self._clock = clock
         self._lease_s = governance.reservation_lease_s
         self._team_customer: dict[str, str | None] = {}
@@ -148,8 +157,13 @@ class Limits:
         self._profiles: dict[str, AccessProfileConfig] = {}
         self._derived: dict[tuple[str, str], list[LimitRule]] = {}  # (key id, profile id) -> rules
         self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
+        self._busy_wait_s = governance.busy_wait_s
+        # Settlements in this process wake waiters at once; other replicas' are seen by polling.
+        self._poll_s = 0.25 if governance.backend == "redis" else 1.0
+        self._settled = _Settlements()
 
     async def start(self) -> None:
+        await self._writer.start()  # the previous run's journalled spend, before any counter is seeded
         await self._follower.start()
 
     async def reload(self) -> None:
@@ -184,6 +198,11 @@ class Limits:
         self._profiles = profiles
         self._derived = {}
         self._current = {}
+
+    @property
+    def journalled(self) -> int:
+        """Settlements in the local spend journal, waiting for the store."""
+        return self._writer.journalled
 
     async def stop(self) -> None:
         await self._follower.stop()
@@ -229,12 +248,7 @@ class Limits:
         amounts = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 1}
         try:
             await self._seed(items)
-            refused, states = await self._counters.reserve(
-                request_id,
-                [(bucket, amounts[rule.measure]) for rule, bucket, _ in items],
-                self._lease_s,
-                now.timestamp(),
-            )
+            states = await self._reserve(request_id, items, amounts)
         except SluiceError:
             raise
         except Exception:
@@ -248,10 +262,40 @@ class Limits:
                 retry_after=5,
             ) from None
         admission = Admission(request_id, now, key, team, customer, items, states)
-        if refused is not None:
-            raise _refusal(items[refused], states[refused], amounts, now)
         admission.headers = _headers(items, states, now)
         return admission
+
+    async def _reserve(
+        self, request_id: str, items: list[tuple[LimitRule, Bucket, Window | None]], amounts: dict[str, int]
+    ) -> list[BucketState]:
+        """Reserves `amounts` in every counter, all or nothing, or raises the refusal. A limit whose
+        settled usage (plus what this request already holds) leaves room for `amounts` is not
+        spent, only busy: other requests in flight hold the rest. Then wait, up to `busy_wait_s`,
+        for settlements to give room back, and answer "busy" (429, retryable) after that: a 402
+        (or a rate limit's 429 with its window's reset) only ever means the limit is used up."""
+        deadline: float | None = None
+        while True:
+            now = self._clock.now()
+            refused, states = await self._counters.reserve(
+                request_id,
+                [(bucket, amounts[rule.measure]) for rule, bucket, _ in items],
+                self._lease_s,
+                now.timestamp(),
+            )
+            if refused is None:
+                return states
+            spent = _spent(items, states, amounts)
+            if spent is not None:
+                raise _refusal(items[spent], states[spent], amounts, now)
+            rule, bucket, _ = items[refused]
+            if rule.measure not in _ESTIMATED:
+                raise _refusal(items[refused], states[refused], amounts, now)
+            if deadline is None:
+                deadline = time.monotonic() + self._busy_wait_s
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _busy(items[refused], states[refused], amounts)
+            await self._settled.wait(bucket.key, min(left, self._poll_s))
 
     def _bucket(self, rule: LimitRule, now: datetime) -> tuple[LimitRule, Bucket, Window | None]:
         # The current window of a rule stays the same until it ends: compute it once per window.
@@ -278,7 +322,8 @@ class Limits:
         for rule, bucket, window in items:
             if window is None or bucket.key in self._seeded:
                 continue
-            cost, tokens, requests = await self._store.spend_totals(rule.scope, rule.scope_id, window.start, window.end)
+            totals = await self._writer.spend_totals(rule.scope, rule.scope_id, window.start, window.end)
+            cost, tokens, requests = totals
             used = {"cost": cost, "tokens": tokens, "requests": requests}[rule.measure]
             await self._counters.seed(bucket, used)
             self._seeded.add(bucket.key)
@@ -288,18 +333,10 @@ class Limits:
         return any(rule.measure in ("cost", "tokens") for rule, _, _ in admission.items)
 
     async def extend(self, admission: Admission, cost_pico: int, tokens: int) -> None:
-        """Grows a live reservation (a stream outgrowing its estimate); raises the refusal when a
-        limit cannot cover it."""
+        """Grows a live reservation (a stream outgrowing its block); raises the refusal when a
+        limit cannot cover it, after waiting like an admission when it is only busy."""
         amounts = {"cost": cost_pico, "tokens": tokens, "requests": 0, "concurrent": 0}
-        now = self._clock.now()
-        refused, states = await self._counters.reserve(
-            admission.request_id,
-            [(bucket, amounts[rule.measure]) for rule, bucket, _ in admission.items],
-            self._lease_s,
-            now.timestamp(),
-        )
-        if refused is not None:
-            raise _refusal(admission.items[refused], states[refused], amounts, now)
+        await self._reserve(admission.request_id, admission.items, amounts)
 
     async def usage(self, key: VirtualKey) -> tuple[float, int]:
         """(largest fraction used of any budget of the key, its team or customer; tokens used in
@@ -329,31 +366,99 @@ class Limits:
         await self._counters.settle(
             admission.request_id, [(bucket, 0) for _, bucket, _ in admission.items], self._clock.now().timestamp()
         )
+        self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
-        """Ledger first (durable), then counters; safe to call twice."""
+        """Ledger first (durable: the store or the local journal), then counters; safe to call
+        twice. The counters take the spend even when it is durable nowhere (SpendNotDurable is
+        raised after): the provider was paid, so the budget must keep holding."""
         if admission is None:
             self._writer.write_later(row)
             return
         if admission.settled:
             return
         admission.settled = True
-        if wait:
-            await self._writer.write(row)
-        else:
-            self._writer.write_later(row)
         actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
-        await self._counters.settle(
-            admission.request_id,
-            [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
-            self._clock.now().timestamp(),
-        )
+        try:
+            if wait:
+                await self._writer.write(row)
+            else:
+                self._writer.write_later(row)
+        finally:
+            await self._counters.settle(
+                admission.request_id,
+                [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
+                self._clock.now().timestamp(),
+            )
+            self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     def spend_row(
         self, admission: Admission | None, request_id: str, key: VirtualKey, cost: int, tokens: int, at: datetime
     ) -> SpendRow:
         team, customer = self.scopes_of(key)
         return SpendRow(request_id, admission.admitted_at if admission else at, key.id, team, customer, cost, tokens)
+
+
+class _Settlements:
+    """Wakes the requests of this process waiting on a counter when a reservation on it settles."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    async def wait(self, key: str, at_most_s: float) -> None:
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most_s):
+                await event.wait()
+
+    def notify(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            event = self._events.pop(key, None)
+            if event is not None:
+                event.set()
+
+
+def _spent(
+    items: list[tuple[LimitRule, Bucket, Window | None]], states: list[BucketState], amounts: dict[str, int]
+) -> int | None:
+    """The first limit that settled usage alone (with what this request holds already) leaves too
+    little for `amounts`: used up whatever other requests in flight do."""
+    for index, ((rule, _, _), state) in enumerate(zip(items, states, strict=True)):
+        amount = amounts[rule.measure]
+        if amount > 0 and state.used + state.held + amount > rule.limit:
+            return index
+    return None
+
+
+def _busy(item: tuple[LimitRule, Bucket, Window | None], state: BucketState, amounts: dict[str, int]) -> SluiceError:
+    rule, _, window = item
+    amount = amounts[rule.measure]
+    others = max(0, state.reserved - state.held)
+    wait = f"{BUSY_RETRY_AFTER_S:.0f}s"
+    details: dict[str, object] = {
+        "limit_id": rule.id,
+        "limit": rule.describe_limit(),
+        "resets_at": window.end.isoformat() if window else None,
+        "busy": True,
+    }
+    if rule.measure == "cost":
+        message = (
+            f"Budget '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) is not spent but busy: limit "
+            f"{rule.describe_limit()}, spent ${pico_to_dollars(state.used):.4f}, "
+            f"${pico_to_dollars(others):.4f} held by other requests in flight until they finish, this request "
+            f"may cost up to ${pico_to_dollars(amount):.4f}. Please retry in {wait}."
+        )
+        return SluiceError(ErrorKind.POLICY_BUDGET_BUSY, message, retry_after=BUSY_RETRY_AFTER_S, details=details)
+    message = (
+        f"Rate limit '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) is held by requests in flight: "
+        f"{rule.describe_limit()}. Please retry in {wait}."
+    )
+    details.update(
+        measure=rule.measure, limit_value=rule.limit, remaining=max(0, rule.limit - state.used - state.reserved)
+    )
+    return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=BUSY_RETRY_AFTER_S, details=details)
 
 
 def _refusal(

@@ -28,6 +28,7 @@ from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
 from sluice.formats.aws_eventstream import SSEToInvokeStream, exception_for, exception_frame
+from sluice.formats.json_body import encode_body
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.errors import error_headers, status_of
 from sluice.http.inference import InferenceRoute, parse_json
@@ -57,7 +58,7 @@ def anthropic_name_of_vertex(model: str) -> str:
 
 
 def _messages_request(
-    doc: dict[str, Any], headers: dict[str, str], model: str, stream: bool | None
+    doc: dict[str, Any], headers: dict[str, str], model: object, stream: bool | None
 ) -> tuple[bytes, dict[str, Any], dict[str, str]]:
     doc.pop("anthropic_version", None)
     betas = doc.pop("anthropic_beta", None)
@@ -69,7 +70,7 @@ def _messages_request(
     doc["model"] = model
     if stream is not None:
         doc["stream"] = stream
-    return orjson.dumps(doc), doc, headers
+    return encode_body(doc), doc, headers
 
 
 class BedrockRoute(InferenceRoute):
@@ -153,10 +154,11 @@ class VertexRoute(InferenceRoute):
         assert match is not None  # the router sends only matching paths here
         doc = parse_json(body)
         if self.operation is Operation.COUNT_TOKENS:  # the model is in the body there
-            model = anthropic_name_of_vertex(str(doc.get("model", "")))
+            model = doc.get("model")  # anything but a string is refused by the engine
+            model = anthropic_name_of_vertex(model) if isinstance(model, str) else model
             raw, doc, headers = _messages_request(doc, headers, model, None)
             doc.pop("stream", None)
-            return Inbound(self.wire, self.operation, orjson.dumps(doc), doc, headers)
+            return Inbound(self.wire, self.operation, encode_body(doc), doc, headers)
         stream = match.group(2) == "streamRawPredict"
         raw, doc, headers = _messages_request(doc, headers, anthropic_name_of_vertex(match.group(1)), stream)
         return Inbound(self.wire, self.operation, raw, doc, headers)

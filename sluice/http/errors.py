@@ -20,6 +20,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.POLICY_KEY_INACTIVE: 403,
     ErrorKind.POLICY_MODEL_DENIED: 403,
     ErrorKind.POLICY_BUDGET_EXCEEDED: 402,
+    ErrorKind.POLICY_BUDGET_BUSY: 429,
     ErrorKind.POLICY_RATE_LIMITED: 429,
     ErrorKind.POLICY_UNPRICED: 403,
     ErrorKind.PROVIDER_ERROR: 502,
@@ -41,6 +42,8 @@ OPENAI_CODES: dict[ErrorKind, str] = {
     ErrorKind.POLICY_KEY_INACTIVE: "virtual_key_inactive",
     ErrorKind.POLICY_MODEL_DENIED: "model_not_allowed",
     ErrorKind.POLICY_BUDGET_EXCEEDED: "budget_exceeded",
+    # Not `insufficient_quota` (Codex stops for good on that one): a code Codex retries.
+    ErrorKind.POLICY_BUDGET_BUSY: "rate_limit_exceeded",
     ErrorKind.POLICY_RATE_LIMITED: "rate_limit_exceeded",
     ErrorKind.POLICY_UNPRICED: "model_not_priced",
     ErrorKind.GATEWAY_NOT_CONFIGURED: "provider_not_configured",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.tasks import cancel, spawn
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
+from sluice.formats.json_body import encode_body
 from sluice.http.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -68,9 +70,9 @@ class InferenceRoute:
                 ctx, SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body is too large."), send, 413
             )
         except (ClientGone, asyncio.CancelledError):
-            # A caller that hangs up once the stream's final event is out (settled from its usage)
-            # got the whole answer; only one that leaves before is recorded as gone (499).
-            if not (ctx.stream and ctx.settled):
+            # A caller that hangs up once the stream's final event is out got the whole answer,
+            # whether or not the key has limits to settle; only one that leaves before is gone (499).
+            if not (ctx.stream and ctx.answered):
                 ctx.status, ctx.decision, ctx.reason = _CLIENT_CLOSED, "error", "client disconnected"
         except Exception:
             log.exception("internal error in request %s", ctx.request_id)
@@ -93,7 +95,8 @@ class InferenceRoute:
         """The request as the engine sees it (a surface may reshape it into its wire format)."""
         model, stream = self.url_facts(scope)
         query = scope.get("query_string", b"").decode()
-        return Inbound(self.wire, self.operation, body, parse_json(body), headers, query, model, stream)
+        doc = parse_json(body)
+        return Inbound(self.wire, self.operation, sole_keys(body, doc), doc, headers, query, model, stream)
 
     def url_facts(self, scope: Scope) -> tuple[str | None, bool | None]:
         """(model, streaming) when the URL carries them instead of the body."""
@@ -187,6 +190,35 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body must be a JSON object.")
     return doc
+
+
+# The top-level fields governance reads. A body naming one twice is re-encoded from what the
+# gateway parsed (the last of each, as orjson reads it), so an upstream whose parser keeps the first
+# cannot serve another model, stream or limit than the one that was allowed, priced and reserved.
+_GOVERNED_KEYS = tuple(
+    f'"{k}"'.encode()
+    for k in ("model", "stream", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "generationConfig")
+)
+
+
+def sole_keys(body: bytes, doc: dict[str, Any]) -> bytes:
+    """`body`, or `doc` re-encoded when a governed top-level key occurs twice in it. The byte count
+    is the cheap test (a quote inside a JSON string is escaped, so `"model"` is a key or a whole
+    string value); only a body that fails it is parsed again to look at its top-level keys."""
+    if not any(body.count(k) > 1 for k in _GOVERNED_KEYS):
+        return body
+    top: list[list[tuple[str, Any]]] = []
+
+    def keep_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        top[:] = [pairs]  # the outermost object is the last one the parser closes
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=keep_pairs)
+    except (ValueError, RecursionError):  # stdlib's limits differ from orjson's: re-encode to be sure
+        return encode_body(doc)
+    keys = [k for k, _ in top[0]] if top else []
+    return encode_body(doc) if len(keys) != len(set(keys)) else body
 
 
 GEMINI_PATH = re.compile(

@@ -20,6 +20,11 @@ class MetricsRoute:
         self._spilled = Gauge(
             "sluice_request_log_spilled", "Request log records spilled to the overflow file.", registry=self.registry
         )
+        self._journalled = Gauge(
+            "sluice_spend_journalled",
+            "Settlements waiting in the local spend journal for the store (non-zero: the store is down).",
+            registry=self.registry,
+        )
         self._backlog = Gauge(
             "sluice_audit_export_backlog",
             "Audit records a sink has not accepted yet.",
@@ -38,6 +43,7 @@ class MetricsRoute:
         self._recorded.set(recorder.recorded)
         self._written.set(recorder.written)
         self._spilled.set(recorder.spilled)
+        self._journalled.set(self.services.limits.journalled)
         for runner in self.services.export.runners:
             self._backlog.labels(runner.exporter.name).set(await runner.backlog())
             self._delivered.labels(runner.exporter.name).set(runner.delivered)

@@ -2,7 +2,7 @@
 
 Default deny: a key sees what its own `mcp` block, its team's and their tool groups grant, and
 nothing else. Patterns are `server/name` with shell-style wildcards (`everything/*`,
-`fs/file:///srv/docs/*`); resources are matched by their upstream URI.
+`fs/file:///srv/docs/*`); resources are matched by their upstream URI, normalised (mcp/uris.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from sluice.mcp.uris import normalise
 from sluice.settings import McpAccess, McpConfig
 from sluice.storage.records import VirtualKey
 
@@ -41,6 +42,12 @@ def split_uri(exposed: str) -> tuple[str, str]:
     return (server, uri) if sep and server and uri else ("", "")
 
 
+def _normal_pattern(pattern: str) -> str:
+    server, sep, uri = pattern.partition("/")
+    normal = normalise(uri) if sep else None
+    return f"{server}/{normal}" if normal is not None else pattern
+
+
 def _match(patterns: Iterable[str], server: str, name: str) -> bool:
     subject = f"{server}/{name}"
     return any(fnmatchcase(subject, p) for p in patterns)
@@ -56,7 +63,12 @@ class Grants:
         return _match(self.tools, server, name)
 
     def resource(self, server: str, uri: str) -> bool:
-        return _match(self.resources, server, uri)
+        """Matched on the normalised URI (mcp/uris.py), against patterns normalised alike, so
+        `..`, percent-encodings and case never lead outside a granted folder."""
+        normal = normalise(uri)
+        if normal is None:
+            return False
+        return _match((_normal_pattern(p) for p in self.resources), server, normal)
 
     def prompt(self, server: str, name: str) -> bool:
         return _match(self.prompts, server, name)

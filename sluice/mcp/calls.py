@@ -22,6 +22,7 @@ from sluice.mcp.catalog import Catalogue
 from sluice.mcp.correlate import SessionCalls
 from sluice.mcp.ratelimit import ToolRateLimits
 from sluice.mcp.upstream import Upstream
+from sluice.mcp.uris import normalise
 from sluice.storage.records import VirtualKey
 
 Ctx = ServerRequestContext[Any, Any]
@@ -152,9 +153,11 @@ class CallHandlers:
 
     async def _read_resource(self, ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         key, grants, _ = self.caller(ctx)
-        server, uri = split_uri(params.uri)
-        record = {**self._base_record(ctx, key, server, "resources/read", None), "uri": uri}
-        if not server or self.catalogue.get(server) is None or not grants.resource(server, uri):
+        server, asked = split_uri(params.uri)
+        # The upstream gets the URI the grant was checked on: one spelling, no `..` left to resolve.
+        uri = normalise(asked) or ""
+        record = {**self._base_record(ctx, key, server, "resources/read", None), "uri": uri or asked}
+        if not server or not uri or self.catalogue.get(server) is None or not grants.resource(server, uri):
             raise await self._deny(key, record, "resource", params.uri)
         upstream = await self._upstream(key, record, server)
         assert upstream.client is not None

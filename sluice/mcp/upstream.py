@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
@@ -194,7 +195,7 @@ class Upstream:
                 raise
             self.last_error = f"did not start within {self.cfg.start_timeout_s:g} s"
         except BaseException as exc:  # an ExceptionGroup from the SDK's task group, or a spawn failure
-            self.last_error = _describe(exc)
+            self.last_error = _scrub(_describe(exc), self.cfg)
         finally:
             timer.cancel()
             self.client = None
@@ -240,3 +241,20 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _scrub(text: str, cfg: McpServerConfig) -> str:
+    """An error as logged and shown (server status): without the credentials the server's URL,
+    headers or environment carry (an HTTP error names the URL it failed on)."""
+    secrets: list[str] = [v.get_secret_value() for v in (*cfg.headers.values(), *cfg.env.values())]
+    if cfg.url:
+        parts = urlsplit(cfg.url)
+        secrets += [p for p in (parts.password, parts.username, parts.query, parts.fragment) if p]
+        secrets += [value for _, value in parse_qsl(parts.query)]
+    # Values too short to be credentials (`x=1`) would only garble the message.
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+        for word in secret.split():  # "Bearer <token>": the token alone too
+            if len(word) >= 8:
+                text = text.replace(word, "***")
+    return text

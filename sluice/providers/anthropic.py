@@ -10,6 +10,13 @@ DEFAULT_VERSION = "2023-06-01"
 _PATHS = {Operation.GENERATE: "/v1/messages", Operation.COUNT_TOKENS: "/v1/messages/count_tokens"}
 
 
+def forwarded_query(query: str) -> str:
+    """What of the caller's query string reaches Anthropic: the one parameter its Messages API
+    takes (`beta=true`, which the SDK's beta client and Claude Code send). Any other parameter a
+    caller adds stays in the gateway, so a caller never shapes the upstream URL."""
+    return "beta=true" if "beta=true" in query.split("&") else ""
+
+
 class AnthropicProvider(HttpProvider):
     type = "anthropic"
 
@@ -31,5 +38,5 @@ class AnthropicProvider(HttpProvider):
         beta = call.inbound_headers.get("anthropic-beta")
         if beta:
             headers["anthropic-beta"] = beta
-        url = join_url(self.base_url, _PATHS[call.operation], call.query)
+        url = join_url(self.base_url, _PATHS[call.operation], forwarded_query(call.query))
         return await self._post(call, url, headers)

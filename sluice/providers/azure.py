@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import orjson
-
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.json_body import encode_body
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.providers.http_provider import HttpProvider, secret_of
 from sluice.settings import ProviderConfig
@@ -33,6 +32,7 @@ _PATHS = {
 
 class AzureProvider(HttpProvider):
     type = "azure"
+    model_in_url = True  # the deployment, with a dated api_version
 
     def __init__(self, name: str, cfg: ProviderConfig, client: UpstreamClient, timeouts: Timeouts) -> None:
         assert cfg.base_url is not None  # validated when the config loaded
@@ -67,7 +67,7 @@ class AzureProvider(HttpProvider):
         body = call.body
         if call.doc.get("model") != deployment:
             # The v1 API and Responses route by the body's model, which must be the deployment.
-            body = orjson.dumps({**call.doc, "model": deployment})
+            body = encode_body({**call.doc, "model": deployment})
             call.body = body
         headers = {"content-type": "application/json"}
         secret = secret_of(call.key)

@@ -55,6 +55,10 @@ class Provider(Protocol):
     type: str
     keys: list[ProviderKey]
     timeouts: Timeouts
+    # True when the model name goes into the upstream URL's path (Gemini, Vertex, Bedrock, Azure
+    # deployments): the engine then refuses a name with '/' (sluice.core.model_names), and the
+    # provider escapes it with quote(name, safe="").
+    model_in_url: bool
 
     def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         """True when the provider takes this wire format natively for `model`, so bodies pass

@@ -21,12 +21,11 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import orjson
-
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
 from sluice.formats.aws_eventstream import InvokeStreamToSSE
+from sluice.formats.json_body import encode_body
 from sluice.providers.aws import SigV4Signer, bedrock_error
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.settings import ProviderConfig
@@ -54,6 +53,7 @@ def is_anthropic(model_id: str) -> bool:
 
 class BedrockProvider:
     type = "bedrock"
+    model_in_url = True
 
     def __init__(self, name: str, cfg: ProviderConfig, client: UpstreamClient, timeouts: Timeouts) -> None:
         assert cfg.region is not None  # validated when the config loaded
@@ -102,9 +102,9 @@ class BedrockProvider:
         else:
             action = "converse-stream" if call.stream else "converse"
             body = call.body
-        # The model id keeps its ':' unescaped, as AWS's SDKs send it; the signature covers the
-        # same bytes the request carries.
-        url = f"{self.base_url}/model/{quote(model_id, safe=':')}/{action}"
+        # Escaped as AWS's SDKs do (botocore's percent_encode: `:` as %3A, an ARN's `/` as %2F);
+        # the upstream client sends the URL as built, so the signature covers the bytes it carries.
+        url = f"{self.base_url}/model/{quote(model_id, safe='')}/{action}"
         headers = {"content-type": "application/json", "accept": "application/json", **self._extra_headers}
         if call.key is not None and call.key.name != SIGV4_KEY:
             headers["authorization"] = f"Bearer {call.key.secret}"
@@ -131,7 +131,7 @@ def invoke_body(call: ProviderCall) -> bytes:
     beta = call.inbound_headers.get(BODY_BETAS_HEADER, call.inbound_headers.get("anthropic-beta"))
     if beta and "anthropic_beta" not in doc:
         doc["anthropic_beta"] = [b.strip() for b in beta.split(",") if b.strip()]
-    return orjson.dumps(doc)
+    return encode_body(doc)
 
 
 async def _as_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

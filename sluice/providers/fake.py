@@ -33,6 +33,7 @@ _ERRORS = {
 
 class FakeProvider:
     type = "fake"
+    model_in_url = False
 
     def __init__(self, name: str = "fake") -> None:
         self.name = name

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from sluice.core.types import Operation, WireFormat
 from sluice.providers.base import ProviderCall, ProviderReply, join_url
 from sluice.providers.http_provider import HttpProvider, secret_of
@@ -12,6 +14,7 @@ _METHODS = {Operation.GENERATE: "generateContent", Operation.COUNT_TOKENS: "coun
 
 class GeminiProvider(HttpProvider):
     type = "gemini"
+    model_in_url = True
 
     def speaks(self, wire: WireFormat, operation: Operation, model: str) -> bool:
         return wire is WireFormat.GEMINI and operation in _METHODS
@@ -28,6 +31,6 @@ class GeminiProvider(HttpProvider):
             method, query = "streamGenerateContent", "alt=sse"
         else:
             query = ""
-        url = join_url(self.base_url, f"/v1beta/models/{call.model}:{method}", query)
+        url = join_url(self.base_url, f"/v1beta/models/{quote(call.model, safe='')}:{method}", query)
         headers = {"content-type": "application/json", "x-goog-api-key": secret_of(call.key)}
         return await self._post(call, url, headers)

@@ -13,6 +13,7 @@ _PASSED_HEADERS = ("retry-after", "anthropic-ratelimit-requests-reset", "x-ratel
 
 class HttpProvider:
     type = "http"
+    model_in_url = False  # the model travels in the request body
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ import orjson
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.json_body import encode_body
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.providers.google_auth import CredentialsError, SelfSignedJWT, ServiceAccount
 from sluice.settings import ProviderConfig
@@ -53,6 +54,7 @@ def default_base_url(region: str) -> str:
 
 class VertexProvider:
     type = "vertex"
+    model_in_url = True
 
     def __init__(self, name: str, cfg: ProviderConfig, client: UpstreamClient, timeouts: Timeouts) -> None:
         assert cfg.region is not None  # validated when the config loaded
@@ -93,8 +95,9 @@ class VertexProvider:
 
     def _url(self, publisher: str, model: str, method: str, query: str = "") -> str:
         path = (
-            f"/v1/projects/{self.project}/locations/{self.region}/publishers/{publisher}/models/"
-            f"{quote(model, safe='@-._')}:{method}"
+            f"/v1/projects/{quote(self.project or '', safe='')}/locations/{quote(self.region, safe='')}"
+            f"/publishers/{publisher}/models/"
+            f"{quote(model, safe='@')}:{method}"
         )
         return self.base_url + path + (f"?{query}" if query else "")
 
@@ -109,12 +112,12 @@ class VertexProvider:
         if call.wire is WireFormat.ANTHROPIC_MESSAGES:
             if call.operation is Operation.COUNT_TOKENS:
                 url = self._url("anthropic", "count-tokens", "rawPredict")
-                body = orjson.dumps({**call.doc, "model": model})
+                body = encode_body({**call.doc, "model": model})
             else:
                 url = self._url("anthropic", model, "streamRawPredict" if call.stream else "rawPredict")
                 doc = {k: v for k, v in call.doc.items() if k != "model"}
                 doc.setdefault("anthropic_version", ANTHROPIC_VERSION)
-                body = orjson.dumps(doc)
+                body = encode_body(doc)
             for name in ("anthropic-beta",):
                 if call.inbound_headers.get(name):
                     headers[name] = call.inbound_headers[name]

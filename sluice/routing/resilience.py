@@ -26,26 +26,50 @@ def backoff_delay(retry: RetryConfig, attempt: int, retry_after: float | None, r
 class _State:
     failures: int = 0
     open_until: float = 0.0
-    probing: bool = False
+    probe: int = 0  # the ticket of the half-open probe in flight; 0 when none
 
 
 class CircuitBreakers:
     """One breaker per provider key: `failure_threshold` failures in a row open it for
     `open_seconds`, during which the key is skipped at no cost; then one request probes it
-    (half-open), and its outcome closes or re-opens the breaker."""
+    (half-open), and its outcome closes or re-opens the breaker.
+
+    Looking is free: `allows` only says whether a key may be chosen. The request that is really
+    sent to a key `claim`s it; in half-open state that request takes the one probe slot, and
+    gives it back (`give_back`) if it ends without a verdict (refused by a budget, cancelled,
+    answered 429), so a key considered but not used, or a probe abandoned, never locks it out."""
 
     def __init__(self, config: CircuitBreakerConfig) -> None:
         self._config = config
         self._states: dict[str, _State] = {}
+        self._tickets = 0
+
+    def _half_open(self, state: _State | None) -> bool:
+        return state is not None and state.failures >= self._config.failure_threshold
 
     def allows(self, name: str, now: float) -> bool:
+        """Whether `name` may be chosen now: closed, or half-open with its probe slot free."""
         state = self._states.get(name)
-        if state is None or state.failures < self._config.failure_threshold:
+        if state is None or not self._half_open(state):
             return True
-        if now < state.open_until or state.probing:
-            return False
-        state.probing = True  # half-open: let this one request through
-        return True
+        return now >= state.open_until and not state.probe
+
+    def claim(self, name: str, now: float) -> int:
+        """The chosen request uses `name`. Returns its probe ticket when it takes the half-open
+        probe slot (then `succeeded`, `failed` or `give_back(name, ticket)` must follow), else 0.
+        Call only after `allows(name, now)` said yes, with no await in between."""
+        state = self._states.get(name)
+        if state is None or not self._half_open(state) or now < state.open_until or state.probe:
+            return 0
+        self._tickets += 1
+        state.probe = self._tickets
+        return state.probe
+
+    def give_back(self, name: str, ticket: int) -> None:
+        """The probe `ticket` ended without a verdict: the next request may probe."""
+        state = self._states.get(name)
+        if ticket and state is not None and state.probe == ticket:
+            state.probe = 0
 
     def succeeded(self, name: str) -> None:
         self._states.pop(name, None)
@@ -53,7 +77,7 @@ class CircuitBreakers:
     def failed(self, name: str, now: float) -> None:
         state = self._states.setdefault(name, _State())
         state.failures += 1
-        state.probing = False
+        state.probe = 0
         if state.failures >= self._config.failure_threshold:
             state.open_until = now + self._config.open_seconds
 

@@ -62,8 +62,13 @@ class AuditConfig(_Strict):
     # trusted secret stores do); false serves it anyway and logs the failure.
     refuse_unrecorded: bool = True
     # Signed checkpoints of the chain head (Ed25519), kept apart from the log, reveal truncation.
+    # On by default: without `checkpoint_key`, a key is generated on first start and kept in
+    # `checkpoint_key_path` (mode 600); without paths, both live beside the SQLite file, or in the
+    # working directory (named after the database) for PostgreSQL. false turns checkpoints off.
+    checkpoints: bool = True
     checkpoint_key: SecretStr | None = None  # base64 Ed25519 seed (`sluice audit keygen`)
-    checkpoint_public_key: str | None = None  # for verification
+    checkpoint_key_path: str | None = None
+    checkpoint_public_key: str | None = None  # for verification (default: the generated key's .pub file)
     checkpoint_path: str | None = None
     checkpoint_every_records: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)

@@ -112,8 +112,21 @@ class GovernanceConfig(_Strict):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # A reservation left by a crashed gateway is released after this many seconds.
     reservation_lease_s: float = Field(default=900, gt=0)
-    # Output tokens reserved for a request that names no max_tokens.
+    # Output tokens reserved for a request that names no max_tokens; also the block a stream
+    # reserves up front (at most) and extends by while it runs.
     default_max_tokens: int = Field(default=4096, gt=0)
+    # What a stream reserves for its output up front: "block" (at most default_max_tokens, then
+    # block by block while it runs; docs/budgets.md gives the overshoot bound) or "max_tokens"
+    # (all of it, as a non-streamed answer does: no overshoot from hidden reasoning, but a budget's
+    # last dollars refuse large max_tokens).
+    stream_reservation: Literal["block", "max_tokens"] = "block"
+    # A request refused only because other requests' reservations hold the budget (not because
+    # settled spend leaves too little) waits up to this long for them to settle, then gets a 429
+    # "busy" with Retry-After (never a 402). 0: answer the 429 at once.
+    busy_wait_s: float = Field(default=3.0, ge=0, le=60)
+    # Settlements the store cannot take (an outage) are fsynced here and replayed when it is back;
+    # when this file cannot be written either (a full disk), budgeted answers are refused.
+    spend_journal_path: str = "sluice-spend.journal.jsonl"
 
 
 # Variables a routing rule may use (docs/routing.md describes each).

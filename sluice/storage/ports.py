@@ -79,7 +79,9 @@ class LimitCounters(Protocol):
     ) -> tuple[int | None, list[BucketState]]:
         """Adds `amount` to each bucket's reservation for `request_id` (on top of what it holds
         already) if no bucket would pass its limit; otherwise changes nothing. Returns the index
-        of the first bucket that refused (or None) and every bucket's state."""
+        of the first bucket that refused (or None) and every bucket's state, with `held` the
+        request's own reservation in it, so a caller can tell settled spend from reservations of
+        other requests in flight (a budget spent from one merely busy)."""
         ...
 
     async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:

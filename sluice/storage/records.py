@@ -119,8 +119,9 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class BucketState:
-    used: int
-    reserved: int
+    used: int  # settled usage
+    reserved: int  # every live reservation, this request's included
+    held: int = 0  # of which this request's own (from `reserve`; 0 elsewhere)
 
 
 @dataclass(frozen=True, slots=True)

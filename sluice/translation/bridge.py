@@ -10,11 +10,23 @@ from typing import Any, Protocol
 
 import orjson
 
-from sluice.core.canonical import ChatRequest, ChatResponse, Failure, Start, StreamEvent, Tool, Untranslatable
+from sluice.core.canonical import (
+    BlockStart,
+    ChatRequest,
+    ChatResponse,
+    Failure,
+    Start,
+    StreamEvent,
+    Tool,
+    ToolCall,
+    Untranslatable,
+)
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.codec import Codec, StreamEncoder
 from sluice.formats.codecs import codec_for
+from sluice.formats.json_body import encode_body
+from sluice.formats.tool_names import caller_names, for_target
 from sluice.translation.counts import count_body, count_request, counted
 
 
@@ -83,6 +95,8 @@ class Translation:
                     raise untranslatable(self.answer, self.target, why)
                 request.tool_choice = None  # no tools left to choose from (Chat refuses a choice alone)
         try:
+            if self.raw is None:
+                request = for_target(request, target.tool_names)  # names the target accepts
             doc = {**self.raw, "model": model} if self.raw is not None else target.encode_request(request)
         except Untranslatable as exc:
             raise untranslatable(self.answer, self.target, str(exc)) from None
@@ -98,7 +112,7 @@ class Translation:
             doc.pop("stream_options")
             if opts:
                 doc["stream_options"] = opts
-        return orjson.dumps(doc), doc
+        return encode_body(doc), doc
 
     def response(self, body: bytes, request_id: str = "", model: str = "") -> bytes:
         """A whole (non-streamed) provider answer, in the caller's format. `request_id` and the
@@ -134,7 +148,16 @@ class Translation:
         elif answer.body is not None:
             answer.body, answer.content_type = self.response(answer.body, request_id, model), "application/json"
 
+    def _caller_names(self) -> dict[str, str]:
+        """The target's tool name -> the caller's, for the tools `body` gave another name."""
+        _, target = self._codecs()
+        return caller_names(self.request, target.tool_names)
+
     def _named(self, response: ChatResponse, request_id: str, model: str) -> ChatResponse:
+        if back := self._caller_names():
+            for part in response.content:
+                if isinstance(part, ToolCall):
+                    part.name = back.get(part.name, part.name)
         if not response.id:
             response.id = answer_id(self.answer, request_id)
         if not response.model:
@@ -148,10 +171,13 @@ class Translation:
         _, target = self._codecs()
         decoder = target.stream_decoder()
         iterator = chunks.__aiter__()
+        back = self._caller_names()
 
         def named(events: list[StreamEvent]) -> list[StreamEvent]:
             for event in events:
-                if isinstance(event, Start):
+                if isinstance(event, BlockStart) and event.kind == "tool_call" and back:
+                    event.name = back.get(event.name, event.name)
+                elif isinstance(event, Start):
                     event.id = event.id or answer_id(self.answer, request_id)
                     event.model = event.model or model or self.request.model
             return events

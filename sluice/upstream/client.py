@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from sluice.core.errors import ErrorKind, SluiceError
 
@@ -95,7 +96,11 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
         try:
             async with asyncio.timeout(timeouts.first_byte):
-                resp = await self._session.request(method, url, data=body, headers=headers, timeout=timeout)
+                # Sent as built (encoded=True): providers escape what they put in a URL, and yarl
+                # must not decode it again (it would turn %3A back into ':' under a SigV4
+                # signature, or %2E%2E into a '..' segment it then collapses).
+                target = URL(url, encoded=True)
+                resp = await self._session.request(method, target, data=body, headers=headers, timeout=timeout)
         except TimeoutError:
             raise SluiceError(
                 ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} did not answer within {timeouts.first_byte:g} s"

@@ -83,7 +83,8 @@ def test_plan_apply_export_round_trip(tmp_path: Path, store_url: str) -> None:
     assert code == 0 and "Applied: 15 change(s) recorded." in out, out
     assert "No changes" in run("config", "plan", str(path), "--store", store_url)[1]  # plain secret: same value
     code, exported = run("config", "export", "--store", store_url)
-    assert code == 0 and "sk-ant-PLAIN" not in exported and "enc:" in exported and "env.OPENAI_API_KEY" in exported
+    assert code == 0 and "sk-ant-PLAIN" not in exported and "env.OPENAI_API_KEY" in exported
+    assert "enc:" not in exported and "(encrypted)" in exported  # not even the sealed value leaves the store
     again = tmp_path / "exported.yaml"
     again.write_text(exported)
     assert "No changes" in run("config", "plan", str(again), "--store", store_url)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -82,7 +83,9 @@ def test_200_concurrent_streams_never_pass_the_budget(
     results = asyncio.run(main())
     ok = [body for status, body in results if status == 200]
     refused = [body for status, body in results if status == 402]
-    assert len(ok) + len(refused) == 200 and ok and refused
+    # Held back by others' reservations for longer than busy_wait_s (a loaded machine): told to retry.
+    busy = [body for status, body in results if status == 429 and b"is not spent but busy" in body]
+    assert len(ok) + len(refused) + len(busy) == 200 and ok and refused
     assert all(b"event: message_stop" in body for body in ok)
     assert b'"type":"billing_error"' in refused[0] and b"Budget 'budget-vk'" in refused[0]
     now = datetime.now(UTC)
@@ -224,3 +227,121 @@ def test_unreachable_redis_fails_closed_unless_every_limit_says_fail_open(
             client.messages.create(model="fake/echo", max_tokens=5, messages=[{"role": "user", "content": "x"}])
         assert exc.value.status_code == 503
         assert "cannot be checked" in exc.value.message
+
+
+# -- no false 402: 200 streams of a coding agent on a small budget --------------------------------
+
+AGENT_LIMIT_USD = 4
+AGENT_BUDGET = {
+    "virtual_keys": [{"id": "vk-agent", "value": KEY, "provider_configs": [{"provider": "fake"}]}],
+    "pricing": {"echo": {"input_cost_per_mtok": 1000, "output_cost_per_mtok": 1000}},
+    "budgets": [
+        {
+            "id": "budget-agent",
+            "virtual_key_id": "vk-agent",
+            "max_limit": AGENT_LIMIT_USD,
+            "reset_duration": "1d",
+            "calendar_aligned": True,
+        }
+    ],
+    # Streams reserve one block of 50 output tokens up front, not the 32,000 they ask for.
+    "governance": {"default_max_tokens": 50},
+}
+
+
+async def agent_stream(session: aiohttp.ClientSession, base_url: str, i: int) -> tuple[int, bytes, int]:
+    """One agent request the way the official SDKs send it: a 429 is retried after its
+    Retry-After; a 402 is final. Returns (final status, body, 429s seen)."""
+    body = {
+        "model": "fake/echo",
+        "max_tokens": 32_000,  # what Claude Code sends
+        "stream": True,
+        "messages": [{"role": "user", "content": f"agent request number {i}"}],
+    }
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    busy = 0
+    while True:
+        async with session.post(base_url + "/v1/messages", json=body, headers=headers) as resp:
+            data = await resp.read()
+            if resp.status != 429 or busy >= 20:
+                return resp.status, data, busy
+            assert b"is not spent but busy" in data and resp.headers["x-should-retry"] != "false"
+            busy += 1
+            await asyncio.sleep(float(resp.headers["retry-after"]))
+
+
+def check_no_false_402(results: list[tuple[int, bytes, int]], spent_pico: int, rows: int, limit_usd: float) -> None:
+    """The target of issue 12: at least 95% of the budget is used, never more than all of it (the
+    documented bound is zero here: no stream outgrows its block), and every 402 came when settled
+    spend alone left too little for one more request."""
+    ok = [body for status, body, _ in results if status == 200]
+    refused = [body.decode() for status, body, _ in results if status == 402]
+    assert len(ok) + len(refused) == len(results), sorted({status for status, _, _ in results})
+    assert all(b"event: message_stop" in body for body in ok)
+    assert rows == len(ok)  # every delivered stream is settled, once
+    assert spent_pico <= limit_usd * 10**12
+    assert spent_pico >= 0.95 * limit_usd * 10**12, spent_pico / 10**12
+    assert refused, "200 requests cost more than the budget: the last ones are refused"
+    for message in refused:
+        spent = float(re.search(r"spent \$([0-9]+\.[0-9]+)", message).group(1))  # type: ignore[union-attr]
+        need = float(re.search(r"may cost up to \$([0-9]+\.[0-9]+)", message).group(1))  # type: ignore[union-attr]
+        assert spent + need > limit_usd - 0.0001, message  # settled spend alone left too little
+    print(
+        f"{len(ok)} delivered, {len(refused)} refused with 402, {sum(b for _, _, b in results)} busy 429s retried, "
+        f"{spent_pico / limit_usd / 10**10:.1f}% of the budget used"
+    )
+
+
+def test_200_agent_streams_use_the_budget_and_get_402_only_when_it_is_spent(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Fails on main: each stream reserved all 32,000 output tokens ($32 > the $4 budget), so every
+    # request got a 402 with the whole budget left.
+    with GatewayThread(AGENT_BUDGET, tmp_path_factory.mktemp("agents")) as gateway:
+
+        async def main() -> list[tuple[int, bytes, int]]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+                return list(await asyncio.gather(*(agent_stream(session, gateway.base_url, i) for i in range(200))))
+
+        results = asyncio.run(main())
+        start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        cost, _, requests = gateway.call(
+            gateway.services.store.spend_totals("virtual_key", "vk-agent", start, start + timedelta(days=1))
+        )
+        check_no_false_402(results, cost, requests, AGENT_LIMIT_USD)
+
+
+@pytest.mark.parametrize("reservation", ["block", "max_tokens"])
+def test_a_stream_reserves_one_block_and_extends_block_by_block(
+    tmp_path_factory: pytest.TempPathFactory, reservation: str
+) -> None:
+    # A 10,000-character answer (~3,300 tokens) asked with max_tokens 32,000, in 500-token blocks.
+    config = {
+        "virtual_keys": [{"id": "vk-blocks", "value": KEY, "provider_configs": [{"provider": "fake"}]}],
+        "pricing": {"long": {"input_cost_per_mtok": 10, "output_cost_per_mtok": 100}},
+        "budgets": [{"id": "b-blocks", "virtual_key_id": "vk-blocks", "max_limit": 1, "reset_duration": "1d"}],
+        "governance": {"default_max_tokens": 500, "stream_reservation": reservation},
+    }
+    with GatewayThread(config, tmp_path_factory.mktemp("blocks")) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+        messages = [{"role": "user", "content": "write a lot"}]
+        if reservation == "max_tokens":  # all 32,000 tokens ($3.20) up front: more than the $1 budget
+            with pytest.raises(anthropic.APIStatusError) as exc:
+                client.messages.create(model="fake/long", max_tokens=32_000, stream=True, messages=messages)
+            assert exc.value.status_code == 402
+            return
+        raw = client.messages.with_raw_response.create(
+            model="fake/long", max_tokens=32_000, stream=True, messages=messages
+        )
+        remaining = float(raw.headers["x-sluice-budget-remaining-usd"])
+        text = "".join(
+            e.delta.text for e in raw.parse() if e.type == "content_block_delta" and e.delta.type == "text_delta"
+        )
+        assert len(text) == 9996  # the whole answer: every block was extended in time
+        # Admission held the input estimate and one 500-token block ($0.05), not $3.20.
+        assert 0.94 < remaining < 0.95
+        start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        cost, tokens, requests = gateway.call(
+            gateway.services.store.spend_totals("virtual_key", "vk-blocks", start, start + timedelta(days=1))
+        )
+        assert requests == 1 and tokens > 2000 and 0 < cost < 10**12

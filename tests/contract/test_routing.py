@@ -3,6 +3,7 @@ circuit breakers, against a fault-injecting fake upstream."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -253,3 +254,32 @@ def test_reset_after_the_first_byte_ends_with_an_in_stream_error(
     assert events[0] == "message_start"  # bytes had reached the caller: no fallback, a proper error
     assert "closed the connection mid-response" in str(exc.value)
     assert len([r for r in upstream.requests if r.method == "POST"]) == 1
+
+
+def test_a_half_open_probe_refused_by_a_budget_is_given_back(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Fails on main: the probe slot taken for a request the budget then refused was never given
+    # back, so the key stayed locked out ("circuit breaker is open") for every later request.
+    broke = "sk-sluice-routing-broke-00000000"
+    with FakeUpstreamThread() as upstream:
+        cfg = {
+            "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "only", "value": "sk-a"}]}},
+            "virtual_keys": [
+                {"id": "vk-ok", "value": KEY, "provider_configs": [{"provider": "anthropic"}]},
+                {"id": "vk-broke", "value": broke, "provider_configs": [{"provider": "anthropic"}]},
+            ],
+            "budgets": [{"id": "tiny", "virtual_key_id": "vk-broke", "max_limit": 0.000001, "reset_duration": "1d"}],
+            "routing": {"retries": {"attempts": 1}, "circuit_breaker": {"failure_threshold": 1, "open_seconds": 0.3}},
+        }
+        with GatewayThread(cfg, tmp_path_factory.mktemp("probe")) as gateway:
+            upstream.upstream.fail_next(500)
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+            messages = [{"role": "user", "content": "x"}]
+            with pytest.raises(anthropic.InternalServerError):  # the breaker opens
+                client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=messages)
+            time.sleep(0.4)  # half-open: the next request that uses the key probes it
+            refused = anthropic.Anthropic(base_url=gateway.base_url, api_key=broke, max_retries=0)
+            with pytest.raises(anthropic.APIStatusError) as exc:
+                refused.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=messages)
+            assert exc.value.status_code == 402  # refused before any upstream call: no verdict on the key
+            answer = client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=messages)
+            assert answer.content  # the probe went through and closed the breaker

@@ -292,6 +292,11 @@ def cursor_body(model: str) -> dict[str, Any]:
     }
 
 
+# Cursor asks for reasoning (its captured body has reasoning.effort), which OpenAI's models without reasoning refuse
+# (gpt-4o-mini: "Unsupported parameter: 'reasoning.effort'"); its Responses body goes to OpenAI untouched.
+CURSOR_MODELS = {"openai": "gpt-5-mini", "anthropic": MODELS["anthropic"]}
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_cursor_responses_body_on_chat_completions(
     gateway: GatewayThread, upstream: FakeUpstreamThread, provider: str
@@ -299,7 +304,7 @@ def test_cursor_responses_body_on_chat_completions(
     needs_codecs("openai_responses")
     request = urllib.request.Request(
         gateway.base_url + "/v1/chat/completions",
-        data=json.dumps(cursor_body(MODELS[provider])).encode(),
+        data=json.dumps(cursor_body(CURSOR_MODELS[provider])).encode(),
         headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -314,7 +319,7 @@ def test_cursor_responses_body_on_chat_completions(
     [seen] = upstream.requests
     if provider == "openai":
         # The Responses body goes where it belongs, minus Chat's include_usage (the Responses API refuses it).
-        sent = {k: v for k, v in cursor_body(MODELS[provider]).items() if k != "stream_options"}
+        sent = {k: v for k, v in cursor_body(CURSOR_MODELS[provider]).items() if k != "stream_options"}
         assert (seen.path, seen.json()) == ("/v1/responses", sent)  # everything else exactly as Cursor sent it
     else:
         assert seen.path == "/v1/messages" and seen.json()["system"]

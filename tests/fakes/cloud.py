@@ -26,7 +26,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes import aws_wire
+from tests.fakes import aws_wire, rules_anthropic, rules_converse, rules_gemini
 from tests.fakes.upstream import FakeUpstream, FakeUpstreamThread, RecordedRequest
 from tests.fakes.wire_kit import echo_text, parse_sse
 
@@ -81,7 +81,10 @@ class CloudFake(FakeUpstream):
             body = await request.read()
             headers = {k.lower(): v for k, v in request.headers.items()}
             with self._lock:
-                self.requests.append(RecordedRequest(request.method, path, request.query_string, headers, body))
+                raw_path = request.raw_path.partition("?")[0]
+                self.requests.append(
+                    RecordedRequest(request.method, path, request.query_string, headers, body, raw_path)
+                )
             if path.startswith("/model/"):
                 return await self._bedrock(request, headers, body)
             if path.startswith("/v1/projects/"):
@@ -126,6 +129,12 @@ class CloudFake(FakeUpstream):
         if doc.get("anthropic_version") != "bedrock-2023-05-31" or wrong:
             why = f"extraneous key [{sorted(wrong)[0]}] is not permitted" if wrong else "anthropic_version is required"
             return _amzn(400, "ValidationException", f"Malformed input request: #: {why}, please reformat your input")
+        refused = rules_anthropic.check(doc, model)
+        if refused is not None:
+            # Bedrock passes the model's refusal on as a ValidationException: "The model returned the following
+            # errors: `temperature` and `top_p` cannot both be specified ..." (skydiscover-ai/skydiscover#15,
+            # anomalyco/opencode#3077).
+            return _amzn(400, "ValidationException", f"The model returned the following errors: {refused.message}")
         reply = self.anthropic_reply(doc, body, model)
         if action == "invoke":
             return web.Response(body=self.anthropic.render_message(reply), headers=_amzn_ok("application/json"))
@@ -145,6 +154,9 @@ class CloudFake(FakeUpstream):
         return await _send_frames(request, frames)
 
     async def _converse(self, request: web.Request, doc: dict[str, Any], stream: bool) -> web.StreamResponse:
+        refused = rules_converse.check(doc)
+        if refused is not None:
+            return _amzn(400, "ValidationException", refused.message)
         messages = [
             {"role": m["role"], "content": [{"type": "text", "text": b["text"]} for b in m["content"] if "text" in b]}
             for m in doc.get("messages") or []
@@ -205,6 +217,10 @@ class CloudFake(FakeUpstream):
             return web.json_response({"input_tokens": max(1, len(body) // 4)})
         if doc.get("anthropic_version") != "vertex-2023-10-16" or "model" in doc:
             return self._bad_request("anthropic", "anthropic_version: vertex-2023-10-16 is required; model is not")
+        refused = rules_anthropic.check(doc, model)
+        if refused is not None:
+            # Vertex answers with Claude's own error body ("req_vrtx_..." request ids, Kilo-Org/kilocode#5219).
+            return self.refuse("anthropic", refused)
         reply = self.anthropic_reply(doc, body, model)
         if method == "streamRawPredict" and doc.get("stream") is True:
             return await self._send_events(request, "anthropic", self.anthropic.render_stream(reply), model, b"")
@@ -213,6 +229,9 @@ class CloudFake(FakeUpstream):
     async def _gemini(self, request: web.Request, doc: dict[str, Any], model: str, method: str) -> web.StreamResponse:
         if method == "countTokens":
             return web.json_response({"totalTokens": 7})
+        refused = rules_gemini.check(doc, model)
+        if refused is not None:
+            return _google(400, "INVALID_ARGUMENT", refused.message)
         messages = [
             {"role": c.get("role"), "content": [{"type": "text", "text": p["text"]} for p in c["parts"] if "text" in p]}
             for c in doc.get("contents") or []

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fakes import rules_gemini
+from tests.fakes.rules_kit import Refusal, sign
 from tests.fakes.upstream import _drop_connection
 from tests.fakes.wire_kit import (
     FIXTURES,
@@ -69,6 +71,8 @@ class GeminiReply:
     tool: ToolUse | None
     prompt_tokens: int
     output_tokens: int
+    # Gemini 3 puts a thoughtSignature on the (first) function call part; the rules check it comes back unchanged.
+    signature: str | None = None
 
 
 def contents_as_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,7 +144,10 @@ class GeminiWire:
     def _parts(self, reply: GeminiReply, text: str | None) -> bytes:
         parts = [] if text is None else [self.text_part.render({"text": jstr(text)})]
         if reply.tool is not None:
-            parts.append(self.call_part.render({"name": jstr(reply.tool.name), "args": google_json(reply.tool.input)}))
+            call = self.call_part.render({"name": jstr(reply.tool.name), "args": google_json(reply.tool.input)})
+            if reply.signature is not None:
+                call = call[:-1] + b',"thoughtSignature": ' + jstr(reply.signature) + b"}"
+            parts.append(call)
         return b"[" + b",".join(parts) + b"]"
 
     def render_response(self, reply: GeminiReply) -> bytes:
@@ -186,6 +193,8 @@ def gemini_reply(doc: dict[str, Any], body: bytes, model: str) -> GeminiReply:
         # Google's JSON parser takes proto field names too, and google-genai sends `parameters_json_schema`.
         schema = chosen.get("parameters") or chosen.get("parametersJsonSchema") or chosen.get("parameters_json_schema")
         tool = ToolUse("", chosen["name"], tool_input_for(schema, last_user_text(messages)))
+    major = rules_gemini.gemini_major(model)
+    signature = sign(rules_gemini.SIGNATURE_KIND, tool.name) if tool is not None and (major or 0) >= 3 else None
     output = max(1, len(text) // 4) if tool is None else max(1, len(google_json(tool.input)) // 4) + 5
     return GeminiReply(
         model=model,
@@ -194,6 +203,7 @@ def gemini_reply(doc: dict[str, Any], body: bytes, model: str) -> GeminiReply:
         tool=tool,
         prompt_tokens=max(1, len(body) // 4),
         output_tokens=output,
+        signature=signature,
     )
 
 
@@ -242,12 +252,19 @@ async def serve(
         inner = doc.get("generateContentRequest")
         counted = json.dumps(inner).encode() if isinstance(inner, dict) else body
         return _json(200, wire.count.render({"n": jint(max(1, len(counted) // 4))}))
-    if not isinstance(doc.get("contents"), list) or not doc["contents"]:
-        return _json(*wire.error("error_bad_json", "* GenerateContentRequest.contents: contents is not specified\n"))
+    refused = rules_gemini.check(doc, model)
+    if refused is not None:
+        return refuse(wire, refused)
     reply = gemini_reply(doc, body, model)
     if method == "generateContent":
         return _json(200, wire.render_response(reply))
     return await _stream(up, request, wire.render_stream(reply), model, wire.stream_error)
+
+
+def refuse(wire: GeminiWire, refusal: Refusal) -> web.Response:
+    """A request Gemini refuses: 400 INVALID_ARGUMENT with Google's message."""
+    status, body = wire.error("error_invalid_argument", refusal.message)
+    return _json(status, body)
 
 
 def _json(status: int, body: bytes, extra: dict[str, str] | None = None) -> web.Response:

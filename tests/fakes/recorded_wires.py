@@ -41,6 +41,8 @@ class AnthropicReply:
     cache_read_input_tokens: int = 0
     ephemeral_5m_input_tokens: int = 0
     ephemeral_1h_input_tokens: int = 0
+    # A signed thinking block first (when the request enables extended thinking): (thinking text, signature).
+    thinking: tuple[str, str] | None = None
 
 
 @dataclass
@@ -240,6 +242,9 @@ class AnthropicWire:
 
     def render_message(self, reply: AnthropicReply) -> bytes:
         blocks = []
+        if reply.thinking is not None:
+            text, signature = reply.thinking
+            blocks.append(compact_json({"type": "thinking", "thinking": text, "signature": signature}))
         if reply.text_chunks is not None:
             blocks.append(self.text_block.render({"text": jstr("".join(reply.text_chunks))}))
         if reply.tool is not None:
@@ -261,10 +266,35 @@ class AnthropicWire:
         values = self._values(reply)
         events = [self.message_start.render(values)]
         index = 0
+        if reply.thinking is not None:
+            # The documented shape of a streamed thinking block: content_block_start with an empty thinking block,
+            # thinking_delta events, then one signature_delta before content_block_stop (extended thinking,
+            # "Streaming thinking", https://platform.claude.com/docs/en/build-with-claude/extended-thinking).
+            text, signature = reply.thinking
+            start = {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}
+            start["content_block"]["signature"] = ""
+            events.append(sse_event("content_block_start", compact_json(start)))
+            events.append(self.ping)
+            for piece in chunk_chars(text, 24):
+                delta = {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": piece},
+                }
+                events.append(sse_event("content_block_delta", compact_json(delta)))
+            signed = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "signature_delta", "signature": signature},
+            }
+            events.append(sse_event("content_block_delta", compact_json(signed)))
+            events.append(self.block_stop.render({"index": jint(0)}))
+            index = 1
         if reply.text_chunks is not None:
             i = jint(index)
             events.append(self.text_start.render({"index": i}))
-            events.append(self.ping)
+            if index == 0:
+                events.append(self.ping)
             events.extend(self.text_delta.render({"index": i, "text": jstr(t)}) for t in reply.text_chunks)
             events.append(self.block_stop.render({"index": i}))
             index += 1

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fakes import rules_responses
 from tests.fakes.upstream import _OPENAI
 from tests.fakes.wire_kit import (
     FIXTURES,
@@ -170,6 +171,13 @@ class ResponsesWire:
             )
         )
         self.stream_error = (root / "response_error_stream.sse").read_bytes()
+        # The function-call ids of the responses served, for `previous_response_id` (oldest forgotten first).
+        self.calls: dict[str, set[str]] = {}
+
+    def remember(self, reply: ResponsesReply) -> None:
+        self.calls[reply.id] = {reply.tool.id} if reply.tool is not None else set()
+        while len(self.calls) > 10_000:
+            del self.calls[next(iter(self.calls))]
 
     @staticmethod
     def _head(response: dict[str, Any]) -> dict[Any, str]:
@@ -283,13 +291,11 @@ async def serve(
     wire: ResponsesWire = up.responses
     if route == "input_tokens":
         return up._json(_OPENAI, 200, wire.render_input_tokens(body))
-    options = doc.get("stream_options")
-    if isinstance(options, dict) and "include_usage" in options:
-        # The Responses API takes only include_obfuscation here; Chat's include_usage is refused.
-        return up._bad_request(_OPENAI, "Unknown parameter: 'stream_options.include_usage'.")
-    if "input" not in doc:
-        return up._bad_request(_OPENAI, "Missing required parameter: 'input'.")
+    refused = rules_responses.check(doc, model, wire.calls.get)
+    if refused is not None:
+        return up.refuse(_OPENAI, refused)
     reply = responses_reply(doc, body, model)
+    wire.remember(reply)
     if doc.get("stream") is True:
         return await up._send_events(request, _OPENAI, wire.render_stream(reply), model, wire.stream_error)
     return await up._send_body(request, _OPENAI, wire.render_response(reply), model)

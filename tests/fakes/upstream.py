@@ -10,6 +10,11 @@ SSE ending in ``data: [DONE]`` for OpenAI). ``tests/unit/test_fake_upstream.py``
 values gives back the fixture byte for byte.
 
 Behaviour
+- Every request is first held to the rules its real API enforces (``tests.fakes.rules_anthropic``,
+  ``rules_openai_chat``, ``rules_responses``, ``rules_gemini``, ``rules_converse``; each rule cites where the provider
+  documents it) and refused, as the API would, in its own error format. Round-trip state is real: enabled Anthropic
+  thinking is answered with a signed thinking block, Gemini 3 function calls carry a thoughtSignature, Responses
+  remember their call ids for ``previous_response_id``; the next turn must send them back unchanged.
 - The answer text is ``"echo: " + <last user text, truncated to 200 chars>``.
 - Input tokens are ``max(1, len(body) // 4)``; output tokens are ``max(1, len(answer) // 4)``.
 - Anthropic reports cache tokens (taken from the fixture) only when the request contains ``cache_control``;
@@ -45,7 +50,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import rules_anthropic, rules_openai_chat, shapes
 from tests.fakes.recorded_wires import AnthropicReply, AnthropicWire, OpenAIReply, OpenAIWire
+from tests.fakes.rules_kit import Refusal, sign
 from tests.fakes.wire_kit import (
     TOOL_TRIGGER,
     ToolUse,
@@ -81,6 +88,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    raw_path: str = ""  # the path as it came on the wire, percent-escapes and all
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -120,6 +128,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.statuses: list[int] = []  # the status of every answer given, while record_requests is on
         self.streamed: list[bytes] = []  # every whole stream sent, while record_requests is on
         self.base_url = ""
         self.record_requests = True
@@ -146,7 +155,7 @@ class FakeUpstream:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._record_status])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -170,6 +179,7 @@ class FakeUpstream:
         """Forget recorded requests and scripted behaviour."""
         with self._lock:
             self.requests.clear()
+            self.statuses.clear()
             self.streamed.clear()
             self._failures.clear()
         self.valid_keys = None
@@ -193,11 +203,21 @@ class FakeUpstream:
 
     # -- dispatch ----------------------------------------------------------------------------------------------------
 
+    @web.middleware
+    async def _record_status(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if self.record_requests:
+            with self._lock:
+                self.statuses.append(response.status)
+        return response
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         if self.record_requests:
-            recorded = RecordedRequest(request.method, request.path, request.query_string, headers, body)
+            recorded = RecordedRequest(
+                request.method, request.path, request.query_string, headers, body, request.raw_path.partition("?")[0]
+            )
             with self._lock:
                 self.requests.append(recorded)
         gemini = self._gemini_path.match(request.path) if request.method == "POST" else None
@@ -236,11 +256,14 @@ class FakeUpstream:
         if scripted is not None:
             return scripted
         if "slow" in model:
-            await asyncio.sleep(self.slow_delay)
+            await self._slow()
 
         if route == "messages":
             return await self._messages(request, body, doc, model)
         if route == "count_tokens":
+            refused = rules_anthropic.check_count(doc, model)
+            if refused is not None:
+                return self.refuse(_ANTHROPIC, refused)
             return self._json(
                 _ANTHROPIC, 200, self.anthropic.count_tokens.render({"input_tokens": jint(max(1, len(body) // 4))})
             )
@@ -251,6 +274,12 @@ class FakeUpstream:
         return self._embeddings(doc, model)
 
     # -- auth and errors ---------------------------------------------------------------------------------------------
+
+    async def _slow(self) -> None:
+        # In small steps, re-reading the knob: a test can end the wait early (slow_delay = 0).
+        started = time.monotonic()
+        while (left := self.slow_delay - (time.monotonic() - started)) > 0:  # noqa: ASYNC110 - a knob set from another thread
+            await asyncio.sleep(min(left, 0.05))
 
     def _check_auth(self, headers: Mapping[str, str], style: str) -> web.Response | None:
         if not self.require_auth:
@@ -433,6 +462,13 @@ class FakeUpstream:
         output = max(1, len(text) // 4)
         if tool is not None:
             output += max(1, len(json.dumps(tool.input)) // 4) + 40
+        thinking: tuple[str, str] | None = None
+        if isinstance(doc.get("thinking"), dict) and doc["thinking"].get("type") in ("enabled", "adaptive"):
+            # Claude answers extended (or adaptive: it chooses to, here) thinking with a signed thinking block
+            # first; the rules check that it comes back unchanged.
+            thought = "Considering: " + last_user_text(messages)[:120]
+            thinking = (thought, sign(rules_anthropic.THINKING_KIND, thought))
+            output += max(1, len(thought) // 4)
         cached = b'"cache_control"' in body
         cw, cr, e5, e1 = self.anthropic.fixture_cache if cached else (0, 0, 0, 0)
         return AnthropicReply(
@@ -447,13 +483,25 @@ class FakeUpstream:
             cache_read_input_tokens=cr,
             ephemeral_5m_input_tokens=e5,
             ephemeral_1h_input_tokens=e1,
+            thinking=thinking,
         )
 
+    def refuse(self, style: str, refusal: Refusal) -> web.Response:
+        """A request the real API refuses, answered in its own error format."""
+        if style == _ANTHROPIC:
+            return self._anthropic_error(refusal.status, "error_invalid_request", refusal.message)
+        error = {
+            "message": refusal.message,
+            "type": "invalid_request_error",
+            "param": refusal.param,
+            "code": refusal.code,
+        }
+        return self._json(_OPENAI, refusal.status, pretty_json({"error": error}, indent=4))
+
     async def _messages(self, request: web.Request, body: bytes, doc: dict[str, Any], model: str) -> web.StreamResponse:
-        if not isinstance(doc.get("max_tokens"), int):
-            return self._bad_request(_ANTHROPIC, "max_tokens: Field required")
-        if not isinstance(doc.get("messages"), list):
-            return self._bad_request(_ANTHROPIC, "messages: Field required")
+        refused = rules_anthropic.check(doc, model)
+        if refused is not None:
+            return self.refuse(_ANTHROPIC, refused)
         reply = self.anthropic_reply(doc, body, model)
         if doc.get("stream") is True:
             events = self.anthropic.render_stream(reply)
@@ -502,8 +550,9 @@ class FakeUpstream:
         )
 
     async def _chat(self, request: web.Request, body: bytes, doc: dict[str, Any], model: str) -> web.StreamResponse:
-        if not isinstance(doc.get("messages"), list):
-            return self._bad_request(_OPENAI, "Missing required parameter: 'messages'.")
+        refused = rules_openai_chat.check(doc, model)
+        if refused is not None:
+            return self.refuse(_OPENAI, refused)
         reply = self.openai_reply(doc, body, model)
         if doc.get("stream") is True:
             options = doc.get("stream_options")
@@ -513,6 +562,9 @@ class FakeUpstream:
         return await self._send_body(request, _OPENAI, self.openai.render_completion(reply), model)
 
     def _embeddings(self, doc: dict[str, Any], model: str) -> web.Response:
+        wrong = shapes.wrong_field(doc, shapes.OPENAI_EMBEDDINGS)
+        if wrong is not None:
+            return self._bad_request(_OPENAI, shapes.openai_message(wrong))
         raw = doc.get("input")
         inputs: list[Any] = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
         if raw is None or raw == [] or raw == "":

@@ -34,6 +34,8 @@ CAROL, TEAMMATE, PATIENT = (
     "sk-sluice-mcp-team-0000000000",
     "sk-sluice-mcp-wait-000000000",
 )
+DOCS_READER = "sk-sluice-mcp-docs-0000000000"
+DOCS = "sluice://everything/demo://resource/static/document/"
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]
                 },
                 {"id": "vk-team", "value": TEAMMATE, "team_id": "team-docs", "mcp": {}},
                 {"id": "vk-wait", "value": PATIENT, "mcp": {"tools": ["everything/echo", "dead/*", "stalled/*"]}},
+                {
+                    "id": "vk-docs",
+                    "value": DOCS_READER,
+                    "mcp": {"resources": ["everything/demo://resource/static/document/*"]},
+                },
             ],
             "audit": {"hmac_key": "mcp-audit-key-0123456789"},
         }
@@ -193,6 +200,38 @@ async def test_resources_and_prompts_with_access_control(gateway: GatewayThread)
             await bob.get_prompt("remote__review", {"code": "x"})
     denied_records = [r.data for r in audited(gateway, "mcp_denied")]
     assert any(d.get("uri") == "notes://secret" for d in denied_records)
+
+
+async def test_a_folder_grant_never_reaches_outside_the_folder(gateway: GatewayThread) -> None:
+    """server-everything resolves `..` in the URIs it is sent (WHATWG URL parsing), so without
+    normalisation a grant for its static documents read its dynamic resources."""
+    http, reader = connect(gateway, DOCS_READER)
+    async with http, reader:
+        read = await reader.read_resource(DOCS + "architecture.md")
+        assert "architecture" in read.contents[0].text.lower()  # type: ignore[union-attr]
+        escapes = [
+            "../../dynamic/text/1",
+            "%2e%2e/%2e%2e/dynamic/text/1",
+            "%2E%2E%2F%2E%2E%2Fdynamic/text/1",
+            "..%2f..%2fdynamic/text/1",
+            "..\\..\\dynamic\\text\\1",
+            "%252e%252e/%252e%252e/dynamic/text/1",
+            "architecture.md%00",
+        ]
+        for escape in escapes:
+            with pytest.raises(MCPError) as denied:
+                await reader.read_resource(DOCS + escape)
+            assert "Unknown resource" in denied.value.error.message, escape
+        # Another spelling of the same granted document: forwarded in its normal form.
+        for spelling in ("./architecture.md", "sub/../architecture.md", "%61rchitecture.md"):
+            again = await reader.read_resource(DOCS + spelling)
+            assert again.contents[0].uri == DOCS + "architecture.md", spelling
+        upper = await reader.read_resource("sluice://everything/DEMO://resource/static/document/architecture.md")
+        assert upper.contents[0].uri == DOCS + "architecture.md"
+    calls = [r.data for r in audited(gateway, "mcp_") if r.actor == "vk-docs"]
+    assert all("dynamic" not in str(d.get("uri")) for d in calls if d["outcome"] != "denied")
+    denied_uris = [d["uri"] for d in calls if d["outcome"] == "denied"]
+    assert "demo://resource/dynamic/text/1" in denied_uris  # recorded in the normal form checked
 
 
 async def test_the_old_sse_client_transport(gateway: GatewayThread) -> None:

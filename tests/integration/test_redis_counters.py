@@ -102,8 +102,9 @@ async def test_reservation_is_all_or_nothing_across_buckets(counters: LimitCount
     assert states == [BucketState(0, 0)] * 3  # nothing was held anywhere
     refused, states = await counters.reserve("r2", [(a, 3), (b, 5), (c, 1)], 30, 1000)
     assert refused is None
-    assert states == [BucketState(0, 3), BucketState(0, 5), BucketState(0, 1)]
+    assert states == [BucketState(0, 3, 3), BucketState(0, 5, 5), BucketState(0, 1, 1)]
     # Two buckets refuse: the index is the first one's; the first bucket fitted but holds nothing more.
+    # `held` is the request's own share: r3 holds nothing, so what is reserved is other requests'.
     refused, states = await counters.reserve("r3", [(a, 1), (b, 1), (c, 100)], 30, 1000)
     assert refused == 1
     assert states == [BucketState(0, 3), BucketState(0, 5), BucketState(0, 1)]
@@ -115,14 +116,14 @@ async def test_reserve_checks_used_plus_reserved_plus_amount(counters: LimitCoun
     assert (await counters.reserve("r1", [(b, 3)], 30, 1000))[0] is None
     assert (await counters.reserve("r2", [(b, 4)], 30, 1000))[0] == 0  # 4 + 3 + 4 > 10
     refused, states = await counters.reserve("r3", [(b, 3)], 30, 1000)  # 4 + 3 + 3 == 10 fits
-    assert refused is None and states == [BucketState(4, 6)]
+    assert refused is None and states == [BucketState(4, 6, 3)]
 
 
 async def test_zero_amount_never_refuses_even_when_full(counters: LimitCounters) -> None:
     full, other = bucket("full", 2), bucket("other", 10)
     assert (await counters.reserve("r1", [(full, 2)], 30, 1000))[0] is None
     refused, states = await counters.reserve("r2", [(full, 0), (other, 5)], 30, 1000)
-    assert refused is None and states == [BucketState(0, 2), BucketState(0, 5)]
+    assert refused is None and states == [BucketState(0, 2), BucketState(0, 5, 5)]
 
 
 async def test_changed_limit_applies_at_once(counters: LimitCounters) -> None:
@@ -136,10 +137,10 @@ async def test_same_request_reservation_is_additive_and_renews_its_lease(counter
     b = bucket("b", 10)
     assert (await counters.reserve("r1", [(b, 3)], 10, 1000))[0] is None
     refused, states = await counters.reserve("r1", [(b, 4)], 10, 1008)
-    assert refused is None and states == [BucketState(0, 7)]
-    # A refused top-up leaves what the request held.
+    assert refused is None and states == [BucketState(0, 7, 7)]
+    # A refused top-up leaves what the request held, and says what that is.
     refused, states = await counters.reserve("r1", [(b, 4)], 10, 1009)
-    assert refused == 0 and states == [BucketState(0, 7)]
+    assert refused == 0 and states == [BucketState(0, 7, 7)]
     # The whole 7 now lapses at 1018, not 1010.
     assert await state(counters, b, 1015) == BucketState(0, 7)
     assert await state(counters, b, 1018) == BucketState(0, 0)
@@ -153,7 +154,7 @@ async def test_reservation_lapses_after_its_lease(counters: LimitCounters) -> No
     assert (await counters.reserve("crashed", [(b, 8)], 5, 1000))[0] is None
     assert (await counters.reserve("r2", [(b, 5)], 5, 1004.9))[0] == 0
     refused, states = await counters.reserve("r2", [(b, 5)], 5, 1005)  # lease end <= now: lapsed
-    assert refused is None and states == [BucketState(0, 5)]
+    assert refused is None and states == [BucketState(0, 5, 5)]
     # The crashed request settling late still counts what it used, once.
     await counters.settle("crashed", [(b, 2)], 1006)
     assert await state(counters, b, 1006) == BucketState(2, 5)
@@ -166,9 +167,9 @@ async def test_in_flight_bucket_leases_lapse(counters: LimitCounters) -> None:
     assert (await counters.reserve("r3", [(inflight, 1)], 30, 1010))[0] == 0
     await counters.settle("r1", [(inflight, 0)], 1011)  # finishing a request frees its place
     refused, states = await counters.reserve("r3", [(inflight, 1)], 30, 1012)
-    assert refused is None and states == [BucketState(0, 2)]
+    assert refused is None and states == [BucketState(0, 2, 1)]
     refused, states = await counters.reserve("r4", [(inflight, 1)], 30, 1042)  # r2 and r3 lapsed
-    assert refused is None and states == [BucketState(0, 1)]
+    assert refused is None and states == [BucketState(0, 1, 1)]
 
 
 # -- settle ---------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ async def test_seed_only_when_absent(counters: LimitCounters) -> None:
     assert not await counters.seed(b, 99)
     assert (await counters.reserve("r1", [(b, 11)], 30, 1000))[0] == 0
     refused, states = await counters.reserve("r2", [(b, 10)], 30, 1000)
-    assert refused is None and states == [BucketState(40, 10)]
+    assert refused is None and states == [BucketState(40, 10, 10)]
     other = bucket("other", 50, time.time() + 3600)
     assert (await counters.reserve("r3", [(other, 1)], 30, 1000))[0] is None
     assert not await counters.seed(other, 5)  # reserving created the counter
@@ -229,7 +230,7 @@ async def test_amounts_beyond_double_precision_are_exact(counters: LimitCounters
     assert await counters.seed(b, two53 - 1)
     assert (await counters.reserve("r1", [(b, 1)], 30, 1000))[0] is None
     refused, states = await counters.reserve("r2", [(b, 1)], 30, 1000)
-    assert refused is None and states == [BucketState(two53 - 1, 2)]
+    assert refused is None and states == [BucketState(two53 - 1, 2, 1)]
     refused, states = await counters.reserve("r3", [(b, 1)], 30, 1000)  # 2^53 + 2 > 2^53 + 1
     assert refused == 0 and states == [BucketState(two53 - 1, 2)]
     await counters.settle("r1", [(b, 1)], 1000)
@@ -240,7 +241,7 @@ async def test_amounts_beyond_double_precision_are_exact(counters: LimitCounters
     assert await counters.seed(big, 10**17 - 10**15 - 1)
     assert (await counters.reserve("r4", [(big, 10**15 + 2)], 30, 1000))[0] == 0
     refused, states = await counters.reserve("r4", [(big, 10**15 + 1)], 30, 1000)
-    assert refused is None and states == [BucketState(10**17 - 10**15 - 1, 10**15 + 1)]
+    assert refused is None and states == [BucketState(10**17 - 10**15 - 1, 10**15 + 1, 10**15 + 1)]
     await counters.settle("r4", [(big, 123_456_789_012_345)], 1000)
     assert await state(counters, big, 1000) == BucketState(10**17 - 10**15 - 1 + 123_456_789_012_345, 0)
 

@@ -144,6 +144,9 @@ def test_full_request_encodes_back() -> None:
     third = expected["messages"][2]
     third["content"] = [dict(b) for b in third["content"]]
     third["content"][0]["content"] = [{"type": "text", "text": "a cat"}]
+    # Thinking refuses top_k ("Thinking isn't compatible with temperature or top_k modifications"):
+    # the sampling hint gives way to the thinking the request asks for.
+    del expected["top_k"]
     assert out == expected
 
 

@@ -33,7 +33,7 @@ from tests.unit.codec_helpers import decode_stream, encode_stream, fixture, raw,
 codec = codec_for(WireFormat.OPENAI_CHAT)
 
 FULL_REQUEST = {
-    "model": "gpt-4o",
+    "model": "llama-3.3-70b",  # a compatible vendor's model: OpenAI's gpt-4o refuses reasoning_effort
     "messages": [
         {"role": "developer", "content": "Be brief."},
         {

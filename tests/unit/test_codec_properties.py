@@ -170,12 +170,22 @@ def options(draw: st.DrawFn, wire: WireFormat) -> dict[str, Any]:
     json_object = {"type": "json_object"}
     levels = st.sampled_from(["low", "medium", "high"])
     if wire == WireFormat.ANTHROPIC_MESSAGES:
-        return {
-            "reasoning": Reasoning(draw(st.one_of(st.none(), levels)), draw(st.integers(1024, 64000))),
+        common = {
             "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}},
             "user": draw(texts),
-            "top_k": draw(st.integers(1, 500)),
             "stop": draw(st.lists(texts, max_size=3)),
+        }
+        if draw(st.booleans()):
+            return common | {"top_k": draw(st.integers(1, 500))}
+        # Thinking, as Anthropic takes it: a budget below max_tokens, no top_k, temperature 1 or unset,
+        # top_p within [0.95, 1], no forced tool use.
+        budget = draw(st.integers(1024, 64000))
+        return common | {
+            "reasoning": Reasoning(draw(st.one_of(st.none(), levels)), budget),
+            "max_tokens": budget + draw(st.integers(1024, 64000)),
+            "temperature": draw(st.sampled_from([None, 1])),
+            "top_p": draw(st.one_of(st.none(), st.floats(0.95, 1))),
+            "tool_choice": None,
         }
     if wire == WireFormat.GEMINI:
         named = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -149,21 +150,27 @@ def test_additional_tools_items_are_read() -> None:
     assert "clock__sleep" in [t["name"] for t in body["tools"]]
 
 
-def test_flat_names_stay_valid_everywhere_and_distinct() -> None:
+def test_flat_names_become_valid_for_the_target_and_come_back_under_their_namespace() -> None:
     assert flat_name("multi_agent_v1", "spawn_agent") == "multi_agent_v1__spawn_agent"
-    long = flat_name("mcp.server-with-a-very-long-name", "a_tool_whose_name_is_long_as_well_too")
-    odd = flat_name("a/b", "c")
-    for name in (long, odd):
-        assert len(name) <= 64 and name.replace("_", "").replace("-", "").isalnum() and not name[0].isdigit()
-    assert flat_name("a/b", "c") != flat_name("a.b", "c")
-    request = codec.decode_request(
-        {
-            "model": "m",
-            "input": "hi",
-            "tools": [{"type": "namespace", "name": "a/b", "tools": [{"type": "function", "name": "c"}]}],
-        }
-    )
-    response = codec.encode_response(ChatResponse("r", "m", [ToolCall("1", odd, "{}")]), request)
+    tools = [
+        {"type": "namespace", "name": "a/b", "tools": [{"type": "function", "name": "c"}]},
+        {"type": "namespace", "name": "a.b", "tools": [{"type": "function", "name": "c"}]},
+    ]
+    request = codec.decode_request({"model": "m", "input": "hi", "tools": tools})
+    translation = Translation(RESP, ANTHROPIC, Operation.GENERATE, request)
+    _, body = translation.body("claude", stream=False)
+    odd, other = (t["name"] for t in body["tools"])
+    assert odd != other and all(re.fullmatch(r"[A-Za-z0-9_-]{1,128}", n) for n in (odd, other))
+    answer = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": odd, "input": {}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    response = orjson.loads(translation.response(orjson.dumps(answer)))
     assert (response["output"][0]["name"], response["output"][0]["namespace"]) == ("c", "a/b")
 
 

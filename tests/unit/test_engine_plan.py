@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -80,3 +81,19 @@ def test_unconfigured_or_keyless_providers() -> None:
     local = VirtualKey("vk", "vk", "h", "h", (ProviderGrant("vllm"),))
     provider, chosen, pkey = engine.plan(local, inbound(WireFormat.OPENAI_CHAT), "meta-llama/Llama-3.1-8B")
     assert (provider.name, chosen.model, pkey) == ("vllm", "meta-llama/Llama-3.1-8B", None)
+
+
+def test_keys_considered_but_not_chosen_keep_their_half_open_probe() -> None:
+    # Fails on main: plan() took the probe slot of every candidate key it looked at, so the key
+    # not chosen stayed locked out (no verdict ever came back for it).
+    engine = engine_for({"providers": PROVIDERS})
+    key = VirtualKey("vk", "vk", "h", "h", (ProviderGrant("anthropic", 1.0, ("claude-sonnet-4-6",)),))
+    long_ago = time.monotonic() - engine.breaker_config.open_seconds - 1
+    for _ in range(engine.breaker_config.failure_threshold):
+        engine.breakers.failed("anthropic/k-heavy", long_ago)
+        engine.breakers.failed("anthropic/k-light", long_ago)
+    assert not engine.breakers.is_open("anthropic/k-heavy", time.monotonic())  # both half-open
+    for _ in range(20):
+        engine.plan(key, inbound(), "claude-sonnet-4-6")
+    now = time.monotonic()
+    assert engine.breakers.allows("anthropic/k-heavy", now) and engine.breakers.allows("anthropic/k-light", now)

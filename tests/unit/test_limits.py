@@ -161,13 +161,20 @@ async def test_restart_neither_loses_nor_doubles_settled_spend(store: Store) -> 
     second = await make_limits(store, config, clock)  # a new process: counters rebuilt from the ledger
     admission = await second.admit("r8", key, 3 * DOLLAR, 0)
     assert admission is not None and admission.headers["x-sluice-budget-remaining-usd"] == "0.0000"
-    with pytest.raises(SluiceError):
+    second._busy_wait_s = 0  # r8 may still settle for less: r9 is told to retry, not that the budget is spent
+    with pytest.raises(SluiceError) as busy:
         await second.admit("r9", key, 1, 0)
+    assert busy.value.kind is ErrorKind.POLICY_BUDGET_BUSY
+    await second.settle(admission, second.spend_row(admission, "r8", key, 3 * DOLLAR, 0, clock.now()))
+    with pytest.raises(SluiceError) as spent:
+        await second.admit("r9", key, 1, 0)
+    assert spent.value.kind is ErrorKind.POLICY_BUDGET_EXCEEDED
 
 
 async def test_reservations_bound_concurrent_spend(store: Store) -> None:
     clock = FakeClock(datetime(2026, 11, 10, 12, tzinfo=UTC))
     config = {"budgets": [{"id": "b", "virtual_key_id": "vk-a", "max_limit": 1, "reset_duration": "1h"}]}
+    config["governance"] = {"busy_wait_s": 0}  # refuse at once what does not fit while the first are in flight
     limits = await make_limits(store, config, clock)
     key = vk("vk-a")
     each = DOLLAR // 30  # 30 fit, the rest are refused while the first ones are in flight
@@ -177,7 +184,8 @@ async def test_reservations_bound_concurrent_spend(store: Store) -> None:
     async def one(i: int) -> bool:
         try:
             admission = await limits.admit(f"c{i}", key, each, 0)
-        except SluiceError:
+        except SluiceError as err:
+            assert err.kind is ErrorKind.POLICY_BUDGET_BUSY  # nothing is spent yet: busy, never a 402
             return False
         await admitted.wait()  # all in flight together: nothing settles before every admission is decided
         await limits.settle(admission, limits.spend_row(admission, f"c{i}", key, each // 2, 0, clock.now()))
@@ -192,8 +200,46 @@ async def test_reservations_bound_concurrent_spend(store: Store) -> None:
     # After settlement half of each reservation came back: room for 15 more, not one more.
     more = [await limits.admit(f"d{i}", key, each, 0) is not None for i in range(15)]
     assert all(more)
-    with pytest.raises(SluiceError):
+    with pytest.raises(SluiceError) as err:
         await limits.admit("d-last", key, each, 0)
+    assert err.value.kind is ErrorKind.POLICY_BUDGET_BUSY  # the 15 in flight may settle for less
+
+
+async def test_spent_budget_is_402_at_once_and_held_budget_waits_for_settlements(store: Store) -> None:
+    # Fails on main: a request that settled spend leaves room for was refused as "exhausted" (402)
+    # because of the reservations of other requests in flight.
+    clock = FakeClock(datetime(2026, 11, 10, 12, tzinfo=UTC))
+    config = {
+        "budgets": [{"id": "b", "virtual_key_id": "vk-a", "max_limit": 1, "reset_duration": "1h"}],
+        "governance": {"busy_wait_s": 5},
+    }
+    limits = await make_limits(store, config, clock)
+    key = vk("vk-a")
+    holder = await limits.admit("holder", key, DOLLAR * 8 // 10, 0)
+    waiter = asyncio.ensure_future(limits.admit("waiter", key, DOLLAR // 2, 0))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # not refused: waiting for the holder to settle
+    # The holder settles for a tenth of what it reserved; the waiter is woken at once (the local
+    # backend's poll is 1 s, so this is the settlement's wake-up) and admitted.
+    await limits.settle(holder, limits.spend_row(holder, "holder", key, DOLLAR // 10, 0, clock.now()))
+    admitted = await asyncio.wait_for(waiter, 0.5)
+    assert admitted is not None
+    # Spent plus this request's own reservation passes the limit: 402 without waiting.
+    with pytest.raises(SluiceError) as spent:
+        await asyncio.wait_for(limits.admit("too-big", key, DOLLAR * 95 // 100, 0), 0.5)
+    assert spent.value.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and "is exhausted" in spent.value.message
+    # A stream's extension that only others' reservations block waits too, then is told "busy".
+    limits._busy_wait_s = 0.1
+    other = await limits.admit("other", key, DOLLAR * 35 // 100, 0)
+    with pytest.raises(SluiceError) as busy:
+        await limits.extend(admitted, DOLLAR // 10, 0)
+    assert busy.value.kind is ErrorKind.POLICY_BUDGET_BUSY and busy.value.kind.retryable
+    assert "Please retry in 1s" in busy.value.message and busy.value.retry_after == 1.0
+    # An extension that settled spend plus what the stream already holds cannot cover is a cut.
+    await limits.release(other)
+    with pytest.raises(SluiceError) as cut:
+        await limits.extend(admitted, DOLLAR * 45 // 100, 0)
+    assert cut.value.kind is ErrorKind.POLICY_BUDGET_EXCEEDED
 
 
 async def test_rate_limits_requests_tokens_and_concurrency(store: Store) -> None:

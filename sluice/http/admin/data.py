@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from starlette.responses import Response
 
-from sluice.admin.service import Conflict, NotFound, without_hashes
+from sluice.admin.service import Conflict, NotFound, shown
 from sluice.auth.admin_tokens import TOKEN_KIND, AdminToken, create_token, list_tokens
 from sluice.auth.rbac import Scope, widest_grant
 from sluice.http.admin.framework import Call, Endpoint
@@ -162,8 +162,8 @@ async def events(call: Call) -> EventList:
             kind=e.kind,
             object_id=e.object_id,
             action=e.action,
-            before=without_hashes(e.before),
-            after=without_hashes(e.after),
+            before=shown(e.kind, e.before),
+            after=shown(e.kind, e.after),
         )
         for e in found
         if (q.kind is None or e.kind == q.kind) and (q.object_id is None or e.object_id == q.object_id)

@@ -34,6 +34,9 @@ class _Counter:
         self.total += amount
         self.next_lapse = min(self.next_lapse, until)
 
+    def held(self, request_id: str) -> int:
+        return self.reservations.get(request_id, (0, 0.0))[0]
+
     def release(self, request_id: str) -> None:
         held = self.reservations.pop(request_id, None)
         if held is not None:
@@ -74,7 +77,7 @@ class MemoryCounters:
         if refused is None:
             for counter, (_, amount) in zip(counters, items, strict=True):
                 counter.hold(request_id, amount, now + lease_s)
-        return refused, [BucketState(c.used, c.reserved(now)) for c in counters]
+        return refused, [BucketState(c.used, c.reserved(now), c.held(request_id)) for c in counters]
 
     async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
         for bucket, amount in items:

@@ -101,7 +101,8 @@ end
 """
 
 # KEYS: 4 per bucket (c, r, l, s). ARGV: request id, now, lease end, then per bucket: limit, amount,
-# expiry in ms ("0": none). Returns {index of the first refusing bucket or -1, used1, reserved1, ...}.
+# expiry in ms ("0": none). Returns {index of the first refusing bucket or -1, then per bucket: used,
+# reserved, and what the request itself holds there}.
 _RESERVE = (
     _LUA_HELPERS
     + """
@@ -128,8 +129,9 @@ for i = 1, n do
     redis.call('HINCRBY', c, 'reserved', amount)
     redis.call('ZADD', l, lease_end, rid)
   end
-  out[2 * i] = redis.call('HGET', c, 'used')
-  out[2 * i + 1] = redis.call('HGET', c, 'reserved') or '0'
+  out[3 * i - 1] = redis.call('HGET', c, 'used')
+  out[3 * i] = redis.call('HGET', c, 'reserved') or '0'
+  out[3 * i + 1] = redis.call('HGET', r, rid) or '0'
   expire(4 * (i - 1), ARGV[3 * i + 3])  -- last: a window long over is deleted at once
 end
 return out
@@ -208,7 +210,9 @@ class RedisCounters:
             args += [_int(bucket.limit), _int(amount), self._expiry_ms(bucket)]
         reply: list[Any] = await self._redis.eval(_RESERVE, keys, args)
         refused = int(reply[0])
-        states = [BucketState(int(reply[2 * i + 1]), int(reply[2 * i + 2])) for i in range(len(items))]
+        states = [
+            BucketState(int(reply[3 * i + 1]), int(reply[3 * i + 2]), int(reply[3 * i + 3])) for i in range(len(items))
+        ]
         return (None if refused < 0 else refused), states
 
     async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
