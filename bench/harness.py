@@ -406,13 +406,22 @@ class LoadGen:
         self.proc = fleet.start("loadgen", argv, cores=cores, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def run(
-        self, url: str, *, stream: bool, requests: int, concurrency: int, expected_len: int, timeout_s: float
+        self,
+        url: str,
+        *,
+        stream: bool,
+        requests: int,
+        concurrency: int,
+        expected_len: int,
+        timeout_s: float,
+        method: str = "POST",
     ) -> dict[str, Any]:
         cmd = {
             "op": "run",
             "url": url,
+            "method": method,
             "mode": "stream" if stream else "json",
-            "body": request_body(stream).decode(),
+            "body": request_body(stream).decode() if method == "POST" else "",
             "headers": request_headers(),
             "expected_len": expected_len,
             "requests": requests,

@@ -24,6 +24,7 @@ async def run(cmd: dict[str, Any]) -> dict[str, Any]:
     url: str = cmd["url"]
     stream: bool = cmd["mode"] == "stream"
     body: bytes = cmd["body"].encode()
+    method: str = cmd.get("method", "POST")  # GET: the edge alone (a health probe), no body
     headers: dict[str, str] = cmd["headers"]
     expected: int = cmd["expected_len"]
     total: int = cmd["requests"]
@@ -37,7 +38,7 @@ async def run(cmd: dict[str, Any]) -> dict[str, Any]:
 
     async def one(session: aiohttp.ClientSession) -> None:
         t0 = perf()
-        async with session.post(url, data=body, headers=headers) as resp:
+        async with session.request(method, url, data=body or None, headers=headers) as resp:
             if stream:
                 first = await resp.content.readany()
                 t1 = perf()

@@ -47,12 +47,25 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on (default from config: 8080).")] = None,
     store: Annotated[str | None, typer.Option(help="Store URL, overriding the config's store.url.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes on the port (default from config: 1); more than one needs the redis backend."),
+    ] = None,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(help="On SIGTERM, how long streams in flight may take to finish (default from config: 30)."),
+    ] = None,
 ) -> None:
     """Run the gateway."""
-    from sluice.cli.serve import run
+    from sluice.cli.serve import run, workers_refusal
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config)
+    count = cfg.server.workers if workers is None else workers
+    refusal = workers_refusal(cfg, count)
+    if refusal is not None:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
     run(
         cfg,
         host=host or cfg.server.host,
@@ -60,6 +73,8 @@ def serve(
         store_url=store,
         log_level=log_level,
         config_path=config,
+        workers=count,
+        drain_s=cfg.server.drain_seconds if drain_seconds is None else drain_seconds,
     )
 
 

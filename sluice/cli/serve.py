@@ -1,4 +1,5 @@
-"""`sluice serve`: run the ASGI app under uvicorn and tell the operator how to connect."""
+"""`sluice serve`: run the ASGI app (one process, or several on one port) and tell the operator
+how to connect."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import uvicorn
-
 from sluice.app import Services, build_services
+from sluice.http import serving
 from sluice.http.server import SluiceASGI
 from sluice.settings import ConfigError, SluiceConfig, load_config
 
@@ -70,42 +72,104 @@ def banner(cfg: SluiceConfig, host: str, port: int, generated: dict[str, str], *
     return "\n".join(lines)
 
 
-def run(cfg: SluiceConfig, *, host: str, port: int, store_url: str | None, log_level: str, config_path: Path) -> None:
+def workers_refusal(cfg: SluiceConfig, workers: int) -> str | None:
+    """Why `workers` processes cannot serve this config, or None. The local backend counts
+    budgets, rate and concurrency limits inside one process: N processes would each allow the
+    whole limit, so N > 1 needs the counters shared in Redis."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    if workers > 1 and cfg.governance.backend != "redis":
+        return (
+            f"--workers {workers} needs governance.backend: redis. With the local backend every process "
+            "counts budgets, rate limits and concurrency on its own, so each would allow the whole limit; "
+            "set governance.backend: redis (and governance.redis_url), or run one worker per replica."
+        )
+    return None
+
+
+def run(
+    cfg: SluiceConfig,
+    *,
+    host: str,
+    port: int,
+    store_url: str | None,
+    log_level: str,
+    config_path: Path,
+    workers: int = 1,
+    drain_s: float = 30.0,
+) -> None:
+    """Serve in this process, or in `workers` processes on one port (see sluice/cli/workers.py)."""
+    if workers > 1:
+        from sluice.cli.workers import supervise
+
+        supervise(
+            config_path,
+            host=host,
+            port=port,
+            store_url=store_url,
+            log_level=log_level,
+            workers=workers,
+            drain_s=drain_s,
+        )
+        return
+    sock = serving.bind(host, port, reuse_port=False)
+    serve_process(
+        cfg,
+        sock,
+        config_path=config_path,
+        store_url=store_url,
+        log_level=log_level,
+        drain_s=drain_s,
+        banner_at=(host, sock.getsockname()[1]),
+    )
+
+
+def serve_process(
+    cfg: SluiceConfig,
+    sock: socket.socket,
+    *,
+    config_path: Path,
+    store_url: str | None,
+    log_level: str,
+    drain_s: float,
+    banner_at: tuple[str, int] | None,
+    on_ready: Callable[[], None] | None = None,
+    runner: serving.Runner = serving.run_uvicorn,
+) -> None:
+    """One gateway process on a bound socket, until SIGTERM or SIGINT; then it drains (stops
+    accepting, lets requests in flight finish for up to `drain_s` seconds, settles and flushes the
+    request log and audit) and returns, so the process exits 0."""
     services = build_services(cfg, store_url=store_url)
     services.config_actor = f"file:{config_path}"
     asgi = SluiceASGI(services)
-    config = uvicorn.Config(
-        asgi,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=log_level.lower(),
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
-    server = uvicorn.Server(config)
 
     async def main() -> None:
-        serving = asyncio.ensure_future(server.serve())
-        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes no event
-            await asyncio.sleep(0.05)
-        if server.started:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def stopping(sig: signal.Signals) -> None:
+            if not stop.is_set():
+                log.warning("%s: draining (up to %.0f s for requests in flight)", sig.name, drain_s)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(services, config_path)))
+
+        def ready() -> None:
             # Everything built at start-up lives for the whole process: keep it out of the
             # collector's way, and collect the young generation less often (requests allocate a
             # lot of short-lived objects and create no reference cycles on the hot path).
             gc.freeze()
             gc.set_threshold(10_000, 20, 20)
-            show = sys.stdout.isatty() or os.environ.get("SLUICE_SHOW_SECRETS") == "1"
-            print(banner(cfg, host, port, services.generated_secrets, show_secrets=show), flush=True)
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: asyncio.ensure_future(_reload(services, config_path))
-            )
-        await serving
+            if banner_at is not None:
+                show = sys.stdout.isatty() or os.environ.get("SLUICE_SHOW_SECRETS") == "1"
+                print(banner(cfg, *banner_at, services.generated_secrets, show_secrets=show), flush=True)
+            if on_ready is not None:
+                on_ready()
 
-    # uvicorn's loop="uvloop" only applies when uvicorn owns the loop; here we do.
+        await runner(asgi, sock, stop, drain_s=drain_s, log_level=log_level, on_ready=ready)
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows

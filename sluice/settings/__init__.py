@@ -94,6 +94,10 @@ _ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Processes serving the port (SO_REUSEPORT); more than one needs governance.backend: redis.
+    workers: int = Field(default=1, ge=1, le=256)
+    # On SIGTERM: how long requests in flight (streams) may take to finish before they are cut.
+    drain_seconds: float = Field(default=30, ge=0, le=3600)
 
 
 class StoreConfig(_Strict):

@@ -22,8 +22,9 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, config: dict[str, Any], tmp: Path) -> None:
+    def __init__(self, config: dict[str, Any], tmp: Path, *, args: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
+        self.args = args  # more `sluice serve` options (--workers, --http, --drain-seconds)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db = tmp / "gateway.db"
@@ -51,6 +52,7 @@ class GatewayProcess:
             str(self.port),
             "--log-level",
             "warning",
+            *self.args,
         ]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
