@@ -112,7 +112,10 @@ def run(
             drain_s=drain_s,
         )
         return
-    sock = serving.bind(host, port, reuse_port=False)
+    try:
+        sock = serving.bind(host, port, reuse_port=False)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     serve_process(
         cfg,
         sock,

@@ -192,7 +192,10 @@ def supervise(
     workers: int,
     drain_s: float,
 ) -> None:
-    holder, port = _reserve_port(host, port)
+    try:
+        holder, port = _reserve_port(host, port)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     options = {"store_url": store_url, "log_level": log_level, "drain_s": drain_s}
     try:
         code = Supervisor(config_path, host, port, workers, options).run()

@@ -9,12 +9,14 @@ request at the edge, the in-house protocol saved a few µs, within the noise of 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import uvicorn
 
+log = logging.getLogger("sluice.serve")
 Ready = Callable[[], None]
 
 
@@ -53,7 +55,8 @@ async def run_uvicorn(
         access_log=False,
         log_level=log_level.lower(),
         server_header=False,
-        timeout_graceful_shutdown=max(1, round(drain_s)),
+        # uvicorn's own limit is a backstop: at drain_s, _cut cancels what is left and waits for it.
+        timeout_graceful_shutdown=round(drain_s) + 30,
     )
     server = uvicorn.Server(config)
     # Not server.serve(): it installs its own signal handlers and re-raises the signal after the
@@ -68,6 +71,27 @@ async def run_uvicorn(
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         server.should_exit = True
-    await serving
+        cutting = asyncio.ensure_future(_cut(server, drain_s))
+        try:
+            await serving
+        finally:
+            cutting.cancel()
+    else:
+        await serving
     if not server.started:
         raise SystemExit(3)  # the lifespan start-up failed (uvicorn logged why)
+
+
+async def _cut(server: uvicorn.Server, drain_s: float) -> None:
+    """At the end of the grace period, cancels the requests still running and waits for them to
+    finish their own work (a cancelled stream still records its request-log row and settles):
+    uvicorn, left to its own timeout, would cancel them and start the lifespan shutdown (which
+    stops the request log and the ledger writer) without waiting."""
+    await asyncio.sleep(drain_s)
+    tasks = set(server.server_state.tasks)
+    if not tasks:
+        return
+    log.warning("drain: %d request(s) still running after %.0f s, cutting them", len(tasks), drain_s)
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=10)

@@ -101,6 +101,7 @@ def test_the_grace_period_bounds_the_drain(tmp_path: Path) -> None:
             gw.stop()
         assert code == 0, gw.output()
         assert took < 10, f"the drain took {took:.1f} s with a 1 s grace period"
+        assert "cutting them" in gw.output()  # cut by the gateway, which then waited for it to record
     with sqlite3.connect(gw.db) as db:
         logged = db.execute("SELECT status FROM request_log WHERE request_id = ?", (request_id,)).fetchall()
     assert len(logged) == 1, logged
