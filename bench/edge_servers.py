@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", default="edge,json,stream", help="edge (GET /healthz), json, stream")
     p.add_argument("--workers", action="store_true", help="measure req/s of --workers 1 and 2 instead")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    p.add_argument("--store-url", help="with --workers: the store (default: a SQLite file per run)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -70,6 +71,7 @@ def launch(
     server: str,
     workers: int = 1,
     redis_url: str | None = None,
+    store_url: str | None = None,
 ) -> tuple[harness.Proc, str]:
     workdir = fleet.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,7 @@ def launch(
     path = workdir / "sluice-bench.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     port = harness.free_port()
-    store = ["--store", f"sqlite:///{workdir / 'bench.db'}", "--log-level", "warning"]
+    store = ["--store", store_url or f"sqlite:///{workdir / 'bench.db'}", "--log-level", "warning"]
     if server == "uvicorn":  # `sluice serve` as shipped
         argv = [harness.sluice_executable(), "serve", "--config", str(path), "--port", str(port), *store]
         argv += ["--workers", str(workers)]
@@ -249,6 +251,7 @@ def workers_run(args: argparse.Namespace, fleet: harness.Fleet) -> dict[str, Any
             server=args.servers[0],
             workers=workers,
             redis_url=args.redis_url,
+            store_url=args.store_url,
         )
         measure(loadgen, None, url, "json", args.warmup, 64, expected["json"])
         rps = []
@@ -265,7 +268,7 @@ def workers_run(args: argparse.Namespace, fleet: harness.Fleet) -> dict[str, Any
         out[str(workers)] = {"rps_median": statistics.median(rps), "rps": rps, "exit_code": proc.stop()}
     loadgen.quit()
     r.flushdb()
-    return {"workers": out, "server": args.servers[0], "concurrency": 64}
+    return {"workers": out, "server": args.servers[0], "concurrency": 64, "store": args.store_url or "sqlite"}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -327,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": time.monotonic() - started,
         "options": {k: str(v) for k, v in vars(args).items()},
         "note": (
-            f"JSON requests at concurrency 64 through the redis variant, {args.rounds} rounds of {args.requests}; "
+            f"JSON requests at concurrency 64 through the redis variant (store: {args.store_url or 'SQLite'}), "
+            f"{args.rounds} rounds of {args.requests}; "
             "upstream, load generator, workers and Redis share the machine's cores (nothing pinned)."
             if args.workers
             else f"Gateway variant `{args.variant}`, every server pinned to the same core as the baseline; "
