@@ -1,6 +1,6 @@
 """Graceful drain of a real `sluice serve` on SIGTERM: the listener closes at once (new
-connections are refused), a stream in flight runs to its end, its request-log row and its spend
-are in the store once the process has exited, and the exit code is 0."""
+connections are refused), a stream in flight runs to its end, its request-log row, its spend and
+its audit record are in the store once the process has exited, and the exit code is 0."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def _config(upstream: FakeUpstreamThread) -> dict[str, object]:
         "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant-drain"}]}},
         "virtual_keys": [{"id": "vk-drain", "value": KEY, "provider_configs": [{"provider": "anthropic"}]}],
         "budgets": [{"id": "b-drain", "virtual_key_id": "vk-drain", "max_limit": 100, "reset_duration": "1d"}],
+        "audit": {"hmac_key": "drain-test-audit-key-0123456789abcdef"},
     }
 
 
@@ -79,6 +80,8 @@ def test_sigterm_lets_the_stream_in_flight_finish_then_exits_0(tmp_path: Path) -
             "SELECT status, stream, output_tokens, cost_pico FROM request_log WHERE request_id = ?", (request_id,)
         ).fetchall()
         spent = db.execute("SELECT cost_pico FROM spend_ledger WHERE request_id = ?", (request_id,)).fetchall()
+        audited = db.execute("SELECT COUNT(*) FROM audit_log WHERE data LIKE ?", (f"%{request_id}%",)).fetchone()
+    assert audited[0] >= 1, "the stream's audit record is not in the store"
     assert len(logged) == 1 and logged[0][0] == 200 and logged[0][1] and logged[0][2] > 0, logged
     assert spent == [(logged[0][3],)] and spent[0][0] > 0, spent
 

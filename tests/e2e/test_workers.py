@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -88,21 +89,22 @@ async def _held_connections(url: str, n: int, gw: GatewayProcess) -> dict[int, i
             writer.close()
 
 
-def _listening_workers(gw: GatewayProcess) -> int:
+def _listening_workers(gw: GatewayProcess) -> list[int]:
+    """The pids of the worker processes that listen on the gateway's port."""
     assert gw.proc is not None
-    count = 0
+    pids = []
     for child in psutil.Process(gw.proc.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if any(c.status == psutil.CONN_LISTEN and c.laddr.port == gw.port for c in child.net_connections("tcp")):
-                count += 1
-    return count
+                pids.append(child.pid)
+    return pids
 
 
 def test_two_workers_share_the_port_and_a_request_limit_holds_exactly(tmp_path: Path, flushed: None) -> None:
     gw = GatewayProcess(_config("redis"), tmp_path, args=("--workers", "2")).start()
     try:
         deadline = time.monotonic() + 60  # /healthz answers once the first worker is up
-        while _listening_workers(gw) < 2:
+        while len(_listening_workers(gw)) < 2:
             assert time.monotonic() < deadline, "the second worker did not start\n" + gw.output()
             time.sleep(0.2)
         per_worker = asyncio.run(_held_connections(gw.base_url, 24, gw))
@@ -114,7 +116,15 @@ def test_two_workers_share_the_port_and_a_request_limit_holds_exactly(tmp_path: 
         statuses = asyncio.run(burst())
         assert statuses.count(200) == LIMIT, statuses
         assert statuses.count(429) == 2 * LIMIT, statuses
+        # A worker that dies is replaced, on the same port, with the same shared counters.
         assert gw.proc is not None
+        before = _listening_workers(gw)
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while len(now := _listening_workers(gw)) < 2 or before[0] in now:
+            assert time.monotonic() < deadline, "the dead worker was not replaced\n" + gw.output()
+            time.sleep(0.2)
+        assert asyncio.run(_one(gw.base_url)) == 429  # the limit still holds: the count lives in Redis
         gw.proc.send_signal(signal.SIGTERM)
         code = gw.proc.wait(timeout=60)
     finally:
