@@ -3,7 +3,7 @@
 Each worker binds the port itself with SO_REUSEPORT, so the kernel spreads new connections over
 them and no process sits in between. The supervisor (this process) serves nothing: it starts the
 first worker alone (it migrates the store and seeds the config, which must not race), then the
-others; forwards SIGTERM/SIGINT (drain) and SIGHUP (reload) to every worker; restarts a worker
+others; forwards SIGTERM/SIGINT (drain) and SIGHUP (reload, worker 0 first) to every worker; restarts a worker
 that dies on its own; and exits 0 once every worker has drained and exited 0.
 
 Limits stay exact across workers only with shared counters: `workers_refusal` in serve.py refuses
@@ -31,6 +31,7 @@ from sluice.settings import SluiceConfig
 
 log = logging.getLogger("sluice.serve")
 _RESTART_BACKOFF_S = 1.0
+_RELOAD_STAGGER_S = 2.0
 
 
 def _worker(index: int, ready: Queue[int], config_path: Path, host: str, port: int, options: dict[str, Any]) -> None:
@@ -122,8 +123,19 @@ class Supervisor:
     def on_signal(self, signum: int, frame: object) -> None:
         self.signalled.append(signum)
 
-    def forward(self, signum: int) -> None:
-        for proc in self.procs.values():
+    def reload(self) -> None:
+        """SIGHUP: every worker re-reads the file (providers, routing and MCP from the file live in
+        each process), but worker 0 first: it writes the file's keys and budgets to the store and
+        records the changes, and the others, a moment later, find nothing left to change instead of
+        racing it to write the same rows."""
+        self.forward(signal.SIGHUP, only=[0])
+        time.sleep(_RELOAD_STAGGER_S)
+        self.forward(signal.SIGHUP, only=[i for i in self.procs if i != 0])
+
+    def forward(self, signum: int, only: list[int] | None = None) -> None:
+        for index, proc in self.procs.items():
+            if only is not None and index not in only:
+                continue
             if proc.is_alive() and proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signum)
@@ -150,7 +162,7 @@ class Supervisor:
             while self.signalled:
                 signum = self.signalled.pop(0)
                 if signum == signal.SIGHUP:
-                    self.forward(signal.SIGHUP)
+                    self.reload()
                 elif not self.stopping:
                     self.stopping = True
                     self.forward(signal.SIGTERM)

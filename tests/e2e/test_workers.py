@@ -143,3 +143,41 @@ def test_more_than_one_worker_on_the_local_backend_is_refused(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert "governance.backend: redis" in done.stderr
+
+
+def test_sighup_reloads_every_worker(tmp_path: Path, flushed: None) -> None:
+    """Routing from the file lives in each process: after SIGHUP, every worker must route the new
+    alias, so no answer on any connection comes from the old routing."""
+    config = _config("redis")
+    config["rate_limits"] = []
+    gw = GatewayProcess(config, tmp_path, args=("--workers", "2")).start()
+
+    async def statuses(model: str) -> list[int]:
+        async def one() -> int:
+            body = {**BODY, "model": model}
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+                session.post(gw.base_url + "/v1/messages", json=body, headers=HEADERS) as resp,
+            ):
+                await resp.read()
+                return resp.status
+
+        return list(await asyncio.gather(*(one() for _ in range(20))))
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(_listening_workers(gw)) < 2:
+            assert time.monotonic() < deadline, "the second worker did not start\n" + gw.output()
+            time.sleep(0.2)
+        assert asyncio.run(statuses("team-model")) == [200] * 20  # the fake provider echoes any name
+        on_disk = yaml.safe_load(gw.config_path.read_text())
+        on_disk["routing"] = {"aliases": [{"alias": "team-model", "target": "fake/error-500"}]}
+        gw.config_path.write_text(yaml.safe_dump(on_disk))
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while 200 in (got := asyncio.run(statuses("team-model"))):
+            assert time.monotonic() < deadline, f"a worker still routes the old way: {got}\n" + gw.output()
+            time.sleep(0.5)
+    finally:
+        gw.stop()
