@@ -78,6 +78,10 @@ def workers_refusal(cfg: SluiceConfig, workers: int) -> str | None:
     whole limit, so N > 1 needs the counters shared in Redis."""
     if workers < 1:
         return "--workers must be at least 1"
+    if workers > 1 and not sys.platform.startswith("linux"):
+        # SO_REUSEPORT spreads connections over the processes only on Linux (BSD and macOS give
+        # them all to the last socket bound; Windows has no such option).
+        return "--workers above 1 needs Linux (SO_REUSEPORT); run one process per replica elsewhere"
     if workers > 1 and cfg.governance.backend != "redis":
         return (
             f"--workers {workers} needs governance.backend: redis. With the local backend every process "
