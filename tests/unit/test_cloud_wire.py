@@ -14,6 +14,7 @@ from botocore.eventstream import EventStreamBuffer
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats import aws_eventstream as es
+from sluice.formats.anthropic import invoke
 from sluice.providers.aws import SigV4Signer, bedrock_error
 from sluice.providers.bedrock import BedrockProvider
 from sluice.providers.google_auth import AUDIENCE, SelfSignedJWT, ServiceAccount
@@ -38,7 +39,7 @@ def test_invoke_stream_becomes_anthropic_sse_whatever_the_chunking() -> None:
     events = [{"type": "message_start", "message": {"id": "m1"}}, {"type": "message_stop"}]
     data = b"".join(aws_wire.chunk(orjson.dumps(e), n) for n, e in enumerate(events))
     data += aws_wire.exception("throttlingException", "slow down")
-    translator = es.InvokeStreamToSSE()
+    translator = invoke.InvokeStreamToSSE()
     out = b"".join(translator.feed(data[i : i + 5]) for i in range(0, len(data), 5))
     assert out.startswith(b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1"}}\n\n')
     assert b"event: message_stop\n" in out
@@ -49,7 +50,7 @@ def test_invoke_stream_becomes_anthropic_sse_whatever_the_chunking() -> None:
 def test_anthropic_sse_becomes_invoke_stream_frames() -> None:
     sse = b'event: message_start\ndata: {"type":"message_start"}\n\nevent: ping\ndata: {"type":"ping"}\n\n'
     sse += b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
-    framed = es.SSEToInvokeStream().feed(sse)
+    framed = invoke.SSEToInvokeStream().feed(sse)
     buffer = EventStreamBuffer()
     buffer.add_data(framed)
     first, error = list(buffer)
@@ -156,7 +157,7 @@ def test_a_corrupt_frame_breaks_the_stream() -> None:
     good = aws_wire.chunk(b'{"type":"message_stop"}')
     corrupt = good[:-1] + bytes([good[-1] ^ 0xFF])  # the message CRC no longer matches
     with pytest.raises(SluiceError) as broken:
-        es.InvokeStreamToSSE().feed(corrupt)
+        invoke.InvokeStreamToSSE().feed(corrupt)
     assert broken.value.kind is ErrorKind.PROVIDER_STREAM_BROKEN
 
 
