@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from sluice.core.errors import ErrorKind
 from sluice.core.types import Usage, WireFormat
@@ -57,8 +57,16 @@ class Counting:
     inner: Callable[[dict[str, Any]], dict[str, Any]] = lambda doc: doc
 
 
-def _no_stream_change(doc: dict[str, Any], stream: bool) -> bool:
-    return False
+class Prepared(NamedTuple):
+    changed: bool  # the body changed (re-encode it)
+    hide_usage: bool  # it now asks for usage the caller did not ask for: take the extra chunk out again
+
+
+UNCHANGED = Prepared(False, False)
+
+
+def _no_stream_change(doc: dict[str, Any], stream: bool) -> Prepared:
+    return UNCHANGED
 
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
@@ -84,10 +92,9 @@ class WireRecord:
     # Error kinds the format's clients must be told differently: kind -> (status, code).
     refusals: Mapping[ErrorKind, tuple[int, str]] = field(default_factory=lambda: _EMPTY)
     answer_id_prefix: str = ""  # what the format's answer ids start with, for an answer that has none
-    # Make a provider's request body meterable when streamed (OpenAI Chat sends usage only when asked)
-    # and acceptable (the Responses API refuses Chat's `include_usage`); True when it asked for usage
-    # the caller did not ask for (the extra chunk is then taken out again, `hide_usage`).
-    prepare_stream: Callable[[dict[str, Any], bool], bool] = _no_stream_change
+    # (provider's request body, streamed?) -> the body made meterable when streamed (OpenAI Chat sends
+    # usage only when asked) and acceptable (the Responses API refuses Chat's `include_usage`), in place.
+    prepare_stream: Callable[[dict[str, Any], bool], Prepared] = _no_stream_change
     # Whether a body posted to this format's surface is really in another format (Cursor posts
     # Responses bodies to Chat Completions): that format, or None.
     body_wire: Callable[[dict[str, Any]], WireFormat | None] = lambda doc: None

@@ -8,7 +8,7 @@
 - Converse (`/model/{id}/converse`, `/converse-stream`) takes BEDROCK_CONVERSE bodies
   (`formats/bedrock_converse/codec.py`); callers of the Anthropic, OpenAI or Gemini APIs reach these
   models through the translation bridge (`sluice.translation`), their streams raw event-stream
-  frames, metered by `ConverseStreamObserver`.
+  frames, metered by the stream observer through the Converse record (`formats/bedrock_converse/`).
 
 Authentication: SigV4 with the configured AWS credentials, or a Bedrock API key (`keys`, sent as
 a bearer token). Callers name models as they would on Anthropic's API; `models` maps a name to

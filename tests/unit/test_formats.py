@@ -172,3 +172,23 @@ def test_status_mapping_is_each_formats_own() -> None:
 def test_converse_in_stream_error_is_an_exception_frame() -> None:
     frames = FrameDecoder().feed(record_of(WireFormat.BEDROCK_CONVERSE).error_event(503, "busy", None))
     assert [(f.message_type, f.event_type) for f in frames] == [("exception", "serviceUnavailableException")]
+
+
+def test_a_chat_stream_asks_for_usage_and_hides_it_only_when_the_caller_did_not() -> None:
+    prepare = record_of(WireFormat.OPENAI_CHAT).prepare_stream
+    doc: dict[str, object] = {"stream": True, "stream_options": {"x": 1}}
+    assert prepare(doc, True) == (True, True) and doc["stream_options"] == {"x": 1, "include_usage": True}
+    asked = {"stream_options": {"include_usage": True}}
+    assert prepare(asked, True) == (False, False)
+    assert prepare({}, False) == (False, False)
+
+
+def test_a_responses_body_loses_chats_include_usage_only() -> None:
+    prepare = record_of(WireFormat.OPENAI_RESPONSES).prepare_stream
+    doc: dict[str, object] = {"stream_options": {"include_usage": True, "include_obfuscation": False}}
+    assert prepare(doc, True) == (True, False) and doc["stream_options"] == {"include_obfuscation": False}
+    bare: dict[str, object] = {"stream_options": {"include_usage": True}}
+    assert prepare(bare, False).changed and "stream_options" not in bare
+    for wire in (WireFormat.ANTHROPIC_MESSAGES, WireFormat.GEMINI, WireFormat.BEDROCK_CONVERSE):
+        untouched: dict[str, object] = {"stream_options": {"include_usage": True}}
+        assert record_of(wire).prepare_stream(untouched, True) == (False, False) and untouched["stream_options"]

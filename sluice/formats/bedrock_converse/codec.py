@@ -4,7 +4,7 @@ Shapes follow botocore's bedrock-runtime service model (2023-09-30). Converse di
 Messages API in ways that matter here: the model travels in the URL; content blocks are unions
 keyed by kind (`{"text": ...}`, `{"toolUse": ...}`); prompt caching is a separate `cachePoint`
 block after the cached part; binary data is base64 in JSON; model-specific knobs (top_k,
-Anthropic `thinking`) go in `additionalModelRequestFields`. Streams: `bedrock_converse_stream`.
+Anthropic `thinking`) go in `additionalModelRequestFields`. Streams: `bedrock_converse.stream`.
 """
 
 from __future__ import annotations

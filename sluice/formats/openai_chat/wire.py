@@ -11,7 +11,7 @@ import orjson
 
 from sluice.core.types import WireFormat
 from sluice.formats.openai_common import error_payload, usage_from
-from sluice.formats.record import EventReader, Seen
+from sluice.formats.record import UNCHANGED, EventReader, Prepared, Seen
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 DONE = b"data: [DONE]\n\n"
@@ -58,17 +58,17 @@ def _splitter() -> Any:
 READER: EventReader[bytes] = EventReader(_splitter, read_event)
 
 
-def prepare_stream(doc: dict[str, Any], stream: bool) -> bool:
+def prepare_stream(doc: dict[str, Any], stream: bool) -> Prepared:
     """Chat streams carry usage only when asked (`stream_options.include_usage`): ask, so the stream
-    can be metered. True when the caller had not asked (its stream must not show the extra chunk)."""
+    can be metered; the caller who had not asked must not see the extra chunk (`hide_usage`)."""
     if not stream:
-        return False
+        return UNCHANGED
     opts = doc.get("stream_options")
     opts = opts if isinstance(opts, dict) else {}
     if opts.get("include_usage"):
-        return False
+        return UNCHANGED
     doc["stream_options"] = {**opts, "include_usage": True}
-    return True
+    return Prepared(changed=True, hide_usage=True)
 
 
 def body_wire(doc: dict[str, Any]) -> WireFormat | None:

@@ -13,7 +13,7 @@ import orjson
 
 from sluice.core.types import Usage
 from sluice.formats.openai_common import usage_from
-from sluice.formats.record import EventReader, Seen
+from sluice.formats.record import UNCHANGED, EventReader, Prepared, Seen
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
 _TERMINAL = (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
@@ -69,16 +69,17 @@ def _splitter() -> Any:
 READER: EventReader[bytes] = EventReader(_splitter, read_event)
 
 
-def prepare_stream(doc: dict[str, Any], stream: bool) -> bool:
+def prepare_stream(doc: dict[str, Any], stream: bool) -> Prepared:
     """Responses streams always carry usage. Cursor sends Chat's include_usage along with a
     Responses body; the Responses API refuses it."""
     options = doc.get("stream_options")
-    if isinstance(options, dict):
-        rest = {k: v for k, v in options.items() if k != "include_usage"}
-        doc.pop("stream_options")
-        if rest:
-            doc["stream_options"] = rest
-    return False
+    if not isinstance(options, dict):
+        return UNCHANGED
+    rest = {k: v for k, v in options.items() if k != "include_usage"}
+    doc.pop("stream_options")
+    if rest:
+        doc["stream_options"] = rest
+    return Prepared(changed=True, hide_usage=False)
 
 
 def count_request(doc: dict[str, Any], model: str) -> dict[str, Any]:
