@@ -4,8 +4,9 @@ The observer (`sluice.metering.stream_observer`) sees every chunk of every strea
 so its `feed()` is on the hot path. Each wire's stream is made by that wire's own stream encoder (a
 message start, `--deltas` text deltas, the finish with usage), delivered one event per chunk as
 upstreams do, and fed through a fresh observer `--streams` times; reported in µs per stream and ns
-per chunk, plain (usage and completion only) and with output counting and content capture on (what a
-budget cut-off and audit content capture turn on). Compare runs of the same machine only.
+per chunk of CPU time (best of `--repeat`), plain (usage and completion only) and with output
+counting and content capture on (what a budget cut-off and audit content capture turn on).
+Compare runs of the same machine only.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def stream_of(wire: WireFormat, deltas: int) -> list[bytes]:
 
 
 def run(wire: WireFormat, chunks: list[bytes], streams: int, count: bool) -> float:
-    """Seconds per stream."""
+    """CPU seconds per stream (process time: other processes on a shared machine do not count)."""
     hide = wire is WireFormat.OPENAI_CHAT
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(streams):
         observer = stream_observer(wire, hide)
         if count:
@@ -49,7 +50,7 @@ def run(wire: WireFormat, chunks: list[bytes], streams: int, count: bool) -> flo
             observer.captured = []
         for chunk in chunks:
             observer.feed(chunk)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert observer.completed and observer.usage.output_tokens, (wire, observer.usage)
     return elapsed / streams
 

@@ -18,6 +18,7 @@ from sluice.formats.record import EventReader
 
 class StreamObserver:
     __slots__ = (
+        "_quiet",
         "_read",
         "_split",
         "captured",
@@ -32,6 +33,7 @@ class StreamObserver:
     def __init__(self, reader: EventReader[Any], *, hide_usage: bool = False) -> None:
         self._split = reader.splitter()
         self._read = reader.read
+        self._quiet = reader.quiet
         self.hide_usage = hide_usage and reader.sse
         self.usage = Usage()
         self.error: str | None = None
@@ -44,7 +46,13 @@ class StreamObserver:
         events = self._split(chunk)
         read = self._read
         if not self.hide_usage:
-            for event in events:
-                read(event, self)
+            quiet = self._quiet
+            if quiet and not self.count_output:
+                for event in events:
+                    if not event.startswith(quiet):
+                        read(event, self)
+            else:
+                for event in events:
+                    read(event, self)
             return chunk
         return b"".join(event + b"\n\n" for event in events if not read(event, self))

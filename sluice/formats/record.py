@@ -43,6 +43,9 @@ class EventReader(Generic[Event]):
     splitter: Callable[[], Callable[[bytes], Sequence[Event]]]
     read: Callable[[Event, Seen], bool]
     sse: bool = True  # events are SSE blocks (dropped ones are re-joined with a blank line)
+    # Prefixes of SSE events that say nothing but generated text (the bulk of a stream): not read
+    # at all unless the generated text is measured (`count_output`).
+    quiet: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

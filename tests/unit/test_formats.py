@@ -6,6 +6,8 @@ boundary: what it reads must not depend on where the chunks split."""
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 
@@ -192,3 +194,30 @@ def test_a_responses_body_loses_chats_include_usage_only() -> None:
     for wire in (WireFormat.ANTHROPIC_MESSAGES, WireFormat.GEMINI, WireFormat.BEDROCK_CONVERSE):
         untouched: dict[str, object] = {"stream_options": {"include_usage": True}}
         assert record_of(wire).prepare_stream(untouched, True) == (False, False) and untouched["stream_options"]
+
+
+def _scan(chunks: list[bytes]) -> list[bytes]:
+    """The SSE splitter's plain scan: the reference its one-pass fast path must agree with."""
+    buf, out = b"", []
+    for chunk in chunks:
+        buf += chunk
+        held = b""
+        if buf.endswith(b"\r"):
+            buf, held = buf[:-1], b"\r"
+        buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        start = 0
+        while (end := buf.find(b"\n\n", start)) >= 0:
+            out.append(buf[start:end])
+            start = end + 2
+        buf = buf[start:] + held
+    return out
+
+
+def test_the_sse_splitter_fast_path_finds_the_blocks_the_scan_finds() -> None:
+    rng = random.Random(7)
+    for _ in range(3000):
+        data = b"".join(rng.choice((b"a", b"\n", b"\r", b":", b" ")) for _ in range(rng.randint(0, 24)))
+        cuts = sorted(rng.sample(range(len(data) + 1), k=min(len(data) + 1, rng.randint(0, 4))))
+        chunks = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        decoder = SSEDecoder()
+        assert [b for c in chunks for b in decoder.feed_blocks(c)] == _scan(chunks), chunks

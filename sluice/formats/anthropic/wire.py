@@ -106,7 +106,7 @@ def _splitter() -> Any:
     return SSEDecoder().feed_blocks
 
 
-READER: EventReader[bytes] = EventReader(_splitter, read_event)
+READER: EventReader[bytes] = EventReader(_splitter, read_event, quiet=_SKIPPED)
 
 
 def rate_limit_headers(
