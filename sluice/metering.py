@@ -8,17 +8,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
+
 from sluice.core.context import RequestContext
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Usage, WireFormat
-from sluice.formats import (
-    anthropic_messages,
-    bedrock_converse,
-    bedrock_converse_stream,
-    gemini,
-    openai_chat,
-    openai_responses,
-)
+from sluice.formats import observer
+from sluice.formats.registry import record_of
 from sluice.providers.base import Provider
 from sluice.storage.records import RequestLogEntry
 
@@ -100,27 +96,18 @@ def estimated_usage(ctx: RequestContext, observer: StreamObserver) -> Usage:
 
 
 def usage_of(wire: WireFormat, body: bytes) -> Usage:
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return anthropic_messages.usage_from_response(body)
-    if wire is WireFormat.OPENAI_RESPONSES:
-        return openai_responses.usage_from_response(body)
-    if wire is WireFormat.GEMINI:
-        return gemini.usage_from_response(body)
-    if wire is WireFormat.BEDROCK_CONVERSE:
-        return bedrock_converse.usage_from_response(body)
-    return openai_chat.usage_from_response(body)
+    """The usage a whole answer of format `wire` reports (an empty Usage when it is not JSON)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Usage()
+    return record_of(wire).usage(doc) if isinstance(doc, dict) else Usage()
 
 
 def stream_observer(wire: WireFormat, hide_usage: bool) -> StreamObserver:
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return anthropic_messages.StreamObserver()
-    if wire is WireFormat.OPENAI_RESPONSES:
-        return openai_responses.StreamObserver()
-    if wire is WireFormat.GEMINI:
-        return gemini.StreamObserver()
-    if wire is WireFormat.BEDROCK_CONVERSE:
-        return bedrock_converse_stream.ConverseStreamObserver()
-    return openai_chat.StreamObserver(hide_usage_chunk=hide_usage)
+    """The observer of a stream in the provider's format `wire` (`sluice.formats.observer`);
+    `hide_usage` takes out the OpenAI Chat usage chunk the gateway asked for on the caller's behalf."""
+    return observer.StreamObserver(record_of(wire).reader, hide_usage=hide_usage)
 
 
 def redact_provider_secrets(body: bytes, provider: Provider) -> bytes:

@@ -66,25 +66,6 @@ class Usage:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
-@dataclass(slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments_json: str
-
-
-@dataclass(slots=True)
-class Completion:
-    """A whole model answer in canonical form (used to render answers that no upstream made)."""
-
-    id: str
-    model: str
-    text: str
-    usage: Usage
-    stop_reason: str = "end_turn"  # canonical: end_turn | max_tokens | tool_use | stop_sequence
-    tool_calls: list[ToolCall] = field(default_factory=list)
-
-
 def count_of(value: object) -> int:
     """A count from a provider's usage report: a non-negative integer, anything else reads as 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -13,15 +13,20 @@ import orjson
 from sluice.core.canonical import (
     BlockStart,
     BlockStop,
+    ChatResponse,
     Failure,
     Finish,
     Message,
     Part,
+    Start,
     StopReason,
     StreamEvent,
     Text,
+    TextDelta,
     Thinking,
+    ThinkingDelta,
     Tool,
+    ToolArgsDelta,
     ToolCall,
     ToolResult,
     Untranslatable,
@@ -121,6 +126,52 @@ def merge_into(messages: list[Message], role: Literal["user", "assistant"], part
         messages[-1].parts.extend(parts)
     else:
         messages.append(Message(role, list(parts)))
+
+
+# Codecs have no clock: OpenAI's `created` / `created_at` come out as 0, and whoever sends the
+# answer stamps them (`stamp_created`). The compact key cannot occur inside a JSON string (its
+# quotes would be escaped there).
+_UNSTAMPED = (b'"created":0,', b'"created_at":0,')
+
+
+def stamp_created(out: bytes, now: int) -> bytes:
+    if b'":0,' not in out:
+        return out
+    stamp = str(now).encode()
+    return out.replace(_UNSTAMPED[0], b'"created":' + stamp + b",").replace(
+        _UNSTAMPED[1], b'"created_at":' + stamp + b","
+    )
+
+
+def response_events(response: ChatResponse, pieces: int = 4) -> list[StreamEvent]:
+    """A whole answer as the canonical stream a provider would send: Start, each content block in
+    `pieces` deltas (tool arguments in two), Finish. With a format's stream encoder, the one way to
+    write an answer as a stream in any format (the fake provider and the test fakes use it)."""
+    u = response.usage
+    start = Usage(u.input_tokens, 0, u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens)
+    out: list[StreamEvent] = [Start(response.id, response.model, start)]
+    for index, part in enumerate(response.content):
+        if isinstance(part, Text):
+            out.append(BlockStart(index, "text"))
+            out.extend(TextDelta(index, piece) for piece in split_text(part.text, pieces))
+        elif isinstance(part, ToolCall):
+            out.append(BlockStart(index, "tool_call", call_id=part.id, name=part.name))
+            out.extend(ToolArgsDelta(index, piece) for piece in split_text(part.arguments_json, 2))
+        elif isinstance(part, Thinking):
+            out.append(BlockStart(index, "thinking", redacted=part.redacted, origin=part.origin))
+            out.append(ThinkingDelta(index, text=part.text, signature=part.signature or ""))
+        else:
+            continue
+        out.append(BlockStop(index))
+    out.append(Finish(response.stop_reason, response.usage, response.stop_sequence))
+    return out
+
+
+def split_text(text: str, pieces: int) -> list[str]:
+    if not text:
+        return []
+    size = max(1, -(-len(text) // pieces))
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 class BlockTracker:

@@ -1,24 +1,15 @@
-"""The codec of each wire format that has one: `codec_for(wire)`."""
+"""The codec of each wire format that has one: `codec_for(wire)` (its record's `codec`)."""
 
 from __future__ import annotations
 
 from sluice.core.types import WireFormat
-from sluice.formats.anthropic_codec import AnthropicCodec
-from sluice.formats.bedrock_converse import BedrockConverseCodec
 from sluice.formats.codec import Codec
-from sluice.formats.gemini_codec import GeminiCodec
-from sluice.formats.openai_chat_codec import OpenAIChatCodec
-from sluice.formats.openai_responses_codec import OpenAIResponsesCodec
-
-_CODECS: dict[WireFormat, Codec] = {
-    WireFormat.ANTHROPIC_MESSAGES: AnthropicCodec(),
-    WireFormat.OPENAI_CHAT: OpenAIChatCodec(),
-    WireFormat.OPENAI_RESPONSES: OpenAIResponsesCodec(),
-    WireFormat.GEMINI: GeminiCodec(),
-    WireFormat.BEDROCK_CONVERSE: BedrockConverseCodec(),
-}
+from sluice.formats.registry import record_of
 
 
 def codec_for(wire: WireFormat) -> Codec:
     """Raises KeyError for a format without a codec (embeddings)."""
-    return _CODECS[wire]
+    codec = record_of(wire).codec
+    if codec is None:
+        raise KeyError(wire)
+    return codec

@@ -26,8 +26,9 @@ import orjson
 from sluice.core.errors import SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
+from sluice.formats.anthropic.invoke import SSEToInvokeStream
 from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
-from sluice.formats.aws_eventstream import SSEToInvokeStream, exception_for, exception_frame
+from sluice.formats.aws_eventstream import exception_for, exception_frame
 from sluice.formats.json_body import encode_body
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.errors import error_headers, status_of

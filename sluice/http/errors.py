@@ -8,7 +8,7 @@ import math
 from sluice.core.canonical import Failure
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
-from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
+from sluice.formats.registry import record_of
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.CALLER_MISSING_KEY: 401,
@@ -52,13 +52,11 @@ OPENAI_CODES: dict[ErrorKind, str] = {
 
 
 def status_of(err: SluiceError, wire: WireFormat) -> int:
-    if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and wire is WireFormat.OPENAI_RESPONSES:
-        # Codex CLI retries a 402 five times but stops at once on 429 insufficient_quota.
-        return 429
-    status = STATUS[err.kind]
-    if status == 529 and wire is not WireFormat.ANTHROPIC_MESSAGES:
-        return 503  # 529 is Anthropic's own; other clients know 503
-    return status
+    record = record_of(wire)
+    special = record.refusals.get(err.kind)
+    if special is not None:
+        return special[0]
+    return record.status(STATUS[err.kind])
 
 
 def error_headers(err: SluiceError, wire: WireFormat) -> dict[str, str]:
@@ -77,54 +75,28 @@ def error_headers(err: SluiceError, wire: WireFormat) -> dict[str, str]:
 def _rate_limit_headers(err: SluiceError, measure: str, wire: WireFormat) -> dict[str, str]:
     """The rate-limit headers each API's own clients read."""
     limit, remaining = str(err.details.get("limit_value", "")), str(err.details.get("remaining", ""))
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        reset = str(err.details.get("resets_at") or "").replace("+00:00", "Z")
-        return {
-            f"anthropic-ratelimit-{measure}-limit": limit,
-            f"anthropic-ratelimit-{measure}-remaining": remaining,
-            f"anthropic-ratelimit-{measure}-reset": reset,
-        }
-    return {
-        f"x-ratelimit-limit-{measure}": limit,
-        f"x-ratelimit-remaining-{measure}": remaining,
-        f"x-ratelimit-reset-{measure}": f"{math.ceil(err.retry_after or 0)}s",
-    }
+    reset = str(err.details.get("resets_at") or "")
+    return record_of(wire).rate_limit_headers(measure, limit, remaining, reset, err.retry_after)
 
 
 def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return anthropic_messages.error_body(status, err.message, request_id)
-    if wire is WireFormat.GEMINI:
-        return gemini.error_body(status, err.message)
-    return openai_chat.error_body(status, err.message, _openai_code(err, wire))
+    return record_of(wire).error_body(status, err.message, _code(err, wire), request_id)
 
 
 def failure_response(failure: Failure, wire: WireFormat, request_id: str) -> tuple[int, bytes]:
     """A provider's error answer, translated (`sluice.translation`), as the caller's surface would
     have said it: the provider's status and message in the caller's error body."""
-    status = failure.status
-    if status == 529 and wire is not WireFormat.ANTHROPIC_MESSAGES:
-        status = 503
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return status, anthropic_messages.error_body(status, failure.message, request_id)
-    if wire is WireFormat.GEMINI:
-        return status, gemini.error_body(status, failure.message)
-    return status, openai_chat.error_body(status, failure.message)
+    record = record_of(wire)
+    status = record.status(failure.status)
+    return status, record.error_body(status, failure.message, None, request_id)
 
 
 def stream_error_event(err: SluiceError, wire: WireFormat) -> bytes:
     """What to send when a stream fails after its headers went out."""
-    status = status_of(err, wire)
-    if wire is WireFormat.ANTHROPIC_MESSAGES:
-        return anthropic_messages.error_event(status, err.message)
-    if wire is WireFormat.OPENAI_RESPONSES:
-        return openai_responses.error_event(status, err.message, _openai_code(err, wire))
-    if wire is WireFormat.GEMINI:
-        return gemini.error_event(status, err.message)
-    return openai_chat.error_event(status, err.message, OPENAI_CODES.get(err.kind)) + openai_chat.DONE
+    return record_of(wire).error_event(status_of(err, wire), err.message, _code(err, wire))
 
 
-def _openai_code(err: SluiceError, wire: WireFormat) -> str | None:
-    if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and wire is WireFormat.OPENAI_RESPONSES:
-        return "insufficient_quota"
-    return OPENAI_CODES.get(err.kind)
+def _code(err: SluiceError, wire: WireFormat) -> str | None:
+    """The machine-readable code of an error body (the formats that have one)."""
+    special = record_of(wire).refusals.get(err.kind)
+    return special[1] if special is not None else OPENAI_CODES.get(err.kind)

@@ -8,11 +8,10 @@ from sluice.core.context import RequestContext, new_request_id
 from sluice.core.errors import SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine
+from sluice.formats.registry import record_of
 from sluice.governance.allowlist import listed_models
 from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
 from sluice.http.errors import error_body, error_headers, status_of
-
-_EPOCH_2025 = 1735689600
 
 
 class ModelsRoute:
@@ -38,26 +37,5 @@ class ModelsRoute:
             )
             return
         models = listed_models(key)
-        if wire is WireFormat.ANTHROPIC_MESSAGES:
-            data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
-            doc: dict[str, object] = {
-                "data": data,
-                "has_more": False,
-                "first_id": models[0] if models else None,
-                "last_id": models[-1] if models else None,
-            }
-        else:
-            owner = {g.provider for g in key.grants}
-            doc = {
-                "object": "list",
-                "data": [
-                    {
-                        "id": m,
-                        "object": "model",
-                        "created": _EPOCH_2025,
-                        "owned_by": m.split("/", 1)[0] if "/" in m else ",".join(sorted(owner)),
-                    }
-                    for m in models
-                ],
-            }
+        doc = record_of(wire).models_list(models, {g.provider for g in key.grants})
         await respond(send, 200, orjson.dumps(doc), "application/json", {"x-request-id": ctx.request_id})

@@ -6,9 +6,9 @@
   carry the Anthropic events; they are re-emitted as Anthropic SSE, so for the engine this path
   speaks ANTHROPIC_MESSAGES and metering works unchanged.
 - Converse (`/model/{id}/converse`, `/converse-stream`) takes BEDROCK_CONVERSE bodies
-  (`formats/bedrock_converse.py`); callers of the Anthropic, OpenAI or Gemini APIs reach these
+  (`formats/bedrock_converse/codec.py`); callers of the Anthropic, OpenAI or Gemini APIs reach these
   models through the translation bridge (`sluice.translation`), their streams raw event-stream
-  frames, metered by `ConverseStreamObserver`.
+  frames, metered by the stream observer through the Converse record (`formats/bedrock_converse/`).
 
 Authentication: SigV4 with the configured AWS credentials, or a Bedrock API key (`keys`, sent as
 a bearer token). Callers name models as they would on Anthropic's API; `models` maps a name to
@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.anthropic.invoke import InvokeStreamToSSE
 from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
-from sluice.formats.aws_eventstream import InvokeStreamToSSE
 from sluice.formats.json_body import encode_body
 from sluice.providers.aws import SigV4Signer, bedrock_error
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply

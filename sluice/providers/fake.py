@@ -11,15 +11,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 
+from sluice.core.canonical import ChatRequest, ChatResponse, Part, StopReason, Text, ToolCall
 from sluice.core.errors import ErrorKind, SluiceError
-from sluice.core.types import Completion, Operation, ToolCall, Usage, WireFormat
-from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
+from sluice.core.types import Operation, Usage, WireFormat
+from sluice.formats import openai_embeddings
+from sluice.formats.codec import Codec
+from sluice.formats.codec_support import response_events, stamp_created
+from sluice.formats.registry import record_of
 from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
 from sluice.upstream.client import Timeouts
 
@@ -56,40 +60,32 @@ class FakeProvider:
             kind, message, retry_after = _ERRORS[behaviour]
             raise SluiceError(kind, message, retry_after=retry_after, upstream_status=int(behaviour[-3:]))
         input_tokens = max(1, len(call.body) // 4)
+        record = record_of(call.wire)
         if call.operation is Operation.COUNT_TOKENS:
-            if call.wire is WireFormat.OPENAI_RESPONSES:
-                return _json(orjson.dumps({"object": "response.input_tokens", "input_tokens": input_tokens}))
-            if call.wire is WireFormat.GEMINI:
-                return _json(orjson.dumps({"totalTokens": input_tokens}))
-            return _json(orjson.dumps({"input_tokens": input_tokens}))
+            return _json(orjson.dumps(record.counting.answer(input_tokens)))
         if call.operation is Operation.EMBED:
             inputs = call.doc.get("input")
             texts = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
-            doc = openai_chat.render_embeddings(call.model, texts, Usage(input_tokens=input_tokens))
-            return _json(orjson.dumps(doc))
-        completion = _answer(call, input_tokens)
+            vectors = [_vector(text) for text in texts]
+            return _json(orjson.dumps(openai_embeddings.answer(call.model, vectors, Usage(input_tokens=input_tokens))))
+        if record.codec is None:
+            raise SluiceError(ErrorKind.GATEWAY_UNSUPPORTED, f"fake provider: no answers in {call.wire.value}")
+        # The answer is written the one way answers are written in every format: canonical types
+        # through the format's codec (sluice.formats), as the translation bridge writes them.
+        codec = record.codec
+        request = _request(codec, call)
+        answer = _answer(call, request, input_tokens, record.answer_id_prefix or "fake_")
         if behaviour == "slow":
             await asyncio.sleep(SLOW_DELAY)
         if not call.stream:
-            if call.wire is WireFormat.ANTHROPIC_MESSAGES:
-                return _json(orjson.dumps(anthropic_messages.render_message(completion)))
-            if call.wire is WireFormat.OPENAI_RESPONSES:
-                return _json(orjson.dumps(openai_responses.render_response(completion)))
-            if call.wire is WireFormat.GEMINI:
-                return _json(orjson.dumps(gemini.render_response(completion)))
-            return _json(orjson.dumps(openai_chat.render_completion(completion)))
-        if call.wire is WireFormat.ANTHROPIC_MESSAGES:
-            events = anthropic_messages.render_stream(completion, pieces=max(4, len(completion.text) // 100))
-        elif call.wire is WireFormat.OPENAI_RESPONSES:
-            events = openai_responses.render_stream(completion, pieces=max(4, len(completion.text) // 100))
-        elif call.wire is WireFormat.GEMINI:
-            events = gemini.render_stream(completion, pieces=max(4, len(completion.text) // 100))
-        else:
-            include = bool((call.doc.get("stream_options") or {}).get("include_usage"))
-            events = openai_chat.render_stream(
-                completion, include_usage=include, pieces=max(4, len(completion.text) // 100)
-            )
-        return ProviderReply(200, "text/event-stream", chunks=_stream(events, abort=behaviour == "stream-abort"))
+            return _json(stamp_created(orjson.dumps(codec.encode_response(answer, request)), int(time.time())))
+        encoder = codec.stream_encoder(request)
+        text = sum(len(p.text) for p in answer.content if isinstance(p, Text))
+        now = int(time.time())
+        chunks = [encoder.encode(event) for event in response_events(answer, pieces=max(4, text // 100))]
+        chunks.append(encoder.close())
+        events = [stamp_created(chunk, now) for chunk in chunks if chunk]
+        return ProviderReply(200, encoder.content_type, chunks=_stream(events, abort=behaviour == "stream-abort"))
 
 
 def _json(body: bytes) -> ProviderReply:
@@ -103,64 +99,48 @@ async def _stream(events: list[bytes], *, abort: bool) -> AsyncIterator[bytes]:
         yield event
 
 
-def _answer(call: ProviderCall, input_tokens: int) -> Completion:
-    text = "echo: " + _last_user_text(_conversation(call.doc))[:200]
+def _vector(text: str, dims: int = 8) -> list[float]:
+    seed = sum(text.encode()) or 1
+    return [((seed * (k + 1)) % 997) / 997.0 for k in range(dims)]
+
+
+def _request(codec: Codec, call: ProviderCall) -> ChatRequest:
+    """The request, read as its format's codec reads it; a body it cannot read is answered as an
+    empty conversation (the fake is lenient here: the strict fakes are tests/fakes/*)."""
+    try:
+        return codec.decode_request(call.doc, call.model)
+    except (ValueError, TypeError, KeyError, AttributeError):  # Untranslatable is a ValueError
+        return ChatRequest(model=call.model, messages=[], stream=call.stream)
+
+
+def _answer(call: ProviderCall, request: ChatRequest, input_tokens: int, prefix: str) -> ChatResponse:
+    text = "echo: " + _last_user_text(request)[:200]
     if call.model.endswith("long"):
         text = "lorem ipsum " * 833
-    tool_calls: list[ToolCall] = []
-    stop = "end_turn"
-    tools = call.doc.get("tools") or []
-    if call.model.endswith("tool") and tools:
-        name = tools[0].get("name") or (tools[0].get("function") or {}).get("name", "tool")
-        tool_calls.append(ToolCall("toolu_" + uuid.uuid4().hex[:20], name, '{"query":"sluice"}'))
+    content: list[Part] = [Text(text)]
+    stop: StopReason = "end_turn"
+    if call.model.endswith("tool") and request.tools:
+        content.append(
+            ToolCall("toolu_" + uuid.uuid4().hex[:20], request.tools[0].name or "tool", '{"query":"sluice"}')
+        )
         stop = "tool_use"
-    max_tokens = call.doc.get("max_tokens") or call.doc.get("max_completion_tokens")
     output_tokens = max(1, len(text) // 4)
-    if isinstance(max_tokens, int) and output_tokens > max_tokens:
-        output_tokens, stop = max_tokens, "max_tokens"
-    prefix = "msg_" if call.wire is WireFormat.ANTHROPIC_MESSAGES else "chatcmpl-"
-    return Completion(
+    if request.max_tokens is not None and output_tokens > request.max_tokens:
+        output_tokens, stop = request.max_tokens, "max_tokens"
+    return ChatResponse(
         id=prefix + uuid.uuid4().hex[:24],
         model=call.model,
-        text=text,
-        usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+        content=content,
         stop_reason=stop,
-        tool_calls=tool_calls,
+        usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
     )
 
 
-def _conversation(doc: dict[str, Any]) -> list[Any]:
-    """Chat `messages`, or a Responses `input` (a string or a list of items)."""
-    if "messages" in doc:
-        return list(doc.get("messages") or [])
-    if "contents" in doc:  # Gemini: [{"role": "user", "parts": [{"text": ...}]}]
-        return [
-            {
-                "role": c.get("role", "user"),
-                "content": [
-                    {"type": "text", "text": p.get("text", "")} for p in c.get("parts") or () if isinstance(p, dict)
-                ],
-            }
-            for c in doc.get("contents") or ()
-            if isinstance(c, dict)
-        ]
-    given = doc.get("input")
-    if isinstance(given, str):
-        return [{"role": "user", "content": given}]
-    return [item for item in given or [] if isinstance(item, dict)]
-
-
-def _last_user_text(messages: list[Any]) -> str:
-    for message in reversed(messages):
-        if not isinstance(message, dict) or message.get("role") != "user":
+def _last_user_text(request: ChatRequest) -> str:
+    for message in reversed(request.messages):
+        if message.role != "user":
             continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            texts = [
-                b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") in ("text", "input_text")
-            ]
-            if texts:
-                return str(texts[-1])
+        texts = [p.text for p in message.parts if isinstance(p, Text)]
+        if texts:
+            return texts[-1]
     return ""

@@ -24,8 +24,10 @@ from sluice.core.canonical import (
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.codec import Codec, StreamEncoder
+from sluice.formats.codec_support import stamp_created
 from sluice.formats.codecs import codec_for
 from sluice.formats.json_body import encode_body
+from sluice.formats.registry import record_of
 from sluice.formats.tool_names import caller_names, for_target
 from sluice.translation.counts import count_body, count_request, counted
 
@@ -102,16 +104,11 @@ class Translation:
             raise untranslatable(self.answer, self.target, str(exc)) from None
         if self.operation is Operation.COUNT_TOKENS:
             doc = count_request(self.target, doc, model)
-        elif stream and self.target is WireFormat.OPENAI_CHAT:
-            # Chat streams carry usage only when asked: ask, so the provider's stream can be metered.
-            opts = doc.get("stream_options")
-            doc["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        elif isinstance(doc.get("stream_options"), dict) and self.target is WireFormat.OPENAI_RESPONSES:
-            # Cursor sends Chat's include_usage along with a Responses body; the Responses API refuses it.
-            opts = {k: v for k, v in doc["stream_options"].items() if k != "include_usage"}
-            doc.pop("stream_options")
-            if opts:
-                doc["stream_options"] = opts
+        else:
+            # Chat streams carry usage only when asked: ask, so the provider's stream can be metered
+            # (the re-encoded stream shows the caller what it asked for); the Responses API refuses
+            # Chat's include_usage, which Cursor sends along with a Responses body.
+            record_of(self.target).prepare_stream(doc, stream)
         return encode_body(doc), doc
 
     def response(self, body: bytes, request_id: str = "", model: str = "") -> bytes:
@@ -214,29 +211,15 @@ class Translation:
         return b"".join(out), None
 
 
-# Codecs have no clock: OpenAI's `created` / `created_at` come out as 0, and are stamped here.
-# The compact key cannot occur inside a JSON string (its quotes would be escaped there).
-_UNSTAMPED = (b'"created":0,', b'"created_at":0,')
-
-
 def _stamped(out: bytes) -> bytes:
-    if b'":0,' not in out:
-        return out
-    now = str(int(time.time())).encode()
-    return out.replace(_UNSTAMPED[0], b'"created":' + now + b",").replace(_UNSTAMPED[1], b'"created_at":' + now + b",")
-
-
-# What each caller's format names its answers: the request id behind the format's own prefix.
-_ID_PREFIX = {
-    WireFormat.ANTHROPIC_MESSAGES: "msg_",
-    WireFormat.OPENAI_CHAT: "chatcmpl-",
-    WireFormat.OPENAI_RESPONSES: "resp_",
-}
+    # Codecs have no clock: OpenAI's `created` / `created_at` come out as 0, and are stamped here.
+    return stamp_created(out, int(time.time()))
 
 
 def answer_id(answer: WireFormat, request_id: str) -> str:
-    """An id for an answer whose provider gave none (Bedrock Converse), made from the request id."""
-    return _ID_PREFIX.get(answer, "") + (request_id or "sluice")
+    """An id for an answer whose provider gave none (Bedrock Converse), made from the request id
+    behind the prefix of the caller's format."""
+    return record_of(answer).answer_id_prefix + (request_id or "sluice")
 
 
 def kind_of(status: int) -> ErrorKind:

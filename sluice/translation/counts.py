@@ -13,14 +13,8 @@ import orjson
 from sluice.core.canonical import ChatRequest, Image, Part, Text, Thinking, ToolCall, ToolResult
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
+from sluice.formats.registry import record_of
 
-# Where each format counts tokens, and the request fields its counting endpoint accepts.
-_COUNT_FIELDS: dict[WireFormat, frozenset[str]] = {
-    WireFormat.ANTHROPIC_MESSAGES: frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"}),
-    WireFormat.OPENAI_RESPONSES: frozenset(
-        {"model", "input", "instructions", "tools", "tool_choice", "reasoning", "text", "parallel_tool_calls"}
-    ),
-}
 # The local estimate's ratio: about four characters a token in English text and code, the figure
 # Anthropic, OpenAI and Google all quote; images count a flat 1,600 tokens (a large one's cost).
 CHARS_PER_TOKEN = 4
@@ -28,14 +22,12 @@ IMAGE_TOKENS = 1600
 
 
 def count_request(target: WireFormat, doc: dict[str, Any], model: str) -> dict[str, Any]:
-    if target is WireFormat.GEMINI:
-        return {"generateContentRequest": {**doc, "model": f"models/{model}"}}
-    fields = _COUNT_FIELDS.get(target)
-    return {k: v for k, v in doc.items() if k in fields} if fields else doc
+    """The target's counting request, made from a generation body in its format."""
+    return record_of(target).counting.request(doc, model)
 
 
 def counted(target: WireFormat, doc: dict[str, Any]) -> int:
-    value = doc.get("totalTokens") if target is WireFormat.GEMINI else doc.get("input_tokens")
+    value = record_of(target).counting.count(doc)
     if not isinstance(value, int):
         raise SluiceError(ErrorKind.PROVIDER_ERROR, "The provider's token count has no count in it.")
     return value
@@ -43,11 +35,7 @@ def counted(target: WireFormat, doc: dict[str, Any]) -> int:
 
 def count_body(wire: WireFormat, tokens: int) -> bytes:
     """A token count in the caller's counting shape."""
-    if wire is WireFormat.GEMINI:
-        return orjson.dumps({"totalTokens": tokens})
-    if wire is WireFormat.OPENAI_RESPONSES:
-        return orjson.dumps({"object": "response.input_tokens", "input_tokens": tokens})
-    return orjson.dumps({"input_tokens": tokens})
+    return orjson.dumps(record_of(wire).counting.answer(tokens))
 
 
 def local_count(request: ChatRequest) -> int:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from sluice.core.canonical import ChatRequest, Untranslatable
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
+from sluice.formats.registry import record_of
 from sluice.providers.base import Provider
 from sluice.translation.bridge import Translation, codec, untranslatable
 
@@ -14,9 +15,7 @@ from sluice.translation.bridge import Translation, codec, untranslatable
 def request_wire(wire: WireFormat, doc: dict[str, Any]) -> WireFormat:
     """The format the caller's body is really in. Cursor's agent mode posts Responses-shaped bodies
     (`input`, flat tools) to /v1/chat/completions and reads Chat Completions back."""
-    if wire is WireFormat.OPENAI_CHAT and "messages" not in doc and "input" in doc:
-        return WireFormat.OPENAI_RESPONSES
-    return wire
+    return record_of(wire).body_wire(doc) or wire
 
 
 def target_of(
@@ -88,10 +87,8 @@ def decode(wire: WireFormat, operation: Operation, doc: dict[str, Any], model: s
     found = codec(wire)
     if found is None:
         raise SluiceError(ErrorKind.GATEWAY_UNSUPPORTED, f"Requests in the {wire.value} format cannot be translated.")
-    if operation is Operation.COUNT_TOKENS and wire is WireFormat.GEMINI:
-        inner = doc.get("generateContentRequest", doc.get("generate_content_request"))
-        if inner is not None:
-            doc = inner if isinstance(inner, dict) else {}
+    if operation is Operation.COUNT_TOKENS:
+        doc = record_of(wire).counting.inner(doc)  # a counting body may wrap the generation request
     try:
         return found.decode_request(doc, model)
     except Untranslatable as exc:

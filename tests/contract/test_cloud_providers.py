@@ -14,7 +14,7 @@ from google.genai import types
 from sluice.core.canonical import Finish, TextDelta
 from sluice.core.context import RequestContext
 from sluice.core.types import Operation, WireFormat
-from sluice.formats.bedrock_converse import CODEC
+from sluice.formats.bedrock_converse.codec import CODEC
 from sluice.providers.azure import AzureProvider
 from sluice.providers.base import ProviderCall
 from sluice.providers.bedrock import BedrockProvider

@@ -35,9 +35,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sluice.core.types import Completion, ToolCall, Usage
-from sluice.formats import gemini, openai_responses
-from sluice.formats.sse import encode
+from sluice.core.canonical import ChatRequest, ChatResponse, Part, Text, ToolCall
+from sluice.core.types import Usage, WireFormat
+from sluice.formats.codec_support import response_events, stamp_created
+from sluice.formats.codecs import codec_for
+from sluice.formats.gemini import wire as gemini
 
 REPLY_TEXT = "hello from fake"
 
@@ -94,30 +96,29 @@ class Capture:
         if path.endswith("/responses"):
             done = self._answer("resp_fake0123456789abcdef0123", payload.get("model", "?"))
             if payload.get("stream"):
-                return await _stream(request, openai_responses.render_stream(done))
-            return web.json_response(openai_responses.render_response(done))
+                return await _stream(request, _events(WireFormat.OPENAI_RESPONSES, done))
+            return _whole(WireFormat.OPENAI_RESPONSES, done)
         if "/models/" in path:
             model, _, method = path.rsplit("/", 1)[-1].partition(":")
             if method == "countTokens":
                 return web.json_response({"totalTokens": 10})
             done = self._answer("fake-response-id", model)
             schema = (payload.get("generationConfig") or {}).get("responseJsonSchema")
-            if schema and not done.tool_calls:
+            if schema and done.stop_reason != "tool_use":
                 # Gemini CLI's model router asks for JSON of a schema; answer with a minimal instance.
-                done.text = json.dumps(_instance(schema))
+                done.content = [Text(json.dumps(_instance(schema)))]
             if method == "streamGenerateContent":
-                # render_stream carries text only; a tool call goes out as one whole chunk.
-                chunks = [encode(orjson.dumps(gemini.render_response(done)))] if done.tool_calls else None
-                return await _stream(request, chunks or gemini.render_stream(done))
+                return await _stream(request, _events(WireFormat.GEMINI, done))
             if method == "generateContent":
-                return web.json_response(gemini.render_response(done))
+                return _whole(WireFormat.GEMINI, done)
         return web.json_response({"error": {"message": f"not found: {path}"}}, status=404)
 
-    def _answer(self, response_id: str, model: str) -> Completion:
+    def _answer(self, response_id: str, model: str) -> ChatResponse:
         if self.tool_call is not None:
             call, self.tool_call = self.tool_call, None
-            return Completion(response_id, model, "", Usage(10, 4), "tool_use", [call])
-        return Completion(response_id, model, REPLY_TEXT, Usage(10, 4))
+            return ChatResponse(response_id, model, [call], "tool_use", usage=Usage(10, 4))
+        content: list[Part] = [Text(REPLY_TEXT)]
+        return ChatResponse(response_id, model, content, usage=Usage(10, 4))
 
     def _error(self, path: str) -> web.Response:
         if "/models/" in path:
@@ -138,6 +139,21 @@ def _instance(schema: dict[str, Any]) -> Any:
     if kind == "array":
         return []
     return {"string": "simple", "integer": 1, "number": 1, "boolean": False}.get(kind)
+
+
+# Answers are written the one way answers are written in every format: canonical types through the
+# format's codec (sluice.formats), as the gateway's translation bridge writes them.
+
+
+def _whole(wire: WireFormat, answer: ChatResponse) -> web.Response:
+    body = orjson.dumps(codec_for(wire).encode_response(answer, ChatRequest(answer.model, [])))
+    return web.Response(body=stamp_created(body, int(time.time())), content_type="application/json")
+
+
+def _events(wire: WireFormat, answer: ChatResponse) -> list[bytes]:
+    encoder = codec_for(wire).stream_encoder(ChatRequest(answer.model, [], stream=True))
+    chunks = [encoder.encode(event) for event in response_events(answer)] + [encoder.close()]
+    return [stamp_created(chunk, int(time.time())) for chunk in chunks if chunk]
 
 
 async def _stream(request: web.Request, events: list[bytes]) -> web.StreamResponse:

@@ -29,7 +29,7 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.bedrock_converse import CODEC
+from sluice.formats.bedrock_converse.codec import CODEC
 from sluice.formats.codec import Codec
 from tests.fakes import aws_wire
 

@@ -5,6 +5,8 @@ test fakes' own encoder)."""
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 
 import jwt
 import orjson
@@ -14,6 +16,7 @@ from botocore.eventstream import EventStreamBuffer
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats import aws_eventstream as es
+from sluice.formats.anthropic import invoke
 from sluice.providers.aws import SigV4Signer, bedrock_error
 from sluice.providers.bedrock import BedrockProvider
 from sluice.providers.google_auth import AUDIENCE, SelfSignedJWT, ServiceAccount
@@ -38,7 +41,7 @@ def test_invoke_stream_becomes_anthropic_sse_whatever_the_chunking() -> None:
     events = [{"type": "message_start", "message": {"id": "m1"}}, {"type": "message_stop"}]
     data = b"".join(aws_wire.chunk(orjson.dumps(e), n) for n, e in enumerate(events))
     data += aws_wire.exception("throttlingException", "slow down")
-    translator = es.InvokeStreamToSSE()
+    translator = invoke.InvokeStreamToSSE()
     out = b"".join(translator.feed(data[i : i + 5]) for i in range(0, len(data), 5))
     assert out.startswith(b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1"}}\n\n')
     assert b"event: message_stop\n" in out
@@ -49,7 +52,7 @@ def test_invoke_stream_becomes_anthropic_sse_whatever_the_chunking() -> None:
 def test_anthropic_sse_becomes_invoke_stream_frames() -> None:
     sse = b'event: message_start\ndata: {"type":"message_start"}\n\nevent: ping\ndata: {"type":"ping"}\n\n'
     sse += b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
-    framed = es.SSEToInvokeStream().feed(sse)
+    framed = invoke.SSEToInvokeStream().feed(sse)
     buffer = EventStreamBuffer()
     buffer.add_data(framed)
     first, error = list(buffer)
@@ -156,7 +159,7 @@ def test_a_corrupt_frame_breaks_the_stream() -> None:
     good = aws_wire.chunk(b'{"type":"message_stop"}')
     corrupt = good[:-1] + bytes([good[-1] ^ 0xFF])  # the message CRC no longer matches
     with pytest.raises(SluiceError) as broken:
-        es.InvokeStreamToSSE().feed(corrupt)
+        invoke.InvokeStreamToSSE().feed(corrupt)
     assert broken.value.kind is ErrorKind.PROVIDER_STREAM_BROKEN
 
 
@@ -173,3 +176,71 @@ def test_bedrock_serves_bedrock_ids_and_claude_names_only() -> None:
     assert not provider.speaks(WireFormat.ANTHROPIC_MESSAGES, Operation.GENERATE, "llama")
     assert provider.wire_for("llama", Operation.GENERATE) is WireFormat.BEDROCK_CONVERSE
     assert provider.keys == []  # no credentials: the engine answers 503 rather than call unsigned
+
+
+def _frames_by_botocore(data: bytes) -> list[tuple[dict[str, str], bytes]]:
+    buffer = EventStreamBuffer()
+    buffer.add_data(data)
+    return [({str(k): str(v) for k, v in m.headers.items()}, bytes(m.payload)) for m in buffer]
+
+
+def _typed_header(name: str, kind: int, value: bytes) -> bytes:
+    return bytes([len(name)]) + name.encode() + bytes([kind]) + value
+
+
+def _raw_frame(head: bytes, payload: bytes) -> bytes:
+    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + head + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def test_the_frame_decoder_reads_what_botocore_reads_whatever_the_chunking() -> None:
+    # Every header type botocore knows, then string frames as Bedrock sends them.
+    typed = b"".join(
+        [
+            _typed_header("t", 0, b""),
+            _typed_header("f", 1, b""),
+            _typed_header("b", 2, b"\xff"),
+            _typed_header("s", 3, b"\x80\x00"),
+            _typed_header("i", 4, b"\x00\x00\x01\x00"),
+            _typed_header("l", 5, b"\xff" * 8),
+            _typed_header("a", 6, b"\x00\x03abc"),
+            _typed_header("u", 9, bytes(range(16))),
+            _typed_header(":event-type", 7, b"\x00\x05chunk"),
+        ]
+    )
+    data = _raw_frame(typed, b"payload") + b"".join(
+        es.event_frame(kind, {"n": n, "text": "ünï" * n}) for n, kind in enumerate(["messageStart", "metadata"] * 5)
+    )
+    expected = _frames_by_botocore(data)
+    assert len(expected) == 11
+    for size in (1, 3, 16, 100, len(data)):
+        decoder = es.FrameDecoder()
+        frames = [f for i in range(0, len(data), size) for f in decoder.feed(data[i : i + size])]
+        assert [(f.headers, f.payload) for f in frames] == expected
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f[:5] + bytes([f[5] ^ 1]) + f[6:],  # the headers length (prelude CRC)
+        lambda f: f[:20] + bytes([f[20] ^ 1]) + f[21:],  # a header byte (message CRC)
+        lambda f: f[:-1] + bytes([f[-1] ^ 1]),  # the message CRC itself
+        lambda f: _raw_frame(_typed_header("x", 7, b"\x00\xff") + b"", b""),  # a value past the headers
+        lambda f: _raw_frame(_typed_header("x", 42, b""), b""),  # an unknown header type
+        lambda f: _raw_frame(_typed_header("x", 7, b"\x00\x02\xff\xfe"), b""),  # not UTF-8
+    ],
+)
+def test_the_frame_decoder_refuses_what_is_corrupt(damage: object) -> None:
+    good = es.event_frame("metadata", {"usage": {}})
+    bad = damage(good)  # type: ignore[operator]
+    with pytest.raises(SluiceError) as broken:
+        es.FrameDecoder().feed(bad)
+    assert broken.value.kind is ErrorKind.PROVIDER_STREAM_BROKEN
+
+
+def test_the_frame_decoder_refuses_impossible_lengths_before_waiting_for_them() -> None:
+    for total, head in ((2**32 - 1, 0), (20, 10), (16 + es.MAX_HEADERS + 1, es.MAX_HEADERS + 1)):
+        prelude = struct.pack(">II", total, head)
+        with pytest.raises(SluiceError):
+            es.FrameDecoder().feed(prelude + struct.pack(">I", zlib.crc32(prelude)))

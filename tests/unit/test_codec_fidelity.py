@@ -12,7 +12,7 @@ import pytest
 
 from sluice.core.canonical import ChatRequest, Message, Reasoning, Text
 from sluice.core.types import WireFormat
-from sluice.formats.anthropic_codec import one_sampler_only
+from sluice.formats.anthropic.codec import one_sampler_only
 from sluice.formats.codecs import codec_for
 from tests.unit.codec_helpers import sse_payloads
 

@@ -25,7 +25,7 @@ from sluice.core.canonical import (
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, Usage, WireFormat
 from sluice.formats.codecs import codec_for
-from sluice.formats.openai_responses_tools import flat_name
+from sluice.formats.openai_responses.tools import flat_name
 from sluice.translation import Translation
 from tests.unit.codec_helpers import encode_stream, fixture, sse_payloads
 

@@ -7,7 +7,8 @@ import orjson
 import pytest
 
 from sluice.core.types import Usage, WireFormat
-from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
+from sluice.formats.anthropic import wire as anthropic_messages
+from sluice.formats.openai_chat import wire as openai_chat
 from sluice.formats.sse import encode
 from sluice.metering import stream_observer, usage_of
 
@@ -57,7 +58,7 @@ def test_responses_counts_web_search_calls() -> None:
         "output": [{"type": "web_search_call", "id": "ws_1"}, {"type": "web_search_call"}, {"type": "message"}],
         "usage": {"input_tokens": 100, "output_tokens": 7, "input_tokens_details": {"cached_tokens": 40}},
     }
-    usage = openai_responses.usage_from_response(orjson.dumps(response))
+    usage = usage_of(WireFormat.OPENAI_RESPONSES, orjson.dumps(response))
     assert usage == Usage(60, 7, 40, web_searches=2)
     observer = stream_observer(WireFormat.OPENAI_RESPONSES, False)
     observer.feed(encode(orjson.dumps({"type": "response.completed", "response": response}), "response.completed"))
@@ -70,7 +71,7 @@ def test_gemini_counts_grounding_queries_and_reads_the_model_version() -> None:
         "candidates": [{"finishReason": "STOP", "groundingMetadata": {"webSearchQueries": ["a", "b", "c"]}}],
         "usageMetadata": {"promptTokenCount": 50, "cachedContentTokenCount": 10, "candidatesTokenCount": 5},
     }
-    usage = gemini.usage_from_response(orjson.dumps(doc))
+    usage = usage_of(WireFormat.GEMINI, orjson.dumps(doc))
     assert usage == Usage(40, 5, 10, web_searches=3) and usage.served_model == "gemini-2.5-pro-preview-06-05"
     observer = stream_observer(WireFormat.GEMINI, False)
     observer.feed(encode(orjson.dumps(doc)))

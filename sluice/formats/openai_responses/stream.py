@@ -29,9 +29,8 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat
 from sluice.formats.codec_support import JsonEventDecoder, carried, seal
-from sluice.formats.openai_chat import usage_from
-from sluice.formats.openai_chat_stream import failure_from
-from sluice.formats.openai_responses_tools import call_fields, call_name, freeform_input, freeform_names, namespaces
+from sluice.formats.openai_common import failure_from, usage_from
+from sluice.formats.openai_responses.tools import call_fields, call_name, freeform_input, freeform_names, namespaces
 from sluice.formats.sse import encode
 
 WIRE = WireFormat.OPENAI_RESPONSES.value

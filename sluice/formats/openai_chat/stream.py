@@ -29,19 +29,13 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat
 from sluice.formats.codec_support import BAD_EVENT, EARLY_END, BlockTracker, carried, event_json, id_with
-from sluice.formats.openai_chat import DONE, error_payload, usage_from
+from sluice.formats.openai_chat.wire import DONE
+from sluice.formats.openai_common import error_payload, failure_from, usage_from
 from sluice.formats.sse import SSEDecoder, encode
 
 WIRE = WireFormat.OPENAI_CHAT.value
 _FINISH_IN = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
 _FINISH_OUT = {"max_tokens": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
-_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "invalid_api_key": 401,
-    "insufficient_quota": 429,
-    "rate_limit_exceeded": 429,
-    "server_error": 500,
-}
 
 
 def stop_reason(finish: str | None, tool_calls: bool) -> StopReason:
@@ -65,13 +59,6 @@ def encode_usage(u: Usage) -> dict[str, Any]:
         "total_tokens": prompt + u.output_tokens,
         "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
     }
-
-
-def failure_from(error: dict[str, Any], status: int | None = None) -> Failure:
-    etype = str(error.get("type") or error.get("code") or "")
-    if status is None:
-        status = _ERROR_STATUS.get(str(error.get("code") or ""), _ERROR_STATUS.get(etype, 500))
-    return Failure(status, str(error.get("message", "")), etype)
 
 
 class OpenAIChatStreamDecoder:

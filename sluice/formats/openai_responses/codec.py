@@ -61,9 +61,8 @@ from sluice.formats.codec_support import (
     parse_data_url,
     unseal,
 )
-from sluice.formats.openai_chat import sampling_for, takes_reasoning, usage_from
-from sluice.formats.openai_chat_stream import failure_from
-from sluice.formats.openai_responses_stream import (
+from sluice.formats.openai_common import failure_from, sampling_for, takes_reasoning, usage_from
+from sluice.formats.openai_responses.stream import (
     ResponsesStreamDecoder,
     ResponsesStreamEncoder,
     encode_usage,
@@ -72,7 +71,7 @@ from sluice.formats.openai_responses_stream import (
     status_fields,
     stop_reason,
 )
-from sluice.formats.openai_responses_tools import (
+from sluice.formats.openai_responses.tools import (
     call_fields,
     call_name,
     custom_call,

@@ -25,7 +25,7 @@ from sluice.core.canonical import (
     ToolArgsDelta,
 )
 from sluice.core.types import Usage, WireFormat
-from sluice.formats.anthropic_messages import ERROR_TYPES, error_type_for, usage_from
+from sluice.formats.anthropic.wire import ERROR_TYPES, error_type_for, usage_from
 from sluice.formats.codec_support import BAD_EVENT, EARLY_END, IndexMap, carried, dumps, event_json, id_with
 from sluice.formats.sse import SSEDecoder, encode
 

@@ -46,14 +46,14 @@ from sluice.core.canonical import (
     Untranslatable,
 )
 from sluice.core.types import WireFormat
-from sluice.formats.anthropic_messages import usage_from
-from sluice.formats.anthropic_stream import (
+from sluice.formats.anthropic.stream import (
     AnthropicStreamDecoder,
     AnthropicStreamEncoder,
     encode_usage,
     stop_reason,
     wire_stop_reason,
 )
+from sluice.formats.anthropic.wire import usage_from
 from sluice.formats.codec_support import (
     args_object,
     body_text,

@@ -47,15 +47,14 @@ from sluice.formats.codec_support import (
     unfold_calls,
     with_safe_ids,
 )
-from sluice.formats.openai_chat import sampling_for, takes_reasoning, usage_from
-from sluice.formats.openai_chat_stream import (
+from sluice.formats.openai_chat.stream import (
     OpenAIChatStreamDecoder,
     OpenAIChatStreamEncoder,
     encode_usage,
-    failure_from,
     finish_reason,
     stop_reason,
 )
+from sluice.formats.openai_common import failure_from, sampling_for, takes_reasoning, usage_from
 from sluice.formats.tool_names import OPENAI as TOOL_NAMES
 
 WIRE = WireFormat.OPENAI_CHAT.value

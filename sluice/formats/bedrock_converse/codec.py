@@ -4,7 +4,7 @@ Shapes follow botocore's bedrock-runtime service model (2023-09-30). Converse di
 Messages API in ways that matter here: the model travels in the URL; content blocks are unions
 keyed by kind (`{"text": ...}`, `{"toolUse": ...}`); prompt caching is a separate `cachePoint`
 block after the cached part; binary data is base64 in JSON; model-specific knobs (top_k,
-Anthropic `thinking`) go in `additionalModelRequestFields`. Streams: `bedrock_converse_stream`.
+Anthropic `thinking`) go in `additionalModelRequestFields`. Streams: `bedrock_converse.stream`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from sluice.core.canonical import (
     ToolResult,
     Untranslatable,
 )
-from sluice.core.types import Usage, WireFormat, count_of
-from sluice.formats.bedrock_converse_stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
+from sluice.core.types import WireFormat
+from sluice.formats.bedrock_converse.stream import ConverseStreamDecoder, ConverseStreamEncoder, stop_reason_of
+from sluice.formats.bedrock_converse.wire import usage_from
 from sluice.formats.codec_support import end_user_id, fold_system, with_safe_ids
 from sluice.formats.tool_names import BEDROCK as TOOL_NAMES
 
@@ -298,26 +299,6 @@ def _text_format(response_format: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- answers --------------------------------------------------------------------------------
-
-
-def usage_from(raw: dict[str, Any] | None) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-    return Usage(
-        input_tokens=count_of(raw.get("inputTokens")),
-        output_tokens=count_of(raw.get("outputTokens")),
-        cache_read_tokens=count_of(raw.get("cacheReadInputTokens")),
-        cache_write_tokens=count_of(raw.get("cacheWriteInputTokens")),
-        reported=True,
-    )
-
-
-def usage_from_response(body: bytes) -> Usage:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return Usage()
-    return usage_from(doc.get("usage")) if isinstance(doc, dict) else Usage()
 
 
 def decode_response(doc: dict[str, Any]) -> ChatResponse:

@@ -32,7 +32,7 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import Usage, WireFormat
 from sluice.formats.codec_support import JsonEventDecoder, args_object, carried, dumps, seal
-from sluice.formats.gemini import STATUS_NAMES, error_payload, usage_from
+from sluice.formats.gemini.wire import STATUS_NAMES, error_payload, usage_from
 from sluice.formats.sse import encode
 
 WIRE = WireFormat.GEMINI.value

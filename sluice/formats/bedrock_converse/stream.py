@@ -24,7 +24,7 @@ from sluice.core.canonical import (
     ThinkingDelta,
     ToolArgsDelta,
 )
-from sluice.core.types import Usage, WireFormat, count_of
+from sluice.core.types import Usage, WireFormat
 from sluice.formats.aws_eventstream import (
     CONTENT_TYPE,
     STREAM_EXCEPTIONS,
@@ -33,6 +33,7 @@ from sluice.formats.aws_eventstream import (
     exception_for,
     exception_frame,
 )
+from sluice.formats.bedrock_converse.wire import usage_from
 
 _ORIGIN = WireFormat.BEDROCK_CONVERSE.value
 _STOPS: dict[str, StopReason] = {
@@ -50,18 +51,6 @@ _STOPS: dict[str, StopReason] = {
 
 def stop_reason_of(value: str) -> StopReason:
     return _STOPS.get(value, "end_turn")
-
-
-def _usage(raw: dict[str, Any] | None) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-    return Usage(
-        input_tokens=count_of(raw.get("inputTokens")),
-        output_tokens=count_of(raw.get("outputTokens")),
-        cache_read_tokens=count_of(raw.get("cacheReadInputTokens")),
-        cache_write_tokens=count_of(raw.get("cacheWriteInputTokens")),
-        reported=True,
-    )
 
 
 class ConverseStreamDecoder:
@@ -102,7 +91,7 @@ class ConverseStreamDecoder:
             return []
         if kind == "metadata":
             self._finished = True
-            return [Finish(self._stop, _usage(doc.get("usage")))]
+            return [Finish(self._stop, usage_from(doc.get("usage")))]
         return []
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
@@ -171,6 +160,10 @@ class ConverseStreamEncoder:
             )
             u = event.usage
             usage = {"inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "totalTokens": u.total}
+            if u.cache_read_tokens:  # TokenUsage in botocore's bedrock-runtime model, as in a whole answer
+                usage["cacheReadInputTokens"] = u.cache_read_tokens
+            if u.cache_write_tokens:
+                usage["cacheWriteInputTokens"] = u.cache_write_tokens
             return event_frame("messageStop", {"stopReason": stop}) + event_frame(
                 "metadata", {"usage": usage, "metrics": {"latencyMs": 0}}
             )
@@ -182,39 +175,3 @@ class ConverseStreamEncoder:
 
 def _delta(index: int, delta: dict[str, Any]) -> bytes:
     return event_frame("contentBlockDelta", {"delta": delta, "contentBlockIndex": index})
-
-
-class ConverseStreamObserver:
-    """Watches a ConverseStream pass by (for metering) and collects its usage, which arrives in
-    the final `metadata` event; never changes the bytes."""
-
-    def __init__(self) -> None:
-        self._frames = FrameDecoder()
-        self.usage = Usage()
-        self.error: str | None = None
-        self.completed = False
-        self.count_output = False  # measure generated text as it streams (for budget checks)
-        self.output_chars = 0
-        self.captured: list[str] | None = None  # keep the generated text too (audit content capture)
-
-    def feed(self, chunk: bytes) -> bytes:
-        for frame in self._frames.feed(chunk):
-            if frame.message_type != "event":
-                self.error = frame.payload.decode("utf-8", "replace") or frame.event_type
-            elif frame.event_type == "metadata":
-                self.usage = _usage(orjson.loads(frame.payload).get("usage"))
-                self.completed = True
-            elif frame.event_type == "contentBlockDelta" and self.count_output:
-                text = _generated(orjson.loads(frame.payload).get("delta") or {})
-                self.output_chars += len(text)
-                if self.captured is not None and text:
-                    self.captured.append(text)
-        return chunk
-
-
-def _generated(delta: dict[str, Any]) -> str:
-    if "text" in delta:
-        return str(delta["text"])
-    if "toolUse" in delta:
-        return str(delta["toolUse"].get("input", ""))
-    return str((delta.get("reasoningContent") or {}).get("text", ""))

@@ -48,9 +48,8 @@ from sluice.core.canonical import (
 )
 from sluice.core.types import WireFormat
 from sluice.formats.codec_support import body_text, carried, dumps, fold_system, json_body, native_tools, seal, unseal
-from sluice.formats.gemini import usage_from
-from sluice.formats.gemini_fields import camel_request
-from sluice.formats.gemini_stream import (
+from sluice.formats.gemini.fields import camel_request
+from sluice.formats.gemini.stream import (
     GeminiStreamDecoder,
     GeminiStreamEncoder,
     call_id,
@@ -60,6 +59,7 @@ from sluice.formats.gemini_stream import (
     status_for,
     stop_reason,
 )
+from sluice.formats.gemini.wire import usage_from
 from sluice.formats.tool_names import GEMINI as TOOL_NAMES
 
 WIRE = WireFormat.GEMINI.value

@@ -1,0 +1,23 @@
+"""Anthropic Messages: `wire` (errors, usage, stream events, rate-limit headers, models list,
+counting), `codec` (bodies <-> canonical), `stream` (stream events <-> canonical), `invoke` (its
+streams inside Bedrock InvokeModel event-stream frames)."""
+
+from sluice.core.types import WireFormat
+from sluice.formats.anthropic import wire
+from sluice.formats.anthropic.codec import AnthropicCodec
+from sluice.formats.record import Counting, WireRecord
+
+RECORD = WireRecord(
+    wire=WireFormat.ANTHROPIC_MESSAGES,
+    codec=AnthropicCodec(),
+    reader=wire.READER,
+    usage=wire.usage_of_answer,
+    error_body=wire.error_body,
+    error_event=wire.error_event,
+    rate_limit_headers=wire.rate_limit_headers,
+    counting=Counting(wire.count_request, wire.input_tokens, wire.count_answer),
+    models_list=wire.models_list,
+    answer_id_prefix="msg_",
+)
+
+__all__ = ["RECORD"]
