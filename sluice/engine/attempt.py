@@ -48,12 +48,13 @@ async def attempt(
     # without a verdict on the key (refused by a budget, cancelled, a 429) gives it back.
     probe = engine.breakers.claim(breaker, time.monotonic()) if pkey is not None else 0
     try:
-        return await _attempt_with(engine, ctx, inbound, key, provider, chosen.model, pkey, tried_keys, breaker)
+        return await _call(engine, ctx, inbound, key, provider, chosen.model, pkey, tried_keys, breaker)
     finally:
-        engine.breakers.give_back(breaker, probe)
+        if probe:
+            engine.breakers.give_back(breaker, probe)
 
 
-async def _attempt_with(
+async def _call(
     engine: Engine,
     ctx: RequestContext,
     inbound: Inbound,

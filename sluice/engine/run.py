@@ -166,10 +166,8 @@ class Engine:
         else:  # refused before any provider was called (allowlist, routing, a limit)
             ctx.attempts.append(Attempt(target, outcome=self._outcome_of(err), status=err.upstream_status))
 
-    async def attempt(
-        self, ctx: RequestContext, inbound: Inbound, key: VirtualKey, target: str, tried_keys: set[str]
-    ) -> Outcome:
-        return await attempts.attempt(self, ctx, inbound, key, target, tried_keys)
+    # One attempt (sluice.engine.attempt), as a method: no extra coroutine per attempt.
+    attempt = attempts.attempt
 
     async def abandon(self, ctx: RequestContext, target: str, err: SluiceError) -> None:
         """An attempt failed and another follows: give back its reservation."""

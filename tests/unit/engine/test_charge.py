@@ -107,3 +107,44 @@ async def test_charge_settles_once_and_releases_only_what_it_holds(tmp_path: Pat
     await charge.release()  # settled: nothing to give back
     assert rig.calls == ["admit", "settle"]
     assert [r for r in await rig.spend()] == [("req-x", 10)] and KEY_ID
+
+
+TOKEN_LIMIT = {
+    "rate_limits": [{"id": "tokens", "virtual_key_id": KEY_ID, "token_max_limit": 200, "token_reset_duration": "1d"}]
+}
+
+
+async def test_a_stream_that_outgrows_what_the_limits_allow_is_cut_and_billed_what_it_streamed(
+    tmp_path: Path,
+) -> None:
+    rig = await make_rig(tmp_path, governance=TOKEN_LIMIT)
+    ctx = rig.context()
+    rig.primary.script.steps = [stream_events(text="y" * 400)]  # ~133 tokens: past the 100 reserved
+    outcome = await rig.engine.run(ctx, rig.inbound(stream=True))
+    assert outcome.chunks is not None
+    sent = []
+    try:
+        async for chunk in outcome.chunks:
+            sent.append(chunk)
+    except SluiceError as err:
+        assert err.kind.fault == "policy"
+    assert len(sent) == 2  # message_start and the block's start; the text that outgrew it is not sent
+    await rig.engine.finish(ctx)
+    assert rig.calls == ["admit", "extend", "settle"]
+    assert ctx.usage.output_tokens == 133
+
+
+async def test_a_stream_cut_before_its_first_byte_is_refused_and_still_billed(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, governance=TOKEN_LIMIT)
+    ctx = rig.context()
+    rig.primary.script.steps = [[b"".join(stream_events(text="y" * 400, output_tokens=133))]]  # one piece
+    try:
+        await rig.engine.run(ctx, rig.inbound(stream=True))
+    except SluiceError as err:
+        assert err.kind.fault == "policy"
+    else:
+        raise AssertionError("the stream was not cut")
+    await rig.engine.finish(ctx)
+    assert rig.calls == ["admit", "extend", "settle"]  # the provider generated it: billed, not given back
+    [(_, tokens)] = await rig.spend()
+    assert tokens == ctx.usage.total and ctx.usage.output_tokens == 133
