@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from sluice.core.canonical import ChatRequest, Finish, Message, Text, TextDelta, Tool, ToolCall
-from sluice.core.context import RequestContext, new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.codecs import codec_for
 from sluice.metering import stream_observer, usage_of
@@ -32,8 +31,7 @@ def _send(wire: WireFormat, model: str, *, stream: bool, max_tokens: int | None 
     request.stream = stream
     doc = codec_for(wire).encode_request(request)
     body = orjson.dumps(doc)
-    ctx = RequestContext(new_request_id(), wire, Operation.GENERATE, "/")
-    call = ProviderCall(ctx, wire, Operation.GENERATE, model, body, doc, {}, "", stream, None)
+    call = ProviderCall(wire, Operation.GENERATE, model, body, doc, {}, "", stream, None)
     return asyncio.run(FakeProvider().send(call))
 
 
