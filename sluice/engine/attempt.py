@@ -16,6 +16,7 @@ from sluice.engine.plan import plan
 from sluice.engine.shapes import Inbound, Outcome
 from sluice.engine.stream import Stream
 from sluice.formats.json_body import encode_body
+from sluice.formats.registry import record_of
 from sluice.metering import stream_observer, usage_of
 from sluice.providers.base import Provider, ProviderCall, ProviderReply
 from sluice.storage.records import VirtualKey
@@ -125,14 +126,13 @@ def _passed_body(inbound: Inbound, model: str, stream: bool) -> tuple[bytes, dic
     hide_usage = False
     if changed:
         doc = {**doc, "model": model}
-    if stream and inbound.wire is WireFormat.OPENAI_CHAT:
-        # Usage only arrives in a stream when asked for; ask on the caller's behalf so the
-        # request can be metered, and take the extra chunk out again on the way back.
-        opts = doc.get("stream_options")
-        opts = opts if isinstance(opts, dict) else {}
-        if not opts.get("include_usage"):
-            doc = {**doc, "stream_options": {**opts, "include_usage": True}}
-            hide_usage = changed = True
+    if stream or "stream_options" in doc:
+        # The format's own stream rules (Chat asks for usage on the caller's behalf and hides the
+        # extra chunk again; Responses drops Chat's include_usage, which its API refuses).
+        candidate = doc if changed else dict(doc)
+        prepared = record_of(inbound.wire).prepare_stream(candidate, stream)
+        if prepared.changed:
+            doc, changed, hide_usage = candidate, True, prepared.hide_usage
     return (encode_body(doc) if changed else inbound.body), doc, hide_usage
 
 
