@@ -34,6 +34,11 @@ def pack(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
+def bulk(data: bytes) -> bytes:
+    """One argument in RESP framing: callers that send the same keys again keep these."""
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
@@ -71,11 +76,20 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        return self.send_packed(pack(args))
+
+    def send_packed(self, payload: bytes) -> asyncio.Future[Any]:
+        """Writes one command already in RESP framing."""
+        return self.send_many([payload])[0]
+
+    def send_many(self, payloads: list[bytes]) -> list[asyncio.Future[Any]]:
+        """Writes framed commands in one write; a future per reply."""
         assert self.transport is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append(future)
-        self.transport.write(pack(args))
-        return future
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in payloads]
+        self.waiting.extend(futures)
+        self.transport.write(b"".join(payloads))
+        return futures
 
 
 class RespClient:
@@ -127,10 +141,37 @@ class RespClient:
             protocol.connection_lost(None)
             raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
 
-    async def eval(self, script: str, keys: list[str], args: list[str]) -> Any:
+    async def _send_packed(self, payload: bytes) -> Any:
+        protocol = await self._connection()
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await protocol.send_packed(payload)
+        except TimeoutError:
+            protocol.connection_lost(None)
+            raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
+
+    async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one write and one round trip; their replies in order. An error
+        reply raises (the others were still executed)."""
+        if not commands:
+            return []
+        protocol = await self._connection()
+        futures = protocol.send_many([pack(args) for args in commands])
+        try:
+            async with asyncio.timeout(self._timeout):
+                return [await future for future in futures]
+        except TimeoutError:
+            protocol.connection_lost(None)
+            raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
+
+    def _sha(self, script: str) -> bytes:
         sha = self._scripts.get(script)
         if sha is None:
             sha = self._scripts[script] = hashlib.sha1(script.encode()).hexdigest().encode()
+        return sha
+
+    async def eval(self, script: str, keys: list[str], args: list[str]) -> Any:
+        sha = self._sha(script)
         try:
             return await self.call("EVALSHA", sha, len(keys), *keys, *args)
         except RedisReplyError as exc:
@@ -138,6 +179,20 @@ class RespClient:
                 raise
             await self.call("SCRIPT", "LOAD", script)
             return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def eval_framed(self, script: str, nkeys: int, nargs: int, framed: bytes) -> Any:
+        """EVALSHA with its keys and arguments already framed (`bulk` each, keys first): the hot
+        callers keep the framing of keys they send on every request. One round trip (two more,
+        once, after the server lost its scripts)."""
+        sha = self._sha(script)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + nkeys + nargs, bulk(sha), bulk(b"%d" % nkeys))
+        try:
+            return await self._send_packed(head + framed)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self.call("SCRIPT", "LOAD", script)
+            return await self._send_packed(head + framed)
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
