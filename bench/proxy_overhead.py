@@ -599,6 +599,7 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
         idle_s = sum(r["elapsed_s"] + r["settle_s"] for r in idle)
         redis_idle_us_per_s = sum(r["cpu_s"]["redis"] for r in idle) * 1e6 / idle_s if idle_s else None
         plain_by_round = {r["round"]: r for r in loaded_by.get("plain", []) if r["ok"]}
+        local_by_round = {r["round"]: r for r in loaded_by.get("local", []) if r["ok"]}
         variants: dict[str, Any] = {}
         for v in gateways:
             t = per_target[v]
@@ -632,6 +633,23 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
                 entry["gateway_plus_redis_cpu_us_per_req"] = (
                     spread([_per_req(r, "proxy") + _per_req(r, "redis") for r in runs_v])
                     if runs_v and "redis" in runs_v[0]["cpu_s"]
+                    else None
+                )
+                # What moving the same limits from the gateway process to Redis costs, per round (the two ran
+                # moments apart): gateway only, and gateway + redis-server (whose idle background cancels out).
+                vs_local = [(r, local_by_round[r["round"]]) for r in runs_v if r["round"] in local_by_round]
+                entry["extra_vs_local_us"] = (
+                    spread([_per_req(r, "proxy") - _per_req(p, "proxy") for r, p in vs_local]) if vs_local else None
+                )
+                entry["extra_vs_local_incl_redis_us"] = (
+                    spread(
+                        [
+                            _per_req(r, "proxy") + _per_req(r, "redis") - _per_req(p, "proxy") - _per_req(p, "redis")
+                            for r, p in vs_local
+                            if "redis" in r["cpu_s"] and "redis" in p["cpu_s"]
+                        ]
+                    )
+                    if vs_local
                     else None
                 )
                 # Both sides of the pair carry Redis's idle background, so it cancels out.
@@ -888,6 +906,12 @@ def headline(report: dict[str, Any]) -> list[str]:
                     f"CPU ({fmt_spread(e['redis_cpu_us_per_req'], 1)} µs/req in redis-server)"
                 )
             lines.append(line)
+            if e.get("extra_vs_local_us"):
+                lines.append(
+                    f"redis backend vs local ({mode}), same limits: gateway "
+                    f"{fmt_spread(e['extra_vs_local_us'], 1, signed=True)} µs/req, gateway + redis-server "
+                    f"{fmt_spread(e.get('extra_vs_local_incl_redis_us'), 1, signed=True)} µs/req"
+                )
     for v, log in report["request_log"].items():
         lines.append(
             f"{label(v)} request log: {log['rows']} rows in SQLite for {log['expected_rows']} requests "
