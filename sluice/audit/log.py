@@ -106,7 +106,10 @@ class AuditLog:
                 self._last, self._loaded = await self._store.last_audit(), True
             records, last = [], self._last
             for kind, actor, data, _ in batch:
-                last = make_record(self._key, self._key_id, last, datetime.now(UTC), kind, actor, data)
+                # `data` went through plain(): it holds no float, and kind and actor are text.
+                last = make_record(
+                    self._key, self._key_id, last, datetime.now(UTC), kind, actor, data, floats_checked=True
+                )
                 records.append(last)
             try:
                 await self._store.append_audit(records)

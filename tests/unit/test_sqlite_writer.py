@@ -23,7 +23,7 @@ TS = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
 def _entry(n: int) -> RequestLogEntry:
     return RequestLogEntry(
         request_id=f"req_{n}",
-        ts=TS + timedelta(seconds=n),
+        ts=(TS + timedelta(seconds=n)).replace(microsecond=0 if n == 0 else TS.microsecond),
         path="/v1/messages",
         surface="anthropic_messages",
         status=200,
@@ -42,7 +42,8 @@ def _entry(n: int) -> RequestLogEntry:
 
 
 def _spend(n: int) -> SpendRow:
-    return SpendRow(f"req_{n}", TS + timedelta(seconds=n), "vk-a", "team-a" if n % 2 else None, None, 7 + n, 3)
+    ts = (TS + timedelta(seconds=n)).replace(microsecond=0 if n == 0 else TS.microsecond)  # no fraction: still 6 digits
+    return SpendRow(f"req_{n}", ts, "vk-a", "team-a" if n % 2 else None, None, 7 + n, 3)
 
 
 def _audit(n: int) -> list[AuditRecord]:

@@ -38,10 +38,8 @@ def sqlite_ts(value: datetime | None) -> str | None:
     """A datetime as SQLAlchemy's SQLite DATETIME stores it (the stored text is compared as text)."""
     if value is None:
         return None
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
+    # isoformat in C: "YYYY-MM-DD HH:MM:SS.ffffff" and then the offset, if any, which SQLAlchemy drops.
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _json(value: Any) -> str:
