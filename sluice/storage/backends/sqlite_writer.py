@@ -133,7 +133,10 @@ class SqliteWriter:
 
     def _commit(self, ops: list[tuple[str, list[tuple[Any, ...]]]]) -> list[Exception | None]:
         """In the writer thread: one transaction, one savepoint per insert."""
-        conn = self._connect()
+        try:
+            conn = self._connect()
+        except Exception as exc:  # the file cannot be opened: every insert fails, the next batch retries
+            return [exc] * len(ops)
         errors: list[Exception | None] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
