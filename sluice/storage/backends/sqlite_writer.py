@@ -47,20 +47,25 @@ def _json(value: Any) -> str:
 
 
 class RowShape:
-    """How records of one dataclass become the parameter tuples of one table's INSERT."""
+    """How records of one dataclass become the parameter tuples of one table's INSERT, for
+    SQLite (`?`, timestamps as text) or PostgreSQL through asyncpg (`$n`, timestamps as they are:
+    asyncpg binds a datetime to timestamptz itself, and JSON as text, which a json column takes)."""
 
-    def __init__(self, table: Table, record_type: type, *, skip_existing: bool) -> None:
+    def __init__(self, table: Table, record_type: type, *, skip_existing: bool, dialect: str = "sqlite") -> None:
         names = [c.name for c in table.columns]
         if sorted(names) != sorted(f.name for f in fields(record_type)):
             raise ValueError(f"{record_type.__name__} does not have exactly the columns of {table.name}")
         columns = ", ".join(names)
-        marks = ", ".join("?" for _ in names)
+        if dialect == "sqlite":
+            marks = ", ".join("?" for _ in names)
+        else:
+            marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
         conflict = " ON CONFLICT DO NOTHING" if skip_existing else ""
         self.sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks}){conflict}"
         self._get = attrgetter(*names)
         converters: list[tuple[int, Callable[[Any], Any]]] = []
         for i, column in enumerate(table.columns):
-            if isinstance(column.type, DateTime):
+            if isinstance(column.type, DateTime) and dialect == "sqlite":
                 converters.append((i, sqlite_ts))
             elif isinstance(column.type, JSON):
                 converters.append((i, _json))
