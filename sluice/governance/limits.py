@@ -159,8 +159,6 @@ class Limits:
         self._busy_wait_s = governance.busy_wait_s
         # Settlements in this process wake waiters at once; other replicas' are seen by polling.
         self._poll_s = 0.25 if governance.backend == "redis" else 1.0
-        # Counters across the network settle in the same flight as the ledger's commit, not after it.
-        self._remote = governance.backend == "redis"
         self._settled = _Settlements()
 
     async def start(self) -> None:
@@ -371,9 +369,9 @@ class Limits:
 
     async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
         """Ledger (durable: the store or the local journal) and counters; with Redis both in one
-        flight, else the ledger first. Safe to call twice. The counters take the spend even when
-        it is durable nowhere (SpendNotDurable is raised after): the provider was paid, so the
-        budget must keep holding."""
+        flight (the settlement is sent before the ledger commits), else the ledger first. Safe to
+        call twice. The counters take the spend even when it is durable nowhere (SpendNotDurable
+        is raised after): the provider was paid, so the budget must keep holding."""
         if admission is None:
             self._writer.write_later(row)
             return
@@ -381,20 +379,13 @@ class Limits:
             return
         admission.settled = True
         actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
+        # Created first: a Redis backend sends the settlement now, so its round trip overlaps the
+        # ledger commit; in-process counters settle when awaited, after the ledger.
         counted = self._counters.settle(
             admission.request_id,
             [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
             self._clock.now().timestamp(),
         )
-        if wait and self._remote:
-            # The ledger commit and the Redis round trip overlap: both are done before this
-            # returns, and the ledger's failure (SpendNotDurable) wins over the counters'.
-            outcomes = await asyncio.gather(self._writer.write(row), counted, return_exceptions=True)
-            self._settled.notify(bucket.key for _, bucket, _ in admission.items)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            return
         try:
             if wait:
                 await self._writer.write(row)

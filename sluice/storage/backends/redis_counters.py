@@ -32,7 +32,7 @@ format it with "%.17g"); lease ends and `now` are Python float reprs given to ZA
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from sluice.storage.backends.resp import RespClient, bulk
@@ -187,6 +187,14 @@ def _bfloat(value: float) -> bytes:
     return bulk(repr(float(value)).encode())  # round-trips exactly through Redis' strtod
 
 
+async def _nothing() -> None:
+    return None
+
+
+async def _ignore_reply(reply: Coroutine[Any, Any, Any]) -> None:
+    await reply
+
+
 _FRAMED_CACHE = 4096  # buckets whose framed keys are kept (windows roll over: the cache is cleared)
 
 
@@ -236,9 +244,11 @@ class RedisCounters:
         ]
         return (None if refused < 0 else refused), states
 
-    async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+    def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> Coroutine[Any, Any, None]:
+        """Sends the settlement at once (it travels while the caller commits the ledger); the
+        coroutine returned waits for Redis to have applied it."""
         if not items:
-            return
+            return _nothing()
         keys: list[bytes] = []
         args: list[bytes] = [bulk(request_id.encode()), _bfloat(now), _bfloat(now - _SETTLED_RETENTION_S)]
         for bucket, amount in items:
@@ -246,7 +256,7 @@ class RedisCounters:
             keys.append(framed_keys)
             args += [_bint(amount), expiry]
         n = len(items)
-        await self._redis.eval_framed(_SETTLE, 4 * n, 3 + 2 * n, b"".join(keys + args))
+        return _ignore_reply(self._redis.eval_framed_now(_SETTLE, 4 * n, 3 + 2 * n, b"".join(keys + args)))
 
     async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
         # One write, one round trip for all of them.

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
@@ -40,9 +42,17 @@ def bulk(data: bytes) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    """One connection. Replies come in the order of the commands, so each is handed to the
+    oldest waiting future. Timeouts: one watchdog per connection instead of a timer per call (a
+    timer costs more than a short command): when the oldest command waits longer than `timeout`
+    (checked every quarter of it), the connection is failed, every waiting call with it."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
         self._reader = hiredis.Reader()
         self.waiting: deque[asyncio.Future[Any]] = deque()
+        self._sent_at: deque[float] = deque()
+        self._timeout = timeout
+        self._watchdog: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
 
@@ -56,6 +66,7 @@ class _Protocol(asyncio.Protocol):
                 self._fail(RedisUnavailable("unexpected reply from Redis"))
                 return
             future = self.waiting.popleft()
+            self._sent_at.popleft()
             if future.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -68,12 +79,31 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._sent_at.clear()
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
         if self.transport is not None:
             self.transport.close()
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self.closed or not self._sent_at:
+            return
+        if time.monotonic() - self._sent_at[0] > self._timeout:
+            # The reply may still come; the connection can no longer be trusted to be in step.
+            self._fail(RedisUnavailable(f"Redis did not answer within {self._timeout:g} s"))
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._watchdog is None:
+            delay = max(0.01, self._timeout / 4)
+            self._watchdog = asyncio.get_running_loop().call_later(delay, self._watch)
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         return self.send_packed(pack(args))
@@ -88,6 +118,8 @@ class _Protocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in payloads]
         self.waiting.extend(futures)
+        self._sent_at.extend([time.monotonic()] * len(futures))
+        self._arm()
         self.transport.write(b"".join(payloads))
         return futures
 
@@ -121,7 +153,7 @@ class RespClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._timeout):
-                _, protocol = await loop.create_connection(_Protocol, self._host, self._port)
+                _, protocol = await loop.create_connection(lambda: _Protocol(self._timeout), self._host, self._port)
                 if self._password is not None:
                     auth = (self._username, self._password) if self._username else (self._password,)
                     await protocol.send(("AUTH", *auth))
@@ -133,22 +165,12 @@ class RespClient:
 
     async def call(self, *args: Any) -> Any:
         protocol = await self._connection()
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await protocol.send(args)
-        except TimeoutError:
-            # The reply may still come; the connection can no longer be trusted to be in step.
-            protocol.connection_lost(None)
-            raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
+        return await protocol.send(args)
 
-    async def _send_packed(self, payload: bytes) -> Any:
-        protocol = await self._connection()
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await protocol.send_packed(payload)
-        except TimeoutError:
-            protocol.connection_lost(None)
-            raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
+    async def _reply(self, future: asyncio.Future[Any] | None, payload: bytes) -> Any:
+        if future is None:
+            future = (await self._connection()).send_packed(payload)
+        return await future
 
     async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one write and one round trip; their replies in order. An error
@@ -157,12 +179,7 @@ class RespClient:
             return []
         protocol = await self._connection()
         futures = protocol.send_many([pack(args) for args in commands])
-        try:
-            async with asyncio.timeout(self._timeout):
-                return [await future for future in futures]
-        except TimeoutError:
-            protocol.connection_lost(None)
-            raise RedisUnavailable(f"Redis did not answer within {self._timeout:g} s") from None
+        return [await future for future in futures]
 
     def _sha(self, script: str) -> bytes:
         sha = self._scripts.get(script)
@@ -180,19 +197,30 @@ class RespClient:
             await self.call("SCRIPT", "LOAD", script)
             return await self.call("EVALSHA", sha, len(keys), *keys, *args)
 
-    async def eval_framed(self, script: str, nkeys: int, nargs: int, framed: bytes) -> Any:
+    def eval_framed_now(self, script: str, nkeys: int, nargs: int, framed: bytes) -> Coroutine[Any, Any, Any]:
         """EVALSHA with its keys and arguments already framed (`bulk` each, keys first): the hot
-        callers keep the framing of keys they send on every request. One round trip (two more,
-        once, after the server lost its scripts)."""
+        callers keep the framing of keys they send on every request. The command is written at
+        once when connected, so it travels while the caller does something else; the returned
+        coroutine awaits the reply. One round trip (two more, once, after the server lost its
+        scripts)."""
         sha = self._sha(script)
         head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + nkeys + nargs, bulk(sha), bulk(b"%d" % nkeys))
+        payload = head + framed
+        protocol = self._protocol
+        sent = protocol.send_packed(payload) if protocol is not None and not protocol.closed else None
+        return self._eval_reply(script, payload, sent)
+
+    async def _eval_reply(self, script: str, payload: bytes, sent: asyncio.Future[Any] | None) -> Any:
         try:
-            return await self._send_packed(head + framed)
+            return await self._reply(sent, payload)
         except RedisReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
             await self.call("SCRIPT", "LOAD", script)
-            return await self._send_packed(head + framed)
+            return await self._reply(None, payload)
+
+    async def eval_framed(self, script: str, nkeys: int, nargs: int, framed: bytes) -> Any:
+        return await self.eval_framed_now(script, nkeys, nargs, framed)
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
