@@ -72,6 +72,8 @@ class RequestRecorder:
             self._spill_later(self._drain_nowait(), reason="shutdown timeout")
         self._task = None
         await self.spilled_to_disk()
+        if self._to_spill:
+            log.error("request log: %d record(s) could be neither stored nor spilled; lost", len(self._to_spill))
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is in the store, or spilled to disk (tests and shutdown)."""
