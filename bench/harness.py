@@ -225,7 +225,9 @@ def start_baseline(fleet: Fleet, port: int, upstream_url: str, cores: list[int] 
     return proc
 
 
-GATEWAY_VARIANTS = ("plain", "local", "redis", "audited")
+GATEWAY_VARIANTS = ("plain", "local", "full", "redis", "audited")
+# The full variant's checkpoint signing key (a fixed Ed25519 seed, base64): configured, not generated on first start.
+CHECKPOINT_KEY = "YmVuY2gtY2hlY2twb2ludC1rZXktMDEyMzQ1Njc4OWE="
 # Limits the benchmark can never reach: the point is their per-request cost, not a refusal.
 BUDGET_USD = 1_000_000
 TOKEN_LIMIT = 1_000_000_000_000
@@ -240,8 +242,10 @@ def gateway_config(
 
     ``plain``: no budget or rate limit applies to the key. ``local`` and ``redis`` add a daily key budget, a monthly
     team budget, a token and a request rate limit and a concurrency limit on the key, all far out of reach, with the
-    counters in the gateway process (``local``) or in Redis at ``redis_url`` (``redis``). The bench model is in the
-    shipped price data, so the budgets bind (a model without a price would be refused under a budget)."""
+    counters in the gateway process (``local``) or in Redis at ``redis_url`` (``redis``). ``full`` is ``local`` plus
+    the audit chain (every request sealed before its last byte) with signed checkpoints under a configured key: all
+    of governance at once. The bench model is in the shipped price data, so the budgets bind (a model without a
+    price would be refused under a budget)."""
     if variant not in GATEWAY_VARIANTS:
         raise ValueError(f"unknown gateway variant {variant!r}")
     config: dict[str, Any] = {
@@ -286,9 +290,16 @@ def gateway_config(
             "max_concurrent_requests": MAX_CONCURRENT,
         }
     ]
-    config["governance"] = {"backend": "local" if variant == "audited" else variant}
-    if variant == "audited":
+    config["governance"] = {"backend": "redis" if variant == "redis" else "local"}
+    if variant in ("audited", "full"):
         config["audit"] = {"hmac_key": "bench-audit-key-0123456789abcdef"}
+    if variant == "full":
+        # Everything on at once: the audit chain with signed checkpoints under a configured key, kept beside the db.
+        config["audit"].update(
+            checkpoints=True,
+            checkpoint_key=CHECKPOINT_KEY,
+            checkpoint_path=str(workdir / "audit.checkpoints.jsonl"),
+        )
     if variant == "redis":
         if not redis_url:
             raise ValueError("the redis variant needs a redis_url")
@@ -415,6 +426,7 @@ class LoadGen:
         expected_len: int,
         timeout_s: float,
         method: str = "POST",
+        rate: float | None = None,
     ) -> dict[str, Any]:
         cmd = {
             "op": "run",
@@ -427,6 +439,7 @@ class LoadGen:
             "requests": requests,
             "concurrency": concurrency,
             "timeout_s": timeout_s,
+            "rate": rate,
         }
         stdin, stdout = self.proc.popen.stdin, self.proc.popen.stdout
         assert stdin is not None and stdout is not None

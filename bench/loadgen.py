@@ -2,7 +2,9 @@
 
 Each ``{"op": "run", ...}`` command sends a fixed number of requests (bounded by a deadline) through ``concurrency``
 keep-alive connections of a fresh aiohttp ClientSession and answers the per-request latencies (and, for streams, the
-time to the first body byte) in microseconds. Every answer is checked: status 200 and exactly the expected number of
+time to the first body byte) in microseconds. With ``"rate": R`` the run is paced instead (open loop): request i is sent
+at start + i/R whether or not earlier ones have finished, the way a low, steady load arrives; ``concurrency`` then only
+caps the connections. Every answer is checked: status 200 and exactly the expected number of
 body bytes, so a proxy that drops or alters bytes shows up as errors. ``{"op": "quit"}`` ends the process.
 
 Keeping the process alive between runs means the orchestrator can read the proxy's CPU counters right before and right
@@ -65,13 +67,41 @@ async def run(cmd: dict[str, Any]) -> dict[str, Any]:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
+    async def paced(session: aiohttp.ClientSession, rate: float) -> None:
+        nonlocal issued
+        started = perf()
+        inflight: set[asyncio.Task[None]] = set()
+        for i in range(total):
+            due = started + i / rate
+            if due > deadline:
+                break
+            delay = due - perf()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            issued += 1
+            task = asyncio.create_task(guarded(session))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+        if inflight:
+            await asyncio.gather(*inflight)
+
+    async def guarded(session: aiohttp.ClientSession) -> None:
+        try:
+            await one(session)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    rate = float(cmd.get("rate") or 0)
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=120)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
     ) as session:
         started = perf()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        if rate > 0:
+            await paced(session, rate)
+        else:
+            await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = perf() - started
     return {
         "ok": len(lat),

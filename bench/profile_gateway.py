@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--native", action="store_true", help="also sample C frames (uvloop, httptools, orjson, ...)")
-    p.add_argument("--variant", default="plain", choices=("plain", "local"), help="governance on the key")
+    p.add_argument(
+        "--variant", default="plain", choices=("plain", "local", "full", "audited"), help="governance on the key"
+    )
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--deltas", type=int, default=20)
     p.add_argument("--out", type=Path, default=RESULTS)

@@ -34,11 +34,14 @@ VARIANTS = harness.GATEWAY_VARIANTS
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
 CPU_RATIO_TARGET = 2.0
 TTFB_TARGET_MS = 1.0
+PACED_TARGET_MS = 1.0  # issue 14: +p50 at 50 req/s within 1 ms of the bare proxy's
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANT_TEXT = {
     "plain": "virtual key (team, model allowlist), request log; no budget or rate limit on the key",
     "local": "plain + key budget $1M/day, team budget $1M/month, key token and request rate limits and "
     "max_concurrent_requests 1000 (all out of reach), governance.backend local",
+    "full": "local + the audit chain (audit.hmac_key: every request sealed and group-committed before its last byte) "
+    "with signed checkpoints under a configured key (audit.checkpoint_key), request log: all of governance at once",
     "redis": "the same limits as local, governance.backend redis",
     "audited": "local + the tamper-evident audit log (every request sealed and group-committed before its last byte)",
 }
@@ -66,14 +69,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sequential (concurrency 1) requests per round and target "
         "for the unloaded latency/TTFB probe (default 300; --quick 50)",
     )
+    p.add_argument("--paced-rate", type=float, default=50.0, help="requests/s of the paced low-load probe (default 50)")
+    p.add_argument(
+        "--paced-requests",
+        type=int,
+        help="requests per round, target and mode of the paced probe (default 250; --quick 50; 0: no paced probe)",
+    )
     p.add_argument("--warmup", type=int, help="warm-up requests per target and mode (default 1000; --quick 100)")
     p.add_argument("--deltas", type=int, default=20, help="content_block_delta events per streamed answer")
     p.add_argument("--modes", default="json,stream", help="comma-separated: json, stream")
     p.add_argument(
         "--gateways",
-        default="plain,local,redis",
+        default="plain,local,full,redis",
         help="comma-separated gateway variants, one process each: plain (no budget or rate limit), local "
-        "(budgets and rate limits, counters in the gateway), redis (the same, counters in Redis); default all",
+        "(budgets and rate limits, counters in the gateway), full (local + audit chain with signed checkpoints), "
+        "redis (local's limits, counters in Redis), audited (local + audit chain); default plain,local,full,redis",
     )
     p.add_argument(
         "--redis-url",
@@ -92,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "concurrency": 16,
         "rounds": 2 if quick else 10,
         "probe_requests": 50 if quick else 300,
+        "paced_requests": 50 if quick else 250,
         "warmup": 100 if quick else 1000,
     }
     for name, value in defaults.items():
@@ -111,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("requests", "concurrency", "rounds", "probe_requests"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.paced_requests < 0 or args.paced_rate <= 0:
+        p.error("--paced-requests must be >= 0 and --paced-rate > 0")
     return args
 
 
@@ -328,7 +341,9 @@ class Bench:
             variants["redis"]["redis_keys_after_wire_check"] = keys
         self.sanity = {"byte_exact_json_and_stream": True, "gateways": variants}
 
-    def measure(self, target: str, mode: str, kind: str, requests: int, concurrency: int, rnd: int) -> dict[str, Any]:
+    def measure(
+        self, target: str, mode: str, kind: str, requests: int, concurrency: int, rnd: int, rate: float | None = None
+    ) -> dict[str, Any]:
         proxy = self.proxy_procs.get(target)
         watched: dict[str, Any] = {"upstream": self.upstream, "loadgen": self.loadgen.proc}
         if proxy is not None:
@@ -344,6 +359,7 @@ class Bench:
             concurrency=concurrency,
             expected_len=self.expected[mode],
             timeout_s=self.args.run_timeout,
+            rate=rate,
         )
         at_end = proxy.cpu_s() if proxy is not None else 0.0
         settle_s = proxy.wait_idle() if proxy is not None else 0.0
@@ -404,17 +420,52 @@ class Bench:
                     )
                 for target in reversed(order):
                     self.runs.append(self.measure(target, mode, "unloaded", a.probe_requests, 1, rnd))
+                if a.paced_requests:
+                    # Low, steady load (open loop): what a request waits for when nothing else is in flight, e.g.
+                    # a group commit that lingers for company. Capped at 8 connections; at 50 req/s one is used.
+                    for target in order:
+                        run = self.measure(target, mode, "paced", a.paced_requests, 8, rnd, rate=a.paced_rate)
+                        self.runs.append(run)
+                    paced = [r for r in self.runs[-len(order) :] if r["lat_us"]]
+                    print(
+                        f"round {rnd}/{a.rounds} {mode:6} paced {a.paced_rate:g} req/s p50 ms: "
+                        + ", ".join(f"{label(r['target'])} {percentile(r['lat_us'], 50) / 1000:.2f}" for r in paced),
+                        flush=True,
+                    )
 
     def finish_gateways(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Stop every gateway gracefully (request log and spend ledger drain on shutdown), then count, per variant,
         its request log and its spend ledger."""
         self.rss_end = {name: p.rss_mib() for name, p in self.proxy_procs.items()}
         logs, ledgers = {}, {}
+        self.audit: dict[str, Any] = {}
         for v in self.gateways:
             code = self.proxy_procs[v].stop()
             logs[v] = request_log_check(self.dbs[v], self.sent[v]["requests"], code, self.args.deltas)
             ledgers[v] = spend_ledger_check(self.dbs[v], self.sent[v]["ok_200"], self.args.deltas)
+            if v in ("full", "audited"):
+                self.audit[v] = audit_check(self.dbs[v], logs[v]["status_200"], v == "full")
         return logs, ledgers
+
+
+def audit_check(db: Path, requests: int, signed: bool) -> dict[str, Any]:
+    """The audit chain holds a record per successful request (at least), and (full) the signed checkpoints file
+    vouches for its head."""
+    with sqlite3.connect(db) as conn:
+        rows, requests_sealed, last = conn.execute(
+            "SELECT COUNT(*), SUM(kind = 'request'), MAX(seq) FROM audit_log"
+        ).fetchone()
+    out: dict[str, Any] = {"rows": int(rows or 0), "request_records": int(requests_sealed or 0), "last_seq": last}
+    out["complete"] = out["request_records"] >= requests
+    if signed:
+        path = db.parent / "audit.checkpoints.jsonl"
+        lines = path.read_bytes().splitlines() if path.exists() else []
+        import orjson
+
+        head = orjson.loads(lines[-1])["seq"] if lines else None
+        out.update(checkpoints=len(lines), last_checkpoint_seq=head)
+        out["complete"] = out["complete"] and head == last
+    return out
 
 
 def request_log_check(db: Path, expected: int, exit_code: int | None, deltas: int) -> dict[str, Any]:
@@ -490,7 +541,9 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
         for target in targets:
             loaded = [r for r in runs if r["mode"] == mode and r["target"] == target and r["kind"] == "loaded"]
             probe = [r for r in runs if r["mode"] == mode and r["target"] == target and r["kind"] == "unloaded"]
+            paced = [r for r in runs if r["mode"] == mode and r["target"] == target and r["kind"] == "paced"]
             loaded_by[target] = loaded
+            qlat = [v for r in paced for v in r["lat_us"]]
             lat = [v for r in loaded for v in r["lat_us"]]
             ttfb = [v for r in loaded for v in r["ttfb_us"]]
             plat = [v for r in probe for v in r["lat_us"]]
@@ -498,7 +551,7 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
             ok = sum(r["ok"] for r in loaded)
             t: dict[str, Any] = {
                 "requests_ok": ok,
-                "errors": sum(r["errors"] for r in loaded + probe),
+                "errors": sum(r["errors"] for r in loaded + probe + paced),
                 "rps": spread([r["ok"] / r["elapsed_s"] for r in loaded if r["elapsed_s"] > 0]),
                 "p50_ms": ms(percentile(lat, 50)),
                 "p99_ms": ms(percentile(lat, 99)),
@@ -506,6 +559,11 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
                 "unloaded_p50_ms": ms(percentile(plat, 50)),
                 "unloaded_p99_ms": ms(percentile(plat, 99)),
                 "unloaded_ttfb_p50_ms": ms(percentile(pttfb, 50)),
+                "paced_p50_ms": ms(percentile(qlat, 50)),
+                "paced_p99_ms": ms(percentile(qlat, 99)),
+                "paced_cpu_us_per_req": spread([_per_req(r, "proxy") for r in paced if r["ok"]])
+                if target in proxies
+                else None,
                 "upstream_plus_loadgen_core_util": spread(
                     [(r["cpu_s"]["upstream"] + r["cpu_s"]["loadgen"]) / r["elapsed_s"] for r in loaded]
                 ),
@@ -530,14 +588,18 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
                 "unloaded_p50_ms",
                 "unloaded_p99_ms",
                 "unloaded_ttfb_p50_ms",
+                "paced_p50_ms",
+                "paced_p99_ms",
             ):
                 t["added_" + key] = sub(t[key], direct[key])
+            t["paced_p50_over_baseline_ms"] = sub(t["paced_p50_ms"], per_target["baseline"]["paced_p50_ms"])
         base = per_target["baseline"]["cpu_us_per_req"]["median"]
         # Redis's own background (serverCron, other clients) while no redis-variant load runs, per second.
         idle = [r for tg in targets if tg != "redis" for r in loaded_by[tg] if "redis" in r["cpu_s"]]
         idle_s = sum(r["elapsed_s"] + r["settle_s"] for r in idle)
         redis_idle_us_per_s = sum(r["cpu_s"]["redis"] for r in idle) * 1e6 / idle_s if idle_s else None
         plain_by_round = {r["round"]: r for r in loaded_by.get("plain", []) if r["ok"]}
+        local_by_round = {r["round"]: r for r in loaded_by.get("local", []) if r["ok"]}
         variants: dict[str, Any] = {}
         for v in gateways:
             t = per_target[v]
@@ -573,6 +635,23 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
                     if runs_v and "redis" in runs_v[0]["cpu_s"]
                     else None
                 )
+                # What moving the same limits from the gateway process to Redis costs, per round (the two ran
+                # moments apart): gateway only, and gateway + redis-server (whose idle background cancels out).
+                vs_local = [(r, local_by_round[r["round"]]) for r in runs_v if r["round"] in local_by_round]
+                entry["extra_vs_local_us"] = (
+                    spread([_per_req(r, "proxy") - _per_req(p, "proxy") for r, p in vs_local]) if vs_local else None
+                )
+                entry["extra_vs_local_incl_redis_us"] = (
+                    spread(
+                        [
+                            _per_req(r, "proxy") + _per_req(r, "redis") - _per_req(p, "proxy") - _per_req(p, "redis")
+                            for r, p in vs_local
+                            if "redis" in r["cpu_s"] and "redis" in p["cpu_s"]
+                        ]
+                    )
+                    if vs_local
+                    else None
+                )
                 # Both sides of the pair carry Redis's idle background, so it cancels out.
                 entry["governance_cost_incl_redis_us"] = (
                     spread(
@@ -584,7 +663,14 @@ def summarise(runs: list[dict[str, Any]], modes: list[str], targets: list[str], 
                     if with_redis
                     else None
                 )
-            for key in ("added_p50_ms", "added_p99_ms", "added_ttfb_p50_ms", "added_unloaded_ttfb_p50_ms"):
+            for key in (
+                "added_p50_ms",
+                "added_p99_ms",
+                "added_ttfb_p50_ms",
+                "added_unloaded_ttfb_p50_ms",
+                "added_paced_p50_ms",
+                "paced_p50_over_baseline_ms",
+            ):
                 entry[key] = t[key]
             variants[v] = entry
         summary[mode] = {"targets": per_target, "variants": variants}
@@ -602,6 +688,21 @@ def verdicts(summary: dict[str, Any], gateways: list[str]) -> dict[str, Any]:
                 "value": ratio,
                 "target": f"<= {CPU_RATIO_TARGET}",
                 "pass": ratio is not None and ratio <= CPU_RATIO_TARGET,
+            }
+    for mode, s in summary.items():
+        for v in gateways:
+            over = s["variants"][v]["paced_p50_over_baseline_ms"]
+            if over is None:
+                continue
+            out[f"paced_p50_{mode}_{v}"] = {
+                "variant": v,
+                "mode": mode,
+                "kind": "paced",
+                "value": over,
+                "over_direct": s["variants"][v]["added_paced_p50_ms"],
+                "baseline_over_direct": s["targets"]["baseline"]["added_paced_p50_ms"],
+                "target": f"<= {PACED_TARGET_MS}",
+                "pass": over <= PACED_TARGET_MS,
             }
     if "stream" in summary:
         for v in gateways:
@@ -730,6 +831,26 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
                 row += [fmt(t["unloaded_ttfb_p50_ms"], 3), fmt(t.get("added_unloaded_ttfb_p50_ms"), 3) if proxy else ""]
             rows.append(row)
         out.append((f"{mode}, unloaded (concurrency 1)", head, rows))
+        if s["targets"]["direct"].get("paced_p50_ms") is None:
+            continue
+        head = ["target", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "+p50 over baseline ms", "CPU µs/req"]
+        rows = []
+        for target in targets:
+            t = s["targets"][target]
+            proxy = target != "direct"
+            rows.append(
+                [
+                    label(target),
+                    fmt(t["paced_p50_ms"], 3),
+                    fmt(t["paced_p99_ms"], 3),
+                    fmt(t.get("added_paced_p50_ms"), 3) if proxy else "",
+                    fmt(t.get("added_paced_p99_ms"), 3) if proxy else "",
+                    fmt(t.get("paced_p50_over_baseline_ms"), 3) if proxy and target != "baseline" else "",
+                    fmt_spread(t.get("paced_cpu_us_per_req")) if proxy else "",
+                ]
+            )
+        rate = report["options"]["paced_rate"]
+        out.append((f"{mode}, low load (paced at {rate:g} req/s, open loop; latency pooled over rounds)", head, rows))
     return out
 
 
@@ -754,7 +875,13 @@ def headline(report: dict[str, Any]) -> list[str]:
     lines = []
     for v in report["verdicts"].values():
         mark = "PASS" if v["pass"] else "FAIL"
-        if "mode" in v:
+        if v.get("kind") == "paced":
+            lines.append(
+                f"{label(v['variant'])} +p50 at {report['options']['paced_rate']:g} req/s ({v['mode']}) over the "
+                f"baseline: {fmt(v['value'])} ms (target {v['target']} ms) {mark}; over direct "
+                f"{fmt(v['over_direct'])} ms (baseline over direct {fmt(v['baseline_over_direct'])} ms)"
+            )
+        elif "mode" in v:
             lines.append(
                 f"{label(v['variant'])}/baseline CPU µs per request ({v['mode']}): "
                 f"{fmt(v['value'])} (target {v['target']}) {mark}"
@@ -779,12 +906,29 @@ def headline(report: dict[str, Any]) -> list[str]:
                     f"CPU ({fmt_spread(e['redis_cpu_us_per_req'], 1)} µs/req in redis-server)"
                 )
             lines.append(line)
+            if e.get("extra_vs_local_us"):
+                lines.append(
+                    f"redis backend vs local ({mode}), same limits: gateway "
+                    f"{fmt_spread(e['extra_vs_local_us'], 1, signed=True)} µs/req, gateway + redis-server "
+                    f"{fmt_spread(e.get('extra_vs_local_incl_redis_us'), 1, signed=True)} µs/req"
+                )
     for v, log in report["request_log"].items():
         lines.append(
             f"{label(v)} request log: {log['rows']} rows in SQLite for {log['expected_rows']} requests "
             f"({log['status_200']} x 200, {log['status_403']} x 403, {log['status_401']} x 401; "
             f"{log['metered_200']} metered, {log['priced_200']} priced, {log['streamed']} streamed; "
             f"spill lines {log['spill_file_lines']}) -> {'complete' if log['complete'] else 'INCOMPLETE'}"
+        )
+    for v, aud in report.get("audit", {}).items():
+        lines.append(
+            f"{label(v)} audit chain: {aud['rows']} records ({aud['request_records']} request records)"
+            + (
+                f", {aud['checkpoints']} signed checkpoint(s), the last at record {aud['last_checkpoint_seq']} "
+                f"of {aud['last_seq']}"
+                if "checkpoints" in aud
+                else ""
+            )
+            + f" -> {'complete' if aud['complete'] else 'INCOMPLETE'}"
         )
     for v, led in report["spend_ledger"].items():
         lines.append(
@@ -1000,6 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib": {"start": bench.rss_start, "end": bench.rss_end},
         "request_log": request_log,
         "spend_ledger": spend_ledger,
+        "audit": bench.audit,
         "runs": [{k: v for k, v in r.items() if k not in ("lat_us", "ttfb_us")} for r in bench.runs],
     }
     report["verdicts"] = verdicts(summary, bench.gateways)

@@ -40,18 +40,38 @@ def _reject_floats(value: Any) -> None:
             _reject_floats(item)
 
 
-def seal(key: bytes, body: dict[str, Any]) -> str:
+def seal(key: bytes, body: dict[str, Any], *, floats_checked: bool = False) -> str:
+    """`floats_checked`: the caller has made sure the body holds no float (AuditLog writes
+    every float as text before sealing), so the walk over it is skipped."""
     prev = str(body["prev_mac"]).encode()
-    return hmac.new(key, prev + canonical(body), hashlib.sha256).hexdigest()
+    encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if floats_checked else canonical(body)
+    return hmac.new(key, prev + encoded, hashlib.sha256).hexdigest()
 
 
 def make_record(
-    key: bytes, key_id: str, prev: AuditRecord | None, ts: datetime, kind: str, actor: str, data: dict[str, Any]
+    key: bytes,
+    key_id: str,
+    prev: AuditRecord | None,
+    ts: datetime,
+    kind: str,
+    actor: str,
+    data: dict[str, Any],
+    *,
+    floats_checked: bool = False,
 ) -> AuditRecord:
     seq = prev.seq + 1 if prev else 1
     prev_mac = prev.mac if prev else GENESIS
-    unsealed = AuditRecord(seq, ts, kind, actor, data, key_id, prev_mac, "")
-    return AuditRecord(seq, ts, kind, actor, data, key_id, prev_mac, seal(key, unsealed.body()))
+    # The same fields as AuditRecord.body(), without building the record twice.
+    body = {
+        "seq": seq,
+        "ts": ts.isoformat(),
+        "kind": kind,
+        "actor": actor,
+        "data": data,
+        "key_id": key_id,
+        "prev_mac": prev_mac,
+    }
+    return AuditRecord(seq, ts, kind, actor, data, key_id, prev_mac, seal(key, body, floats_checked=floats_checked))
 
 
 @dataclass(frozen=True, slots=True)

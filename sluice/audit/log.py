@@ -1,5 +1,6 @@
-"""Appends sealed records to the audit log. Records that arrive together are sealed in order and
-stored in one transaction (group commit); each caller waits until its own record is durable."""
+"""Appends sealed records to the audit log. A record that finds the log idle is sealed and stored
+at once; those that arrive while a transaction runs are sealed in order and stored together in
+the next one (group commit, never a fixed wait). Each caller waits until its own record is durable."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ class AuditLog:
             for record, (*_, future) in zip(records, batch, strict=True):
                 if not future.done():
                     future.set_result(record)
-            self._maybe_checkpoint(force=False)
+            await self._maybe_checkpoint(force=False)
 
     async def _seal_and_store(self, batch: list[_Pending]) -> tuple[list[AuditRecord], AuditRecord | None]:
         """Seals the batch after the chain head and stores it. When another process sharing the
@@ -105,7 +106,10 @@ class AuditLog:
                 self._last, self._loaded = await self._store.last_audit(), True
             records, last = [], self._last
             for kind, actor, data, _ in batch:
-                last = make_record(self._key, self._key_id, last, datetime.now(UTC), kind, actor, data)
+                # `data` went through plain(): it holds no float, and kind and actor are text.
+                last = make_record(
+                    self._key, self._key_id, last, datetime.now(UTC), kind, actor, data, floats_checked=True
+                )
                 records.append(last)
             try:
                 await self._store.append_audit(records)
@@ -117,7 +121,7 @@ class AuditLog:
                 await asyncio.sleep(0.005 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _maybe_checkpoint(self, *, force: bool) -> None:
+    async def _maybe_checkpoint(self, *, force: bool) -> None:
         if self._signer is None or self._checkpoint_path is None or self._last is None:
             return
         if self._last.seq == self._checkpointed_seq:
@@ -126,12 +130,14 @@ class AuditLog:
             time.monotonic() - self._checkpointed_at >= self._every_seconds
         )
         if force or due:
+            head = self._last
             try:
-                checkpoints.append(self._checkpoint_path, checkpoints.sign(self._signer, self._last))
+                # Appended and fsynced in a worker thread: an fsync must not stall the event loop.
+                await asyncio.to_thread(checkpoints.append, self._checkpoint_path, checkpoints.sign(self._signer, head))
             except OSError:
                 log.exception("audit checkpoint could not be written to %s", self._checkpoint_path)
                 return
-            self._checkpointed_seq, self._checkpointed_at = self._last.seq, time.monotonic()
+            self._checkpointed_seq, self._checkpointed_at = head.seq, time.monotonic()
 
     async def prune(self, keep_days: int, actor: str) -> int:
         """Removes records older than `keep_days` behind a sealed anchor (the rest still
@@ -161,4 +167,4 @@ class AuditLog:
     async def drain(self) -> None:
         if self._flushing is not None and not self._flushing.done():
             await asyncio.shield(self._flushing)
-        self._maybe_checkpoint(force=True)
+        await self._maybe_checkpoint(force=True)

@@ -1,5 +1,7 @@
 """The only place that creates background tasks: it keeps a reference so none is garbage
-collected mid-flight, and logs a crash instead of losing it."""
+collected mid-flight, and logs a crash instead of losing it. tests/unit/test_task_contract.py
+fails on a create_task / ensure_future / TaskGroup anywhere else in sluice/ (an awaited
+`asyncio.gather` is fine: nothing it starts outlives its caller)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Group commit for the spend ledger: settlements that arrive together share one transaction, and
-each waits until its own row is durable.
+"""Group commit for the spend ledger: a settlement that finds the writer idle is committed at once
+(nothing waits for company), and the ones that arrive while a commit runs share the next one.
+Each waited settlement returns only once its own row is durable.
 
 Durable means in the store, or, while the store is down, in the local spend journal (fsynced),
 from which the writer replays it into the store as soon as the store answers again, and always
@@ -33,23 +34,17 @@ class LedgerWriter:
         *,
         journal: SpendJournal | None = None,
         max_batch: int = 500,
-        linger_s: float = 0.05,
-        commit_delay_s: float = 0.002,
         retry_s: float = 1.0,
     ) -> None:
         self._ledger = ledger
         self._journal = journal
         self._max_batch = max_batch
-        self._linger_s = linger_s
-        # A commit costs far more than a row: a waited settlement gives others 2 ms to join it.
-        self._commit_delay_s = commit_delay_s
         # While the store is down, settlements go straight to the journal, and the store is tried
         # again this often (by the replayer), not by every settlement.
         self._retry_s = retry_s
         self._store_down_at: float | None = None
         self._pending: list[tuple[SpendRow, asyncio.Future[None] | None]] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._lingering: asyncio.Task[None] | None = None
         self._replaying: asyncio.Task[None] | None = None
         self._replay_lock = asyncio.Lock()
 
@@ -75,11 +70,9 @@ class LedgerWriter:
         await future
 
     def write_later(self, row: SpendRow) -> None:
-        """Same, for settlements nobody waits for (keys without limits): they wait a moment for
-        company, so a busy gateway writes them in few transactions."""
-        self._pending.append((row, None))
-        if (self._lingering is None or self._lingering.done()) and (self._flushing is None or self._flushing.done()):
-            self._lingering = spawn(self._linger(), name="ledger-linger")
+        """Same, for settlements nobody waits for (keys without limits): they go in the same
+        commits as the waited ones."""
+        self._enqueue(row, None)
 
     async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
         """The ledger's totals, with every journalled settlement replayed into it first, so a counter
@@ -105,15 +98,11 @@ class LedgerWriter:
     def _enqueue(self, row: SpendRow, future: asyncio.Future[None] | None) -> None:
         self._pending.append((row, future))
         if self._flushing is None or self._flushing.done():
-            self._flushing = spawn(self._flush(self._commit_delay_s), name="ledger-flush")
+            # Idle: commit now. The flush starts on the loop's next turn, so settlements made in
+            # this turn join it; those made while it commits are taken by its next round.
+            self._flushing = spawn(self._flush(), name="ledger-flush")
 
-    async def _linger(self) -> None:
-        await asyncio.sleep(self._linger_s)
-        await self._flush()
-
-    async def _flush(self, delay: float = 0.0) -> None:
-        if delay and len(self._pending) < self._max_batch:
-            await asyncio.sleep(delay)
+    async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             error = await self._persist([row for row, _ in batch])
@@ -138,7 +127,8 @@ class LedgerWriter:
                 self._store_down_at = time.monotonic()
         assert self._journal is not None
         try:
-            self._journal.append(rows)
+            # An fsync blocks for milliseconds (seconds on a sick disk): not on the event loop.
+            await asyncio.to_thread(self._journal.append, rows)
         except OSError as exc:
             log.error(
                 "spend journal %s cannot take %d settlement(s) (%s): their answers are refused",
@@ -171,9 +161,8 @@ class LedgerWriter:
                 log.warning("spend journal: store still unavailable (%s); %d waiting", exc, self.journalled)
 
     async def drain(self) -> None:
-        for task in (self._lingering, self._flushing):
-            if task is not None and not task.done():
-                await asyncio.shield(task)
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.shield(self._flushing)
         if self._pending:
             await self._flush()
         try:

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Literal
 
 from sluice.core.clock import SYSTEM_CLOCK, Clock
@@ -369,9 +368,10 @@ class Limits:
         self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     async def settle(self, admission: Admission | None, row: SpendRow, *, wait: bool = True) -> None:
-        """Ledger first (durable: the store or the local journal), then counters; safe to call
-        twice. The counters take the spend even when it is durable nowhere (SpendNotDurable is
-        raised after): the provider was paid, so the budget must keep holding."""
+        """Ledger (durable: the store or the local journal) and counters; with Redis both in one
+        flight (the settlement is sent before the ledger commits), else the ledger first. Safe to
+        call twice. The counters take the spend even when it is durable nowhere (SpendNotDurable
+        is raised after): the provider was paid, so the budget must keep holding."""
         if admission is None:
             self._writer.write_later(row)
             return
@@ -379,17 +379,20 @@ class Limits:
             return
         admission.settled = True
         actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
+        # Created first: a Redis backend sends the settlement now, so its round trip overlaps the
+        # ledger commit; in-process counters settle when awaited, after the ledger.
+        counted = self._counters.settle(
+            admission.request_id,
+            [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
+            self._clock.now().timestamp(),
+        )
         try:
             if wait:
                 await self._writer.write(row)
             else:
                 self._writer.write_later(row)
         finally:
-            await self._counters.settle(
-                admission.request_id,
-                [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
-                self._clock.now().timestamp(),
-            )
+            await counted
             self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     def spend_row(
@@ -491,29 +494,56 @@ def _refusal(
     return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details=details)
 
 
+_STATIC_HEADERS: dict[Bucket, tuple[str, str | None]] = {}  # bucket -> (its limit, its reset), as header text
+
+
+def _static(rule: LimitRule, bucket: Bucket, window: Window | None) -> tuple[str, str | None]:
+    """What the headers say of a bucket that stays the same for its whole window, formatted once."""
+    found = _STATIC_HEADERS.get(bucket)
+    if found is None:
+        if len(_STATIC_HEADERS) >= 4096:
+            _STATIC_HEADERS.clear()  # windows roll over: forget the old ones
+        limit = f"{pico_to_dollars(rule.limit):.2f}" if rule.measure == "cost" else str(rule.limit)
+        reset = window.end.strftime("%Y-%m-%dT%H:%M:%SZ") if window else None
+        found = _STATIC_HEADERS[bucket] = (limit, reset)
+    return found
+
+
+def dollars_4dp(pico: int) -> str:
+    """Pico-dollars as dollars with four decimals, rounded half to even: exactly what
+    `pico_to_dollars(pico).quantize(Decimal("0.0001"))` prints, in integer arithmetic."""
+    units, rest = divmod(pico, 10**8)
+    if rest > 5 * 10**7 or (rest == 5 * 10**7 and units % 2):
+        units += 1
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10_000)
+    return f"{sign}{whole}.{frac:04d}"
+
+
 def _headers(
     items: list[tuple[LimitRule, Bucket, Window | None]], states: list[BucketState], now: datetime
 ) -> dict[str, str]:
     """The tightest budget's remaining dollars, and the tightest request/token limits, for callers
     that want to show them."""
     headers: dict[str, str] = {}
-    tightest: dict[str, tuple[int, LimitRule, Window | None]] = {}
-    for (rule, _, window), state in zip(items, states, strict=True):
+    tightest: dict[str, tuple[int, LimitRule, Bucket, Window | None]] = {}
+    for (rule, bucket, window), state in zip(items, states, strict=True):
         left = max(0, rule.limit - state.used - state.reserved)
         if rule.measure not in tightest or left < tightest[rule.measure][0]:
-            tightest[rule.measure] = (left, rule, window)
+            tightest[rule.measure] = (left, rule, bucket, window)
     if "cost" in tightest:
-        left, rule, window = tightest["cost"]
+        left, rule, bucket, window = tightest["cost"]
+        limit, reset = _static(rule, bucket, window)
         headers["x-sluice-budget-id"] = rule.id
-        headers["x-sluice-budget-limit-usd"] = f"{pico_to_dollars(rule.limit):.2f}"
-        headers["x-sluice-budget-remaining-usd"] = f"{pico_to_dollars(left).quantize(Decimal('0.0001'))}"
-        if window:
-            headers["x-sluice-budget-reset"] = window.end.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for measure, name in (("requests", "requests"), ("tokens", "tokens")):
+        headers["x-sluice-budget-limit-usd"] = limit
+        headers["x-sluice-budget-remaining-usd"] = dollars_4dp(left)
+        if reset is not None:
+            headers["x-sluice-budget-reset"] = reset
+    for measure in ("requests", "tokens"):
         if measure in tightest:
-            left, rule, window = tightest[measure]
-            headers[f"x-ratelimit-limit-{name}"] = str(rule.limit)
-            headers[f"x-ratelimit-remaining-{name}"] = str(left)
+            left, rule, bucket, window = tightest[measure]
+            headers[f"x-ratelimit-limit-{measure}"] = _static(rule, bucket, window)[0]
+            headers[f"x-ratelimit-remaining-{measure}"] = str(left)
             if window:
-                headers[f"x-ratelimit-reset-{name}"] = f"{window.seconds_left(now):.0f}s"
+                headers[f"x-ratelimit-reset-{measure}"] = f"{window.seconds_left(now):.0f}s"
     return headers

@@ -4,6 +4,7 @@ holds across them, and the reservations of a replica killed mid-load lapse after
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 import uuid
@@ -20,7 +21,7 @@ import redis
 from tests.e2e.gateway_process import GatewayProcess
 
 PG = "postgresql://postgres@127.0.0.1:5432"
-REDIS_DB = 13
+REDIS_DB = int(os.environ.get("SLUICE_TEST_REDIS_DB", "13"))  # one per session on a shared machine
 KEY = "sk-sluice-replicas-000000000000"
 LIMIT_USD = 2
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}

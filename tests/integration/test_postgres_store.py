@@ -12,7 +12,7 @@ import pytest
 from sluice.app import open_store
 from sluice.governance.keys import hash_secret
 from sluice.storage.ports import Store
-from sluice.storage.records import ProviderGrant, RequestLogEntry, VirtualKey
+from sluice.storage.records import ProviderGrant, RequestLogEntry, RequestQuery, VirtualKey
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 
@@ -64,3 +64,47 @@ async def test_keys_and_request_log_on_postgres(pg_store: Store) -> None:
     assert await pg_store.count_requests() == 1
     [row] = await pg_store.recent_requests()
     assert row["cost_pico"] == 10**15 and row["attempts"] == [{"provider": "anthropic", "status": 200}]
+
+
+async def test_plain_tuple_inserts_store_what_sqlalchemy_stores_on_postgres() -> None:
+    """The hot writes bind plain tuples to a fixed INSERT on PostgreSQL too: the rows read back
+    exactly as the SQLAlchemy path's do, and a replayed row counts once."""
+    from datetime import timedelta
+
+    from sluice.audit.chain import make_record
+    from sluice.storage.backends.sql import SqlStore
+    from sluice.storage.records import AuditRecord, SpendRow
+
+    ts = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
+    admin = await asyncpg.connect(PG + "/postgres")
+    names = ["sluice_test_" + uuid.uuid4().hex[:8] for _ in range(2)]
+    stores: list[SqlStore] = []
+    try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            store = SqlStore(f"{PG}/{name}")
+            await store.migrate()
+            stores.append(store)
+        stores[1]._plain = False  # the SQLAlchemy path, as before
+        audit: list[AuditRecord] = []
+        for i in range(3):
+            audit.append(make_record(b"k", "k1", audit[-1] if audit else None, ts, "request", "vk", {"i": i}))
+        entry = RequestLogEntry(
+            "req_1", ts, "/v1/messages", "anthropic_messages", 200, "allow", attempts=[{"ms": 1.5}], mcp_tools=("a",)
+        )
+        spend = [SpendRow(f"req_{i}", ts + timedelta(seconds=i), "vk", None, None, 7, 3) for i in range(3)]
+        for store in stores:
+            await store.insert_requests([entry])
+            await store.record_spend(spend)
+            await store.record_spend(spend[:1])  # a replay: nothing twice
+            await store.append_audit(audit)
+        fast, slow = stores
+        assert await fast.query_requests(RequestQuery()) == await slow.query_requests(RequestQuery())
+        assert await fast.spend_since(ts) == await slow.spend_since(ts) and len(await fast.spend_since(ts)) == 3
+        assert [r async for r in fast.audit_records()] == [r async for r in slow.audit_records()] == audit
+    finally:
+        for store in stores:
+            await store.close()
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -8,6 +8,7 @@ client, as another gateway replica would have; in memory, the one instance there
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,8 @@ from sluice.storage.backends.redis_counters import RedisCounters
 from sluice.storage.ports import LimitCounters
 from sluice.storage.records import Bucket, BucketState
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# A helper session on a shared machine is given its own database: SLUICE_TEST_REDIS_DB.
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('SLUICE_TEST_REDIS_DB', '15')}"
 Factory = Callable[[], LimitCounters]
 
 

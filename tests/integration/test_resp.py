@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
 from sluice.storage.backends.resp import RedisReplyError, RedisUnavailable, RespClient, pack
 
-URL = "redis://127.0.0.1:6379/14"
+DB = os.environ.get("SLUICE_TEST_REDIS_DB", "14")  # a shared machine gives each session its own
+URL = f"redis://127.0.0.1:6379/{DB}"
 
 
 def test_pack_is_resp() -> None:
@@ -21,7 +23,7 @@ async def test_commands_pipelining_and_select() -> None:
         await client.call("DEL", "resp:a")
         replies = await asyncio.gather(*(client.call("INCRBY", "resp:a", 1) for _ in range(500)))
         assert sorted(replies) == list(range(1, 501))  # every reply reached its own caller
-        assert b"db=14" in await client.call("CLIENT", "INFO")
+        assert f"db={DB}".encode() in await client.call("CLIENT", "INFO")
         with pytest.raises(RedisReplyError, match=r"WRONGTYPE|ERR"):
             await client.call("LPUSH", "resp:a", "x")
         assert await client.call("GET", "resp:a") == b"500"  # an error answer keeps the stream in step
@@ -72,3 +74,22 @@ async def test_unreachable_server_and_timeouts() -> None:
 def test_bad_url() -> None:
     with pytest.raises(ValueError, match="unsupported Redis URL scheme"):
         RespClient("rediss://example:6379/0")
+
+
+async def test_pipeline_and_framed_scripts_are_one_write_each_and_stay_in_step() -> None:
+    from sluice.storage.backends.resp import bulk
+
+    client = RespClient(URL)
+    try:
+        await client.call("DEL", "resp:p")
+        replies = await client.pipeline([("INCRBY", "resp:p", n) for n in range(1, 6)])
+        assert replies == [1, 3, 6, 10, 15]
+        script = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+        await client.call("SCRIPT", "FLUSH")  # the framed call loads the script again by itself
+        assert await client.eval_framed(script, 1, 1, bulk(b"resp:p") + bulk(b"5")) == 20
+        with pytest.raises(RedisReplyError):
+            await client.eval_framed(script, 1, 1, bulk(b"resp:p") + bulk(b"not a number"))
+        assert await client.call("GET", "resp:p") == b"20"
+    finally:
+        await client.call("DEL", "resp:p")
+        await client.close()

@@ -32,11 +32,10 @@ format it with "%.17g"); lease ends and `now` are Python float reprs given to ZA
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from sluice.storage.backends.resp import RespClient
+from sluice.storage.backends.resp import RespClient, bulk
 from sluice.storage.records import Bucket, BucketState
 
 _GRACE_S = 60.0  # keep a finished window a little, for settlements that arrive late
@@ -180,17 +179,45 @@ def _int(value: int) -> str:
     return str(int(value))
 
 
-def _float(value: float) -> str:
-    return repr(float(value))  # round-trips exactly through Redis' strtod
+def _bint(value: int) -> bytes:
+    return bulk(b"%d" % int(value))
+
+
+def _bfloat(value: float) -> bytes:
+    return bulk(repr(float(value)).encode())  # round-trips exactly through Redis' strtod
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _ignore_reply(reply: Coroutine[Any, Any, Any]) -> None:
+    await reply
+
+
+_FRAMED_CACHE = 4096  # buckets whose framed keys are kept (windows roll over: the cache is cleared)
 
 
 class RedisCounters:
     def __init__(self, url: str, *, prefix: str = "sluice:") -> None:
         self._redis = RespClient(url)
         self._prefix = prefix
+        # Per bucket: its four keys in RESP framing, and its expiry. Every request sends the same
+        # few buckets, so framing them once saves most of the cost of building a script call.
+        self._framed: dict[Bucket, tuple[bytes, bytes]] = {}
 
     def _keys(self, bucket: Bucket) -> list[str]:
         return [f"{self._prefix}limit:{kind}:{bucket.key}" for kind in ("c", "r", "l", "s")]
+
+    def _framed_keys(self, bucket: Bucket) -> tuple[bytes, bytes]:
+        """(the four keys framed, the expiry in ms framed)."""
+        found = self._framed.get(bucket)
+        if found is None:
+            if len(self._framed) >= _FRAMED_CACHE:
+                self._framed.clear()
+            keys = b"".join(bulk(key.encode()) for key in self._keys(bucket))
+            found = self._framed[bucket] = (keys, bulk(self._expiry_ms(bucket).encode()))
+        return found
 
     @staticmethod
     def _expiry_ms(bucket: Bucket) -> str:
@@ -203,32 +230,38 @@ class RedisCounters:
     ) -> tuple[int | None, list[BucketState]]:
         if not items:
             return None, []
-        keys: list[str] = []
-        args: list[str] = [request_id, _float(now), _float(now + lease_s)]
+        keys: list[bytes] = []
+        args: list[bytes] = [bulk(request_id.encode()), _bfloat(now), _bfloat(now + lease_s)]
         for bucket, amount in items:
-            keys += self._keys(bucket)
-            args += [_int(bucket.limit), _int(amount), self._expiry_ms(bucket)]
-        reply: list[Any] = await self._redis.eval(_RESERVE, keys, args)
+            framed_keys, expiry = self._framed_keys(bucket)
+            keys.append(framed_keys)
+            args += [_bint(bucket.limit), _bint(amount), expiry]
+        n = len(items)
+        reply: list[Any] = await self._redis.eval_framed(_RESERVE, 4 * n, 3 + 3 * n, b"".join(keys + args))
         refused = int(reply[0])
         states = [
             BucketState(int(reply[3 * i + 1]), int(reply[3 * i + 2]), int(reply[3 * i + 3])) for i in range(len(items))
         ]
         return (None if refused < 0 else refused), states
 
-    async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+    def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> Coroutine[Any, Any, None]:
+        """Sends the settlement at once (it travels while the caller commits the ledger); the
+        coroutine returned waits for Redis to have applied it."""
         if not items:
-            return
-        keys: list[str] = []
-        args: list[str] = [request_id, _float(now), _float(now - _SETTLED_RETENTION_S)]
+            return _nothing()
+        keys: list[bytes] = []
+        args: list[bytes] = [bulk(request_id.encode()), _bfloat(now), _bfloat(now - _SETTLED_RETENTION_S)]
         for bucket, amount in items:
-            keys += self._keys(bucket)
-            args += [_int(amount), self._expiry_ms(bucket)]
-        await self._redis.eval(_SETTLE, keys, args)
+            framed_keys, expiry = self._framed_keys(bucket)
+            keys.append(framed_keys)
+            args += [_bint(amount), expiry]
+        n = len(items)
+        return _ignore_reply(self._redis.eval_framed_now(_SETTLE, 4 * n, 3 + 2 * n, b"".join(keys + args)))
 
     async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
-        # Sent back to back on the one connection: a pipeline without a round trip each.
-        rows: list[list[Any]] = await asyncio.gather(
-            *(self._redis.call("HMGET", self._keys(bucket)[0], "used", "reserved") for bucket in buckets)
+        # One write, one round trip for all of them.
+        rows: list[list[Any]] = await self._redis.pipeline(
+            [("HMGET", self._keys(bucket)[0], "used", "reserved") for bucket in buckets]
         )
         return [BucketState(int(used or 0), int(reserved or 0)) for used, reserved in rows]
 

@@ -25,6 +25,7 @@ from sluice.storage.backends.sql_tables import (
     spend_ledger,
     virtual_keys,
 )
+from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -71,11 +72,24 @@ class SqlStore:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # SQLite allows one writer at a time; serialising our own writes avoids busy retries.
         self._write_lock = asyncio.Lock()
+        # The hot writes (request log, spend ledger, audit log) of a file database skip SQLAlchemy.
+        path = self.url.split(":///", 1)[1] if self.is_sqlite and ":///" in self.url else ""
+        self._fast: SqliteWriter | None = None
+        if path and path != ":memory:" and "?" not in path and not path.startswith("file:"):
+            self._fast = SqliteWriter(path, self._write_lock)
+        # The others (PostgreSQL) bind plain tuples to a fixed INSERT: no compilation or bind processors.
+        dialect = "sqlite" if self.is_sqlite else "postgresql"
+        self._plain = self.url.startswith(("sqlite", "postgresql+asyncpg"))
+        self._requests_shape = RowShape(request_log, RequestLogEntry, skip_existing=True, dialect=dialect)
+        self._spend_shape = RowShape(spend_ledger, SpendRow, skip_existing=True, dialect=dialect)
+        self._audit_shape = RowShape(audit_log, AuditRecord, skip_existing=False, dialect=dialect)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(_alembic_upgrade, self.url)
 
     async def close(self) -> None:
+        if self._fast is not None:
+            await self._fast.close()
         await self.engine.dispose()
 
     # -- keys -------------------------------------------------------------------------------
@@ -233,8 +247,19 @@ class SqlStore:
 
     # -- audit log ---------------------------------------------------------------------------
     async def append_audit(self, records: list[AuditRecord]) -> None:
+        if self._fast is not None:
+            await self._fast.insert(self._audit_shape.sql, self._audit_shape.rows(records))
+            return
+        if self._plain and not self.is_sqlite:
+            await self._insert_plain(self._audit_shape.sql, self._audit_shape.rows(records))
+            return
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(audit_log), [_shallow_dict(r) for r in records])
+
+    async def _insert_plain(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            async with self._write_lock, self.engine.begin() as conn:
+                await conn.exec_driver_sql(sql, rows)
 
     async def last_audit(self) -> AuditRecord | None:
         async with self.engine.connect() as conn:
@@ -312,6 +337,12 @@ class SqlStore:
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
+        if self._fast is not None:
+            await self._fast.insert(self._requests_shape.sql, self._requests_shape.rows(entries))
+            return
+        if self._plain:
+            await self._insert_plain(self._requests_shape.sql, self._requests_shape.rows(entries))
+            return
         await self._insert_once(request_log, [_shallow_dict(e) for e in entries])
 
     async def _insert_once(self, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -327,6 +358,12 @@ class SqlStore:
 
     # -- spend ledger -----------------------------------------------------------------------
     async def record_spend(self, rows: list[SpendRow]) -> None:
+        if self._fast is not None:
+            await self._fast.insert(self._spend_shape.sql, self._spend_shape.rows(rows))
+            return
+        if self._plain:
+            await self._insert_plain(self._spend_shape.sql, self._spend_shape.rows(rows))
+            return
         await self._insert_once(spend_ledger, [_shallow_dict(r) for r in rows])
 
     async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
