@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import uvicorn
 
+from sluice.core.tasks import spawn
+
 log = logging.getLogger("sluice.serve")
 Ready = Callable[[], None]
 
@@ -62,16 +64,16 @@ async def run_uvicorn(
     # Not server.serve(): it installs its own signal handlers and re-raises the signal after the
     # graceful shutdown, so a drained process would die of SIGTERM (143) instead of exiting 0.
     # The caller owns the signals; they set `stop`.
-    serving = asyncio.ensure_future(server._serve(sockets=[sock]))
+    serving = spawn(server._serve(sockets=[sock]), name="uvicorn")
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes no event
         await asyncio.sleep(0.02)
     if server.started:
         on_ready()
-        stopping = asyncio.ensure_future(stop.wait())
+        stopping = spawn(stop.wait(), name="drain-signal")
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         server.should_exit = True
-        cutting = asyncio.ensure_future(_cut(server, drain_s))
+        cutting = spawn(_cut(server, drain_s), name="drain-cut")
         try:
             await serving
         finally:
