@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sluice.app import Services, build_services
+from sluice.core.tasks import spawn
 from sluice.http import serving
 from sluice.http.server import SluiceASGI
 from sluice.settings import ConfigError, SluiceConfig, load_config
@@ -161,7 +162,7 @@ def serve_process(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping, sig)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(services, config_path)))
+        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(_reload(services, config_path), name="config-reload"))
 
         def ready() -> None:
             # Everything built at start-up lives for the whole process: keep it out of the

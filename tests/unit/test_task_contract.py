@@ -16,11 +16,7 @@ ROOT = Path(sluice.__file__).resolve().parent
 FORBIDDEN = {"create_task", "ensure_future", "TaskGroup", "run_coroutine_threadsafe"}
 # `asyncio.Task` is also a type (annotations): only a call of it creates one.
 # (path under sluice/, name) -> why it may stay. Keep this short.
-ALLOWED = {
-    # The CLI's own server task and its SIGHUP reload: cli/serve.py belongs to the edge rework of
-    # issue 14 (another branch); route both through core.tasks.spawn when that lands.
-    ("cli/serve.py", "ensure_future"): "pending the edge rework",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _offences(tree: ast.AST) -> list[tuple[int, str]]:
