@@ -6,7 +6,7 @@ CONFIG ?= examples/demo.yaml
 E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
 
-.PHONY: run test lint unit e2e-deps bench clean
+.PHONY: run test lint unit e2e-deps bench clean lock image
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,20 @@ test: lint $(E2E_NODE) $(OIDC_NODE)
 
 bench: $(VENV)/.dev
 	$(PY) -m bench.proxy_overhead
+
+# The locked dependency set, with the sha256 of every wheel and sdist, for every platform; the
+# image installs exactly this (Dockerfile). Re-run after changing dependencies in pyproject.toml.
+lock: $(VENV)/.dev
+	$(VENV)/bin/uv pip compile -q --universal --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" pyproject.toml -o requirements.lock
+	$(VENV)/bin/uv pip compile -q --universal --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" deploy/build-requirements.in -o deploy/build-requirements.lock
+
+# The container image (docs/deployment.md): docker, or podman/buildah where there is no daemon.
+IMAGE ?= sluice:dev
+BUILDER ?= $(shell command -v docker >/dev/null && docker info >/dev/null 2>&1 && echo docker || echo podman)
+image:
+	$(BUILDER) build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache
