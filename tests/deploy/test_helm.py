@@ -92,6 +92,9 @@ def test_probes_security_and_drain() -> None:
     assert mounts["/etc/sluice"]["readOnly"] is True and {"/var/lib/sluice", "/tmp"} <= set(mounts)
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["SLUICE_COUNTERS"] == "redis"
+    assert "FORWARDED_ALLOW_IPS" not in env  # trust no proxy unless told
+    trusting = _one(_docs("trustForwardedFrom=10.42.0.0/16"), "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "FORWARDED_ALLOW_IPS", "value": "10.42.0.0/16"} in trusting["containers"][0]["env"]
     assert container["envFrom"] == [{"secretRef": {"name": "sl-sluice"}}]
     longer = _one(_docs("drainGracePeriodSeconds=120"), "Deployment")["spec"]["template"]["spec"]
     assert longer["terminationGracePeriodSeconds"] == 135
