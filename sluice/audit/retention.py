@@ -19,12 +19,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sluice.audit.chain import CONTENT_SEALING, content_digest, is_tombstone
 from sluice.audit.log import AuditLog
 from sluice.settings import SluiceConfig
-from sluice.storage.ports import AuditStore
+from sluice.storage.ports import AuditStore, KeyStore
 from sluice.storage.records import AuditRecord
 from sluice.storage.retention import RetentionStore
 
@@ -51,8 +51,12 @@ def _erasable(record: AuditRecord) -> bool | None:
     return True if data.get("content_sealing") == CONTENT_SEALING else None
 
 
+class _Store(AuditStore, KeyStore, Protocol):
+    pass
+
+
 class Retention:
-    def __init__(self, config: SluiceConfig, store: AuditStore, backend: RetentionStore, audit: AuditLog) -> None:
+    def __init__(self, config: SluiceConfig, store: _Store, backend: RetentionStore, audit: AuditLog) -> None:
         self._config = config
         self._store = store
         self._backend = backend
@@ -86,18 +90,28 @@ class Retention:
         return out
 
     async def erase_person(
-        self, *, user: str | None = None, key: str | None = None, actor: str, reason: str = "erasure request"
+        self,
+        *,
+        user: str | None = None,
+        key: str | None = None,
+        end_user: str | None = None,
+        actor: str,
+        reason: str = "erasure request",
     ) -> Erased:
-        """Tombstones every captured prompt and answer of a user (the keys' `user_id`) or of a
-        virtual key, and records the erasure. Copies already sent to exporters are not reached."""
-        if user is None and key is None:
-            raise ValueError("name the user or the virtual key whose content to erase")
+        """Tombstones every captured prompt and answer of a person, and records the erasure:
+        `user` is a Sluice user (every key, revoked ones too, whose `user_id` it is), `key` one
+        virtual key, `end_user` the end-user id agents sent in their requests (`metadata.user_id`,
+        `user`): caller-supplied, so it only adds to the others. Copies already sent to exporters
+        are not reached."""
+        if user is None and key is None and end_user is None:
+            raise ValueError("name the user, the virtual key or the end user whose content to erase")
+        keys = {key} if key is not None else set()
+        if user is not None:
+            keys |= {k.id for k in await self._store.list_keys() if k.user_id == user}
 
         def theirs(record: AuditRecord) -> bool:
             data = record.data if isinstance(record.data, dict) else {}
-            return (user is not None and data.get("user") == user) or (
-                key is not None and data.get("virtual_key") == key
-            )
+            return data.get("virtual_key") in keys or (end_user is not None and data.get("user") == end_user)
 
         erased = await self._tombstone(theirs, "erasure")
         await self._audit.append(
@@ -106,7 +120,8 @@ class Retention:
             {
                 "action": "content_erasure",
                 "user": user,
-                "virtual_key": key,
+                "virtual_keys": sorted(keys),
+                "end_user": end_user,
                 "reason": reason,
                 "records": erased.records,
                 "legacy_left": erased.legacy,

@@ -273,8 +273,9 @@ def audit_prune(
 @audit_app.command("erase")
 def audit_erase(
     config: ConfigPath,
-    user: Annotated[str | None, typer.Option(help="The user (a key's user_id) whose content to erase.")] = None,
-    key: Annotated[str | None, typer.Option(help="The virtual key whose content to erase.")] = None,
+    user: Annotated[str | None, typer.Option(help="A Sluice user: the content of every key of theirs.")] = None,
+    key: Annotated[str | None, typer.Option(help="One virtual key whose content to erase.")] = None,
+    end_user: Annotated[str | None, typer.Option(help="The end-user id agents sent (metadata.user_id / user).")] = None,
     reason: Annotated[str, typer.Option(help="Recorded with the erasure, e.g. a ticket id.")] = "erasure request",
     store: StoreOpt = None,
 ) -> None:
@@ -282,10 +283,10 @@ def audit_erase(
     from sluice.cli import retention
 
     cfg = _load(config)
-    if not cfg.audit.enabled or (user is None) == (key is None):
-        typer.echo("error: needs audit.hmac_key and exactly one of --user, --key", err=True)
+    if not cfg.audit.enabled or (user, key, end_user) == (None, None, None):
+        typer.echo("error: needs audit.hmac_key and at least one of --user, --key, --end-user", err=True)
         raise typer.Exit(2)
-    erased = asyncio.run(retention.erase(cfg, store or cfg.store.url, user, key, reason))
+    erased = asyncio.run(retention.erase(cfg, store or cfg.store.url, user, key, end_user, reason))
     typer.echo(f"erased the content of {len(erased.records)} record(s); the records and their seals stay")
     if erased.legacy:
         typer.echo(

@@ -19,11 +19,14 @@ def _retention(config: SluiceConfig, url: str) -> tuple[SqlStore, Retention]:
     return store, Retention(config, store, SqlRetention(store), AuditLog(config.audit, store))
 
 
-async def erase(config: SluiceConfig, url: str, user: str | None, key: str | None, reason: str) -> Erased:
+async def erase(
+    config: SluiceConfig, url: str, user: str | None, key: str | None, end_user: str | None, reason: str
+) -> Erased:
     store, retention = _retention(config, url)
     try:
         await store.migrate()
-        return await retention.erase_person(user=user, key=key, actor=f"cli:{getpass.getuser()}", reason=reason)
+        actor = f"cli:{getpass.getuser()}"
+        return await retention.erase_person(user=user, key=key, end_user=end_user, actor=actor, reason=reason)
     finally:
         await store.close()
 

@@ -19,7 +19,7 @@ from sluice.cli.main import app
 from sluice.settings import parse_config
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.backends.sql_retention import SqlRetention
-from sluice.storage.records import AuditRecord, RequestLogEntry
+from sluice.storage.records import AuditRecord, RequestLogEntry, VirtualKey
 
 AUDIT_KEY = "retention-hmac-key-0123456789abcdef"
 KEYS = {"k1": AUDIT_KEY.encode()}
@@ -29,8 +29,8 @@ def _content(text: str) -> dict[str, Any]:
     return {"content": {"request": f"prompt {text}", "response": f"answer {text}"}, "content_sealing": "sha256"}
 
 
-def _data(user: str, key: str, text: str, *, sealed: bool = True) -> dict[str, Any]:
-    data = {"request_id": f"req-{text}", "user": user, "virtual_key": key, "model": "m", **_content(text)}
+def _data(end_user: str, key: str, text: str, *, sealed: bool = True) -> dict[str, Any]:
+    data = {"request_id": f"req-{text}", "user": end_user, "virtual_key": key, "model": "m", **_content(text)}
     if not sealed:
         del data["content_sealing"]
     return data
@@ -88,16 +88,23 @@ def _replace(record: AuditRecord, data: dict[str, Any]) -> AuditRecord:
     )
 
 
+async def _keys(store: SqlStore, owners: dict[str, str]) -> None:
+    for key_id, user in owners.items():
+        await store.create_key(VirtualKey(id=key_id, name=key_id, key_hash=key_id * 4, key_hint="sk", user_id=user))
+
+
 async def test_erasing_one_person_leaves_others_and_the_chain_verifies(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     rows = [
-        (now, _data("alice", "vk-a", "a1")),
-        (now, _data("bob", "vk-b", "b1")),
-        (now, _data("alice", "vk-a2", "a2")),
-        (now, {"request_id": "req-x", "user": "alice", "virtual_key": "vk-a", "model": "m"}),  # nothing captured
+        (now, _data("device-1", "vk-a", "a1")),
+        (now, _data("device-2", "vk-b", "b1")),
+        (now, _data("device-1", "vk-a2", "a2")),
+        (now, {"request_id": "req-x", "user": "x", "virtual_key": "vk-a", "model": "m"}),  # nothing captured
     ]
     _, store, retention = await _setup(tmp_path, rows)
     try:
+        # Erasure goes by the Sluice user's keys (the caller-supplied end-user id is not trusted for it).
+        await _keys(store, {"vk-a": "alice", "vk-a2": "alice", "vk-b": "bob"})
         erased = await retention.erase_person(user="alice", actor="cli:dpo", reason="ticket 42")
         assert erased.records == [1, 3] and erased.legacy == 0
         records = await _records(store)
@@ -106,14 +113,16 @@ async def test_erasing_one_person_leaves_others_and_the_chain_verifies(tmp_path:
         for seq in (1, 3):
             stone = by_seq[seq].data["content"]
             assert stone["erased"] is True and stone["reason"] == "erasure" and "prompt" not in str(stone)
-            assert by_seq[seq].data["user"] == "alice" and by_seq[seq].mac == _chain(rows)[seq - 1].mac
+            assert by_seq[seq].data["user"] == "device-1" and by_seq[seq].mac == _chain(rows)[seq - 1].mac
         assert by_seq[2].data["content"]["request"] == "prompt b1"
         note = by_seq[5]
         assert note.kind == "data_access" and note.actor == "cli:dpo"
         assert note.data["action"] == "content_erasure" and note.data["records"] == [1, 3]
-        assert note.data["reason"] == "ticket 42"
+        assert note.data["reason"] == "ticket 42" and note.data["virtual_keys"] == ["vk-a", "vk-a2"]
         again = await retention.erase_person(key="vk-a2", actor="cli:dpo")
         assert again.records == []  # already erased
+        by_end_user = await retention.erase_person(end_user="device-2", actor="cli:dpo")
+        assert by_end_user.records == [2]
         assert verify(await _records(store), KEYS).ok
     finally:
         await store.close()
@@ -149,7 +158,7 @@ async def test_content_sealed_whole_by_an_earlier_version_is_left_alone(tmp_path
         tmp_path, [(old, _data("alice", "vk-a", "legacy", sealed=False))], content_days=1
     )
     try:
-        erased = await retention.erase_person(user="alice", actor="cli:dpo")
+        erased = await retention.erase_person(key="vk-a", actor="cli:dpo")
         assert erased.records == [] and erased.legacy == 1
         assert (await retention.run_once())["content_legacy"] == 1
         records = await _records(store)
@@ -197,8 +206,8 @@ def test_cli_erase_then_verify(tmp_path: Path) -> None:
     assert "erased the content of 1 record(s)" in erased.output
     verified = runner.invoke(app, ["audit", "verify", "--config", str(config)])
     assert verified.exit_code == 0 and "chain intact" in verified.output, verified.output
-    both = runner.invoke(app, ["audit", "erase", "--config", str(config), "--key", "a", "--user", "b"])
-    assert both.exit_code == 2
+    nobody = runner.invoke(app, ["audit", "erase", "--config", str(config)])
+    assert nobody.exit_code == 2
     nothing = runner.invoke(app, ["audit", "retention", "--config", str(config)])
     assert nothing.exit_code == 2 and "neither" in nothing.output
 
