@@ -26,10 +26,11 @@ COPY pyproject.toml README.md ./
 COPY sluice ./sluice
 # Sluice's own wheel, built by `python -m build` with the locked setuptools (no unpinned build
 # isolation), installed without resolving anything more: the lock is the whole dependency set.
+# The .pyc files pip wrote stay: the root filesystem is read-only at run time, so without them
+# every start would compile every module again in memory.
 RUN /opt/build/bin/python -m build --wheel --no-isolation --outdir /dist . \
  && /opt/sluice/bin/pip install --no-deps /dist/sluice-*.whl \
- && /opt/sluice/bin/pip uninstall --yes pip \
- && find /opt/sluice -name '__pycache__' -prune -exec rm -rf {} +
+ && /opt/sluice/bin/pip uninstall --yes pip
 
 FROM ${BASE} AS runtime
 LABEL org.opencontainers.image.title="sluice" \
