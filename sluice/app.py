@@ -14,6 +14,7 @@ from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.log import AuditLog
 from sluice.audit.outbox import AuditExport
 from sluice.audit.recorder import RequestRecorder
+from sluice.audit.retention import Retention
 from sluice.auth.admin_tokens import ApiTokenAuthenticator, BootstrapAuthenticator
 from sluice.auth.identity import Identity, build_identity
 from sluice.auth.principal import Authenticator
@@ -39,6 +40,14 @@ log = logging.getLogger("sluice.app")
 
 def open_store(url: str) -> Store:
     return SqlStore(url)
+
+
+def open_retention(services: Services) -> Retention:
+    """Retention of content, request log and audit records over the services' store."""
+    from sluice.storage.backends.sql_retention import SqlRetention
+
+    assert isinstance(services.store, SqlStore), "retention needs the SQL store"
+    return Retention(services.config, services.store, SqlRetention(services.store), services.audit)
 
 
 def open_counters(config: SluiceConfig) -> LimitCounters:
@@ -112,6 +121,7 @@ class Services:
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
+    _data_retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -129,6 +139,8 @@ class Services:
             self.guard.start()
         if self.config.audit.enabled and self.config.audit.retention_days:
             self._retention = spawn(self.audit.retention_loop(self.config.audit.retention_days), name="audit-retention")
+        if self.config.retention.active:
+            self._data_retention = spawn(open_retention(self).loop(), name="data-retention")
 
     async def reload_file(self, config: SluiceConfig, actor: str) -> int:
         """Applies a re-read config file: keys, governance objects, providers, routing and MCP
@@ -141,6 +153,7 @@ class Services:
 
     async def stop(self) -> None:
         await cancel(self._retention)
+        await cancel(self._data_retention)
         await self.live.stop()
         await self.mcp.stop()
         await self.export.stop()

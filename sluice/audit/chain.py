@@ -43,9 +43,35 @@ def _reject_floats(value: Any) -> None:
 def seal(key: bytes, body: dict[str, Any], *, floats_checked: bool = False) -> str:
     """`floats_checked`: the caller has made sure the body holds no float (AuditLog writes
     every float as text before sealing), so the walk over it is skipped."""
+    body = sealed_body(body)
     prev = str(body["prev_mac"]).encode()
     encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if floats_checked else canonical(body)
     return hmac.new(key, prev + encoded, hashlib.sha256).hexdigest()
+
+
+# Captured prompts and answers are sealed by digest (records whose data says
+# `content_sealing: sha256`): the MAC covers sha256(canonical(content)), so the content can later be
+# replaced by a tombstone that keeps the digest (retention, an erasure request) and the record,
+# and the chain, still verify. Records sealed before this rule carry no marker and verify as before.
+CONTENT_SEALING = "sha256"
+
+
+def content_digest(content: Any) -> str:
+    return hashlib.sha256(canonical(content)).hexdigest()
+
+
+def is_tombstone(content: Any) -> bool:
+    return isinstance(content, Mapping) and content.get("erased") is True and isinstance(content.get("sha256"), str)
+
+
+def sealed_body(body: dict[str, Any]) -> dict[str, Any]:
+    """What the MAC is computed over: the body, with sealed-by-digest content replaced by its digest."""
+    data = body.get("data")
+    if not isinstance(data, Mapping) or data.get("content_sealing") != CONTENT_SEALING or "content" not in data:
+        return body
+    content = data["content"]
+    digest = str(content["sha256"]) if is_tombstone(content) else content_digest(content)
+    return {**body, "data": {**data, "content": {"sha256": digest}}}
 
 
 def make_record(

@@ -285,6 +285,46 @@ def audit_prune(
     typer.echo(f"pruned {removed} record(s) older than {days} day(s)")
 
 
+@audit_app.command("erase")
+def audit_erase(
+    config: ConfigPath,
+    user: Annotated[str | None, typer.Option(help="A Sluice user: the content of every key of theirs.")] = None,
+    key: Annotated[str | None, typer.Option(help="One virtual key whose content to erase.")] = None,
+    end_user: Annotated[str | None, typer.Option(help="The end-user id agents sent (metadata.user_id / user).")] = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the erasure, e.g. a ticket id.")] = "erasure request",
+    store: StoreOpt = None,
+) -> None:
+    """Tombstone one person's captured prompts and answers; the audit chain still verifies."""
+    from sluice.cli import retention
+
+    cfg = _load(config)
+    if not cfg.audit.enabled or (user, key, end_user) == (None, None, None):
+        typer.echo("error: needs audit.hmac_key and at least one of --user, --key, --end-user", err=True)
+        raise typer.Exit(2)
+    erased = asyncio.run(retention.erase(cfg, store or cfg.store.url, user, key, end_user, reason))
+    typer.echo(f"erased the content of {len(erased.records)} record(s); the records and their seals stay")
+    if erased.legacy:
+        typer.echo(
+            f"warning: {erased.legacy} record(s) hold content sealed whole (before 0.1.0's digests): left in place"
+        )
+
+
+@audit_app.command("retention")
+def audit_retention(config: ConfigPath, store: StoreOpt = None) -> None:
+    """Apply retention.content_days and retention.request_log_days once."""
+    from sluice.cli import retention
+
+    cfg = _load(config)
+    if not cfg.retention.active:
+        typer.echo("error: the config sets neither retention.content_days nor retention.request_log_days", err=True)
+        raise typer.Exit(2)
+    done = asyncio.run(retention.run_once(cfg, store or cfg.store.url))
+    typer.echo(
+        f"content tombstoned in {done['content']} record(s), {done['request_log']} request-log row(s) deleted"
+        + (f", {done['content_legacy']} legacy record(s) left" if done["content_legacy"] else "")
+    )
+
+
 @audit_app.command("keygen")
 def audit_keygen() -> None:
     """A new Ed25519 key pair for signed checkpoints (audit.checkpoint_key / checkpoint_public_key)."""

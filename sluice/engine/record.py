@@ -105,4 +105,5 @@ def content(ctx: RequestContext, limit: int) -> dict[str, Any]:
         answer = "".join(ctx.captured_stream)
     else:
         answer = (ctx.captured_response or b"").decode("utf-8", "replace")
-    return {"content": {"request": redact(clip(prompt)), "response": redact(clip(answer))}}
+    # Sealed by digest (audit/chain.py): retention and erasure can tombstone it, the record still verifies.
+    return {"content": {"request": redact(clip(prompt)), "response": redact(clip(answer))}, "content_sealing": "sha256"}

@@ -17,6 +17,7 @@ from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
 from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
 from sluice.http.cloud import CloudRoutes, inference_profiles
+from sluice.http.health import Readiness, alive
 from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
 from sluice.http.mcp import McpRoute
 from sluice.http.metrics import MetricsRoute
@@ -64,8 +65,8 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     for path in ("/", "/anthropic", "/anthropic/", "/openai", "/v1"):
         routes["HEAD", path] = _empty_ok
     routes["GET", "/"] = _health
-    routes["GET", "/healthz"] = _health
-    routes["GET", "/readyz"] = _health
+    routes["GET", "/healthz"] = alive
+    routes["GET", "/readyz"] = Readiness(services)
     routes["GET", "/bedrock/inference-profiles"] = inference_profiles
     routes["GET", "/metrics"] = MetricsRoute(services)
     mcp = McpRoute(services.mcp, services.guard)

@@ -39,6 +39,7 @@ from sluice.settings.providers import (
     ProviderType,
     provider_type,
 )
+from sluice.settings.retention import RetentionConfig
 from sluice.settings.routing import AliasConfig, CircuitBreakerConfig, RetryConfig, RoutingConfig, RoutingRuleConfig
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "ProviderType",
     "RateLimitConfig",
     "RequestLogConfig",
+    "RetentionConfig",
     "RetryConfig",
     "RoutingConfig",
     "RoutingRuleConfig",
@@ -127,6 +129,7 @@ class SluiceConfig(_Strict):
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     access_profiles: list[AccessProfileConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("providers")
     @classmethod
