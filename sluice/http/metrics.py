@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from sluice.app import Services
 from sluice.http.asgi import Receive, Scope, Send, respond
+from sluice.upstream.client import UpstreamClient
+
+
+class UpstreamPoolCollector(Collector):
+    """The upstream connection slots, read from the client at scrape time."""
+
+    def __init__(self, client: UpstreamClient) -> None:
+        self.client = client
+
+    def collect(self) -> Iterator[Metric]:
+        saturated = CounterMetricFamily(
+            "sluice_gateway_saturated",
+            "Requests answered 503 gateway_saturated: no upstream connection slot or socket was free.",
+            labels=["provider"],
+        )
+        for provider, count in sorted(self.client.saturated.items()):
+            saturated.add_metric([provider], count)
+        in_use = GaugeMetricFamily(
+            "sluice_upstream_connections_in_use", "Upstream exchanges open now.", labels=["provider"]
+        )
+        waiting = GaugeMetricFamily(
+            "sluice_upstream_connections_waiting", "Requests waiting for a connection slot.", labels=["provider"]
+        )
+        for provider, gate in sorted(self.client.gates().items()):
+            in_use.add_metric([provider], gate.in_use)
+            waiting.add_metric([provider], gate.waiting)
+        yield saturated
+        yield in_use
+        yield waiting
 
 
 class MetricsRoute:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(UpstreamPoolCollector(services.client))
         self._recorded = Gauge(
             "sluice_request_log_recorded", "Requests handed to the request log.", registry=self.registry
         )
