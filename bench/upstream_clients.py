@@ -11,7 +11,8 @@ Variants:
 - ``aiohttp``: as ``UpstreamClient`` is today (connector without a cap, no User-Agent, trust_env off).
 - ``aiohttp+nodecomp``: also ``auto_decompress=False``; ``+nojar`` also a ``DummyCookieJar``; ``+bufsize``
   also ``read_bufsize=256 KiB``; ``+all`` all three (tcp_nodelay is on by default in aiohttp).
-- ``pyreqwest``: the Rust reqwest client (one ``Client``, ``build_streamed`` for streams, no gzip, no cookies).
+- ``pyreqwest``: the Rust reqwest client (one ``Client``, ``build_streamed`` for streams, no gzip, no cookies); not a
+  dependency of Sluice: ``.venv/bin/pip install pyreqwest`` first, or the variant is left out.
 - ``httptools``: a raw asyncio protocol with httptools' response parser and a keep-alive pool: the floor.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -103,7 +105,7 @@ class PyreqwestClient:
         t0 = time.perf_counter()
         req = self.client.post(url).headers(headers).body_bytes(body).build_streamed()
         async with req as resp:
-            reader = resp.body_reader()
+            reader = resp.body_reader
             ttfb = 0.0
             size = 0
             while (chunk := await reader.read_chunk()) is not None:
@@ -128,8 +130,7 @@ class _HttptoolsConn(asyncio.Protocol):
         self.status = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
@@ -258,6 +259,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     cores = harness.plan_cores(not args.no_pin)
     variants = args.variants.split(",")
+    if "pyreqwest" in variants and importlib.util.find_spec("pyreqwest") is None:
+        print("pyreqwest is not installed (.venv/bin/pip install pyreqwest): left out", file=sys.stderr)
+        variants.remove("pyreqwest")
     modes = args.modes.split(",")
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {(v, m): [] for v in variants for m in modes}
     with tempfile.TemporaryDirectory(prefix="sluice-clients-") as tmp:

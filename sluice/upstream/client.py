@@ -108,8 +108,13 @@ class UpstreamClient:
     async def start(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+            # No cookie jar: the session is shared by every caller, so a provider's Set-Cookie (e.g.
+            # a CDN's bot-management cookie) must not be stored and replayed on other tenants' calls.
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",), trust_env=False
+                connector=connector,
+                skip_auto_headers=("User-Agent",),
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:
