@@ -37,9 +37,15 @@ class UpstreamPoolCollector(Collector):
         for provider, gate in sorted(self.client.gates().items()):
             in_use.add_metric([provider], gate.in_use)
             waiting.add_metric([provider], gate.waiting)
+        stalled = CounterMetricFamily(
+            "sluice_event_loop_stalled_seconds",
+            "Seconds the event loop ran late (CPU saturation, blocking calls); its timeouts are gateway_saturated.",
+        )
+        stalled.add_metric([], self.client.lag.stalled_total)
         yield saturated
         yield in_use
         yield waiting
+        yield stalled
 
 
 class MetricsRoute:

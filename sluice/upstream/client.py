@@ -17,6 +17,8 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.tasks import cancel, spawn
+from sluice.upstream.lag import LoopLag
 from sluice.upstream.pool import PoolLimits, SlotGate, saturated
 
 # Errors of the gateway's own machine when it opens a connection, never of the provider: out of
@@ -37,10 +39,17 @@ class UpstreamResponse:
     body is read, the stream ends or breaks, or `close()`; if none of these happens (a stream
     that is never iterated), the slot is given back when the response is garbage collected."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str, release: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        provider: str,
+        release: Callable[[], None],
+        read_timeout_kind: Callable[[], SluiceError | None] = lambda: None,
+    ) -> None:
         self._resp = resp
         self._provider = provider
         self._release = release
+        self._read_timeout_kind = read_timeout_kind
         weakref.finalize(self, release)
         self.status = resp.status
         self.headers: CIMultiDictProxy[str] = resp.headers
@@ -48,7 +57,9 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         try:
             return await self._resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TimeoutError:
+            raise self._read_timeout_kind() or _broken(self._provider, TimeoutError()) from None
+        except aiohttp.ClientError as exc:
             raise _broken(self._provider, exc) from None
         finally:
             self._resp.release()
@@ -58,7 +69,9 @@ class UpstreamResponse:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TimeoutError:
+            raise self._read_timeout_kind() or _broken(self._provider, TimeoutError()) from None
+        except aiohttp.ClientError as exc:
             raise _broken(self._provider, exc) from None
         finally:
             self._resp.release()
@@ -88,6 +101,8 @@ class UpstreamClient:
         self._session: aiohttp.ClientSession | None = None
         self._gates: dict[str, SlotGate] = {}
         self.saturated: dict[str, int] = {}  # requests answered GATEWAY_SATURATED, by provider
+        self.lag = LoopLag()
+        self._lag_task: asyncio.Task[None] | None = None
 
     def set_pool(self, provider: str, limits: PoolLimits) -> None:
         """Caps `provider`'s open exchanges. A new cap (live reload) applies to new requests; the
@@ -106,6 +121,8 @@ class UpstreamClient:
         return gate
 
     async def start(self) -> None:
+        if self._lag_task is None:
+            self._lag_task = spawn(self.lag.run(), name="upstream-loop-lag")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
             # No cookie jar: the session is shared by every caller, so a provider's Set-Cookie (e.g.
@@ -118,6 +135,8 @@ class UpstreamClient:
             )
 
     async def close(self) -> None:
+        await cancel(self._lag_task)
+        self._lag_task = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -152,7 +171,21 @@ class UpstreamClient:
         except BaseException:
             release()
             raise
-        return UpstreamResponse(resp, provider, release)
+
+        def read_timeout_kind() -> SluiceError | None:
+            now = asyncio.get_running_loop().time()
+            return self._stalled(provider, now - timeouts.read, now)
+
+        return UpstreamResponse(resp, provider, release, read_timeout_kind)
+
+    def _stalled(self, provider: str, start: float, end: float) -> SluiceError | None:
+        """GATEWAY_SATURATED when the event loop spent the timeout's window [start, end] largely
+        stalled: the provider's answer may well have come in time and been read too late."""
+        if not self.lag.overloaded(start, end):
+            return None
+        self.saturated[provider] = self.saturated.get(provider, 0) + 1
+        stalled = self.lag.stalled(start, end)
+        return saturated(provider, f"its event loop was overloaded for {stalled:.1f} s of a {end - start:g} s timeout")
 
     async def _send(
         self,
@@ -165,6 +198,7 @@ class UpstreamClient:
         client_timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         assert self._session is not None
+        started = asyncio.get_running_loop().time()
         try:
             # The provider's clock starts once the request has a slot: waiting for one is not its time.
             async with asyncio.timeout(timeouts.first_byte):
@@ -173,8 +207,15 @@ class UpstreamClient:
                 # signature, or %2E%2E into a '..' segment it then collapses).
                 target = URL(url, encoded=True)
                 return await self._session.request(method, target, data=body, headers=headers, timeout=client_timeout)
-        except TimeoutError:
-            raise SluiceError(
+        except TimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                end = started + timeouts.connect
+            elif isinstance(exc, aiohttp.ServerTimeoutError):  # silence while reading the head
+                end = asyncio.get_running_loop().time()
+                started = max(started, end - timeouts.read)
+            else:
+                end = started + timeouts.first_byte
+            raise self._stalled(provider, started, end) or SluiceError(
                 ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} did not answer within {timeouts.first_byte:g} s"
             ) from None
         except aiohttp.ClientConnectorError as exc:

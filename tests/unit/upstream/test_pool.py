@@ -129,3 +129,29 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
         assert raise_open_files_limit() == hard  # already there: unchanged
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_live_reload_keeps_an_unchanged_pool_and_replaces_a_changed_one() -> None:
+    client = UpstreamClient()
+    client.set_pool("p", PoolLimits(max_connections=1, wait=0.01))
+    gate = client.gates()["p"]
+    release = await gate.acquire("p")
+    client.set_pool("p", PoolLimits(max_connections=1, wait=0.01))  # the same settings: the same slots
+    assert client.gates()["p"] is gate and gate.in_use == 1
+    client.set_pool("p", PoolLimits(max_connections=5, wait=0.01))  # raised: new requests get the new cap
+    fresh = client.gates()["p"]
+    assert fresh is not gate and fresh.limits.max_connections == 5
+    release()  # the old request gives its slot back to the gate it came from
+    assert gate.in_use == 0 and fresh.in_use == 0
+
+
+def test_stalled_time_is_the_overlap_of_stalls_with_the_window() -> None:
+    from sluice.upstream.lag import LoopLag
+
+    lag = LoopLag()
+    lag._stalls.extend([(10.0, 1.0), (20.0, 4.0), (30.5, 0.5)])  # stalls over [9,10], [16,20], [30,30.5]
+    assert lag.stalled(0, 100) == 5.5
+    assert lag.stalled(15, 18) == 2.0  # part of the second stall
+    assert lag.stalled(21, 29) == 0.0
+    assert lag.overloaded(15, 23)  # 4 s stalled of 8: the gateway's fault
+    assert not lag.overloaded(0, 100)  # 5.5 s of 100: the provider's
