@@ -164,10 +164,15 @@ def _client(fleet: Any, name: str, cmd: dict[str, Any]) -> subprocess.Popen[byte
     return proc
 
 
-def _saturated(port: int) -> float:
+def _saturated(port: int) -> str:
+    """`sluice_gateway_saturated_total` by reason, e.g. "pool 3, loop 12" ("0" when none)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    return sum(float(v) for v in re.findall(r"^sluice_gateway_saturated_total\{[^}]*\} (\S+)$", text, re.M))
+    found = re.findall(r'^sluice_gateway_saturated_total\{[^}]*reason="(\w+)"\} (\S+)$', text, re.M)
+    by_reason: dict[str, float] = {}
+    for reason, value in found:
+        by_reason[reason] = by_reason.get(reason, 0.0) + float(value)
+    return ", ".join(f"{reason} {value:g}" for reason, value in sorted(by_reason.items())) or "0"
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

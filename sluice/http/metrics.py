@@ -23,11 +23,12 @@ class UpstreamPoolCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         saturated = CounterMetricFamily(
             "sluice_gateway_saturated",
-            "Requests answered 503 gateway_saturated: no upstream connection slot or socket was free.",
-            labels=["provider"],
+            "Requests refused 503 gateway_saturated (reason: pool = no connection slot in time, sockets = none "
+            "could be opened, loop = the event loop was stalled).",
+            labels=["provider", "reason"],
         )
-        for provider, count in sorted(self.client.saturated.items()):
-            saturated.add_metric([provider], count)
+        for (provider, reason), count in sorted(self.client.saturated.items()):
+            saturated.add_metric([provider, reason], count)
         in_use = GaugeMetricFamily(
             "sluice_upstream_connections_in_use", "Upstream exchanges open now.", labels=["provider"]
         )

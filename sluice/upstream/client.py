@@ -100,7 +100,9 @@ class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._gates: dict[str, SlotGate] = {}
-        self.saturated: dict[str, int] = {}  # requests answered GATEWAY_SATURATED, by provider
+        # Requests answered GATEWAY_SATURATED, by (provider, reason): "pool" (no connection slot in
+        # time), "sockets" (the process could not open one), "loop" (the event loop was stalled).
+        self.saturated: dict[tuple[str, str], int] = {}
         self.lag = LoopLag()
         self._lag_task: asyncio.Task[None] | None = None
 
@@ -110,6 +112,9 @@ class UpstreamClient:
         gate = self._gates.get(provider)
         if gate is None or gate.limits != limits:
             self._gates[provider] = SlotGate(limits)
+
+    def _count(self, provider: str, reason: str) -> None:
+        self.saturated[provider, reason] = self.saturated.get((provider, reason), 0) + 1
 
     def gates(self) -> dict[str, SlotGate]:
         return dict(self._gates)
@@ -164,7 +169,7 @@ class UpstreamClient:
         try:
             release = await self._gate(provider).acquire(provider)
         except SluiceError:
-            self.saturated[provider] = self.saturated.get(provider, 0) + 1
+            self._count(provider, "pool")
             raise
         try:
             resp = await self._send(method, provider, url, headers, body, timeouts, client_timeout)
@@ -183,7 +188,7 @@ class UpstreamClient:
         stalled: the provider's answer may well have come in time and been read too late."""
         if not self.lag.overloaded(start, end):
             return None
-        self.saturated[provider] = self.saturated.get(provider, 0) + 1
+        self._count(provider, "loop")
         stalled = self.lag.stalled(start, end)
         return saturated(provider, f"its event loop was overloaded for {stalled:.1f} s of a {end - start:g} s timeout")
 
@@ -220,7 +225,7 @@ class UpstreamClient:
             ) from None
         except aiohttp.ClientConnectorError as exc:
             if _local_exhaustion(exc):
-                self.saturated[provider] = self.saturated.get(provider, 0) + 1
+                self._count(provider, "sockets")
                 raise saturated(provider, f"no socket to open: {exc.os_error.strerror or exc.os_error}") from None
             raise SluiceError(
                 ErrorKind.PROVIDER_UNREACHABLE, f"provider {provider} is unreachable (connection failed)"

@@ -103,13 +103,13 @@ def test_a_full_pool_answers_gateway_saturated_and_the_provider_stays_trusted(
                 entry = log_entry(gateway, headers["x-request-id"])
                 assert [a["outcome"] for a in entry["attempts"]] == ["GATEWAY_SATURATED"]
         saturated = statuses.count(503)
-        assert gateway.services.client.saturated == {"anthropic": saturated}
+        assert gateway.services.client.saturated == {("anthropic", "pool"): saturated}
         # The provider was never at fault: its breaker is closed, and the next caller is served.
         upstream.upstream.event_delay = 0.0
         status, _, body = stream_once(gateway)
         assert status == 200 and b"message_stop" in body
         metrics = metrics_of(gateway)
-        assert f'sluice_gateway_saturated_total{{provider="anthropic"}} {saturated:.1f}' in metrics
+        assert f'sluice_gateway_saturated_total{{provider="anthropic",reason="pool"}} {saturated:.1f}' in metrics
         deadline = time.monotonic() + 5  # the last stream's slot is back once its response is released
         while 'sluice_upstream_connections_in_use{provider="anthropic"} 0.0' not in metrics:
             assert time.monotonic() < deadline, metrics

@@ -78,7 +78,7 @@ async def test_a_timeout_the_gateways_stalled_event_loop_caused_is_not_the_provi
         except SluiceError as err:
             assert err.kind is ErrorKind.GATEWAY_SATURATED, err
             assert "event loop" in err.message
-        assert client.saturated == {"p": 1}
+        assert client.saturated == {("p", "loop"): 1}
         # A provider that is really slow, on a responsive loop, is still the provider's timeout.
         with pytest.raises(SluiceError) as slow:
             await client.post("p", f"http://127.0.0.1:{unused_tcp_port}/slow", {}, b"{}", Timeouts(first_byte=0.3))

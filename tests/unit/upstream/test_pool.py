@@ -64,7 +64,7 @@ async def test_out_of_sockets_is_gateway_saturation_not_an_unreachable_provider(
         monkeypatch.undo()
         await client.close()
     assert err.value.kind is ErrorKind.GATEWAY_SATURATED
-    assert client.saturated == {"anthropic": 1}
+    assert client.saturated == {("anthropic", "sockets"): 1}
 
 
 async def test_a_refused_connection_is_still_the_providers() -> None:
