@@ -135,4 +135,7 @@ async def main() -> None:
 if __name__ == "__main__":
     import uvloop
 
+    from sluice.upstream.fds import raise_open_files_limit
+
+    raise_open_files_limit()  # one socket per connection: the default soft limit of 1,024 is soon reached
     uvloop.run(main())

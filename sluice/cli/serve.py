@@ -16,8 +16,10 @@ from pathlib import Path
 from sluice.app import Services, build_services
 from sluice.core.tasks import spawn
 from sluice.http import serving
+from sluice.http.health import Readiness
 from sluice.http.server import SluiceASGI
 from sluice.settings import ConfigError, SluiceConfig, load_config
+from sluice.upstream.fds import raise_open_files_limit
 
 log = logging.getLogger("sluice.serve")
 
@@ -147,6 +149,7 @@ def serve_process(
     """One gateway process on a bound socket, until SIGTERM or SIGINT; then it drains (stops
     accepting, lets requests in flight finish for up to `drain_s` seconds, settles and flushes the
     request log and audit) and returns, so the process exits 0."""
+    raise_open_files_limit()  # each open stream holds two sockets: the soft limit runs out first
     services = build_services(cfg, store_url=store_url)
     services.config_actor = f"file:{config_path}"
     asgi = SluiceASGI(services)
@@ -158,6 +161,9 @@ def serve_process(
         def stopping(sig: signal.Signals) -> None:
             if not stop.is_set():
                 log.warning("%s: draining (up to %.0f s for requests in flight)", sig.name, drain_s)
+            readiness = asgi.routes.get(("GET", "/readyz"))
+            if isinstance(readiness, Readiness):
+                readiness.draining = True  # a probe still answered from here on says so
             stop.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT):

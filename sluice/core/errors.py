@@ -53,6 +53,11 @@ class ErrorKind(Enum):
     GATEWAY_INTERNAL = _KindInfo("gateway_internal", "gateway", False, False)
     GATEWAY_NOT_CONFIGURED = _KindInfo("gateway_not_configured", "gateway", False, True)
     GATEWAY_UNSUPPORTED = _KindInfo("gateway_unsupported", "gateway", False, False)
+    # The gateway has no room for another upstream connection: the provider's connection cap is
+    # reached and no slot freed within its pool timeout, or the process ran out of sockets. Not the
+    # provider's fault, so no circuit breaker counts it; the same request succeeds shortly (503
+    # with Retry-After), and another provider, with its own pool, may take it now.
+    GATEWAY_SATURATED = _KindInfo("gateway_saturated", "gateway", True, True)
 
     @property
     def fault(self) -> str:

@@ -37,6 +37,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.GATEWAY_INTERNAL: 500,
     ErrorKind.GATEWAY_NOT_CONFIGURED: 503,
     ErrorKind.GATEWAY_UNSUPPORTED: 400,
+    ErrorKind.GATEWAY_SATURATED: 503,
 }
 
 # OpenAI-style machine-readable codes, so scripts can tell policy decisions apart.

@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from sluice.app import Services
 from sluice.http.asgi import Receive, Scope, Send, respond
+from sluice.upstream.client import UpstreamClient
+
+
+class UpstreamPoolCollector(Collector):
+    """The upstream connection slots, read from the client at scrape time."""
+
+    def __init__(self, client: UpstreamClient) -> None:
+        self.client = client
+
+    def collect(self) -> Iterator[Metric]:
+        saturated = CounterMetricFamily(
+            "sluice_gateway_saturated",
+            "Requests refused 503 gateway_saturated (reason: pool = no connection slot in time, sockets = none "
+            "could be opened, loop = the event loop was stalled).",
+            labels=["provider", "reason"],
+        )
+        for (provider, reason), count in sorted(self.client.saturated.items()):
+            saturated.add_metric([provider, reason], count)
+        in_use = GaugeMetricFamily(
+            "sluice_upstream_connections_in_use", "Upstream exchanges open now.", labels=["provider"]
+        )
+        waiting = GaugeMetricFamily(
+            "sluice_upstream_connections_waiting", "Requests waiting for a connection slot.", labels=["provider"]
+        )
+        for provider, gate in sorted(self.client.gates().items()):
+            in_use.add_metric([provider], gate.in_use)
+            waiting.add_metric([provider], gate.waiting)
+        stalled = CounterMetricFamily(
+            "sluice_event_loop_stalled_seconds",
+            "Seconds the event loop ran late (CPU saturation, blocking calls); its timeouts are gateway_saturated.",
+        )
+        stalled.add_metric([], self.client.lag.stalled_total)
+        yield saturated
+        yield in_use
+        yield waiting
+        yield stalled
 
 
 class MetricsRoute:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(UpstreamPoolCollector(services.client))
         self._recorded = Gauge(
             "sluice_request_log_recorded", "Requests handed to the request log.", registry=self.registry
         )

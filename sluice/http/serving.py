@@ -57,6 +57,8 @@ async def run_uvicorn(
         access_log=False,
         log_level=log_level.lower(),
         server_header=False,
+        # uvicorn's 2048 overflowed at a ramp of thousands of streams (connections reset, bench/streams.py)
+        backlog=8192,
         # uvicorn's own limit is a backstop: at drain_s, _cut cancels what is left and waits for it.
         timeout_graceful_shutdown=round(drain_s) + 30,
     )

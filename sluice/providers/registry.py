@@ -14,6 +14,7 @@ from sluice.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from sluice.providers.vertex import VertexProvider
 from sluice.settings import DEFAULT_BASE_URLS, ProviderConfig, SluiceConfig, provider_type
 from sluice.upstream.client import Timeouts, UpstreamClient
+from sluice.upstream.pool import PoolLimits
 
 _HTTP_TYPES: dict[str, Callable[..., Provider]] = {
     "anthropic": AnthropicProvider,
@@ -37,6 +38,7 @@ def build_providers(config: SluiceConfig, client: UpstreamClient) -> dict[str, P
             providers[name] = FakeProvider(name)
             continue
         assert kind is not None  # validated when the config loaded
+        client.set_pool(name, PoolLimits(cfg.max_connections, cfg.pool_timeout_s))
         timeouts = Timeouts(
             connect=cfg.connect_timeout_s,
             first_byte=cfg.first_byte_timeout_s,

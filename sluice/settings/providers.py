@@ -52,6 +52,14 @@ class ProviderConfig(_Strict):
     first_byte_timeout_s: float = Field(default=120.0, gt=0)  # until the first byte of the answer
     read_timeout_s: float = Field(default=300.0, gt=0)  # longest silence between two pieces of a stream
     total_timeout_s: float = Field(default=1800.0, gt=0)  # the whole exchange
+    # The connection pool (docs/providers.md#connection-pool). At most this many exchanges with the
+    # provider open at once (a stream holds its connection to the end); unset: no cap of the
+    # gateway's own, the process's file-descriptor limit bounds it.
+    max_connections: int | None = Field(default=None, ge=1)
+    # How long a request waits for a free connection once the cap is reached before it is answered
+    # 503 gateway_saturated (Retry-After). Not part of the first-byte timeout: a full pool is the
+    # gateway's doing, so it never counts against the provider's circuit breaker.
+    pool_timeout_s: float = Field(default=10.0, gt=0)
     # Cloud providers (docs/providers.md). The provider's own id for a model, by the name callers
     # use, so one model name can be split between e.g. `anthropic` and `bedrock`.
     models: dict[str, str] = Field(default_factory=dict)  # bedrock, vertex
