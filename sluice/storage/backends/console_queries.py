@@ -1,0 +1,462 @@
+"""Read-only queries behind the console's pages, over the SQL store's engine.
+
+Two rules keep them fast on a large log and away from the gateway's hot path:
+- whole-gateway figures (spend today / this month by team, key, model, provider; the trend) come
+  from `console_rollup` (migration 0011), an hourly and daily roll-up of the request log that the
+  console refreshes itself from the last two hours of the log (an indexed range), at most once
+  every `refresh_s`; the request path never writes it;
+- everything else reads the log through an index (ts, and key/team/model/session/decision/status
+  with ts), newest first, a page at a time, never counting the whole table.
+Nothing here writes anything but the roll-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.storage.backends.sql_tables import audit_log, config_events, meta, request_log, spend_ledger
+
+_metadata = MetaData()
+rollup = Table(
+    "console_rollup",
+    _metadata,
+    Column("grain", String(1), primary_key=True),
+    Column("dim", String(16), primary_key=True),
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("value", String(300), primary_key=True),
+    Column("cost_pico", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("denied", Integer, nullable=False),
+    Column("rate_limited", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+)
+DIMS = {
+    "total": None,
+    "team": request_log.c.team_id,
+    "key": request_log.c.virtual_key_id,
+    "model": request_log.c.model,
+    "provider": request_log.c.provider,
+}
+_WATERMARK = "console_rollup_until"
+_LATE_S = 7200  # log rows may land this late (the recorder's batches, a spill replayed): re-read them
+RATE_LIMITED_KINDS = ("policy_rate_limited", "policy_budget_busy")
+MEASURES = ("cost_pico", "tokens", "requests", "denied", "rate_limited", "errors")
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    value: str | None
+    cost_pico: int = 0
+    tokens: int = 0
+    requests: int = 0
+    denied: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """The request log page's filters (None: any). `key_ids`/`team_ids` also carry RBAC's
+    restriction of what the caller may see."""
+
+    key_ids: tuple[str, ...] | None = None
+    team_ids: tuple[str, ...] | None = None
+    model: str | None = None
+    status: int | None = None
+    decision: str | None = None
+    session_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _measures() -> list[Any]:
+    c = request_log.c
+    return [
+        func.coalesce(func.sum(c.cost_pico), 0).label("cost_pico"),
+        func.coalesce(func.sum(c.input_tokens + c.output_tokens), 0).label("tokens"),
+        func.count().label("requests"),
+        func.coalesce(func.sum(case((c.decision == "deny", 1), else_=0)), 0).label("denied"),
+        func.coalesce(func.sum(case((c.error_kind.in_(RATE_LIMITED_KINDS), 1), else_=0)), 0).label("rate_limited"),
+        func.coalesce(func.sum(case((c.error_kind.like("provider%"), 1), else_=0)), 0).label("errors"),
+    ]
+
+
+def _totals(row: Any) -> Totals:
+    value = row[0]
+    return Totals(None if value in (None, "") else str(value), *(int(v or 0) for v in row[1:7]))
+
+
+class ConsoleQueries:
+    def __init__(self, engine: AsyncEngine, *, refresh_s: float = 5.0) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.url.get_backend_name() == "sqlite"
+        self.refresh_s = refresh_s
+        self._refreshed = 0.0
+        self._lock = asyncio.Lock()
+
+    # -- the roll-up --------------------------------------------------------------------------
+    async def refresh(self, now: datetime | None = None, *, force: bool = False) -> None:
+        """Brings the roll-up up to `now`: re-aggregates the hours since the watermark (less the
+        late margin) from the log, and the days they fall in from those hours."""
+        if not force and time.monotonic() - self._refreshed < self.refresh_s:
+            return
+        async with self._lock:
+            if not force and time.monotonic() - self._refreshed < self.refresh_s:
+                return
+            now = now or datetime.now(UTC)
+            async with self.engine.begin() as conn:
+                mark = (await conn.execute(select(meta.c.value).where(meta.c.name == _WATERMARK))).scalar()
+                if mark is None:
+                    first = _utc((await conn.execute(select(func.min(request_log.c.ts)))).scalar())
+                    start = _day(first or now)
+                else:
+                    start = _hour(datetime.fromtimestamp(int(mark) - _LATE_S, UTC))
+                await self._rebuild(conn, start, now)
+                stamp = int(now.timestamp())
+                if mark is None:
+                    await conn.execute(insert(meta).values(name=_WATERMARK, value=stamp))
+                else:
+                    await conn.execute(update(meta).where(meta.c.name == _WATERMARK).values(value=stamp))
+            self._refreshed = time.monotonic()
+
+    async def _rebuild(self, conn: Any, start: datetime, now: datetime) -> None:
+        c = request_log.c
+        hours = self._bucket_expr(c.ts, "h")
+        await conn.execute(delete(rollup).where(rollup.c.grain == "h", rollup.c.bucket >= start))
+        for dim, column in DIMS.items():
+            value = func.coalesce(column, "") if column is not None else literal("")
+            stmt = (
+                select(hours.label("bucket"), value.label("value"), *_measures())
+                .where(c.ts >= start)
+                .group_by(hours, value)
+            )
+            rows = (await conn.execute(stmt)).all()
+            if rows:
+                await conn.execute(
+                    insert(rollup),
+                    [
+                        {
+                            "grain": "h",
+                            "dim": dim,
+                            "bucket": self._as_datetime(r[0]),
+                            "value": str(r[1])[:300],
+                            **dict(zip(MEASURES, r[2:], strict=True)),
+                        }
+                        for r in rows
+                    ],
+                )
+        # Days from their hours: the days the rebuilt hours touch.
+        first_day = _day(start)
+        await conn.execute(delete(rollup).where(rollup.c.grain == "d", rollup.c.bucket >= first_day))
+        r = rollup.c
+        day = self._bucket_expr(r.bucket, "d")
+        sums = [
+            func.sum(getattr(r, m)) for m in ("cost_pico", "tokens", "requests", "denied", "rate_limited", "errors")
+        ]
+        stmt = (
+            select(r.dim, day, r.value, *sums)
+            .where(r.grain == "h", r.bucket >= first_day)
+            .group_by(r.dim, day, r.value)
+        )
+        rows = (await conn.execute(stmt)).all()
+        if rows:
+            await conn.execute(
+                insert(rollup),
+                [
+                    {
+                        "grain": "d",
+                        "dim": row[0],
+                        "bucket": self._as_datetime(row[1]),
+                        "value": row[2],
+                        **dict(zip(MEASURES, row[3:], strict=True)),
+                    }
+                    for row in rows
+                ],
+            )
+
+    def _bucket_expr(self, column: Any, grain: str) -> Any:
+        if self.is_sqlite:
+            return func.strftime("%Y-%m-%d %H:00:00" if grain == "h" else "%Y-%m-%d 00:00:00", column)
+        return func.date_trunc("hour" if grain == "h" else "day", column)
+
+    @staticmethod
+    def _as_datetime(value: Any) -> datetime:
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return _utc(value) or value
+
+    async def spend_by(self, dim: str, since: datetime, now: datetime, limit: int = 10) -> list[Totals]:
+        """The whole gateway's figures per `dim` value from `since` (a day boundary) to now,
+        largest cost first: whole days from the daily rows, today from the hourly ones."""
+        today = _day(now)
+        r = rollup.c
+        where = or_(
+            and_(r.grain == "d", r.bucket >= since, r.bucket < today),
+            and_(r.grain == "h", r.bucket >= max(since, today)),
+        )
+        sums = [
+            func.sum(getattr(r, m)) for m in ("cost_pico", "tokens", "requests", "denied", "rate_limited", "errors")
+        ]
+        stmt = (
+            select(r.value, *sums)
+            .where(r.dim == dim, where)
+            .group_by(r.value)
+            .order_by(sums[0].desc(), r.value)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_totals(row) for row in (await conn.execute(stmt)).all()]
+
+    async def trend(self, grain: str, since: datetime) -> list[tuple[datetime, Totals]]:
+        """Whole-gateway figures per hour or per day from `since`, oldest first."""
+        r = rollup.c
+        stmt = (
+            select(r.bucket, r.value, r.cost_pico, r.tokens, r.requests, r.denied, r.rate_limited, r.errors)
+            .where(r.grain == grain, r.dim == "total", r.bucket >= since)
+            .order_by(r.bucket)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(self._as_datetime(row[0]), _totals(row[1:])) for row in rows]
+
+    # -- restricted views read the log through its indexes -------------------------------------
+    async def spend_of(self, dim: str, since: datetime, flt: LogFilter, limit: int = 10) -> list[Totals]:
+        """Like `spend_by`, for a caller restricted to some teams or keys: from the log itself."""
+        column = DIMS[dim]
+        value = func.coalesce(column, "") if column is not None else literal("")
+        stmt = (
+            select(value.label("value"), *_measures())
+            .where(*_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)))
+            .group_by(value)
+            .order_by(func.sum(request_log.c.cost_pico).desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_totals(row) for row in (await conn.execute(stmt)).all()]
+
+    async def trend_of(self, grain: str, since: datetime, flt: LogFilter) -> list[tuple[datetime, Totals]]:
+        """`trend` for a restricted caller, from the log through its indexes."""
+        bucket = self._bucket_expr(request_log.c.ts, grain)
+        stmt = (
+            select(bucket.label("bucket"), literal("").label("value"), *_measures())
+            .where(*_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)))
+            .group_by(bucket)
+            .order_by(bucket)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(self._as_datetime(row[0]), _totals(row[1:])) for row in rows]
+
+    async def agents_of(self, key_ids: list[str], since: datetime) -> dict[str, list[tuple[str, int]]]:
+        """The agents (client names) each key was used from since `since`, most requests first."""
+        if not key_ids:
+            return {}
+        c = request_log.c
+        stmt = (
+            select(c.virtual_key_id, c.client, func.count())
+            .where(c.virtual_key_id.in_(key_ids), c.ts >= since)
+            .group_by(c.virtual_key_id, c.client)
+            .order_by(func.count().desc())
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found: dict[str, list[tuple[str, int]]] = {}
+        for key_id, client, count in rows:
+            found.setdefault(str(key_id), []).append((str(client or "unknown"), int(count)))
+        return found
+
+    # -- the request log ------------------------------------------------------------------------
+    async def requests(
+        self, flt: LogFilter, limit: int = 50, before: tuple[datetime, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """A page of log entries, newest first; `before` is the (ts, request_id) the previous page
+        ended at (keyset paging: page 1,000 costs what page 1 does)."""
+        c = request_log.c
+        stmt = select(request_log).where(*_filters(flt))
+        if before is not None:
+            ts, rid = before
+            stmt = stmt.where(or_(c.ts < ts, and_(c.ts == ts, c.request_id < rid)))
+        stmt = stmt.order_by(c.ts.desc(), c.request_id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    async def requests_after(
+        self, flt: LogFilter, after: tuple[datetime, str], limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Entries newer than `after`, oldest first (the live tail)."""
+        c = request_log.c
+        ts, rid = after
+        stmt = (
+            select(request_log)
+            .where(*_filters(flt), or_(c.ts > ts, and_(c.ts == ts, c.request_id > rid)))
+            .order_by(c.ts, c.request_id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(request_log).where(request_log.c.request_id == request_id))).first()
+        return {**row._mapping, "ts": _utc(row._mapping["ts"])} if row else None
+
+    async def audit_of_request(self, request_id: str) -> dict[str, Any] | None:
+        """The request's audit record (seq, mac), found among the newest records of its kind."""
+        stmt = (
+            select(audit_log.c.seq, audit_log.c.ts, audit_log.c.mac, audit_log.c.prev_mac, audit_log.c.data)
+            .where(audit_log.c.kind == "request")
+            .order_by(audit_log.c.seq.desc())
+            .limit(5000)
+        )
+        async with self.engine.connect() as conn:
+            for row in (await conn.execute(stmt)).all():
+                data = row.data or {}
+                if isinstance(data, dict) and data.get("request_id") == request_id:
+                    return {"seq": row.seq, "ts": _utc(row.ts), "mac": row.mac, "prev_mac": row.prev_mac}
+        return None
+
+    async def sessions(self, flt: LogFilter, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
+        """Agent sessions (the client's session id) as one line each: requests, cost, first and
+        last request, models, newest first."""
+        c = request_log.c
+        last = func.max(c.ts)
+        stmt = (
+            select(
+                c.session_id,
+                func.count().label("requests"),
+                func.coalesce(func.sum(c.cost_pico), 0).label("cost_pico"),
+                func.min(c.ts).label("first"),
+                last.label("last"),
+                func.count(func.distinct(c.model)).label("models"),
+            )
+            .where(
+                *_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)), c.session_id.is_not(None)
+            )
+            .group_by(c.session_id)
+            .order_by(last.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "first": _utc(r.first), "last": _utc(r.last)} for r in rows]
+
+    async def audit_records(
+        self, kind: str | None, actor: str | None, before_seq: int | None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest audit records (by sequence number) matching the filters."""
+        a = audit_log.c
+        stmt = select(audit_log)
+        if kind:
+            stmt = stmt.where(a.kind == kind)
+        if actor:
+            stmt = stmt.where(a.actor == actor)
+        if before_seq is not None:
+            stmt = stmt.where(a.seq < before_seq)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(a.seq.desc()).limit(limit))).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    # -- budgets --------------------------------------------------------------------------------
+    async def spent(self, scope: str, scope_id: str, start: datetime, end: datetime) -> int:
+        """Settled spend (pico-dollars) of a key, team or customer in a window, from the ledger."""
+        column = {
+            "virtual_key": spend_ledger.c.virtual_key_id,
+            "team": spend_ledger.c.team_id,
+            "customer": spend_ledger.c.customer_id,
+        }[scope]
+        stmt = select(func.coalesce(func.sum(spend_ledger.c.cost_pico), 0)).where(
+            column == scope_id, spend_ledger.c.ts >= start, spend_ledger.c.ts < end
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar() or 0)
+
+    async def anchors(self, rule_ids: list[str]) -> dict[str, datetime]:
+        """When each rolling budget's windows started counting (what the limits store as
+        `anchor:<rule id>`)."""
+        if not rule_ids:
+            return {}
+        names = [f"anchor:{r}" for r in rule_ids]
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(meta.c.name, meta.c.value).where(meta.c.name.in_(names)))).all()
+        return {str(n).removeprefix("anchor:"): datetime.fromtimestamp(int(v), UTC) for n, v in rows}
+
+    async def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        stmt = select(config_events).order_by(config_events.c.seq.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+
+def _filters(flt: LogFilter) -> list[Any]:
+    c = request_log.c
+    found: list[Any] = []
+    if flt.key_ids is not None:
+        found.append(c.virtual_key_id.in_(flt.key_ids))
+    if flt.team_ids is not None:
+        found.append(c.team_id.in_(flt.team_ids))
+    for column, value in (
+        (c.model, flt.model),
+        (c.decision, flt.decision),
+        (c.session_id, flt.session_id),
+        (c.status, flt.status),
+    ):
+        if value is not None:
+            found.append(column == value)
+    if flt.since is not None:
+        found.append(c.ts >= flt.since)
+    if flt.until is not None:
+        found.append(c.ts < flt.until)
+    return found
+
+
+def month_start(now: datetime) -> datetime:
+    return _day(now).replace(day=1)
+
+
+def day_start(now: datetime) -> datetime:
+    return _day(now)
+
+
+def hours_ago(now: datetime, hours: int) -> datetime:
+    return _hour(now) - timedelta(hours=hours)
