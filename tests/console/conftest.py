@@ -3,6 +3,7 @@ SQLite store, through an in-process ASGI client that keeps cookies like a browse
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Browser:
 
     app: SluiceASGI
     cookies: dict[str, str] = field(default_factory=dict)
+    linger_s: float = 0.0  # how long the client stays connected after sending (a stream's first events)
 
     async def request(
         self, method: str, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
@@ -76,6 +78,7 @@ class Browser:
         async def receive() -> dict[str, Any]:
             nonlocal done
             if done:
+                await asyncio.sleep(self.linger_s)
                 return {"type": "http.disconnect"}
             done = True
             return {"type": "http.request", "body": body, "more_body": False}

@@ -33,7 +33,9 @@ def console_endpoints() -> list[ConsoleEndpoint]:
     return [
         ConsoleEndpoint("GET", f"{P}/", "budgets.read", overview.overview, "Overview", listing=True),
         ConsoleEndpoint("GET", f"{P}/keys", "keys.read", keys.list_keys, "Developers and keys", listing=True),
-        ConsoleEndpoint("GET", f"{P}/keys/{{key_id}}", "keys.read", keys.key_detail, listing=True),
+        ConsoleEndpoint(
+            "GET", f"{P}/keys/{{key_id}}", "keys.read", keys.key_detail, admin=("GET", "/api/keys/{key_id}")
+        ),
         ConsoleEndpoint("POST", f"{P}/keys", "keys.create", keys.issue_key, admin=("POST", "/api/keys")),
         ConsoleEndpoint(
             "POST",

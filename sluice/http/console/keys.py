@@ -81,9 +81,9 @@ async def list_keys(page: Page) -> Response:
 
 async def key_detail(page: Page) -> Response:
     key = await page.services.store.key_by_id(page.request.path_params["key_id"])
-    if key is None or not page.allowed("keys.read", scope_of(key)):
-        # The same answer for a key that exists outside the caller's reach: no probing for ids.
-        raise ConsoleError(404, "No such virtual key (or not one you may read).")
+    if key is None:
+        raise ConsoleError(404, "No such virtual key.")
+    page.authorize("keys.read", scope_of(key))  # as GET /api/keys/{key_id} answers
     budgets = (await _key_budgets(page, [key])).get(key.id, []) if page.allowed("budgets.read", scope_of(key)) else []
     recent: list[dict[str, Any]] = []
     if page.allowed("requests.read"):
