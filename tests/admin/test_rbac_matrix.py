@@ -337,7 +337,7 @@ def test_every_console_endpoint_has_the_admin_apis_rule() -> None:
 def console_request(ep: Any, scope_name: str, n: int) -> tuple[str, dict[str, str]] | None:
     """(path, form) reaching a resource of this scope through a console endpoint, or None."""
     path, form = ep.path, {}
-    if "{key_id}" in path or ep.path == "/console/keys" and ep.method == "POST":
+    if "{key_id}" in path or (ep.path == "/console/keys" and ep.method == "POST"):
         key_id = KEYS.get(scope_name)
         if key_id is None:
             return None
