@@ -188,6 +188,9 @@ async def test_a_developer_sees_only_their_own_keys_and_spend(gateway: tuple[Ser
     assert (await dev.get("/console/keys/vk-theirs")).status == 403
     whole = await admin.get("/console/")
     assert "$12.00" in whole.text  # the roll-up, for a caller who may see everything
+    developers = whole.text.split("<caption>Developer</caption>")[1].split("</table>")[0]
+    assert re.search(r"<td>u-other</td><td class=\"num\">\$9.00</td>", developers), developers
+    assert developers.index("u-other") < developers.index("u-dev")  # largest first
 
 
 async def test_overview_counts_denials_rate_limits_and_provider_errors(gateway: tuple[Services, SluiceASGI]) -> None:

@@ -53,32 +53,40 @@ async def states(
     now = now or datetime.now(UTC)
     parsed = [(o, b) for o in budgets if (b := parse(o)) is not None]
     anchors = await queries.anchors([o.id for o, b in parsed if not b.calendar_aligned])
+    windows = [
+        window_at(now, Duration.parse(b.reset_duration), calendar_aligned=b.calendar_aligned, anchor=anchors.get(o.id))
+        for o, b in parsed
+    ]
+    # One grouped ledger query per (scope kind, window) rather than one per budget.
+    groups: dict[tuple[str, Window], set[str]] = {}
+    for (_, budget), window in zip(parsed, windows, strict=True):
+        groups.setdefault((budget.scope[0], window), set()).add(budget.scope[1])
+    spent: dict[tuple[str, Window, str], int] = {}
+    for (scope, window), ids in groups.items():
+        for scope_id, pico in (await queries.spent_many(scope, sorted(ids), window.start, window.end)).items():
+            spent[scope, window, scope_id] = pico
+    held_all = await _held(services, [(o.id, w) for (o, _), w in zip(parsed, windows, strict=True)])
     found: list[BudgetState] = []
-    for obj, budget in parsed:
-        window = window_at(
-            now,
-            Duration.parse(budget.reset_duration),
-            calendar_aligned=budget.calendar_aligned,
-            anchor=anchors.get(obj.id),
-        )
+    for (obj, budget), window, pico_held in zip(parsed, windows, held_all, strict=True):
         scope, scope_id = budget.scope
-        spent = Decimal(await queries.spent(scope, scope_id, window.start, window.end)) / PICO
-        held = Decimal(await _held(services, obj.id, window)) / PICO
+        used = Decimal(spent.get((scope, window, scope_id), 0)) / PICO
+        held = Decimal(pico_held) / PICO
         found.append(
-            BudgetState(obj.id, scope, scope_id, budget.max_limit, budget.reset_duration, window, spent, held, obj.body)
+            BudgetState(obj.id, scope, scope_id, budget.max_limit, budget.reset_duration, window, used, held, obj.body)
         )
     return found
 
 
-async def _held(services: Any, rule_id: str, window: Window) -> int:
-    """What live reservations hold on the budget's counter (storage.records.Bucket's key format).
-    The counters belong to the limits; a console that cannot read them shows nothing held."""
+async def _held(services: Any, budgets: list[tuple[str, Window]]) -> list[int]:
+    """What live reservations hold on each budget's counter (storage.records.Bucket's key format),
+    in one read. The counters belong to the limits; a console that cannot read them shows nothing
+    held rather than failing the page."""
     counters = getattr(getattr(services, "limits", None), "_counters", None)
-    if counters is None:
-        return 0
+    if counters is None or not budgets:
+        return [0] * len(budgets)
+    buckets = [Bucket(f"{rule_id}:cost:{w.key}", 0, w.end.timestamp()) for rule_id, w in budgets]
     try:
-        state = (await counters.peek([Bucket(f"{rule_id}:cost:{window.key}", 0, window.end.timestamp())]))[0]
-        return max(0, int(state.reserved))
+        return [max(0, int(state.reserved)) for state in await counters.peek(buckets)]
     except Exception:  # a counter store that is down must not take the page with it
         log.debug("reading held amounts failed", exc_info=True)
-        return 0
+        return [0] * len(budgets)

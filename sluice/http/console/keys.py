@@ -34,12 +34,7 @@ def bar(state: budget_bars.BudgetState) -> Any:
 
 
 async def _key_budgets(page: Page, keys: list[VirtualKey]) -> dict[str, list[budget_bars.BudgetState]]:
-    ids = {k.id for k in keys}
-    objects = [
-        o
-        for o in await page.services.store.list_objects()
-        if o.kind == "budget" and o.body.get("virtual_key_id") in ids
-    ]
+    objects = await page.console.queries.key_budgets([k.id for k in keys])
     found: dict[str, list[budget_bars.BudgetState]] = {}
     for state in await budget_bars.states(page.services, page.console.queries, objects):
         found.setdefault(state.scope_id, []).append(state)
@@ -53,15 +48,10 @@ async def list_keys(page: Page) -> Response:
         number = max(1, min(int(params.get("page") or 1), 10_000))
     except ValueError:
         number = 1
-    keys = [k for k in await page.services.store.list_keys() if page.allowed("keys.read", scope_of(k))]
-    if search:
-        keys = [
-            k
-            for k in keys
-            if any(search in (v or "").lower() for v in (k.id, k.name, k.user_id, k.team_id, k.profile_id))
-        ]
-    total = len(keys)
-    shown = keys[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    found, total = await page.console.queries.keys(
+        page.key_visibility("keys.read"), search, PAGE_SIZE, (number - 1) * PAGE_SIZE
+    )
+    shown = [k for k in found if page.allowed("keys.read", scope_of(k))]  # the store's filter, checked again
     budgets = await _key_budgets(page, [k for k in shown if page.allowed("budgets.read", scope_of(k))])
     now = datetime.now(UTC)
     return page.render(

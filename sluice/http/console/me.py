@@ -14,22 +14,21 @@ from sluice.admin.keys import public_view
 from sluice.http.console import budgets as budget_bars
 from sluice.http.console.keys import bar, scope_of
 from sluice.http.console.web import Page
-from sluice.storage.backends.console_queries import LogFilter, month_start
+from sluice.storage.backends.console_queries import KeyVisibility, LogFilter, month_start
+from sluice.storage.records import VirtualKey
 
 AGENTS = ("claude-code", "codex", "gemini-cli", "cursor", "opencode")
 
 
 async def my_usage(page: Page) -> Response:
     uid = page.principal.user_id
-    keys = [k for k in await page.services.store.list_keys() if uid is not None and k.user_id == uid]
+    keys: list[VirtualKey] = []
+    if uid is not None:
+        keys = (await page.console.queries.keys(KeyVisibility(user_id=uid), limit=200))[0]
     keys = [k for k in keys if page.allowed("keys.read", scope_of(k))]
     now = datetime.now(UTC)
     ids = {k.id for k in keys}
-    objects = [
-        o
-        for o in await page.services.store.list_objects()
-        if o.kind == "budget" and o.body.get("virtual_key_id") in ids
-    ]
+    objects = await page.console.queries.key_budgets(sorted(ids))
     states = await budget_bars.states(page.services, page.console.queries, objects, now)
     spend_ok = bool(keys) and all(page.allowed("spend.read", scope_of(k)) for k in keys)
     sessions = []

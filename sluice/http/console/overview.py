@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from sluice.auth.rbac import Scope
 from sluice.http.console import budgets as budget_bars
-from sluice.http.console.svg import bars
+from sluice.http.console.svg import bars, budget_bar
 from sluice.http.console.web import Page
 from sluice.storage.backends.console_queries import LogFilter, Totals, day_start, hours_ago, month_start
 
@@ -36,7 +36,8 @@ async def restriction(page: Page, action: str) -> LogFilter | None:
         return None
     if grant == "team":
         return LogFilter(team_ids=tuple(sorted(page.principal.teams)))
-    own = [k.id for k in await page.services.store.list_keys() if k.user_id and k.user_id == page.principal.user_id]
+    uid = page.principal.user_id
+    own = await page.console.queries.key_ids_of_user(uid) if uid else []
     return LogFilter(key_ids=tuple(own))
 
 
@@ -47,7 +48,6 @@ async def overview(page: Page) -> Response:
     sections: dict[str, Any] = {}
     if page.grant("spend.read") != "none":
         flt = await restriction(page, "spend.read")
-        keys = {k.id: k for k in await page.services.store.list_keys()}
         if flt is None:
             await q.refresh(now)
 
@@ -64,8 +64,9 @@ async def overview(page: Page) -> Response:
         for dim in ("team", "model", "provider"):
             sections[dim] = {"today": await by(dim, today), "month": await by(dim, month)}
         month_keys = await by("key", month, 100_000)
-        sections["developer"] = _by_owner(month_keys, keys)
-        sections["top"] = [(t, keys.get(t.value or "")) for t in month_keys[:10]]
+        owners = await q.key_owners([t.value for t in month_keys if t.value])
+        sections["developer"] = _by_owner(month_keys, owners)
+        sections["top"] = [(t, owners.get(t.value or "", (None, None))) for t in month_keys[:10]]
         sections["agents"] = await q.agents_of([t.value for t in month_keys[:10] if t.value], month)
         if flt is None:
             daily = await q.trend("d", today - timedelta(days=29))
@@ -82,9 +83,7 @@ async def overview(page: Page) -> Response:
         )
         sections["breakers"] = breakers(page.services)
     if page.grant("budgets.read") != "none":
-        objects = await page.services.store.list_objects()
-        caps = [o for o in objects if o.kind == "budget" and o.body.get("virtual_key_id") is None]
-        caps = [o for o in caps if page.allowed("budgets.read", Scope(team_id=o.body.get("team_id")))]
+        caps = [o for o in await q.caps() if page.allowed("budgets.read", Scope(team_id=o.body.get("team_id")))]
         states = await budget_bars.states(page.services, q, caps, now)
         sections["caps"] = states
         sections["show_spent"] = page.grant("spend.read") == "all" or page.grant("spend.read") == "team"
@@ -99,21 +98,18 @@ async def overview(page: Page) -> Response:
 
 
 def budget_bars_svg(state: budget_bars.BudgetState) -> Any:
-    from sluice.http.console.svg import budget_bar
-
     return budget_bar(float(state.spent), float(state.held), float(state.limit), label=state.id)
 
 
-def _by_owner(rows: list[Totals], keys: dict[str, Any]) -> list[tuple[str, int, int]]:
+def _by_owner(rows: list[Totals], owners: dict[str, tuple[str | None, str | None]]) -> list[tuple[str, int, int]]:
     """(developer, cost, requests) from per-key figures: a key's developer is the person it is
     attached to, else the key itself."""
-    owners: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    people: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for t in rows:
-        key = keys.get(t.value or "")
-        owner = (key.user_id if key is not None and key.user_id else None) or f"key {t.value or '(none)'}"
-        owners[owner][0] += t.cost_pico
-        owners[owner][1] += t.requests
-    return sorted(((o, c, r) for o, (c, r) in owners.items()), key=lambda x: -x[1])[:10]
+        person = owners.get(t.value or "", (None, None))[0] or f"key {t.value or '(none)'}"
+        people[person][0] += t.cost_pico
+        people[person][1] += t.requests
+    return sorted(((p, c, r) for p, (c, r) in people.items()), key=lambda x: -x[1])[:10]
 
 
 def breakers(services: Any) -> list[tuple[str, int, str]]:

@@ -14,31 +14,28 @@ from sluice.auth.rbac import Scope
 from sluice.http.console import budgets as budget_bars
 from sluice.http.console.keys import bar
 from sluice.http.console.web import Page
-from sluice.storage.backends.console_queries import LogFilter, month_start
+from sluice.storage.backends.console_queries import month_start
 
 
 async def teams(page: Page) -> Response:
     now = datetime.now(UTC)
-    objects = await page.services.store.list_objects()
-    team_objs = [o for o in objects if o.kind == "team"]
-    customers = [o for o in objects if o.kind == "customer"]
-    caps = [o for o in objects if o.kind == "budget" and o.body.get("virtual_key_id") is None]
-    states = await budget_bars.states(page.services, page.console.queries, caps, now)
-    keys = await page.services.store.list_keys()
+    q = page.console.queries
+    team_objs = await q.objects("team")
+    customers = await q.objects("customer")
+    states = await budget_bars.states(page.services, q, await q.caps(), now)
+    members = await q.keys_per_team()
+    readable = [t.id for t in team_objs if page.allowed("spend.read", Scope(team_id=t.id))]
+    use = await q.team_key_spend(readable, month_start(now))
     rows: list[dict[str, Any]] = []
     for obj in team_objs:
         scope = Scope(team_id=obj.id)
-        members = [k for k in keys if k.team_id == obj.id]
-        use = []
-        if page.allowed("spend.read", scope):
-            use = await page.console.queries.spend_of("key", month_start(now), LogFilter(team_ids=(obj.id,)), 20)
         rows.append(
             {
                 "id": obj.id,
                 "body": obj.body,
                 "caps": [s for s in states if s.scope == "team" and s.scope_id == obj.id],
-                "members": len(members),
-                "use": use,
+                "members": members.get(obj.id, 0),
+                "use": use.get(obj.id, []),
                 "spend_visible": page.allowed("spend.read", scope),
                 "may_cap": page.allowed("caps.write", scope),
             }

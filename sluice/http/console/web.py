@@ -20,11 +20,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from sluice.admin.declarative import DeclarationError
 from sluice.admin.secrets import SecretError
 from sluice.admin.service import Conflict, Invalid, NotFound
-from sluice.auth.principal import Principal
-from sluice.auth.rbac import Scope, decide, widest_grant
+from sluice.auth.principal import ROLES, Principal
+from sluice.auth.rbac import ACTIONS, Scope, decide, grant_of, widest_grant
 from sluice.http.admin import admin_endpoints
 from sluice.http.admin.framework import ApiError, AuthChain, Call, Endpoint
 from sluice.http.console.session import ConsoleSession, form_value, same_origin
+from sluice.storage.backends.console_queries import KeyVisibility
 
 log = logging.getLogger("sluice.console")
 PREFIX = "/console"
@@ -72,6 +73,16 @@ class Page:
 
     def grant(self, action: str) -> str:
         return widest_grant(self.principal, action)
+
+    def key_visibility(self, action: str) -> KeyVisibility:
+        """The keys `action` lets the caller see, as a store filter (the union over their roles)."""
+        grants = {grant_of(r, action) for r in self.principal.roles if r in ROLES and action in ACTIONS}
+        if "all" in grants:
+            return KeyVisibility(everything=True)
+        return KeyVisibility(
+            teams=tuple(sorted(self.principal.teams)) if "team" in grants else (),
+            user_id=self.principal.user_id if "self" in grants else None,
+        )
 
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         return self.console.render(self.request, template, status, principal=self.principal, **values)

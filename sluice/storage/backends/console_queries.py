@@ -29,6 +29,7 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    false,
     func,
     insert,
     literal,
@@ -38,7 +39,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.storage.backends.sql_tables import audit_log, config_events, meta, request_log, spend_ledger
+from sluice.storage.backends.sql import _key_from_row
+from sluice.storage.backends.sql_tables import (
+    audit_log,
+    config_events,
+    config_objects,
+    meta,
+    request_log,
+    spend_ledger,
+    virtual_keys,
+)
+from sluice.storage.records import ConfigObject, VirtualKey
 
 _metadata = MetaData()
 rollup = Table(
@@ -77,6 +88,27 @@ class Totals:
     denied: int = 0
     rate_limited: int = 0
     errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVisibility:
+    """Which keys a caller may see, as RBAC's grants say: everything, or the union of the teams
+    they lead and their own keys (the console re-checks each row with rbac.decide too)."""
+
+    everything: bool = False
+    teams: tuple[str, ...] = ()
+    user_id: str | None = None
+
+    def clause(self) -> list[Any]:
+        if self.everything:
+            return []
+        k = virtual_keys.c
+        parts: list[Any] = []
+        if self.teams:
+            parts.append(k.team_id.in_(self.teams))
+        if self.user_id is not None:
+            parts.append(k.user_id == self.user_id)
+        return [or_(*parts)] if parts else [false()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +429,103 @@ class ConsoleQueries:
             rows = (await conn.execute(stmt.order_by(a.seq.desc()).limit(limit))).all()
         return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
 
+    # -- keys and objects, read a page at a time ---------------------------------------------------
+    async def keys(
+        self, vis: KeyVisibility, search: str = "", limit: int = 50, offset: int = 0
+    ) -> tuple[list[VirtualKey], int]:
+        """The keys the caller may see (one page of them, by id) and how many there are."""
+        k = virtual_keys.c
+        where = vis.clause()
+        if search:
+            like = f"%{search.replace('%', '').replace('_', '')}%"
+            where.append(
+                or_(
+                    k.id.like(like),
+                    k.name.like(like),
+                    k.user_id.like(like),
+                    k.team_id.like(like),
+                    k.profile_id.like(like),
+                )
+            )
+        async with self.engine.connect() as conn:
+            total = int(
+                (await conn.execute(select(func.count()).select_from(virtual_keys).where(*where))).scalar() or 0
+            )
+            rows = (
+                await conn.execute(select(virtual_keys).where(*where).order_by(k.id).limit(limit).offset(offset))
+            ).all()
+        return [_key_from_row(r._mapping) for r in rows], total
+
+    async def key_owners(self, key_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """(user id, team id) of each key."""
+        if not key_ids:
+            return {}
+        k = virtual_keys.c
+        found: dict[str, tuple[str | None, str | None]] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(key_ids), 500):
+                stmt = select(k.id, k.user_id, k.team_id).where(k.id.in_(key_ids[i : i + 500]))
+                found.update({r.id: (r.user_id, r.team_id) for r in (await conn.execute(stmt)).all()})
+        return found
+
+    async def key_ids_of_user(self, user_id: str) -> list[str]:
+        stmt = select(virtual_keys.c.id).where(virtual_keys.c.user_id == user_id).order_by(virtual_keys.c.id)
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in (await conn.execute(stmt)).all()]
+
+    async def keys_per_team(self) -> dict[str, int]:
+        k = virtual_keys.c
+        stmt = select(k.team_id, func.count()).where(k.team_id.is_not(None)).group_by(k.team_id)
+        async with self.engine.connect() as conn:
+            return {str(t): int(n) for t, n in (await conn.execute(stmt)).all()}
+
+    async def objects(self, kind: str) -> list[ConfigObject]:
+        c = config_objects.c
+        stmt = select(config_objects).where(c.kind == kind).order_by(c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    async def key_budgets(self, key_ids: list[str]) -> list[ConfigObject]:
+        """The budgets attached to these keys."""
+        if not key_ids:
+            return []
+        c = config_objects.c
+        target = c.body["virtual_key_id"].as_string()
+        stmt = select(config_objects).where(c.kind == "budget", target.in_(key_ids)).order_by(c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    async def caps(self) -> list[ConfigObject]:
+        """Budgets attached to a team or a customer."""
+        c = config_objects.c
+        target = c.body["virtual_key_id"].as_string()
+        stmt = select(config_objects).where(c.kind == "budget", target.is_(None)).order_by(c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    async def team_key_spend(self, team_ids: list[str], since: datetime, per_team: int = 20) -> dict[str, list[Totals]]:
+        """Each team's keys by cost since `since`, from the log (one grouped query)."""
+        if not team_ids:
+            return {}
+        c = request_log.c
+        stmt = (
+            select(c.team_id, c.virtual_key_id, *_measures())
+            .where(c.team_id.in_(team_ids), c.ts >= since)
+            .group_by(c.team_id, c.virtual_key_id)
+            .order_by(func.sum(c.cost_pico).desc())
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found: dict[str, list[Totals]] = {}
+        for row in rows:
+            bucket = found.setdefault(str(row[0]), [])
+            if len(bucket) < per_team:
+                bucket.append(_totals(row[1:]))
+        return found
+
     # -- budgets --------------------------------------------------------------------------------
     async def spent(self, scope: str, scope_id: str, start: datetime, end: datetime) -> int:
         """Settled spend (pico-dollars) of a key, team or customer in a window, from the ledger."""
@@ -410,6 +539,23 @@ class ConsoleQueries:
         )
         async with self.engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar() or 0)
+
+    async def spent_many(self, scope: str, scope_ids: list[str], start: datetime, end: datetime) -> dict[str, int]:
+        """`spent` of many keys, teams or customers sharing one window, in one grouped query."""
+        if not scope_ids:
+            return {}
+        column = {
+            "virtual_key": spend_ledger.c.virtual_key_id,
+            "team": spend_ledger.c.team_id,
+            "customer": spend_ledger.c.customer_id,
+        }[scope]
+        stmt = (
+            select(column, func.coalesce(func.sum(spend_ledger.c.cost_pico), 0))
+            .where(column.in_(scope_ids), spend_ledger.c.ts >= start, spend_ledger.c.ts < end)
+            .group_by(column)
+        )
+        async with self.engine.connect() as conn:
+            return {str(k): int(v) for k, v in (await conn.execute(stmt)).all()}
 
     async def anchors(self, rule_ids: list[str]) -> dict[str, datetime]:
         """When each rolling budget's windows started counting (what the limits store as
