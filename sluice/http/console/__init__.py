@@ -95,7 +95,9 @@ def build_console_app(services: Any, authenticators: Sequence[Authenticator] | N
     endpoints = console_endpoints()
     console = Console(services, chain, session, endpoints)
     engine = getattr(services.store, "engine", None)
-    console.queries = ConsoleQueries(engine) if engine is not None else None
+    console.queries = (
+        ConsoleQueries(engine, write_lock=getattr(services.store, "_write_lock", None)) if engine is not None else None
+    )
     files = _static()
 
     async def static(request: Request) -> Response:

@@ -13,7 +13,9 @@ Nothing here writes anything but the roll-up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +128,11 @@ class LogFilter:
     until: datetime | None = None
 
 
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -158,8 +165,9 @@ def _totals(row: Any) -> Totals:
 
 
 class ConsoleQueries:
-    def __init__(self, engine: AsyncEngine, *, refresh_s: float = 5.0) -> None:
+    def __init__(self, engine: AsyncEngine, *, refresh_s: float = 5.0, write_lock: Any = None) -> None:
         self.engine = engine
+        self.write_lock = write_lock
         self.is_sqlite = engine.url.get_backend_name() == "sqlite"
         self.refresh_s = refresh_s
         self._refreshed = 0.0
@@ -168,82 +176,79 @@ class ConsoleQueries:
     # -- the roll-up --------------------------------------------------------------------------
     async def refresh(self, now: datetime | None = None, *, force: bool = False) -> None:
         """Brings the roll-up up to `now`: re-aggregates the hours since the watermark (less the
-        late margin) from the log, and the days they fall in from those hours."""
+        late margin) from the log, then the days those hours fall in, one day at a time. Each day
+        is read in a read-only snapshot and written in a short transaction of its own, so the
+        gateway's writers (request log, spend ledger) never wait behind a long one."""
         if not force and time.monotonic() - self._refreshed < self.refresh_s:
             return
         async with self._lock:
             if not force and time.monotonic() - self._refreshed < self.refresh_s:
                 return
             now = now or datetime.now(UTC)
-            async with self.engine.begin() as conn:
+            async with self.engine.connect() as conn:
                 mark = (await conn.execute(select(meta.c.value).where(meta.c.name == _WATERMARK))).scalar()
                 if mark is None:
                     first = _utc((await conn.execute(select(func.min(request_log.c.ts)))).scalar())
                     start = _day(first or now)
                 else:
                     start = _hour(datetime.fromtimestamp(int(mark) - _LATE_S, UTC))
-                await self._rebuild(conn, start, now)
+            day = _day(start)
+            while day <= now:
+                await self._rebuild_day(day, max(start, day), now)
+                day += timedelta(days=1)
+            async with self._writing(), self.engine.begin() as conn:
                 stamp = int(now.timestamp())
-                if mark is None:
+                done = await conn.execute(update(meta).where(meta.c.name == _WATERMARK).values(value=stamp))
+                if not done.rowcount:
                     await conn.execute(insert(meta).values(name=_WATERMARK, value=stamp))
-                else:
-                    await conn.execute(update(meta).where(meta.c.name == _WATERMARK).values(value=stamp))
             self._refreshed = time.monotonic()
 
-    async def _rebuild(self, conn: Any, start: datetime, now: datetime) -> None:
+    def _writing(self) -> Any:
+        """The store's own write lock when it has one (SQLite takes one writer at a time)."""
+        return self.write_lock if self.write_lock is not None else _nothing()
+
+    async def _rebuild_day(self, day: datetime, start: datetime, now: datetime) -> None:
         c = request_log.c
+        end = day + timedelta(days=1)
         hours = self._bucket_expr(c.ts, "h")
-        await conn.execute(delete(rollup).where(rollup.c.grain == "h", rollup.c.bucket >= start))
-        for dim, column in DIMS.items():
-            value = func.coalesce(column, "") if column is not None else literal("")
-            stmt = (
-                select(hours.label("bucket"), value.label("value"), *_measures())
-                .where(c.ts >= start)
-                .group_by(hours, value)
-            )
-            rows = (await conn.execute(stmt)).all()
-            if rows:
-                await conn.execute(
-                    insert(rollup),
-                    [
-                        {
-                            "grain": "h",
-                            "dim": dim,
-                            "bucket": self._as_datetime(r[0]),
-                            "value": str(r[1])[:300],
-                            **dict(zip(MEASURES, r[2:], strict=True)),
-                        }
-                        for r in rows
-                    ],
+        hourly: list[dict[str, Any]] = []
+        async with self.engine.connect() as conn:
+            for dim, column in DIMS.items():
+                value = func.coalesce(column, "") if column is not None else literal("")
+                stmt = (
+                    select(hours.label("bucket"), value.label("value"), *_measures())
+                    .where(c.ts >= start, c.ts < end)
+                    .group_by(hours, value)
                 )
-        # Days from their hours: the days the rebuilt hours touch.
-        first_day = _day(start)
-        await conn.execute(delete(rollup).where(rollup.c.grain == "d", rollup.c.bucket >= first_day))
+                for got in (await conn.execute(stmt)).all():
+                    row = dict(zip(MEASURES, got[2:], strict=True))
+                    bucket = self._as_datetime(got[0])
+                    hourly.append({"grain": "h", "dim": dim, "bucket": bucket, "value": str(got[1])[:300], **row})
         r = rollup.c
-        day = self._bucket_expr(r.bucket, "d")
-        sums = [
-            func.sum(getattr(r, m)) for m in ("cost_pico", "tokens", "requests", "denied", "rate_limited", "errors")
-        ]
-        stmt = (
-            select(r.dim, day, r.value, *sums)
-            .where(r.grain == "h", r.bucket >= first_day)
-            .group_by(r.dim, day, r.value)
-        )
-        rows = (await conn.execute(stmt)).all()
-        if rows:
-            await conn.execute(
-                insert(rollup),
-                [
-                    {
-                        "grain": "d",
-                        "dim": row[0],
-                        "bucket": self._as_datetime(row[1]),
-                        "value": row[2],
-                        **dict(zip(MEASURES, row[3:], strict=True)),
-                    }
-                    for row in rows
-                ],
+        async with self._writing(), self.engine.begin() as conn:
+            await conn.execute(delete(rollup).where(r.grain == "h", r.bucket >= start, r.bucket < end))
+            if hourly:
+                await conn.execute(insert(rollup), hourly)
+            # The day from its hours (the ones just written and any earlier ones of the day).
+            sums = [func.sum(getattr(r, m)) for m in MEASURES]
+            stmt = (
+                select(r.dim, r.value, *sums)
+                .where(r.grain == "h", r.bucket >= day, r.bucket < end)
+                .group_by(r.dim, r.value)
             )
+            daily = [
+                {
+                    "grain": "d",
+                    "dim": row[0],
+                    "bucket": day,
+                    "value": row[1],
+                    **dict(zip(MEASURES, row[2:], strict=True)),
+                }
+                for row in (await conn.execute(stmt)).all()
+            ]
+            await conn.execute(delete(rollup).where(r.grain == "d", r.bucket == day))
+            if daily:
+                await conn.execute(insert(rollup), daily)
 
     def _bucket_expr(self, column: Any, grain: str) -> Any:
         if self.is_sqlite:
