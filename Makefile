@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 CONFIG ?= examples/demo.yaml
 E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint unit e2e-deps bench clean
+.PHONY: run test lint unit e2e-deps browser-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +38,21 @@ $(OIDC_NODE): tests/integration/oidc_provider/package.json
 
 e2e-deps: $(E2E_NODE) $(OIDC_NODE)
 
+# Debian's chromium for the console's browser tests: Playwright (a dev dependency) drives it by
+# path; `playwright install` is never run. Needs root (CI runs as root).
+$(CHROMIUM):
+	apt-get install -y --no-install-recommends chromium || \
+	  { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+browser-deps: $(CHROMIUM)
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sluice tests $(wildcard bench)
 	$(VENV)/bin/ruff format --check sluice tests
 	$(VENV)/bin/mypy sluice
 	$(VENV)/bin/lint-imports
 
-test: lint $(E2E_NODE) $(OIDC_NODE)
+test: lint $(E2E_NODE) $(OIDC_NODE) $(CHROMIUM)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev
