@@ -259,3 +259,21 @@ async def test_audit_verify_now_reports_the_chain(gateway: tuple[Services, Sluic
         await conn.execute(update(audit_log).where(audit_log.c.seq == 1).values(actor="someone-else"))
     verdict = await b.submit("/console/audit", "/console/audit/verify", {})
     assert "The chain is broken: record 1 was modified" in verdict.text
+
+
+async def test_a_budget_bar_shows_what_requests_in_flight_hold(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    b = await signed_in(app, BOOTSTRAP)
+    await b.submit("/console/keys", "/console/keys", {"id": "vk-h", "provider": "fake"})
+    await b.submit("/console/keys/vk-h", "/console/keys/vk-h/budgets", {"max_limit": "10", "reset_duration": "1d"})
+    key = await services.store.key_by_id("vk-h")
+    assert key is not None
+    admission = await services.limits.admit("req-held", key, 2 * 10**12, 100)  # $2 reserved, not settled
+    try:
+        page = await b.get("/console/keys/vk-h")
+        row = page.text.split("<td>vk-h-budget</td>")[1].split("</tr>")[0]
+        cells = re.findall(r'<td class="num">([^<]+)</td>', row)
+        assert cells[1:4] == ["$0.00", "$2.00", "$8.00"], cells  # spent, held, left
+        assert "$2.00 held" in row  # the bar's accessible label
+    finally:
+        await services.limits.release(admission)

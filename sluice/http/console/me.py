@@ -35,8 +35,9 @@ async def my_usage(page: Page) -> Response:
     month = []
     if spend_ok and ids:
         flt = LogFilter(key_ids=tuple(sorted(ids)))
-        sessions = await page.console.queries.sessions(flt, now - timedelta(days=7), 20)
-        month = await page.console.queries.spend_of("key", month_start(now), flt, 50)
+        sessions = await page.console.queries.sessions(flt, now - timedelta(days=2), 20)
+        await page.console.queries.freshen(now)
+        month = await page.console.queries.per_scope("key", sorted(ids), month_start(now), now)
     base = str(page.request.base_url).rstrip("/")
     return page.render(
         "me.html",

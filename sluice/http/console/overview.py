@@ -20,7 +20,14 @@ from sluice.auth.rbac import Scope
 from sluice.http.console import budgets as budget_bars
 from sluice.http.console.svg import bars, budget_bar
 from sluice.http.console.web import Page
-from sluice.storage.backends.console_queries import LogFilter, Totals, day_start, hours_ago, month_start
+from sluice.storage.backends.console_queries import (
+    SCOPED_DIMS,
+    Totals,
+    Within,
+    day_start,
+    hours_ago,
+    month_start,
+)
 
 PICO = Decimal(10**12)
 
@@ -29,16 +36,17 @@ def _dollars(pico: int) -> float:
     return float(Decimal(pico) / PICO)
 
 
-async def restriction(page: Page, action: str) -> LogFilter | None:
-    """None: the whole gateway; else the filter of what the caller may see."""
+async def restriction(page: Page, action: str) -> Within | None:
+    """None: the whole gateway; else the share the caller may see (the teams they lead, or their
+    own keys)."""
     grant = page.grant(action)
     if grant == "all":
         return None
     if grant == "team":
-        return LogFilter(team_ids=tuple(sorted(page.principal.teams)))
+        return Within("team", tuple(sorted(page.principal.teams)))
     uid = page.principal.user_id
     own = await page.console.queries.key_ids_of_user(uid) if uid else []
-    return LogFilter(key_ids=tuple(own))
+    return Within("key", tuple(own))
 
 
 async def overview(page: Page) -> Response:
@@ -46,17 +54,15 @@ async def overview(page: Page) -> Response:
     q = page.console.queries
     now = datetime.now(UTC)
     sections: dict[str, Any] = {}
+    ready = True
     if page.grant("spend.read") != "none":
-        flt = await restriction(page, "spend.read")
-        if flt is None:
-            await q.refresh(now)
+        within = await restriction(page, "spend.read")
+        ready = await q.freshen(now)
 
-            async def by(dim: str, since: datetime, limit: int = 10) -> list[Totals]:
-                return list(await q.spend_by(dim, since, now, limit))
-        else:
-
-            async def by(dim: str, since: datetime, limit: int = 10) -> list[Totals]:
-                return list(await q.spend_of(dim, since, flt, limit))
+        async def by(dim: str, since: datetime, limit: int = 10) -> list[Totals]:
+            if within is not None and dim not in SCOPED_DIMS[within.kind]:
+                return []  # e.g. "by team" of a developer's own keys
+            return list(await q.spend_by(dim, since, now, limit, within))
 
         today, month = day_start(now), month_start(now)
         totals = {"today": await by("total", today), "month": await by("total", month)}
@@ -67,13 +73,10 @@ async def overview(page: Page) -> Response:
         owners = await q.key_owners([t.value for t in month_keys if t.value])
         sections["developer"] = _by_owner(month_keys, owners)
         sections["top"] = [(t, owners.get(t.value or "", (None, None))) for t in month_keys[:10]]
-        sections["agents"] = await q.agents_of([t.value for t in month_keys[:10] if t.value], month)
-        if flt is None:
-            daily = await q.trend("d", today - timedelta(days=29))
-            hourly = await q.trend("h", hours_ago(now, 47))
-        else:
-            daily = await q.trend_of("d", today - timedelta(days=29), flt)
-            hourly = await q.trend_of("h", hours_ago(now, 47), flt)
+        # The agents of the top spenders over the last day: the log through its (key, ts) index.
+        sections["agents"] = await q.agents_of([t.value for t in month_keys[:10] if t.value], now - timedelta(days=1))
+        daily = await q.trend("d", today - timedelta(days=29), within)
+        hourly = await q.trend("h", hours_ago(now, 47), within)
         sections["daily"] = daily
         sections["daily_svg"] = bars(
             [(d.strftime("%m-%d"), _dollars(t.cost_pico)) for d, t in daily], title="Spend per day, last 30 days"
@@ -92,6 +95,7 @@ async def overview(page: Page) -> Response:
         s=sections,
         now=now,
         restricted=page.grant("spend.read") not in ("all", "none"),
+        ready=ready,
         elapsed_ms=(time.perf_counter() - started) * 1000,
         budget_bar=budget_bars_svg,
     )

@@ -20,6 +20,7 @@ from sluice.storage.backends.console_queries import LogFilter
 
 PAGE_SIZE = 50
 TAIL_POLL_S = 1.0
+KEEP_ALIVE_POLLS = 15
 TAIL_MAX_S = 600.0  # a tail reconnects (EventSource does so itself) rather than live for ever
 _FIELDS = ("key", "team", "model", "status", "decision", "session", "since", "until")
 
@@ -115,13 +116,15 @@ async def tail(page: Page) -> Response:
         yield b": tail of the request log\nretry: 2000\n\n"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TAIL_MAX_S
+        idle = 0
         while loop.time() < deadline:
             rows = await queries.requests_after(flt, after)
             for row in rows:
                 yield row_event(row)
                 after = (row["ts"], row["request_id"])
-            if not rows:
-                yield b": keep-alive\n\n"
+            idle = 0 if rows else idle + 1
+            if idle and idle % KEEP_ALIVE_POLLS == 0:
+                yield b": keep-alive\n\n"  # proxies close connections that stay silent
             await asyncio.sleep(TAIL_POLL_S)
 
     headers = {**SECURITY_HEADERS, "x-accel-buffering": "no"}

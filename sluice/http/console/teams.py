@@ -25,7 +25,8 @@ async def teams(page: Page) -> Response:
     states = await budget_bars.states(page.services, q, await q.caps(), now)
     members = await q.keys_per_team()
     readable = [t.id for t in team_objs if page.allowed("spend.read", Scope(team_id=t.id))]
-    use = await q.team_key_spend(readable, month_start(now))
+    await q.freshen(now)
+    use = await q.team_key_spend(readable, month_start(now), now)
     rows: list[dict[str, Any]] = []
     for obj in team_objs:
         scope = Scope(team_id=obj.id)

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.core.tasks import spawn
 from sluice.storage.backends.sql import _key_from_row
 from sluice.storage.backends.sql_tables import (
     audit_log,
@@ -59,6 +60,7 @@ rollup = Table(
     _metadata,
     Column("grain", String(1), primary_key=True),
     Column("dim", String(16), primary_key=True),
+    Column("scope", String(200), primary_key=True),
     Column("bucket", DateTime(timezone=True), primary_key=True),
     Column("value", String(300), primary_key=True),
     Column("cost_pico", BigInteger, nullable=False),
@@ -75,6 +77,16 @@ DIMS = {
     "model": request_log.c.model,
     "provider": request_log.c.provider,
 }
+# Rolled up per (scope kind, dimension): the whole gateway ("" scope), per team and per key, so a
+# team lead's or a developer's overview reads the roll-up too, never their share of the log.
+SCOPES: dict[str, Any] = {"": None, "team": request_log.c.team_id, "key": request_log.c.virtual_key_id}
+SCOPED_DIMS = {
+    "": ("total", "team", "key", "model", "provider"),
+    "team": ("total", "key", "model", "provider"),
+    "key": ("total", "model", "provider"),
+}
+_INLINE_ROWS = 50_000  # a first build over fewer log rows than this runs inline (well under a second)
+_KEEP_HOURS_DAYS = 3  # hourly rows older than this are folded into their day and dropped
 _WATERMARK = "console_rollup_until"
 _LATE_S = 7200  # log rows may land this late (the recorder's batches, a spill replayed): re-read them
 RATE_LIMITED_KINDS = ("policy_rate_limited", "policy_budget_busy")
@@ -90,6 +102,22 @@ class Totals:
     denied: int = 0
     rate_limited: int = 0
     errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Within:
+    """A share of the gateway: some teams (`kind` "team") or some keys ("key")."""
+
+    kind: str
+    ids: tuple[str, ...]
+
+
+def _scoped(dim: str, within: Within | None) -> tuple[str, list[str]]:
+    if within is None:
+        return dim, [""]
+    if dim not in SCOPED_DIMS[within.kind]:
+        raise ValueError(f"no {dim} roll-up within a {within.kind}")
+    return f"{within.kind}:{dim}", list(within.ids) or ["\x00none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +200,31 @@ class ConsoleQueries:
         self.refresh_s = refresh_s
         self._refreshed = 0.0
         self._lock = asyncio.Lock()
+        self._building: asyncio.Task[None] | None = None
+
+    async def freshen(self, now: datetime | None = None) -> bool:
+        """Refreshes the roll-up when that is cheap and says whether it is current. A first build
+        over a large log, or a gap of more than a day, runs in the background instead (a page
+        never waits for it): False until it is done."""
+        if self._building is not None and not self._building.done():
+            return False
+        now = now or datetime.now(UTC)
+        async with self.engine.connect() as conn:
+            mark = (await conn.execute(select(meta.c.value).where(meta.c.name == _WATERMARK))).scalar()
+            small = (
+                mark is None
+                and (
+                    await conn.execute(
+                        select(func.count()).select_from(request_log.select().limit(_INLINE_ROWS).subquery())
+                    )
+                ).scalar_one()
+                < _INLINE_ROWS
+            )
+        if small or (mark is not None and now.timestamp() - int(mark) < 86400):
+            await self.refresh(now)
+            return True
+        self._building = spawn(self.refresh(now, force=True), name="console-rollup")
+        return False
 
     # -- the roll-up --------------------------------------------------------------------------
     async def refresh(self, now: datetime | None = None, *, force: bool = False) -> None:
@@ -213,17 +266,31 @@ class ConsoleQueries:
         hours = self._bucket_expr(c.ts, "h")
         hourly: list[dict[str, Any]] = []
         async with self.engine.connect() as conn:
-            for dim, column in DIMS.items():
-                value = func.coalesce(column, "") if column is not None else literal("")
-                stmt = (
-                    select(hours.label("bucket"), value.label("value"), *_measures())
-                    .where(c.ts >= start, c.ts < end)
-                    .group_by(hours, value)
-                )
-                for got in (await conn.execute(stmt)).all():
-                    row = dict(zip(MEASURES, got[2:], strict=True))
-                    bucket = self._as_datetime(got[0])
-                    hourly.append({"grain": "h", "dim": dim, "bucket": bucket, "value": str(got[1])[:300], **row})
+            for kind, dims in SCOPED_DIMS.items():
+                scope_col = SCOPES[kind]
+                scope = func.coalesce(scope_col, "") if scope_col is not None else literal("")
+                for dim in dims:
+                    column = DIMS[dim]
+                    value = func.coalesce(column, "") if column is not None else literal("")
+                    stmt = (
+                        select(hours.label("bucket"), scope.label("scope"), value.label("value"), *_measures())
+                        .where(c.ts >= start, c.ts < end)
+                        .group_by(hours, scope, value)
+                    )
+                    name = f"{kind}:{dim}" if kind else dim
+                    for got in (await conn.execute(stmt)).all():
+                        row = dict(zip(MEASURES, got[3:], strict=True))
+                        bucket = self._as_datetime(got[0])
+                        hourly.append(
+                            {
+                                "grain": "h",
+                                "dim": name,
+                                "scope": str(got[1])[:200],
+                                "bucket": bucket,
+                                "value": str(got[2])[:300],
+                                **row,
+                            }
+                        )
         r = rollup.c
         async with self._writing(), self.engine.begin() as conn:
             await conn.execute(delete(rollup).where(r.grain == "h", r.bucket >= start, r.bucket < end))
@@ -232,23 +299,26 @@ class ConsoleQueries:
             # The day from its hours (the ones just written and any earlier ones of the day).
             sums = [func.sum(getattr(r, m)) for m in MEASURES]
             stmt = (
-                select(r.dim, r.value, *sums)
+                select(r.dim, r.scope, r.value, *sums)
                 .where(r.grain == "h", r.bucket >= day, r.bucket < end)
-                .group_by(r.dim, r.value)
+                .group_by(r.dim, r.scope, r.value)
             )
             daily = [
                 {
                     "grain": "d",
                     "dim": row[0],
+                    "scope": row[1],
                     "bucket": day,
-                    "value": row[1],
-                    **dict(zip(MEASURES, row[2:], strict=True)),
+                    "value": row[2],
+                    **dict(zip(MEASURES, row[3:], strict=True)),
                 }
                 for row in (await conn.execute(stmt)).all()
             ]
             await conn.execute(delete(rollup).where(r.grain == "d", r.bucket == day))
             if daily:
                 await conn.execute(insert(rollup), daily)
+            if day < _day(now) - timedelta(days=_KEEP_HOURS_DAYS):  # its day row holds it now
+                await conn.execute(delete(rollup).where(r.grain == "h", r.bucket >= day, r.bucket < end))
 
     def _bucket_expr(self, column: Any, grain: str) -> Any:
         if self.is_sqlite:
@@ -261,11 +331,15 @@ class ConsoleQueries:
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
         return _utc(value) or value
 
-    async def spend_by(self, dim: str, since: datetime, now: datetime, limit: int = 10) -> list[Totals]:
-        """The whole gateway's figures per `dim` value from `since` (a day boundary) to now,
-        largest cost first: whole days from the daily rows, today from the hourly ones."""
+    async def spend_by(
+        self, dim: str, since: datetime, now: datetime, limit: int = 10, within: Within | None = None
+    ) -> list[Totals]:
+        """Figures per `dim` value from `since` (a day boundary) to now, largest cost first: whole
+        days from the daily rows, today from the hourly ones. `within`: only these teams' or
+        keys' share (summed over them)."""
         today = _day(now)
         r = rollup.c
+        name, scopes = _scoped(dim, within)
         where = or_(
             and_(r.grain == "d", r.bucket >= since, r.bucket < today),
             and_(r.grain == "h", r.bucket >= max(since, today)),
@@ -275,7 +349,7 @@ class ConsoleQueries:
         ]
         stmt = (
             select(r.value, *sums)
-            .where(r.dim == dim, where)
+            .where(r.dim == name, r.scope.in_(scopes), where)
             .group_by(r.value)
             .order_by(sums[0].desc(), r.value)
             .limit(limit)
@@ -283,41 +357,36 @@ class ConsoleQueries:
         async with self.engine.connect() as conn:
             return [_totals(row) for row in (await conn.execute(stmt)).all()]
 
-    async def trend(self, grain: str, since: datetime) -> list[tuple[datetime, Totals]]:
-        """Whole-gateway figures per hour or per day from `since`, oldest first."""
+    async def per_scope(self, kind: str, ids: list[str], since: datetime, now: datetime) -> list[Totals]:
+        """Each team's or key's own totals from `since`, largest cost first (value: the id)."""
+        if not ids:
+            return []
+        today = _day(now)
         r = rollup.c
-        stmt = (
-            select(r.bucket, r.value, r.cost_pico, r.tokens, r.requests, r.denied, r.rate_limited, r.errors)
-            .where(r.grain == grain, r.dim == "total", r.bucket >= since)
-            .order_by(r.bucket)
+        where = or_(
+            and_(r.grain == "d", r.bucket >= since, r.bucket < today),
+            and_(r.grain == "h", r.bucket >= max(since, today)),
         )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [(self._as_datetime(row[0]), _totals(row[1:])) for row in rows]
-
-    # -- restricted views read the log through its indexes -------------------------------------
-    async def spend_of(self, dim: str, since: datetime, flt: LogFilter, limit: int = 10) -> list[Totals]:
-        """Like `spend_by`, for a caller restricted to some teams or keys: from the log itself."""
-        column = DIMS[dim]
-        value = func.coalesce(column, "") if column is not None else literal("")
+        sums = [func.sum(getattr(r, m)) for m in MEASURES]
         stmt = (
-            select(value.label("value"), *_measures())
-            .where(*_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)))
-            .group_by(value)
-            .order_by(func.sum(request_log.c.cost_pico).desc())
-            .limit(limit)
+            select(r.scope, *sums)
+            .where(r.dim == f"{kind}:total", r.scope.in_(ids), where)
+            .group_by(r.scope)
+            .order_by(sums[0].desc(), r.scope)
         )
         async with self.engine.connect() as conn:
             return [_totals(row) for row in (await conn.execute(stmt)).all()]
 
-    async def trend_of(self, grain: str, since: datetime, flt: LogFilter) -> list[tuple[datetime, Totals]]:
-        """`trend` for a restricted caller, from the log through its indexes."""
-        bucket = self._bucket_expr(request_log.c.ts, grain)
+    async def trend(self, grain: str, since: datetime, within: Within | None = None) -> list[tuple[datetime, Totals]]:
+        """Figures per hour or per day from `since`, oldest first (`within`: as in spend_by)."""
+        r = rollup.c
+        name, scopes = _scoped("total", within)
+        sums = [func.sum(getattr(r, m)) for m in MEASURES]
         stmt = (
-            select(bucket.label("bucket"), literal("").label("value"), *_measures())
-            .where(*_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)))
-            .group_by(bucket)
-            .order_by(bucket)
+            select(r.bucket, literal(""), *sums)
+            .where(r.grain == grain, r.dim == name, r.scope.in_(scopes), r.bucket >= since)
+            .group_by(r.bucket)
+            .order_by(r.bucket)
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
@@ -511,16 +580,24 @@ class ConsoleQueries:
             rows = (await conn.execute(stmt)).all()
         return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
 
-    async def team_key_spend(self, team_ids: list[str], since: datetime, per_team: int = 20) -> dict[str, list[Totals]]:
-        """Each team's keys by cost since `since`, from the log (one grouped query)."""
+    async def team_key_spend(
+        self, team_ids: list[str], since: datetime, now: datetime, per_team: int = 20
+    ) -> dict[str, list[Totals]]:
+        """Each team's keys by cost since `since`, from the roll-up (one grouped query)."""
         if not team_ids:
             return {}
-        c = request_log.c
+        today = _day(now)
+        r = rollup.c
+        where = or_(
+            and_(r.grain == "d", r.bucket >= since, r.bucket < today),
+            and_(r.grain == "h", r.bucket >= max(since, today)),
+        )
+        sums = [func.sum(getattr(r, m)) for m in MEASURES]
         stmt = (
-            select(c.team_id, c.virtual_key_id, *_measures())
-            .where(c.team_id.in_(team_ids), c.ts >= since)
-            .group_by(c.team_id, c.virtual_key_id)
-            .order_by(func.sum(c.cost_pico).desc())
+            select(r.scope, r.value, *sums)
+            .where(r.dim == "team:key", r.scope.in_(team_ids), where)
+            .group_by(r.scope, r.value)
+            .order_by(sums[0].desc())
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()

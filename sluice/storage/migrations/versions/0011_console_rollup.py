@@ -20,7 +20,8 @@ def upgrade() -> None:
     op.create_table(
         "console_rollup",
         sa.Column("grain", sa.String(1), primary_key=True),  # h (hour) | d (day)
-        sa.Column("dim", sa.String(16), primary_key=True),  # total | team | key | model | provider
+        sa.Column("dim", sa.String(16), primary_key=True),  # [team:|key:](total | team | key | model | provider)
+        sa.Column("scope", sa.String(200), primary_key=True),  # '' (the whole gateway), else the team or key id
         sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("value", sa.String(300), primary_key=True),  # '' for none
         sa.Column("cost_pico", sa.BigInteger, nullable=False),
