@@ -198,8 +198,15 @@ async def main() -> None:
         await lead.sign_in(role_token("team-lead", "team-07", "u-lead"))
         await dev.sign_in(role_token("developer", "", "u-00001"))
         t = time.perf_counter()
-        await admin.get("/console/")
+        first = await admin.get("/console/")
         first_overview_ms = (time.perf_counter() - t) * 1000
+        queries = app.mounts[1][1].state.console.queries  # type: ignore[attr-defined]
+        building = queries._building
+        t = time.perf_counter()
+        if building is not None:
+            await building  # the one-time build from the existing log, in the background
+        build_s = time.perf_counter() - t
+        assert building is None or b"being built" in first.body
         pages = {
             "overview (admin)": (admin, "/console/"),
             "overview (team lead)": (lead, "/console/"),
@@ -223,7 +230,8 @@ async def main() -> None:
             "rows": args.rows,
             "keys": args.keys,
             "seed_s": round(seeded_s, 1),
-            "first_overview_ms (builds the roll-up)": round(first_overview_ms, 1),
+            "first_overview_ms (starts the roll-up's build)": round(first_overview_ms, 1),
+            "rollup_build_s (background, one time)": round(build_s, 1),
             "pages": results,
             "when": now.isoformat(),
         }

@@ -323,7 +323,8 @@ class ConsoleQueries:
     def _bucket_expr(self, column: Any, grain: str) -> Any:
         if self.is_sqlite:
             return func.strftime("%Y-%m-%d %H:00:00" if grain == "h" else "%Y-%m-%d 00:00:00", column)
-        return func.date_trunc("hour" if grain == "h" else "day", column)
+        # In UTC whatever the session's time zone: a timestamp without zone, read back as UTC.
+        return func.date_trunc("hour" if grain == "h" else "day", func.timezone("UTC", column))
 
     @staticmethod
     def _as_datetime(value: Any) -> datetime:
