@@ -277,3 +277,23 @@ async def test_a_budget_bar_shows_what_requests_in_flight_hold(gateway: tuple[Se
         assert "$2.00 held" in row  # the bar's accessible label
     finally:
         await services.limits.release(admission)
+
+
+async def test_a_tail_that_falls_behind_jumps_to_the_newest(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    auditor = await signed_in(app, role_token("security-auditor"))
+    auditor.linger_s = 2.5
+    now = datetime.now(UTC)
+
+    async def burst() -> None:
+        await asyncio.sleep(0.3)
+        await services.store.insert_requests(
+            [entry(f"b{i:03d}", "vk-1", "team-a", 0, ts=now + timedelta(milliseconds=i)) for i in range(150)]
+        )
+
+    task = asyncio.create_task(burst())
+    stream = await auditor.get("/console/requests/tail", headers={"accept": "text/event-stream"})
+    await task
+    assert b"event: skipped" in stream.body
+    assert b'"id":"b149"' in stream.body and b'"id":"b000"' not in stream.body
+    assert stream.body.count(b"event: request") == 100

@@ -21,6 +21,7 @@ from sluice.storage.backends.console_queries import LogFilter
 PAGE_SIZE = 50
 TAIL_POLL_S = 1.0
 KEEP_ALIVE_POLLS = 15
+TAIL_BATCH = 100  # rows per poll at most
 TAIL_MAX_S = 600.0  # a tail reconnects (EventSource does so itself) rather than live for ever
 _FIELDS = ("key", "team", "model", "status", "decision", "session", "since", "until")
 
@@ -118,7 +119,12 @@ async def tail(page: Page) -> Response:
         deadline = loop.time() + TAIL_MAX_S
         idle = 0
         while loop.time() < deadline:
-            rows = await queries.requests_after(flt, after)
+            rows = await queries.requests_after(flt, after, TAIL_BATCH)
+            if len(rows) == TAIL_BATCH:
+                # More than a screen a second: jump to the newest rather than fall ever further
+                # behind (the log itself has them all).
+                rows = list(reversed(await queries.requests(flt, TAIL_BATCH)))
+                yield b"event: skipped\ndata: {}\n\n"
             for row in rows:
                 yield row_event(row)
                 after = (row["ts"], row["request_id"])

@@ -20,6 +20,9 @@
   }
   source.onopen = function () { state.textContent = "Live: new requests appear at the top."; };
   source.onerror = function () { state.textContent = "Live tail reconnecting…"; };
+  source.addEventListener("skipped", function () {
+    state.textContent = "Live: more than 100 requests a second; showing the newest.";
+  });
   source.addEventListener("request", function (event) {
     var r = JSON.parse(event.data);
     var empty = rows.querySelector("tr.empty");
