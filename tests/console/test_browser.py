@@ -164,6 +164,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayT
                     browser.close()
 
 
+READERS = ["Overview", "Developers and keys", "Teams and customers"]
+
+
 def _page(browser: Any) -> Any:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -196,7 +199,7 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
     assert page.get_by_text("vk-ana").first.is_visible()
     shot(page, "overview")
     nav = page.get_by_role("navigation", name="Console").get_by_role("link").all_inner_texts()
-    assert nav == ["Overview", "Developers and keys", "Teams and customers", "Requests", "Audit", "My usage"]
+    assert nav == [*READERS, "Requests", "Sessions", "Audit", "Configuration", "My usage"]
     for name, path, heading in (
         ("keys", "/console/keys", "Developers and keys"),
         ("key", "/console/keys/vk-ana", "Key vk-ana"),
@@ -204,6 +207,8 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
         ("requests", "/console/requests", "Requests"),
         ("request", "/console/requests/req-0001", "Request req-0001"),
         ("audit", "/console/audit", "Audit log"),
+        ("sessions", "/console/sessions", "Agent sessions"),
+        ("config", "/console/config", "Configuration"),
     ):
         page.goto(gw.base_url + path)
         assert page.get_by_role("heading", level=1).inner_text() == heading, path
@@ -214,15 +219,12 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
     assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
 
 
-READERS = ["Overview", "Developers and keys", "Teams and customers"]
-
-
 @pytest.mark.parametrize(
     ("token", "pages", "refused"),
     [
-        ("tok-auditor", [*READERS[:3], "Requests", "Audit", "My usage"], []),
-        ("tok-viewer", [*READERS, "My usage"], ["/console/requests", "/console/audit"]),
-        ("tok-lead", [*READERS, "My usage"], ["/console/requests", "/console/audit"]),
+        ("tok-auditor", [*READERS, "Requests", "Sessions", "Audit", "Configuration", "My usage"], []),
+        ("tok-viewer", [*READERS, "Configuration", "My usage"], ["/console/requests", "/console/audit"]),
+        ("tok-lead", [*READERS, "Configuration", "My usage"], ["/console/requests", "/console/sessions"]),
     ],
 )
 def test_each_role_sees_its_pages(

@@ -47,7 +47,16 @@ async def test_sign_in_refuses_a_cross_site_form_and_an_open_redirect(gateway: t
 async def test_every_page_has_a_strict_csp_and_no_inline_script_or_style(gateway: tuple[Services, SluiceASGI]) -> None:
     _, app = gateway
     b = await signed_in(app, BOOTSTRAP)
-    for path in ("/console/", "/console/keys", "/console/teams", "/console/requests", "/console/audit", "/console/me"):
+    for path in (
+        "/console/",
+        "/console/keys",
+        "/console/teams",
+        "/console/requests",
+        "/console/sessions",
+        "/console/audit",
+        "/console/config",
+        "/console/me",
+    ):
         page = await b.get(path)
         assert page.status == 200, path
         csp = page.header("content-security-policy") or ""
@@ -297,3 +306,26 @@ async def test_a_tail_that_falls_behind_jumps_to_the_newest(gateway: tuple[Servi
     assert b"event: skipped" in stream.body
     assert b'"id":"b149"' in stream.body and b'"id":"b000"' not in stream.body
     assert stream.body.count(b"event: request") == 100
+
+
+async def test_configuration_shows_names_never_secrets_and_events_to_who_may_read_them(
+    gateway: tuple[Services, SluiceASGI],
+) -> None:
+    _, app = gateway
+    from tests.admin.conftest import Client
+
+    api = Client(app)
+    assert (await api.post("/api/providers", json={"name": "fake2", "type": "fake"})).status == 201
+    made = await api.post("/api/provider-keys", json={"provider": "fake2", "name": "k1", "value": "env.HOME"})
+    assert made.status == 201, made.body
+    admin = await signed_in(app, BOOTSTRAP)
+    page = await admin.get("/console/config")
+    assert page.status == 200 and "fake2" in page.text and "k1" in page.text
+    keys_table = page.text.split("<caption>Provider keys</caption>")[1].split("</table>")[0]
+    assert "k1" in keys_table and "env.HOME" not in keys_table  # names only
+    assert "Configuration events" in page.text and "provider_key fake2:k1" in page.text
+    viewer = await signed_in(app, role_token("viewer"))
+    seen = await viewer.get("/console/config")
+    assert seen.status == 200 and "fake2" in seen.text and "provider_key fake2:k1" not in seen.text
+    assert "events.read" in seen.text
+    assert (await (await signed_in(app, role_token("developer", "", "u-x"))).get("/console/config")).status == 403

@@ -87,11 +87,20 @@ class Page:
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         return self.console.render(self.request, template, status, principal=self.principal, **values)
 
-    async def admin(self, method: str, path: str, params: dict[str, str], body: dict[str, Any] | None = None) -> Any:
+    async def admin(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
         """Runs the admin API's handler of `method path` as this principal."""
         ep = self.console.admin_index[method, path]
         call = Call(self.principal, ep.action, params, None, None, self.services)
         try:
+            if ep.query is not None:
+                call.query = ep.query.model_validate(query or {})
             if ep.body is not None:
                 call.body = ep.body.model_validate(body or {})
             return await ep.handler(call)
