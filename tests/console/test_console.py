@@ -329,3 +329,35 @@ async def test_configuration_shows_names_never_secrets_and_events_to_who_may_rea
     assert seen.status == 200 and "fake2" in seen.text and "provider_key fake2:k1" not in seen.text
     assert "events.read" in seen.text
     assert (await (await signed_in(app, role_token("developer", "", "u-x"))).get("/console/config")).status == 403
+
+
+async def test_audit_export_is_the_chain_as_json_lines(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    b = await signed_in(app, BOOTSTRAP)
+    await b.submit("/console/keys", "/console/keys", {"id": "vk-e"})
+    await services.audit.drain()
+    b.linger_s = 0.5  # a streamed download: stay connected while it is sent
+    got = await b.get("/console/audit/export")
+    assert got.status == 200 and "attachment" in (got.header("content-disposition") or "")
+    import orjson
+
+    from sluice.audit.chain import verify
+    from sluice.storage.records import AuditRecord
+
+    records = [orjson.loads(line) for line in got.body.splitlines()]
+    assert records and records[0]["seq"] == 1
+    parsed = [
+        AuditRecord(
+            r["seq"],
+            datetime.fromisoformat(r["ts"]),
+            r["kind"],
+            r["actor"],
+            r["data"],
+            r["key_id"],
+            r["prev_mac"],
+            r["mac"],
+        )
+        for r in records
+    ]
+    assert verify(parsed, services.config.audit.keys()).ok
+    assert (await (await signed_in(app, role_token("viewer"))).get("/console/audit/export")).status == 403

@@ -69,6 +69,7 @@ def console_endpoints() -> list[ConsoleEndpoint]:
         ConsoleEndpoint("GET", f"{P}/audit", "audit.read", audit_page.audit, "Audit"),
         ConsoleEndpoint("GET", f"{P}/config", "config.read", config_page.configuration, "Configuration"),
         ConsoleEndpoint("POST", f"{P}/audit/verify", "audit.read", audit_page.verify_now),
+        ConsoleEndpoint("GET", f"{P}/audit/export", "audit.read", audit_page.export),
         ConsoleEndpoint("GET", f"{P}/me", "me.read", me.my_usage, "My usage"),
     ]
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.responses import Response
+import orjson
+from starlette.responses import Response, StreamingResponse
 
 from sluice.audit import checkpoints
 from sluice.audit.chain import Verdict, seal_anchor, verify
-from sluice.http.console.web import ConsoleError, Page
+from sluice.http.console.web import SECURITY_HEADERS, ConsoleError, Page
 from sluice.settings import AuditConfig
 from sluice.storage.records import AuditRecord
 
@@ -77,3 +79,17 @@ def _verify(records: list[AuditRecord], config: AuditConfig, anchor: tuple[dict[
     last_seq = records[-1].seq if records else 0
     problem = checkpoints.check(found, {r.seq: r.mac for r in records}, last_seq, public)
     return Verdict(False, verdict.checked, problem) if problem else verdict
+
+
+async def export(page: Page) -> Response:
+    """Every record as JSON lines (what the MAC covers, plus the MAC), as `sluice audit export`
+    writes them: the file verifies with `sluice audit verify --file`. Recorded as a data read."""
+    store = page.services.store
+    await page.services.admin.data_read(page.principal.actor, "audit_export", {"via": "console"})
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for record in store.audit_records():
+            yield orjson.dumps({**record.body(), "mac": record.mac}) + b"\n"
+
+    headers = {**SECURITY_HEADERS, "content-disposition": "attachment; filename=sluice-audit.jsonl"}
+    return StreamingResponse(lines(), headers=headers, media_type="application/x-ndjson")
