@@ -6,8 +6,8 @@ query and the verification are themselves recorded in the audit log."""
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
