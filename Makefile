@@ -7,7 +7,7 @@ E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint unit e2e-deps browser-deps bench clean
+.PHONY: run test lint unit e2e-deps browser-deps screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ $(CHROMIUM):
 	  { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 browser-deps: $(CHROMIUM)
+
+# Refreshes the console's screenshots in docs/images from the browser tests.
+screenshots: $(VENV)/.dev $(OIDC_NODE) $(CHROMIUM)
+	SLUICE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/console/test_browser.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sluice tests $(wildcard bench)

@@ -222,6 +222,8 @@ async def main() -> None:
             "requests ?key (rare)": (admin, "/console/requests?key=vk-04999"),
             "request detail": (admin, f"/console/requests/req-{args.rows // 2:08d}"),
             "audit": (admin, "/console/audit"),
+            "sessions (last 24 h)": (admin, "/console/sessions"),
+            "configuration": (admin, "/console/config"),
             "my usage (developer)": (dev, "/console/me"),
         }
         results = {name: await timed(b, path, args.repeat) for name, (b, path) in pages.items()}

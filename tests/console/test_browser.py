@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,10 @@ from tests.integration.oidc_support import OidcProvider
 from tests.support import GatewayThread, free_port
 
 CHROMIUM = os.environ.get("SLUICE_CHROMIUM", "/usr/bin/chromium")
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+# `make screenshots` (SLUICE_SCREENSHOTS=1) refreshes docs/images; otherwise they go to a temporary
+# directory, so a test run leaves the tree as it found it.
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+IMAGES = DOCS_IMAGES if os.environ.get("SLUICE_SCREENSHOTS") else Path(tempfile.mkdtemp(prefix="sluice-shots-"))
 SECRET = "console-client-secret-0123456789"
 ACCOUNTS = {
     "dave": {"email": "dave@example.com", "name": "Dave Dev", "groups": ["engineering"]},
