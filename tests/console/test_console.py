@@ -361,3 +361,16 @@ async def test_audit_export_is_the_chain_as_json_lines(gateway: tuple[Services, 
     ]
     assert verify(parsed, services.config.audit.keys()).ok
     assert (await (await signed_in(app, role_token("viewer"))).get("/console/audit/export")).status == 403
+
+
+async def test_deleting_the_admin_token_ends_its_console_session(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    from sluice.auth.admin_tokens import create_token
+
+    _, secret, _ = await create_token(services.store, "tok-c", "c", ["admin"], [], None, "test", None)
+    b = await signed_in(app, secret)
+    assert (await b.get("/console/keys")).status == 200
+    await services.admin.delete("admin_token", "tok-c", "test")
+    page = await b.get("/console/keys")
+    assert page.status == 303 and "/console/sign-in" in (page.header("location") or "")
+    assert "sluice_console" not in b.cookies  # dropped, not presented again

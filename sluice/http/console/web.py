@@ -204,8 +204,14 @@ class Console:
                 principal = await self.principal(request)
                 if principal is None:
                     if request.method == "GET" and "text/event-stream" not in request.headers.get("accept", ""):
-                        return RedirectResponse(f"{PREFIX}/sign-in?next={request.url.path}", 303, SECURITY_HEADERS)
-                    raise ConsoleError(401, "Sign in first.")
+                        response = RedirectResponse(f"{PREFIX}/sign-in?next={request.url.path}", 303, SECURITY_HEADERS)
+                    else:
+                        response = self.error(request, ConsoleError(401, "Sign in first."))
+                    # A token that no longer signs in (revoked, rotated) is dropped, so it is not
+                    # presented again on every page and counted as a failed sign-in each time.
+                    if self.session.token_of({k.lower(): v for k, v in request.headers.items()}) is not None:
+                        response.headers.append("set-cookie", self.session.clear_token_cookie())
+                    return response
                 page = Page(request, principal, self)
                 if request.method == "POST":
                     await self.check_csrf(request, page)
