@@ -203,6 +203,7 @@ class Console:
             try:
                 principal = await self.principal(request)
                 if principal is None:
+                    response: Response
                     if request.method == "GET" and "text/event-stream" not in request.headers.get("accept", ""):
                         response = RedirectResponse(f"{PREFIX}/sign-in?next={request.url.path}", 303, SECURITY_HEADERS)
                     else:
