@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from sluice.storage.backends.sql_tables import (
 )
 from sluice.storage.records import ConfigObject, VirtualKey
 
+log = logging.getLogger("sluice.console")
 _metadata = MetaData()
 rollup = Table(
     "console_rollup",
@@ -221,7 +223,10 @@ class ConsoleQueries:
                 < _INLINE_ROWS
             )
         if small or (mark is not None and now.timestamp() - int(mark) < 86400):
-            await self.refresh(now)
+            try:
+                await self.refresh(now)
+            except Exception:  # e.g. another replica refreshing the same hours: figures stay a moment older
+                log.warning("refreshing the console roll-up failed; showing it as it was", exc_info=True)
             return True
         self._building = spawn(self.refresh(now, force=True), name="console-rollup")
         return False
