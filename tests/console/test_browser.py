@@ -203,7 +203,7 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
     assert page.get_by_text("vk-ana").first.is_visible()
     shot(page, "overview")
     nav = page.get_by_role("navigation", name="Console").get_by_role("link").all_inner_texts()
-    assert nav == [*READERS, "Requests", "Sessions", "Audit", "Configuration", "My usage"]
+    assert nav == [*READERS, "Requests", "Sessions", "Audit", "MCP", "Configuration", "My usage"]
     for name, path, heading in (
         ("keys", "/console/keys", "Developers and keys"),
         ("key", "/console/keys/vk-ana", "Key vk-ana"),
@@ -213,6 +213,7 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
         ("audit", "/console/audit", "Audit log"),
         ("sessions", "/console/sessions", "Agent sessions"),
         ("config", "/console/config", "Configuration"),
+        ("mcp", "/console/mcp", "MCP"),
     ):
         page.goto(gw.base_url + path)
         assert page.get_by_role("heading", level=1).inner_text() == heading, path
@@ -226,9 +227,9 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
 @pytest.mark.parametrize(
     ("token", "pages", "refused"),
     [
-        ("tok-auditor", [*READERS, "Requests", "Sessions", "Audit", "Configuration", "My usage"], []),
-        ("tok-viewer", [*READERS, "Configuration", "My usage"], ["/console/requests", "/console/audit"]),
-        ("tok-lead", [*READERS, "Configuration", "My usage"], ["/console/requests", "/console/sessions"]),
+        ("tok-auditor", [*READERS, "Requests", "Sessions", "Audit", "MCP", "Configuration", "My usage"], []),
+        ("tok-viewer", [*READERS, "MCP", "Configuration", "My usage"], ["/console/requests", "/console/audit"]),
+        ("tok-lead", [*READERS, "MCP", "Configuration", "My usage"], ["/console/requests", "/console/sessions"]),
     ],
 )
 def test_each_role_sees_its_pages(
@@ -239,7 +240,8 @@ def test_each_role_sees_its_pages(
     sign_in(page, gw, tokens[token])
     assert page.get_by_role("navigation", name="Console").get_by_role("link").all_inner_texts() == pages
     for title in pages:
-        page.get_by_role("navigation", name="Console").get_by_role("link", name=title).click()
+        with page.expect_navigation():
+            page.get_by_role("navigation", name="Console").get_by_role("link", name=title, exact=True).click()
         assert page.get_by_role("heading", level=1).is_visible()
         assert "Not allowed" not in page.content(), (token, title)
     for path in refused:

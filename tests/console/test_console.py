@@ -55,6 +55,7 @@ async def test_every_page_has_a_strict_csp_and_no_inline_script_or_style(gateway
         "/console/sessions",
         "/console/audit",
         "/console/config",
+        "/console/mcp",
         "/console/me",
     ):
         page = await b.get(path)
@@ -374,3 +375,22 @@ async def test_deleting_the_admin_token_ends_its_console_session(gateway: tuple[
     page = await b.get("/console/keys")
     assert page.status == 303 and "/console/sign-in" in (page.header("location") or "")
     assert "sluice_console" not in b.cookies  # dropped, not presented again
+
+
+async def test_mcp_shows_grants_to_key_readers_and_calls_to_auditors(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    from tests.admin.conftest import Client
+
+    made = await Client(app).post("/api/keys", json={"id": "vk-m", "team_id": "team-a", "mcp_tools": ["srv/read_*"]})
+    assert made.status == 201, made.body
+    await services.audit.append("mcp_call", "vk-m", {"tool": "srv__read_file", "outcome": "ok"})
+    await services.audit.append("mcp_denied", "vk-m", {"tool": "srv__delete", "outcome": "denied"})
+    await services.audit.drain()
+    page = await (await signed_in(app, BOOTSTRAP)).get("/console/mcp")
+    assert page.status == 200 and "srv/read_*" in page.text
+    per_tool = page.text.split("Calls and denials per tool")[1].split("</table>")[0]
+    assert re.search(r"<td>srv__read_file</td><td class=\"num\">1</td><td class=\"num\">0</td>", per_tool)
+    assert re.search(r"<td>srv__delete</td><td class=\"num\">0</td><td class=\"num\">1</td>", per_tool)
+    lead_b = await (await signed_in(app, role_token("team-lead", "team-b"))).get("/console/mcp")
+    assert lead_b.status == 200 and "vk-m" not in lead_b.text and "srv__read_file" not in lead_b.text
+    assert (await (await signed_in(app, role_token("developer", "", "u-z"))).get("/console/mcp")).status == 403

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from sluice.auth.principal import Authenticator
 from sluice.http.admin import default_authenticators
 from sluice.http.admin.framework import ApiError, AuthChain
-from sluice.http.console import audit_page, config_page, keys, me, overview, requests_page, teams
+from sluice.http.console import audit_page, config_page, keys, mcp_page, me, overview, requests_page, teams
 from sluice.http.console.session import ConsoleSession, form_value, same_origin
 from sluice.http.console.web import PREFIX, SECURITY_HEADERS, Console, ConsoleEndpoint, ConsoleError, Page
 from sluice.storage.backends.console_queries import ConsoleQueries
@@ -67,6 +67,7 @@ def console_endpoints() -> list[ConsoleEndpoint]:
         ConsoleEndpoint("GET", f"{P}/requests/{{request_id}}", "requests.read", requests_page.request_detail),
         ConsoleEndpoint("GET", f"{P}/sessions", "requests.read", requests_page.sessions, "Sessions"),
         ConsoleEndpoint("GET", f"{P}/audit", "audit.read", audit_page.audit, "Audit"),
+        ConsoleEndpoint("GET", f"{P}/mcp", "config.read", mcp_page.mcp, "MCP"),
         ConsoleEndpoint("GET", f"{P}/config", "config.read", config_page.configuration, "Configuration"),
         ConsoleEndpoint("POST", f"{P}/audit/verify", "audit.read", audit_page.verify_now),
         ConsoleEndpoint("GET", f"{P}/audit/export", "audit.read", audit_page.export),

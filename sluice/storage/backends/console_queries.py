@@ -556,6 +556,15 @@ class ConsoleQueries:
             ).all()
         return [_key_from_row(r._mapping) for r in rows], total
 
+    async def mcp_grants(self, vis: KeyVisibility, limit: int = 2000) -> list[VirtualKey]:
+        """Keys with any MCP grant stored on them (the caller's visible ones), by id."""
+        k = virtual_keys.c
+        stmt = select(virtual_keys).where(*vis.clause(), k.mcp.is_not(None)).order_by(k.id).limit(limit * 5)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found = [_key_from_row(r._mapping) for r in rows]
+        return [key for key in found if key.mcp_tools or key.mcp_tool_groups][:limit]
+
     async def key_owners(self, key_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
         """(user id, team id) of each key."""
         if not key_ids:
