@@ -353,3 +353,25 @@ def test_a_developer_signs_in_with_sso_and_sees_only_their_own(
     assert response is not None and response.status == 403
     page.goto(f"{gw.base_url}/console/")
     assert "your own keys" in page.content()
+
+
+def test_every_page_reads_without_javascript(console: tuple[GatewayThread, dict[str, str], Any]) -> None:
+    gw, tokens, browser = console
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{gw.base_url}/console/sign-in")
+    page.get_by_label("Admin token").fill(tokens["tok-auditor"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{gw.base_url}/console/")
+    for path, text in (
+        ("/console/", "Top spenders this month"),
+        ("/console/keys", "vk-ana"),
+        ("/console/requests", "Live tail needs JavaScript"),
+        ("/console/requests/req-0002", "Attempts"),
+        ("/console/audit", "Records, newest first"),
+    ):
+        page.goto(gw.base_url + path)
+        assert text in page.content(), path
+    page.goto(f"{gw.base_url}/console/requests?team=team-data")
+    assert "team-web" not in page.locator("#log-rows").inner_text()
+    context.close()
