@@ -133,7 +133,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayT
             "providers": {"fake": {}},
             "pricing": {"overrides": {"echo": {"input_cost_per_mtok": 1, "output_cost_per_mtok": 5}}},
             "access_profiles": [
-                {"id": "developers", "groups": ["engineering"], "provider_configs": [{"provider": "fake"}]}
+                {
+                    "id": "developers",
+                    "groups": ["engineering"],
+                    "provider_configs": [{"provider": "fake"}],
+                    "budgets": [{"id": "monthly", "max_limit": 50, "reset_duration": "1M"}],
+                }
             ],
             "auth": {
                 "oidc": {
@@ -345,6 +350,7 @@ def test_a_developer_signs_in_with_sso_and_sees_only_their_own(
     mine = page.locator("section", has=page.get_by_role("heading", name="My keys")).inner_text()
     assert "vk-ana" not in mine and "No key is attached to you" not in mine
     assert "sluice connect claude-code" in page.content()
+    assert page.locator("svg.budget").count() == 1  # the profile's budget, per developer
     shot(page, "me")
     page.goto(f"{gw.base_url}/console/keys")
     listed = page.locator("table.keys tbody").inner_text()

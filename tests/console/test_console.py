@@ -394,3 +394,27 @@ async def test_mcp_shows_grants_to_key_readers_and_calls_to_auditors(gateway: tu
     lead_b = await (await signed_in(app, role_token("team-lead", "team-b"))).get("/console/mcp")
     assert lead_b.status == 200 and "vk-m" not in lead_b.text and "srv__read_file" not in lead_b.text
     assert (await (await signed_in(app, role_token("developer", "", "u-z"))).get("/console/mcp")).status == 403
+
+
+async def test_a_keys_access_profile_budgets_are_drawn_with_its_own_spend(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    from sluice.storage.records import SpendRow
+    from tests.admin.conftest import Client
+
+    api = Client(app)
+    profile = {
+        "id": "devs",
+        "groups": ["eng"],
+        "provider_configs": [{"provider": "fake"}],
+        "budgets": [{"id": "monthly", "max_limit": 50, "reset_duration": "1M"}],
+    }
+    assert (await api.post("/api/access-profiles", json=profile)).status == 201
+    made = await api.post("/api/keys", json={"id": "vk-p", "user_id": "u-p", "profile_id": "devs"})
+    assert made.status == 201, made.body
+    await services.store.record_spend([SpendRow("sp-1", datetime.now(UTC), "vk-p", None, None, 4 * 10**12, 10)])
+    dev = await signed_in(app, role_token("developer", "", "u-p"))
+    me = await dev.get("/console/me")
+    row = me.text.split("<td>devs/monthly@vk-p (vk-p)</td>")[1].split("</tr>")[0]
+    assert re.findall(r'<td class="num">([^<]+)</td>', row)[:3] == ["$4.00", "$0.00", "$46.00"], row
+    detail = await (await signed_in(app, BOOTSTRAP)).get("/console/keys/vk-p")
+    assert "from access profile devs" in detail.text  # changed in the profile, not here

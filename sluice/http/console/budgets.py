@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice.core.windows import Duration, Window, window_at
+from sluice.governance.profiles import profile_limits
 from sluice.settings import BudgetConfig
-from sluice.storage.records import Bucket, ConfigObject
+from sluice.storage.records import Bucket, ConfigObject, VirtualKey
 
 log = logging.getLogger("sluice.console")
 PICO = Decimal(10**12)
@@ -52,9 +53,15 @@ async def states(
 ) -> list[BudgetState]:
     now = now or datetime.now(UTC)
     parsed = [(o, b) for o in budgets if (b := parse(o)) is not None]
-    anchors = await queries.anchors([o.id for o, b in parsed if not b.calendar_aligned])
+    rolling = [o.id for o, b in parsed if not b.calendar_aligned]
+    anchors = await queries.anchors([*rolling, *{_template(i) for i in rolling if "@" in i}])
     windows = [
-        window_at(now, Duration.parse(b.reset_duration), calendar_aligned=b.calendar_aligned, anchor=anchors.get(o.id))
+        window_at(
+            now,
+            Duration.parse(b.reset_duration),
+            calendar_aligned=b.calendar_aligned,
+            anchor=anchors.get(o.id) or anchors.get(_template(o.id)),
+        )
         for o, b in parsed
     ]
     # One grouped ledger query per (scope kind, window) rather than one per budget.
@@ -74,6 +81,25 @@ async def states(
         found.append(
             BudgetState(obj.id, scope, scope_id, budget.max_limit, budget.reset_duration, window, used, held, obj.body)
         )
+    return found
+
+
+def _template(rule_id: str) -> str:
+    """A profile budget's windows start when the profile's rule appeared, for all its keys: the
+    limits anchor `<profile>/<budget>@` (sluice/governance/limits.py)."""
+    return rule_id[: rule_id.rindex("@") + 1] if "@" in rule_id else rule_id
+
+
+def derived(profiles: dict[str, Any], keys: list[VirtualKey]) -> list[ConfigObject]:
+    """The budgets each key has from its access profile (per key: its own counters), as the
+    limits derive them; marked with the profile so no form offers to change them here."""
+    found: list[ConfigObject] = []
+    for key in keys:
+        profile = profiles.get(key.profile_id) if key.profile_id else None
+        if profile is None:
+            continue
+        for b in profile_limits(profile, key.id)[0]:
+            found.append(ConfigObject("budget", b.id, {**b.model_dump(mode="json"), "profile": profile.id}, "profile"))
     return found
 
 

@@ -35,6 +35,7 @@ def bar(state: budget_bars.BudgetState) -> Any:
 
 async def _key_budgets(page: Page, keys: list[VirtualKey]) -> dict[str, list[budget_bars.BudgetState]]:
     objects = await page.console.queries.key_budgets([k.id for k in keys])
+    objects += budget_bars.derived(page.services.profiles.profiles, keys)
     found: dict[str, list[budget_bars.BudgetState]] = {}
     for state in await budget_bars.states(page.services, page.console.queries, objects):
         found.setdefault(state.scope_id, []).append(state)

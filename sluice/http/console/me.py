@@ -29,6 +29,7 @@ async def my_usage(page: Page) -> Response:
     now = datetime.now(UTC)
     ids = {k.id for k in keys}
     objects = await page.console.queries.key_budgets(sorted(ids))
+    objects += budget_bars.derived(page.services.profiles.profiles, keys)
     states = await budget_bars.states(page.services, page.console.queries, objects, now)
     spend_ok = bool(keys) and all(page.allowed("spend.read", scope_of(k)) for k in keys)
     sessions = []
