@@ -1,9 +1,11 @@
 """Configuration: providers and their keys (names only), routing rules and aliases, MCP servers and
 tool groups, and the configuration events with before and after.
 
-Each list is the admin API's own listing handler (GET /api/<kind>, `config.read`), so secrets come
-out as the API shows them and then only names are printed; the events are GET /api/config/events
-(`events.read`: admin and security auditor), recorded as a data read like the API's."""
+Each list is one kind's objects read by kind (not the whole configuration once per list) and shown
+as the admin API shows them (`Kind.public`: secrets as their reference or "(encrypted)"), under
+the API's listing rule (`config.read` on no particular scope); then only names are printed. The
+events are GET /api/config/events (`events.read`: admin and security auditor), recorded as a data
+read like the API's."""
 
 from __future__ import annotations
 
@@ -11,23 +13,29 @@ from typing import Any
 
 from starlette.responses import Response
 
+from sluice.admin.kinds import KINDS
 from sluice.http.console.web import Page
+from sluice.storage.records import ConfigObject
 
 SECTIONS = (
-    ("provider", "/api/providers", "Providers"),
-    ("provider_key", "/api/provider-keys", "Provider keys"),
-    ("routing_rule", "/api/routing-rules", "Routing rules"),
-    ("alias", "/api/aliases", "Aliases"),
-    ("mcp_server", "/api/mcp-servers", "MCP servers"),
-    ("tool_group", "/api/tool-groups", "MCP tool groups"),
+    ("provider", "Providers"),
+    ("provider_key", "Provider keys"),
+    ("routing_rule", "Routing rules"),
+    ("alias", "Aliases"),
+    ("mcp_server", "MCP servers"),
+    ("tool_group", "MCP tool groups"),
 )
 
 
 async def configuration(page: Page) -> Response:
     lists: list[tuple[str, str, list[Any]]] = []
-    for kind, path, title in SECTIONS:
-        found = await page.admin("GET", path, {})
-        lists.append((kind, title, found.items))
+    for kind, title in SECTIONS:
+        page.authorize(KINDS[kind].action_read)  # what GET /api/<kind> asks
+        shown = [
+            ConfigObject(o.kind, o.id, KINDS[kind].public(o.body), o.source)
+            for o in await page.console.queries.objects(kind)
+        ]
+        lists.append((kind, title, shown))
     events = None
     if page.allowed("events.read"):
         params = page.request.query_params

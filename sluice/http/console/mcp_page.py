@@ -1,4 +1,4 @@
-"""MCP: servers and tool groups (the admin API's listings, `config.read`), who is granted what
+"""MCP: servers and tool groups (shown as the admin API shows them, `config.read`), who is granted what
 (the keys the caller may read, `keys.read`), and the recent calls and denials from the audit log
 (`audit.read`, recorded as a data read)."""
 
@@ -9,16 +9,21 @@ from typing import Any
 
 from starlette.responses import Response
 
+from sluice.admin.kinds import KINDS
 from sluice.http.console.keys import scope_of
 from sluice.http.console.web import Page
+from sluice.storage.records import ConfigObject
 
 RECENT = 200
 
 
 async def mcp(page: Page) -> Response:
-    servers = (await page.admin("GET", "/api/mcp-servers", {})).items
-    groups = (await page.admin("GET", "/api/tool-groups", {})).items
     q = page.console.queries
+    page.authorize(KINDS["mcp_server"].action_read)  # what GET /api/mcp-servers asks
+    servers = [
+        ConfigObject(o.kind, o.id, KINDS[o.kind].public(o.body), o.source) for o in await q.objects("mcp_server")
+    ]
+    groups = await q.objects("tool_group")
     granted = [
         k
         for k in await q.mcp_grants(page.key_visibility("keys.read"))
