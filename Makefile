@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 CONFIG ?= examples/demo.yaml
 E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint unit e2e-deps bench clean lock image helm dist
+.PHONY: run test lint unit e2e-deps browser-deps screenshots bench clean lock image helm dist
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,18 @@ $(OIDC_NODE): tests/integration/oidc_provider/package.json
 
 e2e-deps: $(E2E_NODE) $(OIDC_NODE)
 
+# Debian's chromium for the console's browser tests: Playwright (a dev dependency) drives it by
+# path; `playwright install` is never run. Needs root (CI runs as root).
+$(CHROMIUM):
+	apt-get install -y --no-install-recommends chromium || \
+	  { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+browser-deps: $(CHROMIUM)
+
+# Refreshes the console's screenshots in docs/images from the browser tests.
+screenshots: $(VENV)/.dev $(OIDC_NODE) $(CHROMIUM)
+	SLUICE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/console/test_browser.py
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sluice tests $(wildcard bench)
 	$(VENV)/bin/ruff format --check sluice tests
@@ -49,7 +62,7 @@ $(HELM): deploy/helm/fetch-helm.sh
 	bash deploy/helm/fetch-helm.sh
 helm: $(HELM)
 
-test: lint $(E2E_NODE) $(OIDC_NODE) $(HELM)
+test: lint $(E2E_NODE) $(OIDC_NODE) $(HELM) $(CHROMIUM)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev

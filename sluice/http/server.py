@@ -17,6 +17,8 @@ from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
 from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
 from sluice.http.cloud import CloudRoutes, inference_profiles
+from sluice.http.console import PREFIX as CONSOLE_PREFIX
+from sluice.http.console import build_console_app
 from sluice.http.health import Readiness, alive
 from sluice.http.inference import GEMINI_PATH, GeminiRoute, InferenceRoute
 from sluice.http.mcp import McpRoute
@@ -95,6 +97,8 @@ class SluiceASGI:
         self.cloud = CloudRoutes(services.engine)
         # Admin surfaces with path parameters, served by Starlette apps under a prefix.
         self.mounts: list[tuple[str, Route]] = [("/auth", build_sso_app(services.identity, services.guard))]
+        self.mounts.append((CONSOLE_PREFIX, build_console_app(services, admin_authenticators)))  # the console
+        self.routes["GET", CONSOLE_PREFIX] = self.mounts[-1][1]  # /console and /console/ (slash stripped)
         scim = build_scim_app(services.identity, services.guard)
         if scim is not None:
             self.mounts.append((SCIM_PREFIX, scim))

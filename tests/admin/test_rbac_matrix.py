@@ -311,3 +311,101 @@ async def test_every_endpoint_needs_a_credential(tmp_path: Path) -> None:
         assert (await c.get("/api/openapi.json", token=None)).status == 200  # the document is public
     finally:
         await services.stop()
+
+
+# -- the console: the same rules, the same matrix -----------------------------------------------
+# Every console endpoint names an admin API action (an action form names the very admin endpoint
+# whose handler it runs); each is walked for every role and scope, and must refuse (403) exactly
+# where EXPECTED, the table the admin API is checked against, says so.
+
+
+def test_every_console_endpoint_has_the_admin_apis_rule() -> None:
+    from sluice.http.console import console_endpoints
+
+    admin = {(ep.method, ep.path): ep for ep in admin_endpoints()}
+    for ep in console_endpoints():
+        assert ep.action in EXPECTED, f"console {ep.method} {ep.path}: action {ep.action!r} has no expected rule"
+        if ep.admin is not None:
+            assert ep.admin in admin, f"console {ep.path} runs {ep.admin}, which the admin API does not have"
+            assert admin[ep.admin].action == ep.action, (ep.path, ep.action, admin[ep.admin].action)
+        if ep.method == "POST":
+            assert ep.admin is not None or ep.action.endswith(".read"), (
+                f"{ep.path}: a change not made by an API handler"
+            )
+
+
+def console_request(ep: Any, scope_name: str, n: int) -> tuple[str, dict[str, str]] | None:
+    """(path, form) reaching a resource of this scope through a console endpoint, or None."""
+    path, form = ep.path, {}
+    if "{key_id}" in path or (ep.path == "/console/keys" and ep.method == "POST"):
+        key_id = KEYS.get(scope_name)
+        if key_id is None:
+            return None
+        if ep.method == "POST" and ep.path == "/console/keys":
+            team = {"own-team": "team-a", "other-team": "team-b"}.get(scope_name, "")
+            return path, {
+                "id": f"vk-console-{n}",
+                "team_id": team,
+                "user_id": "u-me" if scope_name == "own-user" else "",
+            }
+        path = path.replace("{key_id}", key_id)
+        if path.endswith("/budgets"):
+            form = {"id": f"b-console-{n}", "max_limit": "1", "reset_duration": "1d"}
+        return path, form
+    if "{budget_id}" in path:
+        over = scope_name == "own-team-over-cap"
+        budget = "b-own-team" if over else f"b-{scope_name}"
+        if scope_name not in (*BUDGET_KEYS, "own-team-over-cap"):
+            return None
+        return path.replace("{budget_id}", budget), {"max_limit": "100" if over else "1", "reset_duration": "1d"}
+    if "{request_id}" in path:
+        return (path.replace("{request_id}", "req-unknown"), form) if scope_name == "global" else None
+    return (path, form) if scope_name == "global" else None
+
+
+async def test_console_http_matrix(tmp_path: Path) -> None:
+    from sluice.http.console import console_endpoints
+    from tests.console.conftest import Browser
+
+    config = admin_config(tmp_path)
+    config["auth"] = {"guard": {"throttle": False}, "session": {"secure_cookie": False}}
+    services, c = await start(config)
+    try:
+        await seed(c)
+        for user_id in USERS.values():
+            await services.identity.directory.put(USER, user_id, {"userName": f"{user_id}@example.test"}, "scim")
+        browsers = {}
+        for role in ROLES:
+            browsers[role] = Browser(c.app, linger_s=0.05)
+            assert (await browsers[role].sign_in(as_role(role, "team-a", "u-me"))).status == 303
+        walked = 0
+        reached: set[tuple[str, str]] = set()
+        for n, (ep, role, scope_name) in enumerate(itertools.product(console_endpoints(), ROLES, SCOPES)):
+            made = console_request(ep, scope_name, n)
+            if made is None:
+                continue
+            path, form = made
+            b = browsers[role]
+            if ep.method == "POST":
+                page = await b.get("/console/me")  # any page: the form's CSRF token
+                reply = await b.post(path, {"csrf": page.csrf(), **form})
+            else:
+                reply = await b.get(path)
+            grant = EXPECTED[ep.action][ROLES.index(role)]
+            want = grant != N if ep.listing else expected(role, ep.action, scope_name)
+            assert (reply.status != 403) is want, (
+                ep.method,
+                ep.path,
+                role,
+                scope_name,
+                reply.status,
+                reply.text[-400:],
+            )
+            assert reply.status < 500, (ep.method, ep.path, reply.text[-400:])
+            walked += 1
+            reached.add((ep.method, ep.path))
+        missing = {(ep.method, ep.path) for ep in console_endpoints()} - reached
+        assert not missing, f"console endpoints the matrix does not reach: {missing}"
+        assert walked > 150
+    finally:
+        await services.stop()

@@ -1,0 +1,359 @@
+"""Read-only queries behind the console's pages, over the SQL store's engine: the request log
+through its indexes (ts, and key/team/model/session/decision/status with ts), newest first, a page
+at a time, never counting the whole table; keys, configuration objects and budgets the same way.
+Spend figures come from the roll-up (console_rollup.py), which is the only thing written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, false, func, or_, select
+
+from sluice.storage.backends.console_rollup import (
+    DIMS,
+    MEASURES,
+    SCOPED_DIMS,
+    RollupReads,
+    Totals,
+    Within,
+    _utc,
+    day_start,
+    hours_ago,
+    month_start,
+)
+from sluice.storage.backends.sql import _key_from_row
+from sluice.storage.backends.sql_tables import (
+    audit_log,
+    config_objects,
+    meta,
+    request_log,
+    spend_ledger,
+    virtual_keys,
+)
+from sluice.storage.records import ConfigObject, VirtualKey
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVisibility:
+    """Which keys a caller may see, as RBAC's grants say: everything, or the union of the teams
+    they lead and their own keys (the console re-checks each row with rbac.decide too)."""
+
+    everything: bool = False
+    teams: tuple[str, ...] = ()
+    user_id: str | None = None
+
+    def clause(self) -> list[Any]:
+        if self.everything:
+            return []
+        k = virtual_keys.c
+        parts: list[Any] = []
+        if self.teams:
+            parts.append(k.team_id.in_(self.teams))
+        if self.user_id is not None:
+            parts.append(k.user_id == self.user_id)
+        return [or_(*parts)] if parts else [false()]
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """The request log page's filters (None: any). `key_ids`/`team_ids` also carry RBAC's
+    restriction of what the caller may see."""
+
+    key_ids: tuple[str, ...] | None = None
+    team_ids: tuple[str, ...] | None = None
+    model: str | None = None
+    status: int | None = None
+    decision: str | None = None
+    session_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class ConsoleQueries(RollupReads):
+    """Everything the console reads: the roll-up's figures and the queries below."""
+
+    async def agents_of(self, key_ids: list[str], since: datetime) -> dict[str, list[tuple[str, int]]]:
+        """The agents (client names) each key was used from since `since`, most requests first."""
+        if not key_ids:
+            return {}
+        c = request_log.c
+        stmt = (
+            select(c.virtual_key_id, c.client, func.count())
+            .where(c.virtual_key_id.in_(key_ids), c.ts >= since)
+            .group_by(c.virtual_key_id, c.client)
+            .order_by(func.count().desc())
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found: dict[str, list[tuple[str, int]]] = {}
+        for key_id, client, count in rows:
+            found.setdefault(str(key_id), []).append((str(client or "unknown"), int(count)))
+        return found
+
+    # -- the request log ------------------------------------------------------------------------
+    async def requests(
+        self, flt: LogFilter, limit: int = 50, before: tuple[datetime, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """A page of log entries, newest first; `before` is the (ts, request_id) the previous page
+        ended at (keyset paging: page 1,000 costs what page 1 does)."""
+        c = request_log.c
+        stmt = select(request_log).where(*_filters(flt))
+        if before is not None:
+            ts, rid = before
+            stmt = stmt.where(or_(c.ts < ts, and_(c.ts == ts, c.request_id < rid)))
+        stmt = stmt.order_by(c.ts.desc(), c.request_id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    async def requests_after(
+        self, flt: LogFilter, after: tuple[datetime, str], limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Entries newer than `after`, oldest first (the live tail)."""
+        c = request_log.c
+        ts, rid = after
+        stmt = (
+            select(request_log)
+            .where(*_filters(flt), or_(c.ts > ts, and_(c.ts == ts, c.request_id > rid)))
+            .order_by(c.ts, c.request_id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(request_log).where(request_log.c.request_id == request_id))).first()
+        return {**row._mapping, "ts": _utc(row._mapping["ts"])} if row else None
+
+    async def audit_of_request(self, request_id: str) -> dict[str, Any] | None:
+        """The request's audit record (seq, mac), found among the newest records of its kind."""
+        stmt = (
+            select(audit_log.c.seq, audit_log.c.ts, audit_log.c.mac, audit_log.c.prev_mac, audit_log.c.data)
+            .where(audit_log.c.kind == "request")
+            .order_by(audit_log.c.seq.desc())
+            .limit(5000)
+        )
+        async with self.engine.connect() as conn:
+            for row in (await conn.execute(stmt)).all():
+                data = row.data or {}
+                if isinstance(data, dict) and data.get("request_id") == request_id:
+                    return {"seq": row.seq, "ts": _utc(row.ts), "mac": row.mac, "prev_mac": row.prev_mac}
+        return None
+
+    async def sessions(self, flt: LogFilter, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
+        """Agent sessions (the client's session id) as one line each: requests, cost, first and
+        last request, models, the most recently active first. Two indexed steps rather than a
+        grouping of every row since `since`: the newest rows, a page at a time, until `limit`
+        distinct sessions are seen; then those sessions' rows through the (session_id, ts) index."""
+        c = request_log.c
+        where = [
+            *_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)),
+            c.session_id.is_not(None),
+        ]
+        recent: list[str] = []
+        before: tuple[datetime, str] | None = None
+        async with self.engine.connect() as conn:
+            while len(recent) < limit:
+                stmt = select(c.session_id, c.ts, c.request_id).where(*where)
+                if before is not None:
+                    stmt = stmt.where(or_(c.ts < before[0], and_(c.ts == before[0], c.request_id < before[1])))
+                page = (await conn.execute(stmt.order_by(c.ts.desc(), c.request_id.desc()).limit(2000))).all()
+                for session_id, _, _ in page:
+                    if session_id not in recent:
+                        recent.append(session_id)
+                        if len(recent) == limit:
+                            break
+                if len(page) < 2000:
+                    break
+                before = (page[-1][1], page[-1][2])
+            if not recent:
+                return []
+            last = func.max(c.ts)
+            stmt = (
+                select(
+                    c.session_id,
+                    func.count().label("requests"),
+                    func.coalesce(func.sum(c.cost_pico), 0).label("cost_pico"),
+                    func.min(c.ts).label("first"),
+                    last.label("last"),
+                    func.count(func.distinct(c.model)).label("models"),
+                )
+                .where(*where, c.session_id.in_(recent))
+                .group_by(c.session_id)
+                .order_by(last.desc())
+            )
+            rows = (await conn.execute(stmt)).all()
+        return [{**r._mapping, "first": _utc(r.first), "last": _utc(r.last)} for r in rows]
+
+    async def audit_records(
+        self, kind: str | None, actor: str | None, before_seq: int | None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest audit records (by sequence number) matching the filters."""
+        a = audit_log.c
+        stmt = select(audit_log)
+        if kind:
+            stmt = stmt.where(a.kind == kind)
+        if actor:
+            stmt = stmt.where(a.actor == actor)
+        if before_seq is not None:
+            stmt = stmt.where(a.seq < before_seq)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(a.seq.desc()).limit(limit))).all()
+        return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
+
+    # -- keys and objects, read a page at a time ---------------------------------------------------
+    async def keys(
+        self, vis: KeyVisibility, search: str = "", limit: int = 50, offset: int = 0
+    ) -> tuple[list[VirtualKey], int]:
+        """The keys the caller may see (one page of them, by id) and how many there are."""
+        k = virtual_keys.c
+        where = vis.clause()
+        if search:
+            like = f"%{search.replace('%', '').replace('_', '')}%"
+            where.append(
+                or_(
+                    k.id.like(like),
+                    k.name.like(like),
+                    k.user_id.like(like),
+                    k.team_id.like(like),
+                    k.profile_id.like(like),
+                )
+            )
+        async with self.engine.connect() as conn:
+            total = int(
+                (await conn.execute(select(func.count()).select_from(virtual_keys).where(*where))).scalar() or 0
+            )
+            rows = (
+                await conn.execute(select(virtual_keys).where(*where).order_by(k.id).limit(limit).offset(offset))
+            ).all()
+        return [_key_from_row(r._mapping) for r in rows], total
+
+    async def mcp_grants(self, vis: KeyVisibility, limit: int = 2000) -> list[VirtualKey]:
+        """Keys with any MCP grant stored on them (the caller's visible ones), by id."""
+        k = virtual_keys.c
+        stmt = select(virtual_keys).where(*vis.clause(), k.mcp.is_not(None)).order_by(k.id).limit(limit * 5)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found = [_key_from_row(r._mapping) for r in rows]
+        return [key for key in found if key.mcp_tools or key.mcp_tool_groups][:limit]
+
+    async def key_owners(self, key_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """(user id, team id) of each key."""
+        if not key_ids:
+            return {}
+        k = virtual_keys.c
+        found: dict[str, tuple[str | None, str | None]] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(key_ids), 500):
+                stmt = select(k.id, k.user_id, k.team_id).where(k.id.in_(key_ids[i : i + 500]))
+                found.update({r.id: (r.user_id, r.team_id) for r in (await conn.execute(stmt)).all()})
+        return found
+
+    async def key_ids_of_user(self, user_id: str) -> list[str]:
+        stmt = select(virtual_keys.c.id).where(virtual_keys.c.user_id == user_id).order_by(virtual_keys.c.id)
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in (await conn.execute(stmt)).all()]
+
+    async def keys_per_team(self) -> dict[str, int]:
+        k = virtual_keys.c
+        stmt = select(k.team_id, func.count()).where(k.team_id.is_not(None)).group_by(k.team_id)
+        async with self.engine.connect() as conn:
+            return {str(t): int(n) for t, n in (await conn.execute(stmt)).all()}
+
+    async def objects(self, kind: str) -> list[ConfigObject]:
+        c = config_objects.c
+        stmt = select(config_objects).where(c.kind == kind).order_by(c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    async def key_budgets(self, key_ids: list[str]) -> list[ConfigObject]:
+        """The budgets attached to these keys."""
+        if not key_ids:
+            return []
+        c = config_objects.c
+        target = c.body["virtual_key_id"].as_string()
+        stmt = select(config_objects).where(c.kind == "budget", target.in_(key_ids)).order_by(c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    async def caps(self) -> list[ConfigObject]:
+        """Budgets attached to a team or a customer."""
+        c = config_objects.c
+        target = c.body["virtual_key_id"].as_string()
+        stmt = select(config_objects).where(c.kind == "budget", target.is_(None)).order_by(c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ConfigObject(r.kind, r.id, r.body, r.source) for r in rows]
+
+    # -- budgets ---------------------------------------------------------------------------------
+    async def spent_many(self, scope: str, scope_ids: list[str], start: datetime, end: datetime) -> dict[str, int]:
+        """Settled spend (pico-dollars, from the durable ledger) of many keys, teams or customers
+        sharing one window, in one grouped query."""
+        if not scope_ids:
+            return {}
+        column = {
+            "virtual_key": spend_ledger.c.virtual_key_id,
+            "team": spend_ledger.c.team_id,
+            "customer": spend_ledger.c.customer_id,
+        }[scope]
+        stmt = (
+            select(column, func.coalesce(func.sum(spend_ledger.c.cost_pico), 0))
+            .where(column.in_(scope_ids), spend_ledger.c.ts >= start, spend_ledger.c.ts < end)
+            .group_by(column)
+        )
+        async with self.engine.connect() as conn:
+            return {str(k): int(v) for k, v in (await conn.execute(stmt)).all()}
+
+    async def anchors(self, rule_ids: list[str]) -> dict[str, datetime]:
+        """When each rolling budget's windows started counting (what the limits store as
+        `anchor:<rule id>`)."""
+        if not rule_ids:
+            return {}
+        names = [f"anchor:{r}" for r in rule_ids]
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(meta.c.name, meta.c.value).where(meta.c.name.in_(names)))).all()
+        return {str(n).removeprefix("anchor:"): datetime.fromtimestamp(int(v), UTC) for n, v in rows}
+
+
+def _filters(flt: LogFilter) -> list[Any]:
+    c = request_log.c
+    found: list[Any] = []
+    if flt.key_ids is not None:
+        found.append(c.virtual_key_id.in_(flt.key_ids))
+    if flt.team_ids is not None:
+        found.append(c.team_id.in_(flt.team_ids))
+    for column, value in (
+        (c.model, flt.model),
+        (c.decision, flt.decision),
+        (c.session_id, flt.session_id),
+        (c.status, flt.status),
+    ):
+        if value is not None:
+            found.append(column == value)
+    if flt.since is not None:
+        found.append(c.ts >= flt.since)
+    if flt.until is not None:
+        found.append(c.ts < flt.until)
+    return found
+
+
+__all__ = [
+    "DIMS",
+    "MEASURES",
+    "SCOPED_DIMS",
+    "ConsoleQueries",
+    "KeyVisibility",
+    "LogFilter",
+    "Totals",
+    "Within",
+    "day_start",
+    "hours_ago",
+    "month_start",
+]
