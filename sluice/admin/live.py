@@ -132,8 +132,7 @@ class LiveConfig:
         providers = build_providers(config, self._client)
         router = Router(config.routing)
         # No await until the swap is done: a request sees either the old set or the new one.
-        self._engine.providers = providers
-        self._engine.router = router
+        self._engine.reconfigure(providers, router, config.routing)
         self.providers = providers
         self.config = config
         # Groups and grants apply to the next MCP request; changed servers restart lazily, and

@@ -1,4 +1,7 @@
-"""Everything known about one inference request as it moves through the gateway."""
+"""The fixed facts of one inference request, and the record of one attempt at a provider.
+
+The request's whole state, with the owner of each part, is `sluice.engine.context.RequestContext`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.core.types import Operation, Usage, WireFormat
+from sluice.core.types import Operation, WireFormat
 
 _ids = random.Random(os.urandom(32))
 
@@ -19,62 +22,45 @@ def new_request_id() -> str:
     return f"req_{_ids.getrandbits(96):024x}"
 
 
-@dataclass(slots=True)
-class RequestContext:
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """Who asked what, where: fixed when the request arrives."""
+
     request_id: str
     surface: WireFormat
     operation: Operation
     path: str
+    address: str = ""  # the client's network address, as the server saw it (throttling, audit)
     started: float = field(default_factory=time.perf_counter)
     started_unix: float = field(default_factory=time.time)
-    client: str = ""
-    address: str = ""  # the client's network address, as the server saw it (throttling, audit)
-    session_id: str | None = None
-    user_id: str | None = None
-    stream: bool = False
-    # identity
-    virtual_key_id: str | None = None
-    virtual_key_name: str | None = None
-    team_id: str | None = None
-    customer_id: str | None = None
-    # routing
-    requested_model: str | None = None
-    model: str | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at one provider (or a target passed over before any was chosen). The request log
+    and the audit record get `as_dict()`: the fields that are set."""
+
+    model: str
     provider: str | None = None
-    provider_key_name: str | None = None
-    # outcome
-    status: int = 0
-    decision: str = "allow"
-    reason: str | None = None
-    error_kind: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    cost_pico: int = 0
-    ttfb: float | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    route: str | None = None  # the routing rules and aliases that rewrote the model
-    # set by governance: the authenticated key and the limits' reservation for this request
-    virtual_key: Any = None
-    admission: Any = None
-    input_estimate: int = 0  # tokens, from the body size
-    output_allowance: int = 0  # output tokens the reservation covers
-    reserved_pico: int = 0  # the worst case the reservation holds: what an unmetered answer is charged
-    usage_missing: bool = False  # a whole answer that reported no usage (charged `reserved_pico`)
-    requested_tier: tuple[str, str] = ("", "")  # (service_tier, speed) the request asked for
-    admitted: bool = False  # passed every limit: from here on the request is charged
-    settled: bool = False
-    # The stream's answer was whole: the provider's stream completed and its last event went out to
-    # the caller. A caller that hangs up after that (Codex leaves at `response.completed`) is not gone.
-    answered: bool = False
-    audited: bool = False
-    # audit content capture (off unless configured for the key or team)
-    capture: bool = False
-    captured_request: bytes | None = None
-    captured_response: bytes | None = None
-    captured_stream: list[str] | None = None
+    key: str | None = None
+    outcome: str | None = None  # "ok", "estimated", "upstream 429", an ErrorKind name; None while running
+    translated: str | None = None  # "<caller's format>-><provider's format>"
+    dropped_tools: tuple[str, ...] = ()  # optional vendor tools the target could not run
+    status: int | None = None
+    served_model: str | None = None  # the model the provider says answered, when not the one asked
 
-    def mark_first_byte(self) -> None:
-        if self.ttfb is None:
-            self.ttfb = time.perf_counter() - self.started
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "outcome": self.outcome}
+        if self.provider is not None:
+            out["provider"] = self.provider
+        if self.key is not None:
+            out["key"] = self.key
+        if self.translated is not None:
+            out["translated"] = self.translated
+        if self.dropped_tools:
+            out["dropped_tools"] = list(self.dropped_tools)
+        if self.status is not None:
+            out["status"] = self.status
+        if self.served_model is not None:
+            out["served_model"] = self.served_model
+        return out

@@ -46,6 +46,9 @@ class ErrorKind(Enum):
     PROVIDER_UNREACHABLE = _KindInfo("provider_unreachable", "provider", True, True)
     PROVIDER_AUTH = _KindInfo("provider_auth", "provider", False, True)
     PROVIDER_STREAM_BROKEN = _KindInfo("provider_stream_broken", "provider", False, False)
+    # The provider answered an error that neither a retry nor another provider is expected to
+    # change (a 5xx status such as 501): its answer goes to the caller as it is.
+    PROVIDER_REFUSED = _KindInfo("provider_refused", "provider", False, False)
     # Sluice itself failed or is not set up for this.
     GATEWAY_INTERNAL = _KindInfo("gateway_internal", "gateway", False, False)
     GATEWAY_NOT_CONFIGURED = _KindInfo("gateway_not_configured", "gateway", False, True)

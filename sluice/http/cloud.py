@@ -21,16 +21,14 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from sluice.core.errors import SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
-from sluice.formats.aws_eventstream import SSEToInvokeStream, exception_for, exception_frame
+from sluice.formats.aws_eventstream import SSEToInvokeStream
 from sluice.formats.json_body import encode_body
 from sluice.http.asgi import Receive, Scope, Send, respond
-from sluice.http.errors import error_headers, status_of
+from sluice.http.errors import bedrock_error, bedrock_error_of_anthropic, bedrock_stream_error, error_headers
 from sluice.http.inference import InferenceRoute, parse_json
 from sluice.providers.bedrock import BODY_BETAS_HEADER
 
@@ -43,7 +41,6 @@ VERTEX_PATH = re.compile(
 _BEDROCK_ID = re.compile(
     r"^(?:arn:[^/]+/)?(?:(?:us|eu|apac|global|us-gov|jp|au|ca)\.)?(?:anthropic\.)?(.+?)(?:-v\d+(?::\d+)?)?$"
 )
-_AMZN_ERROR_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 
 
 def anthropic_name_of_bedrock(model_id: str) -> str:
@@ -87,10 +84,10 @@ class BedrockRoute(InferenceRoute):
 
     def answer(self, outcome: Outcome) -> Outcome:
         if outcome.failure is not None:  # a translated provider error
-            status, body, headers = _bedrock_error(outcome.failure.status, outcome.failure.message)
+            status, body, headers = bedrock_error(outcome.failure.status, outcome.failure.message)
             return Outcome(status, "application/json", {**outcome.headers, **headers}, body=body)
         if outcome.status >= 400 and outcome.body is not None:
-            status, body, headers = _bedrock_error_of_anthropic(outcome.status, outcome.body)
+            status, body, headers = bedrock_error_of_anthropic(outcome.status, outcome.body)
             return Outcome(status, "application/json", {**outcome.headers, **headers}, body=body)
         if outcome.chunks is None:
             return outcome
@@ -98,10 +95,10 @@ class BedrockRoute(InferenceRoute):
         return Outcome(outcome.status, EVENTSTREAM, headers, chunks=_framed(outcome.chunks))
 
     def stream_error(self, err: SluiceError) -> bytes:
-        return exception_frame(exception_for(status_of(err, self.wire)), err.message)
+        return bedrock_stream_error(err)
 
     def error_response(self, err: SluiceError, status: int, request_id: str) -> tuple[int, bytes, dict[str, str]]:
-        status, body, headers = _bedrock_error(status, err.message)
+        status, body, headers = bedrock_error(status, err.message)
         return status, body, {**error_headers(err, self.wire), **headers, "x-amzn-requestid": request_id}
 
 
@@ -116,33 +113,6 @@ async def _framed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-_EXCEPTIONS = {
-    400: "ValidationException",
-    401: "UnrecognizedClientException",
-    402: "ServiceQuotaExceededException",
-    403: "AccessDeniedException",
-    404: "ResourceNotFoundException",
-    408: "ModelTimeoutException",
-    429: "ThrottlingException",
-    503: "ServiceUnavailableException",
-    504: "ModelTimeoutException",
-}
-
-
-def _bedrock_error(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
-    status = 503 if status == 529 else status  # 529 is Anthropic's own; Bedrock says 503
-    name = _EXCEPTIONS.get(status, "InternalServerException")
-    return status, orjson.dumps({"message": message}), {"x-amzn-errortype": name + _AMZN_ERROR_SUFFIX}
-
-
-def _bedrock_error_of_anthropic(status: int, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-    try:
-        message = str(orjson.loads(body)["error"]["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = body.decode("utf-8", "replace")[:500]
-    return _bedrock_error(status, message)
 
 
 class VertexRoute(InferenceRoute):

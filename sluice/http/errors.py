@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 
+import orjson
+
 from sluice.core.canonical import Failure
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
 from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
+from sluice.formats.aws_eventstream import exception_for, exception_frame
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.CALLER_MISSING_KEY: 401,
@@ -30,6 +33,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.PROVIDER_UNREACHABLE: 502,
     ErrorKind.PROVIDER_AUTH: 502,
     ErrorKind.PROVIDER_STREAM_BROKEN: 502,
+    ErrorKind.PROVIDER_REFUSED: 502,
     ErrorKind.GATEWAY_INTERNAL: 500,
     ErrorKind.GATEWAY_NOT_CONFIGURED: 503,
     ErrorKind.GATEWAY_UNSUPPORTED: 400,
@@ -128,3 +132,37 @@ def _openai_code(err: SluiceError, wire: WireFormat) -> str | None:
     if err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED and wire is WireFormat.OPENAI_RESPONSES:
         return "insufficient_quota"
     return OPENAI_CODES.get(err.kind)
+
+
+# The Bedrock surface (sluice.http.cloud): AWS's error shape, `x-amzn-errortype` and `{"message"}`.
+_AMZN_ERROR_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
+_EXCEPTIONS = {
+    400: "ValidationException",
+    401: "UnrecognizedClientException",
+    402: "ServiceQuotaExceededException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    429: "ThrottlingException",
+    503: "ServiceUnavailableException",
+    504: "ModelTimeoutException",
+}
+
+
+def bedrock_error(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
+    status = 503 if status == 529 else status  # 529 is Anthropic's own; Bedrock says 503
+    name = _EXCEPTIONS.get(status, "InternalServerException")
+    return status, orjson.dumps({"message": message}), {"x-amzn-errortype": name + _AMZN_ERROR_SUFFIX}
+
+
+def bedrock_error_of_anthropic(status: int, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        message = str(orjson.loads(body)["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")[:500]
+    return bedrock_error(status, message)
+
+
+def bedrock_stream_error(err: SluiceError) -> bytes:
+    """What to send when a Bedrock event stream fails after its headers went out."""
+    return exception_frame(exception_for(status_of(err, WireFormat.ANTHROPIC_MESSAGES)), err.message)

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.context import RequestContext
+from sluice.engine.context import RequestContext
 
 # Claude Code, generic, and Codex's (0.171 sends `session-id`: tests/fixtures/codex/FINDINGS.md).
 SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session_id", "session-id")

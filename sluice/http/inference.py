@@ -12,11 +12,12 @@ from typing import Any
 
 import orjson
 
-from sluice.core.context import RequestContext, new_request_id
+from sluice.core.context import RequestRecord, new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.tasks import cancel, spawn
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
+from sluice.engine.context import RequestContext
 from sluice.formats.json_body import encode_body
 from sluice.http.asgi import (
     BodyTooLarge,
@@ -45,8 +46,9 @@ class InferenceRoute:
         self.operation = operation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = RequestContext(new_request_id(), self.wire, self.operation, scope["path"])
-        ctx.address = client_address(scope)
+        ctx = RequestContext(
+            RequestRecord(new_request_id(), self.wire, self.operation, scope["path"], client_address(scope))
+        )
         headers = headers_of(scope)
         try:
             await self._authenticate(ctx, headers, receive)
@@ -61,6 +63,7 @@ class InferenceRoute:
                     status, body = failure_response(outcome.failure, self.wire, ctx.request_id)
                     ctx.status, content_type = status, "application/json"
                 await respond(send, status, body, content_type, self._headers(ctx, outcome))
+                ctx.delivered = True
             else:
                 await self._stream(ctx, outcome, outcome.chunks, receive, send)
         except SluiceError as err:
@@ -70,9 +73,9 @@ class InferenceRoute:
                 ctx, SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body is too large."), send, 413
             )
         except (ClientGone, asyncio.CancelledError):
-            # A caller that hangs up once the stream's final event is out got the whole answer,
-            # whether or not the key has limits to settle; only one that leaves before is gone (499).
-            if not (ctx.stream and ctx.answered):
+            # A caller that hangs up once the answer's last event is out got the whole answer;
+            # only one that leaves before is gone (499).
+            if not ctx.delivered:
                 ctx.status, ctx.decision, ctx.reason = _CLIENT_CLOSED, "error", "client disconnected"
         except Exception:
             log.exception("internal error in request %s", ctx.request_id)
@@ -139,20 +142,21 @@ class InferenceRoute:
             )
             started = True
             await send({"type": "http.response.body", "body": first, "more_body": True})
+            ctx.delivered = ctx.answer_complete
             async for chunk in iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if ctx.answer_complete:
+                    # The provider's last event is out, however long it then holds its connection.
+                    ctx.delivered = True
             await send({"type": "http.response.body", "body": b""})
+            ctx.delivered = True
         except StopAsyncIteration:
             await respond(send, outcome.status, b"", outcome.content_type, self._headers(ctx, outcome))
+            ctx.delivered = True
         except SluiceError as err:
             if not started:
                 raise
-            ctx.status, ctx.decision, ctx.reason, ctx.error_kind = (
-                status_of(err, self.wire),
-                "error",
-                err.message,
-                err.kind.name,
-            )
+            ctx.refuse(status_of(err, self.wire), err.kind.name, err.message, denied=False)
             await send({"type": "http.response.body", "body": self.stream_error(err), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
@@ -165,8 +169,7 @@ class InferenceRoute:
         status, body, headers = self.error_response(err, status or status_of(err, self.wire), ctx.request_id)
         if err.details.get("close"):  # the unread rest of the body must not be taken for a request
             headers["connection"] = "close"
-        ctx.status, ctx.reason, ctx.error_kind = status, err.message, err.kind.name
-        ctx.decision = "deny" if err.kind.fault in ("caller", "policy") else "error"
+        ctx.refuse(status, err.kind.name, err.message, denied=err.kind.fault in ("caller", "policy"))
         try:
             await respond(send, status, body, "application/json", headers)
         except Exception:  # the client may be gone already; the request is still recorded

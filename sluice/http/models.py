@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import orjson
 
-from sluice.core.context import RequestContext, new_request_id
+from sluice.core.context import RequestRecord, new_request_id
 from sluice.core.errors import SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine
+from sluice.engine.context import RequestContext
 from sluice.governance.allowlist import listed_models
 from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
 from sluice.http.errors import error_body, error_headers, status_of
@@ -23,8 +24,9 @@ class ModelsRoute:
         headers = headers_of(scope)
         # Anthropic clients send anthropic-version; everyone else gets OpenAI's list shape.
         wire = WireFormat.ANTHROPIC_MESSAGES if "anthropic-version" in headers else WireFormat.OPENAI_CHAT
-        ctx = RequestContext(new_request_id(), wire, Operation.GENERATE, scope["path"])
-        ctx.address = client_address(scope)
+        ctx = RequestContext(
+            RequestRecord(new_request_id(), wire, Operation.GENERATE, scope["path"], client_address(scope))
+        )
         try:
             key = await self.engine.authenticate(ctx, headers)
         except SluiceError as err:

@@ -13,7 +13,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.errors import ErrorKind
+from sluice.providers.base import ProviderError
 
 SERVICE = "bedrock"  # the signing name of bedrock-runtime
 
@@ -73,7 +74,7 @@ def error_type_of(headers: Mapping[str, str], body: bytes) -> str:
     return raw.partition(":")[0].rpartition("#")[2]
 
 
-def bedrock_error(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> SluiceError:
+def bedrock_error(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     kind_name = error_type_of(headers, body)
     kind = _KINDS.get(kind_name) or _BY_STATUS.get(status) or ErrorKind.PROVIDER_ERROR
     try:
@@ -83,9 +84,5 @@ def bedrock_error(provider: str, status: int, headers: Mapping[str, str], body: 
         message = body.decode("utf-8", "replace")[:300]
     what = kind_name or f"HTTP {status}"
     retry_after = 1.0 if kind is ErrorKind.PROVIDER_RATE_LIMITED else None
-    return SluiceError(
-        kind,
-        f"Provider '{provider}' (Bedrock) answered {what}: {message}".rstrip(": "),
-        retry_after=retry_after,
-        upstream_status=status,
-    )
+    message = f"Provider '{provider}' (Bedrock) answered {what}: {message}".rstrip(": ")
+    return ProviderError(kind, message, status, retry_after=retry_after)

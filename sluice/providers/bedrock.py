@@ -27,7 +27,7 @@ from sluice.formats.aws_eventstream import CONTENT_TYPE as EVENTSTREAM
 from sluice.formats.aws_eventstream import InvokeStreamToSSE
 from sluice.formats.json_body import encode_body
 from sluice.providers.aws import SigV4Signer, bedrock_error
-from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
+from sluice.providers.base import ProviderCall, ProviderError, ProviderKey, ProviderReply
 from sluice.settings import ProviderConfig
 from sluice.upstream.client import Timeouts, UpstreamClient
 
@@ -114,13 +114,18 @@ class BedrockProvider:
             raise SluiceError(ErrorKind.GATEWAY_NOT_CONFIGURED, f"Provider '{self.name}' has no AWS credentials.")
         resp = await self._client.post(self.name, url, headers, body, self.timeouts)
         passed = {h: resp.headers[h] for h in _PASSED_HEADERS if h in resp.headers}
-        if resp.status >= 400:
-            raise bedrock_error(self.name, resp.status, resp.headers, await resp.read())
+        if resp.status >= 400:  # AWS names the error in a header: keep it for `parse_error`
+            errortype = {"x-amzn-errortype": resp.headers.get("x-amzn-errortype", "")}
+            return ProviderReply(resp.status, "application/json", {**passed, **errortype}, body=await resp.read())
         if not call.stream:
             return ProviderReply(resp.status, "application/json", passed, body=await resp.read())
         if action == "converse-stream":
             return ProviderReply(resp.status, EVENTSTREAM, passed, chunks=resp.iter_chunks())
         return ProviderReply(resp.status, "text/event-stream", passed, chunks=_as_sse(resp.iter_chunks()))
+
+    def parse_error(self, reply: ProviderReply, call: ProviderCall) -> ProviderError:
+        # AWS's error bodies are in neither caller format: the gateway says them in its own words.
+        return bedrock_error(self.name, reply.status, reply.headers, reply.body or b"")
 
 
 def invoke_body(call: ProviderCall) -> bytes:

@@ -20,14 +20,14 @@ import orjson
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Completion, Operation, ToolCall, Usage, WireFormat
 from sluice.formats import anthropic_messages, gemini, openai_chat, openai_responses
-from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
+from sluice.providers.base import ProviderCall, ProviderError, ProviderKey, ProviderReply, kind_of_status, seconds_of
 from sluice.upstream.client import Timeouts
 
 SLOW_DELAY = 0.2
 _ERRORS = {
-    "error-429": (ErrorKind.PROVIDER_RATE_LIMITED, "fake provider: rate limited", 1.0),
-    "error-500": (ErrorKind.PROVIDER_ERROR, "fake provider: internal error", None),
-    "error-529": (ErrorKind.PROVIDER_OVERLOADED, "fake provider: overloaded", None),
+    "error-429": (429, "fake provider: rate limited", {"retry-after": "1"}),
+    "error-500": (500, "fake provider: internal error", {}),
+    "error-529": (529, "fake provider: overloaded", {}),
 }
 
 
@@ -50,11 +50,14 @@ class FakeProvider:
     def serves(self, model: str) -> bool:
         return True
 
+    def parse_error(self, reply: ProviderReply, call: ProviderCall) -> ProviderError:
+        return _parse_error(self.name, reply)
+
     async def send(self, call: ProviderCall) -> ProviderReply:
         behaviour = call.model.rsplit("/", 1)[-1]
         if behaviour in _ERRORS:
-            kind, message, retry_after = _ERRORS[behaviour]
-            raise SluiceError(kind, message, retry_after=retry_after, upstream_status=int(behaviour[-3:]))
+            status, message, headers = _ERRORS[behaviour]
+            return ProviderReply(status, "text/plain", dict(headers), body=message.encode())
         input_tokens = max(1, len(call.body) // 4)
         if call.operation is Operation.COUNT_TOKENS:
             if call.wire is WireFormat.OPENAI_RESPONSES:
@@ -90,6 +93,14 @@ class FakeProvider:
                 completion, include_usage=include, pieces=max(4, len(completion.text) // 100)
             )
         return ProviderReply(200, "text/event-stream", chunks=_stream(events, abort=behaviour == "stream-abort"))
+
+
+def _parse_error(name: str, reply: ProviderReply) -> ProviderError:
+    # The fake's error bodies are plain text: the gateway says them in its own words.
+    message = (reply.body or b"").decode()
+    return ProviderError(
+        kind_of_status(reply.status), message, reply.status, retry_after=seconds_of(reply.headers.get("retry-after"))
+    )
 
 
 def _json(body: bytes) -> ProviderReply:

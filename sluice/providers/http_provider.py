@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
+from sluice.providers.base import ProviderCall, ProviderError, ProviderKey, ProviderReply, error_by_status
 from sluice.upstream.client import Timeouts, UpstreamClient
 
 # Upstream response headers a caller may see; everything else stays in the gateway.
@@ -39,6 +39,10 @@ class HttpProvider:
         if call.stream and resp.status < 300:
             return ProviderReply(resp.status, content_type, passed, chunks=resp.iter_chunks())
         return ProviderReply(resp.status, content_type, passed, body=await resp.read())
+
+    def parse_error(self, reply: ProviderReply, call: ProviderCall) -> ProviderError:
+        # The body is in the format of the call (the provider's own API), so it can reach the caller.
+        return error_by_status(self.name, reply, call.key, self.keys)
 
 
 def secret_of(key: ProviderKey | None) -> str:

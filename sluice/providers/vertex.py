@@ -20,7 +20,7 @@ import orjson
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.json_body import encode_body
-from sluice.providers.base import ProviderCall, ProviderKey, ProviderReply
+from sluice.providers.base import ProviderCall, ProviderError, ProviderKey, ProviderReply, error_by_status
 from sluice.providers.google_auth import CredentialsError, SelfSignedJWT, ServiceAccount
 from sluice.settings import ProviderConfig
 from sluice.upstream.client import Timeouts, UpstreamClient
@@ -131,14 +131,16 @@ class VertexProvider:
         resp = await self._client.post(self.name, url, headers, body, self.timeouts)
         passed = {h: resp.headers[h] for h in _PASSED_HEADERS if h in resp.headers}
         content_type = resp.headers.get("content-type", "application/json")
-        if resp.status >= 400:
-            raw = await resp.read()
-            if call.wire is WireFormat.ANTHROPIC_MESSAGES and _is_google_error(raw):
-                raise _google_error(self.name, resp.status, raw)
-            return ProviderReply(resp.status, content_type, passed, body=raw)
-        if call.stream:
+        if call.stream and resp.status < 400:
             return ProviderReply(resp.status, content_type, passed, chunks=resp.iter_chunks())
         return ProviderReply(resp.status, content_type, passed, body=await resp.read())
+
+    def parse_error(self, reply: ProviderReply, call: ProviderCall) -> ProviderError:
+        # Claude on Vertex answers Anthropic's errors, but Google's front end answers its own,
+        # which a caller of the Anthropic format cannot read: the gateway says those in its words.
+        if call.wire is WireFormat.ANTHROPIC_MESSAGES and _is_google_error(reply.body or b""):
+            return _google_error(self.name, reply.status, reply.body or b"")
+        return error_by_status(self.name, reply, call.key, self.keys)
 
 
 def _is_google_error(body: bytes) -> bool:
@@ -151,9 +153,9 @@ def _is_google_error(body: bytes) -> bool:
     return isinstance(doc, dict) and isinstance(doc.get("error"), dict) and "code" in doc["error"]
 
 
-def _google_error(provider: str, status: int, body: bytes) -> SluiceError:
+def _google_error(provider: str, status: int, body: bytes) -> ProviderError:
     doc = orjson.loads(body)
     error = (doc[0] if isinstance(doc, list) else doc)["error"]
     kind = _GOOGLE_KINDS.get(status) or (ErrorKind.PROVIDER_AUTH if status in (401, 403) else ErrorKind.PROVIDER_ERROR)
     message = f"Provider '{provider}' (Vertex AI) answered {error.get('status', status)}: {error.get('message', '')}"
-    return SluiceError(kind, message, retry_after=1.0 if status == 429 else None, upstream_status=status)
+    return ProviderError(kind, message, status, retry_after=1.0 if status == 429 else None)

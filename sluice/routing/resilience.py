@@ -7,9 +7,6 @@ from dataclasses import dataclass
 
 from sluice.settings import CircuitBreakerConfig, RetryConfig
 
-# Upstream answers worth another try, here or at a fallback target.
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
-
 
 def backoff_delay(retry: RetryConfig, attempt: int, retry_after: float | None, rng: random.Random) -> float | None:
     """Seconds to wait before retry number `attempt` (1-based), or None when the upstream asks for
@@ -43,6 +40,18 @@ class CircuitBreakers:
         self._config = config
         self._states: dict[str, _State] = {}
         self._tickets = 0
+
+    def configure(self, config: CircuitBreakerConfig) -> None:
+        """New settings (a live reload) for every breaker; their states carry over."""
+        self._config = config
+
+    @property
+    def config(self) -> CircuitBreakerConfig:
+        return self._config
+
+    @property
+    def open_seconds(self) -> float:
+        return self._config.open_seconds
 
     def _half_open(self, state: _State | None) -> bool:
         return state is not None and state.failures >= self._config.failure_threshold

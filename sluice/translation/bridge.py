@@ -23,7 +23,7 @@ from sluice.core.canonical import (
 )
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Operation, WireFormat
-from sluice.formats.codec import Codec, StreamEncoder
+from sluice.formats.codec import Codec, StreamDecoder, StreamEncoder
 from sluice.formats.codecs import codec_for
 from sluice.formats.json_body import encode_body
 from sluice.formats.tool_names import caller_names, for_target
@@ -164,36 +164,30 @@ class Translation:
             response.model = model or self.request.model
         return response
 
+    def stream_translator(self, request_id: str = "", model: str = "") -> StreamTranslator:
+        """The provider's stream re-encoded for the caller, chunk by chunk (`StreamTranslator`)."""
+        source, target = self._codecs()
+        return StreamTranslator(self, target.stream_decoder(), source.stream_encoder(self.request), request_id, model)
+
     async def stream(
         self, chunks: AsyncIterator[bytes], encoder: StreamEncoder, request_id: str = "", model: str = ""
     ) -> AsyncIterator[bytes]:
         """The provider's stream, re-encoded event by event for the caller."""
         _, target = self._codecs()
-        decoder = target.stream_decoder()
+        feed = StreamTranslator(self, target.stream_decoder(), encoder, request_id, model)
         iterator = chunks.__aiter__()
-        back = self._caller_names()
-
-        def named(events: list[StreamEvent]) -> list[StreamEvent]:
-            for event in events:
-                if isinstance(event, BlockStart) and event.kind == "tool_call" and back:
-                    event.name = back.get(event.name, event.name)
-                elif isinstance(event, Start):
-                    event.id = event.id or answer_id(self.answer, request_id)
-                    event.model = event.model or model or self.request.model
-            return events
-
         try:
             async for chunk in iterator:
-                out, failure = self._encode(encoder, named(decoder.feed(chunk)))
+                out = feed.feed(chunk)
                 if out:
-                    yield _stamped(out)  # what came before a failure in the same chunk still goes out
-                if failure is not None:
-                    raise failure
-            out, failure = self._encode(encoder, named(decoder.close()))
-            if out or failure is None:
-                yield _stamped(out + (encoder.close() if failure is None else b""))
-            if failure is not None:
-                raise failure
+                    yield out  # what came before a failure in the same chunk still goes out
+                if feed.failure is not None:
+                    raise feed.failure
+            out = feed.close()
+            if out or feed.failure is None:
+                yield out
+            if feed.failure is not None:
+                raise feed.failure
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
@@ -212,6 +206,46 @@ class Translation:
             except Untranslatable as exc:
                 raise _unanswerable(self.target, self.answer, str(exc)) from None
         return b"".join(out), None
+
+
+class StreamTranslator:
+    """A synchronous feed: the provider's stream chunks in, the caller's bytes out. A provider's
+    in-stream error ends it: `failure` is then set (after the bytes that came before it), for the
+    edge to send as the caller's in-stream error (or as a plain error, and a fallback, when
+    nothing was sent yet)."""
+
+    def __init__(
+        self, translation: Translation, decoder: StreamDecoder, encoder: StreamEncoder, request_id: str, model: str
+    ) -> None:
+        self.content_type = encoder.content_type
+        self.failure: SluiceError | None = None
+        self._translation = translation
+        self._decoder = decoder
+        self._encoder = encoder
+        self._request_id = request_id
+        self._model = model
+        self._back = translation._caller_names()
+
+    def _named(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        back = self._back
+        for event in events:
+            if isinstance(event, BlockStart) and event.kind == "tool_call" and back:
+                event.name = back.get(event.name, event.name)
+            elif isinstance(event, Start):
+                event.id = event.id or answer_id(self._translation.answer, self._request_id)
+                event.model = event.model or self._model or self._translation.request.model
+        return events
+
+    def feed(self, chunk: bytes) -> bytes:
+        out, self.failure = self._translation._encode(self._encoder, self._named(self._decoder.feed(chunk)))
+        return _stamped(out) if out else b""
+
+    def close(self) -> bytes:
+        """The stream's end: what the decoder still held, and the encoder's closing bytes."""
+        out, self.failure = self._translation._encode(self._encoder, self._named(self._decoder.close()))
+        if self.failure is None:
+            out += self._encoder.close()
+        return _stamped(out) if out else b""
 
 
 # Codecs have no clock: OpenAI's `created` / `created_at` come out as 0, and are stamped here.

@@ -12,7 +12,6 @@ from google import genai
 from google.genai import types
 
 from sluice.core.canonical import Finish, TextDelta
-from sluice.core.context import RequestContext
 from sluice.core.types import Operation, WireFormat
 from sluice.formats.bedrock_converse import CODEC
 from sluice.providers.azure import AzureProvider
@@ -94,10 +93,8 @@ async def _converse_with_api_key(cloud: CloudStack) -> None:
     assert provider.wire_for("mistral-large", Operation.GENERATE) is WireFormat.BEDROCK_CONVERSE
     doc = {"messages": [{"role": "user", "content": [{"text": "hi converse"}]}], "inferenceConfig": {"maxTokens": 9}}
     for stream in (False, True):
-        ctx = RequestContext("req-converse", WireFormat.BEDROCK_CONVERSE, Operation.GENERATE, "/")
         body = orjson.dumps(doc)
         call = ProviderCall(
-            ctx,
             WireFormat.BEDROCK_CONVERSE,
             Operation.GENERATE,
             "mistral-large",
@@ -291,8 +288,7 @@ def test_azure_responses_url_forms() -> None:
     def url(api_version: str | None) -> str:
         cfg = ProviderConfig(type="azure", base_url="https://r.openai.azure.com/", api_version=api_version)
         provider = AzureProvider("azure", cfg, UpstreamClient(), Timeouts())
-        ctx = RequestContext("r", WireFormat.OPENAI_RESPONSES, Operation.GENERATE, "/")
-        call = ProviderCall(ctx, WireFormat.OPENAI_RESPONSES, Operation.GENERATE, "m", b"{}", {}, {}, "", False, None)
+        call = ProviderCall(WireFormat.OPENAI_RESPONSES, Operation.GENERATE, "m", b"{}", {}, {}, "", False, None)
         return provider.url(call, "dep")
 
     assert url(None) == "https://r.openai.azure.com/openai/v1/responses"

@@ -15,7 +15,6 @@ from urllib.parse import quote, urlsplit
 import orjson
 import pytest
 
-from sluice.core.context import RequestContext, new_request_id
 from sluice.core.errors import SluiceError
 from sluice.core.types import Operation, WireFormat
 from sluice.providers.base import Provider, ProviderCall
@@ -246,9 +245,8 @@ HOSTILE = ["..", ".", "a/../../b", "x?key=1", "x#frag", "x%2F..", "x y", "x\\y",
 
 
 def _call(provider: Provider, wire: WireFormat, model: str, doc: dict[str, Any]) -> ProviderCall:
-    ctx = RequestContext(new_request_id(), wire, Operation.GENERATE, "/test")
     key = provider.keys[0] if provider.keys else None
-    return ProviderCall(ctx, wire, Operation.GENERATE, model, orjson.dumps(doc), doc, {}, "", False, key)
+    return ProviderCall(wire, Operation.GENERATE, model, orjson.dumps(doc), doc, {}, "", False, key)
 
 
 @pytest.mark.parametrize(

@@ -88,8 +88,8 @@ def test_keys_considered_but_not_chosen_keep_their_half_open_probe() -> None:
     # not chosen stayed locked out (no verdict ever came back for it).
     engine = engine_for({"providers": PROVIDERS})
     key = VirtualKey("vk", "vk", "h", "h", (ProviderGrant("anthropic", 1.0, ("claude-sonnet-4-6",)),))
-    long_ago = time.monotonic() - engine.breaker_config.open_seconds - 1
-    for _ in range(engine.breaker_config.failure_threshold):
+    long_ago = time.monotonic() - engine.breakers.open_seconds - 1
+    for _ in range(engine.breakers.config.failure_threshold):
         engine.breakers.failed("anthropic/k-heavy", long_ago)
         engine.breakers.failed("anthropic/k-light", long_ago)
     assert not engine.breakers.is_open("anthropic/k-heavy", time.monotonic())  # both half-open
