@@ -24,6 +24,7 @@ from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_
 from sluice.governance.limits import Limits
 from sluice.governance.profiles import ProfileBook
 from sluice.mcp.gateway import McpGateway
+from sluice.observability.observer import build_observer
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
@@ -152,6 +153,8 @@ class Services:
         await self.keys.stop()
         await self.profiles.stop()
         await self.client.close()
+        if self.engine.observer.tracer is not None:
+            self.engine.observer.tracer.shutdown()
         await self.store.close()
 
 
@@ -183,6 +186,9 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit, store)
     engine.session_tools = mcp.session_calls.take
+    engine.observer = build_observer(config.observability)
+    if engine.observer.mcp is not None:
+        mcp.observe = engine.observer.mcp.observe
     guard = AuthGuard(config.auth.guard, audit)
     engine.guard = guard
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)

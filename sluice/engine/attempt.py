@@ -96,7 +96,7 @@ async def _call(
     call = ProviderCall(target, inbound.operation, model, body, doc, inbound.headers, inbound.query, ctx.stream, pkey)
     now = time.monotonic()
     try:
-        reply = await provider.send(call)
+        reply = await engine.observer.send(ctx, provider, call, record)
     except SluiceError as err:
         if err.kind in _UNWELL:
             engine.breakers.failed(breaker, now)

@@ -28,6 +28,7 @@ from sluice.settings.governance import (
     VirtualKeyConfig,
 )
 from sluice.settings.mcp import McpAccess, McpConfig, McpServerConfig, ToolGroupConfig, ToolRateLimitConfig
+from sluice.settings.observability import MetricsConfig, ObservabilityConfig, TracingConfig
 from sluice.settings.pricing import ModelPrice, PricingConfig
 from sluice.settings.providers import (
     CLOUD_CREDENTIAL_FIELDS,
@@ -61,7 +62,9 @@ __all__ = [
     "McpAccess",
     "McpConfig",
     "McpServerConfig",
+    "MetricsConfig",
     "ModelPrice",
+    "ObservabilityConfig",
     "OidcConfig",
     "PricingConfig",
     "ProviderConfig",
@@ -80,6 +83,7 @@ __all__ = [
     "TeamConfig",
     "ToolGroupConfig",
     "ToolRateLimitConfig",
+    "TracingConfig",
     "VirtualKeyConfig",
     "load_config",
     "parse_config",
@@ -127,6 +131,7 @@ class SluiceConfig(_Strict):
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     access_profiles: list[AccessProfileConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @field_validator("providers")
     @classmethod

@@ -15,6 +15,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.trace_context import OUTBOUND_TRACEPARENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,8 @@ class UpstreamClient:
             await self.start()
         assert self._session is not None
         timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
+        if (traceparent := OUTBOUND_TRACEPARENT.get()) is not None:  # tracing on (sluice.observability)
+            headers = {**headers, "traceparent": traceparent}
         try:
             async with asyncio.timeout(timeouts.first_byte):
                 # Sent as built (encoded=True): providers escape what they put in a URL, and yarl
