@@ -89,7 +89,9 @@ def test_unsampled_requests_send_nothing(tmp_path: Path) -> None:
         with GatewayThread(config(upstream.base_url, sink.url, sample_ratio=0.0), tmp_path) as gateway:
             client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
             for _ in range(3):
-                client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+                client.messages.create(
+                    model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+                )
             # a caller's sampled flag wins over the ratio
             client.messages.create(
                 model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}],
@@ -133,7 +135,8 @@ def test_no_sdk_import_when_tracing_is_off(tmp_path: Path) -> None:
         "import sys; from sluice.app import build_services; from sluice.settings import parse_config;"
         "import sluice.http.server;"
         f"build_services(parse_config({{'store': {{'url': 'sqlite:///{tmp_path}/s.db'}}}}));"
-        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk') or m == 'sluice.observability.tracing'))"
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith('opentelemetry.sdk') or m == 'sluice.observability.tracing'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "[]"
