@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sluice.admin.live import LiveConfig
 from sluice.admin.service import AdminService, record_changes
+from sluice.alerts.monitor import Alerts
 from sluice.audit import checkpoints
 from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.log import AuditLog
@@ -110,6 +111,7 @@ class Services:
     # How admin API callers prove who they are, tried in order: identity providers go in front.
     authenticators: list[Authenticator] = field(default_factory=list)
     guard: AuthGuard | None = None  # authentication failures: throttle and counted audit records
+    alerts: Alerts | None = None  # budget, spend-rate and provider alerts (sluice.alerts)
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -126,6 +128,8 @@ class Services:
         await self.recorder.start()
         await self.client.start()
         self.export.start()
+        if self.alerts is not None:
+            self.alerts.start()
         if self.guard is not None:
             self.guard.start()
         if self.config.audit.enabled and self.config.audit.retention_days:
@@ -144,6 +148,8 @@ class Services:
         await cancel(self._retention)
         await self.live.stop()
         await self.mcp.stop()
+        if self.alerts is not None:
+            await self.alerts.stop()
         await self.export.stop()
         await self.limits.stop()
         if self.guard is not None:
@@ -204,6 +210,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
         guard=guard,
+        alerts=Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers),
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from sluice.settings.alerts import AlertsConfig, AlertSinkConfig, SoftBudgetConfig, SpendRateConfig
 from sluice.settings.audit import AuditConfig, AuditExportConfig, AuditExporterConfig
 from sluice.settings.auth import AuthConfig, AuthGuardConfig, OidcConfig, ScimConfig, SessionConfig
 from sluice.settings.base import ConfigError, _Strict
@@ -48,6 +49,8 @@ __all__ = [
     "OPENAI_COMPATIBLE_VENDORS",
     "PROVIDER_TYPES",
     "AccessProfileConfig",
+    "AlertSinkConfig",
+    "AlertsConfig",
     "AliasConfig",
     "AuditConfig",
     "AuditExportConfig",
@@ -79,6 +82,8 @@ __all__ = [
     "ServerConfig",
     "SessionConfig",
     "SluiceConfig",
+    "SoftBudgetConfig",
+    "SpendRateConfig",
     "StoreConfig",
     "TeamConfig",
     "ToolGroupConfig",
@@ -132,6 +137,7 @@ class SluiceConfig(_Strict):
     access_profiles: list[AccessProfileConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("providers")
     @classmethod
@@ -163,6 +169,13 @@ class SluiceConfig(_Strict):
                 if item.id in ids:
                     raise ValueError(f"{what} id {item.id!r} appears twice")
                 ids.add(item.id)
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_need_the_audit_log(self) -> SluiceConfig:
+        # Alerts are records of the audit log, delivered by its outbox: without the log, nothing is durable.
+        if self.alerts.enabled and not self.audit.enabled:
+            raise ValueError("alerts need the audit log (audit.hmac_key): they are delivered through its outbox")
         return self
 
     def warnings(self) -> list[str]:
