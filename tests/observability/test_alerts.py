@@ -83,9 +83,13 @@ def config(upstream: str, hooks: str, smtp_port: int) -> dict[str, Any]:
                 {"name": "slack", "type": "slack", "url": hooks + "/slack"},
                 {"name": "teams", "type": "teams", "url": hooks + "/teams"},
                 {
-                    "name": "mail", "type": "email", "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
-                    "sender": "sluice@example.com", "to": ["platform@example.com"],
-                },  # fmt: skip
+                    "name": "mail",
+                    "type": "email",
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": smtp_port,
+                    "sender": "sluice@example.com",
+                    "to": ["platform@example.com"],
+                },
             ],
         },
     }
