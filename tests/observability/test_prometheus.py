@@ -94,7 +94,7 @@ def prometheus_of(tmp_path: Path) -> Iterator[Any]:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
         )
         return f"http://127.0.0.1:{port}"
 
@@ -155,8 +155,10 @@ def test_prometheus_scrapes_the_gateway(tmp_path: Path, prometheus_of: Any) -> N
             for panel in json.loads(DASHBOARD.read_text())["panels"]:
                 for target in panel.get("targets", []):
                     promql = (
-                        target["expr"].replace("$__rate_interval", "1m").replace("$team", ".*")
+                        target["expr"]
+                        .replace("$__rate_interval", "1m")
+                        .replace("$team", ".*")
                         .replace("$provider", ".*")
-                    )  # fmt: skip
+                    )
                     result = query(base, promql)
                     assert result["status"] == "success", (panel["title"], promql, result)
