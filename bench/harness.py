@@ -225,7 +225,7 @@ def start_baseline(fleet: Fleet, port: int, upstream_url: str, cores: list[int] 
     return proc
 
 
-GATEWAY_VARIANTS = ("plain", "local", "redis", "audited")
+GATEWAY_VARIANTS = ("plain", "local", "redis", "audited", "nometrics")
 # Limits the benchmark can never reach: the point is their per-request cost, not a refusal.
 BUDGET_USD = 1_000_000
 TOKEN_LIMIT = 1_000_000_000_000
@@ -263,6 +263,9 @@ def gateway_config(
         "request_log": {"spill_path": str(workdir / "requestlog.spill.jsonl")},
     }
     if variant == "plain":
+        return config
+    if variant == "nometrics":  # plain without the request metrics: their cost is plain minus this
+        config["observability"] = {"metrics": {"enabled": False}}
         return config
     config["teams"] = [{"id": "team-bench", "name": "Benchmark team"}]
     config["budgets"] = [

@@ -15,7 +15,7 @@ from sluice.audit.exporters.base import Delivery
 from sluice.audit.outbox import ExportRunner
 from sluice.core.errors import SluiceError
 from sluice.settings import AlertSinkConfig, AuditExportConfig
-from sluice.storage.ports import AuditStore
+from sluice.storage.ports import Store
 from sluice.storage.records import AuditRecord
 from sluice.upstream.client import Timeouts, UpstreamClient
 
@@ -43,11 +43,10 @@ class AlertSink:
 
 
 class AlertRunner(ExportRunner):
-    def __init__(
-        self, sink: AlertSinkConfig, store: AuditStore, client: UpstreamClient, config: AuditExportConfig
-    ) -> None:
+    def __init__(self, sink: AlertSinkConfig, store: Store, client: UpstreamClient, config: AuditExportConfig) -> None:
         super().__init__(AlertSink(sink), 1, store, client, config)
         self.sink = sink
+        self._directory = store  # the keys and users, for notify_developer
 
     async def deliver_once(self) -> int:
         """Moves past records that are not alerts, then sends the next alert, if any."""
@@ -82,7 +81,12 @@ class AlertRunner(ExportRunner):
 
     async def _deliver(self, record: AuditRecord) -> str | None:
         if self.sink.type == "email":
-            return await asyncio.to_thread(self._mail, record)
+            developer = None
+            if self.sink.notify_developer:
+                developer = await sinks.developer_email(self._directory, sinks.alert_of(record))
+            if not self.sink.to and developer is None:
+                return None  # nobody to tell about this one
+            return await asyncio.to_thread(self._mail, record, developer)
         delivery = self.exporter.render([record])
         try:
             response = await self._client.post(
@@ -97,11 +101,11 @@ class AlertRunner(ExportRunner):
             return None
         return f"HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}"
 
-    def _mail(self, record: AuditRecord) -> str | None:
+    def _mail(self, record: AuditRecord, developer: str | None = None) -> str | None:
         """Sends the alert's email (in a worker thread: smtplib blocks)."""
         cfg = self.sink
         assert cfg.smtp_host is not None
-        message = sinks.email(cfg, sinks.alert_of(record))
+        message = sinks.email(cfg, sinks.alert_of(record), developer)
         try:
             with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=30) as smtp:
                 if cfg.starttls:

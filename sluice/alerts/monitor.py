@@ -6,6 +6,7 @@ alert is an `alert` record in the audit log, from which each sink's runner deliv
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -55,6 +56,8 @@ class AlertMonitor:
         self._open: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.fired: list[dict[str, Any]] = []
+        # Claimed but not yet in the audit log (it was unreachable): retried at every check.
+        self._pending: list[dict[str, Any]] = []
 
     def start(self) -> None:
         self._task = spawn(self._run(), name="alerts-monitor")
@@ -73,6 +76,7 @@ class AlertMonitor:
     async def check(self) -> list[dict[str, Any]]:
         """One pass over every configured alert; returns the alerts it fired."""
         fired: list[dict[str, Any]] = []
+        await self._record_pending(fired)
         now = self._clock.now()
         await self._budgets(now, fired)
         await self._soft_budgets(now, fired)
@@ -151,7 +155,7 @@ class AlertMonitor:
             if spent <= limit:
                 continue
             summary = (
-                f"{scope.replace('_', ' ')} {scope_id} spent ${spent / PICO_PER_DOLLAR:.2f} in the last hour "
+                f"{scope.replace('_', ' ')} {scope_id} spent ${spent / PICO_PER_DOLLAR:.4f} in the last hour "
                 f"({requests} requests), above the ${rate.max_dollars_per_hour:g}/h of {rate.id!r}"
             )
             alert = await self._fire(
@@ -181,9 +185,11 @@ class AlertMonitor:
         """True when this call is the first, anywhere, to claim `alert_id` (durable in the store)."""
         if alert_id in self._claimed:
             return False
-        token = secrets.randbelow(2**31 - 2) + 1
+        token = secrets.randbelow(2**62) + 1
+        # The store's names are short (100 characters): a budget id may not be.
+        name = "alert:" + hashlib.sha256(alert_id.encode()).hexdigest()[:40]
         try:
-            won = await self._store.first_seen(f"alert:{alert_id}", token) == token
+            won = await self._store.first_seen(name, token) == token
         except Exception:  # another replica inserted it first (a unique-key race)
             won = False
         self._claimed.add(alert_id)
@@ -200,10 +206,24 @@ class AlertMonitor:
             "fired_at": datetime.now(UTC).isoformat(),
             **facts,
         }
-        await self._audit.append("alert", ACTOR, alert)
-        log.warning("alert: %s", summary)
-        self.fired.append(alert)
-        return alert
+        self._pending.append(alert)
+        recorded: list[dict[str, Any]] = []
+        await self._record_pending(recorded)
+        return alert if recorded else None
+
+    async def _record_pending(self, fired: list[dict[str, Any]]) -> None:
+        """Records the claimed alerts in the audit log (the outbox); one that cannot be recorded
+        now stays pending and is tried again at the next check, so a store outage loses none."""
+        for alert in list(self._pending):
+            try:
+                await self._audit.append("alert", ACTOR, alert)
+            except Exception:
+                log.warning("alert %s could not be recorded yet; will retry", alert["alert_id"], exc_info=True)
+                return
+            self._pending.remove(alert)
+            log.warning("alert: %s", alert["summary"])
+            self.fired.append(alert)
+            fired.append(alert)
 
 
 class Alerts:

@@ -13,6 +13,7 @@ from typing import Any
 from sluice.audit.chain import canonical
 from sluice.audit.exporters.base import Delivery
 from sluice.settings import AlertSinkConfig
+from sluice.storage.ports import Store
 from sluice.storage.records import AuditRecord
 
 
@@ -83,12 +84,12 @@ def teams(sink: AlertSinkConfig, alert: dict[str, Any]) -> Delivery:
     return Delivery(sink.url, body, {**sink.headers, "content-type": "application/json"})
 
 
-def email(sink: AlertSinkConfig, alert: dict[str, Any]) -> EmailMessage:
+def email(sink: AlertSinkConfig, alert: dict[str, Any], developer: str | None = None) -> EmailMessage:
     assert sink.sender is not None
     message = EmailMessage()
     message["Subject"] = f"[Sluice {alert['severity']}] {alert['summary']}"[:200]
     message["From"] = sink.sender
-    message["To"] = ", ".join(sink.to)
+    message["To"] = ", ".join(dict.fromkeys([*sink.to, *([developer] if developer else [])]))
     # The alert id names the message: a mail system that de-duplicates by Message-ID sees it once.
     message["Message-ID"] = f"<{alert['alert_id']}@sluice>"
     message.set_content("\n".join([str(alert["summary"]), "", *(f"{k}: {v}" for k, v in _facts(alert))]))
@@ -97,3 +98,24 @@ def email(sink: AlertSinkConfig, alert: dict[str, Any]) -> EmailMessage:
 
 def _facts(alert: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in alert.items() if k not in ("summary", "severity") and v is not None]
+
+
+async def developer_email(store: Store, alert: dict[str, Any]) -> str | None:
+    """The primary email, in the directory, of the person whose key the alert is about."""
+    if alert.get("scope") != "virtual_key" or not isinstance(alert.get("scope_id"), str):
+        return None
+    key = await store.key_by_id(alert["scope_id"])
+    user_id = key.user_id if key is not None else None
+    if not user_id:
+        return None
+    for obj in await store.list_objects():
+        if obj.kind == "user" and obj.id == user_id:
+            if obj.body.get("active") is False:
+                return None  # deactivated in the directory: no mail
+            emails = [
+                e for e in obj.body.get("emails") or [] if isinstance(e, dict) and isinstance(e.get("value"), str)
+            ]
+            primary = [e for e in emails if e.get("primary")] or emails
+            value = primary[0]["value"] if primary else None
+            return value if value and "@" in value and "\n" not in value and "\r" not in value else None
+    return None

@@ -26,11 +26,14 @@ class AlertSinkConfig(_Strict):
     password: SecretStr | None = None
     sender: str | None = None
     to: list[str] = Field(default_factory=list)
+    # Also mail the developer concerned (their primary email in the directory) when the alert is
+    # about one virtual key (its budget, soft budget or spend rate) and the key belongs to a person.
+    notify_developer: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> AlertSinkConfig:
         if self.type == "email":
-            if not (self.smtp_host and self.sender and self.to):
+            if not (self.smtp_host and self.sender and (self.to or self.notify_developer)):
                 raise ValueError(f"alert sink {self.name!r} (email) needs smtp_host, sender and to")
         elif not self.url:
             raise ValueError(f"alert sink {self.name!r} ({self.type}) needs 'url'")
