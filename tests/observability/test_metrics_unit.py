@@ -112,3 +112,45 @@ def test_mcp_calls_denials_and_latency() -> None:
     assert 'sluice_mcp_calls_total{outcome="ok",server="git",tool="status"} 1.0' in text
     assert 'sluice_mcp_denials_total{outcome="denied",server="git",tool="push"} 1.0' in text
     assert 'sluice_mcp_call_duration_seconds_bucket{le="0.025",server="git",tool="status"} 1.0' in text
+
+
+async def test_streams_in_flight_from_send_to_finish() -> None:
+    from sluice.core.context import RequestRecord
+    from sluice.core.types import Operation, WireFormat
+    from sluice.observability.observer import Observer
+    from sluice.providers.base import ProviderCall, ProviderReply
+
+    class Ctx:
+        def __init__(self) -> None:
+            self.request = RequestRecord("req_s", WireFormat.OPENAI_CHAT, Operation.GENERATE, "/v1/chat/completions")
+            self.attempts: list[Attempt] = []
+
+    class Provider:
+        async def send(self, call: ProviderCall) -> ProviderReply:
+            return ProviderReply(200, "text/event-stream", {}, chunks=None, body=b"")
+
+    observer = Observer(RequestMetrics())
+    ctx, attempt = Ctx(), Attempt("gpt-4o-mini", "openai")
+    call = ProviderCall(WireFormat.OPENAI_CHAT, Operation.GENERATE, "gpt-4o-mini", b"{}", {}, {}, "", True, None)
+    await observer.send(ctx, Provider(), call, attempt)  # type: ignore[arg-type]
+    assert 'sluice_streams_in_flight{surface="openai_chat"} 1.0' in exposition(observer.streams)
+    assert attempt.sent is not None and attempt.waited is not None and attempt.waited >= 0
+    observer.finished(ctx, entry(request_id="req_s", stream=True))  # type: ignore[arg-type]
+    assert "sluice_streams_in_flight{" not in exposition(observer.streams)
+
+
+def test_the_example_config_loads(monkeypatch: object) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from sluice.settings import load_config
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AUDIT_HMAC_KEY", "example-audit-key-0123456789abcdef")
+    mp.setenv("ALERT_WEBHOOK_SECRET", "whsec_ZXhhbXBsZQ==")
+    try:
+        cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "observability.yaml")
+    finally:
+        mp.undo()
+    assert cfg.alerts.enabled and cfg.observability.tracing.endpoint
