@@ -17,7 +17,7 @@ from sluice.engine.shapes import Inbound, Outcome
 from sluice.engine.stream import Stream
 from sluice.formats.json_body import encode_body
 from sluice.metering import stream_observer, usage_of
-from sluice.providers.base import Provider, ProviderCall, ProviderKey, ProviderReply
+from sluice.providers.base import Provider, ProviderCall, ProviderReply
 from sluice.storage.records import VirtualKey
 from sluice.translation import bridge_for, count_body, local_count
 from sluice.translation.bridge import Translation
@@ -47,82 +47,73 @@ async def attempt(
     # Only the key really used takes a half-open breaker's probe slot; an attempt that ends
     # without a verdict on the key (refused by a budget, cancelled, a 429) gives it back.
     probe = engine.breakers.claim(breaker, time.monotonic()) if pkey is not None else 0
+    model = chosen.model
     try:
-        return await _call(engine, ctx, inbound, key, provider, chosen.model, pkey, tried_keys, breaker)
+        ctx.provider, ctx.model = provider.name, model
+        if provider.model_in_url:  # the name after aliases and routing, as this provider gets it
+            check_url_model(model, provider.name)
+        ctx.provider_key_name = pkey.name if pkey else None
+        target, bridge, inbound.canonical = bridge_for(provider, model, inbound, inbound.canonical)
+        if target is None:  # nothing to ask the provider: answer a documented local estimate, free
+            assert inbound.canonical is not None
+            ctx.attempts.append(Attempt(model, provider.name, outcome="estimated"))
+            ctx.status = 200
+            body = count_body(inbound.wire, local_count(inbound.canonical))
+            return Outcome(200, "application/json", {"x-sluice-token-count": "estimate"}, body=body)
+        charge = ctx.charge
+        if charge is None:
+            charge = ctx.charge = Charge(engine.limits, key, ctx.request_id, ctx.started_unix)
+        cost, input_tokens, output_tokens = engine.costs.worst_case(charge, ctx, inbound, provider, model)
+        await charge.reserve(len(ctx.attempts), cost, input_tokens, output_tokens)
+        record = Attempt(model, provider.name, ctx.provider_key_name)
+        if bridge is not None:
+            record.translated = f"{inbound.wire.value}->{target.value}"  # the request log says so
+        ctx.attempts.append(record)
+        if pkey is not None:
+            tried_keys.add(pkey.name)
+
+        hide_usage = False
+        if bridge is not None:
+            body, doc = bridge.body(model, ctx.stream)
+            record.dropped_tools = bridge.dropped  # optional vendor tools the target cannot run: said, never silent
+        else:
+            body, doc, hide_usage = _passed_body(inbound, model, ctx.stream)
+        call = ProviderCall(
+            target, inbound.operation, model, body, doc, inbound.headers, inbound.query, ctx.stream, pkey
+        )
+        now = time.monotonic()
+        try:
+            reply = await engine.observer.send(ctx, provider, call, record)
+        except SluiceError as err:
+            if err.kind in _UNWELL:
+                engine.breakers.failed(breaker, now)
+            raise
+        record.status = ctx.status = reply.status
+        if reply.status >= 400:
+            failure = provider.parse_error(reply, call)
+            if failure.kind in _UNWELL:
+                engine.breakers.failed(breaker, now)
+            elif failure.kind is not ErrorKind.PROVIDER_RATE_LIMITED:
+                engine.breakers.succeeded(breaker)
+            if failure.reply is not None and bridge is not None:
+                failure.failure = bridge.failure(reply.status, reply.body or b"")
+            raise failure
+        engine.breakers.succeeded(breaker)
+        outcome = await _answer(engine, ctx, target, inbound.operation, provider, model, reply, bridge, hide_usage)
+        if bridge is not None and bridge.dropped:
+            outcome.headers["x-sluice-dropped-tools"] = ",".join(bridge.dropped)
+        record.outcome = "ok"
+        if charge.limited:
+            outcome.headers.update(charge.budget_headers)
+        if outcome.chunks is None:
+            if ctx.capture:
+                ctx.captured_response = outcome.body
+            await engine.settle(ctx)  # durable before the caller sees the answer
+        return outcome
+
     finally:
         if probe:
             engine.breakers.give_back(breaker, probe)
-
-
-async def _call(
-    engine: Engine,
-    ctx: RequestContext,
-    inbound: Inbound,
-    key: VirtualKey,
-    provider: Provider,
-    model: str,
-    pkey: ProviderKey | None,
-    tried_keys: set[str],
-    breaker: str,
-) -> Outcome:
-    ctx.provider, ctx.model = provider.name, model
-    if provider.model_in_url:  # the name after aliases and routing, as this provider gets it
-        check_url_model(model, provider.name)
-    ctx.provider_key_name = pkey.name if pkey else None
-    target, bridge, inbound.canonical = bridge_for(provider, model, inbound, inbound.canonical)
-    if target is None:  # nothing to ask the provider: answer a documented local estimate, free
-        assert inbound.canonical is not None
-        ctx.attempts.append(Attempt(model, provider.name, outcome="estimated"))
-        ctx.status = 200
-        body = count_body(inbound.wire, local_count(inbound.canonical))
-        return Outcome(200, "application/json", {"x-sluice-token-count": "estimate"}, body=body)
-    charge = ctx.charge
-    if charge is None:
-        charge = ctx.charge = Charge(engine.limits, key, ctx.request_id, ctx.started_unix)
-    await engine.costs.reserve(charge, len(ctx.attempts), ctx, inbound, provider, model)
-    record = Attempt(model, provider.name, ctx.provider_key_name)
-    if bridge is not None:
-        record.translated = f"{inbound.wire.value}->{target.value}"  # the request log says so
-    ctx.attempts.append(record)
-    if pkey is not None:
-        tried_keys.add(pkey.name)
-
-    hide_usage = False
-    if bridge is not None:
-        body, doc = bridge.body(model, ctx.stream)
-        record.dropped_tools = bridge.dropped  # optional vendor tools the target cannot run: said, never silent
-    else:
-        body, doc, hide_usage = _passed_body(inbound, model, ctx.stream)
-    call = ProviderCall(target, inbound.operation, model, body, doc, inbound.headers, inbound.query, ctx.stream, pkey)
-    now = time.monotonic()
-    try:
-        reply = await engine.observer.send(ctx, provider, call, record)
-    except SluiceError as err:
-        if err.kind in _UNWELL:
-            engine.breakers.failed(breaker, now)
-        raise
-    record.status = ctx.status = reply.status
-    if reply.status >= 400:
-        failure = provider.parse_error(reply, call)
-        if failure.kind in _UNWELL:
-            engine.breakers.failed(breaker, now)
-        elif failure.kind is not ErrorKind.PROVIDER_RATE_LIMITED:
-            engine.breakers.succeeded(breaker)
-        if failure.reply is not None and bridge is not None:
-            failure.failure = bridge.failure(reply.status, reply.body or b"")
-        raise failure
-    engine.breakers.succeeded(breaker)
-    outcome = await _answer(engine, ctx, target, inbound.operation, provider, model, reply, bridge, hide_usage)
-    if bridge is not None and bridge.dropped:
-        outcome.headers["x-sluice-dropped-tools"] = ",".join(bridge.dropped)
-    record.outcome = "ok"
-    if charge.limited:
-        outcome.headers.update(charge.budget_headers)
-    if outcome.chunks is None:
-        if ctx.capture:
-            ctx.captured_response = outcome.body
-        await engine.settle(ctx)  # durable before the caller sees the answer
-    return outcome
 
 
 def _passed_body(inbound: Inbound, model: str, stream: bool) -> tuple[bytes, dict[str, object], bool]:

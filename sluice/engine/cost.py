@@ -35,15 +35,15 @@ class Costs:
         self.block = default_max_tokens  # the output a request without a limit reserves; a stream's block
         self.stream_blocks = stream_blocks  # governance.stream_reservation == "block"
 
-    async def reserve(
-        self, charge: Charge, attempt: int, ctx: RequestContext, inbound: Inbound, provider: Provider, model: str
-    ) -> None:
-        """Reserves what the request can consume. Input is estimated generously at one token per
-        three bytes of body; output is the request's largest output limit in any spelling (at
-        least its thinking budget), or `default_max_tokens` when it names none (a longer stream
-        then has to extend its reservation), for each choice it asks for; plus the server-side
-        searches it may run, at the service tier it asks for; input stored at the provider that
-        the body only refers to counts as the model's whole context window (see pricing.demand)."""
+    def worst_case(
+        self, charge: Charge, ctx: RequestContext, inbound: Inbound, provider: Provider, model: str
+    ) -> tuple[int, int, int]:
+        """(pico-dollars, input tokens, output tokens): what the request can consume. Input is estimated
+        generously at one token per three bytes of body; output is the request's largest output limit in any
+        spelling (at least its thinking budget), or `default_max_tokens` when it names none (a longer stream
+        then has to extend its reservation), for each choice it asks for; plus the server-side searches it
+        may run, at the service tier it asks for; input stored at the provider that the body only refers to
+        counts as the model's whole context window (see pricing.demand)."""
         input_tokens = len(inbound.body) // 3 + 1
         output_tokens, searches, tier, speed = 0, 0, "", ""
         assert ctx.key is not None
@@ -67,7 +67,7 @@ class Costs:
             else 0
         )
         charge.tier = (tier, speed)
-        await charge.reserve(attempt, cost, input_tokens, output_tokens)
+        return cost, input_tokens, output_tokens
 
     def next_block(self, charge: Charge, provider: Provider, model: str) -> int:
         """What the next block of a stream's output costs."""

@@ -15,13 +15,12 @@ _BUDGET_HEADERS = ("x-sluice-budget", "x-ratelimit")
 
 
 def entry_of(ctx: RequestContext, mcp_tools: tuple[str, ...] = ()) -> RequestLogEntry:
-    u = ctx.usage
-    key = ctx.key
+    u, key, r = ctx.usage, ctx.key, ctx.request
     return RequestLogEntry(
-        request_id=ctx.request_id,
-        ts=datetime.fromtimestamp(ctx.started_unix, UTC),
-        path=ctx.path,
-        surface=ctx.surface.value,
+        request_id=r.request_id,
+        ts=datetime.fromtimestamp(r.started_unix, UTC),
+        path=r.path,
+        surface=r.surface.value,
         status=ctx.status,
         decision=ctx.decision,
         reason=ctx.reason,

@@ -15,18 +15,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import Usage
 from sluice.engine.charge import Charge
 from sluice.engine.context import RequestContext
+from sluice.engine.cost import Costs
 from sluice.metering import CHARS_PER_TOKEN, StreamObserver
+from sluice.providers.base import Provider
 from sluice.translation.bridge import StreamTranslator
-
-if TYPE_CHECKING:
-    from sluice.engine.cost import Costs
-    from sluice.providers.base import Provider
 
 
 def estimated_usage(observer: StreamObserver, input_estimate: int) -> Usage:

@@ -40,7 +40,7 @@ class ProviderCall:
     operation: Operation
     model: str  # the provider's own model name
     body: bytes  # what to send, already in the provider's format
-    doc: dict[str, Any]  # the parsed body
+    doc: dict[str, Any]  # the parsed body; read-only (it may be the request's own, shared by retries)
     inbound_headers: Mapping[str, str]
     query: str
     stream: bool
