@@ -129,7 +129,9 @@ class RequestMetrics(Collector):
         waited_total = 0.0
         previous: str | None = None
         for attempt in attempts:
-            if attempt.outcome not in _QUIET_OUTCOMES:
+            # Only an attempt that reached a provider (sent) can be an upstream error: a target
+            # refused before (a limit, the allowlist, a translation) is the request's own outcome.
+            if attempt.sent is not None and attempt.outcome not in _QUIET_OUTCOMES:
                 kind = attempt.outcome or ""
                 if kind.startswith("upstream "):
                     kind = "http_" + kind[9:]

@@ -86,8 +86,8 @@ def test_provider_wait_and_gateway_overhead() -> None:
 
 def test_fallbacks_counted_apart_from_retries() -> None:
     m = RequestMetrics()
-    a = Attempt("claude-sonnet-4-6", "anthropic", outcome="PROVIDER_TIMEOUT")
-    b = Attempt("gpt-4o-mini", "openai", outcome="ok")
+    a = Attempt("claude-sonnet-4-6", "anthropic", outcome="PROVIDER_TIMEOUT", sent=0.1, waited=30.0)
+    b = Attempt("gpt-4o-mini", "openai", outcome="ok", sent=30.2, waited=0.5)
     m.observe(entry(), [a, b], 0.0)
     text = exposition(m)
     assert 'sluice_fallbacks_total{model="gpt-4o-mini",provider="openai"} 1.0' in text
@@ -154,3 +154,11 @@ def test_the_example_config_loads(monkeypatch: object) -> None:
     finally:
         mp.undo()
     assert cfg.alerts.enabled and cfg.observability.tracing.endpoint
+
+
+def test_a_refusal_before_any_provider_is_not_an_upstream_error() -> None:
+    m = RequestMetrics()
+    refused = Attempt("claude-haiku-4-5", outcome="POLICY_BUDGET_EXCEEDED")  # never sent
+    m.observe(entry(status=402, decision="deny", error_kind="POLICY_BUDGET_EXCEEDED"), [refused], 0.0)
+    assert m.upstream_errors == {}
+    assert m.refusals == {("POLICY_BUDGET_EXCEEDED", "team-a"): 1}
