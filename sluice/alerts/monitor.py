@@ -22,8 +22,9 @@ from sluice.core.windows import Duration, window_at
 from sluice.governance.limits import Limits
 from sluice.governance.utilisation import budget_states
 from sluice.routing.resilience import CircuitBreakers
-from sluice.settings import AlertsConfig, AuditExportConfig
+from sluice.settings import AlertsConfig, AuditExportConfig, SpendRateConfig
 from sluice.storage.ports import Store
+from sluice.storage.records import RequestQuery
 from sluice.upstream.client import UpstreamClient
 
 log = logging.getLogger("sluice.alerts")
@@ -147,24 +148,38 @@ class AlertMonitor:
     async def _spend_rates(self, now: datetime, fired: list[dict[str, Any]]) -> None:
         hour = int(now.timestamp()) // 3600
         for rate in self.config.spend_rate:
-            scope, scope_id = rate.scope
-            spent, _, requests = await self._store.spend_totals(
-                scope, scope_id, now - timedelta(hours=1), now + timedelta(seconds=1)
-            )
             limit = int(rate.max_dollars_per_hour * PICO_PER_DOLLAR)
-            if spent <= limit:
-                continue
-            summary = (
-                f"{scope.replace('_', ' ')} {scope_id} spent ${spent / PICO_PER_DOLLAR:.4f} in the last hour "
-                f"({requests} requests), above the ${rate.max_dollars_per_hour:g}/h of {rate.id!r}"
-            )
-            alert = await self._fire(
-                f"spend_rate:{rate.id}:{hour}", "spend_rate", "warning", summary, rule=rate.id, scope=scope,
-                scope_id=scope_id, spent_dollars=spent / PICO_PER_DOLLAR, requests=requests,
-                max_dollars_per_hour=rate.max_dollars_per_hour,
-            )  # fmt: skip
-            if alert is not None:
-                fired.append(alert)
+            for scope, scope_id, spent, requests in await self._rates(rate.scope, now, limit):
+                alert = await self._spend_rate(rate, scope, scope_id, spent, requests, hour)
+                if alert is not None:
+                    fired.append(alert)
+
+    async def _rates(self, of: tuple[str, str], now: datetime, limit: int) -> list[tuple[str, str, int, int]]:
+        """(scope, id, spent, requests) over the last hour above `limit`: of one key, team or
+        customer from the ledger, or of every key (`virtual_key_id: "*"`) from the request log's
+        spend report, the top spenders first."""
+        scope, scope_id = of
+        if scope_id == "*":
+            rows = await self._store.spend_report("key", RequestQuery(since=now - timedelta(hours=1), limit=100))
+            above = [r for r in rows if r["group"] and int(r["cost_pico"]) > limit]
+            return [("virtual_key", str(r["group"]), int(r["cost_pico"]), int(r["requests"])) for r in above]
+        spent, _, requests = await self._store.spend_totals(
+            scope, scope_id, now - timedelta(hours=1), now + timedelta(seconds=1)
+        )
+        return [(scope, scope_id, spent, requests)] if spent > limit else []
+
+    async def _spend_rate(
+        self, rate: SpendRateConfig, scope: str, scope_id: str, spent: int, requests: int, hour: int
+    ) -> dict[str, Any] | None:
+        summary = (
+            f"{scope.replace('_', ' ')} {scope_id} spent ${spent / PICO_PER_DOLLAR:.4f} in the last hour "
+            f"({requests} requests), above the ${rate.max_dollars_per_hour:g}/h of {rate.id!r}"
+        )
+        return await self._fire(
+            f"spend_rate:{rate.id}:{scope_id}:{hour}", "spend_rate", "warning", summary, rule=rate.id,
+            scope=scope, scope_id=scope_id, spent_dollars=spent / PICO_PER_DOLLAR, requests=requests,
+            max_dollars_per_hour=rate.max_dollars_per_hour,
+        )  # fmt: skip
 
     async def _providers(self, fired: list[dict[str, Any]]) -> None:
         states = self._breakers().snapshot(time.monotonic())

@@ -84,7 +84,8 @@ class SoftBudgetConfig(_Strict):
 
 
 class SpendRateConfig(_Strict):
-    """Spending more than `max_dollars_per_hour` over the last hour (the runaway weekend agent)."""
+    """Spending more than `max_dollars_per_hour` over the last hour (the runaway weekend agent).
+    `virtual_key_id: "*"` watches every key (the top spenders of the last hour in the request log)."""
 
     id: str = Field(min_length=1)
     virtual_key_id: str | None = None
@@ -100,6 +101,8 @@ class SpendRateConfig(_Strict):
     def _one_scope(self) -> SpendRateConfig:
         if sum(1 for v in (self.virtual_key_id, self.team_id, self.customer_id) if v) != 1:
             raise ValueError(f"spend rate alert {self.id!r} needs exactly one of virtual_key_id, team_id, customer_id")
+        if "*" in (self.team_id, self.customer_id):
+            raise ValueError(f"spend rate alert {self.id!r}: '*' (every key) is for virtual_key_id only")
         return self
 
 

@@ -150,3 +150,36 @@ def test_the_developer_of_a_key_is_mailed_too(tmp_path: Path) -> None:
     message = sinks.email(sink, alert, "dana@example.com")
     assert message["To"] == "ops@example.com, dana@example.com"
     assert message["Message-ID"] == "<a1@sluice>"
+
+
+def test_a_spend_rate_on_every_key_names_the_runaway_one(tmp_path: Path) -> None:
+    keys = {"vk-a": "sk-sluice-every-a-0000000000000000", "vk-b": "sk-sluice-every-b-0000000000000000"}
+    access = [{"provider": "anthropic", "allowed_models": ["claude-haiku-4-5"]}]
+    with FakeUpstreamThread() as upstream:
+        cfg = config(upstream.base_url, "http://127.0.0.1:1")
+        cfg["virtual_keys"] = [{"id": k, "value": v, "provider_configs": access} for k, v in keys.items()]
+        cfg["alerts"]["spend_rate"] = [{"id": "any-key", "virtual_key_id": "*", "max_dollars_per_hour": 0.000001}]
+        with GatewayThread(cfg, tmp_path) as gw:
+            monitor = gw.services.alerts.monitor  # type: ignore[union-attr]
+
+            def spend(key: str) -> None:
+                client = anthropic.Anthropic(base_url=gw.base_url, api_key=keys[key], max_retries=0)
+                client.messages.create(
+                    model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "$"}]
+                )
+                gw.request_log()
+
+            spend("vk-a")
+            assert [a["scope_id"] for a in gw.call(monitor.check())] == ["vk-a"]
+            spend("vk-b")
+            spend("vk-a")
+            assert [a["scope_id"] for a in gw.call(monitor.check())] == ["vk-b"]  # vk-a: once this hour
+
+
+def test_every_key_is_for_keys_only() -> None:
+    from pydantic import ValidationError
+
+    from sluice.settings import SpendRateConfig
+
+    with pytest.raises(ValidationError, match="virtual_key_id only"):
+        SpendRateConfig(id="x", team_id="*", max_dollars_per_hour=1)
