@@ -90,13 +90,15 @@ class AlertRunner(ExportRunner):
         delivery = self.exporter.render([record])
         try:
             response = await self._client.post(
-                name := f"alert:{self.sink.name}", delivery.url, delivery.headers, delivery.body,
+                self.exporter.name,
+                delivery.url,
+                delivery.headers,
+                delivery.body,
                 Timeouts(connect=5, first_byte=30, read=30),
-            )  # fmt: skip
+            )
             body = await response.read()
         except SluiceError as exc:
             return exc.message
-        del name
         if self.exporter.accepted(response.status, body):
             return None
         return f"HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}"
@@ -105,7 +107,10 @@ class AlertRunner(ExportRunner):
         """Sends the alert's email (in a worker thread: smtplib blocks)."""
         cfg = self.sink
         assert cfg.smtp_host is not None
-        message = sinks.email(cfg, sinks.alert_of(record), developer)
+        try:
+            message = sinks.email(cfg, sinks.alert_of(record), developer)
+        except ValueError as exc:  # a header the email library refuses: a dead letter in time, not a crash
+            return f"email: {exc}"[:300]
         try:
             with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=30) as smtp:
                 if cfg.starttls:

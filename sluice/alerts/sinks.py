@@ -87,7 +87,8 @@ def teams(sink: AlertSinkConfig, alert: dict[str, Any]) -> Delivery:
 def email(sink: AlertSinkConfig, alert: dict[str, Any], developer: str | None = None) -> EmailMessage:
     assert sink.sender is not None
     message = EmailMessage()
-    message["Subject"] = f"[Sluice {alert['severity']}] {alert['summary']}"[:200]
+    subject = f"[Sluice {alert['severity']}] {alert['summary']}"
+    message["Subject"] = " ".join(subject.split())[:200]  # one line, whatever an id contains
     message["From"] = sink.sender
     message["To"] = ", ".join(dict.fromkeys([*sink.to, *([developer] if developer else [])]))
     # The alert id names the message: a mail system that de-duplicates by Message-ID sees it once.

@@ -183,3 +183,15 @@ def test_every_key_is_for_keys_only() -> None:
 
     with pytest.raises(ValidationError, match="virtual_key_id only"):
         SpendRateConfig(id="x", team_id="*", max_dollars_per_hour=1)
+
+
+def test_an_id_with_a_newline_cannot_add_mail_headers() -> None:
+    from sluice.alerts import sinks
+    from sluice.settings import AlertSinkConfig
+
+    sink = AlertSinkConfig(name="m", type="email", smtp_host="h", sender="s@example.com", to=["ops@example.com"])
+    alert = {"alert_id": "a2", "severity": "warning", "summary": "budget 'x\r\nBcc: evil@example.com' reached 50%"}
+    message = sinks.email(sink, alert)
+    headers = message.as_string().split("\n\n", 1)[0]  # the body may say anything; the headers may not
+    assert "\nBcc:" not in headers and message["Bcc"] is None
+    assert message["Subject"] == "[Sluice warning] budget 'x Bcc: evil@example.com' reached 50%"
