@@ -197,6 +197,12 @@ class SluiceConfig(_Strict):
             kind, ident = rule.scope
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
+        budget_ids = {b.id for b in self.budgets}
+        for alert in self.alerts.budgets:
+            if alert.budget_id not in budget_ids:
+                out.append(
+                    f"alerts.budgets: budget {alert.budget_id!r} is not declared in this file (alerts need it in the store)"
+                )
         profiles = {p.id for p in self.access_profiles}
         if self.auth.default_profile is not None and self.auth.default_profile not in profiles:
             out.append(f"auth.default_profile {self.auth.default_profile!r} is not among access_profiles")

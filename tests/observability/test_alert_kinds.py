@@ -195,3 +195,18 @@ def test_an_id_with_a_newline_cannot_add_mail_headers() -> None:
     headers = message.as_string().split("\n\n", 1)[0]  # the body may say anything; the headers may not
     assert "\nBcc:" not in headers and message["Bcc"] is None
     assert message["Subject"] == "[Sluice warning] budget 'x Bcc: evil@example.com' reached 50%"
+
+
+def test_validate_warns_of_an_alert_on_an_unknown_budget() -> None:
+    from sluice.settings import parse_config
+
+    cfg = parse_config(
+        {
+            "audit": {"hmac_key": "k" * 32},
+            "alerts": {
+                "budgets": [{"budget_id": "nope"}],
+                "sinks": [{"name": "s", "type": "slack", "url": "http://x"}],
+            },
+        }
+    )
+    assert any("'nope'" in w for w in cfg.warnings())
