@@ -201,7 +201,7 @@ class SluiceConfig(_Strict):
         for alert in self.alerts.budgets:
             if alert.budget_id not in budget_ids:
                 out.append(
-                    f"alerts.budgets: budget {alert.budget_id!r} is not declared in this file (alerts need it in the store)"
+                    f"alerts.budgets: budget {alert.budget_id!r} is not declared in this file (it must be in the store)"
                 )
         profiles = {p.id for p in self.access_profiles}
         if self.auth.default_profile is not None and self.auth.default_profile not in profiles:
