@@ -7,7 +7,7 @@ E2E_NODE := tests/e2e/node_modules/.installed
 OIDC_NODE := tests/integration/oidc_provider/node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint unit e2e-deps browser-deps screenshots bench clean lock image helm dist
+.PHONY: run test lint unit e2e-deps browser-deps screenshots observability-deps bench clean lock image helm dist
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ browser-deps: $(CHROMIUM)
 screenshots: $(VENV)/.dev $(OIDC_NODE) $(CHROMIUM)
 	SLUICE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/console/test_browser.py
 
+# A real Prometheus and promtool for tests/observability/test_prometheus.py (Debian's package; CI
+# runs as root with apt-get). The tests skip, saying why, only where they cannot be installed.
+observability-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  || echo "prometheus could not be installed: its tests will skip"; }
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sluice tests $(wildcard bench)
 	$(VENV)/bin/ruff format --check sluice tests
@@ -62,7 +70,7 @@ $(HELM): deploy/helm/fetch-helm.sh
 	bash deploy/helm/fetch-helm.sh
 helm: $(HELM)
 
-test: lint $(E2E_NODE) $(OIDC_NODE) $(HELM) $(CHROMIUM)
+test: lint observability-deps $(E2E_NODE) $(OIDC_NODE) $(HELM) $(CHROMIUM)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev

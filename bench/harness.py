@@ -225,7 +225,7 @@ def start_baseline(fleet: Fleet, port: int, upstream_url: str, cores: list[int] 
     return proc
 
 
-GATEWAY_VARIANTS = ("plain", "local", "full", "redis", "audited")
+GATEWAY_VARIANTS = ("plain", "local", "full", "redis", "audited", "nometrics")
 # The full variant's checkpoint signing key (a fixed Ed25519 seed, base64): configured, not generated on first start.
 CHECKPOINT_KEY = "YmVuY2gtY2hlY2twb2ludC1rZXktMDEyMzQ1Njc4OWE="
 # Limits the benchmark can never reach: the point is their per-request cost, not a refusal.
@@ -267,6 +267,9 @@ def gateway_config(
         "request_log": {"spill_path": str(workdir / "requestlog.spill.jsonl")},
     }
     if variant == "plain":
+        return config
+    if variant == "nometrics":  # plain without the request metrics: their cost is plain minus this
+        config["observability"] = {"metrics": {"enabled": False}}
         return config
     config["teams"] = [{"id": "team-bench", "name": "Benchmark team"}]
     config["budgets"] = [

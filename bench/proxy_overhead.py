@@ -44,6 +44,7 @@ VARIANT_TEXT = {
     "with signed checkpoints under a configured key (audit.checkpoint_key), request log: all of governance at once",
     "redis": "the same limits as local, governance.backend redis",
     "audited": "local + the tamper-evident audit log (every request sealed and group-committed before its last byte)",
+    "nometrics": "plain with observability.metrics.enabled false (plain minus this: the request metrics' cost)",
 }
 
 
@@ -324,7 +325,7 @@ class Bench:
                 )
             got = limit_headers[v]
             limited = "x-sluice-budget-id" in got and "x-ratelimit-limit-requests" in got
-            if limited != (v != "plain"):
+            if limited != (v not in ("plain", "nometrics")):
                 raise RuntimeError(
                     f"gateway {v}: budget/rate-limit headers {'present' if limited else 'missing'} ({got}); "
                     f"{'no limit should' if v == 'plain' else 'budgets and rate limits should'} apply to the key"

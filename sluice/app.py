@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sluice.admin.live import LiveConfig
 from sluice.admin.service import AdminService, record_changes
+from sluice.alerts.monitor import Alerts
 from sluice.audit import checkpoints
 from sluice.audit.auth_failures import AuthGuard
 from sluice.audit.log import AuditLog
@@ -25,6 +26,7 @@ from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_
 from sluice.governance.limits import Limits
 from sluice.governance.profiles import ProfileBook
 from sluice.mcp.gateway import McpGateway
+from sluice.observability.observer import build_observer
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
@@ -118,6 +120,7 @@ class Services:
     # How admin API callers prove who they are, tried in order: identity providers go in front.
     authenticators: list[Authenticator] = field(default_factory=list)
     guard: AuthGuard | None = None  # authentication failures: throttle and counted audit records
+    alerts: Alerts | None = None  # budget, spend-rate and provider alerts (sluice.alerts)
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -135,6 +138,8 @@ class Services:
         await self.recorder.start()
         await self.client.start()
         self.export.start()
+        if self.alerts is not None:
+            self.alerts.start()
         if self.guard is not None:
             self.guard.start()
         if self.config.audit.enabled and self.config.audit.retention_days:
@@ -156,6 +161,8 @@ class Services:
         await cancel(self._data_retention)
         await self.live.stop()
         await self.mcp.stop()
+        if self.alerts is not None:
+            await self.alerts.stop()
         await self.export.stop()
         await self.limits.stop()
         if self.guard is not None:
@@ -165,6 +172,8 @@ class Services:
         await self.keys.stop()
         await self.profiles.stop()
         await self.client.close()
+        if self.engine.observer.tracer is not None:
+            self.engine.observer.tracer.shutdown()
         await self.store.close()
 
 
@@ -196,6 +205,9 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     export = AuditExport(config.audit.exporters, config.audit.export, store, client)
     mcp = McpGateway(config.mcp, keys, audit, store)
     engine.session_tools = mcp.session_calls.take
+    engine.observer = build_observer(config.observability)
+    if engine.observer.mcp is not None:
+        mcp.observe = engine.observer.mcp.observe
     guard = AuthGuard(config.auth.guard, audit)
     engine.guard = guard
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
@@ -211,6 +223,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
         guard=guard,
+        alerts=Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers),
     )  # fmt: skip
 
 

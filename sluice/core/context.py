@@ -48,6 +48,10 @@ class Attempt:
     dropped_tools: tuple[str, ...] = ()  # optional vendor tools the target could not run
     status: int | None = None
     served_model: str | None = None  # the model the provider says answered, when not the one asked
+    # perf_counter when the provider call was sent, and seconds until it answered or failed
+    # (sluice.observability.observer); not in the request log.
+    sent: float | None = None
+    waited: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "outcome": self.outcome}

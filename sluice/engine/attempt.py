@@ -84,7 +84,7 @@ async def attempt(
         )
         now = time.monotonic()
         try:
-            reply = await provider.send(call)
+            reply = await engine.observer.send(ctx, provider, call, record)
         except SluiceError as err:
             if err.kind in _UNWELL:
                 engine.breakers.failed(breaker, now)

@@ -34,6 +34,7 @@ from sluice.engine.targets import Targets
 from sluice.governance.allowlist import Candidate
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
+from sluice.observability.observer import Observer
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderError, ProviderKey
 from sluice.routing.resilience import CircuitBreakers
@@ -76,6 +77,8 @@ class Engine:
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
         # Set by the composition root: throttles and records (counted) authentication failures.
         self.guard: AuthGuard | None = None
+        # Set by the composition root: times and traces provider calls, takes finished requests' metrics.
+        self.observer = Observer()
 
     def reconfigure(self, providers: dict[str, Provider], router: Router, routing: RoutingConfig) -> None:
         """A live reload: the new providers, routing rules, retry and circuit breaker settings,
@@ -243,6 +246,8 @@ class Engine:
             tools: tuple[str, ...] = ()
             if self.session_tools is not None and ctx.key is not None and ctx.decision == "allow":
                 tools = self.session_tools(ctx.key.id, ctx.session_id)
-            self.recorder.record(entry_of(ctx, tools))
+            entry = entry_of(ctx, tools)
+            self.recorder.record(entry)
+            self.observer.finished(ctx, entry)
         except Exception:
             log.exception("could not record request %s", ctx.request_id)

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from sluice.app import Services
 from sluice.http.asgi import Receive, Scope, Send, respond
+from sluice.http.scrape import ServicesCollector
 from sluice.upstream.client import UpstreamClient
 
 
@@ -78,6 +79,14 @@ class MetricsRoute:
             ["exporter"],
             registry=self.registry,
         )
+        # The request metrics (folded per request by the engine's observer) and the gauges read
+        # from the services at scrape time: docs/observability.md lists them all.
+        observer = services.engine.observer
+        for collector in (observer.metrics, observer.streams, observer.mcp):
+            if collector is not None:
+                self.registry.register(collector)
+        self._services = ServicesCollector(services)
+        self.registry.register(self._services)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         recorder = self.services.recorder
@@ -88,4 +97,5 @@ class MetricsRoute:
         for runner in self.services.export.runners:
             self._backlog.labels(runner.exporter.name).set(await runner.backlog())
             self._delivered.labels(runner.exporter.name).set(runner.delivered)
+        await self._services.refresh()
         await respond(send, 200, generate_latest(self.registry), CONTENT_TYPE_LATEST, {})

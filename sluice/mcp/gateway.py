@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +73,7 @@ class McpGateway(CallHandlers):
         self.sessions = LiveSessions()
         self.session_calls = SessionCalls()
         self.calls: list[dict[str, Any]] = []  # recent call records, for tests and diagnostics
+        self.observe: Callable[[str, dict[str, Any]], None] | None = None  # set by the composition root
         self.teams: dict[str, McpAccess] = {}
         self._known_keys: dict[str, VirtualKey] = {}
         self._sse: dict[str, set[anyio.CancelScope]] = {}
@@ -234,6 +236,8 @@ class McpGateway(CallHandlers):
 
     async def record(self, kind: str, key: VirtualKey, data: dict[str, Any]) -> None:
         self.calls.append({"kind": kind, **data})
+        if self.observe is not None:  # the MCP metrics (sluice.observability.metrics.McpMetrics)
+            self.observe(kind, data)
         del self.calls[:-1000]
         try:
             await self._audit.append(kind, key.id, data)

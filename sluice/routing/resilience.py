@@ -93,3 +93,15 @@ class CircuitBreakers:
     def is_open(self, name: str, now: float) -> bool:
         state = self._states.get(name)
         return state is not None and state.failures >= self._config.failure_threshold and now < state.open_until
+
+    def snapshot(self, now: float) -> dict[str, str]:
+        """Each breaker that has seen a failure since its last success: "open" (skipped),
+        "half_open" (its probe may go) or "closed" (failures below the threshold). For metrics
+        and alerts; a breaker not listed is closed."""
+        out = {}
+        for name, state in self._states.items():
+            if not self._half_open(state):
+                out[name] = "closed"
+            else:
+                out[name] = "open" if now < state.open_until else "half_open"
+        return out

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from sluice.settings.alerts import AlertsConfig, AlertSinkConfig, SoftBudgetConfig, SpendRateConfig
 from sluice.settings.audit import AuditConfig, AuditExportConfig, AuditExporterConfig
 from sluice.settings.auth import AuthConfig, AuthGuardConfig, OidcConfig, ScimConfig, SessionConfig
 from sluice.settings.base import ConfigError, _Strict
@@ -28,6 +29,7 @@ from sluice.settings.governance import (
     VirtualKeyConfig,
 )
 from sluice.settings.mcp import McpAccess, McpConfig, McpServerConfig, ToolGroupConfig, ToolRateLimitConfig
+from sluice.settings.observability import MetricsConfig, ObservabilityConfig, TracingConfig
 from sluice.settings.pricing import ModelPrice, PricingConfig
 from sluice.settings.providers import (
     CLOUD_CREDENTIAL_FIELDS,
@@ -48,6 +50,8 @@ __all__ = [
     "OPENAI_COMPATIBLE_VENDORS",
     "PROVIDER_TYPES",
     "AccessProfileConfig",
+    "AlertSinkConfig",
+    "AlertsConfig",
     "AliasConfig",
     "AuditConfig",
     "AuditExportConfig",
@@ -62,7 +66,9 @@ __all__ = [
     "McpAccess",
     "McpConfig",
     "McpServerConfig",
+    "MetricsConfig",
     "ModelPrice",
+    "ObservabilityConfig",
     "OidcConfig",
     "PricingConfig",
     "ProviderConfig",
@@ -78,10 +84,13 @@ __all__ = [
     "ServerConfig",
     "SessionConfig",
     "SluiceConfig",
+    "SoftBudgetConfig",
+    "SpendRateConfig",
     "StoreConfig",
     "TeamConfig",
     "ToolGroupConfig",
     "ToolRateLimitConfig",
+    "TracingConfig",
     "VirtualKeyConfig",
     "load_config",
     "parse_config",
@@ -130,6 +139,8 @@ class SluiceConfig(_Strict):
     access_profiles: list[AccessProfileConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("providers")
     @classmethod
@@ -163,6 +174,13 @@ class SluiceConfig(_Strict):
                 ids.add(item.id)
         return self
 
+    @model_validator(mode="after")
+    def _alerts_need_the_audit_log(self) -> SluiceConfig:
+        # Alerts are records of the audit log, delivered by its outbox: without the log, nothing is durable.
+        if self.alerts.enabled and not self.audit.enabled:
+            raise ValueError("alerts need the audit log (audit.hmac_key): they are delivered through its outbox")
+        return self
+
     def warnings(self) -> list[str]:
         """Things that load but will not work until fixed, for `sluice config validate`."""
         out = []
@@ -182,6 +200,12 @@ class SluiceConfig(_Strict):
             kind, ident = rule.scope
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
+        budget_ids = {b.id for b in self.budgets}
+        for alert in self.alerts.budgets:
+            if alert.budget_id not in budget_ids:
+                out.append(
+                    f"alerts.budgets: budget {alert.budget_id!r} is not declared in this file (it must be in the store)"
+                )
         profiles = {p.id for p in self.access_profiles}
         if self.auth.default_profile is not None and self.auth.default_profile not in profiles:
             out.append(f"auth.default_profile {self.auth.default_profile!r} is not among access_profiles")

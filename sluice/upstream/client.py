@@ -18,6 +18,7 @@ from yarl import URL
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.tasks import cancel, spawn
+from sluice.core.trace_context import OUTBOUND_TRACEPARENT
 from sluice.upstream.lag import LoopLag
 from sluice.upstream.pool import PoolLimits, SlotGate, saturated
 
@@ -166,6 +167,8 @@ class UpstreamClient:
         # sock_connect, not connect: aiohttp's `connect` also runs while waiting for a pooled
         # connection, and that wait is the gateway's, timed by the slot gate below.
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
+        if (traceparent := OUTBOUND_TRACEPARENT.get()) is not None:  # tracing on (sluice.observability)
+            headers = {**headers, "traceparent": traceparent}
         try:
             release = await self._gate(provider).acquire(provider)
         except SluiceError:
