@@ -16,6 +16,7 @@ from sluice.engine.plan import plan
 from sluice.engine.shapes import Inbound, Outcome
 from sluice.engine.stream import Stream
 from sluice.formats.json_body import encode_body
+from sluice.formats.registry import record_of
 from sluice.metering import stream_observer, usage_of
 from sluice.providers.base import Provider, ProviderCall, ProviderReply
 from sluice.storage.records import VirtualKey
@@ -73,6 +74,8 @@ async def attempt(
             tried_keys.add(pkey.name)
 
         hide_usage = False
+        if ctx.guardrail is not None:
+            ctx.guardrail.to_provider(inbound.doc, provider.name)  # rules for some providers only
         if bridge is not None:
             body, doc = bridge.body(model, ctx.stream)
             record.dropped_tools = bridge.dropped  # optional vendor tools the target cannot run: said, never silent
@@ -155,6 +158,8 @@ async def _answer(
             if ctx.charge is not None:
                 ctx.charge.usage_missing = operation is Operation.GENERATE and not ctx.usage.reported
         outcome = Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
+        if ctx.guardrail is not None:
+            outcome.body = ctx.guardrail.answer(reply.body)  # scanned, placeholders restored
         if bridge is not None:
             outcome.body, outcome.content_type = bridge.response(reply.body, ctx.request_id, model), "application/json"
         return outcome
@@ -167,6 +172,8 @@ async def _answer(
     translator = bridge.stream_translator(ctx.request_id, model) if bridge is not None else None
     content_type = translator.content_type if translator is not None else reply.content_type
     stream = Stream(ctx, reply.chunks, observer, translator, charge, engine.costs, engine.settle, provider, model)
+    if ctx.guardrail is not None:
+        stream.guardrail = ctx.guardrail.stream(observer, record_of(wire).reader.sse)
     # Wait for the stream's first piece here: until then nothing reached the caller, so a failure
     # can still be retried or fall back.
     await stream.start()

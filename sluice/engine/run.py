@@ -34,6 +34,7 @@ from sluice.engine.targets import Targets
 from sluice.governance.allowlist import Candidate
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
+from sluice.guardrails.service import Guardrails
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderError, ProviderKey
 from sluice.routing.resilience import CircuitBreakers
@@ -76,6 +77,7 @@ class Engine:
         self.session_tools: Callable[[str, str | None], tuple[str, ...]] | None = None
         # Set by the composition root: throttles and records (counted) authentication failures.
         self.guard: AuthGuard | None = None
+        self.guardrails: Guardrails | None = None  # set by the composition root (sluice.guardrails)
 
     def reconfigure(self, providers: dict[str, Provider], router: Router, routing: RoutingConfig) -> None:
         """A live reload: the new providers, routing rules, retry and circuit breaker settings,
@@ -121,6 +123,8 @@ class Engine:
         ctx.stream = inbound.stream if inbound.stream is not None else inbound.doc.get("stream") is True
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
+        if self.guardrails is not None and (guard := self.guardrails.start(key, ctx.session_id)) is not None:
+            ctx.guardrail, inbound.body = guard, guard.request_body(inbound.doc, inbound.body)  # raises on block
         route = await self._route(ctx, key, inbound, requested)
         targets = [route.model, *route.fallbacks, *key.fallbacks]
         if len(targets) > 1:
@@ -240,6 +244,11 @@ class Engine:
             if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self._cost(ctx)
             await self._audit(ctx, refuse=False)
+            if ctx.guardrail is not None and self.audit is not None:  # one audit event per decision
+                for event in ctx.guardrail.events():
+                    await self.audit.append(
+                        "guardrail", ctx.virtual_key_id or "anonymous", {"request_id": ctx.request_id, **event}
+                    )
             tools: tuple[str, ...] = ()
             if self.session_tools is not None and ctx.key is not None and ctx.decision == "allow":
                 tools = self.session_tools(ctx.key.id, ctx.session_id)

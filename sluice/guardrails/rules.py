@@ -1,0 +1,141 @@
+"""Rules and the scan: which detector, where, with which action; findings with a keyed hash and the
+length of what matched (never the content). Pure: no I/O, no clock, no logging."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sluice.guardrails.injection import find_injection
+from sluice.guardrails.pii import find_pii
+from sluice.guardrails.secrets import find_secrets
+
+Spans = list[tuple[int, int, str]]
+
+
+class Action(StrEnum):
+    AUDIT = "audit"  # record only
+    REDACT = "redact"  # a stable placeholder goes to the provider, restored in the agent's tool calls
+    BLOCK = "block"  # the request (or the stream) stops with an error naming the rule
+    ALERT = "alert"  # recorded like audit, and flagged for the alert delivery
+
+
+# Where a rule looks: the caller's prompt and system text, tool results inside the request, the
+# provider's answer, MCP tool outputs passing through /mcp.
+WHERES = ("request", "tool_result", "answer", "mcp")
+DETECTORS: dict[str, Callable[[str], Spans]] = {
+    "secrets": find_secrets,
+    "pii": find_pii,
+    "injection": find_injection,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    detector: str  # secrets | pii | injection | deny (terms) | regex (patterns)
+    action: Action = Action.AUDIT
+    where: frozenset[str] = frozenset(WHERES)
+    kinds: frozenset[str] = frozenset()  # only these kinds of the detector (empty: all)
+    # Only when the request goes to one of these providers ("no personal data to provider X").
+    providers: frozenset[str] = frozenset()
+    pattern: re.Pattern[str] | None = None  # deny and regex rules, compiled once
+
+    def applies(self, where: str, provider: str | None) -> bool:
+        if where not in self.where:
+            return False
+        # A rule for some providers waits until the provider is known (`RequestGuard.to_provider`).
+        return not self.providers or provider in self.providers
+
+
+def deny_list(name: str, terms: Iterable[str], **kw: object) -> Rule:
+    """Whole words or phrases, case-insensitive (customer names, project code names)."""
+    words = sorted({t.strip() for t in terms if t.strip()}, key=len, reverse=True)
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE)
+    return Rule(name, "deny", pattern=rx, **kw)  # type: ignore[arg-type]
+
+
+def regex_rule(name: str, patterns: Iterable[str], **kw: object) -> Rule:
+    rx = re.compile("|".join(f"(?:{p})" for p in patterns))
+    return Rule(name, "regex", pattern=rx, **kw)  # type: ignore[arg-type]
+
+
+def default_rules() -> tuple[Rule, ...]:
+    """The default set: secrets redacted everywhere they can be, personal data and injections
+    recorded (audit) only."""
+    return (
+        Rule("secrets", "secrets", Action.REDACT),
+        Rule("personal_data", "pii", Action.AUDIT, frozenset({"request", "tool_result", "answer"})),
+        Rule("prompt_injection", "injection", Action.AUDIT, frozenset({"tool_result", "mcp"})),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    action: Action
+    where: str
+    kind: str
+    start: int
+    end: int
+
+    def event(self, digest: str) -> dict[str, object]:
+        """The audit event: never the content, a keyed hash and the length of it."""
+        return {
+            "rule": self.rule,
+            "action": self.action.value,
+            "where": self.where,
+            "kind": self.kind,
+            "length": self.end - self.start,
+            "hmac": digest,
+        }
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """Rules compiled for one key, team or access profile, with a bounded cache of detector results
+    per string: an agent resends its whole history every turn, so most strings were seen before."""
+
+    rules: tuple[Rule, ...]
+    key: bytes = b"sluice-guardrails"  # keys the hashes in audit events and the placeholders
+    cache_entries: int = 4096
+    min_cached: int = 256  # shorter strings are cheaper to scan than to cache
+    _cache: OrderedDict[tuple[str, str], Spans] = field(default_factory=OrderedDict)
+
+    def wants(self, where: str) -> bool:
+        return any(where in r.where for r in self.rules)
+
+    def digest(self, value: str) -> str:
+        return hmac.new(self.key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+    def _spans(self, detector: str, text: str, rule: Rule) -> Spans:
+        if rule.pattern is not None:
+            return [(m.start(), m.end(), rule.name) for m in rule.pattern.finditer(text) if m.end() > m.start()]
+        find = DETECTORS[detector]
+        if len(text) < self.min_cached:
+            return find(text)
+        cache_key = (detector, text)
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            self._cache.move_to_end(cache_key)
+            return hit
+        spans = find(text)
+        self._cache[cache_key] = spans
+        if len(self._cache) > self.cache_entries:
+            self._cache.popitem(last=False)
+        return spans
+
+    def scan(self, text: str, where: str, provider: str | None = None) -> list[Finding]:
+        findings: list[Finding] = []
+        for rule in self.rules:
+            if not rule.applies(where, provider):
+                continue
+            for start, end, kind in self._spans(rule.detector, text, rule):
+                if not rule.kinds or kind in rule.kinds:
+                    findings.append(Finding(rule.name, rule.action, where, kind, start, end))
+        return findings

@@ -1,0 +1,118 @@
+"""Guardrails over a JSON body in any wire format: every string of the conversation (messages,
+system, tool results, earlier tool calls' arguments) is scanned, and redacted in place.
+
+Walking the parsed body works for every format without a translation (the strings that carry
+content are strings in all of them); keys that never carry content (ids, types, signatures,
+base64 media, tool definitions) are skipped. A string is a tool result when it sits under a
+`tool_result` block (Anthropic), a `tool` message (OpenAI Chat), a `function_call_output` item
+(Responses), a `functionResponse` part (Gemini) or a `toolResult` block (Bedrock Converse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.guardrails.rules import Action, Finding, RuleSet
+from sluice.guardrails.vault import Vault
+
+_SKIP = frozenset(
+    {
+        "model", "id", "type", "role", "tool_use_id", "tool_call_id", "call_id", "signature", "cache_control",
+        "media_type", "mime_type", "mimeType", "data", "tools", "tool_choice", "metadata", "stream",
+        "encrypted_content", "thoughtSignature", "response_format", "text_format", "name",
+    }
+)  # fmt: skip
+_TOOL_TYPES = frozenset({"tool_result", "function_call_output", "toolResult", "mcp_tool_result"})
+_TOOL_KEYS = frozenset({"functionResponse", "toolResult"})
+
+
+@dataclass(slots=True)
+class Report:
+    """What a guardrail pass found and did."""
+
+    findings: list[tuple[Finding, str]] = field(default_factory=list)  # (finding, keyed hash of the match)
+    changed: bool = False
+
+    @property
+    def blocked(self) -> Finding | None:
+        return next((f for f, _ in self.findings if f.action is Action.BLOCK), None)
+
+    def events(self) -> list[dict[str, object]]:
+        return [f.event(digest) for f, digest in self.findings]
+
+
+def guard_text(
+    text: str, where: str, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None = None
+) -> str:
+    findings = rules.scan(text, where, provider)
+    if not findings:
+        return text
+    redact: list[Finding] = []
+    for f in findings:
+        report.findings.append((f, rules.digest(text[f.start : f.end])))
+        if f.action is Action.REDACT and vault is not None and where != "answer":
+            redact.append(f)
+    if vault is None or not redact:
+        return text
+    redact.sort(key=lambda f: (f.start, -f.end))
+    out, last = [], 0
+    for f in redact:
+        if f.start < last:
+            continue  # inside a span already replaced
+        out.append(text[last : f.start])
+        out.append(vault.placeholder(f.kind, text[f.start : f.end]))
+        last = f.end
+    out.append(text[last:])
+    report.changed = True
+    return "".join(out)
+
+
+def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, provider: str | None = None) -> Report:
+    """Scans (and redacts, in place) every content string of a request body."""
+    report = Report()
+    _walk(doc, False, rules, vault, report, provider)
+    return report
+
+
+def _walk(node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None) -> Any:
+    if isinstance(node, str):
+        return guard_text(node, "tool_result" if tool else "request", rules, vault, report, provider)
+    if isinstance(node, dict):
+        inner = tool or node.get("type") in _TOOL_TYPES or node.get("role") in ("tool", "function")
+        for key, value in node.items():
+            if key in _SKIP or value is None or isinstance(value, bool | int | float):
+                continue
+            new = _walk(value, inner or key in _TOOL_KEYS, rules, vault, report, provider)
+            if new is not value:
+                node[key] = new
+        return node
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, str | dict | list):
+                new = _walk(value, tool, rules, vault, report, provider)
+                if new is not value:
+                    node[i] = new
+    return node
+
+
+def restore_doc(node: Any, vault: Vault) -> tuple[Any, bool]:
+    """Every placeholder in a whole answer's strings back to its value (tool-call arguments are
+    strings in some formats, objects in others: both are walked)."""
+    if isinstance(node, str):
+        restored = vault.restore(node)
+        return restored, restored is not node
+    changed = False
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str | dict | list):
+                new, did = restore_doc(value, vault)
+                if did:
+                    node[key], changed = new, True
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, str | dict | list):
+                new, did = restore_doc(value, vault)
+                if did:
+                    node[i], changed = new, True
+    return node, changed
