@@ -83,7 +83,7 @@ class _Observer:
         return chunk
 
 
-@pytest.mark.parametrize("cut", [1, 3, 8, 9, 15, 20, 30, 36])
+@pytest.mark.parametrize("cut", [1, 3, 8, 9, 15, 20, 30, 34, 35, 36, 37])
 def test_streamed_tool_arguments_are_restored_across_fragments(cut: int) -> None:
     guard = _guard()
     guard.request_body(_request(), b"")
