@@ -124,7 +124,8 @@ class Engine:
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
         if self.guardrails is not None and (guard := self.guardrails.start(key, ctx.session_id)) is not None:
-            ctx.guardrail, inbound.body = guard, guard.request_body(inbound.doc, inbound.body)  # raises on block
+            ctx.guardrail = guard  # set first: a block is recorded too
+            inbound.body = guard.request_body(inbound.doc, inbound.body)  # raises on block
         route = await self._route(ctx, key, inbound, requested)
         targets = [route.model, *route.fallbacks, *key.fallbacks]
         if len(targets) > 1:

@@ -162,7 +162,7 @@ def test_block_rule_answers_in_the_surface_format(stack: tuple[GatewayThread, Fa
     assert oerr.value.code == "guardrail_blocked" and "no-acme" in oerr.value.message
     assert len(upstream.requests) == before  # nothing reached the provider
     entries = [e for e in gateway.request_log() if e["virtual_key_id"] == "vk-strict"]
-    assert len(entries) == 2 and all(e["decision"] == "deny" for e in entries), entries
+    assert len(entries) == 2 and all(e["decision"] == "deny" and e["guardrails"] == 1 for e in entries), entries
 
 
 def test_injection_in_a_tool_result_is_an_audit_event(stack: tuple[GatewayThread, FakeUpstreamThread]) -> None:
