@@ -28,6 +28,7 @@ from sluice.guardrails.vault import StreamRestorer, Vault
 from sluice.guardrails.walk import Report, restore_doc
 
 LOOK_BEHIND = 512  # longer than any key format but a private key, whose BEGIN line is enough
+BATCH = 2048  # characters of generated text scanned at once when no answer rule blocks
 _FRAGMENTS = frozenset({"partial_json", "arguments"})
 
 
@@ -43,10 +44,16 @@ def blocked(rule: str, where: str) -> SluiceError:
 class AnswerScanner:
     """Scans generated text as it grows, with a bounded look-behind."""
 
-    __slots__ = ("_known", "_offset", "_rules", "_seen", "_tail", "report")
+    __slots__ = ("_batch", "_known", "_offset", "_pending", "_rules", "_seen", "_tail", "report")
 
     def __init__(self, rules: RuleSet, vault: Vault | None, report: Report) -> None:
         self._rules, self.report = rules, report
+        # With a `block` rule on the answer every piece is scanned as it comes (the chunk that
+        # completes a secret is not sent); with audit-only rules the text is scanned in batches
+        # (`flush` scans the rest at the end), which costs a fraction per streamed KB.
+        blocking = any(r.action is Action.BLOCK and r.applies("answer", None) for r in rules.rules)
+        self._batch = 0 if blocking else BATCH
+        self._pending: list[str] = []
         self._known = frozenset(vault.values.values()) if vault is not None else frozenset()
         self._tail = ""
         self._offset = 0  # where `_tail` starts in the whole answer
@@ -55,6 +62,19 @@ class AnswerScanner:
     def feed(self, text: str) -> None:
         if not text:
             return
+        if self._batch:
+            self._pending.append(text)
+            if sum(map(len, self._pending)) < self._batch:
+                return
+            text, self._pending = "".join(self._pending), []
+        self._scan(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            self._scan(text)
+
+    def _scan(self, text: str) -> None:
         window = self._tail + text
         for f in self._rules.scan(window, "answer"):
             at = (self._offset + f.start, f.rule)
@@ -98,6 +118,8 @@ class StreamGuard:
             text = "".join(pieces[self._read :])
             self._read = len(pieces)
             self._scanner.feed(text)
+        if self._scanner is not None and self._observer.completed:
+            self._scanner.flush()
         return out
 
     def _restore(self, chunk: bytes) -> bytes:

@@ -15,10 +15,15 @@ _EMAIL = re.compile(r"@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,24}\b")
 _LOCAL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}$")
 _PHONE = re.compile(r"\+[1-9]\d{0,2}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]?\d{2,4}){1,4}(?!\d)")
 _PHONE_US = re.compile(r"\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}(?!\d)")
-_CARD = re.compile(r"(?<![\d.\-])[2-6]\d{3}(?:[ \-]?\d{4}){2}[ \-]?\d{1,7}(?![\d.])")
-_SSN = re.compile(r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])")
-_NINO = re.compile(r"(?<![A-Z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Z0-9])")
-_IBAN = re.compile(r"(?<![A-Z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Z0-9])")
+# Card numbers, SSNs, and the digits of NI numbers and IBANs are all found from ONE scan for runs of
+# digits (a pattern that opens with a lookbehind or a letter class is 3-5 ms per 140 KB in `re`; the
+# one run scan is about 1.5 ms), then told apart by shape and check digits.
+_RUN = re.compile(r"[0-9][0-9 \-]{4,26}[0-9]")
+_SSN = re.compile(r"(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}")
+_NINO_HEAD = re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?$")
+_NINO_DIGITS = re.compile(r"\d{2} ?\d{2} ?\d{2}")
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){0,6} ?[A-Z0-9]{0,3}$")
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Z0-9])")
 KINDS = ("email", "phone", "card_number", "us_ssn", "uk_nino", "iban")
 
 
@@ -53,11 +58,32 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
             digits = sum(c.isdigit() for c in m.group())
             if 8 <= digits <= 15:
                 found.append((m.start(), m.end(), "phone"))
-    for m in _CARD.finditer(text):
-        number = m.group().replace(" ", "").replace("-", "")
-        if 13 <= len(number) <= 19 and luhn(number):
-            found.append((m.start(), m.end(), "card_number"))
-    found.extend((m.start(), m.end(), "us_ssn") for m in _SSN.finditer(text))
-    found.extend((m.start(), m.end(), "uk_nino") for m in _NINO.finditer(text))
-    found.extend((m.start(), m.end(), "iban") for m in _IBAN.finditer(text) if iban_ok(m.group()))
+    iban_until = -1
+    for m in _RUN.finditer(text):
+        start, end = m.span()
+        before = text[start - 1] if start else " "
+        if before.isdigit() or before in ".-_" or (before.isalpha() and not before.isupper()):
+            continue
+        run = m.group()
+        after = text[end] if end < len(text) else " "
+        number = run.replace(" ", "").replace("-", "")
+        if after in "._" or (after.isalnum() and not after.isupper()):
+            pass  # part of a longer token (a version, an identifier): only an IBAN may end so
+        elif 13 <= len(number) <= 19 and run[0] in "23456" and luhn(number) and not before.isupper():
+            found.append((start, end, "card_number"))
+        elif len(run) == 11 and _SSN.fullmatch(run) and not before.isupper():
+            found.append((start, end, "us_ssn"))
+        elif _NINO_DIGITS.fullmatch(run) and (head := _NINO_HEAD.search(text, max(0, start - 3), start)):
+            tail = text[end : end + 2].lstrip(" ")
+            if tail[:1] in ("A", "B", "C", "D") and not tail[1:2].isalnum():
+                found.append((head.start(), end + (2 if text[end : end + 1] == " " else 1), "uk_nino"))
+        if start > iban_until and (before.isupper() or before == " "):
+            pair = text[start - 2 : start]
+            cand = start - 2 if start >= 2 and pair.isalpha() and pair.isupper() else None
+            if cand is None and before == " " and (head := _IBAN_HEAD.search(text, max(0, start - 40), start)):
+                cand = head.start()
+            iban = _IBAN.match(text, cand) if cand is not None else None
+            if iban is not None and iban_ok(iban.group()):
+                found.append((iban.start(), iban.end(), "iban"))
+                iban_until = iban.end()
     return found

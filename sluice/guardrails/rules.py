@@ -103,9 +103,11 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     key: bytes = b"sluice-guardrails"  # keys the hashes in audit events and the placeholders
-    cache_entries: int = 4096
-    min_cached: int = 256  # shorter strings are cheaper to scan than to cache
-    _cache: OrderedDict[tuple[str, str], Spans] = field(default_factory=OrderedDict)
+    cache_entries: int = 8192
+    max_cached_chars: int = 16 << 20  # bounds the memory the cache keeps alive (strings are shared)
+    min_cached: int = 1  # a dict lookup is cheaper than scanning even a short string (~20 expressions)
+    _cache: OrderedDict[tuple[str, str | None, str], tuple[Finding, ...]] = field(default_factory=OrderedDict)
+    _cached_chars: int = 0
 
     def wants(self, where: str) -> bool:
         return any(where in r.where for r in self.rules)
@@ -113,29 +115,38 @@ class RuleSet:
     def digest(self, value: str) -> str:
         return hmac.new(self.key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
 
-    def _spans(self, detector: str, text: str, rule: Rule) -> Spans:
+    @staticmethod
+    def _spans(text: str, rule: Rule) -> Spans:
         if rule.pattern is not None:
             return [(m.start(), m.end(), rule.name) for m in rule.pattern.finditer(text) if m.end() > m.start()]
-        find = DETECTORS[detector]
-        if len(text) < self.min_cached:
-            return find(text)
-        cache_key = (detector, text)
+        return DETECTORS[rule.detector](text)
+
+    def scan(self, text: str, where: str, provider: str | None = None) -> tuple[Finding, ...]:
+        """The findings of every rule that applies here; cached per (place, provider, string)."""
+        cache_key = (where, provider, text)
         hit = self._cache.get(cache_key)
         if hit is not None:
             self._cache.move_to_end(cache_key)
             return hit
-        spans = find(text)
-        self._cache[cache_key] = spans
-        if len(self._cache) > self.cache_entries:
-            self._cache.popitem(last=False)
-        return spans
-
-    def scan(self, text: str, where: str, provider: str | None = None) -> list[Finding]:
-        findings: list[Finding] = []
+        found: list[Finding] = []
+        spans: dict[str, Spans] = {}  # per detector: two rules over one detector scan once
         for rule in self.rules:
             if not rule.applies(where, provider):
                 continue
-            for start, end, kind in self._spans(rule.detector, text, rule):
+            if rule.pattern is None:
+                got = spans.get(rule.detector)
+                if got is None:
+                    got = spans[rule.detector] = self._spans(text, rule)
+            else:
+                got = self._spans(text, rule)
+            for start, end, kind in got:
                 if not rule.kinds or kind in rule.kinds:
-                    findings.append(Finding(rule.name, rule.action, where, kind, start, end))
+                    found.append(Finding(rule.name, rule.action, where, kind, start, end))
+        findings = tuple(found)
+        if self.min_cached <= len(text) <= self.max_cached_chars // 4:
+            self._cache[cache_key] = findings
+            self._cached_chars += len(text)
+            while len(self._cache) > self.cache_entries or self._cached_chars > self.max_cached_chars:
+                (_, _, old), _ = self._cache.popitem(last=False)
+                self._cached_chars -= len(old)
         return findings

@@ -36,8 +36,10 @@ _KINDS: tuple[tuple[str, str, int], ...] = (
     ("stripe_key", r"[sr]k_live_[A-Za-z0-9]{20,}", 0),
     (
         "private_key",
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,16384}?"
-        r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+        # The whole block; or, cut short (a file read in part, a streamed answer's window), the header
+        # and whatever base64 follows it.
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]{16,16384}?"
+        r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:\-]{0,16384})",
         0,
     ),
     ("jwt", r"eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{16,}", 0),

@@ -100,17 +100,29 @@ class RequestGuard:
     def __init__(self, rules: RuleSet, vault: Vault) -> None:
         self.rules, self.vault, self.report = rules, vault, Report()
 
-    def request(self, doc: dict[str, Any]) -> bool:
-        """Scans and redacts the request body in place; True when it changed. Raises on `block`."""
+    def request(self, doc: dict[str, Any]) -> Report:
+        """Scans and redacts the request body in place. Raises on `block`."""
         found = guard_doc(doc, self.rules, self.vault)
         self.report.findings.extend(found.findings)
         hit = found.blocked
         if hit is not None:
             raise blocked(hit.rule, hit.where)
-        return found.changed
+        return found
 
     def request_body(self, doc: dict[str, Any], body: bytes) -> bytes:
-        return encode_body(doc) if self.request(doc) else body
+        """The body to send: the caller's bytes, with each redacted value's JSON form replaced by
+        its placeholder (the caller's encoding kept, and no re-encoding of a large body); the
+        parsed body re-encoded when a value's JSON form is not found as it is (another escaping)."""
+        found = self.request(doc)
+        if not found.changed:
+            return body
+        patched = body
+        for value, placeholder in sorted(found.replaced.items(), key=lambda item: -len(item[0])):
+            encoded = orjson.dumps(value)[1:-1]
+            if encoded not in patched:
+                return encode_body(doc)
+            patched = patched.replace(encoded, placeholder.encode())
+        return patched
 
     def to_provider(self, doc: dict[str, Any], provider: str) -> None:
         """The rules for some providers only, once the provider is known. Raises on `block`."""
@@ -133,6 +145,7 @@ class RequestGuard:
             if doc is not None:
                 scanner = AnswerScanner(self.rules, self.vault, self.report)
                 _strings(doc, scanner)
+                scanner.flush()
         return restore_answer(body, self.vault)
 
     def stream(self, observer: Any, sse: bool) -> StreamGuard | None:

@@ -33,6 +33,7 @@ class Report:
 
     findings: list[tuple[Finding, str]] = field(default_factory=list)  # (finding, keyed hash of the match)
     changed: bool = False
+    replaced: dict[str, str] = field(default_factory=dict)  # value -> its placeholder
 
     @property
     def blocked(self) -> Finding | None:
@@ -61,7 +62,9 @@ def guard_text(
         if f.start < last:
             continue  # inside a span already replaced
         out.append(text[last : f.start])
-        out.append(vault.placeholder(f.kind, text[f.start : f.end]))
+        value = text[f.start : f.end]
+        out.append(placeholder := vault.placeholder(f.kind, value))
+        report.replaced[value] = placeholder
         last = f.end
     out.append(text[last:])
     report.changed = True

@@ -77,6 +77,7 @@ def _sse(doc: dict[str, object]) -> bytes:
 
 class _Observer:
     count_output = False
+    completed = False
     captured: list[str] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
