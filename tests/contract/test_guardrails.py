@@ -6,6 +6,7 @@ injection in a tool result is an audit event, and a streamed answer leaking a se
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,7 +162,12 @@ def test_block_rule_answers_in_the_surface_format(stack: tuple[GatewayThread, Fa
         chat.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "acme corp"}])
     assert oerr.value.code == "guardrail_blocked" and "no-acme" in oerr.value.message
     assert len(upstream.requests) == before  # nothing reached the provider
-    entries = [e for e in gateway.request_log() if e["virtual_key_id"] == "vk-strict"]
+    deadline = time.monotonic() + 5
+    while True:  # the edge records a refusal after it answered it
+        entries = [e for e in gateway.request_log() if e["virtual_key_id"] == "vk-strict"]
+        if len(entries) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(entries) == 2 and all(e["decision"] == "deny" and e["guardrails"] == 1 for e in entries), entries
 
 
