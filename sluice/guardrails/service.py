@@ -119,9 +119,10 @@ class RequestGuard:
         patched = body
         for value, placeholder in sorted(found.replaced.items(), key=lambda item: -len(item[0])):
             encoded = orjson.dumps(value)[1:-1]
-            if encoded not in patched:
+            at = patched.find(encoded)  # stops at the first (an agent's history repeats it later)
+            if at < 0:
                 return encode_body(doc)
-            patched = patched.replace(encoded, placeholder.encode())
+            patched = patched[:at] + patched[at:].replace(encoded, placeholder.encode())
         return patched
 
     def to_provider(self, doc: dict[str, Any], provider: str) -> None:
