@@ -157,11 +157,10 @@ async def _answer(
             ctx.usage = usage_of(wire, reply.body)
             if ctx.charge is not None:
                 ctx.charge.usage_missing = operation is Operation.GENERATE and not ctx.usage.reported
-        outcome = Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
-        if ctx.guardrail is not None:
-            outcome.body = ctx.guardrail.answer(reply.body)  # scanned, placeholders restored
+        body = reply.body if ctx.guardrail is None else ctx.guardrail.answer(reply.body)  # scanned, restored
+        outcome = Outcome(reply.status, reply.content_type, reply.headers, body=body)
         if bridge is not None:
-            outcome.body, outcome.content_type = bridge.response(reply.body, ctx.request_id, model), "application/json"
+            outcome.body, outcome.content_type = bridge.response(body, ctx.request_id, model), "application/json"
         return outcome
     observer = stream_observer(wire, hide_usage)
     charge = ctx.charge

@@ -95,16 +95,20 @@ def _records(gateway: GatewayThread) -> list[Any]:
     return list(gateway.call(read()))
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("model", "stream"),
+    [("claude-haiku-4-5", False), ("claude-haiku-4-5", True), ("gpt-4o-mini", False), ("gpt-4o-mini", True)],
+)
 def test_anthropic_provider_never_gets_the_secret_and_the_tool_call_gets_it_back(
-    stack: tuple[GatewayThread, FakeUpstreamThread], stream: bool
+    stack: tuple[GatewayThread, FakeUpstreamThread], model: str, stream: bool
 ) -> None:
+    """Pass-through (Claude) and translated (Claude Code's format to OpenAI Chat), whole and streamed."""
     gateway, upstream = stack
     secret_ph = _placeholder("aws_secret_key", SECRET)
     content = f"AWS_ACCESS_KEY_ID={_placeholder('aws_access_key_id', AKID)}\nAWS_SECRET_ACCESS_KEY={secret_ph}\n"
     client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
     ask: dict[str, Any] = {
-        "model": "claude-haiku-4-5",
+        "model": model,
         "max_tokens": 200,
         "tools": [WRITE],
         "messages": [{"role": "user", "content": f"Here is my .env:\n{ENV}\nwrite it to backup.env"}],
@@ -187,9 +191,14 @@ def test_injection_in_a_tool_result_is_an_audit_event(stack: tuple[GatewayThread
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": page}]},
         ],
     )
-    gateway.request_log()
-    events = [r.data for r in _records(gateway) if r.kind == "guardrail"]
-    hits = [e for e in events if e["rule"] == "prompt_injection" and e["where"] == "tool_result"]
+    deadline = time.monotonic() + 5
+    while True:  # the events are written after the answer, one by one
+        gateway.request_log()
+        events = [r.data for r in _records(gateway) if r.kind == "guardrail"]
+        hits = [e for e in events if e["rule"] == "prompt_injection" and e["where"] == "tool_result"]
+        if len(hits) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert {e["kind"] for e in hits} >= {"hidden_comment", "injection_phrase"}
     assert all("ignore previous" not in json.dumps(e) for e in events)  # never the content
     assert all(isinstance(e["hmac"], str) and e["length"] > 0 for e in hits)
