@@ -108,6 +108,8 @@ class RuleSet:
     min_cached: int = 1  # a dict lookup is cheaper than scanning even a short string (~20 expressions)
     _cache: OrderedDict[tuple[str, str | None, str], tuple[Finding, ...]] = field(default_factory=OrderedDict)
     _cached_chars: int = 0
+    clean: set[tuple[str, str]] = field(default_factory=set)  # (place, string) with no finding
+    _clean_chars: int = 0
 
     def wants(self, where: str) -> bool:
         return any(where in r.where for r in self.rules)
@@ -143,6 +145,14 @@ class RuleSet:
                 if not rule.kinds or kind in rule.kinds:
                     found.append(Finding(rule.name, rule.action, where, kind, start, end))
         findings = tuple(found)
+        if not findings and provider is None and len(text) <= self.max_cached_chars // 4:
+            # Clean strings (nearly all of them) in a set the walk checks without a call.
+            self.clean.add((where, text))
+            self._clean_chars += len(text)
+            if len(self.clean) > self.cache_entries * 4 or self._clean_chars > self.max_cached_chars:
+                self.clean.clear()  # rare: start over rather than keep an order of eviction
+                self._clean_chars = 0
+            return findings
         if self.min_cached <= len(text) <= self.max_cached_chars // 4:
             self._cache[cache_key] = findings
             self._cached_chars += len(text)

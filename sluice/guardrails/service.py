@@ -116,14 +116,27 @@ class RequestGuard:
         found = self.request(doc)
         if not found.changed:
             return body
-        patched = body
-        for value, placeholder in sorted(found.replaced.items(), key=lambda item: -len(item[0])):
-            encoded = orjson.dumps(value)[1:-1]
-            at = patched.find(encoded)  # stops at the first (an agent's history repeats it later)
+        # Every occurrence of every value found first (C searches), then one join: a large body is
+        # copied once, not once per value.
+        spans: list[tuple[int, int, bytes]] = []
+        for value, placeholder in found.replaced.items():
+            encoded, swap = orjson.dumps(value)[1:-1], placeholder.encode()
+            at = body.find(encoded)
             if at < 0:
-                return encode_body(doc)
-            patched = patched[:at] + patched[at:].replace(encoded, placeholder.encode())
-        return patched
+                return encode_body(doc)  # escaped otherwise than orjson escapes it
+            while at >= 0:
+                spans.append((at, at + len(encoded), swap))
+                at = body.find(encoded, at + len(encoded))
+        spans.sort()
+        pieces: list[bytes] = []
+        last = 0
+        for start, end, swap in spans:
+            if start < last:
+                continue  # inside a longer value already replaced
+            pieces += (body[last:start], swap)
+            last = end
+        pieces.append(body[last:])
+        return b"".join(pieces)
 
     def to_provider(self, doc: dict[str, Any], provider: str) -> None:
         """The rules for some providers only, once the provider is known. Raises on `block`."""

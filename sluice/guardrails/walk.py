@@ -79,20 +79,35 @@ def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, provider
 
 
 def _walk(node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None) -> Any:
-    if isinstance(node, str):
-        return guard_text(node, "tool_result" if tool else "request", rules, vault, report, provider)
-    if isinstance(node, dict):
+    # The hot loop of the request stage (hundreds of strings per agent request, most of them seen
+    # in the previous turn): a string known to be clean is skipped without a call.
+    clean = rules.clean
+    if type(node) is str:
+        where = "tool_result" if tool else "request"
+        if provider is None and (where, node) in clean:
+            return node
+        return guard_text(node, where, rules, vault, report, provider)
+    if type(node) is dict:
         inner = tool or node.get("type") in _TOOL_TYPES or node.get("role") in ("tool", "function")
+        where = "tool_result" if inner else "request"
         for key, value in node.items():
-            if key in _SKIP or value is None or isinstance(value, bool | int | float):
+            kind = type(value)
+            if kind is str:
+                if key in _SKIP or (provider is None and (where, value) in clean):
+                    continue
+            elif (kind is not dict and kind is not list) or key in _SKIP:
                 continue
             new = _walk(value, inner or key in _TOOL_KEYS, rules, vault, report, provider)
             if new is not value:
                 node[key] = new
         return node
-    if isinstance(node, list):
+    if type(node) is list:
+        where = "tool_result" if tool else "request"
         for i, value in enumerate(node):
-            if isinstance(value, str | dict | list):
+            kind = type(value)
+            if kind is str and provider is None and (where, value) in clean:
+                continue
+            if kind is str or kind is dict or kind is list:
                 new = _walk(value, tool, rules, vault, report, provider)
                 if new is not value:
                     node[i] = new

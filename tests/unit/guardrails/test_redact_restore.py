@@ -221,3 +221,16 @@ def test_mcp_tool_output_injection_is_recorded_and_a_block_rule_refuses() -> Non
         {"sets": {"standard": {"rules": [{"name": "no-injection", "detector": "injection", "action": "block"}]}}}
     )
     assert asyncio.run(Guardrails(strict).mcp_output(KEY, _Result(page), record, emit)) == "no-injection"
+
+
+def test_the_patched_body_is_the_redacted_request_in_the_callers_bytes() -> None:
+    body = orjson.dumps(_request()) + b" "  # the caller's own bytes (a trailing space orjson would not write)
+    guard = _guard(session="patch")
+    patched = guard.request_body(orjson.loads(body), body)
+    assert patched.endswith(b" ") and SECRET.encode() not in patched and AKID.encode() not in patched
+    redacted = orjson.loads(body)
+    _guard(session="patch").request(redacted)
+    assert orjson.loads(patched) == redacted
+    escaped = body.replace(b"/", b"\\/")  # another encoder's escaping: the value is not found as orjson writes it
+    again = _guard(session="patch").request_body(orjson.loads(escaped), escaped)
+    assert orjson.loads(again) == redacted and SECRET.encode() not in again
