@@ -176,13 +176,15 @@ class RequestGuard:
         return self.report.events()[:MAX_EVENTS]
 
 
-def _strings(node: Any, scanner: AnswerScanner) -> None:
+def _strings(node: Any, scanner: AnswerScanner, depth: int = 0) -> None:
+    if depth > 128:  # a provider's answer is not this deep; do not recurse without bound
+        return
     if isinstance(node, str):
         scanner.feed(node + "\n")
     elif isinstance(node, dict):
         for key, value in node.items():
             if key not in ("id", "type", "model", "role", "signature"):
-                _strings(value, scanner)
+                _strings(value, scanner, depth + 1)
     elif isinstance(node, list):
         for value in node:
-            _strings(value, scanner)
+            _strings(value, scanner, depth + 1)

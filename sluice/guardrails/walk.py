@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.core.errors import ErrorKind, SluiceError
 from sluice.guardrails.rules import Action, Finding, RuleSet
 from sluice.guardrails.vault import Vault
 
@@ -71,14 +72,21 @@ def guard_text(
     return "".join(out)
 
 
+MAX_DEPTH = 128  # agents' bodies nest a few tens deep; deeper is refused, not half-scanned
+
+
 def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, provider: str | None = None) -> Report:
     """Scans (and redacts, in place) every content string of a request body."""
     report = Report()
-    _walk(doc, False, rules, vault, report, provider)
+    _walk(doc, False, rules, vault, report, provider, 0)
     return report
 
 
-def _walk(node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None) -> Any:
+def _walk(
+    node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None, depth: int
+) -> Any:
+    if depth > MAX_DEPTH:
+        raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, f"The request body nests deeper than {MAX_DEPTH} levels.")
     # The hot loop of the request stage (hundreds of strings per agent request, most of them seen
     # in the previous turn): a string known to be clean is skipped without a call.
     clean = rules.clean
@@ -97,7 +105,7 @@ def _walk(node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Re
                     continue
             elif (kind is not dict and kind is not list) or key in _SKIP:
                 continue
-            new = _walk(value, inner or key in _TOOL_KEYS, rules, vault, report, provider)
+            new = _walk(value, inner or key in _TOOL_KEYS, rules, vault, report, provider, depth + 1)
             if new is not value:
                 node[key] = new
         return node
@@ -108,15 +116,17 @@ def _walk(node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Re
             if kind is str and provider is None and (where, value) in clean:
                 continue
             if kind is str or kind is dict or kind is list:
-                new = _walk(value, tool, rules, vault, report, provider)
+                new = _walk(value, tool, rules, vault, report, provider, depth + 1)
                 if new is not value:
                     node[i] = new
     return node
 
 
-def restore_doc(node: Any, vault: Vault) -> tuple[Any, bool]:
+def restore_doc(node: Any, vault: Vault, depth: int = 0) -> tuple[Any, bool]:
     """Every placeholder in a whole answer's strings back to its value (tool-call arguments are
     strings in some formats, objects in others: both are walked)."""
+    if depth > MAX_DEPTH:
+        return node, False
     if isinstance(node, str):
         restored = vault.restore(node)
         return restored, restored is not node
@@ -124,13 +134,13 @@ def restore_doc(node: Any, vault: Vault) -> tuple[Any, bool]:
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(value, str | dict | list):
-                new, did = restore_doc(value, vault)
+                new, did = restore_doc(value, vault, depth + 1)
                 if did:
                     node[key], changed = new, True
     elif isinstance(node, list):
         for i, value in enumerate(node):
             if isinstance(value, str | dict | list):
-                new, did = restore_doc(value, vault)
+                new, did = restore_doc(value, vault, depth + 1)
                 if did:
                     node[i], changed = new, True
     return node, changed

@@ -234,3 +234,12 @@ def test_the_patched_body_is_the_redacted_request_in_the_callers_bytes() -> None
     escaped = body.replace(b"/", b"\\/")  # another encoder's escaping: the value is not found as orjson writes it
     again = _guard(session="patch").request_body(orjson.loads(escaped), escaped)
     assert orjson.loads(again) == redacted and SECRET.encode() not in again
+
+
+def test_a_body_nested_without_bound_is_refused_not_a_crash() -> None:
+    deep: object = "AKIAQWERTYUIOPASDFGH"
+    for _ in range(1000):  # orjson parses up to 1024 levels; Python's recursion limit is 1000
+        deep = [deep]
+    with pytest.raises(SluiceError) as err:
+        _guard().request_body({"messages": [{"role": "user", "content": deep}]}, b"")
+    assert err.value.kind is ErrorKind.CALLER_BAD_REQUEST
