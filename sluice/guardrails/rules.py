@@ -103,6 +103,7 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     key: bytes = b"sluice-guardrails"  # keys the hashes in audit events and the placeholders
+    restore: bool = True  # put redacted values back in the answers (the agent's tool calls)
     cache_entries: int = 8192
     max_cached_chars: int = 16 << 20  # bounds the memory the cache keeps alive (strings are shared)
     min_cached: int = 1  # a dict lookup is cheaper than scanning even a short string (~20 expressions)

@@ -44,7 +44,7 @@ class Guardrails:
         for name, s in config.sets.items():
             rules = {r.name: r for r in default_rules()} if s.builtin else {}
             rules.update({r.name: rule_of(r) for r in s.rules})
-            self.sets[name] = RuleSet(tuple(rules.values()), key=self.key)
+            self.sets[name] = RuleSet(tuple(rules.values()), key=self.key, restore=s.restore)
         self.vaults = Vaults(self.key)
 
     def rules_for(self, key: VirtualKey) -> RuleSet | None:
@@ -160,13 +160,14 @@ class RequestGuard:
                 scanner = AnswerScanner(self.rules, self.vault, self.report)
                 _strings(doc, scanner)
                 scanner.flush()
-        return restore_answer(body, self.vault)
+        return restore_answer(body, self.vault) if self.rules.restore else body
 
     def stream(self, observer: Any, sse: bool) -> StreamGuard | None:
         scanner = AnswerScanner(self.rules, self.vault, self.report) if self.rules.wants("answer") else None
-        if scanner is None and not self.vault.values:
+        restore = self.rules.restore and bool(self.vault.values)
+        if scanner is None and not restore:
             return None
-        return StreamGuard(observer, scanner, self.vault, sse)
+        return StreamGuard(observer, scanner, self.vault if restore else None, sse)
 
     @property
     def count(self) -> int:

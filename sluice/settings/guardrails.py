@@ -68,6 +68,9 @@ class GuardrailRuleConfig(_Strict):
 class GuardrailSetConfig(_Strict):
     builtin: bool = True  # start from the default rules (secrets, personal data, injection)
     rules: list[GuardrailRuleConfig] = Field(default_factory=list)  # added; one named like a builtin replaces it
+    # Put redacted values back into answers. Off: the agent sees placeholders too (nothing the model
+    # writes, a tool call an injection asked for included, can carry a real value out).
+    restore: bool = True
 
 
 class GuardrailsConfig(_Strict):

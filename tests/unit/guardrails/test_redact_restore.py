@@ -243,3 +243,15 @@ def test_a_body_nested_without_bound_is_refused_not_a_crash() -> None:
     with pytest.raises(SluiceError) as err:
         _guard().request_body({"messages": [{"role": "user", "content": deep}]}, b"")
     assert err.value.kind is ErrorKind.CALLER_BAD_REQUEST
+
+
+def test_restore_can_be_turned_off_per_set() -> None:
+    config = GuardrailsConfig.model_validate({"placeholder_key": "k", "sets": {"standard": {"restore": False}}})
+    guard = _guard(config)
+    guard.request_body(_request(), b"")
+    placeholder = next(p for p, v in guard.vault.values.items() if v == SECRET)
+    answer = orjson.dumps({"content": [{"type": "tool_use", "input": {"content": placeholder}}]})
+    assert guard.answer(answer) == answer  # the placeholder stays
+    stream = guard.stream(_Observer(), True)
+    raw = _sse({"type": "content_block_delta", "index": 0, "delta": {"partial_json": placeholder}})
+    assert stream is None or stream.feed(raw) == raw
