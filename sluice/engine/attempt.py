@@ -157,7 +157,8 @@ async def _answer(
             ctx.usage = usage_of(wire, reply.body)
             if ctx.charge is not None:
                 ctx.charge.usage_missing = operation is Operation.GENERATE and not ctx.usage.reported
-        body = reply.body if ctx.guardrail is None else ctx.guardrail.answer(reply.body)  # scanned, restored
+        guard = ctx.guardrail if operation is Operation.GENERATE else None  # not embeddings, counts
+        body = reply.body if guard is None else guard.answer(reply.body)  # scanned, restored
         outcome = Outcome(reply.status, reply.content_type, reply.headers, body=body)
         if bridge is not None:
             outcome.body, outcome.content_type = bridge.response(body, ctx.request_id, model), "application/json"
