@@ -255,3 +255,33 @@ def test_restore_can_be_turned_off_per_set() -> None:
     stream = guard.stream(_Observer(), True)
     raw = _sse({"type": "content_block_delta", "index": 0, "delta": {"partial_json": placeholder}})
     assert stream is None or stream.feed(raw) == raw
+
+
+@pytest.mark.parametrize("wire", ["responses", "chat"])
+def test_streamed_openai_arguments_are_restored_across_fragments(wire: str) -> None:
+    guard = _guard()
+    guard.request_body(_request(), b"")
+    placeholder = next(p for p, v in guard.vault.values.items() if v == SECRET)
+    args = orjson.dumps({"cmd": f"echo {placeholder} > k"}).decode()
+    pieces = [args[i : i + 8] for i in range(0, len(args), 8)]
+    stream = guard.stream(_Observer(), True)
+    assert stream is not None
+
+    def event(piece: str) -> dict[str, object]:
+        if wire == "responses":
+            return {
+                "type": "response.function_call_arguments.delta",
+                "item_id": "fc_1",
+                "output_index": 0,
+                "delta": piece,
+            }
+        call = {"index": 0, "function": {"arguments": piece}}
+        return {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+
+    out = b"".join(stream.feed(_sse(event(p))) for p in pieces)
+    docs = [orjson.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: ")]
+    if wire == "responses":
+        joined = "".join(str(d["delta"]) for d in docs)
+    else:
+        joined = "".join(d["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for d in docs)  # type: ignore[index]
+    assert orjson.loads(joined) == {"cmd": f"echo {SECRET} > k"}
