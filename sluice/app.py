@@ -25,6 +25,7 @@ from sluice.governance.config_sync import sync_from_file
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
 from sluice.governance.limits import Limits
 from sluice.governance.profiles import ProfileBook
+from sluice.guardrails.service import Guardrails
 from sluice.mcp.gateway import McpGateway
 from sluice.observability.observer import build_observer
 from sluice.pricing.table import PriceTable
@@ -210,6 +211,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         mcp.observe = engine.observer.mcp.observe
     guard = AuthGuard(config.auth.guard, audit)
     engine.guard = guard
+    engine.guardrails = mcp.guardrails = Guardrails(config.guardrails)
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
     live = LiveConfig(config, store, engine, mcp, client)
     admin = AdminService(store, audit, keys=keys, limits=limits, live=live, profiles=profiles)

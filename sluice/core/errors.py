@@ -38,6 +38,7 @@ class ErrorKind(Enum):
     POLICY_RATE_LIMITED = _KindInfo("policy_rate_limited", "policy", True, False)
     # A dollar budget applies and nothing prices the model: it would pass every budget at $0.
     POLICY_UNPRICED = _KindInfo("policy_unpriced", "policy", False, False)
+    POLICY_GUARDRAIL = _KindInfo("policy_guardrail", "policy", False, False)  # a `block` guardrail rule
     # The upstream provider failed.
     PROVIDER_ERROR = _KindInfo("provider_error", "provider", True, True)
     PROVIDER_RATE_LIMITED = _KindInfo("provider_rate_limited", "provider", True, True)

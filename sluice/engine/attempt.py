@@ -74,6 +74,8 @@ async def attempt(
             tried_keys.add(pkey.name)
 
         hide_usage = False
+        if ctx.guardrail is not None:
+            ctx.guardrail.to_provider(inbound.doc, provider.name)  # rules for some providers only
         if bridge is not None:
             body, doc = bridge.body(model, ctx.stream)
             record.dropped_tools = bridge.dropped  # optional vendor tools the target cannot run: said, never silent
@@ -154,9 +156,11 @@ async def _answer(
             ctx.usage = usage_of(wire, reply.body)
             if ctx.charge is not None:
                 ctx.charge.usage_missing = operation is Operation.GENERATE and not ctx.usage.reported
-        outcome = Outcome(reply.status, reply.content_type, reply.headers, body=reply.body)
+        guard = ctx.guardrail if operation is Operation.GENERATE else None  # not embeddings, counts
+        body = reply.body if guard is None else guard.answer(reply.body)  # scanned, restored
+        outcome = Outcome(reply.status, reply.content_type, reply.headers, body=body)
         if bridge is not None:
-            outcome.body, outcome.content_type = bridge.response(reply.body, ctx.request_id, model), "application/json"
+            outcome.body, outcome.content_type = bridge.response(body, ctx.request_id, model), "application/json"
         return outcome
     observer = stream_observer(wire, hide_usage)
     charge = ctx.charge
@@ -167,6 +171,8 @@ async def _answer(
     translator = bridge.stream_translator(ctx.request_id, model) if bridge is not None else None
     content_type = translator.content_type if translator is not None else reply.content_type
     stream = Stream(ctx, reply.chunks, observer, translator, charge, engine.costs, engine.settle, provider, model)
+    if ctx.guardrail is not None:
+        stream.guardrail = ctx.guardrail.stream(observer, record_of(wire).reader.sse)
     # Wait for the stream's first piece here: until then nothing reached the caller, so a failure
     # can still be retried or fall back.
     await stream.start()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sluice.core.context import Attempt, RequestRecord
 from sluice.core.types import Operation, Usage, WireFormat
 from sluice.engine.charge import Charge
+from sluice.guardrails.service import RequestGuard
 from sluice.storage.records import VirtualKey
 
 
@@ -62,6 +63,7 @@ class RequestContext:
     captured_request: bytes | None = None
     captured_response: bytes | None = None
     captured_stream: list[str] | None = None
+    guardrail: RequestGuard | None = None  # this request's guardrails (sluice.guardrails.service)
 
     # The record's and the key's facts, read where a flat name is clearer.
     @property

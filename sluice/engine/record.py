@@ -47,6 +47,7 @@ def entry_of(ctx: RequestContext, mcp_tools: tuple[str, ...] = ()) -> RequestLog
         attempts=[a.as_dict() for a in ctx.attempts],
         route=ctx.route,
         mcp_tools=mcp_tools,
+        guardrails=ctx.guardrail.count if ctx.guardrail is not None else 0,
     )
 
 

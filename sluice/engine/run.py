@@ -12,6 +12,7 @@ has one owner (see `sluice.engine.context`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ from sluice.engine.targets import Targets
 from sluice.governance.allowlist import Candidate
 from sluice.governance.keys import KeyCache, credential_from
 from sluice.governance.limits import Limits
+from sluice.guardrails.service import Guardrails
 from sluice.observability.observer import Observer
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderError, ProviderKey
@@ -79,6 +81,7 @@ class Engine:
         self.guard: AuthGuard | None = None
         # Set by the composition root: times and traces provider calls, takes finished requests' metrics.
         self.observer = Observer()
+        self.guardrails: Guardrails | None = None  # set by the composition root (sluice.guardrails)
 
     def reconfigure(self, providers: dict[str, Provider], router: Router, routing: RoutingConfig) -> None:
         """A live reload: the new providers, routing rules, retry and circuit breaker settings,
@@ -124,6 +127,9 @@ class Engine:
         ctx.stream = inbound.stream if inbound.stream is not None else inbound.doc.get("stream") is True
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
+        if self.guardrails is not None and (guard := self.guardrails.start(key, ctx.session_id)) is not None:
+            ctx.guardrail = guard  # set first: a block is recorded too
+            inbound.body = guard.request_body(inbound.doc, inbound.body)  # raises on block
         route = await self._route(ctx, key, inbound, requested)
         targets = [route.model, *route.fallbacks, *key.fallbacks]
         if len(targets) > 1:
@@ -243,6 +249,11 @@ class Engine:
             if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self._cost(ctx)
             await self._audit(ctx, refuse=False)
+            if ctx.guardrail is not None and self.audit is not None:  # one audit event per decision, sealed together
+                actor, rid, append = ctx.virtual_key_id or "anonymous", ctx.request_id, self.audit.append
+                await asyncio.gather(
+                    *(append("guardrail", actor, {"request_id": rid, **e}) for e in ctx.guardrail.events())
+                )
             tools: tuple[str, ...] = ()
             if self.session_tools is not None and ctx.key is not None and ctx.decision == "allow":
                 tools = self.session_tools(ctx.key.id, ctx.session_id)

@@ -21,6 +21,7 @@ from sluice.core.types import Usage
 from sluice.engine.charge import Charge
 from sluice.engine.context import RequestContext
 from sluice.engine.cost import Costs
+from sluice.guardrails.answer import StreamGuard
 from sluice.metering import CHARS_PER_TOKEN, StreamObserver
 from sluice.providers.base import Provider
 from sluice.translation.bridge import StreamTranslator
@@ -64,6 +65,7 @@ class Stream:
         "_settle",
         "_translator",
         "_upstream",
+        "guardrail",
     )
 
     def __init__(
@@ -94,6 +96,7 @@ class Stream:
         self._accounted = False  # the usage to bill is final
         self._finished = False
         self._guard = charge is not None and charge.guards_output and observer.count_output
+        self.guardrail: StreamGuard | None = None  # restore -> observe -> scan (sluice.guardrails.answer)
 
     async def start(self) -> None:
         """Reads the first piece for the caller, within the first-byte timeout. Failures surface
@@ -140,7 +143,7 @@ class Stream:
                     raise SluiceError(
                         ErrorKind.PROVIDER_TIMEOUT, f"provider {self._provider.name} took too long in all"
                     )
-                out = observer.feed(chunk)
+                out = observer.feed(chunk) if self.guardrail is None else self.guardrail.feed(chunk)
                 if self._guard and observer.output_chars // CHARS_PER_TOKEN >= self._allowance():
                     await self._extend_or_cut()  # raises to cut: this chunk is not sent
                 if observer.completed and not ctx.answer_complete:

@@ -17,6 +17,7 @@ import orjson
 from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 
+from sluice.guardrails.service import Guardrails
 from sluice.mcp.access import Grants, exposed_uri, split_name, split_uri
 from sluice.mcp.catalog import Catalogue
 from sluice.mcp.correlate import SessionCalls
@@ -38,6 +39,7 @@ class CallHandlers:
     catalogue: Catalogue
     limits: ToolRateLimits
     session_calls: SessionCalls
+    guardrails: Guardrails | None = None
 
     def caller(self, ctx: Ctx) -> tuple[VirtualKey, Grants, str | None]:
         raise NotImplementedError
@@ -149,6 +151,12 @@ class CallHandlers:
         call = client.call_tool(tool, params.arguments or {}, read_timeout_seconds=upstream.cfg.call_timeout_s)
         result: types.CallToolResult = await self._forward(key, record, upstream, call)
         self.session_calls.add(key.id, agent_session, params.name)
+        if self.guardrails is not None:  # tool outputs are where injections arrive
+            blocked = await self.guardrails.mcp_output(key, result, record, self.record)
+            if blocked is not None:
+                raise MCPError(
+                    code=types.INVALID_REQUEST, message=f"Blocked by guardrail rule '{blocked}' (tool output)"
+                )
         return result
 
     async def _read_resource(self, ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:

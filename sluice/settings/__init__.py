@@ -28,6 +28,7 @@ from sluice.settings.governance import (
     TeamConfig,
     VirtualKeyConfig,
 )
+from sluice.settings.guardrails import GuardrailRuleConfig, GuardrailsConfig, GuardrailSetConfig
 from sluice.settings.mcp import McpAccess, McpConfig, McpServerConfig, ToolGroupConfig, ToolRateLimitConfig
 from sluice.settings.observability import MetricsConfig, ObservabilityConfig, TracingConfig
 from sluice.settings.pricing import ModelPrice, PricingConfig
@@ -63,6 +64,9 @@ __all__ = [
     "ConfigError",
     "CustomerConfig",
     "GovernanceConfig",
+    "GuardrailRuleConfig",
+    "GuardrailSetConfig",
+    "GuardrailsConfig",
     "McpAccess",
     "McpConfig",
     "McpServerConfig",
@@ -133,6 +137,7 @@ class SluiceConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)

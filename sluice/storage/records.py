@@ -76,6 +76,7 @@ class RequestLogEntry:
     route: str | None = None
     # MCP tools (`server__tool`) the same agent session called since its previous LLM call.
     mcp_tools: tuple[str, ...] = ()
+    guardrails: int = 0  # guardrail decisions on this request (each an audit event `guardrail`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ request_log = Table(
     Column("attempts", JSON, nullable=False),
     Column("route", String(500)),
     Column("mcp_tools", JSON),
+    Column("guardrails", Integer, nullable=False, default=0),
     Index("ix_request_log_ts", "ts"),
     Index("ix_request_log_key_ts", "virtual_key_id", "ts"),
 )

@@ -1,0 +1,179 @@
+"""The answer side: restore placeholders in the agent's tool calls, and scan what the model
+generates, whole or streamed.
+
+Streamed, as one synchronous `feed(chunk) -> bytes` stage of the engine's stream loop (it wraps
+the stream observer, which it feeds in between):
+- restore: SSE events are split out of the chunks; only when the session has placeholders and an
+  event has a "[" is its JSON parsed, its strings restored and the event re-encoded. Fragments of
+  one string (tool-call arguments: Anthropic `partial_json`, OpenAI `arguments`, Responses
+  `response.function_call_arguments.delta`) split a placeholder anywhere, so the tail that may
+  open one is held back (`StreamRestorer`, at most one placeholder's length) until the next
+  fragment of the same string. AWS event streams (binary, checksummed frames) are not rewritten.
+- scan: the generated text the observer reads out of the events (text and tool-call arguments,
+  in every format) is scanned with a look-behind of LOOK_BEHIND characters, so a secret split
+  across chunks is found once its last piece arrives. Values this session's placeholders stand
+  for are the agent's own, restored on purpose, not leaks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.formats.sse import SSEDecoder
+from sluice.guardrails.rules import Action, RuleSet
+from sluice.guardrails.vault import StreamRestorer, Vault
+from sluice.guardrails.walk import Report, restore_doc
+
+LOOK_BEHIND = 512  # longer than any key format but a private key, whose BEGIN line is enough
+BATCH = 2048  # characters of generated text scanned at once when no answer rule blocks
+_FRAGMENTS = frozenset({"partial_json", "arguments"})
+
+
+def blocked(rule: str, where: str) -> SluiceError:
+    """The error of a `block` rule: names the rule, never what matched."""
+    return SluiceError(
+        ErrorKind.POLICY_GUARDRAIL,
+        f"Blocked by guardrail rule '{rule}' ({where}). The matched content is not shown; ask your platform team.",
+        details={"rule": rule, "where": where},
+    )
+
+
+class AnswerScanner:
+    """Scans generated text as it grows, with a bounded look-behind."""
+
+    __slots__ = ("_batch", "_known", "_offset", "_pending", "_rules", "_seen", "_tail", "report")
+
+    def __init__(self, rules: RuleSet, vault: Vault | None, report: Report) -> None:
+        self._rules, self.report = rules, report
+        # With a `block` rule on the answer every piece is scanned as it comes (the chunk that
+        # completes a secret is not sent); with audit-only rules the text is scanned in batches
+        # (`flush` scans the rest at the end), which costs a fraction per streamed KB.
+        blocking = any(r.action is Action.BLOCK and r.applies("answer", None) for r in rules.rules)
+        self._batch = 0 if blocking else BATCH
+        self._pending: list[str] = []
+        self._known = frozenset(vault.values.values()) if vault is not None else frozenset()
+        self._tail = ""
+        self._offset = 0  # where `_tail` starts in the whole answer
+        self._seen: set[tuple[int, str]] = set()
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        if self._batch:
+            self._pending.append(text)
+            if sum(map(len, self._pending)) < self._batch:
+                return
+            text, self._pending = "".join(self._pending), []
+        self._scan(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            self._scan(text)
+
+    def _scan(self, text: str) -> None:
+        window = self._tail + text
+        for f in self._rules.scan(window, "answer"):
+            at = (self._offset + f.start, f.rule)
+            value = window[f.start : f.end]
+            if at in self._seen or value in self._known:
+                continue
+            if f.end <= len(self._tail) and f.start < len(self._tail):
+                continue  # wholly inside the look-behind: found with the previous piece already
+            self._seen.add(at)
+            self.report.findings.append((f, self._rules.digest(value)))
+            if f.action is Action.BLOCK:
+                raise blocked(f.rule, "answer")
+        keep = window[-LOOK_BEHIND:]
+        self._offset += len(window) - len(keep)
+        self._tail = keep
+
+
+class StreamGuard:
+    """The per-chunk stage: restore -> the observer's own feed -> scan of the new generated text."""
+
+    __slots__ = ("_observer", "_pieces", "_read", "_restorer", "_scanner", "_sse", "_vault")
+
+    def __init__(self, observer: Any, scanner: AnswerScanner | None, vault: Vault | None, sse: bool) -> None:
+        self._observer, self._scanner = observer, scanner
+        self._vault = vault if vault is not None and vault.values else None
+        self._restorer = StreamRestorer(self._vault) if self._vault is not None else None
+        self._sse = SSEDecoder() if sse and self._restorer is not None else None
+        if scanner is not None:
+            observer.count_output = True
+            if observer.captured is None:
+                observer.captured = []
+        self._pieces = observer.captured
+        self._read = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._sse is not None:
+            chunk = self._restore(chunk)
+        out: bytes = self._observer.feed(chunk)
+        pieces = self._pieces
+        if self._scanner is not None and pieces is not None and len(pieces) > self._read:
+            text = "".join(pieces[self._read :])
+            self._read = len(pieces)
+            self._scanner.feed(text)
+        if self._scanner is not None and self._observer.completed:
+            self._scanner.flush()
+        return out
+
+    def _restore(self, chunk: bytes) -> bytes:
+        assert self._sse is not None
+        blocks = self._sse.feed_blocks(chunk)
+        if not blocks:
+            return b""
+        return b"".join(self._event(block) + b"\n\n" for block in blocks)
+
+    def _event(self, block: bytes) -> bytes:
+        assert self._restorer is not None
+        if b"[" not in block and not self._restorer.holding:
+            return block
+        lines = block.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                doc = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                return block
+            kind = doc.get("type") if isinstance(doc, dict) else None
+            if self._fragments(doc, (), kind == "response.function_call_arguments.delta"):
+                lines[i] = b"data: " + orjson.dumps(doc)
+                return b"\n".join(lines)
+            return block
+        return block
+
+    def _fragments(self, node: Any, path: tuple[object, ...], responses_delta: bool) -> bool:
+        """Restores the strings of one event in place; True when something changed."""
+        assert self._restorer is not None and self._vault is not None
+        changed = False
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        index = node.get("index") if isinstance(node, dict) else None
+        for key, value in list(items):
+            if isinstance(value, str):
+                if key in _FRAGMENTS or (responses_delta and key == "delta"):
+                    new = self._restorer.feed((*path, index, key), value)
+                else:
+                    new = self._vault.restore(value)
+                if new != value:
+                    node[key], changed = new, True
+            elif isinstance(value, dict | list):
+                changed = self._fragments(value, (*path, index, key), responses_delta) or changed
+        return changed
+
+
+def restore_answer(body: bytes, vault: Vault | None) -> bytes:
+    """A whole answer: placeholders back to values, re-encoded only when one was there."""
+    if vault is None or not vault.values or b"[sluice:" not in body:
+        return body
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    doc, changed = restore_doc(doc, vault)
+    return orjson.dumps(doc) if changed else body

@@ -1,0 +1,191 @@
+"""The guardrails of a running gateway: rule sets built from the config, resolved per key
+(its id, its access profile, its team, else the default), the sessions' placeholder vaults, and
+one `RequestGuard` per request that the engine calls at its stages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from sluice.formats.json_body import encode_body
+from sluice.guardrails.answer import AnswerScanner, StreamGuard, blocked, restore_answer
+from sluice.guardrails.rules import Action, Rule, RuleSet, default_rules, deny_list, regex_rule
+from sluice.guardrails.vault import Vault, Vaults
+from sluice.guardrails.walk import Report, guard_doc, guard_text
+from sluice.settings import GuardrailRuleConfig, GuardrailsConfig
+from sluice.storage.records import VirtualKey
+
+MAX_EVENTS = 50  # audit events per request; the count says how many there were in all
+
+
+def rule_of(cfg: GuardrailRuleConfig) -> Rule:
+    kw: dict[str, Any] = {
+        "action": Action(cfg.action),
+        "where": frozenset(cfg.where),
+        "kinds": frozenset(cfg.kinds),
+        "providers": frozenset(cfg.providers),
+    }
+    if cfg.detector == "deny":
+        return deny_list(cfg.name, cfg.terms, **kw)
+    if cfg.detector == "regex":
+        return regex_rule(cfg.name, cfg.patterns, **kw)
+    return Rule(cfg.name, cfg.detector, **kw)
+
+
+class Guardrails:
+    def __init__(self, config: GuardrailsConfig) -> None:
+        secret = config.placeholder_key
+        self.key = secret.encode() if secret else os.urandom(32)
+        self.config = config
+        self.sets: dict[str, RuleSet] = {}
+        for name, s in config.sets.items():
+            rules = {r.name: r for r in default_rules()} if s.builtin else {}
+            rules.update({r.name: rule_of(r) for r in s.rules})
+            self.sets[name] = RuleSet(tuple(rules.values()), key=self.key, restore=s.restore)
+        self.vaults = Vaults(self.key)
+
+    def rules_for(self, key: VirtualKey) -> RuleSet | None:
+        c = self.config
+        if not c.enabled:
+            return None
+        name = c.keys.get(key.id)
+        if name is None and key.profile_id is not None:
+            name = c.access_profiles.get(key.profile_id)
+        if name is None and key.team_id is not None:
+            name = c.teams.get(key.team_id)
+        if name is None:
+            name = c.default
+        return self.sets.get(name) if name else None
+
+    async def mcp_output(
+        self, key: VirtualKey, result: Any, record: dict[str, Any], emit: Callable[..., Awaitable[None]]
+    ) -> str | None:
+        """An MCP tool's output on its way to the agent, scanned where `mcp`: each finding an audit
+        event (through `emit`); returns the rule of a `block` finding, for the caller to refuse.
+        Secrets are not rewritten here: the output goes to the agent on the developer's machine,
+        and the LLM request that carries it onwards is redacted on the request path."""
+        rules = self.rules_for(key)
+        if rules is None or not rules.wants("mcp"):
+            return None
+        report = Report()
+        for item in getattr(result, "content", None) or ():
+            text = getattr(item, "text", None)
+            if isinstance(text, str):
+                guard_text(text, "mcp", rules, None, report)
+        structured = getattr(result, "structured_content", None)
+        if structured:
+            guard_text(orjson.dumps(structured).decode(), "mcp", rules, None, report)
+        base = {k: record[k] for k in ("method", "server", "tool", "session", "tool_use_id") if k in record}
+        for event in report.events()[:MAX_EVENTS]:
+            await emit("guardrail", key, {**base, **event})
+        hit = report.blocked
+        return hit.rule if hit is not None else None
+
+    def start(self, key: VirtualKey, session_id: str | None) -> RequestGuard | None:
+        rules = self.rules_for(key)
+        if rules is None:
+            return None
+        # Placeholders are per agent session; a caller without one gets one vault per key.
+        return RequestGuard(rules, self.vaults.of(f"{key.id}\0{session_id or ''}"))
+
+
+class RequestGuard:
+    """One request's guardrails: what they found (`report`) and the session's vault."""
+
+    __slots__ = ("report", "rules", "vault")
+
+    def __init__(self, rules: RuleSet, vault: Vault) -> None:
+        self.rules, self.vault, self.report = rules, vault, Report()
+
+    def request(self, doc: dict[str, Any]) -> Report:
+        """Scans and redacts the request body in place. Raises on `block`."""
+        found = guard_doc(doc, self.rules, self.vault)
+        self.report.findings.extend(found.findings)
+        hit = found.blocked
+        if hit is not None:
+            raise blocked(hit.rule, hit.where)
+        return found
+
+    def request_body(self, doc: dict[str, Any], body: bytes) -> bytes:
+        """The body to send: the caller's bytes, with each redacted value's JSON form replaced by
+        its placeholder (the caller's encoding kept, and no re-encoding of a large body); the
+        parsed body re-encoded when a value's JSON form is not found as it is (another escaping)."""
+        found = self.request(doc)
+        if not found.changed:
+            return body
+        # Every occurrence of every value found first (C searches), then one join: a large body is
+        # copied once, not once per value.
+        spans: list[tuple[int, int, bytes]] = []
+        for value, placeholder in found.replaced.items():
+            encoded, swap = orjson.dumps(value)[1:-1], placeholder.encode()
+            at = body.find(encoded)
+            if at < 0:
+                return encode_body(doc)  # escaped otherwise than orjson escapes it
+            while at >= 0:
+                spans.append((at, at + len(encoded), swap))
+                at = body.find(encoded, at + len(encoded))
+        spans.sort()
+        pieces: list[bytes] = []
+        last = 0
+        for start, end, swap in spans:
+            if start < last:
+                continue  # inside a longer value already replaced
+            pieces += (body[last:start], swap)
+            last = end
+        pieces.append(body[last:])
+        return b"".join(pieces)
+
+    def to_provider(self, doc: dict[str, Any], provider: str) -> None:
+        """The rules for some providers only, once the provider is known. Raises on `block`."""
+        scoped = tuple(r for r in self.rules.rules if r.providers and provider in r.providers)
+        if not scoped:
+            return
+        found = guard_doc(doc, RuleSet(scoped, key=self.rules.key), None, provider)
+        self.report.findings.extend(found.findings)
+        hit = found.blocked
+        if hit is not None:
+            raise blocked(hit.rule, f"{hit.where} to {provider}")
+
+    def answer(self, body: bytes) -> bytes:
+        """A whole answer: scanned (raises on `block`), placeholders restored."""
+        if self.rules.wants("answer"):
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+            if doc is not None:
+                scanner = AnswerScanner(self.rules, self.vault, self.report)
+                _strings(doc, scanner)
+                scanner.flush()
+        return restore_answer(body, self.vault) if self.rules.restore else body
+
+    def stream(self, observer: Any, sse: bool) -> StreamGuard | None:
+        scanner = AnswerScanner(self.rules, self.vault, self.report) if self.rules.wants("answer") else None
+        restore = self.rules.restore and bool(self.vault.values)
+        if scanner is None and not restore:
+            return None
+        return StreamGuard(observer, scanner, self.vault if restore else None, sse)
+
+    @property
+    def count(self) -> int:
+        return len(self.report.findings)
+
+    def events(self) -> list[dict[str, object]]:
+        return self.report.events()[:MAX_EVENTS]
+
+
+def _strings(node: Any, scanner: AnswerScanner, depth: int = 0) -> None:
+    if depth > 128:  # a provider's answer is not this deep; do not recurse without bound
+        return
+    if isinstance(node, str):
+        scanner.feed(node + "\n")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key not in ("id", "type", "model", "role", "signature"):
+                _strings(value, scanner, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            _strings(value, scanner, depth + 1)
