@@ -112,7 +112,8 @@ class Engine:
         return plan(self.providers, self.breakers, key, inbound, model, tried_keys)
 
     async def run(self, ctx: RequestContext, inbound: Inbound) -> Outcome:
-        key = await self.authenticate(ctx, inbound.headers)
+        # The edge authenticated before reading the body; no coroutine to learn that again.
+        key = ctx.key if ctx.key is not None else await self.authenticate(ctx, inbound.headers)
         requested = inbound.model or inbound.doc.get("model")
         if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
@@ -121,7 +122,7 @@ class Engine:
         ctx.stream = inbound.stream if inbound.stream is not None else inbound.doc.get("stream") is True
         if self.audit is not None and self.audit.captures(key.id, ctx.team_id):
             ctx.capture, ctx.captured_request = True, inbound.body
-        route = await self._route(ctx, key, inbound, requested)
+        route = await self._route(ctx, key, inbound, requested) if self.router.has_rules else Resolution(requested)
         targets = [route.model, *route.fallbacks, *key.fallbacks]
         if len(targets) > 1:
             targets = list(dict.fromkeys(targets))
