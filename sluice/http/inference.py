@@ -14,7 +14,7 @@ import orjson
 
 from sluice.core.context import RequestRecord, new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
-from sluice.core.tasks import cancel, spawn
+from sluice.core.tasks import spawn
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.engine.context import RequestContext
@@ -174,7 +174,9 @@ class InferenceRoute:
             await send({"type": "http.response.body", "body": self.stream_error(err), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await cancel(watcher)
+            # Cancelled, not waited for: its next step raises CancelledError where it waits, so it
+            # can no longer cancel this task, and this task need not sleep one loop turn for it.
+            watcher.cancel()
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
