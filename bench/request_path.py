@@ -10,6 +10,9 @@ inserts are no-ops (their cost belongs to the storage layer, measured by ``bench
 Process CPU (every thread) and the event-loop thread's CPU per request, best of ``--repeat`` runs, after a warm-up.
 The number is much steadier than the socket benchmark on a shared machine, so it shows small wins.
 
+With ``--upstream http://127.0.0.1:PORT`` (a running ``python -m bench.upstream --port PORT``) the real upstream client
+is used over a socket: the difference to a canned run is what the client and its socket cost in the gateway.
+
 Run: ``python -m bench.request_path [--variant local] [--requests 5000] [--repeat 5] [--no-persist]``.
 """
 
@@ -143,13 +146,14 @@ async def idle(app: SluiceASGI) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sluice-request-path-"))
-    config = parse_config(harness.gateway_config("http://127.0.0.1:9", tmp, args.variant))
+    config = parse_config(harness.gateway_config(args.upstream or "http://127.0.0.1:9", tmp, args.variant))
     services = build_services(config, store_url=f"sqlite:///{tmp / 'bench.db'}")
     app = SluiceASGI(services)
     await services.start()
-    client = CannedClient(args.deltas)
-    for provider in services.engine.providers.values():  # as the live config built them at start
-        provider._client = client  # type: ignore[attr-defined]
+    if not args.upstream:
+        client = CannedClient(args.deltas)
+        for provider in services.engine.providers.values():  # as the live config built them at start
+            provider._client = client  # type: ignore[attr-defined]
     if not args.persist:
 
         async def nothing(rows: Any) -> None:
@@ -190,6 +194,11 @@ def cli() -> None:
     parser.add_argument("--deltas", type=int, default=20)
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--no-persist", dest="persist", action="store_false")
+    parser.add_argument(
+        "--upstream",
+        help="a running bench.upstream (http://127.0.0.1:PORT): the real upstream client over a socket instead of "
+        "the canned one, to see what the client costs (the difference of the two runs)",
+    )
     args = parser.parse_args()
     try:
         import uvloop
