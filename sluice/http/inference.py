@@ -220,11 +220,17 @@ _GOVERNED_KEYS = tuple(
 )
 
 
+# A JSON key may spell a letter or '_' as \u00XX (`"\u006dodel"` is `model`); no encoder in use
+# writes ASCII letters that way, so a body that does is looked at closely.
+_ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9A-Fa-f]")
+
+
 def sole_keys(body: bytes, doc: dict[str, Any]) -> bytes:
     """`body`, or `doc` re-encoded when a governed top-level key occurs twice in it. The byte count
     is the cheap test (a quote inside a JSON string is escaped, so `"model"` is a key or a whole
-    string value); only a body that fails it is parsed again to look at its top-level keys."""
-    if not any(body.count(k) > 1 for k in _GOVERNED_KEYS):
+    string value), with a search for an escaped ASCII letter, which a second spelling of a
+    governed key needs; only a body that fails them is parsed again to look at its top-level keys."""
+    if not any(body.count(k) > 1 for k in _GOVERNED_KEYS) and _ESCAPED_LETTER.search(body) is None:
         return body
     top: list[list[tuple[str, Any]]] = []
 
