@@ -38,10 +38,11 @@ def model_name_problem(name: object) -> str | None:
         return "a model name may hold only ASCII letters, digits and . _ - ~ : @ + /"
     if ".." in name:
         return "a model name may not contain '..'"
-    segments = name.split("/")
-    if any(not s for s in segments):
+    # The parts between slashes, tested on the whole name (no list of parts per request): an
+    # empty part is a slash at either end or two in a row, a '.' part is a lone dot between them.
+    if name[0] == "/" or name[-1] == "/" or "//" in name:
         return "'/' in a model name only separates non-empty parts (provider/model)"
-    if any(s == "." for s in segments):
+    if name == "." or name.startswith("./") or name.endswith("/.") or "/./" in name:
         return "a model name may not have a '.' part"
     return None
 

@@ -118,7 +118,8 @@ class Engine:
         return plan(self.providers, self.breakers, key, inbound, model, tried_keys)
 
     async def run(self, ctx: RequestContext, inbound: Inbound) -> Outcome:
-        key = await self.authenticate(ctx, inbound.headers)
+        # The edge authenticated before reading the body; no coroutine to learn that again.
+        key = ctx.key if ctx.key is not None else await self.authenticate(ctx, inbound.headers)
         requested = inbound.model or inbound.doc.get("model")
         if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
@@ -130,7 +131,7 @@ class Engine:
         if self.guardrails is not None and (guard := self.guardrails.start(key, ctx.session_id)) is not None:
             ctx.guardrail = guard  # set first: a block is recorded too
             inbound.body = guard.request_body(inbound.doc, inbound.body)  # raises on block
-        route = await self._route(ctx, key, inbound, requested)
+        route = await self._route(ctx, key, inbound, requested) if self.router.has_rules else Resolution(requested)
         targets = [route.model, *route.fallbacks, *key.fallbacks]
         if len(targets) > 1:
             targets = list(dict.fromkeys(targets))

@@ -144,7 +144,8 @@ class Stream:
                         ErrorKind.PROVIDER_TIMEOUT, f"provider {self._provider.name} took too long in all"
                     )
                 out = observer.feed(chunk) if self.guardrail is None else self.guardrail.feed(chunk)
-                if self._guard and observer.output_chars // CHARS_PER_TOKEN >= self._allowance():
+                # (the charge is there whenever `_guard` is: read in place, per chunk)
+                if self._guard and observer.output_chars // CHARS_PER_TOKEN >= self._charge.output_allowance:  # type: ignore[union-attr]
                     await self._extend_or_cut()  # raises to cut: this chunk is not sent
                 if observer.completed and not ctx.answer_complete:
                     if self._charge is not None and self._charge.limited:
@@ -162,10 +163,6 @@ class Stream:
             raise
         self._finish()
         raise StopAsyncIteration
-
-    def _allowance(self) -> int:
-        assert self._charge is not None
-        return self._charge.output_allowance
 
     async def _extend_or_cut(self) -> None:
         """The stream outgrew its reservation: reserve another block, or stop it here and bill

@@ -14,7 +14,7 @@ import orjson
 
 from sluice.core.context import RequestRecord, new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
-from sluice.core.tasks import cancel, spawn
+from sluice.core.tasks import spawn
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.engine.context import RequestContext
@@ -37,6 +37,8 @@ from sluice.http.identity import fill_caller
 
 log = logging.getLogger("sluice.http")
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away", used in the request log
+# A stream's answer must not be buffered or cached on its way (nginx reads x-accel-buffering).
+_STREAM_HEADERS = (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
 
 
 class InferenceRoute:
@@ -62,7 +64,10 @@ class InferenceRoute:
                 if outcome.failure is not None:  # a translated provider error, in the caller's shape
                     status, body = failure_response(outcome.failure, self.wire, ctx.request_id)
                     ctx.status, content_type = status, "application/json"
-                await respond(send, status, body, content_type, self._headers(ctx, outcome))
+                await send(
+                    {"type": "http.response.start", "status": status, "headers": self._head(ctx, outcome, content_type)}
+                )
+                await send({"type": "http.response.body", "body": body})
                 ctx.delivered = True
             else:
                 await self._stream(ctx, outcome, outcome.chunks, receive, send)
@@ -118,8 +123,21 @@ class InferenceRoute:
         headers = {**error_headers(err, self.wire), "x-request-id": request_id}
         return status, error_body(err, self.wire, status, request_id), headers
 
-    def _headers(self, ctx: RequestContext, outcome: Outcome) -> dict[str, str]:
-        return {**outcome.headers, "x-request-id": ctx.request_id}
+    @staticmethod
+    def _head(
+        ctx: RequestContext, outcome: Outcome, content_type: str, extra: tuple[tuple[str, str], ...] = ()
+    ) -> list[tuple[bytes, bytes]]:
+        """The answer's encoded headers: content type, the outcome's, the request id, `extra`;
+        a later one replaces an earlier one of the same name in its place (as merging dicts
+        would). Encoded in one list, without the dict copies, unless a name repeats."""
+        headers = outcome.headers
+        if "x-request-id" in headers or any(name in headers for name, _ in extra):
+            return encode_headers(content_type, {**headers, "x-request-id": ctx.request_id, **dict(extra)})
+        out = [(b"content-type", content_type.encode("latin-1"))]
+        out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        out.append((b"x-request-id", ctx.request_id.encode("latin-1")))
+        out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+        return out
 
     async def _stream(
         self, ctx: RequestContext, outcome: Outcome, chunks: AsyncIterator[bytes], receive: Receive, send: Send
@@ -132,14 +150,8 @@ class InferenceRoute:
         try:
             first = await iterator.__anext__()
             ctx.mark_first_byte()
-            headers = {**self._headers(ctx, outcome), "cache-control": "no-cache", "x-accel-buffering": "no"}
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": outcome.status,
-                    "headers": encode_headers(outcome.content_type, headers),
-                }
-            )
+            headers = self._head(ctx, outcome, outcome.content_type, _STREAM_HEADERS)
+            await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
             started = True
             await send({"type": "http.response.body", "body": first, "more_body": True})
             ctx.delivered = ctx.answer_complete
@@ -151,7 +163,9 @@ class InferenceRoute:
             await send({"type": "http.response.body", "body": b""})
             ctx.delivered = True
         except StopAsyncIteration:
-            await respond(send, outcome.status, b"", outcome.content_type, self._headers(ctx, outcome))
+            await respond(
+                send, outcome.status, b"", outcome.content_type, {**outcome.headers, "x-request-id": ctx.request_id}
+            )
             ctx.delivered = True
         except SluiceError as err:
             if not started:
@@ -160,7 +174,9 @@ class InferenceRoute:
             await send({"type": "http.response.body", "body": self.stream_error(err), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await cancel(watcher)
+            # Cancelled, not waited for: its next step raises CancelledError where it waits, so it
+            # can no longer cancel this task, and this task need not sleep one loop turn for it.
+            watcher.cancel()
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -204,11 +220,17 @@ _GOVERNED_KEYS = tuple(
 )
 
 
+# A JSON key may spell a letter or '_' as \u00XX (`"\u006dodel"` is `model`); no encoder in use
+# writes ASCII letters that way, so a body that does is looked at closely.
+_ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9A-Fa-f]")
+
+
 def sole_keys(body: bytes, doc: dict[str, Any]) -> bytes:
     """`body`, or `doc` re-encoded when a governed top-level key occurs twice in it. The byte count
     is the cheap test (a quote inside a JSON string is escaped, so `"model"` is a key or a whole
-    string value); only a body that fails it is parsed again to look at its top-level keys."""
-    if not any(body.count(k) > 1 for k in _GOVERNED_KEYS):
+    string value), with a search for an escaped ASCII letter, which a second spelling of a
+    governed key needs; only a body that fails them is parsed again to look at its top-level keys."""
+    if not any(body.count(k) > 1 for k in _GOVERNED_KEYS) and _ESCAPED_LETTER.search(body) is None:
         return body
     top: list[list[tuple[str, Any]]] = []
 

@@ -106,10 +106,20 @@ def _at(doc: dict[str, Any], path: tuple[str, ...]) -> object:
 
 
 def _integers(
-    doc: dict[str, Any], spellings: tuple[tuple[tuple[str, ...], str], ...], *, low: int, high: int
+    doc: dict[str, Any],
+    present: frozenset[str],
+    spellings: tuple[tuple[tuple[str, ...], str], ...],
+    *,
+    low: int,
+    high: int,
 ) -> list[int]:
+    """The values of the spellings the body sets, in the spellings' order (so the first bad one
+    is the one refused). `present`: the body's top-level names that start some spelling; a
+    spelling under any other name is not there, and is not walked."""
     found = []
     for path, name in spellings:
+        if path[0] not in present:
+            continue
         value = _at(doc, path)
         if value is None:
             continue
@@ -204,11 +214,19 @@ def _refers_to_files(doc: dict[str, Any]) -> bool:
     return False
 
 
+# Every top-level name a spelling starts with, and those of input stored at the provider: one set
+# operation in C finds the few a body has, so the two dozen spellings of other APIs cost nothing.
+_FIRST_NAMES = frozenset(path[0] for path, _ in (*_OUTPUT_LIMITS, *_CHOICES, *_THINKING))
+_STORED_NAMES = frozenset(_STORED_CONTEXT)
+
+
 def demand_of(doc: dict[str, Any]) -> Demand:
-    limits = _integers(doc, _OUTPUT_LIMITS, low=1, high=MAX_OUTPUT_LIMIT)
-    choices = _integers(doc, _CHOICES, low=1, high=MAX_CHOICES)
+    present = _FIRST_NAMES.intersection(doc)
+    limits = _integers(doc, present, _OUTPUT_LIMITS, low=1, high=MAX_OUTPUT_LIMIT) if present else []
+    choices = _integers(doc, present, _CHOICES, low=1, high=MAX_CHOICES) if present else []
     # Gemini's thinkingBudget is -1 for "dynamic" and 0 for "off".
-    budgets = _integers(doc, _THINKING, low=-1, high=MAX_OUTPUT_LIMIT)
+    budgets = _integers(doc, present, _THINKING, low=-1, high=MAX_OUTPUT_LIMIT) if present else []
+    stored = not _STORED_NAMES.isdisjoint(doc) and any(doc.get(name) not in (None, "", {}) for name in _STORED_CONTEXT)
     tier, speed = doc.get("service_tier"), doc.get("speed")
     return Demand(
         output_limit=max(limits) if limits else None,
@@ -218,5 +236,5 @@ def demand_of(doc: dict[str, Any]) -> Demand:
         service_tier=tier if isinstance(tier, str) else "",
         speed=speed if isinstance(speed, str) else "",
         background=doc.get("background") is True,
-        stored_context=any(doc.get(name) not in (None, "", {}) for name in _STORED_CONTEXT) or _refers_to_files(doc),
+        stored_context=stored or _refers_to_files(doc),
     )

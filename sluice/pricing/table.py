@@ -9,6 +9,7 @@ supplement's date, and whether config overrides apply), so a ledger row can be t
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -80,6 +81,9 @@ class PriceTable:
         self.unpriced_policy = unpriced if isinstance(unpriced, str) else "default"
         self.default_price = unpriced if isinstance(unpriced, Price) else None
         self._find = lru_cache(maxsize=_CACHE_SIZE)(self._uncached)
+        self._today: date = datetime.now(UTC).date()
+        # The Unix times `_today` spans (a UTC day is 86,400 s of it; a clock set back leaves it too).
+        self._day_starts = self._day_ends = 0.0
 
     @classmethod
     def bundled(
@@ -121,7 +125,12 @@ class PriceTable:
         `bedrock`, or a vendor name) lets that provider's own ids match first."""
         if not model or len(model) > names.MAX_NAME_LENGTH:
             return None  # not a model name; and the cache must not hold arbitrarily long keys
-        return self._find(model, vendor, datetime.now(UTC).date())
+        now = time.time()
+        if not self._day_starts <= now < self._day_ends:  # twice a request: no datetime object each time
+            self._today = datetime.fromtimestamp(now, UTC).date()
+            self._day_starts = now // 86_400 * 86_400
+            self._day_ends = self._day_starts + 86_400
+        return self._find(model, vendor, self._today)
 
     def price_for(self, model: str, vendor: str | None = None) -> Price | None:
         """The price to charge: the model's own, else the configured default for unpriced models."""

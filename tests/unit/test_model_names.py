@@ -95,3 +95,23 @@ def test_any_accepted_url_name_escapes_to_one_inert_segment(name: str) -> None:
     assert unquote(escaped) == name
     # Even a decoding upstream sees the same single segment: nothing in it decodes to / ? # or '..'.
     assert not set(unquote(escaped)) & set("/?#\\%") and ".." not in name
+
+
+def _problem_by_parts(name: str) -> str | None:
+    """model_name_problem as it read the parts before: split on '/', each part looked at."""
+    segments = name.split("/")
+    if any(not s for s in segments):
+        return "'/' in a model name only separates non-empty parts (provider/model)"
+    if any(s == "." for s in segments):
+        return "a model name may not have a '.' part"
+    return None
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.text(alphabet="a./", min_size=1, max_size=12))
+def test_the_parts_rule_reads_as_splitting_the_name(name: str) -> None:
+    problem = model_name_problem(name)
+    if ".." in name:
+        assert problem == "a model name may not contain '..'"
+    else:
+        assert problem == _problem_by_parts(name)

@@ -234,3 +234,17 @@ def test_a_stream_block_is_priced_at_the_prompts_tier_and_the_requested_service_
     assert price.output_pico(1_000, 1_000) == 1_000 * 10 * 10**6  # $10 per million output tokens
     assert price.output_pico(300_000, 1_000) == 1_000 * 15 * 10**6  # above 272k: $15
     assert price.output_pico(1_000, 1_000, service_tier="priority") == 1_000 * 20 * 10**6
+
+
+def test_lookup_prices_on_the_utc_day_of_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The day a price is looked up for follows time.time() across midnight, both ways."""
+    import sluice.pricing.table as table_module
+
+    table = PriceTable.bundled()
+    days: list[object] = []
+    monkeypatch.setattr(table, "_find", lambda model, vendor, day: days.append(day))
+    midnight = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    for now in (midnight - 0.5, midnight, midnight + 86_399.9, midnight - 1.0):
+        monkeypatch.setattr(table_module.time, "time", lambda now=now: now)
+        table.lookup("claude-sonnet-4-5")
+    assert [str(d) for d in days] == ["2025-12-31", "2026-01-01", "2026-01-01", "2025-12-31"]

@@ -182,3 +182,41 @@ def test_inline_content_is_not_stored_input() -> None:
 def test_a_gemini_thinking_budget_is_read_in_mixed_spellings(config: dict[str, Any]) -> None:
     # Proto JSON takes each field in either spelling, independently of its parent's.
     assert demand_of({"contents": [], **config}).thinking_budget == 30_000
+
+
+def _every_spelling(doc: dict[str, Any]) -> tuple[object, ...]:
+    """What the body sets, read the slow way: every spelling walked, in order, as demand_of
+    did before it looked only under the top-level names the body has."""
+    from sluice.pricing import demand as d
+
+    def read(spellings: tuple[tuple[tuple[str, ...], str], ...], low: int, high: int) -> list[int]:
+        found = []
+        for path, name in spellings:
+            value = d._at(doc, path)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, name)
+            found.append(value)
+        return found
+
+    limits = read(d._OUTPUT_LIMITS, 1, MAX_OUTPUT_LIMIT)
+    choices = read(d._CHOICES, 1, 128)
+    budgets = read(d._THINKING, -1, MAX_OUTPUT_LIMIT)
+    stored = any(doc.get(name) not in (None, "", {}) for name in d._STORED_CONTEXT) or d._refers_to_files(doc)
+    return max(limits) if limits else None, max([0, *budgets]), max(choices) if choices else 1, stored
+
+
+@_SETTINGS
+@given(_docs)
+def test_demand_of_reads_what_walking_every_spelling_reads(doc: dict[str, Any]) -> None:
+    try:
+        expected: tuple[object, ...] | str = _every_spelling(doc)
+    except SluiceError as err:
+        expected = err.message
+    try:
+        demand = demand_of(doc)
+    except SluiceError as err:
+        assert isinstance(expected, str) and f"'{expected}'" in err.message  # the same spelling refused first
+        return
+    assert (demand.output_limit, demand.thinking_budget, demand.choices, demand.stored_context) == expected
