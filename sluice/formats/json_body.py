@@ -16,11 +16,17 @@ from sluice.core.errors import ErrorKind, SluiceError
 MAX_DEPTH = 254  # orjson's limit when writing
 
 
+def too_deep(detail: str = "") -> SluiceError:
+    """The one refusal of a body nested past MAX_DEPTH (also raised by walks over a body that
+    stop there rather than recurse without bound, such as the guardrails')."""
+    return SluiceError(
+        ErrorKind.CALLER_BAD_REQUEST,
+        f"The request body cannot be forwarded: it is nested more than {MAX_DEPTH} levels deep{detail}.",
+    )
+
+
 def encode_body(doc: Any) -> bytes:
     try:
         return orjson.dumps(doc)
     except orjson.JSONEncodeError as exc:
-        raise SluiceError(
-            ErrorKind.CALLER_BAD_REQUEST,
-            f"The request body cannot be forwarded: it is nested more than {MAX_DEPTH} levels deep ({exc}).",
-        ) from None
+        raise too_deep(f" ({exc})") from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.core.errors import ErrorKind, SluiceError
+from sluice.formats.json_body import MAX_DEPTH, too_deep
 from sluice.guardrails.rules import Action, Finding, RuleSet
 from sluice.guardrails.vault import Vault
 
@@ -72,7 +72,8 @@ def guard_text(
     return "".join(out)
 
 
-MAX_DEPTH = 128  # agents' bodies nest a few tens deep; deeper is refused, not half-scanned
+# Agents' bodies nest a few tens deep; a deeper one is refused (never half-scanned) at the depth the
+# gateway could not re-encode anyway (formats.json_body), with the same error.
 
 
 def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, provider: str | None = None) -> Report:
@@ -86,7 +87,7 @@ def _walk(
     node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None, depth: int
 ) -> Any:
     if depth > MAX_DEPTH:
-        raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, f"The request body nests deeper than {MAX_DEPTH} levels.")
+        raise too_deep()
     # The hot loop of the request stage (hundreds of strings per agent request, most of them seen
     # in the previous turn): a string known to be clean is skipped without a call.
     clean = rules.clean
