@@ -36,8 +36,12 @@ class ServicesCollector(Collector):
             log.warning("budget utilisation could not be read for /metrics", exc_info=True)
             self._budgets = []
         self._breakers = services.engine.breakers.snapshot(time.monotonic())
-        last = await services.store.last_audit()
-        self._chain_head = last.seq if last is not None else 0
+        try:
+            last = await services.store.last_audit()
+        except Exception:  # the store may be down: keep the last head seen, answer the rest
+            log.warning("the audit chain head could not be read for /metrics", exc_info=True)
+        else:
+            self._chain_head = last.seq if last is not None else 0
         # The recorder's queue is its own; its depth is read, never changed, here.
         self._queue_depth = services.recorder._queue.qsize()
 
