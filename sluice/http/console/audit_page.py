@@ -5,19 +5,14 @@ query and the verification are themselves recorded in the audit log."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import orjson
 from starlette.responses import Response, StreamingResponse
 
 from sluice.audit import checkpoints
-from sluice.audit.chain import Verdict, seal_anchor, verify
+from sluice.audit.verification import verify_with_checkpoints
 from sluice.http.console.web import SECURITY_HEADERS, ConsoleError, Page
-from sluice.settings import AuditConfig
-from sluice.storage.records import AuditRecord
 
 PAGE_SIZE = 100
 
@@ -49,7 +44,7 @@ async def verify_now(page: Page) -> Response:
     store = page.services.store
     config = checkpoints.with_defaults(page.services.config.audit, page.services.config.store.url)
     records = [r async for r in store.audit_records()]
-    verdict = _verify(records, config, await store.audit_anchor())
+    verdict = verify_with_checkpoints(records, config.keys(), config, await store.audit_anchor())
     await page.services.admin.data_read(
         page.principal.actor,
         "audit_verify",
@@ -57,28 +52,6 @@ async def verify_now(page: Page) -> Response:
     )
     latest = await page.console.queries.audit_records(None, None, None, 20)
     return page.render("audit.html", records=latest, kind="", actor="", next_before=None, verdict=verdict)
-
-
-def _verify(records: list[AuditRecord], config: AuditConfig, anchor: tuple[dict[str, Any], str] | None) -> Verdict:
-    """The chain from the anchor, then the checkpoints (sluice/cli/audit.py's store check)."""
-    keys = config.keys()
-    start = None
-    if anchor is not None:
-        fields, seal = anchor
-        key = keys.get(str(fields.get("key_id")))
-        if key is None or not hmac.compare_digest(seal_anchor(key, fields), seal):
-            return Verdict(False, 0, "the retention anchor was altered (its seal does not match)")
-        start = (int(fields["seq"]), str(fields["mac"]))
-    verdict = verify(records, keys, start=start)
-    public = checkpoints.public_key(config) if config.checkpoints else None
-    if not verdict.ok or public is None:
-        return verdict
-    path = config.checkpoint_path
-    kept = checkpoints.read(Path(path)) if path else []
-    found = [cp for cp in kept if cp.seq > (start[0] if start else 0)]
-    last_seq = records[-1].seq if records else 0
-    problem = checkpoints.check(found, {r.seq: r.mac for r in records}, last_seq, public)
-    return Verdict(False, verdict.checked, problem) if problem else verdict
 
 
 async def export(page: Page) -> Response:
