@@ -137,7 +137,9 @@ class SluiceConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
-    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    # Off unless the config has a `guardrails:` section (which is then on, with the standard set,
+    # unless it says `enabled: false`): the default set costs CPU on every request (docs/guardrails.md).
+    guardrails: GuardrailsConfig = Field(default_factory=lambda: GuardrailsConfig(enabled=False))
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)

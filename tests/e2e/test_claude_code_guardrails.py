@@ -34,6 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
             },
             "virtual_keys": [{"id": "vk-guard", "value": KEY, "provider_configs": [{"provider": "anthropic"}]}],
             "audit": {"hmac_key": "e2e-guardrails-audit-key-0123456789"},
+            "guardrails": {},  # the section on its own: the standard set (secrets redacted)
         }
         with GatewayProcess(config, tmp_path_factory.mktemp("guard-gw")) as gateway:
             yield gateway, upstream

@@ -141,3 +141,10 @@ def test_pricing_unpriced_policy_is_validated() -> None:
             parse_config({"pricing": {"unpriced": bad}})
     with pytest.raises(ConfigError, match=r"overrides\.m\.input_cost_per_mtok"):
         parse_config({"pricing": {"overrides": {"m": {"input_cost_per_mtok": -1}}}})
+
+
+def test_guardrails_are_off_without_a_section_and_on_with_an_empty_one() -> None:
+    assert parse_config({}).guardrails.enabled is False
+    on = parse_config({"guardrails": {}}).guardrails
+    assert on.enabled is True and on.default == "standard"
+    assert parse_config({"guardrails": {"enabled": False}}).guardrails.enabled is False
