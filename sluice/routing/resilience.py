@@ -94,14 +94,19 @@ class CircuitBreakers:
         state = self._states.get(name)
         return state is not None and state.failures >= self._config.failure_threshold and now < state.open_until
 
-    def snapshot(self, now: float) -> dict[str, str]:
-        """Each breaker that has seen a failure since its last success: "open" (skipped),
-        "half_open" (its probe may go) or "closed" (failures below the threshold). For metrics
-        and alerts; a breaker not listed is closed."""
-        out = {}
-        for name, state in self._states.items():
+    def table(self, now: float) -> list[tuple[str, int, str]]:
+        """(name, failures in a row, state) of each breaker that has seen a failure since its
+        last success, by name: "open" (skipped), "half_open" (its probe may go) or "closed"
+        (failures below the threshold). A breaker not listed is closed."""
+        out = []
+        for name, state in sorted(self._states.items()):
             if not self._half_open(state):
-                out[name] = "closed"
+                label = "closed"
             else:
-                out[name] = "open" if now < state.open_until else "half_open"
+                label = "open" if now < state.open_until else "half_open"
+            out.append((name, state.failures, label))
         return out
+
+    def snapshot(self, now: float) -> dict[str, str]:
+        """`table` as name -> state, for metrics and alerts."""
+        return {name: label for name, _, label in self.table(now)}

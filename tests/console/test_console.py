@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -219,6 +220,19 @@ async def test_overview_counts_denials_rate_limits_and_provider_errors(gateway: 
     assert tiles["Rate-limit hits this month"] == "1"
     assert tiles["Provider errors this month"] == "1"
     assert tiles["This month"] == "$1.00"
+
+
+async def test_overview_shows_an_open_circuit_breaker_as_open(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    breakers = services.engine.breakers
+    now = time.monotonic()
+    for _ in range(breakers.config.failure_threshold):
+        breakers.failed("anthropic/primary", now)
+    page = await (await signed_in(app, BOOTSTRAP)).get("/console/")
+    threshold = breakers.config.failure_threshold
+    row = f'<td>anthropic/primary</td><td class="num">{threshold}</td><td class="state-open">open</td>'
+    assert row in page.text
+    breakers.succeeded("anthropic/primary")
 
 
 async def test_request_log_filters_detail_and_live_tail(gateway: tuple[Services, SluiceASGI]) -> None:

@@ -118,16 +118,7 @@ def _by_owner(rows: list[Totals], owners: dict[str, tuple[str | None, str | None
 
 def breakers(services: Any) -> list[tuple[str, int, str]]:
     """(provider key, failures in a row, state) of the breakers this process holds."""
-    found = []
-    engine = getattr(services, "engine", None)
-    table = getattr(getattr(engine, "breakers", None), "_states", None) or {}
-    threshold = getattr(getattr(engine, "breaker_config", None), "failure_threshold", 0) or 0
-    now = time.monotonic()
-    for name, state in sorted(table.items()):
-        failures = int(getattr(state, "failures", 0))
-        if threshold and failures >= threshold:
-            label = "open" if now < float(getattr(state, "open_until", 0)) else "half-open"
-        else:
-            label = "closed"
-        found.append((name, failures, label))
-    return found
+    return [
+        (name, failures, label.replace("_", "-"))
+        for name, failures, label in services.engine.breakers.table(time.monotonic())
+    ]
