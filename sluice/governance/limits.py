@@ -304,14 +304,14 @@ class Limits:
         if rule.duration is None:
             item: tuple[LimitRule, Bucket, Window | None] = (
                 rule,
-                Bucket(f"{rule.id}:{rule.measure}", rule.limit, 0.0),
+                Bucket(bucket_name(rule.id, rule.measure, None), rule.limit, 0.0),
                 None,
             )
         else:
             window = window_at(
                 now, rule.duration, calendar_aligned=rule.calendar_aligned, anchor=self._anchors.get(rule.id)
             )
-            bucket = Bucket(f"{rule.id}:{rule.measure}:{window.key}", rule.limit, window.end.timestamp())
+            bucket = Bucket(bucket_name(rule.id, rule.measure, window), rule.limit, window.end.timestamp())
             item = (rule, bucket, window)
         self._current[rule] = item
         return item
@@ -344,18 +344,36 @@ class Limits:
         rules = [r for r in self.rules_for(key) if r.measure in ("cost", "tokens")]
         if not rules:
             return 0.0, 0
-        now = self._clock.now()
-        items = [self._bucket(rule, now) for rule in rules]
-        await self._seed(items)
-        states = await self._counters.peek([bucket for _, bucket, _ in items])
         fraction, tokens = 0.0, 0
-        for rule, state in zip(rules, states, strict=True):
+        for rule, _, state in await self.current(rules):
             used = state.used + state.reserved
             if rule.measure == "cost":
                 fraction = max(fraction, used / rule.limit)
             else:
                 tokens = max(tokens, used)
         return fraction, tokens
+
+    async def current(self, rules: list[LimitRule]) -> list[tuple[LimitRule, Window | None, BucketState]]:
+        """Each rule's current window and what its counter holds; a window not used since the start
+        reads from the ledger first. Off the request path: routing rules that ask, metrics, alerts."""
+        now = self._clock.now()
+        items = [self._bucket(rule, now) for rule in rules]
+        await self._seed(items)
+        states = await self._counters.peek([bucket for _, bucket, _ in items])
+        return [(rule, window, state) for (rule, _, window), state in zip(items, states, strict=True)]
+
+    def budget_rules(self) -> list[LimitRule]:
+        """The dollar budgets of keys, teams and customers as configured (not the per-key copies
+        an access profile makes)."""
+        return [rule for rules in self._by_scope.values() for rule in rules if rule.measure == "cost"]
+
+    async def held(self, budgets: list[tuple[str, Window]]) -> list[int]:
+        """Pico-dollars that requests in flight hold on each dollar budget (by id) in the given
+        window, in one counter read: for a reader that computes the windows itself (the console)."""
+        buckets = [
+            Bucket(bucket_name(rule_id, "cost", window), 0, window.end.timestamp()) for rule_id, window in budgets
+        ]
+        return [max(0, int(state.reserved)) for state in await self._counters.peek(buckets)]
 
     async def release(self, admission: Admission | None) -> None:
         """Gives back a reservation that led to nothing (the attempt failed; a fallback may follow)."""
@@ -492,6 +510,11 @@ def _refusal(
         measure=rule.measure, limit_value=rule.limit, remaining=max(0, rule.limit - state.used - state.reserved)
     )
     return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details=details)
+
+
+def bucket_name(rule_id: str, measure: str, window: Window | None) -> str:
+    """The counter of one rule's measure in one window (the name every counter backend keys by)."""
+    return f"{rule_id}:{measure}:{window.key}" if window is not None else f"{rule_id}:{measure}"
 
 
 _STATIC_HEADERS: dict[Bucket, tuple[str, str | None]] = {}  # bucket -> (its limit, its reset), as header text

@@ -22,30 +22,17 @@ class BudgetState:
         return self.spent_pico / self.rule.limit if self.rule.limit else 0.0
 
 
-def budget_rules(limits: Limits) -> list[LimitRule]:
-    """The dollar budgets of keys, teams and customers as configured (not the per-key copies an
-    access profile makes, which would be one series per key)."""
-    # Limits keeps its rules by scope for the request path; reading them here saves a second copy.
-    return [rule for rules in limits._by_scope.values() for rule in rules if rule.measure == "cost"]
-
-
 async def budget_states(limits: Limits, rules: list[LimitRule] | None = None) -> list[BudgetState]:
-    rules = budget_rules(limits) if rules is None else rules
+    rules = limits.budget_rules() if rules is None else rules
     if not rules:
         return []
-    now = limits._clock.now()
-    items = [limits._bucket(rule, now) for rule in rules]
-    await limits._seed(items)  # a window nobody used since the start reads from the ledger
-    states = await limits._counters.peek([bucket for _, bucket, _ in items])
-    out = []
-    for (rule, _, window), state in zip(items, states, strict=True):
-        out.append(
-            BudgetState(
-                rule,
-                window.start if window else None,
-                window.end if window else None,
-                state.used,
-                max(0, state.reserved),
-            )
+    return [
+        BudgetState(
+            rule,
+            window.start if window else None,
+            window.end if window else None,
+            state.used,
+            max(0, state.reserved),
         )
-    return out
+        for rule, window, state in await limits.current(rules)
+    ]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sluice.core.windows import Duration, Window, window_at
 from sluice.governance.profiles import profile_limits
 from sluice.settings import BudgetConfig
-from sluice.storage.records import Bucket, ConfigObject, VirtualKey
+from sluice.storage.records import ConfigObject, VirtualKey
 
 log = logging.getLogger("sluice.console")
 PICO = Decimal(10**12)
@@ -104,15 +104,13 @@ def derived(profiles: dict[str, Any], keys: list[VirtualKey]) -> list[ConfigObje
 
 
 async def _held(services: Any, budgets: list[tuple[str, Window]]) -> list[int]:
-    """What live reservations hold on each budget's counter (storage.records.Bucket's key format),
-    in one read. The counters belong to the limits; a console that cannot read them shows nothing
-    held rather than failing the page."""
-    counters = getattr(getattr(services, "limits", None), "_counters", None)
-    if counters is None or not budgets:
-        return [0] * len(budgets)
-    buckets = [Bucket(f"{rule_id}:cost:{w.key}", 0, w.end.timestamp()) for rule_id, w in budgets]
+    """What live reservations hold on each budget (Limits.held, one counter read); a console that
+    cannot read the counters shows nothing held rather than failing the page."""
+    if not budgets:
+        return []
     try:
-        return [max(0, int(state.reserved)) for state in await counters.peek(buckets)]
+        held: list[int] = await services.limits.held(budgets)
+        return held
     except Exception:  # a counter store that is down must not take the page with it
         log.debug("reading held amounts failed", exc_info=True)
         return [0] * len(budgets)
