@@ -453,17 +453,27 @@ def _spent(
     return None
 
 
+def _details(rule: LimitRule, window: Window | None) -> dict[str, object]:
+    """What a refusal by `rule` says in its error details, whatever the reason."""
+    resets_at = window.end.isoformat() if window else None
+    return {"limit_id": rule.id, "limit": rule.describe_limit(), "resets_at": resets_at}
+
+
+def _rate_limited(
+    rule: LimitRule, state: BucketState, message: str, retry_after: float, details: dict[str, object]
+) -> SluiceError:
+    remaining = max(0, rule.limit - state.used - state.reserved)
+    details.update(measure=rule.measure, limit_value=rule.limit, remaining=remaining)
+    return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details=details)
+
+
 def _busy(item: tuple[LimitRule, Bucket, Window | None], state: BucketState, amounts: dict[str, int]) -> SluiceError:
     rule, _, window = item
     amount = amounts[rule.measure]
     others = max(0, state.reserved - state.held)
     wait = f"{BUSY_RETRY_AFTER_S:.0f}s"
-    details: dict[str, object] = {
-        "limit_id": rule.id,
-        "limit": rule.describe_limit(),
-        "resets_at": window.end.isoformat() if window else None,
-        "busy": True,
-    }
+    details = _details(rule, window)
+    details["busy"] = True
     if rule.measure == "cost":
         message = (
             f"Budget '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) is not spent but busy: limit "
@@ -476,10 +486,7 @@ def _busy(item: tuple[LimitRule, Bucket, Window | None], state: BucketState, amo
         f"Rate limit '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) is held by requests in flight: "
         f"{rule.describe_limit()}. Please retry in {wait}."
     )
-    details.update(
-        measure=rule.measure, limit_value=rule.limit, remaining=max(0, rule.limit - state.used - state.reserved)
-    )
-    return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=BUSY_RETRY_AFTER_S, details=details)
+    return _rate_limited(rule, state, message, BUSY_RETRY_AFTER_S, details)
 
 
 def _refusal(
@@ -488,11 +495,7 @@ def _refusal(
     rule, _, window = item
     resets = f" It resets at {window.end.strftime('%Y-%m-%dT%H:%M:%SZ')}." if window else ""
     retry_after = window.seconds_left(now) if window else 1.0
-    details: dict[str, object] = {
-        "limit_id": rule.id,
-        "limit": rule.describe_limit(),
-        "resets_at": window.end.isoformat() if window else None,
-    }
+    details = _details(rule, window)
     if rule.measure == "cost":
         need = amounts["cost"]
         message = (
@@ -506,10 +509,7 @@ def _refusal(
         f"Rate limit '{rule.id}' ({rule.scope.replace('_', ' ')} {rule.scope_id}) reached: "
         f"{rule.describe_limit()}.{resets}"
     )
-    details.update(
-        measure=rule.measure, limit_value=rule.limit, remaining=max(0, rule.limit - state.used - state.reserved)
-    )
-    return SluiceError(ErrorKind.POLICY_RATE_LIMITED, message, retry_after=retry_after, details=details)
+    return _rate_limited(rule, state, message, retry_after, details)
 
 
 def bucket_name(rule_id: str, measure: str, window: Window | None) -> str:
