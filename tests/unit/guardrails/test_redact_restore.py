@@ -71,6 +71,23 @@ def test_whole_answer_tool_call_gets_the_real_value() -> None:
     assert not any(f.where == "answer" for f, _ in guard.report.findings)  # a restore is not a leak
 
 
+def test_another_key_naming_the_same_session_cannot_restore_its_placeholders() -> None:
+    """The session id is the caller's to send: a second key that names the victim's session and
+    asks the model to echo the victim's placeholder must get the placeholder back, not the secret."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    victim = rails.start(KEY, "shared")
+    assert victim is not None
+    victim.request_body(_request(), b"")
+    placeholder = next(p for p, v in victim.vault.values.items() if v == SECRET)
+    thief = rails.start(VirtualKey(id="vk2", name="other", key_hash="h2", key_hint="sk"), "shared")
+    assert thief is not None
+    answer = {
+        "content": [{"type": "tool_use", "id": "t9", "name": "Bash", "input": {"command": f"echo {placeholder}"}}]
+    }
+    leaked = orjson.loads(thief.answer(orjson.dumps(answer)))
+    assert leaked["content"][0]["input"]["command"] == f"echo {placeholder}"
+
+
 def _sse(doc: dict[str, object]) -> bytes:
     return b"event: x\ndata: " + orjson.dumps(doc) + b"\n\n"
 
