@@ -138,7 +138,7 @@ class AlertMonitor:
             f"${spent / PICO_PER_DOLLAR:.4f} of ${limit / PICO_PER_DOLLAR:.4f} spent ({pct:.1f}%)"
         )
         severity = "critical" if top >= 100 else "warning"
-        alert = await self._fire(
+        alert = await self.fire(
             f"{kind}:{budget}:{window}:{top:g}", kind, severity, summary, budget=budget, threshold_percent=top,
             spent_dollars=spent / PICO_PER_DOLLAR, limit_dollars=limit / PICO_PER_DOLLAR, **facts,
         )  # fmt: skip
@@ -175,7 +175,7 @@ class AlertMonitor:
             f"{scope.replace('_', ' ')} {scope_id} spent ${spent / PICO_PER_DOLLAR:.4f} in the last hour "
             f"({requests} requests), above the ${rate.max_dollars_per_hour:g}/h of {rate.id!r}"
         )
-        return await self._fire(
+        return await self.fire(
             f"spend_rate:{rate.id}:{scope_id}:{hour}", "spend_rate", "warning", summary, rule=rate.id,
             scope=scope, scope_id=scope_id, spent_dollars=spent / PICO_PER_DOLLAR, requests=requests,
             max_dollars_per_hour=rate.max_dollars_per_hour,
@@ -186,7 +186,7 @@ class AlertMonitor:
         now_open = {name for name, state in states.items() if state == "open"}
         for name in sorted(now_open - self._open):
             provider, _, key = name.partition("/")
-            alert = await self._fire(
+            alert = await self.fire(
                 f"provider_unhealthy:{name}:{int(self._clock.now().timestamp())}:{secrets.token_hex(4)}",
                 "provider_unhealthy", "critical",
                 f"provider {provider} key {key}: circuit breaker opened (requests skip the key for now)",
@@ -210,7 +210,10 @@ class AlertMonitor:
         self._claimed.add(alert_id)
         return won
 
-    async def _fire(self, alert_id: str, kind: str, severity: str, summary: str, **facts: Any) -> dict[str, Any] | None:
+    async def fire(self, alert_id: str, kind: str, severity: str, summary: str, **facts: Any) -> dict[str, Any] | None:
+        """Raises one alert: `alert_id` names it once for every replica (a second call with the same id,
+        here or elsewhere, sends nothing); it is recorded in the audit log, which the sinks deliver from.
+        Returns the alert when this call recorded it."""
         if not await self._claim(alert_id):
             return None
         alert = {
@@ -264,6 +267,12 @@ class Alerts:
         self.monitor.start()
         for runner in self.runners:
             runner.start()
+
+    async def fire(self, alert_id: str, kind: str, severity: str, summary: str, **facts: Any) -> dict[str, Any] | None:
+        """The one way any part of the gateway raises an alert (guardrails, sessions, the monitor)."""
+        if not self.config.enabled:
+            return None
+        return await self.monitor.fire(alert_id, kind, severity, summary, **facts)
 
     async def stop(self) -> None:
         await self.monitor.stop()
