@@ -48,6 +48,7 @@ class Attempt:
     dropped_tools: tuple[str, ...] = ()  # optional vendor tools the target could not run
     status: int | None = None
     served_model: str | None = None  # the model the provider says answered, when not the one asked
+    finish_reasons: tuple[str, ...] = ()  # why its answer ended, in the provider's words
     # perf_counter when the provider call was sent, and seconds until it answered or failed
     # (sluice.observability.observer); not in the request log.
     sent: float | None = None
@@ -67,4 +68,6 @@ class Attempt:
             out["status"] = self.status
         if self.served_model is not None:
             out["served_model"] = self.served_model
+        if self.finish_reasons:
+            out["finish_reasons"] = list(self.finish_reasons)
         return out

@@ -43,6 +43,10 @@ class Usage:
     served_model: str = field(default="", compare=False)
     service_tier: str = field(default="", compare=False)
     reported: bool = field(default=False, compare=False)  # the answer carried a usage report at all
+    # Why the answer ended, in the provider's own words (one per choice or candidate): "end_turn",
+    # "stop", "length", "tool_calls", "MAX_TOKENS", "incomplete:max_output_tokens"... For traces
+    # (`gen_ai.response.finish_reasons`) and the request log's attempts.
+    finish_reasons: tuple[str, ...] = field(default=(), compare=False)
 
     def merge(self, other: Usage) -> None:
         """Keep the largest figure seen per field: streams repeat cumulative counts."""
@@ -55,6 +59,7 @@ class Usage:
         self.served_model = other.served_model or self.served_model
         self.service_tier = other.service_tier or self.service_tier
         self.reported = self.reported or other.reported
+        self.finish_reasons = other.finish_reasons or self.finish_reasons
 
     @property
     def total(self) -> int:
@@ -64,6 +69,11 @@ class Usage:
     def prompt_tokens(self) -> int:
         """Every input token, cached or not: what long-context price tiers are decided by."""
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+def finish_reason_of(value: object) -> tuple[str, ...]:
+    """A provider's finish reason as recorded: a short string, anything else is no reason."""
+    return (value[:64],) if isinstance(value, str) and value else ()
 
 
 def count_of(value: object) -> int:

@@ -153,7 +153,7 @@ async def _answer(
     if reply.chunks is None:
         assert reply.body is not None
         if operation is not Operation.COUNT_TOKENS:
-            ctx.usage = usage_of(wire, reply.body)
+            ctx.answered(usage_of(wire, reply.body))
             if ctx.charge is not None:
                 ctx.charge.usage_missing = operation is Operation.GENERATE and not ctx.usage.reported
         guard = ctx.guardrail if operation is Operation.GENERATE else None  # not embeddings, counts

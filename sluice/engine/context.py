@@ -111,6 +111,13 @@ class RequestContext:
         self.status, self.error_kind, self.reason = status, kind, message
         self.decision = "deny" if denied else "error"
 
+    def answered(self, usage: Usage) -> None:
+        """The answer's usage is known: it is the request's, and its finish reasons are the
+        answering attempt's (the last one), for the request log and the trace."""
+        self.usage = usage
+        if usage.finish_reasons and self.attempts:
+            self.attempts[-1].finish_reasons = usage.finish_reasons
+
     def mark_first_byte(self) -> None:
         if self.ttfb is None:
             self.ttfb = time.perf_counter() - self.request.started

@@ -40,6 +40,7 @@ def estimated_usage(observer: StreamObserver, input_estimate: int) -> Usage:
         served_model=seen.served_model,
         service_tier=seen.service_tier,
         reported=True,  # an estimate stands in for the report
+        finish_reasons=seen.finish_reasons,
     )
 
 
@@ -191,9 +192,9 @@ class Stream:
         self._accounted = True
         ctx, observer = self._ctx, self._observer
         if observer.completed and observer.usage.reported:
-            ctx.usage = observer.usage
+            ctx.answered(observer.usage)
         else:
-            ctx.usage = estimated_usage(observer, ctx.charge.input_estimate if ctx.charge is not None else 0)
+            ctx.answered(estimated_usage(observer, ctx.charge.input_estimate if ctx.charge is not None else 0))
 
     def _finish(self) -> None:
         if self._finished:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from sluice.core.canonical import Failure
-from sluice.core.types import Usage, count_of
+from sluice.core.types import Usage, count_of, finish_reason_of
 
 ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -77,8 +77,20 @@ def usage_from(raw: dict[str, Any] | None, doc: dict[str, Any] | None = None) ->
 
 
 def usage_of_answer(doc: dict[str, Any]) -> Usage:
-    """A Chat Completions (or Embeddings) answer's usage."""
-    return usage_from(doc.get("usage"), doc)
+    """A Chat Completions (or Embeddings) answer's usage, with its choices' finish reasons."""
+    usage = usage_from(doc.get("usage"), doc)
+    usage.finish_reasons = choice_finish_reasons(doc)
+    return usage
+
+
+def choice_finish_reasons(doc: dict[str, Any]) -> tuple[str, ...]:
+    """Each choice's `finish_reason` ("stop", "length", "tool_calls", "content_filter"), when set."""
+    choices = doc.get("choices")
+    found: tuple[str, ...] = ()
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict):
+            found += finish_reason_of(choice.get("finish_reason"))
+    return found
 
 
 def rate_limit_headers(

@@ -28,6 +28,7 @@ from sluice.core.types import Operation
 from sluice.settings import TracingConfig
 from sluice.storage.records import RequestLogEntry
 
+_Value = str | int | float | bool | tuple[str, ...]
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _SCOPE = InstrumentationScope("sluice")
 # gen_ai.provider.name's well-known values, by the provider names Sluice configures.
@@ -116,7 +117,7 @@ class Tracer:
         op = OPERATION_NAMES.get(record.operation, record.operation.value)
         context = SpanContext(trace.trace_id, trace.span_id, is_remote=False, trace_flags=TraceFlags(1))
         served = next((a.served_model for a in reversed(attempts) if a.served_model), None) or entry.model
-        attrs: dict[str, str | int | float | bool] = {
+        attrs: dict[str, _Value] = {
             "gen_ai.operation.name": op,
             "http.request.method": "POST",
             "url.path": entry.path,
@@ -132,6 +133,9 @@ class Tracer:
             attrs["gen_ai.provider.name"] = attrs["gen_ai.system"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
         if served:
             attrs["gen_ai.response.model"] = served
+        finish = next((a.finish_reasons for a in reversed(attempts) if a.finish_reasons), ())
+        if finish:
+            attrs["gen_ai.response.finish_reasons"] = finish
         if entry.decision == "allow" or entry.input_tokens or entry.output_tokens:
             attrs["gen_ai.usage.input_tokens"] = entry.input_tokens
             attrs["gen_ai.usage.output_tokens"] = entry.output_tokens
@@ -180,7 +184,7 @@ class Tracer:
         assert attempt.sent is not None
         start = request_start + int((attempt.sent - record.started) * 1e9)
         end = request_end if attempt.outcome == "ok" else start + int((attempt.waited or 0) * 1e9)
-        attrs: dict[str, str | int | float | bool] = {
+        attrs: dict[str, _Value] = {
             "gen_ai.operation.name": op,
             "gen_ai.request.model": attempt.model,
         }
@@ -198,6 +202,8 @@ class Tracer:
             attrs["gen_ai.response.model"] = attempt.served_model or attempt.model
             attrs["gen_ai.usage.input_tokens"] = entry.input_tokens
             attrs["gen_ai.usage.output_tokens"] = entry.output_tokens
+            if attempt.finish_reasons:
+                attrs["gen_ai.response.finish_reasons"] = attempt.finish_reasons
             status = Status(StatusCode.UNSET)
         else:
             attrs["error.type"] = attempt.outcome or "cancelled"

@@ -78,6 +78,10 @@ def test_request_and_attempt_spans_follow_the_caller(tmp_path: Path) -> None:
     assert [c["parent_span_id"] for c in clients] == [server["span_id"]] * 2
     assert clients[0]["attributes"]["error.type"] == "upstream 529"
     assert clients[1]["attributes"]["http.response.status_code"] == 200
+    # why the answer ended (the fake answers end_turn), on the request and the answering attempt
+    assert attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+    assert clients[1]["attributes"]["gen_ai.response.finish_reasons"] == ["end_turn"]
+    assert "gen_ai.response.finish_reasons" not in clients[0]["attributes"]
     assert all(c["trace_id"] == CALLER_TRACE for c in clients)
     assert server["start"] <= clients[0]["start"] <= clients[0]["end"] <= clients[1]["start"] <= server["end"]
     # each provider call carried its own attempt span as the parent, in the caller's trace

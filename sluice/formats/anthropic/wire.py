@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Usage, count_of
+from sluice.core.types import Usage, count_of, finish_reason_of
 from sluice.formats.record import EventReader, Seen
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
@@ -70,7 +70,9 @@ def usage_from(raw: dict[str, Any] | None, model: object = None) -> Usage:
 
 
 def usage_of_answer(doc: dict[str, Any]) -> Usage:
-    return usage_from(doc.get("usage"), doc.get("model"))
+    usage = usage_from(doc.get("usage"), doc.get("model"))
+    usage.finish_reasons = finish_reason_of(doc.get("stop_reason"))
+    return usage
 
 
 _GENERATED = re.compile(rb'"(?:text|partial_json|thinking)":"((?:[^"\\]|\\.)*)"')
@@ -95,6 +97,9 @@ def read_event(block: bytes, seen: Seen) -> bool:
         doc = orjson.loads(ev.data)
         if isinstance(doc, dict):
             seen.usage.merge(usage_from(doc.get("usage")))
+            delta = doc.get("delta")
+            if isinstance(delta, dict):
+                seen.usage.finish_reasons = finish_reason_of(delta.get("stop_reason")) or seen.usage.finish_reasons
     elif ev.event == "message_stop":
         seen.completed = True
     elif ev.event == "error":

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Usage, count_of
+from sluice.core.types import Usage, count_of, finish_reason_of
 from sluice.formats.aws_eventstream import Frame, FrameDecoder, exception_for, exception_frame
 from sluice.formats.record import EventReader, Seen
 
@@ -27,7 +27,9 @@ def usage_from(raw: dict[str, Any] | None) -> Usage:
 
 
 def usage_of_answer(doc: dict[str, Any]) -> Usage:
-    return usage_from(doc.get("usage"))
+    usage = usage_from(doc.get("usage"))
+    usage.finish_reasons = finish_reason_of(doc.get("stopReason"))
+    return usage
 
 
 def error_body(status: int, message: str, code: str | None = None, request_id: str = "") -> bytes:
@@ -40,13 +42,19 @@ def error_event(status: int, message: str, code: str | None = None) -> bytes:
 
 
 def read_frame(frame: Frame, seen: Seen) -> bool:
-    """Usage arrives in the final `metadata` event; errors are exception frames."""
+    """The stop reason arrives in `messageStop`, usage in the final `metadata` event; errors are
+    exception frames."""
     if frame.message_type != "event":
         seen.error = frame.payload.decode("utf-8", "replace") or frame.event_type
     elif frame.event_type == "metadata":
         doc = orjson.loads(frame.payload)
+        reasons = seen.usage.finish_reasons
         seen.usage = usage_from(doc.get("usage") if isinstance(doc, dict) else None)
+        seen.usage.finish_reasons = reasons
         seen.completed = True
+    elif frame.event_type == "messageStop":
+        doc = orjson.loads(frame.payload)
+        seen.usage.finish_reasons = finish_reason_of(doc.get("stopReason") if isinstance(doc, dict) else None)
     elif frame.event_type == "contentBlockDelta" and seen.count_output:
         doc = orjson.loads(frame.payload)
         delta = doc.get("delta") if isinstance(doc, dict) else None

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Usage, count_of
+from sluice.core.types import Usage, count_of, finish_reason_of
 from sluice.formats.record import EventReader, Seen
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
@@ -72,7 +72,19 @@ def usage_from(raw: dict[str, Any] | None, doc: dict[str, Any] | None = None) ->
 
 
 def usage_of_answer(doc: dict[str, Any]) -> Usage:
-    return usage_from(doc.get("usageMetadata"), doc)
+    usage = usage_from(doc.get("usageMetadata"), doc)
+    usage.finish_reasons = finish_reasons(doc)
+    return usage
+
+
+def finish_reasons(doc: dict[str, Any]) -> tuple[str, ...]:
+    """Each candidate's `finishReason` ("STOP", "MAX_TOKENS", "SAFETY"...), when it has one."""
+    candidates = doc.get("candidates")
+    found: tuple[str, ...] = ()
+    for candidate in candidates if isinstance(candidates, list) else ():
+        if isinstance(candidate, dict):
+            found += finish_reason_of(candidate.get("finishReason"))
+    return found
 
 
 def read_event(block: bytes, seen: Seen) -> bool:
@@ -91,10 +103,13 @@ def read_event(block: bytes, seen: Seen) -> bool:
             seen.error = orjson.dumps(doc["error"]).decode()
             return False
         if doc.get("usageMetadata"):
-            searches = seen.usage.web_searches
+            searches, reasons = seen.usage.web_searches, seen.usage.finish_reasons
             seen.usage = usage_from(doc["usageMetadata"], doc)  # cumulative: the latest is the whole
             seen.usage.web_searches += searches  # grounding arrives in one chunk, not repeated
-        if any(isinstance(c, dict) and c.get("finishReason") for c in doc.get("candidates") or ()):
+            seen.usage.finish_reasons = reasons
+        reasons = finish_reasons(doc)
+        if reasons:
+            seen.usage.finish_reasons = reasons
             seen.completed = True
     return False
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from sluice.core.types import WireFormat
-from sluice.formats.openai_common import error_payload, usage_from
+from sluice.formats.openai_common import choice_finish_reasons, error_payload, usage_from
 from sluice.formats.record import UNCHANGED, EventReader, Prepared, Seen
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
 
@@ -32,8 +32,8 @@ def read_event(block: bytes, seen: Seen) -> bool:
         seen.output_chars += generated_chars(block, _GENERATED)
         if seen.captured is not None:
             seen.captured.extend(generated_pieces(block, _GENERATED))
-    if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block:
-        return False  # most chunks: "usage":null or none at all
+    if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block and not _finishes(block):
+        return False  # most chunks: "usage":null or none at all, "finish_reason":null
     data = parse_block(block).data
     try:
         doc = orjson.loads(data)
@@ -44,11 +44,20 @@ def read_event(block: bytes, seen: Seen) -> bool:
     if "error" in doc:
         seen.error = data.decode("utf-8", "replace")
         return False
+    reasons = choice_finish_reasons(doc)
+    if reasons:  # one chunk per choice that ends (n > 1: several)
+        seen.usage.finish_reasons += reasons
     usage = doc.get("usage")
     if usage:
         seen.usage.merge(usage_from(usage, doc))
         return not doc.get("choices")
     return False
+
+
+def _finishes(block: bytes) -> bool:
+    """Whether a chunk says why a choice ended (every other chunk has `"finish_reason":null`)."""
+    at = block.find(b'"finish_reason":')
+    return at >= 0 and not block[at + 16 : at + 22].lstrip().startswith(b"null")
 
 
 def _splitter() -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from sluice.core.types import Usage
+from sluice.core.types import Usage, finish_reason_of
 from sluice.formats.openai_common import usage_from
 from sluice.formats.record import UNCHANGED, EventReader, Prepared, Seen
 from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
@@ -26,10 +26,15 @@ COUNT_FIELDS = frozenset(
 
 def usage_of_response(response: object) -> Usage:
     """A Responses object's usage, served model and tier; each `web_search_call` output item is
-    one billed web search (https://platform.openai.com/docs/pricing#built-in-tools)."""
+    one billed web search (https://platform.openai.com/docs/pricing#built-in-tools). Its finish
+    reason: why it is incomplete (`incomplete_details.reason`: "max_output_tokens",
+    "content_filter"), else its `status` ("completed", "failed")."""
     if not isinstance(response, dict):
         return Usage()
     usage = usage_from(response.get("usage"), response)
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    usage.finish_reasons = finish_reason_of(reason) or finish_reason_of(response.get("status"))
     output = response.get("output")
     if isinstance(output, list):
         usage.web_searches = sum(
