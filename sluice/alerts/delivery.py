@@ -48,8 +48,9 @@ class AlertRunner(ExportRunner):
         self.sink = sink
         self._directory = store  # the keys and users, for notify_developer
 
-    async def deliver_once(self) -> int:
-        """Moves past records that are not alerts, then sends the next alert, if any."""
+    async def _deliver_next(self) -> int:
+        """Moves past records that are not alerts, then sends the next alert, if any (under the
+        sink's lease, taken by `deliver_once`)."""
         name = self.exporter.name
         position, failures = await self._store.export_position(name)
         scanned, alert = position, None
@@ -61,21 +62,22 @@ class AlertRunner(ExportRunner):
             if scanned - position >= SCAN:
                 break
         if alert is None:
-            if scanned > position:
-                await self._store.set_export_position(name, scanned, failures)
+            if scanned > position and not await self._move(scanned, failures):
+                return 0
             return scanned - position
         error = await self._deliver(alert)
         if error is None:
-            await self._store.set_export_position(name, alert.seq, 0)
+            if not await self._move(alert.seq, 0):
+                return 0
             self.delivered += 1
             return 1
         failures += 1
         log.warning("alert %s to %s not delivered (%s), failure %d", alert.seq, self.sink.name, error, failures)
         if failures >= self._config.max_failures:
             await self._store.dead_letter(name, alert.seq, alert.seq, error)
-            await self._store.set_export_position(name, alert.seq, 0)
+            await self._move(alert.seq, 0)
             return 0
-        await self._store.set_export_position(name, alert.seq - 1, failures)
+        await self._move(alert.seq - 1, failures)
         await asyncio.sleep(min(self._config.backoff_max_s, 0.5 * 2 ** (failures - 1)))
         return 0
 

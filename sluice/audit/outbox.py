@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
 
 from sluice.audit.exporters.base import Exporter
 from sluice.audit.exporters.datadog import DatadogExporter
@@ -57,12 +62,41 @@ class ExportRunner:
         self._config = config
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
+        # This runner's name in the sink's lease: one process delivers to a sink at a time.
+        self.holder = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.leased = False
+        self.now_ms: Callable[[], int] = lambda: int(time.time() * 1000)  # the lease's clock
 
     def start(self) -> None:
         self._task = spawn(self._run(), name=f"audit-export-{self.exporter.name}")
 
     async def stop(self) -> None:
         await cancel(self._task)
+        if self.leased:
+            self.leased = False
+            try:  # another replica takes over at once instead of after the lease lapses
+                await self._store.release_export_lease(self.exporter.name, self.holder)
+            except Exception:
+                log.warning("audit export %s: lease not released", self.exporter.name, exc_info=True)
+
+    async def _lease(self) -> bool:
+        """Takes or renews the sink's lease (before every delivery): False while another process has it."""
+        ttl_ms = int(self._config.lease_s * 1000)
+        held = await self._store.take_export_lease(self.exporter.name, self.holder, self.now_ms(), ttl_ms)
+        if held != self.leased:
+            log.info("audit export %s: %s the delivery lease", self.exporter.name, "took" if held else "lost")
+        self.leased = held
+        return held
+
+    async def _move(self, seq: int, failures: int) -> bool:
+        """Stores the sink's position, unless this process lost the lease meanwhile."""
+        moved = await self._store.set_export_position(self.exporter.name, seq, failures, self.holder)
+        if not moved:
+            log.warning(
+                "audit export %s: lease lost during a delivery; position left to its holder", self.exporter.name
+            )
+            self.leased = False
+        return moved
 
     async def backlog(self) -> int:
         """Records not yet accepted by this sink (a metric for operators)."""
@@ -81,6 +115,13 @@ class ExportRunner:
                 await asyncio.sleep(self._config.poll_interval_s)
 
     async def deliver_once(self) -> int:
+        """Sends what comes next, if this process holds the sink's lease. Returns how many records
+        the sink accepted (or were passed over)."""
+        if not await self._lease():
+            return 0
+        return await self._deliver_next()
+
+    async def _deliver_next(self) -> int:
         """Sends the next batch, if any. Returns how many records the sink accepted."""
         position, failures = await self._store.export_position(self.exporter.name)
         batch: list[AuditRecord] = []
@@ -92,7 +133,8 @@ class ExportRunner:
             return 0
         error = await self._send(batch)
         if error is None:
-            await self._store.set_export_position(self.exporter.name, batch[-1].seq, 0)
+            if not await self._move(batch[-1].seq, 0):
+                return 0
             self.delivered += len(batch)
             return len(batch)
         failures += 1
@@ -107,9 +149,9 @@ class ExportRunner:
         )
         if failures >= self._config.max_failures:
             await self._store.dead_letter(self.exporter.name, batch[0].seq, batch[-1].seq, error)
-            await self._store.set_export_position(self.exporter.name, batch[-1].seq, 0)
+            await self._move(batch[-1].seq, 0)
             return 0
-        await self._store.set_export_position(self.exporter.name, position, failures)
+        await self._move(position, failures)
         await asyncio.sleep(min(self._config.backoff_max_s, 0.5 * 2 ** (failures - 1)))
         return 0
 

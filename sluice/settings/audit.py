@@ -42,6 +42,10 @@ class AuditExportConfig(_Strict):
     # A batch that failed this many times in a row is set aside as a dead letter, so one poison
     # batch cannot stop the export.
     max_failures: int = Field(default=20, ge=1)
+    # One process delivers to each sink at a time, under a lease it renews before every delivery;
+    # when it dies, another takes over once the lease lapses. Longer than one delivery can take
+    # (a sink's timeouts: 5 s to connect, 30 s to the first byte, 30 s to read).
+    lease_s: float = Field(default=90.0, ge=1)
 
 
 class ContentCaptureConfig(_Strict):

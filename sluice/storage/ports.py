@@ -156,7 +156,19 @@ class AuditStore(Protocol):
         """(last sequence number delivered, failures in a row) of an exporter."""
         ...
 
-    async def set_export_position(self, exporter: str, last_seq: int, failures: int) -> None: ...
+    async def set_export_position(self, exporter: str, last_seq: int, failures: int, holder: str | None = None) -> bool:
+        """Stores an exporter's position; with `holder`, only while `holder` holds its lease
+        (a process that lost it cannot move the position back). True when it was stored."""
+        ...
+
+    async def take_export_lease(self, exporter: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Takes or renews the one delivery lease of `exporter` for `holder` until `now_ms + ttl_ms`,
+        atomically: True when `holder` has it (it was free, lapsed, or `holder`'s already)."""
+        ...
+
+    async def release_export_lease(self, exporter: str, holder: str) -> None:
+        """Gives the lease up, if `holder` has it, so another process takes over at once."""
+        ...
 
     async def dead_letter(self, exporter: str, first_seq: int, last_seq: int, error: str) -> None: ...
 

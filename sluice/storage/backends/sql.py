@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
@@ -313,19 +314,60 @@ class SqlStore:
             row = (await conn.execute(query)).first()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    async def set_export_position(self, exporter: str, last_seq: int, failures: int) -> None:
+    async def set_export_position(self, exporter: str, last_seq: int, failures: int, holder: str | None = None) -> bool:
         now = datetime.now(UTC)
         where = audit_export_state.c.exporter == exporter
+        if holder is not None:
+            where = where & (audit_export_state.c.lease_holder == holder)
         async with self._write_lock, self.engine.begin() as conn:
             result = await conn.execute(
                 update(audit_export_state).where(where).values(last_seq=last_seq, failures=failures, updated_at=now)
             )
-            if not result.rowcount:
+            if result.rowcount:
+                return True
+            if holder is not None:
+                return False  # the lease is another's (taking it made the row)
+            await conn.execute(
+                insert(audit_export_state).values(
+                    exporter=exporter, last_seq=last_seq, failures=failures, updated_at=now
+                )
+            )
+            return True
+
+    async def take_export_lease(self, exporter: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        state = audit_export_state.c
+        free = or_(state.lease_holder.is_(None), state.lease_holder == holder, state.lease_until < now_ms)
+        try:
+            async with self._write_lock, self.engine.begin() as conn:
+                # One conditional UPDATE: the database decides between two processes racing for it.
+                result = await conn.execute(
+                    update(audit_export_state)
+                    .where(state.exporter == exporter, free)
+                    .values(lease_holder=holder, lease_until=now_ms + ttl_ms)
+                )
+                if result.rowcount:
+                    return True
+                exists = (await conn.execute(select(state.exporter).where(state.exporter == exporter))).first()
+                if exists is not None:
+                    return False  # held by another, not lapsed
                 await conn.execute(
                     insert(audit_export_state).values(
-                        exporter=exporter, last_seq=last_seq, failures=failures, updated_at=now
+                        exporter=exporter, last_seq=0, failures=0, updated_at=datetime.now(UTC),
+                        lease_holder=holder, lease_until=now_ms + ttl_ms,
                     )
-                )
+                )  # fmt: skip
+                return True
+        except IntegrityError:  # another process made the row first: it holds the lease
+            return False
+
+    async def release_export_lease(self, exporter: str, holder: str) -> None:
+        state = audit_export_state.c
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(
+                update(audit_export_state)
+                .where(state.exporter == exporter, state.lease_holder == holder)
+                .values(lease_holder=None, lease_until=None)
+            )
 
     async def dead_letter(self, exporter: str, first_seq: int, last_seq: int, error: str) -> None:
         async with self._write_lock, self.engine.begin() as conn:

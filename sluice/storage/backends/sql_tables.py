@@ -148,6 +148,9 @@ audit_export_state = Table(
     Column("last_seq", BigInteger, nullable=False),
     Column("failures", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The delivery lease: which process delivers to this sink, until when (Unix ms).
+    Column("lease_holder", String(100), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
 )
 
 audit_dead_letters = Table(
