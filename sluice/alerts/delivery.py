@@ -21,6 +21,7 @@ from sluice.upstream.client import Timeouts, UpstreamClient
 
 log = logging.getLogger("sluice.alerts")
 SCAN = 1000  # records read per pass when no alert is among them
+RECENT = 1024  # alert ids a runner remembers having sent
 
 
 class AlertSink:
@@ -47,6 +48,9 @@ class AlertRunner(ExportRunner):
         super().__init__(AlertSink(sink), 1, store, client, config)
         self.sink = sink
         self._directory = store  # the keys and users, for notify_developer
+        # Ids sent lately: an alert recorded twice (its first recorder died before marking its claim
+        # recorded, and the check that took the claim over recorded it again) is sent once.
+        self._sent: dict[str, None] = {}
 
     async def _deliver_next(self) -> int:
         """Moves past records that are not alerts, then sends the next alert, if any (under the
@@ -65,10 +69,16 @@ class AlertRunner(ExportRunner):
             if scanned > position and not await self._move(scanned, failures):
                 return 0
             return scanned - position
+        alert_id = str(alert.data.get("alert_id", ""))
+        if alert_id in self._sent:
+            return 1 if await self._move(alert.seq, failures) else 0
         error = await self._deliver(alert)
         if error is None:
             if not await self._move(alert.seq, 0):
                 return 0
+            self._sent[alert_id] = None
+            if len(self._sent) > RECENT:
+                del self._sent[next(iter(self._sent))]
             self.delivered += 1
             return 1
         failures += 1

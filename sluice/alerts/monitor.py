@@ -1,7 +1,13 @@
 """Checks budgets, soft budgets, spend rates and circuit breakers every `alerts.interval_s`, off
 the request path, and fires each alert once: a durable claim in the store names it (budget,
 window, threshold), so a restart or another replica finds it claimed and stays quiet. A fired
-alert is an `alert` record in the audit log, from which each sink's runner delivers it."""
+alert is an `alert` record in the audit log, from which each sink's runner delivers it.
+
+A claim is pending until its alert is in the audit log, then recorded. A pending claim carries
+the time it was made (or last renewed by its process, which renews it while the audit log is
+unreachable): one left pending longer than `STALE` belongs to a process that died between the
+claim and the record, and the next check that raises the same alert, in any process, takes it
+over (compare-and-set in the store) and records the alert. So a crash loses no alert."""
 
 from __future__ import annotations
 
@@ -30,6 +36,29 @@ from sluice.upstream.client import UpstreamClient
 log = logging.getLogger("sluice.alerts")
 PICO_PER_DOLLAR = 10**12
 ACTOR = "sluice:alerts"
+# A claim's value in the store: RECORDED once its alert is in the audit log; negative while it is
+# pending: -(claim time in ms << 12 | 12 random bits), so two processes never make the same one.
+# Positive values other than RECORDED are claims made before claims had states: recorded.
+RECORDED = 1
+STALE_S = 60.0  # at least: a pending claim older than this (and 6 checks) is an orphan
+
+
+def _pending(now_ms: int) -> int:
+    return -((now_ms << 12) | secrets.randbits(12))
+
+
+def _claimed_ms(value: int) -> int | None:
+    """When a pending claim was made or renewed; None for a recorded one."""
+    return (-value) >> 12 if value < 0 else None
+
+
+class _Claim:
+    """An alert this process claimed and has not recorded yet."""
+
+    __slots__ = ("alert", "name", "token")
+
+    def __init__(self, alert: dict[str, Any], name: str, token: int) -> None:
+        self.alert, self.name, self.token = alert, name, token
 
 
 def _pct(value: float) -> str:
@@ -53,12 +82,14 @@ class AlertMonitor:
         self._limits = limits
         self._breakers = breakers
         self._clock = clock
-        self._claimed: set[str] = set()  # ids this process has seen claimed (saves a store read per check)
+        self._claimed: set[str] = set()  # ids this process claimed or saw recorded (saves a store read per check)
+        self._stale_ms = int(max(STALE_S, 6 * config.interval_s) * 1000)
         self._open: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.fired: list[dict[str, Any]] = []
         # Claimed but not yet in the audit log (it was unreachable): retried at every check.
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[_Claim] = []
+        self._unmarked: list[_Claim] = []  # recorded, but the claim not yet marked so
 
     def start(self) -> None:
         self._task = spawn(self._run(), name="alerts-monitor")
@@ -196,25 +227,41 @@ class AlertMonitor:
                 fired.append(alert)
         self._open = now_open
 
-    async def _claim(self, alert_id: str) -> bool:
-        """True when this call is the first, anywhere, to claim `alert_id` (durable in the store)."""
+    def _now_ms(self) -> int:
+        return int(self._clock.now().timestamp() * 1000)
+
+    async def _claim(self, alert_id: str) -> tuple[str, int] | None:
+        """(store name, token) when this call holds the claim of `alert_id`: the first anywhere to
+        claim it, or the one that took over a claim its process left pending and died."""
         if alert_id in self._claimed:
-            return False
-        token = secrets.randbelow(2**62) + 1
+            return None
         # The store's names are short (100 characters): a budget id may not be.
         name = "alert:" + hashlib.sha256(alert_id.encode()).hexdigest()[:40]
+        now = self._now_ms()
+        token = _pending(now)
         try:
-            won = await self._store.first_seen(name, token) == token
-        except Exception:  # another replica inserted it first (a unique-key race)
-            won = False
+            stored = await self._store.first_seen(name, token)
+        except Exception:  # another replica inserted it first (a unique-key race): read it next time
+            return None
+        if stored == token:
+            self._claimed.add(alert_id)
+            return name, token
+        claimed = _claimed_ms(stored)
+        if claimed is None:
+            self._claimed.add(alert_id)  # recorded: quiet from now on
+            return None
+        if now - claimed < self._stale_ms or not await self._store.swap_meta(name, stored, token):
+            return None  # another process is recording it (or took it over first)
+        log.warning("alert %s was claimed but never recorded (its process died): recording it now", alert_id)
         self._claimed.add(alert_id)
-        return won
+        return name, token
 
     async def fire(self, alert_id: str, kind: str, severity: str, summary: str, **facts: Any) -> dict[str, Any] | None:
         """Raises one alert: `alert_id` names it once for every replica (a second call with the same id,
         here or elsewhere, sends nothing); it is recorded in the audit log, which the sinks deliver from.
         Returns the alert when this call recorded it."""
-        if not await self._claim(alert_id):
+        claim = await self._claim(alert_id)
+        if claim is None:
             return None
         alert = {
             "alert_id": alert_id,
@@ -224,24 +271,54 @@ class AlertMonitor:
             "fired_at": datetime.now(UTC).isoformat(),
             **facts,
         }
-        self._pending.append(alert)
+        self._pending.append(_Claim(alert, *claim))
         recorded: list[dict[str, Any]] = []
         await self._record_pending(recorded)
-        return alert if recorded else None
+        return alert if any(a is alert for a in recorded) else None
 
     async def _record_pending(self, fired: list[dict[str, Any]]) -> None:
-        """Records the claimed alerts in the audit log (the outbox); one that cannot be recorded
-        now stays pending and is tried again at the next check, so a store outage loses none."""
-        for alert in list(self._pending):
+        """Records the claimed alerts in the audit log (the outbox), then marks their claims
+        recorded; one that cannot be recorded now stays pending, its claim renewed, and is tried
+        again at the next check, so a store outage loses none."""
+        for claim in list(self._unmarked):
+            if await self._mark(claim):
+                self._unmarked.remove(claim)
+        for claim in list(self._pending):
             try:
-                await self._audit.append("alert", ACTOR, alert)
+                if not await self._renew(claim):
+                    self._pending.remove(claim)  # judged dead and taken over by another process
+                    continue
+                await self._audit.append("alert", ACTOR, claim.alert)
             except Exception:
-                log.warning("alert %s could not be recorded yet; will retry", alert["alert_id"], exc_info=True)
+                log.warning("alert %s could not be recorded yet; will retry", claim.alert["alert_id"], exc_info=True)
                 return
-            self._pending.remove(alert)
-            log.warning("alert: %s", alert["summary"])
-            self.fired.append(alert)
-            fired.append(alert)
+            self._pending.remove(claim)
+            if not await self._mark(claim):
+                self._unmarked.append(claim)
+            log.warning("alert: %s", claim.alert["summary"])
+            self.fired.append(claim.alert)
+            fired.append(claim.alert)
+
+    async def _renew(self, claim: _Claim) -> bool:
+        """Keeps a claim this process still holds from looking orphaned; False when it lost it."""
+        now = self._now_ms()
+        made = _claimed_ms(claim.token)
+        if made is not None and now - made < self._stale_ms // 4:
+            return True  # fresh: no write
+        token = _pending(now)
+        if not await self._store.swap_meta(claim.name, claim.token, token):
+            log.warning("alert %s: claim taken over by another process", claim.alert["alert_id"])
+            return False
+        claim.token = token
+        return True
+
+    async def _mark(self, claim: _Claim) -> bool:
+        try:
+            await self._store.swap_meta(claim.name, claim.token, RECORDED)
+        except Exception:
+            log.warning("alert %s recorded; its claim not marked yet", claim.alert["alert_id"], exc_info=True)
+            return False
+        return True
 
 
 class Alerts:

@@ -104,6 +104,10 @@ class MetaStore(Protocol):
         """The value stored under `name`, storing `now` first if there is none (window anchors)."""
         ...
 
+    async def swap_meta(self, name: str, expected: int, value: int) -> bool:
+        """Replaces the value under `name` by `value` if it is `expected`, atomically: True when it did."""
+        ...
+
 
 class ConfigStore(Protocol):
     """Live governance configuration. Every change is written together with its event."""

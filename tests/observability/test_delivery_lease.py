@@ -166,3 +166,18 @@ async def test_audit_exporters_share_the_lease(
     seqs = [record["seq"] for body in s.received for record in orjson.loads(body)]
     assert seqs == list(range(1, 2 * ALERTS + 1))  # every record once, in order
     assert sorted(r.delivered for r in runners) == [0, 2 * ALERTS]
+
+
+async def test_an_alert_recorded_twice_is_sent_once(
+    stores: tuple[Store, Store], sink: tuple[Sink, str], client: UpstreamClient
+) -> None:
+    # Its first recorder died before marking the claim recorded; the takeover recorded it again.
+    again = {"alert_id": "a2", "type": "spend_rate", "severity": "warning", "summary": "#2", "fired_at": "x"}
+    await AuditLog(AUDIT, stores[0]).append("alert", "sluice:alerts", again)
+    s, url = sink
+    runner = alert_runner(stores[0], url, client)
+    for _ in range(3 * ALERTS):
+        await runner.deliver_once()
+    ids = [orjson.loads(body)["data"]["alert_id"] for body in s.received]
+    assert ids == [f"a{n}" for n in range(ALERTS)]
+    assert await runner.backlog() == 0

@@ -165,6 +165,13 @@ class SqlStore:
                 return now
         return int(value)
 
+    async def swap_meta(self, name: str, expected: int, value: int) -> bool:
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(meta).where(meta.c.name == name, meta.c.value == expected).values(value=value)
+            )
+        return bool(result.rowcount)
+
     async def keys_version(self) -> int:
         async with self.engine.connect() as conn:
             value = (await conn.execute(select(meta.c.value).where(meta.c.name == _KEYS_VERSION))).scalar()
