@@ -6,6 +6,7 @@ query of the Grafana dashboard is valid PromQL that Prometheus evaluates."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ RULES = ROOT / "deploy" / "prometheus" / "sluice-alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "sluice-alerts.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "sluice-dashboard.json"
 KEY = "sk-sluice-prometheus-00000000000000"
+KEY_SPENT = "sk-sluice-prometheus-spent-000000000"
 
 needs_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("promtool") is None,
@@ -104,6 +106,43 @@ def prometheus_of(tmp_path: Path) -> Iterator[Any]:
         process.wait(timeout=20)
 
 
+# Dashboard queries that stay empty after this test's traffic, and why (each still has to parse,
+# and to name only metrics the gateway exports).
+QUIET = {
+    "sluice_streams_in_flight": "no stream is open at the moment Prometheus scrapes",
+    "sluice_fallbacks_total": "no fallback model is configured",
+    "sluice_circuit_breaker_state": "no breaker opened (one 529 does not open it)",
+    "sluice_mcp_": "no MCP traffic",
+}
+METRIC = re.compile(r"\bsluice_[a-z0-9_]+")
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Every series name the gateway's /metrics can produce: its families (a family with no
+    sample yet still has its TYPE line) with their types' suffixes, and the samples' names."""
+    names: set[str] = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}.get(kind, ())
+            names.update(name + suffix for suffix in suffixes)
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    return [
+        (
+            panel["title"],
+            target["expr"].replace("$__rate_interval", "1m").replace("$team", ".*").replace("$provider", ".*"),
+        )
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
 @needs_prometheus
 def test_prometheus_scrapes_the_gateway(tmp_path: Path, prometheus_of: Any) -> None:
     cfg = {
@@ -114,36 +153,62 @@ def test_prometheus_scrapes_the_gateway(tmp_path: Path, prometheus_of: Any) -> N
                 "value": KEY,
                 "team_id": "team-p",
                 "provider_configs": [{"provider": "anthropic", "allowed_models": ["claude-haiku-4-5"]}],
-            }
+            },
+            {
+                "id": "vk-q",
+                "value": KEY_SPENT,
+                "team_id": "team-q",
+                "provider_configs": [{"provider": "anthropic", "allowed_models": ["claude-haiku-4-5"]}],
+            },
         ],
-        "budgets": [{"id": "team-p-daily", "team_id": "team-p", "max_limit": 10, "reset_duration": "1d"}],
+        "budgets": [
+            {"id": "team-p-daily", "team_id": "team-p", "max_limit": 10, "reset_duration": "1d"},
+            {"id": "team-q-daily", "team_id": "team-q", "max_limit": 1e-9, "reset_duration": "1d"},
+        ],
+        "routing": {"retries": {"attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.02}},
+        "audit": {
+            "hmac_key": "prometheus-test-audit-key-0123456789",
+            "exporters": [{"name": "siem", "type": "webhook", "url": "http://127.0.0.1:1/down", "secret": "s"}],
+        },
     }
     with FakeUpstreamThread() as upstream:
         cfg["providers"]["anthropic"]["base_url"] = upstream.base_url  # type: ignore[index]
         with GatewayThread(cfg, tmp_path) as gateway:
             client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
-            for _ in range(7):
-                client.messages.create(
-                    model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "p"}]
-                )
+            ask = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "p"}]}
+            for _ in range(6):
+                client.messages.create(**ask)  # type: ignore[call-overload]
+            upstream.upstream.fail_next(529)  # an upstream error, retried
+            client.messages.create(**ask)  # type: ignore[call-overload]
+            with client.messages.stream(**ask) as stream:  # type: ignore[arg-type]
+                stream.until_done()
             with pytest.raises(anthropic.PermissionDeniedError):
                 client.messages.create(
                     model="claude-opus-4-1", max_tokens=5, messages=[{"role": "user", "content": "x"}]
                 )
+            spent = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY_SPENT, max_retries=0)
+            with pytest.raises(anthropic.APIStatusError):  # the budget refuses (at once or after one)
+                for _ in range(3):
+                    spent.messages.create(**ask)  # type: ignore[call-overload]
+            with urllib.request.urlopen(f"{gateway.base_url}/metrics", timeout=10) as resp:
+                exported = exported_names(resp.read().decode())
             base = prometheus_of(gateway.base_url.removeprefix("http://"))
             expr = 'sum(sluice_requests_total{decision="allow",team="team-p",model="claude-haiku-4-5"})'
-            answer: dict[str, Any] = {}
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+            queries = dashboard_queries()
+            expected = [(title, q) for title, q in queries if not any(m in q for m in QUIET)]
+            answers: dict[str, dict[str, Any]] = {}
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:  # until two scrapes have seen the traffic (rates need two)
                 try:
-                    answer = query(base, expr)
+                    answers = {q: query(base, q) for q in [expr] + [q for _, q in expected]}
                 except OSError:  # not listening yet
-                    answer = {}
-                if answer.get("data", {}).get("result"):
+                    answers = {}
+                if answers and all(a.get("data", {}).get("result") for a in answers.values()):
                     break
                 time.sleep(0.5)
+            answer = answers[expr]
             assert answer["status"] == "success", answer
-            assert float(answer["data"]["result"][0]["value"][1]) == 7
+            assert float(answer["data"]["result"][0]["value"][1]) == 8
             denied = query(base, 'sum(sluice_requests_total{decision="deny",status="403"})')
             assert float(denied["data"]["result"][0]["value"][1]) == 1
             limit = query(base, 'sluice_budget_limit_dollars{budget="team-p-daily"}')
@@ -152,13 +217,10 @@ def test_prometheus_scrapes_the_gateway(tmp_path: Path, prometheus_of: Any) -> N
                 groups = json.load(resp)["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
             assert len(rules) == 13 and all(r["health"] != "err" for r in rules), rules
-            for panel in json.loads(DASHBOARD.read_text())["panels"]:
-                for target in panel.get("targets", []):
-                    promql = (
-                        target["expr"]
-                        .replace("$__rate_interval", "1m")
-                        .replace("$team", ".*")
-                        .replace("$provider", ".*")
-                    )
-                    result = query(base, promql)
-                    assert result["status"] == "success", (panel["title"], promql, result)
+            for title, promql in queries:
+                named = set(METRIC.findall(promql))
+                assert named and named <= exported, (title, promql, named - exported)
+                result = query(base, promql)
+                assert result["status"] == "success", (title, promql, result)
+            empty = [(title, q) for title, q in expected if not answers[q]["data"]["result"]]
+            assert not empty, f"dashboard queries with no series after the traffic: {empty}"
