@@ -71,7 +71,7 @@ class AlertRunner(ExportRunner):
             return scanned - position
         alert_id = str(alert.data.get("alert_id", ""))
         if alert_id in self._sent:
-            return 1 if await self._move(alert.seq, failures) else 0
+            return 1 if await self._move(alert.seq, 0) else 0
         error = await self._deliver(alert)
         if error is None:
             if not await self._move(alert.seq, 0):

@@ -65,6 +65,7 @@ class ExportRunner:
         # This runner's name in the sink's lease: one process delivers to a sink at a time.
         self.holder = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.leased = False
+        self._leased_until = 0  # ms: this runner's lease runs to here, as it last took it
         self.now_ms: Callable[[], int] = lambda: int(time.time() * 1000)  # the lease's clock
 
     def start(self) -> None:
@@ -80,12 +81,16 @@ class ExportRunner:
                 log.warning("audit export %s: lease not released", self.exporter.name, exc_info=True)
 
     async def _lease(self) -> bool:
-        """Takes or renews the sink's lease (before every delivery): False while another process has it."""
-        ttl_ms = int(self._config.lease_s * 1000)
-        held = await self._store.take_export_lease(self.exporter.name, self.holder, self.now_ms(), ttl_ms)
+        """Takes or renews the sink's lease before a delivery: False while another process has it.
+        A lease with more than two thirds of its time to run is not renewed (no write per poll);
+        a delivery outlasting the rest would still be fenced off when it stores its position."""
+        ttl_ms, now = int(self._config.lease_s * 1000), self.now_ms()
+        if self.leased and now < self._leased_until - 2 * ttl_ms // 3:
+            return True
+        held = await self._store.take_export_lease(self.exporter.name, self.holder, now, ttl_ms)
         if held != self.leased:
             log.info("audit export %s: %s the delivery lease", self.exporter.name, "took" if held else "lost")
-        self.leased = held
+        self.leased, self._leased_until = held, now + ttl_ms if held else 0
         return held
 
     async def _move(self, seq: int, failures: int) -> bool:

@@ -344,6 +344,12 @@ class SqlStore:
     async def take_export_lease(self, exporter: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
         state = audit_export_state.c
         free = or_(state.lease_holder.is_(None), state.lease_holder == holder, state.lease_until < now_ms)
+        async with self.engine.connect() as conn:  # a replica that waits reads, and writes nothing
+            row = (
+                await conn.execute(select(state.lease_holder, state.lease_until).where(state.exporter == exporter))
+            ).first()
+        if row is not None and row[0] not in (None, holder) and row[1] is not None and row[1] >= now_ms:
+            return False
         try:
             async with self._write_lock, self.engine.begin() as conn:
                 # One conditional UPDATE: the database decides between two processes racing for it.

@@ -22,7 +22,14 @@ async def test_a_whole_answer_is_settled_before_it_is_returned_and_only_once(tmp
     assert rig.calls == ["admit", "settle"] and await rig.spend() == [(ctx.request_id, 15)]
     [entry] = rig.recorder.entries
     assert entry.cost_pico == ctx.cost_pico > 0 and entry.attempts == [
-        {"model": "m", "outcome": "ok", "provider": "primary", "key": ctx.provider_key_name, "status": 200}
+        {
+            "model": "m",
+            "outcome": "ok",
+            "provider": "primary",
+            "key": ctx.provider_key_name,
+            "status": 200,
+            "finish_reasons": ["end_turn"],
+        }
     ]
 
 
