@@ -1,18 +1,21 @@
-"""Spend-rate and provider-health alerts, an alert that waits in the outbox while its sink is down
-and is delivered once after a restart, and one claimed while the audit log was unreachable."""
+"""Spend-rate and provider-health alerts, an alert that waits in the outbox while its sink (a
+webhook, a mail server) is down and is delivered once after a restart, and one claimed while the
+audit log was unreachable."""
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
+from aiosmtpd.controller import Controller
 
 from tests.fakes.upstream import FakeUpstreamThread
-from tests.observability.test_alerts import SECRET, HookSink, wait
+from tests.observability.test_alerts import SECRET, HookSink, MailSink, wait
 from tests.support import GatewayThread
 
 KEY = "sk-sluice-alertkinds-000000000000"
@@ -210,3 +213,37 @@ def test_validate_warns_of_an_alert_on_an_unknown_budget() -> None:
         }
     )
     assert any("'nope'" in w for w in cfg.warnings())
+
+
+def test_an_email_alert_waits_out_a_mail_server_outage_across_a_restart(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # the mail server's port, before it listens
+        probe.bind(("127.0.0.1", 0))
+        smtp_port = probe.getsockname()[1]
+    mail = MailSink()
+    with FakeUpstreamThread() as upstream:
+        cfg = config(upstream.base_url, "http://127.0.0.1:1")
+        cfg["alerts"]["provider_health"] = False
+        cfg["alerts"]["sinks"] = [
+            {"name": "mail", "type": "email", "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
+             "sender": "sluice@example.com", "to": ["platform@example.com"]},
+        ]  # fmt: skip
+        with GatewayThread(cfg, tmp_path) as gateway:
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+            client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "$"}])
+            gateway.request_log()
+            fired = gateway.call(gateway.services.alerts.monitor.check())  # type: ignore[union-attr]
+            assert [a["type"] for a in fired] == ["spend_rate"]
+            time.sleep(0.5)  # the runner tries (connection refused) and backs off
+        smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
+        smtp.start()
+        try:
+            with GatewayThread(cfg, tmp_path) as gateway:  # the same store: the alert waits in the outbox
+                wait(lambda: len(mail.messages) >= 1)
+                time.sleep(0.5)
+                assert gateway.call(gateway.services.alerts.monitor.check()) == []  # type: ignore[union-attr]
+            with GatewayThread(cfg, tmp_path):  # once more: nothing is sent again
+                time.sleep(1.0)
+        finally:
+            smtp.stop()
+    assert len(mail.messages) == 1
+    assert "Subject: [Sluice warning]" in mail.messages[0] and "vk-runaway" in mail.messages[0]
