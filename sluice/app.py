@@ -154,6 +154,8 @@ class Services:
         await seed_virtual_keys(self.store, config)
         events = await sync_from_file(self.store, config, actor)
         await record_changes(self.audit, events)
+        if self.engine.guardrails is not None:  # the rule sets, rebuilt (the sessions' vaults kept)
+            self.engine.guardrails.reconfigure(config.guardrails)
         await self.live.rebase(config)
         return len(events)
 

@@ -37,15 +37,21 @@ def rule_of(cfg: GuardrailRuleConfig) -> Rule:
 
 class Guardrails:
     def __init__(self, config: GuardrailsConfig) -> None:
-        secret = config.placeholder_key
-        self.key = secret.encode() if secret else os.urandom(32)
-        self.config = config
-        self.sets: dict[str, RuleSet] = {}
-        for name, s in config.sets.items():
-            rules = {r.name: r for r in default_rules()} if s.builtin else {}
-            rules.update({r.name: rule_of(r) for r in s.rules})
-            self.sets[name] = RuleSet(tuple(rules.values()), key=self.key, restore=s.restore)
+        self.key = _key_of(config)
         self.vaults = Vaults(self.key)
+        self.config = config
+        self.sets = build_sets(config, self.key)
+
+    def reconfigure(self, config: GuardrailsConfig) -> None:
+        """A live reload: the rule sets are rebuilt from the new section (a new set's caches start
+        empty, so a rule added or removed applies to the next request). The sessions' vaults stay:
+        a placeholder the agent's history carries is still restored; a new `placeholder_key` keys
+        the placeholders and hashes made from now on."""
+        key = self.key if config.placeholder_key == self.config.placeholder_key else _key_of(config)
+        sets = build_sets(config, key)
+        # No await between these: a request resolves its set against one configuration.
+        self.key, self.config, self.sets = key, config, sets
+        self.vaults.rekey(key)
 
     def rules_for(self, key: VirtualKey) -> RuleSet | None:
         c = self.config
@@ -90,6 +96,20 @@ class Guardrails:
             return None
         # Placeholders are per agent session; a caller without one gets one vault per key.
         return RequestGuard(rules, self.vaults.of(f"{key.id}\0{session_id or ''}"))
+
+
+def _key_of(config: GuardrailsConfig) -> bytes:
+    secret = config.placeholder_key
+    return secret.encode() if secret else os.urandom(32)
+
+
+def build_sets(config: GuardrailsConfig, key: bytes) -> dict[str, RuleSet]:
+    sets: dict[str, RuleSet] = {}
+    for name, s in config.sets.items():
+        rules = {r.name: r for r in default_rules()} if s.builtin else {}
+        rules.update({r.name: rule_of(r) for r in s.rules})
+        sets[name] = RuleSet(tuple(rules.values()), key=key, restore=s.restore)
+    return sets
 
 
 class RequestGuard:
