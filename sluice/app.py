@@ -223,11 +223,12 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         BootstrapAuthenticator(store),
         ApiTokenAuthenticator(store),
     ]
+    alerts = Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers)
+    engine.guardrails.alerts = alerts.fire  # the `alert` action (off when alerts are: fire sends nothing)
     return Services(
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
-        guard=guard,
-        alerts=Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers),
+        guard=guard, alerts=alerts,
     )  # fmt: skip
 
 

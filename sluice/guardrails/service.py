@@ -4,21 +4,28 @@ one `RequestGuard` per request that the engine calls at its stages."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from sluice.formats.json_body import encode_body
 from sluice.guardrails.answer import AnswerScanner, StreamGuard, blocked, restore_answer
-from sluice.guardrails.rules import Action, Rule, RuleSet, default_rules, deny_list, regex_rule
+from sluice.guardrails.rules import Action, Finding, Rule, RuleSet, default_rules, deny_list, regex_rule
 from sluice.guardrails.vault import Vault, Vaults
 from sluice.guardrails.walk import Report, guard_doc, guard_text
 from sluice.settings import GuardrailRuleConfig, GuardrailsConfig
 from sluice.storage.records import VirtualKey
 
 MAX_EVENTS = 50  # audit events per request; the count says how many there were in all
+# `Alerts.fire(alert_id, kind, severity, summary, **facts)` (sluice.alerts), or None without alerts.
+FireAlert = Callable[..., Awaitable[object]]
+
+
+class AuditAppend(Protocol):
+    async def append(self, kind: str, actor: str, data: dict[str, Any]) -> object: ...
 
 
 def rule_of(cfg: GuardrailRuleConfig) -> Rule:
@@ -41,6 +48,7 @@ class Guardrails:
         self.vaults = Vaults(self.key)
         self.config = config
         self.sets = build_sets(config, self.key)
+        self.alerts: FireAlert | None = None  # set by the composition root when alerts are configured
 
     def reconfigure(self, config: GuardrailsConfig) -> None:
         """A live reload: the rule sets are rebuilt from the new section (a new set's caches start
@@ -84,9 +92,14 @@ class Guardrails:
         structured = getattr(result, "structured_content", None)
         if structured:
             guard_text(orjson.dumps(structured).decode(), "mcp", rules, None, report)
-        base = {k: record[k] for k in ("method", "server", "tool", "session", "tool_use_id") if k in record}
+        names = ("method", "server", "tool", "session", "tool_use_id")
+        base: dict[str, Any] = {k: record[k] for k in names if k in record}
         for event in report.events()[:MAX_EVENTS]:
             await emit("guardrail", key, {**base, **event})
+        # A retried call (the same tool_use_id, or the same arguments in the same MCP session) names
+        # the same alert, which then is not sent again.
+        call = record.get("tool_use_id") or f"{record.get('session')}:{record.get('arguments_sha256')}"
+        await fire_alerts(self.alerts, report, f"mcp:{key.id}:{call}", {"virtual_key": key.id, **base})
         hit = report.blocked
         return hit.rule if hit is not None else None
 
@@ -95,7 +108,7 @@ class Guardrails:
         if rules is None:
             return None
         # Placeholders are per agent session; a caller without one gets one vault per key.
-        return RequestGuard(rules, self.vaults.of(f"{key.id}\0{session_id or ''}"))
+        return RequestGuard(rules, self.vaults.of(f"{key.id}\0{session_id or ''}"), self.alerts)
 
 
 def _key_of(config: GuardrailsConfig) -> bytes:
@@ -115,10 +128,19 @@ def build_sets(config: GuardrailsConfig, key: bytes) -> dict[str, RuleSet]:
 class RequestGuard:
     """One request's guardrails: what they found (`report`) and the session's vault."""
 
-    __slots__ = ("report", "rules", "vault")
+    __slots__ = ("alerts", "report", "rules", "vault")
 
-    def __init__(self, rules: RuleSet, vault: Vault) -> None:
-        self.rules, self.vault, self.report = rules, vault, Report()
+    def __init__(self, rules: RuleSet, vault: Vault, alerts: FireAlert | None = None) -> None:
+        self.rules, self.vault, self.report, self.alerts = rules, vault, Report(), alerts
+
+    async def record(self, request_id: str, actor: str, audit: AuditAppend | None) -> None:
+        """After the answer: one audit event per decision (sealed together), and one alert per
+        `alert` rule that matched (its id is the request's and the rule's, so a retried attempt of
+        the same request does not alert twice)."""
+        if audit is not None:
+            events = self.events()
+            await asyncio.gather(*(audit.append("guardrail", actor, {"request_id": request_id, **e}) for e in events))
+        await fire_alerts(self.alerts, self.report, request_id, {"request_id": request_id, "virtual_key": actor})
 
     def request(self, doc: dict[str, Any]) -> Report:
         """Scans and redacts the request body in place. Raises on `block`."""
@@ -195,6 +217,34 @@ class RequestGuard:
 
     def events(self) -> list[dict[str, object]]:
         return self.report.events()[:MAX_EVENTS]
+
+
+async def fire_alerts(fire: FireAlert | None, report: Report, scope: str, facts: dict[str, Any]) -> None:
+    """One alert per `alert` rule that matched in `report`, its id stable for `scope` (a request,
+    an MCP call). What it says: the rule, where, the kinds, how many matches, and the keyed hash
+    and length of the first (never the content)."""
+    if fire is None:
+        return
+    by_rule: dict[str, list[tuple[Finding, str]]] = {}
+    for finding, digest in report.findings:
+        if finding.action is Action.ALERT:
+            by_rule.setdefault(finding.rule, []).append((finding, digest))
+    for rule, found in by_rule.items():
+        first, digest = found[0]
+        where = sorted({f.where for f, _ in found})
+        await fire(
+            f"guardrail:{scope}:{rule}",
+            "guardrail",
+            "warning",
+            f"Guardrail rule '{rule}' matched {len(found)} time(s) ({', '.join(where)})",
+            rule=rule,
+            where=where,
+            kinds=sorted({f.kind for f, _ in found}),
+            matches=len(found),
+            length=first.end - first.start,
+            hmac=digest,
+            **facts,
+        )
 
 
 def _strings(node: Any, scanner: AnswerScanner, depth: int = 0) -> None:
