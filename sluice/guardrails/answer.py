@@ -51,7 +51,7 @@ class AnswerScanner:
         # With a `block` rule on the answer every piece is scanned as it comes (the chunk that
         # completes a secret is not sent); with audit-only rules the text is scanned in batches
         # (`flush` scans the rest at the end), which costs a fraction per streamed KB.
-        blocking = any(r.action is Action.BLOCK and r.applies("answer", None) for r in rules.rules)
+        blocking = any(r.action is Action.BLOCK and "answer" in r.where and not r.providers for r in rules.rules)
         self._batch = 0 if blocking else BATCH
         self._pending: list[str] = []
         self._known = frozenset(vault.values.values()) if vault is not None else frozenset()
@@ -76,7 +76,7 @@ class AnswerScanner:
 
     def _scan(self, text: str) -> None:
         window = self._tail + text
-        for f in self._rules.scan(window, "answer"):
+        for f, digest in self._rules.scan(window, "answer", cache=False):
             at = (self._offset + f.start, f.rule)
             value = window[f.start : f.end]
             if at in self._seen or value in self._known:
@@ -84,7 +84,7 @@ class AnswerScanner:
             if f.end <= len(self._tail) and f.start < len(self._tail):
                 continue  # wholly inside the look-behind: found with the previous piece already
             self._seen.add(at)
-            self.report.findings.append((f, self._rules.digest(value)))
+            self.report.findings.append((f, digest))
             if f.action is Action.BLOCK:
                 raise blocked(f.rule, "answer")
         keep = window[-LOOK_BEHIND:]

@@ -108,7 +108,8 @@ class Guardrails:
         if rules is None:
             return None
         # Placeholders are per agent session; a caller without one gets one vault per key.
-        return RequestGuard(rules, self.vaults.of(f"{key.id}\0{session_id or ''}"), self.alerts)
+        session = f"{key.id}\0{session_id or ''}"
+        return RequestGuard(rules, self.vaults.of(session), self.alerts, session)
 
 
 def _key_of(config: GuardrailsConfig) -> bytes:
@@ -128,10 +129,12 @@ def build_sets(config: GuardrailsConfig, key: bytes) -> dict[str, RuleSet]:
 class RequestGuard:
     """One request's guardrails: what they found (`report`) and the session's vault."""
 
-    __slots__ = ("alerts", "report", "rules", "vault")
+    __slots__ = ("alerts", "report", "rules", "session", "vault")
 
-    def __init__(self, rules: RuleSet, vault: Vault, alerts: FireAlert | None = None) -> None:
-        self.rules, self.vault, self.report, self.alerts = rules, vault, Report(), alerts
+    def __init__(
+        self, rules: RuleSet, vault: Vault, alerts: FireAlert | None = None, session: str | None = None
+    ) -> None:
+        self.rules, self.vault, self.report, self.alerts, self.session = rules, vault, Report(), alerts, session
 
     async def record(self, request_id: str, actor: str, audit: AuditAppend | None) -> None:
         """After the answer: one audit event per decision (sealed together), and one alert per
@@ -144,7 +147,7 @@ class RequestGuard:
 
     def request(self, doc: dict[str, Any]) -> Report:
         """Scans and redacts the request body in place. Raises on `block`."""
-        found = guard_doc(doc, self.rules, self.vault)
+        found = guard_doc(doc, self.rules, self.vault, self.session)
         self.report.findings.extend(found.findings)
         hit = found.blocked
         if hit is not None:
@@ -153,8 +156,9 @@ class RequestGuard:
 
     def request_body(self, doc: dict[str, Any], body: bytes) -> bytes:
         """The body to send: the caller's bytes, with each redacted value's JSON form replaced by
-        its placeholder (the caller's encoding kept, and no re-encoding of a large body); the
-        parsed body re-encoded when a value's JSON form is not found as it is (another escaping)."""
+        its placeholder (the caller's encoding kept; a search of the body per value, about 40 µs per
+        220 KB, where re-encoding a freshly parsed body costs about 130 µs); the parsed body
+        re-encoded when a value's JSON form is not found as it is (another escaping)."""
         found = self.request(doc)
         if not found.changed:
             return body
@@ -182,10 +186,10 @@ class RequestGuard:
 
     def to_provider(self, doc: dict[str, Any], provider: str) -> None:
         """The rules for some providers only, once the provider is known. Raises on `block`."""
-        scoped = tuple(r for r in self.rules.rules if r.providers and provider in r.providers)
-        if not scoped:
+        scoped = self.rules.for_provider(provider)
+        if scoped is None:
             return
-        found = guard_doc(doc, RuleSet(scoped, key=self.rules.key), None, provider)
+        found = guard_doc(doc, scoped, None)
         self.report.findings.extend(found.findings)
         hit = found.blocked
         if hit is not None:
