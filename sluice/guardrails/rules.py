@@ -10,7 +10,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
 
 from sluice.guardrails.injection import find_injection
 from sluice.guardrails.pii import find_pii
@@ -94,12 +93,11 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Recent:
-    """What was clean in a session's previous request, in walk order: its strings (and whether each
-    was in a tool result), its messages (with whether in a tool result, and their characters)."""
+    """The clean strings of a session's previous request, in walk order, and whether each was in a
+    tool result."""
 
     strings: list[str]
     tool: list[bool]
-    nodes: list[tuple[dict[str, Any], bool, int]]
 
 
 @dataclass(slots=True)
@@ -132,7 +130,7 @@ class RuleSet:
 
     def remember(self, session: str, recent: Recent) -> None:
         """Bounded by sessions and characters kept; the least recent session goes first."""
-        chars = sum(map(len, recent.strings)) + sum(n[2] for n in recent.nodes)
+        chars = sum(map(len, recent.strings))
         self._total_recent += chars - self._recent_chars.pop(session, 0)
         self._recent.pop(session, None)
         if chars > self.max_recent_chars // 8:

@@ -87,49 +87,33 @@ def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, session:
     walk = _Walk(rules, vault, report, rules.recent_of(session) if session is not None else None)
     walk.node(doc, False, 0)
     if session is not None:
-        rules.remember(session, Recent(walk.seen, walk.seen_tool, walk.nodes))
+        rules.remember(session, Recent(walk.seen, walk.seen_tool))
     return report
 
 
 class _Walk:
     """The hot loop of the request stage: hundreds of strings per agent request, nearly all of them
     sent in the previous turn. An agent resends its history as it was, with new messages after it,
-    so what was clean in the session's previous request is compared first, in walk order (a
-    cursor): each message (an item of a top-level list: messages, system, input, contents) with the
-    next clean message, by dict equality (in C: no walk), then each string with the next clean
-    string (equal strings compare at memory speed, unequal ones mostly differ in length). A string
-    that is not there is looked up in the rule set's clean strings (hashed once); only a string
-    found in neither is scanned. Only what no rule found anything in is remembered."""
+    so each string is first compared with the next clean string of the session's previous request
+    (a cursor in walk order: equal strings compare at memory speed, unequal ones mostly differ in
+    length); a string that is not there is looked up in the rule set's clean strings (hashed once);
+    only a string found in neither is scanned. Only strings no rule found anything in are kept, and
+    only strings (which the garbage collector does not track: keeping the previous request's dicts
+    alive made every full collection longer)."""
 
     __slots__ = (
-        "at", "clean_request", "clean_tool", "node_at", "nodes", "prev", "prev_nodes", "prev_tool", "report",
-        "rules", "seen", "seen_tool", "vault",
+        "at", "clean_request", "clean_tool", "prev", "prev_tool", "report", "rules", "seen", "seen_tool", "vault",
     )  # fmt: skip
 
     def __init__(self, rules: RuleSet, vault: Vault | None, report: Report, recent: Recent | None) -> None:
         self.rules, self.vault, self.report = rules, vault, report
         self.clean_request, self.clean_tool = rules.clean["request"], rules.clean["tool_result"]
         if recent is None:
-            recent = Recent([], [], [])
-        self.prev, self.prev_tool, self.prev_nodes = recent.strings, recent.tool, recent.nodes
-        self.at = self.node_at = 0
+            recent = Recent([], [])
+        self.prev, self.prev_tool = recent.strings, recent.tool
+        self.at = 0
         self.seen: list[str] = []  # this request's clean strings, in walk order
         self.seen_tool: list[bool] = []
-        self.nodes: list[tuple[dict[str, Any], bool, int]] = []  # its clean messages, with their characters
-
-    def message(self, value: dict[str, Any], tool: bool, depth: int) -> dict[str, Any]:
-        """An item of a top-level list: skipped when it equals the next clean one of the previous
-        request (in the same place), else walked, and remembered when clean."""
-        at, prev = self.node_at, self.prev_nodes
-        if at < len(prev) and prev[at][1] is tool and value == prev[at][0]:
-            self.node_at = at + 1
-            self.nodes.append((value, tool, prev[at][2]))
-            return value
-        findings, strings = len(self.report.findings), len(self.seen)
-        self.mapping(value, tool, depth)
-        if len(self.report.findings) == findings:
-            self.nodes.append((value, tool, sum(map(len, self.seen[strings:]))))
-        return value
 
     def node(self, node: Any, tool: bool, depth: int) -> Any:
         if type(node) is dict:
@@ -200,7 +184,7 @@ class _Walk:
                     continue
                 new: Any = self.text(value, tool)
             elif kind is dict:
-                new = self.message(value, tool, depth + 1) if depth == 1 else self.mapping(value, tool, depth + 1)
+                new = self.mapping(value, tool, depth + 1)
             elif kind is list:
                 new = self.sequence(value, tool, depth + 1)
             else:
