@@ -154,6 +154,8 @@ class Services:
         await seed_virtual_keys(self.store, config)
         events = await sync_from_file(self.store, config, actor)
         await record_changes(self.audit, events)
+        if self.engine.guardrails is not None:  # the rule sets, rebuilt (the sessions' vaults kept)
+            self.engine.guardrails.reconfigure(config.guardrails)
         await self.live.rebase(config)
         return len(events)
 
@@ -221,11 +223,12 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         BootstrapAuthenticator(store),
         ApiTokenAuthenticator(store),
     ]
+    alerts = Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers)
+    engine.guardrails.alerts = alerts.fire  # the `alert` action (off when alerts are: fire sends nothing)
     return Services(
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
-        guard=guard,
-        alerts=Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers),
+        guard=guard, alerts=alerts,
     )  # fmt: skip
 
 

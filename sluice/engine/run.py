@@ -12,7 +12,6 @@ has one owner (see `sluice.engine.context`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -250,11 +249,8 @@ class Engine:
             if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self._cost(ctx)
             await self._audit(ctx, refuse=False)
-            if ctx.guardrail is not None and self.audit is not None:  # one audit event per decision, sealed together
-                actor, rid, append = ctx.virtual_key_id or "anonymous", ctx.request_id, self.audit.append
-                await asyncio.gather(
-                    *(append("guardrail", actor, {"request_id": rid, **e}) for e in ctx.guardrail.events())
-                )
+            if ctx.guardrail is not None:  # its audit events (sealed together) and the alerts of `alert` rules
+                await ctx.guardrail.record(ctx.request_id, ctx.virtual_key_id or "anonymous", self.audit)
             tools: tuple[str, ...] = ()
             if self.session_tools is not None and ctx.key is not None and ctx.decision == "allow":
                 tools = self.session_tools(ctx.key.id, ctx.session_id)

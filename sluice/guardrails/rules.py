@@ -8,7 +8,7 @@ import hmac
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from sluice.guardrails.injection import find_injection
@@ -42,15 +42,10 @@ class Rule:
     action: Action = Action.AUDIT
     where: frozenset[str] = frozenset(WHERES)
     kinds: frozenset[str] = frozenset()  # only these kinds of the detector (empty: all)
-    # Only when the request goes to one of these providers ("no personal data to provider X").
+    # Only when the request goes to one of these providers ("no personal data to provider X"): such a
+    # rule waits until the provider of an attempt is known (`RuleSet.for_provider`).
     providers: frozenset[str] = frozenset()
     pattern: re.Pattern[str] | None = None  # deny and regex rules, compiled once
-
-    def applies(self, where: str, provider: str | None) -> bool:
-        if where not in self.where:
-            return False
-        # A rule for some providers waits until the provider is known (`RequestGuard.to_provider`).
-        return not self.providers or provider in self.providers
 
 
 def deny_list(name: str, terms: Iterable[str], **kw: object) -> Rule:
@@ -96,21 +91,56 @@ class Finding:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """The clean strings of a session's previous request, in walk order, and whether each was in a
+    tool result."""
+
+    strings: list[str]
+    tool: list[bool]
+
+
 @dataclass(slots=True)
 class RuleSet:
-    """Rules compiled for one key, team or access profile, with a bounded cache of detector results
-    per string: an agent resends its whole history every turn, so most strings were seen before."""
+    """Rules compiled for one key, team or access profile (rebuilt, caches empty, on a reload),
+    with two bounded caches, because an agent resends its whole history every turn:
+    - `clean[place]`: the strings found clean there, which the walk skips with one set lookup
+      (the string is its own key: an exact match, and nothing a detector found is kept);
+    - findings per string that had some, keyed by a keyed hash of the string (so the cache never
+      holds a secret), each finding with the keyed hash of what it matched."""
 
     rules: tuple[Rule, ...]
     key: bytes = b"sluice-guardrails"  # keys the hashes in audit events and the placeholders
     restore: bool = True  # put redacted values back in the answers (the agent's tool calls)
     cache_entries: int = 8192
-    max_cached_chars: int = 16 << 20  # bounds the memory the cache keeps alive (strings are shared)
-    min_cached: int = 1  # a dict lookup is cheaper than scanning even a short string (~20 expressions)
-    _cache: OrderedDict[tuple[str, str | None, str], tuple[Finding, ...]] = field(default_factory=OrderedDict)
-    _cached_chars: int = 0
-    clean: set[tuple[str, str]] = field(default_factory=set)  # (place, string) with no finding
+    max_cached_chars: int = 16 << 20  # bounds the memory the clean strings keep alive
+    _found: OrderedDict[tuple[str, bytes], tuple[tuple[Finding, str], ...]] = field(default_factory=OrderedDict)
+    clean: dict[str, set[str]] = field(default_factory=lambda: {w: set() for w in WHERES})
     _clean_chars: int = 0
+    _total_recent: int = 0
+    _scoped: dict[str, RuleSet] = field(default_factory=dict)
+    # Per agent session, its previous request's clean strings in walk order (sluice.guardrails.walk).
+    _recent: OrderedDict[str, Recent] = field(default_factory=OrderedDict)
+    _recent_chars: dict[str, int] = field(default_factory=dict)
+    recent_sessions: int = 1024
+    max_recent_chars: int = 32 << 20
+
+    def recent_of(self, session: str) -> Recent | None:
+        return self._recent.get(session)
+
+    def remember(self, session: str, recent: Recent) -> None:
+        """Bounded by sessions and characters kept; the least recent session goes first."""
+        chars = sum(map(len, recent.strings))
+        self._total_recent += chars - self._recent_chars.pop(session, 0)
+        self._recent.pop(session, None)
+        if chars > self.max_recent_chars // 8:
+            self._total_recent -= chars
+            return  # one huge request would push out every other session
+        self._recent[session] = recent
+        self._recent_chars[session] = chars
+        while len(self._recent) > self.recent_sessions or self._total_recent > self.max_recent_chars:
+            old, _ = self._recent.popitem(last=False)
+            self._total_recent -= self._recent_chars.pop(old)
 
     def wants(self, where: str) -> bool:
         return any(where in r.where for r in self.rules)
@@ -118,24 +148,58 @@ class RuleSet:
     def digest(self, value: str) -> str:
         return hmac.new(self.key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
 
+    def for_provider(self, provider: str) -> RuleSet | None:
+        """The rules scoped to `provider`, as a rule set of their own (built once per provider, so
+        its caches carry over from one attempt and request to the next); None when there are none."""
+        got = self._scoped.get(provider)
+        if got is None and provider not in self._scoped:
+            rules = tuple(replace(r, providers=frozenset()) for r in self.rules if provider in r.providers)
+            got = RuleSet(rules, key=self.key, restore=self.restore) if rules else None
+            if len(self._scoped) < 256:  # provider names come from the config, but bound it anyway
+                self._scoped[provider] = got  # type: ignore[assignment]
+        return got
+
     @staticmethod
     def _spans(text: str, rule: Rule) -> Spans:
         if rule.pattern is not None:
             return [(m.start(), m.end(), rule.name) for m in rule.pattern.finditer(text) if m.end() > m.start()]
         return DETECTORS[rule.detector](text)
 
-    def scan(self, text: str, where: str, provider: str | None = None) -> tuple[Finding, ...]:
-        """The findings of every rule that applies here; cached per (place, provider, string)."""
-        cache_key = (where, provider, text)
-        hit = self._cache.get(cache_key)
+    def scan(self, text: str, where: str, cache: bool = True) -> tuple[tuple[Finding, str], ...]:
+        """The findings of every rule that applies here, each with the keyed hash of its match.
+        `cache=False` for text that is not sent again (a streamed answer's windows)."""
+        if not cache:
+            return self._scan(text, where)
+        if text in self.clean[where]:
+            return ()
+        cache_key = (where, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self.key[:64]).digest())
+        hit = self._found.get(cache_key)
         if hit is not None:
-            self._cache.move_to_end(cache_key)
+            self._found.move_to_end(cache_key)
             return hit
-        found: list[Finding] = []
+        findings = self._scan(text, where)
+        if not findings:
+            if len(text) <= self.max_cached_chars // 4:
+                # Clean strings (nearly all of them) in a set the walk checks without a call.
+                self.clean[where].add(text)
+                self._clean_chars += len(text)
+                strings = sum(map(len, self.clean.values()))
+                if self._clean_chars > self.max_cached_chars or strings > self.cache_entries * 4:
+                    for place in self.clean.values():  # rare: start over rather than keep an order
+                        place.clear()
+                    self._clean_chars = 0
+            return findings
+        self._found[cache_key] = findings
+        while len(self._found) > self.cache_entries:
+            self._found.popitem(last=False)
+        return findings
+
+    def _scan(self, text: str, where: str) -> tuple[tuple[Finding, str], ...]:
+        found: list[tuple[Finding, str]] = []
         spans: dict[str, Spans] = {}  # per detector: two rules over one detector scan once
         for rule in self.rules:
-            if not rule.applies(where, provider):
-                continue
+            if where not in rule.where or rule.providers:
+                continue  # a rule for some providers is scanned by `for_provider`'s set
             if rule.pattern is None:
                 got = spans.get(rule.detector)
                 if got is None:
@@ -144,20 +208,6 @@ class RuleSet:
                 got = self._spans(text, rule)
             for start, end, kind in got:
                 if not rule.kinds or kind in rule.kinds:
-                    found.append(Finding(rule.name, rule.action, where, kind, start, end))
-        findings = tuple(found)
-        if not findings and provider is None and len(text) <= self.max_cached_chars // 4:
-            # Clean strings (nearly all of them) in a set the walk checks without a call.
-            self.clean.add((where, text))
-            self._clean_chars += len(text)
-            if len(self.clean) > self.cache_entries * 4 or self._clean_chars > self.max_cached_chars:
-                self.clean.clear()  # rare: start over rather than keep an order of eviction
-                self._clean_chars = 0
-            return findings
-        if self.min_cached <= len(text) <= self.max_cached_chars // 4:
-            self._cache[cache_key] = findings
-            self._cached_chars += len(text)
-            while len(self._cache) > self.cache_entries or self._cached_chars > self.max_cached_chars:
-                (_, _, old), _ = self._cache.popitem(last=False)
-                self._cached_chars -= len(old)
-        return findings
+                    finding = Finding(rule.name, rule.action, where, kind, start, end)
+                    found.append((finding, self.digest(text[start:end])))
+        return tuple(found)

@@ -4,21 +4,28 @@ one `RequestGuard` per request that the engine calls at its stages."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from sluice.formats.json_body import encode_body
 from sluice.guardrails.answer import AnswerScanner, StreamGuard, blocked, restore_answer
-from sluice.guardrails.rules import Action, Rule, RuleSet, default_rules, deny_list, regex_rule
+from sluice.guardrails.rules import Action, Finding, Rule, RuleSet, default_rules, deny_list, regex_rule
 from sluice.guardrails.vault import Vault, Vaults
 from sluice.guardrails.walk import Report, guard_doc, guard_text
 from sluice.settings import GuardrailRuleConfig, GuardrailsConfig
 from sluice.storage.records import VirtualKey
 
 MAX_EVENTS = 50  # audit events per request; the count says how many there were in all
+# `Alerts.fire(alert_id, kind, severity, summary, **facts)` (sluice.alerts), or None without alerts.
+FireAlert = Callable[..., Awaitable[object]]
+
+
+class AuditAppend(Protocol):
+    async def append(self, kind: str, actor: str, data: dict[str, Any]) -> object: ...
 
 
 def rule_of(cfg: GuardrailRuleConfig) -> Rule:
@@ -37,15 +44,22 @@ def rule_of(cfg: GuardrailRuleConfig) -> Rule:
 
 class Guardrails:
     def __init__(self, config: GuardrailsConfig) -> None:
-        secret = config.placeholder_key
-        self.key = secret.encode() if secret else os.urandom(32)
-        self.config = config
-        self.sets: dict[str, RuleSet] = {}
-        for name, s in config.sets.items():
-            rules = {r.name: r for r in default_rules()} if s.builtin else {}
-            rules.update({r.name: rule_of(r) for r in s.rules})
-            self.sets[name] = RuleSet(tuple(rules.values()), key=self.key, restore=s.restore)
+        self.key = _key_of(config)
         self.vaults = Vaults(self.key)
+        self.config = config
+        self.sets = build_sets(config, self.key)
+        self.alerts: FireAlert | None = None  # set by the composition root when alerts are configured
+
+    def reconfigure(self, config: GuardrailsConfig) -> None:
+        """A live reload: the rule sets are rebuilt from the new section (a new set's caches start
+        empty, so a rule added or removed applies to the next request). The sessions' vaults stay:
+        a placeholder the agent's history carries is still restored; a new `placeholder_key` keys
+        the placeholders and hashes made from now on."""
+        key = self.key if config.placeholder_key == self.config.placeholder_key else _key_of(config)
+        sets = build_sets(config, key)
+        # No await between these: a request resolves its set against one configuration.
+        self.key, self.config, self.sets = key, config, sets
+        self.vaults.rekey(key)
 
     def rules_for(self, key: VirtualKey) -> RuleSet | None:
         c = self.config
@@ -78,9 +92,14 @@ class Guardrails:
         structured = getattr(result, "structured_content", None)
         if structured:
             guard_text(orjson.dumps(structured).decode(), "mcp", rules, None, report)
-        base = {k: record[k] for k in ("method", "server", "tool", "session", "tool_use_id") if k in record}
+        names = ("method", "server", "tool", "session", "tool_use_id")
+        base: dict[str, Any] = {k: record[k] for k in names if k in record}
         for event in report.events()[:MAX_EVENTS]:
             await emit("guardrail", key, {**base, **event})
+        # A retried call (the same tool_use_id, or the same arguments in the same MCP session) names
+        # the same alert, which then is not sent again.
+        call = record.get("tool_use_id") or f"{record.get('session')}:{record.get('arguments_sha256')}"
+        await fire_alerts(self.alerts, report, f"mcp:{key.id}:{call}", {"virtual_key": key.id, **base})
         hit = report.blocked
         return hit.rule if hit is not None else None
 
@@ -89,20 +108,46 @@ class Guardrails:
         if rules is None:
             return None
         # Placeholders are per agent session; a caller without one gets one vault per key.
-        return RequestGuard(rules, self.vaults.of(f"{key.id}\0{session_id or ''}"))
+        session = f"{key.id}\0{session_id or ''}"
+        return RequestGuard(rules, self.vaults.of(session), self.alerts, session)
+
+
+def _key_of(config: GuardrailsConfig) -> bytes:
+    secret = config.placeholder_key
+    return secret.encode() if secret else os.urandom(32)
+
+
+def build_sets(config: GuardrailsConfig, key: bytes) -> dict[str, RuleSet]:
+    sets: dict[str, RuleSet] = {}
+    for name, s in config.sets.items():
+        rules = {r.name: r for r in default_rules()} if s.builtin else {}
+        rules.update({r.name: rule_of(r) for r in s.rules})
+        sets[name] = RuleSet(tuple(rules.values()), key=key, restore=s.restore)
+    return sets
 
 
 class RequestGuard:
     """One request's guardrails: what they found (`report`) and the session's vault."""
 
-    __slots__ = ("report", "rules", "vault")
+    __slots__ = ("alerts", "report", "rules", "session", "vault")
 
-    def __init__(self, rules: RuleSet, vault: Vault) -> None:
-        self.rules, self.vault, self.report = rules, vault, Report()
+    def __init__(
+        self, rules: RuleSet, vault: Vault, alerts: FireAlert | None = None, session: str | None = None
+    ) -> None:
+        self.rules, self.vault, self.report, self.alerts, self.session = rules, vault, Report(), alerts, session
+
+    async def record(self, request_id: str, actor: str, audit: AuditAppend | None) -> None:
+        """After the answer: one audit event per decision (sealed together), and one alert per
+        `alert` rule that matched (its id is the request's and the rule's, so a retried attempt of
+        the same request does not alert twice)."""
+        if audit is not None:
+            events = self.events()
+            await asyncio.gather(*(audit.append("guardrail", actor, {"request_id": request_id, **e}) for e in events))
+        await fire_alerts(self.alerts, self.report, request_id, {"request_id": request_id, "virtual_key": actor})
 
     def request(self, doc: dict[str, Any]) -> Report:
         """Scans and redacts the request body in place. Raises on `block`."""
-        found = guard_doc(doc, self.rules, self.vault)
+        found = guard_doc(doc, self.rules, self.vault, self.session)
         self.report.findings.extend(found.findings)
         hit = found.blocked
         if hit is not None:
@@ -111,8 +156,9 @@ class RequestGuard:
 
     def request_body(self, doc: dict[str, Any], body: bytes) -> bytes:
         """The body to send: the caller's bytes, with each redacted value's JSON form replaced by
-        its placeholder (the caller's encoding kept, and no re-encoding of a large body); the
-        parsed body re-encoded when a value's JSON form is not found as it is (another escaping)."""
+        its placeholder (the caller's encoding kept; a search of the body per value, about 40 µs per
+        220 KB, where re-encoding a freshly parsed body costs about 130 µs); the parsed body
+        re-encoded when a value's JSON form is not found as it is (another escaping)."""
         found = self.request(doc)
         if not found.changed:
             return body
@@ -140,10 +186,10 @@ class RequestGuard:
 
     def to_provider(self, doc: dict[str, Any], provider: str) -> None:
         """The rules for some providers only, once the provider is known. Raises on `block`."""
-        scoped = tuple(r for r in self.rules.rules if r.providers and provider in r.providers)
-        if not scoped:
+        scoped = self.rules.for_provider(provider)
+        if scoped is None:
             return
-        found = guard_doc(doc, RuleSet(scoped, key=self.rules.key), None, provider)
+        found = guard_doc(doc, scoped, None)
         self.report.findings.extend(found.findings)
         hit = found.blocked
         if hit is not None:
@@ -175,6 +221,34 @@ class RequestGuard:
 
     def events(self) -> list[dict[str, object]]:
         return self.report.events()[:MAX_EVENTS]
+
+
+async def fire_alerts(fire: FireAlert | None, report: Report, scope: str, facts: dict[str, Any]) -> None:
+    """One alert per `alert` rule that matched in `report`, its id stable for `scope` (a request,
+    an MCP call). What it says: the rule, where, the kinds, how many matches, and the keyed hash
+    and length of the first (never the content)."""
+    if fire is None:
+        return
+    by_rule: dict[str, list[tuple[Finding, str]]] = {}
+    for finding, digest in report.findings:
+        if finding.action is Action.ALERT:
+            by_rule.setdefault(finding.rule, []).append((finding, digest))
+    for rule, found in by_rule.items():
+        first, digest = found[0]
+        where = sorted({f.where for f, _ in found})
+        await fire(
+            f"guardrail:{scope}:{rule}",
+            "guardrail",
+            "warning",
+            f"Guardrail rule '{rule}' matched {len(found)} time(s) ({', '.join(where)})",
+            rule=rule,
+            where=where,
+            kinds=sorted({f.kind for f, _ in found}),
+            matches=len(found),
+            length=first.end - first.start,
+            hmac=digest,
+            **facts,
+        )
 
 
 def _strings(node: Any, scanner: AnswerScanner, depth: int = 0) -> None:

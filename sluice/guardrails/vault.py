@@ -46,6 +46,10 @@ class Vaults:
         self._key, self._max, self._per = key, sessions, per_session
         self._sessions: OrderedDict[str, dict[str, str]] = OrderedDict()
 
+    def rekey(self, key: bytes) -> None:
+        """Placeholders made from now on are keyed with `key`; the ones made before still restore."""
+        self._key = key
+
     def of(self, session: str) -> Vault:
         values = self._sessions.get(session)
         if values is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.formats.json_body import MAX_DEPTH, too_deep
-from sluice.guardrails.rules import Action, Finding, RuleSet
+from sluice.guardrails.rules import Action, Finding, Recent, RuleSet
 from sluice.guardrails.vault import Vault
 
 _SKIP = frozenset(
@@ -45,19 +45,23 @@ class Report:
 
 
 def guard_text(
-    text: str, where: str, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None = None
+    text: str,
+    where: str,
+    rules: RuleSet,
+    vault: Vault | None,
+    report: Report,
+    findings: tuple[tuple[Finding, str], ...] | None = None,
 ) -> str:
-    findings = rules.scan(text, where, provider)
+    if findings is None:
+        findings = rules.scan(text, where)
     if not findings:
         return text
-    redact: list[Finding] = []
-    for f in findings:
-        report.findings.append((f, rules.digest(text[f.start : f.end])))
-        if f.action is Action.REDACT and vault is not None and where != "answer":
-            redact.append(f)
-    if vault is None or not redact:
+    report.findings.extend(findings)
+    if vault is None or where == "answer":
         return text
-    redact.sort(key=lambda f: (f.start, -f.end))
+    redact = sorted((f for f, _ in findings if f.action is Action.REDACT), key=lambda f: (f.start, -f.end))
+    if not redact:
+        return text
     out, last = [], 0
     for f in redact:
         if f.start < last:
@@ -76,51 +80,118 @@ def guard_text(
 # gateway could not re-encode anyway (formats.json_body), with the same error.
 
 
-def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, provider: str | None = None) -> Report:
-    """Scans (and redacts, in place) every content string of a request body."""
+def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, session: str | None = None) -> Report:
+    """Scans (and redacts, in place) every content string of a request body. With `session`, what
+    was clean in the session's previous request (in walk order) is compared first."""
     report = Report()
-    _walk(doc, False, rules, vault, report, provider, 0)
+    walk = _Walk(rules, vault, report, rules.recent_of(session) if session is not None else None)
+    walk.node(doc, False, 0)
+    if session is not None:
+        rules.remember(session, Recent(walk.seen, walk.seen_tool))
     return report
 
 
-def _walk(
-    node: Any, tool: bool, rules: RuleSet, vault: Vault | None, report: Report, provider: str | None, depth: int
-) -> Any:
-    if depth > MAX_DEPTH:
-        raise too_deep()
-    # The hot loop of the request stage (hundreds of strings per agent request, most of them seen
-    # in the previous turn): a string known to be clean is skipped without a call.
-    clean = rules.clean
-    if type(node) is str:
-        where = "tool_result" if tool else "request"
-        if provider is None and (where, node) in clean:
+class _Walk:
+    """The hot loop of the request stage: hundreds of strings per agent request, nearly all of them
+    sent in the previous turn. An agent resends its history as it was, with new messages after it,
+    so each string is first compared with the next clean string of the session's previous request
+    (a cursor in walk order: equal strings compare at memory speed, unequal ones mostly differ in
+    length); a string that is not there is looked up in the rule set's clean strings (hashed once);
+    only a string found in neither is scanned. Only strings no rule found anything in are kept, and
+    only strings (which the garbage collector does not track: keeping the previous request's dicts
+    alive made every full collection longer)."""
+
+    __slots__ = (
+        "at", "clean_request", "clean_tool", "prev", "prev_tool", "report", "rules", "seen", "seen_tool", "vault",
+    )  # fmt: skip
+
+    def __init__(self, rules: RuleSet, vault: Vault | None, report: Report, recent: Recent | None) -> None:
+        self.rules, self.vault, self.report = rules, vault, report
+        self.clean_request, self.clean_tool = rules.clean["request"], rules.clean["tool_result"]
+        if recent is None:
+            recent = Recent([], [])
+        self.prev, self.prev_tool = recent.strings, recent.tool
+        self.at = 0
+        self.seen: list[str] = []  # this request's clean strings, in walk order
+        self.seen_tool: list[bool] = []
+
+    def node(self, node: Any, tool: bool, depth: int) -> Any:
+        if type(node) is dict:
+            return self.mapping(node, tool, depth)
+        if type(node) is list:
+            return self.sequence(node, tool, depth)
+        if type(node) is str:
+            return self.text(node, tool)
+        return node
+
+    def text(self, node: str, tool: bool) -> str:
+        """A string that is not the next one of the previous request."""
+        if node in (self.clean_tool if tool else self.clean_request):
+            self.seen.append(node)
+            self.seen_tool.append(tool)
             return node
-        return guard_text(node, where, rules, vault, report, provider)
-    if type(node) is dict:
+        where = "tool_result" if tool else "request"
+        findings = self.rules.scan(node, where)
+        if not findings:
+            self.seen.append(node)
+            self.seen_tool.append(tool)
+            return node
+        return guard_text(node, where, self.rules, self.vault, self.report, findings)
+
+    def mapping(self, node: dict[str, Any], tool: bool, depth: int) -> dict[str, Any]:
+        if depth > MAX_DEPTH:
+            raise too_deep()
         inner = tool or node.get("type") in _TOOL_TYPES or node.get("role") in ("tool", "function")
-        where = "tool_result" if inner else "request"
+        prev, prev_tool = self.prev, self.prev_tool
         for key, value in node.items():
             kind = type(value)
             if kind is str:
-                if key in _SKIP or (provider is None and (where, value) in clean):
+                if key in _SKIP:
                     continue
-            elif (kind is not dict and kind is not list) or key in _SKIP:
+                at = self.at
+                if at < len(prev) and value == prev[at] and prev_tool[at] is inner:
+                    self.at = at + 1
+                    self.seen.append(value)
+                    self.seen_tool.append(inner)
+                    continue
+                new: Any = self.text(value, inner)
+            elif kind is dict:
+                if key in _SKIP:
+                    continue
+                new = self.mapping(value, inner or key in _TOOL_KEYS, depth + 1)
+            elif kind is list:
+                if key in _SKIP:
+                    continue
+                new = self.sequence(value, inner or key in _TOOL_KEYS, depth + 1)
+            else:
                 continue
-            new = _walk(value, inner or key in _TOOL_KEYS, rules, vault, report, provider, depth + 1)
             if new is not value:
                 node[key] = new
         return node
-    if type(node) is list:
-        where = "tool_result" if tool else "request"
+
+    def sequence(self, node: list[Any], tool: bool, depth: int) -> list[Any]:
+        if depth > MAX_DEPTH:
+            raise too_deep()
+        prev, prev_tool = self.prev, self.prev_tool
         for i, value in enumerate(node):
             kind = type(value)
-            if kind is str and provider is None and (where, value) in clean:
+            if kind is str:
+                at = self.at
+                if at < len(prev) and value == prev[at] and prev_tool[at] is tool:
+                    self.at = at + 1
+                    self.seen.append(value)
+                    self.seen_tool.append(tool)
+                    continue
+                new: Any = self.text(value, tool)
+            elif kind is dict:
+                new = self.mapping(value, tool, depth + 1)
+            elif kind is list:
+                new = self.sequence(value, tool, depth + 1)
+            else:
                 continue
-            if kind is str or kind is dict or kind is list:
-                new = _walk(value, tool, rules, vault, report, provider, depth + 1)
-                if new is not value:
-                    node[i] = new
-    return node
+            if new is not value:
+                node[i] = new
+        return node
 
 
 def restore_doc(node: Any, vault: Vault, depth: int = 0) -> tuple[Any, bool]:

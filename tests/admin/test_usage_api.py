@@ -62,9 +62,49 @@ async def test_spend_by_every_grouping(admin: tuple[Services, Client]) -> None:
     r = await c.get("/api/spend", query={"group_by": "model", "format": "csv"})
     assert r.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(r.body.decode())))
-    assert rows[0] == ["model", "cost_usd", "tokens", "requests"] and ["m1", "3.5", "30", "2"] in rows
+    assert rows[0][:4] == ["model", "cost_usd", "tokens", "requests"] and ["m1", "3.5", "30", "2"] == rows[1][:4]
     records = [rec async for rec in services.store.audit_records()]
     assert any(rec.kind == "data_access" and rec.data["action"] == "spend_export" for rec in records)
+
+
+async def test_spend_report_counts_guardrail_decisions(admin: tuple[Services, Client]) -> None:
+    """The spend report says, per group, how many guardrail decisions there were, on how many
+    requests, and how many requests a rule blocked (JSON and CSV)."""
+    services, c = admin
+    await seed(services, c)
+    flagged = dataclasses.replace(entry(5, "vk-a", "team-a", "m1", 0), request_id="req-g1", guardrails=3)
+    blocked = dataclasses.replace(
+        entry(6, "vk-a", "team-a", "m1", 0),
+        request_id="req-g2",
+        status=403,
+        decision="deny",
+        error_kind="policy_guardrail",
+        guardrails=1,
+    )
+    await services.store.insert_requests([flagged, blocked])
+    rows = {r["group"]: r for r in (await c.get("/api/spend", query={"group_by": "key"})).json()["rows"]}
+    assert (
+        rows["vk-a"]["guardrail_decisions"],
+        rows["vk-a"]["guarded_requests"],
+        rows["vk-a"]["guardrail_blocks"],
+    ) == (
+        4,
+        2,
+        1,
+    )
+    assert (
+        rows["vk-b"]["guardrail_decisions"],
+        rows["vk-b"]["guarded_requests"],
+        rows["vk-b"]["guardrail_blocks"],
+    ) == (
+        0,
+        0,
+        0,
+    )
+    r = await c.get("/api/spend", query={"group_by": "key", "format": "csv"})
+    table = list(csv.reader(io.StringIO(r.body.decode())))
+    assert table[0][4:] == ["guardrail_decisions", "guarded_requests", "guardrail_blocks"]
+    assert next(row for row in table if row[0] == "vk-a")[4:] == ["4", "2", "1"]
 
 
 async def test_spend_is_restricted_to_what_the_caller_may_see(admin: tuple[Services, Client]) -> None:

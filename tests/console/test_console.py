@@ -222,6 +222,17 @@ async def test_overview_counts_denials_rate_limits_and_provider_errors(gateway: 
     assert tiles["This month"] == "$1.00"
 
 
+async def test_request_log_shows_guardrail_decisions(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    await services.store.insert_requests([entry("g1", "vk-1", "team-a", 0, guardrails=3)])
+    admin = await signed_in(app, BOOTSTRAP)
+    listing = (await admin.get("/console/requests")).text
+    row = next(line for line in listing.split("<tr>") if "/requests/g1" in line)
+    assert '<td class="num">3</td>' in row and ">Guardrails</th>" in listing
+    detail = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)", (await admin.get("/console/requests/g1")).text))
+    assert detail["Guardrail decisions"].startswith("3")
+
+
 async def test_overview_shows_an_open_circuit_breaker_as_open(gateway: tuple[Services, SluiceASGI]) -> None:
     services, app = gateway
     breakers = services.engine.breakers

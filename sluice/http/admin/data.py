@@ -96,9 +96,21 @@ async def spend(call: Call) -> SpendReport | Response:
         return report
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([q.group_by, "cost_usd", "tokens", "requests"])
+    writer.writerow(
+        [q.group_by, "cost_usd", "tokens", "requests", "guardrail_decisions", "guarded_requests", "guardrail_blocks"]
+    )
     for row in report.rows:
-        writer.writerow([row.group or "", row.cost_usd, row.tokens, row.requests])
+        writer.writerow(
+            [
+                row.group or "",
+                row.cost_usd,
+                row.tokens,
+                row.requests,
+                row.guardrail_decisions,
+                row.guarded_requests,
+                row.guardrail_blocks,
+            ]
+        )
     return Response(
         out.getvalue(), media_type="text/csv", headers={"content-disposition": "attachment; filename=spend.csv"}
     )

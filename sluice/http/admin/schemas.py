@@ -179,6 +179,9 @@ class SpendRowOut(BaseModel):
     cost_pico: int
     tokens: int
     requests: int
+    guardrail_decisions: int = Field(0, description="guardrail decisions (each an audit event `guardrail`)")
+    guarded_requests: int = Field(0, description="requests with at least one guardrail decision")
+    guardrail_blocks: int = Field(0, description="requests a guardrail rule blocked")
 
 
 class SpendReport(BaseModel):

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy import case, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sluice.core.errors import ErrorKind
 from sluice.storage.backends.sql_tables import (
     audit_anchor,
     audit_dead_letters,
@@ -40,6 +41,8 @@ from sluice.storage.records import (
 
 _KEYS_VERSION = "keys_version"
 _CONFIG_VERSION = "config_version"
+
+GUARDRAIL_BLOCKED = ErrorKind.POLICY_GUARDRAIL.value.code  # the error kind of a request a guardrail blocked
 
 
 def normalise_url(url: str) -> str:
@@ -469,7 +472,12 @@ class SqlStore:
         }[group_by].label("group")
         cost = func.coalesce(func.sum(request_log.c.cost_pico), 0).label("cost_pico")
         tokens = func.coalesce(func.sum(request_log.c.input_tokens + request_log.c.output_tokens), 0).label("tokens")
-        stmt = select(group, cost, tokens, func.count().label("requests")).select_from(request_log)
+        # What the guardrails decided: decisions in all, requests with one, requests a rule blocked.
+        decisions = func.coalesce(func.sum(request_log.c.guardrails), 0)
+        guarded = func.coalesce(func.sum(case((request_log.c.guardrails > 0, 1), else_=0)), 0)
+        blocked = func.coalesce(func.sum(case((request_log.c.error_kind == GUARDRAIL_BLOCKED, 1), else_=0)), 0)
+        stmt = select(group, cost, tokens, func.count().label("requests"), decisions, guarded, blocked)
+        stmt = stmt.select_from(request_log)
         if group_by == "user" or query.owner_user_id is not None:
             stmt = stmt.outerjoin(virtual_keys, virtual_keys.c.id == request_log.c.virtual_key_id)
         stmt = stmt.where(*_request_filters(query)).group_by(group).order_by(cost.desc(), group)
@@ -481,6 +489,9 @@ class SqlStore:
                 "cost_pico": int(r[1]),
                 "tokens": int(r[2]),
                 "requests": r[3],
+                "guardrail_decisions": int(r[4]),
+                "guarded_requests": int(r[5]),
+                "guardrail_blocks": int(r[6]),
             }
             for r in rows
         ]
