@@ -432,3 +432,44 @@ async def test_a_keys_access_profile_budgets_are_drawn_with_its_own_spend(gatewa
     assert re.findall(r'<td class="num">([^<]+)</td>', row)[:3] == ["$4.00", "$0.00", "$46.00"], row
     detail = await (await signed_in(app, BOOTSTRAP)).get("/console/keys/vk-p")
     assert "from access profile devs" in detail.text  # changed in the profile, not here
+
+
+async def test_rate_limit_use_is_shown_beside_the_budgets(gateway: tuple[Services, SluiceASGI]) -> None:
+    """A key's token, request and concurrency limits (its own and its team's) with what is used,
+    what requests in flight hold and the reset; a viewer sees the limits, not the use."""
+    from tests.admin.conftest import Client
+
+    services, app = gateway
+    api = Client(app)
+    made = await api.post("/api/keys", json={"id": "vk-r", "team_id": "team-r", "grants": [{"provider": "fake"}]})
+    assert made.status == 201, made.body
+    own = {
+        "id": "vk-r-rate",
+        "virtual_key_id": "vk-r",
+        "request_max_limit": 60,
+        "request_reset_duration": "1m",
+        "max_concurrent_requests": 4,
+    }
+    team = {"id": "team-r-tokens", "team_id": "team-r", "token_max_limit": 100000, "token_reset_duration": "1h"}
+    for body in (own, team):
+        assert (await api.post("/api/rate-limits", json=body)).status == 201
+    key = await services.store.key_by_id("vk-r")
+    assert key is not None
+    admission = await services.limits.admit("req-rate", key, 0, 1500)  # in flight: 1 request, 1,500 tokens
+    try:
+        b = await signed_in(app, BOOTSTRAP)
+        page = await b.get("/console/keys/vk-r")
+        rates = page.text.split('id="rates-h"')[1].split("</table>")[0]
+        row = rates.split("<td>vk-r-rate:requests</td>")[1].split("</tr>")[0]
+        assert re.findall(r'<td class="num">([^<]+)</td>', row) == ["60 requests per 1m", "0", "1", "59"], row
+        row = rates.split("<td>vk-r-rate:concurrent</td>")[1].split("</tr>")[0]
+        assert re.findall(r'<td class="num">([^<]+)</td>', row) == ["4 in flight at once", "0", "1", "3"], row
+        row = rates.split("<td>team-r-tokens:tokens</td>")[1].split("</tr>")[0]
+        assert "team team-r" in row and "98,500" in row and "1,500 held by requests in flight" in row
+        listed = await b.get("/console/keys?q=vk-r")
+        assert "1 of 60 requests per 1m" in listed.text and "(team team-r)" in listed.text
+        viewer = await (await signed_in(app, role_token("viewer"))).get("/console/keys/vk-r")
+        rates = viewer.text.split('id="rates-h"')[1].split("</table>")[0]
+        assert "60 requests per 1m" in rates and "held by requests in flight" not in rates
+    finally:
+        await services.limits.release(admission)
