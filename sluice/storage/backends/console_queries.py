@@ -265,6 +265,12 @@ class ConsoleQueries(RollupReads):
         async with self.engine.connect() as conn:
             return {str(t): int(n) for t, n in (await conn.execute(stmt)).all()}
 
+    async def keys_per_profile(self) -> dict[str, int]:
+        k = virtual_keys.c
+        stmt = select(k.profile_id, func.count()).where(k.profile_id.is_not(None)).group_by(k.profile_id)
+        async with self.engine.connect() as conn:
+            return {str(p): int(n) for p, n in (await conn.execute(stmt)).all()}
+
     async def objects(self, kind: str) -> list[ConfigObject]:
         c = config_objects.c
         stmt = select(config_objects).where(c.kind == kind).order_by(c.id)
