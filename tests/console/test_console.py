@@ -473,3 +473,30 @@ async def test_rate_limit_use_is_shown_beside_the_budgets(gateway: tuple[Service
         assert "60 requests per 1m" in rates and "held by requests in flight" not in rates
     finally:
         await services.limits.release(admission)
+
+
+async def test_a_requests_seal_is_found_for_a_denial_and_behind_many_newer_records(
+    gateway: tuple[Services, SluiceASGI],
+) -> None:
+    """A denied request's audit record is of kind `denied`, and an older request's lies behind
+    thousands of newer ones: both are found (the page looked at the newest 5,000 `request`
+    records only, so both said "not found")."""
+    services, app = gateway
+    await services.store.insert_requests(
+        [
+            entry("q-den", "vk-1", None, 0, status=403, decision="deny", reason="model not allowed"),
+            entry("q-old", "vk-1", None, 10**9),
+        ]
+    )
+    await services.audit.append("denied", "vk-1", {"request_id": "q-den", "path": "/v1/messages"})
+    await services.audit.append("request", "vk-1", {"request_id": "q-old", "path": "/v1/messages"})
+    for i in range(5100):
+        await services.audit.append("request", "vk-2", {"request_id": f"newer-{i}"})
+    await services.audit.drain()
+    records = {r.data.get("request_id"): r async for r in services.store.audit_records() if r.kind != "data_access"}
+    auditor = await signed_in(app, role_token("security-auditor"))
+    for request_id in ("q-den", "q-old"):
+        detail = await auditor.get(f"/console/requests/{request_id}")
+        assert f"#{records[request_id].seq}, sealed <code>{records[request_id].mac}</code>" in detail.text, request_id
+    denied = await auditor.get("/console/requests/q-den")
+    assert "deny: model not allowed" in denied.text
