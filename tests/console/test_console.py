@@ -339,6 +339,8 @@ async def test_configuration_shows_names_never_secrets_and_events_to_who_may_rea
     keys_table = page.text.split("<caption>Provider keys</caption>")[1].split("</table>")[0]
     assert "k1" in keys_table and "env.HOME" not in keys_table  # names only
     assert "Configuration events" in page.text and "provider_key fake2:k1" in page.text
+    providers = page.text.split("<caption>Providers</caption>")[1].split("</table>")[0]
+    assert re.search(r"<td>fake</td><td>type fake\s*</td><td>config file</td>", providers), providers
     viewer = await signed_in(app, role_token("viewer"))
     seen = await viewer.get("/console/config")
     assert seen.status == 200 and "fake2" in seen.text and "provider_key fake2:k1" not in seen.text
@@ -500,3 +502,27 @@ async def test_a_requests_seal_is_found_for_a_denial_and_behind_many_newer_recor
         assert f"#{records[request_id].seq}, sealed <code>{records[request_id].mac}</code>" in detail.text, request_id
     denied = await auditor.get("/console/requests/q-den")
     assert "deny: model not allowed" in denied.text
+
+
+def test_the_config_files_objects_are_listed_without_their_secrets() -> None:
+    """What the file declares is on the Configuration page too (it showed only stored objects, so
+    a gateway configured by its file showed no provider at all); never a key's value."""
+    from sluice.http.console.config_page import from_file
+    from sluice.settings import parse_config
+
+    cfg = parse_config(
+        {
+            "providers": {"anthropic": {"keys": [{"name": "main", "value": "sk-ant-secret-value-123"}]}},
+            "routing": {
+                "rules": [{"id": "cheap", "when": "true", "target": "anthropic/claude-haiku"}],
+                "aliases": [{"alias": "fast", "target": "anthropic/claude-haiku"}],
+            },
+            "mcp": {"servers": [{"name": "r", "transport": "http", "url": "https://u:pw-secret-9@mcp.example/mcp"}]},
+        }
+    )
+    found = from_file(cfg)
+    assert [o.id for o in found["provider"]] == ["anthropic"]
+    assert [(o.id, o.source) for o in found["provider_key"]] == [("anthropic:main", "config file")]
+    assert found["routing_rule"][0].body == {"when": "true", "target": "anthropic/claude-haiku"}
+    assert found["alias"][0].id == "fast" and found["mcp_server"][0].body["url"] == "https://mcp.example/mcp"
+    assert "secret" not in repr(found)
