@@ -352,6 +352,38 @@ def audit_export(
     asyncio.run(audit.export(store or cfg.store.url, since, sys.stdout, cfg.audit))
 
 
+console_app = typer.Typer(help="The web console's data.", no_args_is_help=True)
+app.add_typer(console_app, name="console")
+
+
+@console_app.command("rebuild-rollup")
+def console_rebuild_rollup(
+    since: Annotated[
+        str | None, typer.Option(help="First day to rebuild (ISO 8601; default: the log's first row).")
+    ] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Rebuild the console's spend roll-up from the request log, one day at a time, with progress."""
+    from sluice.storage.backends.console_rollup import RollupReads
+    from sluice.storage.backends.sql import SqlStore
+
+    first = _parse_time(since) if since else None
+
+    def progress(day: datetime, done: int, days: int) -> None:
+        typer.echo(f"{day:%Y-%m-%d}  {done}/{days} day(s)")
+
+    async def run() -> int:
+        sql = SqlStore(_store_url(config, store))
+        try:
+            await sql.migrate()
+            return await RollupReads(sql.engine, write_lock=sql._write_lock).rebuild(first, progress=progress)
+        finally:
+            await sql.close()
+
+    typer.echo(f"ok: rebuilt {asyncio.run(run())} day(s) of the console roll-up")
+
+
 @app.command()
 def connect(
     client: Annotated[str, typer.Argument(help="claude-code, codex, gemini-cli, cursor or opencode.")],

@@ -11,7 +11,7 @@ import mcp_types as types
 
 from sluice.mcp.access import Grants, exposed_name, exposed_uri
 from sluice.mcp.sessions import View
-from sluice.mcp.upstream import Upstream
+from sluice.mcp.upstream import Health, Upstream
 from sluice.settings import McpServerConfig
 
 log = logging.getLogger("sluice.mcp")
@@ -24,6 +24,10 @@ class Catalogue:
 
     def get(self, name: str) -> Upstream | None:
         return self.upstreams.get(name)
+
+    def health(self) -> list[Health]:
+        """Each configured server's health in this process, by name (a read: starts nothing)."""
+        return [self.upstreams[name].health() for name in sorted(self.upstreams)]
 
     async def reload(self, servers: list[McpServerConfig]) -> None:
         """A server whose settings changed is stopped and replaced (started again on next use)."""
@@ -98,12 +102,8 @@ class Catalogue:
         return u is not None and any(t.name == tool for t in u.catalog.tools)
 
     def status(self) -> dict[str, dict[str, object]]:
+        """The short form of `health` (ready, restarts, error, tools) by server name."""
         return {
-            n: {
-                "ready": u.client is not None,
-                "restarts": u.restarts,
-                "error": u.last_error,
-                "tools": len(u.catalog.tools),
-            }
-            for n, u in self.upstreams.items()
+            h.name: {"ready": h.state == "connected", "restarts": h.restarts, "error": h.last_error, "tools": h.tools}
+            for h in self.health()
         }

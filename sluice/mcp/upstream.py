@@ -40,6 +40,22 @@ class Catalog:
     prompts: list[types.Prompt] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What this process knows of one upstream server (each replica has its own connections)."""
+
+    name: str
+    transport: str
+    state: str  # connected | starting | down (backing off) | idle (starts on first use) | stopped
+    tools: int  # in its cached catalogue
+    latency_ms: float | None  # the last health ping's round trip (or the connection's start)
+    checked_at: float | None  # wall-clock time of that last successful exchange
+    last_error: str | None  # scrubbed of the server's credentials
+    failures: int  # in a row, since it last served
+    restarts: int
+    retry_in_s: float | None  # when down: until the next attempt
+
+
 def unavailable(server: str, why: str) -> MCPError:
     return MCPError(code=types.INTERNAL_ERROR, message=f"MCP server {server!r} is unavailable: {why}")
 
@@ -105,10 +121,42 @@ class Upstream:
         self._failures = 0
         self._retry_at = 0.0
         self._was_ready = False
+        self._latency_ms: float | None = None
+        self._checked_at: float | None = None
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    def health(self) -> Health:
+        """The server's state as this process sees it, without contacting it."""
+        retry = max(0.0, self._retry_at - time.monotonic())
+        if self._stopping:
+            state = "stopped"
+        elif self.client is not None:
+            state = "connected"
+        elif self.running:
+            state = "starting"
+        elif self._failures:
+            state = "down"
+        else:
+            state = "idle"
+        return Health(
+            self.name,
+            self.cfg.transport,
+            state,
+            len(self.catalog.tools),
+            self._latency_ms,
+            self._checked_at,
+            self.last_error,
+            self._failures,
+            self.restarts,
+            retry if state == "down" else None,
+        )
+
+    def _seen(self, started: float) -> None:
+        self._latency_ms = (time.perf_counter() - started) * 1000
+        self._checked_at = time.time()
 
     def ensure_started(self) -> None:
         """Starts connecting unless connected, connecting, stopping or backing off after a failure."""
@@ -176,6 +224,7 @@ class Upstream:
 
         timer = loop.call_later(self.cfg.start_timeout_s, start_timeout)
         was_ready = False
+        began = time.perf_counter()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 transport = await _transport(self.cfg, stack)
@@ -184,6 +233,7 @@ class Upstream:
                 )
                 catalog = await _catalog(client)
                 timer.cancel()
+                self._seen(began)
                 self.client, self.catalog, was_ready = client, catalog, True
                 self._failures, self.last_error = 0, None
                 self._ready.set()
@@ -222,10 +272,12 @@ class Upstream:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.cfg.health_interval_s)
             except TimeoutError:
+                began = time.perf_counter()
                 async with asyncio.timeout(min(10.0, self.cfg.health_interval_s * 2)):
                     # Upstreams speak the handshake era, where ping exists (the Client wrapper
                     # warns only because the newest era dropped it). A dead server fails here.
                     await client.session.send_ping()
+                self._seen(began)
                 continue
             self._wake.clear()
             if self._stopping or self._dead:

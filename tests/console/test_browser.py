@@ -4,6 +4,7 @@ sign-on. Saves a screenshot of each page under docs/images/ (shown in docs/conso
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ from sluice.admin.keys import KeyAdmin
 from sluice.admin.kinds import KINDS
 from sluice.auth.admin_tokens import create_token
 from sluice.storage.records import ProviderGrant, RequestLogEntry, SpendRow, VirtualKey
+from tests.integration.mcp_support import EVERYTHING
 from tests.integration.oidc_support import OidcProvider
 from tests.support import GatewayThread, free_port
 
@@ -91,8 +93,13 @@ def _entries(now: datetime) -> tuple[list[RequestLogEntry], list[SpendRow]]:
 async def _seed(gw: GatewayThread) -> dict[str, str]:
     services = gw.services
     admin = services.admin
+    group = {"name": "readers", "tools": ["everything/echo", "everything/get-sum"]}
+    await admin.put(KINDS["tool_group"], KINDS["tool_group"].model.model_validate(group), "seed")
     for team, name in (("team-web", "Web"), ("team-data", "Data")):
-        await admin.put(KINDS["team"], KINDS["team"].model.model_validate({"id": team, "name": name}), "seed")
+        body: dict[str, Any] = {"id": team, "name": name}
+        if team == "team-web":
+            body["mcp"] = {"tool_groups": ["readers"]}
+        await admin.put(KINDS["team"], KINDS["team"].model.model_validate(body), "seed")
         cap = {"id": f"cap-{team}", "team_id": team, "max_limit": "200", "reset_duration": "1M"}
         await admin.put(KINDS["budget"], KINDS["budget"].model.model_validate(cap), "seed")
     keys = KeyAdmin(admin)
@@ -106,9 +113,36 @@ async def _seed(gw: GatewayThread) -> dict[str, str]:
         await keys.create(VirtualKey(key_id, key_id, "", "", grants, team_id=team, user_id=user), "seed")
         body = {"id": f"b-{key_id}", "virtual_key_id": key_id, "max_limit": "40", "reset_duration": "1M"}
         await admin.put(KINDS["budget"], KINDS["budget"].model.model_validate(body), "seed")
+    rates = [
+        {"id": "ana-rate", "virtual_key_id": "vk-ana", "request_max_limit": 400, "request_reset_duration": "1d"},
+        {"id": "ana-flight", "virtual_key_id": "vk-ana", "max_concurrent_requests": 4},
+        {"id": "web-tokens", "team_id": "team-web", "token_max_limit": 300000, "token_reset_duration": "1d"},
+    ]
+    for rate in rates:
+        await admin.put(KINDS["rate_limit"], KINDS["rate_limit"].model.model_validate(rate), "seed")
+    server = {"name": "everything", "transport": "stdio", "command": "node", "args": [str(EVERYTHING), "stdio"]}
+    await admin.put(KINDS["mcp_server"], KINDS["mcp_server"].model.model_validate(server), "seed")
+    broken = {"name": "tickets", "transport": "http", "url": "http://127.0.0.1:9/mcp"}  # nothing listens there
+    await admin.put(KINDS["mcp_server"], KINDS["mcp_server"].model.model_validate(broken), "seed")
     logs, ledger = _entries(datetime.now(UTC))
     await services.store.insert_requests(logs)
     await services.store.record_spend(ledger)
+    for n in range(30):
+        tool = ["echo", "get-sum", "echo", "get-env"][n % 4]
+        record = {"server": "everything", "tool": tool, "virtual_key": "vk-ana", "method": "tools/call"}
+        if tool == "get-env":
+            await services.audit.append("mcp_denied", "vk-ana", {**record, "outcome": "denied"})
+        else:
+            await services.audit.append("mcp_call", "vk-ana", {**record, "outcome": "ok", "duration_us": 800 + 90 * n})
+    await _traffic(services)
+    for _ in range(100):  # the live configuration has the servers: start them as a first MCP call would
+        upstreams = [services.mcp.catalogue.get(name) for name in ("everything", "tickets")]
+        if all(upstreams):
+            break
+        await asyncio.sleep(0.05)
+    for upstream in upstreams:
+        assert upstream is not None
+        await upstream.wait_ready(20)
     tokens = {}
     for token_id, roles, teams in (
         ("tok-admin", ["admin"], []),
@@ -119,6 +153,25 @@ async def _seed(gw: GatewayThread) -> dict[str, str]:
         _, secret, _ = await create_token(services.store, token_id, token_id, roles, teams, None, "seed", None)  # type: ignore[arg-type]
         tokens[token_id] = secret
     return tokens
+
+
+async def _traffic(services: Any) -> None:
+    """Requests through vk-ana's limits since they were set: most settled, two still in flight
+    (their reservations show as held on the key's bars)."""
+    key = await services.store.key_by_id("vk-ana")
+    for _ in range(100):
+        if any(r.measure == "requests" for r in services.limits.rules_for(key)):
+            break
+        await asyncio.sleep(0.05)
+    rnd = random.Random(5)
+    for n in range(14):
+        tokens = rnd.randint(2000, 9000)
+        admission = await services.limits.admit(f"seed-live-{n}", key, 5 * 10**10, tokens)
+        if n < 12:
+            row = services.limits.spend_row(
+                admission, f"seed-live-{n}", key, rnd.randint(10**9, 4 * 10**10), tokens, datetime.now(UTC)
+            )
+            await services.limits.settle(admission, row)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +191,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayT
                     "groups": ["engineering"],
                     "provider_configs": [{"provider": "fake"}],
                     "budgets": [{"id": "monthly", "max_limit": 50, "reset_duration": "1M"}],
+                    "mcp": {"tools": ["everything/echo"]},
                 }
             ],
             "auth": {

@@ -350,6 +350,8 @@ async def test_configuration_shows_names_never_secrets_and_events_to_who_may_rea
     keys_table = page.text.split("<caption>Provider keys</caption>")[1].split("</table>")[0]
     assert "k1" in keys_table and "env.HOME" not in keys_table  # names only
     assert "Configuration events" in page.text and "provider_key fake2:k1" in page.text
+    providers = page.text.split("<caption>Providers</caption>")[1].split("</table>")[0]
+    assert re.search(r"<td>fake</td><td>type fake\s*</td><td>config file</td>", providers), providers
     viewer = await signed_in(app, role_token("viewer"))
     seen = await viewer.get("/console/config")
     assert seen.status == 200 and "fake2" in seen.text and "provider_key fake2:k1" not in seen.text
@@ -443,3 +445,95 @@ async def test_a_keys_access_profile_budgets_are_drawn_with_its_own_spend(gatewa
     assert re.findall(r'<td class="num">([^<]+)</td>', row)[:3] == ["$4.00", "$0.00", "$46.00"], row
     detail = await (await signed_in(app, BOOTSTRAP)).get("/console/keys/vk-p")
     assert "from access profile devs" in detail.text  # changed in the profile, not here
+
+
+async def test_rate_limit_use_is_shown_beside_the_budgets(gateway: tuple[Services, SluiceASGI]) -> None:
+    """A key's token, request and concurrency limits (its own and its team's) with what is used,
+    what requests in flight hold and the reset; a viewer sees the limits, not the use."""
+    from tests.admin.conftest import Client
+
+    services, app = gateway
+    api = Client(app)
+    made = await api.post("/api/keys", json={"id": "vk-r", "team_id": "team-r", "grants": [{"provider": "fake"}]})
+    assert made.status == 201, made.body
+    own = {
+        "id": "vk-r-rate",
+        "virtual_key_id": "vk-r",
+        "request_max_limit": 60,
+        "request_reset_duration": "1m",
+        "max_concurrent_requests": 4,
+    }
+    team = {"id": "team-r-tokens", "team_id": "team-r", "token_max_limit": 100000, "token_reset_duration": "1h"}
+    for body in (own, team):
+        assert (await api.post("/api/rate-limits", json=body)).status == 201
+    key = await services.store.key_by_id("vk-r")
+    assert key is not None
+    admission = await services.limits.admit("req-rate", key, 0, 1500)  # in flight: 1 request, 1,500 tokens
+    try:
+        b = await signed_in(app, BOOTSTRAP)
+        page = await b.get("/console/keys/vk-r")
+        rates = page.text.split('id="rates-h"')[1].split("</table>")[0]
+        row = rates.split("<td>vk-r-rate:requests</td>")[1].split("</tr>")[0]
+        assert re.findall(r'<td class="num">([^<]+)</td>', row) == ["60 requests per 1m", "0", "1", "59"], row
+        row = rates.split("<td>vk-r-rate:concurrent</td>")[1].split("</tr>")[0]
+        assert re.findall(r'<td class="num">([^<]+)</td>', row) == ["4 in flight at once", "0", "1", "3"], row
+        row = rates.split("<td>team-r-tokens:tokens</td>")[1].split("</tr>")[0]
+        assert "team team-r" in row and "98,500" in row and "1,500 held by requests in flight" in row
+        listed = await b.get("/console/keys?q=vk-r")
+        assert "1 of 60 requests per 1m" in listed.text and "(team team-r)" in listed.text
+        viewer = await (await signed_in(app, role_token("viewer"))).get("/console/keys/vk-r")
+        rates = viewer.text.split('id="rates-h"')[1].split("</table>")[0]
+        assert "60 requests per 1m" in rates and "held by requests in flight" not in rates
+    finally:
+        await services.limits.release(admission)
+
+
+async def test_a_requests_seal_is_found_for_a_denial_and_behind_many_newer_records(
+    gateway: tuple[Services, SluiceASGI],
+) -> None:
+    """A denied request's audit record is of kind `denied`, and an older request's lies behind
+    thousands of newer ones: both are found (the page looked at the newest 5,000 `request`
+    records only, so both said "not found")."""
+    services, app = gateway
+    await services.store.insert_requests(
+        [
+            entry("q-den", "vk-1", None, 0, status=403, decision="deny", reason="model not allowed"),
+            entry("q-old", "vk-1", None, 10**9),
+        ]
+    )
+    await services.audit.append("denied", "vk-1", {"request_id": "q-den", "path": "/v1/messages"})
+    await services.audit.append("request", "vk-1", {"request_id": "q-old", "path": "/v1/messages"})
+    for i in range(5100):
+        await services.audit.append("request", "vk-2", {"request_id": f"newer-{i}"})
+    await services.audit.drain()
+    records = {r.data.get("request_id"): r async for r in services.store.audit_records() if r.kind != "data_access"}
+    auditor = await signed_in(app, role_token("security-auditor"))
+    for request_id in ("q-den", "q-old"):
+        detail = await auditor.get(f"/console/requests/{request_id}")
+        assert f"#{records[request_id].seq}, sealed <code>{records[request_id].mac}</code>" in detail.text, request_id
+    denied = await auditor.get("/console/requests/q-den")
+    assert "deny: model not allowed" in denied.text
+
+
+def test_the_config_files_objects_are_listed_without_their_secrets() -> None:
+    """What the file declares is on the Configuration page too (it showed only stored objects, so
+    a gateway configured by its file showed no provider at all); never a key's value."""
+    from sluice.http.console.config_page import from_file
+    from sluice.settings import parse_config
+
+    cfg = parse_config(
+        {
+            "providers": {"anthropic": {"keys": [{"name": "main", "value": "sk-ant-secret-value-123"}]}},
+            "routing": {
+                "rules": [{"id": "cheap", "when": "true", "target": "anthropic/claude-haiku"}],
+                "aliases": [{"alias": "fast", "target": "anthropic/claude-haiku"}],
+            },
+            "mcp": {"servers": [{"name": "r", "transport": "http", "url": "https://u:pw-secret-9@mcp.example/mcp"}]},
+        }
+    )
+    found = from_file(cfg)
+    assert [o.id for o in found["provider"]] == ["anthropic"]
+    assert [(o.id, o.source) for o in found["provider_key"]] == [("anthropic:main", "config file")]
+    assert found["routing_rule"][0].body == {"when": "true", "target": "anthropic/claude-haiku"}
+    assert found["alias"][0].id == "fast" and found["mcp_server"][0].body["url"] == "https://mcp.example/mcp"
+    assert "secret" not in repr(found)

@@ -100,3 +100,91 @@ async def test_rollup_matches_the_log(store: SqlStore) -> None:
     assert got(await q.per_scope("key", ["vk-0", "vk-1"], today, now)) == {
         k: v for k, v in by(rows, "virtual_key_id", today).items() if k in ("vk-0", "vk-1")
     }
+
+
+async def test_late_rows_are_counted_however_late(store: SqlStore) -> None:
+    """A row landing days late (a spill replayed) is in the roll-up after the next refresh: its
+    insert marked its hour. Before migration 0017 the refresh re-read only the last two hours."""
+    q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+    now = datetime.now(UTC).replace(minute=30)
+    rows = [entry(f"r{i}", "vk-0", "team-0", 10**9 * (i + 1), ts=now - timedelta(hours=i)) for i in range(5)]
+    await store.insert_requests(rows)
+    await q.refresh(now, force=True)
+    late = [
+        entry("late-3h", "vk-1", "team-1", 3 * 10**12, ts=now - timedelta(hours=3, minutes=10)),
+        entry("late-2d", "vk-1", "team-1", 5 * 10**12, ts=now - timedelta(days=2)),
+        entry("late-9d", "vk-2", "team-0", 7 * 10**12, ts=now - timedelta(days=9)),  # a day folded already
+    ]
+    await store.insert_requests(late)
+    rows += late
+    # A replayed duplicate is skipped by the log and must not be counted twice either.
+    await store.insert_requests([late[0]])
+    await q.refresh(now + timedelta(minutes=1), force=True)
+    since = day_start(now) - timedelta(days=12)
+    got = {t.value or "": t.cost_pico for t in await q.spend_by("key", since, now, 10)}
+    assert got == by(rows, "virtual_key_id", since)
+    hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=48)  # the late-2d row's hour
+    hourly = await q.trend("h", hour)
+    assert sum(t.cost_pico for _, t in hourly) == sum(r.cost_pico for r in rows if r.ts >= hour)
+    async with store.engine.connect() as conn:
+        marks = (await conn.exec_driver_sql("SELECT count(*) FROM console_rollup_dirty")).scalar()
+    assert marks == 0  # every claimed mark was dropped
+
+
+async def test_one_mark_per_hour(store: SqlStore) -> None:
+    """A busy hour costs the mark table one row, not one per request."""
+    now = datetime.now(UTC).replace(minute=0, second=1)
+    await store.insert_requests([entry(f"a{i}", "vk-0", "team-0", 1, ts=now + timedelta(seconds=i)) for i in range(30)])
+    await store.insert_requests([entry(f"b{i}", "vk-0", "team-0", 1, ts=now + timedelta(seconds=i)) for i in range(30)])
+    async with store.engine.connect() as conn:
+        marks = (await conn.exec_driver_sql("SELECT count(*) FROM console_rollup_dirty")).scalar()
+    assert marks == 1
+
+
+async def test_rebuild_from_the_log(store: SqlStore) -> None:
+    """`rebuild` rewrites every day from the log (e.g. a roll-up edited or built by an older
+    gateway) and reports each day's progress."""
+    q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+    now = datetime.now(UTC).replace(minute=30)
+    rows = [entry(f"r{i}", f"vk-{i % 2}", "team-0", 10**10, ts=now - timedelta(days=i)) for i in range(4)]
+    await store.insert_requests(rows)
+    await q.refresh(now, force=True)
+    async with store._write_lock, store.engine.begin() as conn:  # a roll-up that disagrees with its log
+        await conn.exec_driver_sql("UPDATE console_rollup SET cost_pico = cost_pico * 3")
+    seen: list[tuple[int, int]] = []
+    days = await q.rebuild(None, now, lambda day, done, total: seen.append((done, total)))
+    assert days == 4 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    since = day_start(now) - timedelta(days=5)
+    got = {t.value or "": t.cost_pico for t in await q.spend_by("key", since, now, 10)}
+    assert got == by(rows, "virtual_key_id", since)
+
+
+def test_rebuild_rollup_command(tmp_path: Path) -> None:
+    """`sluice console rebuild-rollup` rebuilds from the log with a line per day, and refuses a
+    --since that is not a time."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from sluice.cli.main import app
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    now = datetime.now(UTC)
+
+    async def seed() -> None:
+        found = SqlStore(url)
+        await found.migrate()
+        await found.insert_requests(
+            [entry(f"r{i}", "vk-0", "team-0", 10**9, ts=now - timedelta(days=i)) for i in range(3)]
+        )
+        await found.close()
+
+    asyncio.run(seed())
+    runner = CliRunner()
+    done = runner.invoke(app, ["console", "rebuild-rollup", "--store", url])
+    assert done.exit_code == 0, done.output
+    assert "1/3 day(s)" in done.output and "3/3 day(s)" in done.output and "rebuilt 3 day(s)" in done.output
+    since = (now - timedelta(days=1)).date().isoformat()
+    done = runner.invoke(app, ["console", "rebuild-rollup", "--store", url, "--since", since])
+    assert done.exit_code == 0 and "2/2 day(s)" in done.output, done.output
+    assert runner.invoke(app, ["console", "rebuild-rollup", "--store", url, "--since", "yesterday"]).exit_code == 2

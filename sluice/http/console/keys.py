@@ -16,6 +16,7 @@ from starlette.responses import Response
 from sluice.admin.keys import public_view
 from sluice.auth.rbac import Scope
 from sluice.http.console import budgets as budget_bars
+from sluice.http.console.rate_limits import RateUse, rate_use
 from sluice.http.console.svg import budget_bar
 from sluice.http.console.web import ConsoleError, Page
 from sluice.storage.backends.console_queries import LogFilter
@@ -29,7 +30,9 @@ def scope_of(key: VirtualKey) -> Scope:
     return Scope(team_id=key.team_id, user_id=key.user_id)
 
 
-def bar(state: budget_bars.BudgetState) -> Any:
+def bar(state: budget_bars.BudgetState | RateUse) -> Any:
+    if isinstance(state, RateUse):
+        return budget_bar(state.used, state.held, state.limit, label=state.id, unit=state.unit)
     return budget_bar(float(state.spent), float(state.held), float(state.limit), label=state.id)
 
 
@@ -53,12 +56,15 @@ async def list_keys(page: Page) -> Response:
         page.key_visibility("keys.read"), search, PAGE_SIZE, (number - 1) * PAGE_SIZE
     )
     shown = [k for k in found if page.allowed("keys.read", scope_of(k))]  # the store's filter, checked again
-    budgets = await _key_budgets(page, [k for k in shown if page.allowed("budgets.read", scope_of(k))])
+    limited = [k for k in shown if page.allowed("budgets.read", scope_of(k))]
+    budgets = await _key_budgets(page, limited)
+    rates = await rate_use(getattr(page.services, "limits", None), limited)
     now = datetime.now(UTC)
     return page.render(
         "keys.html",
         keys=[(public_view(k, now), k) for k in shown],
         budgets=budgets,
+        rates=rates,
         spend_visible={k.id: page.allowed("spend.read", scope_of(k)) for k in shown},
         bar=bar,
         search=search,
@@ -75,7 +81,9 @@ async def key_detail(page: Page) -> Response:
     if key is None:
         raise ConsoleError(404, "No such virtual key.")
     page.authorize("keys.read", scope_of(key))  # as GET /api/keys/{key_id} answers
-    budgets = (await _key_budgets(page, [key])).get(key.id, []) if page.allowed("budgets.read", scope_of(key)) else []
+    limited = [key] if page.allowed("budgets.read", scope_of(key)) else []
+    budgets = (await _key_budgets(page, limited)).get(key.id, [])
+    rates = (await rate_use(getattr(page.services, "limits", None), limited)).get(key.id, [])
     recent: list[dict[str, Any]] = []
     if page.allowed("requests.read"):
         recent = await page.console.queries.requests(LogFilter(key_ids=(key.id,)), limit=20)
@@ -83,6 +91,7 @@ async def key_detail(page: Page) -> Response:
         "key.html",
         key=public_view(key),
         budgets=budgets,
+        rates=rates,
         bar=bar,
         recent=recent,
         spend_visible=page.allowed("spend.read", scope_of(key)),

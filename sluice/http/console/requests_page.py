@@ -81,7 +81,7 @@ async def request_detail(page: Page) -> Response:
     row = await page.console.queries.request(request_id)
     if row is None:
         raise ConsoleError(404, f"No request {request_id[:64]!r} in the log.")
-    seal = await page.console.queries.audit_of_request(request_id)
+    seal = await page.console.queries.audit_of_request(request_id, row["ts"], float(row.get("latency_ms") or 0))
     await page.services.admin.data_read(
         page.principal.actor, "request_log_read", {"request_id": request_id, "via": "console"}
     )

@@ -45,14 +45,22 @@ def bars(
     return Markup("".join(parts))
 
 
-def budget_bar(spent: float, held: float, limit: float, *, label: str, width: int = 220, height: int = 14) -> Markup:
-    """Spent, then held by requests in flight, then what is left, of a limit."""
+def budget_bar(
+    spent: float, held: float, limit: float, *, label: str, unit: str = "$", width: int = 220, height: int = 14
+) -> Markup:
+    """Spent, then held by requests in flight, then what is left, of a limit (dollars, or a
+    count of `unit`: tokens, requests)."""
     limit = limit or 1.0
     w_spent = min(width, width * spent / limit)
     w_held = min(width - w_spent, width * held / limit)
     over = " over" if spent + held >= limit else ""
     left = max(0.0, limit - spent - held)
-    text = f"{label}: {_fmt(spent, '$')} spent, {_fmt(held, '$')} held, {_fmt(left, '$')} left of {_fmt(limit, '$')}"
+    if unit == "$":
+        money = [_fmt(v, "$") for v in (spent, held, left, limit)]
+        text = f"{label}: {money[0]} spent, {money[1]} held, {money[2]} left of {money[3]}"
+    else:
+        used, flight, rest, of = (_fmt(v, unit) for v in (spent, held, left, limit))
+        text = f"{label}: {used} used, {flight} held by requests in flight, {rest} left of {of} {unit}"
     return Markup(
         f'<svg class="budget{over}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img"'
         f' aria-label="{escape(text)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(text)}</title>'

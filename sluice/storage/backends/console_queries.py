@@ -7,7 +7,7 @@ Spend figures come from the roll-up (console_rollup.py), which is the only thing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, false, func, or_, select
@@ -34,6 +34,14 @@ from sluice.storage.backends.sql_tables import (
     virtual_keys,
 )
 from sluice.storage.records import ConfigObject, VirtualKey
+
+# The audit kinds of a finished request (sluice/engine/record.py request_kind).
+REQUEST_AUDIT_KINDS = ("request", "denied", "auth_failure")
+_AUDIT_BATCH = 2000
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +138,46 @@ class ConsoleQueries(RollupReads):
             row = (await conn.execute(select(request_log).where(request_log.c.request_id == request_id))).first()
         return {**row._mapping, "ts": _utc(row._mapping["ts"])} if row else None
 
-    async def audit_of_request(self, request_id: str) -> dict[str, Any] | None:
-        """The request's audit record (seq, mac), found among the newest records of its kind."""
-        stmt = (
-            select(audit_log.c.seq, audit_log.c.ts, audit_log.c.mac, audit_log.c.prev_mac, audit_log.c.data)
-            .where(audit_log.c.kind == "request")
-            .order_by(audit_log.c.seq.desc())
-            .limit(5000)
-        )
+    async def audit_of_request(self, request_id: str, ts: datetime, latency_ms: float = 0.0) -> dict[str, Any] | None:
+        """The request's audit record (seq, mac) whatever its age: records are appended when the
+        request ends, in sequence order, so the first record at or after its start is found by
+        bisecting the sequence (primary-key reads), and the records from there to a few minutes
+        after its end are read, a batch at a time, for its kind (a served request, a denial or
+        an authentication failure) and id."""
+        a = audit_log.c
+        start = _aware(ts) - timedelta(minutes=1)
+        end = _aware(ts) + timedelta(milliseconds=latency_ms) + timedelta(minutes=10)
         async with self.engine.connect() as conn:
-            for row in (await conn.execute(stmt)).all():
-                data = row.data or {}
-                if isinstance(data, dict) and data.get("request_id") == request_id:
-                    return {"seq": row.seq, "ts": _utc(row.ts), "mac": row.mac, "prev_mac": row.prev_mac}
-        return None
+            low, high = (await conn.execute(select(func.min(a.seq), func.max(a.seq)))).one()
+            if low is None:
+                return None
+            while low < high:  # the first seq whose record is at or after `start`
+                mid = (low + high) // 2
+                at = (await conn.execute(select(a.seq, a.ts).where(a.seq >= mid).order_by(a.seq).limit(1))).one()
+                if _aware(at.ts) < start:
+                    low = at.seq + 1
+                else:
+                    high = mid
+            after = low - 1
+            while True:
+                stmt = (
+                    select(a.seq, a.ts, a.kind, a.mac, a.prev_mac, a.data)
+                    .where(a.seq > after)
+                    .order_by(a.seq)
+                    .limit(_AUDIT_BATCH)
+                )
+                rows = (await conn.execute(stmt)).all()
+                for row in rows:
+                    data = row.data or {}
+                    if (
+                        row.kind in REQUEST_AUDIT_KINDS
+                        and isinstance(data, dict)
+                        and data.get("request_id") == request_id
+                    ):
+                        return {"seq": row.seq, "ts": _utc(row.ts), "mac": row.mac, "prev_mac": row.prev_mac}
+                if len(rows) < _AUDIT_BATCH or _aware(rows[-1].ts) > end:
+                    return None
+                after = rows[-1].seq
 
     async def sessions(self, flt: LogFilter, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
         """Agent sessions (the client's session id) as one line each: requests, cost, first and
@@ -264,6 +298,12 @@ class ConsoleQueries(RollupReads):
         stmt = select(k.team_id, func.count()).where(k.team_id.is_not(None)).group_by(k.team_id)
         async with self.engine.connect() as conn:
             return {str(t): int(n) for t, n in (await conn.execute(stmt)).all()}
+
+    async def keys_per_profile(self) -> dict[str, int]:
+        k = virtual_keys.c
+        stmt = select(k.profile_id, func.count()).where(k.profile_id.is_not(None)).group_by(k.profile_id)
+        async with self.engine.connect() as conn:
+            return {str(p): int(n) for p, n in (await conn.execute(stmt)).all()}
 
     async def objects(self, kind: str) -> list[ConfigObject]:
         c = config_objects.c

@@ -1,8 +1,10 @@
 """The console's spend roll-up (`console_rollup`, migration 0011): the request log summed per hour
 and per day, for the whole gateway, within each team and within each key, so no page of the
-console sums the log itself. The console refreshes it from the last two hours of the log (an
-indexed range), at most every `refresh_s`, one day per short transaction; the request path never
-writes it. A first build over a large log runs in the background.
+console sums the log itself. Every insert into the log marks its hour (a trigger, migration
+0017), and the console re-reads exactly the marked hours from the log (an indexed range), at most
+every `refresh_s`, one day per short transaction: a row landing days late (a spill replayed) is
+counted like any other. The request path never reads or writes the roll-up. A first build over a
+large log runs in the background; `sluice console rebuild-rollup` rebuilds it from the log.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +60,14 @@ rollup = Table(
     Column("rate_limited", Integer, nullable=False),
     Column("errors", Integer, nullable=False),
 )
+# Hours the request log gained rows in since the roll-up last read them, marked by a trigger on
+# every insert (migration 0017): claimed = 0 until a refresh claims the mark with its token.
+dirty = Table(
+    "console_rollup_dirty",
+    _metadata,
+    Column("hour", DateTime(timezone=False), nullable=False),
+    Column("claimed", Integer, nullable=False),
+)
 DIMS = {
     "total": None,
     "team": request_log.c.team_id,
@@ -75,7 +86,7 @@ SCOPED_DIMS = {
 _INLINE_ROWS = 50_000  # a first build over fewer log rows than this runs inline (well under a second)
 _KEEP_HOURS_DAYS = 3  # hourly rows older than this are folded into their day and dropped
 _WATERMARK = "console_rollup_until"
-_LATE_S = 7200  # log rows may land this late (the recorder's batches, a spill replayed): re-read them
+_INLINE_HOURS = 48  # more marked hours than this (a spill replayed days late) rebuild in the background
 RATE_LIMITED_KINDS = ("policy_rate_limited", "policy_budget_busy")
 MEASURES = ("cost_pico", "tokens", "requests", "denied", "rate_limited", "errors")
 
@@ -157,8 +168,8 @@ class RollupReads:
 
     async def freshen(self, now: datetime | None = None) -> bool:
         """Refreshes the roll-up when that is cheap and says whether it is current. A first build
-        over a large log, or a gap of more than a day, runs in the background instead (a page
-        never waits for it): False until it is done."""
+        over a large log, a gap of more than a day, or late rows marking more than two days of
+        hours run in the background instead (a page never waits for them): False until done."""
         if self._building is not None and not self._building.done():
             return False
         now = now or datetime.now(UTC)
@@ -173,10 +184,12 @@ class RollupReads:
                 ).scalar_one()
                 < _INLINE_ROWS
             )
-        if small or (mark is not None and now.timestamp() - int(mark) < 86400):
+            marked = (await conn.execute(select(func.count()).select_from(dirty))).scalar_one()
+        recent = mark is not None and now.timestamp() - int(mark) < 86400 and marked <= _INLINE_HOURS
+        if small or recent:
             try:
                 await self.refresh(now)
-            except Exception:  # e.g. another replica refreshing the same hours: figures stay a moment older
+            except Exception:  # e.g. another replica claiming the same marks: figures stay a moment older
                 log.warning("refreshing the console roll-up failed; showing it as it was", exc_info=True)
             return True
         self._building = spawn(self.refresh(now, force=True), name="console-rollup")
@@ -184,10 +197,11 @@ class RollupReads:
 
     # -- the roll-up --------------------------------------------------------------------------
     async def refresh(self, now: datetime | None = None, *, force: bool = False) -> None:
-        """Brings the roll-up up to `now`: re-aggregates the hours since the watermark (less the
-        late margin) from the log, then the days those hours fall in, one day at a time. Each day
-        is read in a read-only snapshot and written in a short transaction of its own, so the
-        gateway's writers (request log, spend ledger) never wait behind a long one."""
+        """Brings the roll-up up to date: re-aggregates from the log exactly the hours that rows
+        were inserted into since the last refresh (their marks, however late the rows), then the
+        days those hours fall in, one day at a time; a first build reads every day of the log.
+        Each day is read in a read-only snapshot and written in a short transaction of its own,
+        so the gateway's writers (request log, spend ledger) never wait behind a long one."""
         if not force and time.monotonic() - self._refreshed < self.refresh_s:
             return
         async with self._lock:
@@ -196,21 +210,80 @@ class RollupReads:
             now = now or datetime.now(UTC)
             async with self.engine.connect() as conn:
                 mark = (await conn.execute(select(meta.c.value).where(meta.c.name == _WATERMARK))).scalar()
-                if mark is None:
-                    first = _utc((await conn.execute(select(func.min(request_log.c.ts)))).scalar())
-                    start = _day(first or now)
-                else:
-                    start = _hour(datetime.fromtimestamp(int(mark) - _LATE_S, UTC))
-            day = _day(start)
-            while day <= now:
-                await self._rebuild_day(day, max(start, day), now)
-                day += timedelta(days=1)
-            async with self._writing(), self.engine.begin() as conn:
-                stamp = int(now.timestamp())
-                done = await conn.execute(update(meta).where(meta.c.name == _WATERMARK).values(value=stamp))
-                if not done.rowcount:
-                    await conn.execute(insert(meta).values(name=_WATERMARK, value=stamp))
-            self._refreshed = time.monotonic()
+            token, hours = await self._claim()
+            if mark is None:
+                await self._rebuild_days(None, now, token)
+                return
+            today = _day(now)
+            starts: dict[datetime, datetime] = {}
+            for hour in hours:
+                day = _day(hour)
+                # A day older than the hourly rows kept has only its day row: read all of it again.
+                folded = day < today - timedelta(days=_KEEP_HOURS_DAYS)
+                starts[day] = day if folded else min(starts.get(day, hour), hour)
+            for day in sorted(starts):
+                await self._rebuild_day(day, starts[day], now)
+            await self._finish(now, token)
+
+    async def rebuild(
+        self,
+        since: datetime | None = None,
+        now: datetime | None = None,
+        progress: Callable[[datetime, int, int], None] | None = None,
+    ) -> int:
+        """Rebuilds every day of the roll-up from `since` (a day; default: the log's first) to
+        today from the log, whatever the marks say (`sluice console rebuild-rollup`); calls
+        `progress(day, done, days)` after each day. Returns the number of days rebuilt. Days
+        before the log's first are left as they are (their rows may be gone by retention)."""
+        async with self._lock:
+            token, _ = await self._claim()
+            return await self._rebuild_days(since, now or datetime.now(UTC), token, progress)
+
+    async def _rebuild_days(
+        self,
+        since: datetime | None,
+        now: datetime,
+        token: int,
+        progress: Callable[[datetime, int, int], None] | None = None,
+    ) -> int:
+        if since is None:
+            async with self.engine.connect() as conn:
+                since = _utc((await conn.execute(select(func.min(request_log.c.ts)))).scalar()) or now
+        first = _day(_utc(since) or now)
+        days = [first + timedelta(days=i) for i in range((_day(now) - first).days + 1)]
+        for done, day in enumerate(days, 1):
+            await self._rebuild_day(day, day, now)
+            if progress is not None:
+                progress(day, done, len(days))
+        await self._finish(now, token)
+        return len(days)
+
+    async def _claim(self) -> tuple[int, set[datetime]]:
+        """Claims every mark (unclaimed ones, and those of a refresh that never finished) with a
+        token of this refresh, and returns the marked hours. On PostgreSQL the claim waits for
+        the writers holding a share lock on an unclaimed mark (sluice/storage/migrations/
+        versions/0017), so every row behind a claimed mark is committed before its hour is read."""
+        token = secrets.randbelow(2**31 - 2) + 1
+        async with self._writing(), self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            await conn.execute(update(dirty).values(claimed=token))
+            rows = (await conn.execute(select(dirty.c.hour).where(dirty.c.claimed == token).distinct())).all()
+        return token, {_hour(self._as_datetime(row[0])) for row in rows}
+
+    async def _finish(self, now: datetime, token: int) -> None:
+        """Folds hourly rows older than three days (their day rows hold them), records when the
+        roll-up was last brought up to date and drops the marks this refresh claimed."""
+        r = rollup.c
+        cutoff = _day(now) - timedelta(days=_KEEP_HOURS_DAYS)
+        async with self._writing(), self.engine.begin() as conn:
+            await conn.execute(delete(rollup).where(r.grain == "h", r.bucket < cutoff))
+            stamp = int(now.timestamp())
+            done = await conn.execute(update(meta).where(meta.c.name == _WATERMARK).values(value=stamp))
+            if not done.rowcount:
+                await conn.execute(insert(meta).values(name=_WATERMARK, value=stamp))
+            await conn.execute(delete(dirty).where(dirty.c.claimed == token))
+        self._refreshed = time.monotonic()
 
     def _writing(self) -> Any:
         """The store's own write lock when it has one (SQLite takes one writer at a time)."""
@@ -273,8 +346,6 @@ class RollupReads:
             await conn.execute(delete(rollup).where(r.grain == "d", r.bucket == day))
             if daily:
                 await conn.execute(insert(rollup), daily)
-            if day < _day(now) - timedelta(days=_KEEP_HOURS_DAYS):  # its day row holds it now
-                await conn.execute(delete(rollup).where(r.grain == "h", r.bucket >= day, r.bucket < end))
 
     def _bucket_expr(self, column: Any, grain: str) -> Any:
         if self.is_sqlite:
