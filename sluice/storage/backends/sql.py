@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sluice.storage.backends.sql_stops import SqlStops
 from sluice.storage.backends.sql_tables import (
     audit_anchor,
     audit_dead_letters,
@@ -57,7 +58,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-class SqlStore:
+class SqlStore(SqlStops):
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
