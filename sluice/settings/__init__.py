@@ -215,7 +215,7 @@ class SluiceConfig(_Strict):
             "team": {t.id for t in self.teams},
             "customer": {c.id for c in self.customers},
         }
-        for rule in (*self.budgets, *self.rate_limits):
+        for rule in (*self.budgets, *self.rate_limits, *self.session_caps):
             kind, ident = rule.scope
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")
