@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sluice.app import Services
-from tests.admin.conftest import Client, as_role
+from tests.admin.conftest import Client, admin_config, as_role, start
 
 MESSAGE = {"model": "echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -81,3 +83,20 @@ async def test_invalid_stops_are_422(admin: tuple[Services, Client]) -> None:
     ):
         assert (await c.post("/api/stops", json=body)).status == 422, body
     assert (await c.post("/api/stops", json={"scope": "key", "target": "vk-missing", "reason": "r"})).status == 404
+
+
+async def test_a_stopped_keys_mcp_calls_are_refused_too(tmp_path: Path) -> None:
+    config = admin_config(tmp_path)
+    # A server that never answers: /mcp authenticates (and checks the stops) before it needs one.
+    config["mcp"] = {"servers": [{"name": "srv", "transport": "http", "url": "http://127.0.0.1:9/mcp"}]}
+    services, c = await start(config)
+    try:
+        secret = await _key(c, "vk-mcp", None)
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        before = await c.post("/mcp", json=ping, token=secret)
+        assert before.status != 403
+        await c.post("/api/stops", json={"scope": "key", "target": "vk-mcp", "reason": "tool abuse"})
+        after = await c.post("/mcp", json=ping, token=secret)
+        assert after.status == 403 and "tool abuse" in after.json()["error"]
+    finally:
+        await services.stop()
