@@ -65,9 +65,18 @@ def _openai_failed(output: Any) -> bool:
     return text[:5].lower() == "error"
 
 
+Calls = dict[str, tuple[str, Any]]  # call id -> (tool name, its arguments as sent)
+
+
+def _fail(calls: Calls, call_id: Any, failed: Counter[tuple[str, str]]) -> None:
+    found = calls.get(str(call_id))
+    if found is not None:  # canonical only for the calls that failed: most never do
+        failed[found[0], _canonical(found[1])] += 1
+
+
 def failing_calls(doc: dict[str, Any]) -> Counter[tuple[str, str]]:
     """How many times each (tool name, canonical arguments) failed in the conversation."""
-    calls: dict[str, tuple[str, str]] = {}  # call id -> call
+    calls: Calls = {}
     failed: Counter[tuple[str, str]] = Counter()
     messages = doc.get("messages")
     if isinstance(messages, list):
@@ -85,15 +94,14 @@ def failing_calls(doc: dict[str, Any]) -> Counter[tuple[str, str]]:
     return failed
 
 
-def _message(message: dict[str, Any], calls: dict[str, tuple[str, str]], failed: Counter[tuple[str, str]]) -> None:
+def _message(message: dict[str, Any], calls: Calls, failed: Counter[tuple[str, str]]) -> None:
     for call in message.get("tool_calls") or ():  # OpenAI Chat: the assistant's calls
         if isinstance(call, dict) and isinstance(call.get("function"), dict):
             function = call["function"]
-            calls[str(call.get("id"))] = (str(function.get("name")), _canonical(function.get("arguments")))
+            calls[str(call.get("id"))] = (str(function.get("name")), function.get("arguments"))
     if message.get("role") == "tool":  # OpenAI Chat: one tool's output
-        found = calls.get(str(message.get("tool_call_id")))
-        if found is not None and _openai_failed(message.get("content")):
-            failed[found] += 1
+        if _openai_failed(message.get("content")):
+            _fail(calls, message.get("tool_call_id"), failed)
         return
     content = message.get("content")
     if not isinstance(content, list):
@@ -103,39 +111,36 @@ def _message(message: dict[str, Any], calls: dict[str, tuple[str, str]], failed:
             continue
         kind = block.get("type")
         if kind in ("tool_use", "server_tool_use"):
-            calls[str(block.get("id"))] = (str(block.get("name")), _canonical(block.get("input")))
+            calls[str(block.get("id"))] = (str(block.get("name")), block.get("input"))
         elif kind == "tool_result":
-            found = calls.get(str(block.get("tool_use_id")))
-            if found is not None and block.get("is_error") is True:
-                failed[found] += 1
+            if block.get("is_error") is True:
+                _fail(calls, block.get("tool_use_id"), failed)
         elif isinstance(block.get("toolUse"), dict):  # Bedrock Converse
             use = block["toolUse"]
-            calls[str(use.get("toolUseId"))] = (str(use.get("name")), _canonical(use.get("input")))
+            calls[str(use.get("toolUseId"))] = (str(use.get("name")), use.get("input"))
         elif isinstance(block.get("toolResult"), dict):
             result = block["toolResult"]
-            found = calls.get(str(result.get("toolUseId")))
-            if found is not None and result.get("status") == "error":
-                failed[found] += 1
+            if result.get("status") == "error":
+                _fail(calls, result.get("toolUseId"), failed)
 
 
-def _responses_item(item: dict[str, Any], calls: dict[str, tuple[str, str]], failed: Counter[tuple[str, str]]) -> None:
+def _responses_item(item: dict[str, Any], calls: Calls, failed: Counter[tuple[str, str]]) -> None:
     kind = item.get("type")
     if kind == "function_call":
-        calls[str(item.get("call_id"))] = (str(item.get("name")), _canonical(item.get("arguments")))
+        calls[str(item.get("call_id"))] = (str(item.get("name")), item.get("arguments"))
     elif kind == "custom_tool_call":
-        calls[str(item.get("call_id"))] = (str(item.get("name")), _canonical(item.get("input")))
+        calls[str(item.get("call_id"))] = (str(item.get("name")), item.get("input"))
     elif kind == "local_shell_call":
-        calls[str(item.get("call_id"))] = ("local_shell", _canonical(item.get("action")))
+        calls[str(item.get("call_id"))] = ("local_shell", item.get("action"))
     elif kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
-        found = calls.get(str(item.get("call_id")))
-        if found is not None and _openai_failed(item.get("output")):
-            failed[found] += 1
+        if _openai_failed(item.get("output")):
+            _fail(calls, item.get("call_id"), failed)
 
 
 def _gemini(contents: list[Any], failed: Counter[tuple[str, str]]) -> None:
     # Gemini pairs a response with its call by id when it has one, else by name, in order.
-    pending: dict[str, list[tuple[str, str]]] = {}
-    by_id: dict[str, tuple[str, str]] = {}
+    pending: dict[str, list[tuple[str, Any]]] = {}
+    by_id: dict[str, tuple[str, Any]] = {}
     for content in contents:
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts if isinstance(parts, list) else ():
@@ -143,7 +148,7 @@ def _gemini(contents: list[Any], failed: Counter[tuple[str, str]]) -> None:
                 continue
             call = part.get("functionCall")
             if isinstance(call, dict):
-                found = (str(call.get("name")), _canonical(call.get("args")))
+                found = (str(call.get("name")), call.get("args"))
                 if call.get("id"):
                     by_id[str(call["id"])] = found
                 else:
@@ -156,4 +161,4 @@ def _gemini(contents: list[Any], failed: Counter[tuple[str, str]]) -> None:
                     matched = queue.pop(0) if queue else None
                 response = answer.get("response")
                 if matched is not None and isinstance(response, dict) and response.get("error"):
-                    failed[matched] += 1
+                    failed[matched[0], _canonical(matched[1])] += 1
