@@ -31,6 +31,8 @@ from sluice.observability.observer import build_observer
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
+from sluice.sessions.runaway import Runaway
+from sluice.sessions.stops import Stops
 from sluice.settings import SluiceConfig, VirtualKeyConfig, provider_type
 from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
@@ -122,6 +124,7 @@ class Services:
     authenticators: list[Authenticator] = field(default_factory=list)
     guard: AuthGuard | None = None  # authentication failures: throttle and counted audit records
     alerts: Alerts | None = None  # budget, spend-rate and provider alerts (sluice.alerts)
+    stops: Stops | None = None  # the kill switch (sluice.sessions.stops)
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -136,6 +139,8 @@ class Services:
         await self.live.start()  # before the MCP gateway, so it connects the store's servers too
         await self.mcp.start()
         await self.limits.start()
+        if self.stops is not None:
+            await self.stops.start()  # before serving: a stop thrown while this replica was down holds
         await self.recorder.start()
         await self.client.start()
         self.export.start()
@@ -168,6 +173,8 @@ class Services:
             await self.alerts.stop()
         await self.export.stop()
         await self.limits.stop()
+        if self.stops is not None:
+            await self.stops.stop()
         if self.guard is not None:
             await self.guard.stop()
         await self.audit.drain()
@@ -225,10 +232,16 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     ]
     alerts = Alerts(config.alerts, config.audit.export, audit, store, client, limits, lambda: engine.breakers)
     engine.guardrails.alerts = alerts.fire  # the `alert` action (off when alerts are: fire sends nothing)
+    engine.stops = stops = Stops(store, audit, interval=config.kill_switch.poll_interval_s)
+    if config.runaway:
+        engine.runaway = Runaway(
+            config.runaway, store, stops=stops, audit=audit, fire=alerts.fire,
+            customer_of=lambda key: limits.scopes_of(key)[1],
+        )  # fmt: skip
     return Services(
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
-        guard=guard, alerts=alerts,
+        guard=guard, alerts=alerts, stops=stops,
     )  # fmt: skip
 
 

@@ -431,6 +431,17 @@ def _register_admin() -> None:
 _register_admin()
 
 
+def _register_stops() -> None:
+    from sluice.cli import stops
+
+    app.command("stop")(stops.stop)
+    app.command("resume")(stops.resume)
+    app.command("stops")(stops.listing)
+
+
+_register_stops()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -39,6 +39,9 @@ class ErrorKind(Enum):
     # A dollar budget applies and nothing prices the model: it would pass every budget at $0.
     POLICY_UNPRICED = _KindInfo("policy_unpriced", "policy", False, False)
     POLICY_GUARDRAIL = _KindInfo("policy_guardrail", "policy", False, False)  # a `block` guardrail rule
+    # The kill switch is thrown on the request's session, key, team or the organisation, or a
+    # runaway detector paused its session (sluice.sessions.stops): refused until an admin resumes it.
+    POLICY_STOPPED = _KindInfo("policy_stopped", "policy", False, False)
     # The upstream provider failed.
     PROVIDER_ERROR = _KindInfo("provider_error", "provider", True, True)
     PROVIDER_RATE_LIMITED = _KindInfo("provider_rate_limited", "provider", True, True)

@@ -63,7 +63,7 @@ async def attempt(
             return Outcome(200, "application/json", {"x-sluice-token-count": "estimate"}, body=body)
         charge = ctx.charge
         if charge is None:
-            charge = ctx.charge = Charge(engine.limits, key, ctx.request_id, ctx.started_unix)
+            charge = ctx.charge = Charge(engine.limits, key, ctx.request_id, ctx.started_unix, ctx.session_id)
         cost, input_tokens, output_tokens = engine.costs.worst_case(charge, ctx, inbound, provider, model)
         await charge.reserve(len(ctx.attempts), cost, input_tokens, output_tokens)
         record = Attempt(model, provider.name, ctx.provider_key_name)

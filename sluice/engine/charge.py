@@ -26,6 +26,7 @@ class Charge:
         "_key",
         "_limits",
         "_request_id",
+        "_session_id",
         "_started_unix",
         "guards_output",
         "held",
@@ -37,8 +38,11 @@ class Charge:
         "usage_missing",
     )
 
-    def __init__(self, limits: Limits, key: VirtualKey, request_id: str, started_unix: float) -> None:
+    def __init__(
+        self, limits: Limits, key: VirtualKey, request_id: str, started_unix: float, session_id: str | None = None
+    ) -> None:
         self._limits = limits
+        self._session_id = session_id  # the caller's session, for session caps
         self._key = key
         self._request_id = request_id
         self._started_unix = started_unix
@@ -65,7 +69,7 @@ class Charge:
     async def reserve(self, attempt: int, cost_pico: int, input_tokens: int, output_tokens: int) -> None:
         """Reserves attempt number `attempt`'s worst case; raises the limit's refusal."""
         self._admission = await self._limits.admit(
-            f"{self._request_id}.{attempt}", self._key, cost_pico, input_tokens + output_tokens
+            f"{self._request_id}.{attempt}", self._key, cost_pico, input_tokens + output_tokens, self._session_id
         )
         self.held, self.settled = True, False
         self.guards_output = self._admission is not None and self._limits.guards_output(self._admission)

@@ -22,6 +22,7 @@ from sluice.core.context import Attempt, RequestRecord
 from sluice.core.types import Operation, Usage, WireFormat
 from sluice.engine.charge import Charge
 from sluice.guardrails.service import RequestGuard
+from sluice.sessions.stops import Haltable
 from sluice.storage.records import VirtualKey
 
 
@@ -64,6 +65,8 @@ class RequestContext:
     captured_response: bytes | None = None
     captured_stream: list[str] | None = None
     guardrail: RequestGuard | None = None  # this request's guardrails (sluice.guardrails.service)
+    # The stream loop answering it, while the kill switch watches it (sluice.sessions.stops).
+    stream_loop: Haltable | None = None
 
     # The record's and the key's facts, read where a flat name is clearer.
     @property

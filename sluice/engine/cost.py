@@ -76,7 +76,11 @@ class Costs:
         return price.output_pico(charge.input_estimate, self.block, service_tier=tier, speed=speed) if price else 0
 
     def dollar_budget(self, key: VirtualKey) -> bool:
-        return any(rule.measure == "cost" for rule in self.limits.rules_for(key))
+        """A dollar limit applies to the key: a budget, or a session cap's dollars (which an
+        unpriced model or a background response would otherwise pass at $0)."""
+        if any(rule.measure == "cost" for rule in self.limits.rules_for(key)):
+            return True
+        return any(cap.max_cost_pico is not None for cap in self.limits.session_caps_for(key))
 
     def price(self, key: VirtualKey, provider: Provider, model: str) -> Price | None:
         """The model's price; refuses (403) a model nothing prices when a dollar budget applies,

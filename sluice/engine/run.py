@@ -30,6 +30,7 @@ from sluice.engine.cost import Costs, vendor_of
 from sluice.engine.plan import plan
 from sluice.engine.record import entry_of, request_kind, request_summary
 from sluice.engine.shapes import Inbound, Outcome
+from sluice.engine.stream import Stream
 from sluice.engine.targets import Targets
 from sluice.governance.allowlist import Candidate
 from sluice.governance.keys import KeyCache, credential_from
@@ -40,6 +41,8 @@ from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider, ProviderError, ProviderKey
 from sluice.routing.resilience import CircuitBreakers
 from sluice.routing.router import Resolution, RouteFacts, Router
+from sluice.sessions.runaway import Runaway
+from sluice.sessions.stops import Stops, refusal
 from sluice.settings import RoutingConfig
 from sluice.storage.records import VirtualKey
 
@@ -81,6 +84,8 @@ class Engine:
         # Set by the composition root: times and traces provider calls, takes finished requests' metrics.
         self.observer = Observer()
         self.guardrails: Guardrails | None = None  # set by the composition root (sluice.guardrails)
+        self.stops: Stops | None = None  # the kill switch (sluice.sessions.stops), set by the composition root
+        self.runaway: Runaway | None = None  # runaway detection (sluice.sessions.runaway), likewise
 
     def reconfigure(self, providers: dict[str, Provider], router: Router, routing: RoutingConfig) -> None:
         """A live reload: the new providers, routing rules, retry and circuit breaker settings,
@@ -119,6 +124,11 @@ class Engine:
     async def run(self, ctx: RequestContext, inbound: Inbound) -> Outcome:
         # The edge authenticated before reading the body; no coroutine to learn that again.
         key = ctx.key if ctx.key is not None else await self.authenticate(ctx, inbound.headers)
+        stops = self.stops
+        if stops is not None and stops.any and (stop := stops.check(key, ctx.session_id)) is not None:
+            raise refusal(stop)
+        if self.runaway is not None and self.runaway.rules:
+            await self.runaway.on_request(key, ctx.session_id, inbound.doc)  # raises when it pauses the session
         requested = inbound.model or inbound.doc.get("model")
         if not isinstance(requested, str) or not requested:
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request needs a 'model' string.")
@@ -135,6 +145,9 @@ class Engine:
         if len(targets) > 1:
             targets = list(dict.fromkeys(targets))
         index, outcome = await self.targets.run(self, ctx, inbound, key, targets)
+        if stops is not None and isinstance(outcome.chunks, Stream):
+            stops.watch(outcome.chunks, key, ctx.session_id)  # a stop thrown now ends it (until `finish`)
+            ctx.stream_loop = outcome.chunks
         if route.steps:
             outcome.headers["x-sluice-route"] = route.header()
             outcome.headers["x-sluice-model"] = route.model
@@ -242,6 +255,8 @@ class Engine:
     async def finish(self, ctx: RequestContext) -> None:
         """Settle what is not settled yet, price the request and record it. Never raises."""
         try:
+            if ctx.stream_loop is not None and self.stops is not None:
+                self.stops.unwatch(ctx.stream_loop)
             try:
                 await self.settle(ctx)
             except SluiceError:
@@ -249,6 +264,8 @@ class Engine:
             if ctx.model and not ctx.cost_pico:
                 ctx.cost_pico = self._cost(ctx)
             await self._audit(ctx, refuse=False)
+            if self.runaway is not None and ctx.key is not None and ctx.cost_pico:
+                await self.runaway.on_settled(ctx.key, ctx.session_id, ctx.cost_pico)
             if ctx.guardrail is not None:  # its audit events (sealed together) and the alerts of `alert` rules
                 await ctx.guardrail.record(ctx.request_id, ctx.virtual_key_id or "anonymous", self.audit)
             tools: tuple[str, ...] = ()

@@ -67,6 +67,7 @@ class Stream:
         "_translator",
         "_upstream",
         "guardrail",
+        "halt",
     )
 
     def __init__(
@@ -98,6 +99,9 @@ class Stream:
         self._finished = False
         self._guard = charge is not None and charge.guards_output and observer.count_output
         self.guardrail: StreamGuard | None = None  # restore -> observe -> scan (sluice.guardrails.answer)
+        # Set by the kill switch (sluice.sessions.stops) when a stop covers this stream: it ends at
+        # the next chunk with this error (in the caller's in-stream error event), billed so far.
+        self.halt: SluiceError | None = None
 
     async def start(self) -> None:
         """Reads the first piece for the caller, within the first-byte timeout. Failures surface
@@ -140,6 +144,8 @@ class Stream:
                     if translator is not None:
                         return self._translated(translator.close())
                     break
+                if self.halt is not None:  # stopped: this chunk is not sent
+                    raise self.halt
                 if time.monotonic() > self._deadline:
                     raise SluiceError(
                         ErrorKind.PROVIDER_TIMEOUT, f"provider {self._provider.name} took too long in all"

@@ -14,6 +14,7 @@ from sluice.settings import (
     BudgetConfig,
     CustomerConfig,
     RateLimitConfig,
+    SessionCapConfig,
     SluiceConfig,
     TeamConfig,
 )
@@ -26,6 +27,7 @@ KINDS: dict[str, type[BaseModel]] = {
     "budget": BudgetConfig,
     "rate_limit": RateLimitConfig,
     "access_profile": AccessProfileConfig,
+    "session_cap": SessionCapConfig,
 }
 
 
@@ -41,6 +43,7 @@ def declared_objects(config: SluiceConfig) -> list[ConfigObject]:
         ("budget", config.budgets),
         ("rate_limit", config.rate_limits),
         ("access_profile", config.access_profiles),
+        ("session_cap", config.session_caps),
     ):
         objects.extend(ConfigObject(kind, item.id, body_of(item), "config") for item in items)
     return objects

@@ -28,7 +28,26 @@ from sluice.governance.profiles import profile_limits
 from sluice.governance.refresh import Follower
 from sluice.governance.spend_journal import SpendJournal
 from sluice.pricing.table import pico_to_dollars
-from sluice.settings import AccessProfileConfig, BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
+from sluice.sessions.caps import (
+    NO_SESSION,
+    SESSION_COUNTER_TTL_S,
+    SessionCap,
+    SessionStarts,
+    caps_from,
+    missing_session,
+    profile_caps,
+    session_bucket,
+    too_long,
+)
+from sluice.sessions.stops import session_key
+from sluice.settings import (
+    AccessProfileConfig,
+    BudgetConfig,
+    GovernanceConfig,
+    RateLimitConfig,
+    SessionCapConfig,
+    TeamConfig,
+)
 from sluice.storage.ports import LimitCounters, Store
 from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
 
@@ -45,7 +64,7 @@ BUSY_RETRY_AFTER_S = 1.0  # what a 429 "busy" asks the client to wait
 class LimitRule:
     id: str
     measure: Measure
-    scope: str  # virtual_key | team | customer
+    scope: str  # virtual_key | team | customer; session for a session cap's dollars (scope_id: the session)
     scope_id: str
     limit: int  # pico-dollars, tokens or requests
     duration: Duration | None
@@ -53,7 +72,7 @@ class LimitRule:
     fail_open: bool = False
 
     def describe_limit(self) -> str:
-        per = f" per {self.duration}" if self.duration else " at once"
+        per = " per session" if self.scope == "session" else f" per {self.duration}" if self.duration else " at once"
         if self.measure == "cost":
             return f"${pico_to_dollars(self.limit):.2f}{per}"
         unit = {"tokens": "tokens", "requests": "requests", "concurrent": "requests in flight"}[self.measure]
@@ -160,6 +179,10 @@ class Limits:
         # Settlements in this process wake waiters at once; other replicas' are seen by polling.
         self._poll_s = 0.25 if governance.backend == "redis" else 1.0
         self._settled = _Settlements()
+        # Session caps (sluice.sessions.caps): by what they are attached to, and per derived key.
+        self._session_caps: dict[tuple[str, str], list[SessionCap]] = {}
+        self._derived_caps: dict[tuple[str, str], list[SessionCap]] = {}
+        self._session_starts = SessionStarts(store)
 
     async def start(self) -> None:
         await self._writer.start()  # the previous run's journalled spend, before any counter is seeded
@@ -168,7 +191,7 @@ class Limits:
     async def reload(self) -> None:
         """Rules from the live configuration in the store; a change applies from the next
         request on, and counters already running keep their usage."""
-        budgets, rate_limits, teams, profiles = [], [], [], {}
+        budgets, rate_limits, teams, profiles, session_caps = [], [], [], {}, []
         for obj in await self._store.list_objects():
             if obj.kind not in GOVERNANCE_KINDS:
                 continue  # users, groups, providers, routing, MCP and admin objects are someone else's
@@ -181,6 +204,8 @@ class Limits:
                 teams.append(model)
             elif isinstance(model, AccessProfileConfig):
                 profiles[model.id] = model
+            elif isinstance(model, SessionCapConfig):
+                session_caps.append(model)
         rules = rules_from(budgets, rate_limits)
         now = int(self._clock.now().timestamp())
         # A profile's rule windows start when the profile rule first appeared, for all its keys.
@@ -197,6 +222,10 @@ class Limits:
         self._profiles = profiles
         self._derived = {}
         self._current = {}
+        caps: dict[tuple[str, str], list[SessionCap]] = {}
+        for cap in caps_from(session_caps):
+            caps.setdefault((cap.scope, cap.scope_id), []).append(cap)
+        self._session_caps, self._derived_caps = caps, {}
 
     @property
     def journalled(self) -> int:
@@ -237,21 +266,44 @@ class Limits:
         self._derived[key_id, profile_id] = rules
         return rules
 
-    async def admit(self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int) -> Admission | None:
+    def session_caps_for(self, key: VirtualKey) -> list[SessionCap]:
+        """The session caps of the key, its team, its customer and its access profile."""
+        if not self._session_caps and not self._profiles:
+            return []
+        team, customer = self.scopes_of(key)
+        found = list(self._session_caps.get(("virtual_key", key.id), ()))
+        if team:
+            found += self._session_caps.get(("team", team), ())
+        if customer:
+            found += self._session_caps.get(("customer", customer), ())
+        if key.profile_id:
+            derived = self._derived_caps.get((key.id, key.profile_id))
+            if derived is None:
+                profile = self._profiles.get(key.profile_id)
+                derived = self._derived_caps[key.id, key.profile_id] = profile_caps(profile, key.id) if profile else []
+            found += derived
+        return found
+
+    async def admit(
+        self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int, session_id: str | None = None
+    ) -> Admission | None:
         rules = self.rules_for(key)
-        if not rules:
+        caps = self.session_caps_for(key)
+        if not rules and not caps:
             return None
         now = self._clock.now()
         team, customer = self.scopes_of(key)
         items = [self._bucket(rule, now) for rule in rules]
         amounts = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 1}
         try:
+            if caps:
+                items += await self._session_items(caps, key, session_id, now)
             await self._seed(items)
             states = await self._reserve(request_id, items, amounts)
         except SluiceError:
             raise
         except Exception:
-            if all(rule.fail_open for rule in rules):
+            if all(rule.fail_open for rule in rules) and all(cap.fail_open for cap in caps):
                 log.warning("limit counters unreachable; admitting %s (every rule is fail_open)", request_id)
                 return None
             log.exception("limit counters unreachable; refusing %s", request_id)
@@ -263,6 +315,27 @@ class Limits:
         admission = Admission(request_id, now, key, team, customer, items, states)
         admission.headers = _headers(items, states, now)
         return admission
+
+    async def _session_items(
+        self, caps: list[SessionCap], key: VirtualKey, session_id: str | None, now: datetime
+    ) -> list[tuple[LimitRule, Bucket, Window | None]]:
+        """A session cap's counter for this key's session (its dollars, in one more bucket of the
+        same reservation), after refusing a session past its duration or one that names none."""
+        session = session_key(session_id)
+        at = int(now.timestamp())
+        items: list[tuple[LimitRule, Bucket, Window | None]] = []
+        for cap in caps:
+            if session is None and cap.without_session == "refuse":
+                raise missing_session(cap)
+            name = session or NO_SESSION
+            started = await self._session_starts.start_of(key.id, name, at)
+            if cap.max_duration_s is not None and at - started >= cap.max_duration_s:
+                raise too_long(cap, name, at - started)
+            if cap.max_cost_pico is not None:
+                rule = LimitRule(cap.id, "cost", "session", name, cap.max_cost_pico, None, False, cap.fail_open)
+                expires = started + max(SESSION_COUNTER_TTL_S, cap.max_duration_s or 0)
+                items.append((rule, Bucket(session_bucket(cap.id, key.id, name), rule.limit, float(expires)), None))
+        return items
 
     async def _reserve(
         self, request_id: str, items: list[tuple[LimitRule, Bucket, Window | None]], amounts: dict[str, int]

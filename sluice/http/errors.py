@@ -27,6 +27,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.POLICY_RATE_LIMITED: 429,
     ErrorKind.POLICY_UNPRICED: 403,
     ErrorKind.POLICY_GUARDRAIL: 403,
+    ErrorKind.POLICY_STOPPED: 403,
     ErrorKind.PROVIDER_ERROR: 502,
     ErrorKind.PROVIDER_RATE_LIMITED: 429,
     ErrorKind.PROVIDER_OVERLOADED: 529,
@@ -53,6 +54,7 @@ OPENAI_CODES: dict[ErrorKind, str] = {
     ErrorKind.POLICY_RATE_LIMITED: "rate_limit_exceeded",
     ErrorKind.POLICY_UNPRICED: "model_not_priced",
     ErrorKind.POLICY_GUARDRAIL: "guardrail_blocked",
+    ErrorKind.POLICY_STOPPED: "stopped_by_admin",
     ErrorKind.GATEWAY_NOT_CONFIGURED: "provider_not_configured",
     ErrorKind.GATEWAY_UNSUPPORTED: "unsupported_route",
 }

@@ -17,6 +17,7 @@ from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, r
 from sluice.http.errors import error_headers, status_of
 from sluice.http.identity import SESSION_HEADERS
 from sluice.mcp.gateway import McpGateway
+from sluice.sessions.stops import Stops, refusal
 from sluice.storage.records import VirtualKey
 
 SSE_MESSAGES = "/messages/"
@@ -27,6 +28,7 @@ class McpRoute:
         self.gateway = gateway
         self.guard = guard
         self.sse = SseServerTransport(SSE_MESSAGES)
+        self.stops: Stops | None = None  # the kill switch: a stopped key's or session's tool calls are refused too
 
     async def _admit(self, scope: Scope, send: Send, *, sse: bool = False) -> Scope | None:
         """The scope the SDK gets, with the caller's key in it; None once a refusal was sent."""
@@ -43,6 +45,16 @@ class McpRoute:
             await respond(send, status, orjson.dumps({"error": key.message}), "application/json", headers)
             return None
         agent_session = next((headers[h][:200] for h in SESSION_HEADERS if headers.get(h)), None)
+        if self.stops is not None and (stop := self.stops.check(key, agent_session)) is not None:
+            err = refusal(stop)
+            await respond(
+                send,
+                status_of(err, WireFormat.OPENAI_CHAT),
+                orjson.dumps({"error": err.message}),
+                "application/json",
+                {},
+            )
+            return None
         # Sessions are bound to the key: another key cannot reuse this session's id.
         user = AuthenticatedUser(AccessToken(token=key.id, client_id=key.id, scopes=[]))
         return {**scope, "user": user, "sluice.key": key, "sluice.agent_session": agent_session}

@@ -72,6 +72,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["GET", "/bedrock/inference-profiles"] = inference_profiles
     routes["GET", "/metrics"] = MetricsRoute(services)
     mcp = McpRoute(services.mcp, services.guard)
+    mcp.stops = services.stops
     for method in ("GET", "POST", "DELETE"):
         routes[method, "/mcp"] = mcp
     routes["GET", "/sse"] = mcp.sse_stream

@@ -44,6 +44,8 @@ from sluice.settings.providers import (
 )
 from sluice.settings.retention import RetentionConfig
 from sluice.settings.routing import AliasConfig, CircuitBreakerConfig, RetryConfig, RoutingConfig, RoutingRuleConfig
+from sluice.settings.session_caps import ProfileSessionCap
+from sluice.settings.sessions_control import KillSwitchConfig, RunawayConfig, SessionCapConfig
 
 __all__ = [
     "CLOUD_CREDENTIAL_FIELDS",
@@ -67,6 +69,7 @@ __all__ = [
     "GuardrailRuleConfig",
     "GuardrailSetConfig",
     "GuardrailsConfig",
+    "KillSwitchConfig",
     "McpAccess",
     "McpConfig",
     "McpServerConfig",
@@ -75,6 +78,7 @@ __all__ = [
     "ObservabilityConfig",
     "OidcConfig",
     "PricingConfig",
+    "ProfileSessionCap",
     "ProviderConfig",
     "ProviderKeyConfig",
     "ProviderType",
@@ -84,8 +88,10 @@ __all__ = [
     "RetryConfig",
     "RoutingConfig",
     "RoutingRuleConfig",
+    "RunawayConfig",
     "ScimConfig",
     "ServerConfig",
+    "SessionCapConfig",
     "SessionConfig",
     "SluiceConfig",
     "SoftBudgetConfig",
@@ -148,6 +154,10 @@ class SluiceConfig(_Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    # Session caps, runaway detection and the kill switch (docs/sessions-control.md).
+    session_caps: list[SessionCapConfig] = Field(default_factory=list)
+    runaway: list[RunawayConfig] = Field(default_factory=list)
+    kill_switch: KillSwitchConfig = Field(default_factory=KillSwitchConfig)
 
     @field_validator("providers")
     @classmethod
@@ -173,6 +183,8 @@ class SluiceConfig(_Strict):
             ("budget", self.budgets),
             ("rate limit", self.rate_limits),
             ("access profile", self.access_profiles),
+            ("session cap", self.session_caps),
+            ("runaway rule", self.runaway),
         ):
             ids: set[str] = set()
             for item in items:
@@ -203,7 +215,7 @@ class SluiceConfig(_Strict):
             "team": {t.id for t in self.teams},
             "customer": {c.id for c in self.customers},
         }
-        for rule in (*self.budgets, *self.rate_limits):
+        for rule in (*self.budgets, *self.rate_limits, *self.session_caps):
             kind, ident = rule.scope
             if ident not in known[kind]:
                 out.append(f"{rule.id!r} is attached to {kind} {ident!r}, which this file does not declare")

@@ -16,6 +16,7 @@ from pydantic import (
 from sluice.settings.base import _check_duration, _Strict
 from sluice.settings.mcp import McpAccess
 from sluice.settings.providers import ProviderAccess
+from sluice.settings.session_caps import ProfileSessionCap
 
 
 class VirtualKeyConfig(_Strict):
@@ -184,6 +185,8 @@ class AccessProfileConfig(_Strict):
     mcp: McpAccess | None = None
     budgets: list[ProfileBudget] = Field(default_factory=list)
     rate_limits: list[ProfileRateLimit] = Field(default_factory=list)
+    # Caps each session of each derived key gets for itself (sluice.sessions.caps).
+    session_caps: list[ProfileSessionCap] = Field(default_factory=list)
 
 
 # The admin roles (the same vocabulary as sluice.auth.principal.Role, which sits above settings).

@@ -15,6 +15,7 @@ from sluice.storage.records import (
     RequestLogEntry,
     RequestQuery,
     SpendRow,
+    Stop,
     VirtualKey,
 )
 
@@ -177,6 +178,24 @@ class AuditStore(Protocol):
     async def dead_letter(self, exporter: str, first_seq: int, last_seq: int, error: str) -> None: ...
 
 
-class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, Protocol):
+class StopStore(Protocol):
+    """The kill switch's stops (sluice.sessions.stops), shared by every replica."""
+
+    async def add_stop(self, scope: str, target: str, key_id: str | None, reason: str, actor: str) -> Stop:
+        """Throws a stop; when the same one is in force already, returns that one."""
+        ...
+
+    async def lift_stops(
+        self, scope: str, target: str, key_id: str | None, actor: str, reason: str, *, any_key: bool = False
+    ) -> list[Stop]: ...
+
+    async def list_stops(self, *, active_only: bool = True, limit: int = 1000) -> list[Stop]: ...
+
+    async def stops_version(self) -> int:
+        """A number that changes whenever a stop is thrown or lifted (replicas poll it)."""
+        ...
+
+
+class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, StopStore, Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

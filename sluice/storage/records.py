@@ -168,3 +168,24 @@ class AuditRecord:
             "key_id": self.key_id,
             "prev_mac": self.prev_mac,
         }
+
+
+STOP_SCOPES = ("session", "virtual_key", "team", "org")
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A kill switch thrown (sluice.sessions.stops): requests in its scope are refused, and its
+    streams in flight end, until it is lifted. `key_id` narrows a session stop to one key's
+    session (a runaway pause), so another key naming the same session id is not stopped by it."""
+
+    id: int
+    scope: str  # one of STOP_SCOPES
+    target: str  # the session id, key id or team id; "" for the organisation
+    key_id: str | None
+    reason: str
+    actor: str
+    created_at: datetime
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
+    lift_reason: str | None = None

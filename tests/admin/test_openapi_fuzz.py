@@ -30,6 +30,7 @@ SEMANTIC = (
     "/api/providers",
     "/api/mcp-servers",
     "/api/access-profiles",  # durations of its budgets and rate limits
+    "/api/stops",  # a stop names its target unless it is the organisation's
 )
 
 

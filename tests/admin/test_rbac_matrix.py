@@ -44,6 +44,8 @@ EXPECTED: dict[str, tuple[str, str, str, str, str]] = {
     "audit.read": (A, A, N, N, N),
     "events.read": (A, A, N, N, N),
     "tokens.manage": (A, N, N, N, N),
+    "stops.read": (A, A, N, N, A),
+    "stops.write": (A, N, T, N, N),
 }
 SCOPES = {
     "global": Scope(),
@@ -207,6 +209,16 @@ def request_for(ep: Endpoint, scope_name: str, n: int) -> Request | None:
             return (ep.path, None, None) if scope_name == "global" else None
         user_id = USERS.get(scope_name)
         return (ep.path.replace("{user_id}", user_id), None, None) if user_id else None
+    if collection == "stops":
+        if ep.method == "GET":
+            return (ep.path, None, None) if scope_name == "global" else None
+        body = {
+            "global": {"scope": "org", "reason": f"matrix {n}"},
+            "own-team": {"scope": "team", "target": "team-a", "reason": f"matrix {n}"},
+            "other-team": {"scope": "key", "target": "vk-team-b", "reason": f"matrix {n}"},
+            "own-user": {"scope": "session", "target": f"s-{n}", "key_id": "vk-mine", "reason": f"matrix {n}"},
+        }.get(scope_name)
+        return (ep.path, body, None) if body is not None else None
     if collection == "tokens":
         if scope_name != "global":
             return None

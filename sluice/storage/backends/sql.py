@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.core.errors import ErrorKind
+from sluice.storage.backends.sql_stops import SqlStops
 from sluice.storage.backends.sql_tables import (
     audit_anchor,
     audit_dead_letters,
@@ -61,7 +62,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-class SqlStore:
+class SqlStore(SqlStops):
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")

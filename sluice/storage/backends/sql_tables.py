@@ -170,3 +170,21 @@ meta = Table(
     Column("name", String(100), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# The kill switch (sluice.sessions.stops): one row per stop, lifted rather than deleted, so the
+# table is its own history (who stopped what, why, and who resumed it).
+stops = Table(
+    "stops",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("key_id", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("lifted_at", DateTime(timezone=True)),
+    Column("lifted_by", String(300)),
+    Column("lift_reason", Text),
+    Index("ix_stops_active", "lifted_at"),
+)

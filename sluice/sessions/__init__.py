@@ -1,0 +1,1 @@
+"""Coding agent sessions: the ledger, session caps, runaway detection and the kill switch."""

@@ -1,0 +1,189 @@
+"""Runaway detection: a session spending faster than a threshold, the same tool call failing in
+a loop, or a session running past N hours (docs/sessions-control.md).
+
+Each rule applies to the sessions of one key, team, customer or access profile (or every key).
+Checked on the request path only for the keys a rule covers: the tool loop and the session's age
+when a request comes in (the request carries the conversation), the spend rate when it is
+settled. A detection is claimed once for every replica (`MetaStore.first_seen`), then recorded
+in the audit log (`runaway`) and raised as an alert (`Alerts.fire`); with `action: pause` it
+also throws the kill switch on that key's session (`Stops.throw`, actor `runaway:<rule>`), so
+the session's next requests are refused, on every replica, until someone resumes it.
+
+The spend rate is measured per replica over its own settlements (a session is normally served
+by one replica at a time; behind a balancer spreading one session over n replicas, the rate it
+sees is about 1/n of the whole).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.audit.log import AuditLog
+from sluice.core.windows import Duration
+from sluice.sessions.caps import SessionStarts
+from sluice.sessions.stops import NO_SESSION, Stops, refusal, session_key
+from sluice.sessions.tool_loops import failing_calls
+from sluice.settings import RunawayConfig
+from sluice.storage.ports import MetaStore
+from sluice.storage.records import VirtualKey
+
+log = logging.getLogger("sluice.runaway")
+PICO_PER_DOLLAR = 10**12
+ACTOR_PREFIX = "runaway:"
+_TRACKED = 50_000  # sessions whose recent spend is remembered, at most
+
+Fire = Callable[..., Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    rule: RunawayConfig
+    kind: str  # spend_rate | tool_loop | session_hours
+    summary: str
+    facts: dict[str, Any]
+
+
+class Runaway:
+    def __init__(
+        self,
+        rules: list[RunawayConfig],
+        store: MetaStore,
+        *,
+        stops: Stops | None,
+        audit: AuditLog | None,
+        fire: Fire | None,
+        customer_of: Callable[[VirtualKey], str | None] = lambda key: key.customer_id,
+    ) -> None:
+        self.rules = rules
+        self._store = store
+        self._stops = stops
+        self._audit = audit
+        self._fire = fire
+        self._customer_of = customer_of
+        self._starts = SessionStarts(store)
+        self._spend: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        self._claimed: set[str] = set()  # detections this replica claimed or saw claimed
+        self.clock: Callable[[], float] = time.time
+
+    def rules_for(self, key: VirtualKey) -> list[RunawayConfig]:
+        if not self.rules:
+            return []
+        customer = self._customer_of(key)
+        return [
+            rule
+            for rule in self.rules
+            if (rule.virtual_key_id is None or rule.virtual_key_id == key.id)
+            and (rule.team_id is None or rule.team_id == key.team_id)
+            and (rule.customer_id is None or rule.customer_id == customer)
+            and (rule.profile_id is None or rule.profile_id == key.profile_id)
+        ]
+
+    async def on_request(self, key: VirtualKey, session_id: str | None, doc: dict[str, Any]) -> None:
+        """Checks a request coming in; raises the kill switch's refusal when a `pause` rule trips."""
+        rules = self.rules_for(key)
+        if not rules:
+            return
+        session = session_key(session_id) or NO_SESSION
+        failed = None
+        for rule in rules:
+            found: Detection | None = None
+            if rule.tool_loop_repeats is not None:
+                failed = failed if failed is not None else failing_calls(doc)
+                if failed:
+                    (name, args), count = failed.most_common(1)[0]
+                    if count >= rule.tool_loop_repeats:
+                        found = Detection(
+                            rule,
+                            "tool_loop",
+                            f"tool {name!r} failed {count} times with the same arguments",
+                            {"tool": name, "arguments": args[:300], "failures": count},
+                        )
+            if found is None and rule.max_session_hours is not None:
+                now = int(self.clock())
+                started = await self._starts.start_of(key.id, session, now)
+                hours = (now - started) / 3600
+                if hours >= rule.max_session_hours:
+                    found = Detection(
+                        rule,
+                        "session_hours",
+                        f"session has run {hours:.1f} h (more than {rule.max_session_hours:g} h)",
+                        {"hours": round(hours, 2)},
+                    )
+            if found is not None:
+                await self._detected(found, key, session, refuse=True)
+
+    async def on_settled(self, key: VirtualKey, session_id: str | None, cost_pico: int) -> None:
+        """Counts a settled request's cost toward its session's spend rate. Never raises."""
+        rules = [r for r in self.rules_for(key) if r.spend_rate_usd_per_hour is not None]
+        if not rules or cost_pico <= 0:
+            return
+        session = session_key(session_id) or NO_SESSION
+        now = self.clock()
+        recent = self._spend.get((key.id, session))
+        if recent is None:
+            if len(self._spend) >= _TRACKED:
+                self._spend.clear()
+            recent = self._spend[key.id, session] = deque()
+        recent.append((now, cost_pico))
+        for rule in rules:
+            assert rule.spend_rate_usd_per_hour is not None
+            window = Duration.parse(rule.spend_rate_window).seconds or 900
+            while recent and recent[0][0] < now - max(window, 1):
+                recent.popleft()
+            spent = sum(cost for at, cost in recent if at >= now - window)
+            allowed = int(rule.spend_rate_usd_per_hour * PICO_PER_DOLLAR) * window // 3600
+            if spent > allowed:
+                dollars = spent / PICO_PER_DOLLAR
+                detection = Detection(
+                    rule,
+                    "spend_rate",
+                    f"session spent ${dollars:.4f} in {rule.spend_rate_window} "
+                    f"(more than ${rule.spend_rate_usd_per_hour}/h)",
+                    {"spent_usd": round(dollars, 6), "window": rule.spend_rate_window},
+                )
+                try:
+                    await self._detected(detection, key, session, refuse=False)
+                except Exception:
+                    log.exception("runaway detection %s could not be recorded", rule.id)
+
+    async def _detected(self, found: Detection, key: VirtualKey, session: str, *, refuse: bool) -> None:
+        rule = found.rule
+        digest = hashlib.sha256(f"{rule.id}\0{found.kind}\0{key.id}\0{session}".encode()).hexdigest()[:32]
+        name = f"runaway:{digest}"
+        if name not in self._claimed:
+            token = time.time_ns()
+            self._claimed.add(name)
+            if await self._store.first_seen(name, token) == token:  # this replica saw it first
+                await self._record(found, key, session, digest)
+        if rule.action == "pause" and self._stops is not None and refuse:
+            stop = self._stops.check(key, session)
+            if stop is not None:
+                raise refusal(stop)
+
+    async def _record(self, found: Detection, key: VirtualKey, session: str, digest: str) -> None:
+        rule = found.rule
+        facts = {
+            "rule": rule.id,
+            "detector": found.kind,
+            "action": rule.action,
+            "virtual_key_id": key.id,
+            "team_id": key.team_id,
+            "session_id": session,
+            **found.facts,
+        }
+        summary = f"Runaway session {session} of key {key.id}: {found.summary}"
+        if self._audit is not None:
+            await self._audit.append("runaway", ACTOR_PREFIX + rule.id, {**facts, "summary": summary})
+        if self._fire is not None:
+            severity = "critical" if rule.action == "pause" else "warning"
+            await self._fire(f"runaway:{digest}", "runaway", severity, summary, **facts)
+        if rule.action == "pause" and self._stops is not None:
+            await self._stops.throw(
+                "session", session, f"runaway detected: {found.summary}", ACTOR_PREFIX + rule.id, key_id=key.id
+            )
