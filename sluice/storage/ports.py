@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from sluice.storage.grants import GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
     Bucket,
@@ -161,6 +162,18 @@ class AuditStore(Protocol):
     async def dead_letter(self, exporter: str, first_seq: int, last_seq: int, error: str) -> None: ...
 
 
-class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, Protocol):
+class GrantStore(Protocol):
+    """Gateway sign-in grants (sluice.gateway_signin)."""
+
+    async def create_grant(self, grant: GatewayGrant) -> None: ...
+    async def grant_by(self, column: GrantLookup, value: str) -> GatewayGrant | None: ...
+    async def swap_grant(self, old: GatewayGrant, new: GatewayGrant) -> bool:
+        """Writes `new` only if the stored grant is still `old` (its version); False otherwise."""
+        ...
+
+    async def revoke_grants(self, user_id: str, at: float) -> int: ...
+
+
+class Store(GrantStore, KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

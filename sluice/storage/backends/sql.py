@@ -20,12 +20,14 @@ from sluice.storage.backends.sql_tables import (
     audit_log,
     config_events,
     config_objects,
+    gateway_grants,
     meta,
     request_log,
     spend_ledger,
     virtual_keys,
 )
 from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter
+from sluice.storage.grants import GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -155,6 +157,37 @@ class SqlStore:
             )
             await _bump(conn, _KEYS_VERSION)
         return bool(result.rowcount)
+
+    # -- gateway sign-in grants ---------------------------------------------------------------
+    async def create_grant(self, grant: GatewayGrant) -> None:
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(insert(gateway_grants).values(**dataclasses.asdict(grant)))
+
+    async def grant_by(self, column: GrantLookup, value: str) -> GatewayGrant | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(gateway_grants).where(gateway_grants.c[column] == value))).first()
+        return GatewayGrant(**row._mapping) if row else None
+
+    async def swap_grant(self, old: GatewayGrant, new: GatewayGrant) -> bool:
+        """Compare-and-set on the version: of two replicas redeeming one code, one wins."""
+        values = {k: v for k, v in dataclasses.asdict(new).items() if k != "id"}
+        values["version"] = old.version + 1
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(gateway_grants)
+                .where(gateway_grants.c.id == old.id, gateway_grants.c.version == old.version)
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
+    async def revoke_grants(self, user_id: str, at: float) -> int:
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(gateway_grants)
+                .where(gateway_grants.c.user_id == user_id, gateway_grants.c.status != "revoked")
+                .values(status="revoked", revoked_at=at, version=gateway_grants.c.version + 1)
+            )
+        return int(result.rowcount)
 
     async def first_seen(self, name: str, now: int) -> int:
         async with self._write_lock, self.engine.begin() as conn:

@@ -161,6 +161,24 @@ audit_dead_letters = Table(
     Column("ts", DateTime(timezone=True), nullable=False),
 )
 
+gateway_grants = Table(
+    "gateway_grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("device_hash", String(64), nullable=False, unique=True),
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("surface", String(64)),
+    Column("last_poll", Float),
+    Column("user_id", String(200), index=True),
+    Column("key_id", String(200)),
+    Column("refresh_hash", String(64), unique=True),
+    Column("revoked_at", Float),
+    Column("version", Integer, nullable=False),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,
