@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import anthropic
 import httpx2
@@ -18,6 +17,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.integration.oidc_support import OidcProvider
+from tests.integration.signin_support import approve_in_browser
 from tests.support import GatewayThread, free_port
 
 SECRET = "sluice-client-secret-0123456789"
@@ -80,32 +80,9 @@ def poll(gw: GatewayThread, device_code: str) -> httpx2.Response:
     return httpx2.post(f"{gw.base_url}/oauth/token", data={"grant_type": DEVICE_GRANT, "device_code": device_code})
 
 
-def approve_in_browser(gw: GatewayThread, verification_uri_complete: str, login: str) -> httpx2.Response:
-    """A person's browser: opens the link, confirms the code, signs in at the provider (login and
-    consent forms), continues past the once-shown key page, lands on the approval."""
-    with httpx2.Client(timeout=20) as http:
-        page = http.get(verification_uri_complete)
-        code = re.search(r'name="user_code" value="([^"]*)"', page.text)
-        assert code, page.text
-        resp = http.post(f"{gw.base_url}/device", data={"user_code": code.group(1)}, headers={"origin": gw.base_url})
-        for _ in range(30):
-            if resp.status_code in (302, 303):
-                resp = http.get(urljoin(str(resp.url), resp.headers["location"]))
-            elif resp.status_code == 200 and "/interaction/" in resp.url.path and "<form" in resp.text:
-                form = {"prompt": "login", "login": login, "password": "x"} if 'name="login"' in resp.text else {}
-                resp = http.post(str(resp.url), data=form or {"prompt": "consent"})
-            elif resp.status_code == 200 and 'id="virtual-key"' in resp.text:  # first sign-in: the key, once
-                found = re.search(r'<a href="([^"]+)">Continue', resp.text)
-                assert found
-                resp = http.get(urljoin(str(resp.url), found.group(1)))
-            else:
-                return resp
-    raise AssertionError("too many steps")
-
-
 def sign_in(gw: GatewayThread, login: str) -> dict[str, Any]:
     auth = device(gw)
-    page = approve_in_browser(gw, auth["verification_uri_complete"], login)
+    page = approve_in_browser(gw.base_url, auth["verification_uri_complete"], login)
     assert page.status_code == 200 and "signed in" in page.text.lower(), page.text
     tokens = poll(gw, auth["device_code"])
     assert tokens.status_code == 200, tokens.text
@@ -144,7 +121,7 @@ def test_sign_in_then_a_request_is_metered_to_the_person(env: tuple[OidcProvider
     assert first.status_code == 400 and first.json() == {"error": "authorization_pending"}
     fast = poll(gw, auth["device_code"])  # at once again: faster than the interval
     assert fast.status_code == 400 and fast.json()["error"] == "slow_down"
-    page = approve_in_browser(gw, auth["verification_uri_complete"], "dana")
+    page = approve_in_browser(gw.base_url, auth["verification_uri_complete"], "dana")
     assert "dana@example.com" in page.text
     # The next poll within the interval is still too fast; redeem as a patient client would.
     grant = gw.call(gw.services.store.grant_by("user_code", auth["user_code"]))
@@ -226,7 +203,7 @@ def test_scim_deactivation_ends_access_and_refresh(env: tuple[OidcProvider, Gate
 def test_a_person_without_a_profile_cannot_approve(env: tuple[OidcProvider, GatewayThread]) -> None:
     _, gw = env
     auth = device(gw)
-    page = approve_in_browser(gw, auth["verification_uri_complete"], "olga")
+    page = approve_in_browser(gw.base_url, auth["verification_uri_complete"], "olga")
     assert page.status_code == 400 and "no access profile" in page.text
     assert poll(gw, auth["device_code"]).json()["error"] in ("authorization_pending", "slow_down")
 
