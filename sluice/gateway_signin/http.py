@@ -30,8 +30,12 @@ from starlette.routing import Route
 from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.identity import Identity
 from sluice.auth.session import LOGIN_COOKIE, Signer, cookie_value, set_cookie
+from sluice.core.context import new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
-from sluice.gateway_signin.service import GatewaySignin, OAuthError, Tokens
+from sluice.core.types import WireFormat
+from sluice.gateway_signin.managed import document, matches
+from sluice.gateway_signin.service import ACCESS_PREFIX, GatewaySignin, OAuthError, Tokens
+from sluice.http.errors import error_body, error_headers, status_of
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEVICE_COOKIE = "sluice_device"
@@ -223,8 +227,30 @@ def build_gateway_signin_app(
 
         return await guarded(request, step)
 
+    async def managed_settings(request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip().startswith(ACCESS_PREFIX):
+                raise SluiceError(ErrorKind.CALLER_MISSING_KEY, "Sign in first: run /login.")
+            key = await signin.key_for(token.strip())
+        except SluiceError as err:
+            wire = WireFormat.ANTHROPIC_MESSAGES  # the client reads the Anthropic error envelope
+            status = status_of(err, wire)
+            refusal = error_body(err, wire, status, new_request_id())
+            return Response(refusal, status, error_headers(err, wire), media_type="application/json")
+        profile = signin.profile(key.profile_id)
+        if profile is None or profile.managed_settings is None:
+            return _json({"error": {"type": "not_found_error", "message": "No managed settings."}}, 404)
+        doc, digest = document(profile.id, profile.managed_settings)
+        # Revalidated on every poll (no-cache), never shared (private): the settings are the person's.
+        headers = {"etag": f'"{digest}"', "cache-control": "private, no-cache"}
+        if matches(request.headers.get("if-none-match"), digest):
+            return Response(b"", 304, headers)
+        return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
+
     return Starlette(
         routes=[
+            Route("/managed/settings", managed_settings, methods=["GET"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
             Route("/oauth/device_authorization", device_authorization, methods=["POST"]),
             Route("/oauth/token", token, methods=["POST"]),
@@ -239,6 +265,7 @@ def build_gateway_signin_app(
 
 # The exact (method, path) pairs the app serves, for SluiceASGI's route table.
 ROUTES = [
+    ("GET", "/managed/settings"),
     ("GET", "/.well-known/oauth-authorization-server"),
     ("POST", "/oauth/device_authorization"),
     ("POST", "/oauth/token"),

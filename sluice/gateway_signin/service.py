@@ -26,7 +26,7 @@ from sluice.auth.session import Signer
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.governance.keys import check_usable
 from sluice.governance.profiles import ProfileBook
-from sluice.settings import GatewaySigninConfig
+from sluice.settings import AccessProfileConfig, GatewaySigninConfig
 from sluice.storage.grants import GatewayGrant
 from sluice.storage.ports import GrantStore, KeyStore
 from sluice.storage.records import VirtualKey
@@ -271,6 +271,9 @@ class GatewaySignin:
         key = self._profiles.derive(key)
         check_usable(key, datetime.fromtimestamp(now, UTC))
         return key
+
+    def profile(self, profile_id: str | None) -> AccessProfileConfig | None:
+        return self._profiles.profiles.get(profile_id) if profile_id else None
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 metadata with the fields Claude Code reads (docs/design/claude-gateway-protocol.md)."""

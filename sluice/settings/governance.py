@@ -184,6 +184,9 @@ class AccessProfileConfig(_Strict):
     mcp: McpAccess | None = None
     budgets: list[ProfileBudget] = Field(default_factory=list)
     rate_limits: list[ProfileRateLimit] = Field(default_factory=list)
+    # Claude Code's managed-settings.json for the profile's signed-in agents (permissions, env,
+    # model defaults, the telemetry endpoint), served at /managed/settings (auth.gateway_signin).
+    managed_settings: dict[str, Any] | None = None
 
 
 # The admin roles (the same vocabulary as sluice.auth.principal.Role, which sits above settings).

@@ -25,6 +25,11 @@ SCIM_TOKEN = "scim-token-0123456789-abcdef"
 HAIKU = "claude-haiku-4-5-20251001"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude_gateway"
+MANAGED = {
+    "permissions": {"deny": ["Bash(curl:*)", "Read(./.env)"]},
+    "env": {"CLAUDE_CODE_ENABLE_TELEMETRY": "1", "TEAM_NOTE": "caf\u00e9"},
+    "model": HAIKU,
+}
 ACCOUNTS = {
     "dana": {"email": "dana@example.com", "name": "Dana Dev", "groups": ["engineering"]},
     "rita": {"email": "rita@example.com", "name": "Rita", "groups": ["engineering"]},
@@ -48,6 +53,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OidcProvider
                     "id": "developers",
                     "groups": ["engineering"],
                     "provider_configs": [{"provider": "anthropic", "allowed_models": [HAIKU]}],
+                    "managed_settings": MANAGED,
                 }
             ],
             "auth": {
@@ -206,6 +212,46 @@ def test_a_person_without_a_profile_cannot_approve(env: tuple[OidcProvider, Gate
     page = approve_in_browser(gw.base_url, auth["verification_uri_complete"], "olga")
     assert page.status_code == 400 and "no access profile" in page.text
     assert poll(gw, auth["device_code"]).json()["error"] in ("authorization_pending", "slow_down")
+
+
+def client_checksum(settings: dict[str, Any]) -> str:
+    """The If-None-Match value Claude Code computes from the settings it holds (the reference
+    gateway's /protocol, "Managed settings"): sha256 of the key-sorted JSON without whitespace."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_managed_settings_follow_the_profile_with_etags(env: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = env
+    url = f"{gw.base_url}/managed/settings"
+    anonymous = httpx2.get(url)
+    assert anonymous.status_code == 401 and anonymous.json()["type"] == "error"
+    assert anonymous.headers["x-should-retry"] == "false"
+    tokens = sign_in(gw, "dana")
+    auth = {"authorization": f"Bearer {tokens['access_token']}"}
+    first = httpx2.get(url, headers=auth)
+    assert first.status_code == 200, first.text
+    doc = first.json()
+    assert doc["settings"] == MANAGED and set(doc) == {"uuid", "checksum", "settings"}
+    assert doc["checksum"] == client_checksum(MANAGED) and first.headers["etag"] == f'"{doc["checksum"]}"'
+    assert "no-store" not in first.headers["cache-control"]  # no-store + x-cc-gateway-version means more
+    same = httpx2.get(url, headers={**auth, "if-none-match": f'"{doc["checksum"]}"'})
+    assert same.status_code == 304 and same.headers["etag"] == first.headers["etag"]
+    assert httpx2.get(url, headers={**auth, "if-none-match": "*"}).status_code == 200  # a probe: answered in full
+    assert httpx2.get(url, headers={**auth, "if-none-match": '"sha256:stale"'}).status_code == 200
+
+    # An admin edits the profile: a configuration event, a new version of the document.
+    store = gw.services.store
+    [obj] = [o for o in gw.call(store.list_objects()) if o.kind == "access_profile" and o.id == "developers"]
+    edited = {**MANAGED, "permissions": {"deny": ["Bash(curl:*)", "Bash(wget:*)"]}}
+    event = gw.call(store.put_object(_replace(obj, body={**obj.body, "managed_settings": edited}), "admin:test"))
+    assert event is not None and event.kind == "access_profile"
+    gw.call(gw.services.profiles.reload())
+    changed = httpx2.get(url, headers={**auth, "if-none-match": f'"{doc["checksum"]}"'})
+    assert changed.status_code == 200 and changed.json()["checksum"] == client_checksum(edited)
+    assert changed.json()["uuid"] == doc["uuid"]  # the same policy, a new version
+    gw.call(store.put_object(obj, "admin:test"))  # as it was, for the other tests
+    gw.call(gw.services.profiles.reload())
 
 
 def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
