@@ -26,6 +26,7 @@ CLAUDE = Path(__file__).parent / "node_modules" / ".bin" / "claude"
 SECRET = "sluice-client-secret-0123456789"
 SCIM_TOKEN = "scim-token-0123456789-abcdef"
 HAIKU = "claude-haiku-4-5-20251001"
+MANAGED_MODEL = "claude-sonnet-4-6"
 ACCOUNTS = {"00u-cleo": {"email": "cleo@example.com", "name": "Cleo", "groups": ["engineering"]}}
 
 
@@ -42,7 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
             "audit": {"hmac_key": "cc-signin-audit-key-0123456789"},
             "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant-x"}]}},
             "access_profiles": [
-                {"id": "developers", "groups": ["engineering"], "provider_configs": [{"provider": "anthropic"}]}
+                {
+                    "id": "developers",
+                    "groups": ["engineering"],
+                    "provider_configs": [{"provider": "anthropic"}],
+                    # The profile's policy picks the model: visible in what the client then asks for.
+                    "managed_settings": {"model": MANAGED_MODEL},
+                }
             ],
             "auth": {
                 "oidc": {
@@ -69,7 +76,10 @@ def client_home(tmp: Path, gateway_url: str) -> Path:
     (home / "work").mkdir()
     settings = {"forceLoginMethod": "gateway", "forceLoginGatewayUrl": gateway_url}
     (home / ".claude" / "settings.json").write_text(json.dumps(settings))
-    (home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True, "theme": "dark"}))
+    trusted = {str(home / "work"): {"hasTrustDialogAccepted": True}}
+    (home / ".claude.json").write_text(
+        json.dumps({"hasCompletedOnboarding": True, "theme": "dark", "projects": trusted})
+    )
     return home
 
 
@@ -78,6 +88,7 @@ def login(home: Path, login_name: str) -> None:
     with ClaudeTui(CLAUDE, home, env, home / "work") as tui:
         first = tui.expect(r"trust\s*this\s*folder|run\s*/login", 60)
         if "folder" in first.group(0):
+            tui.send("", settle=1.0)  # the prompt takes keys only once it is drawn
             tui.send("\x1b[B")
             tui.send(ENTER)
             tui.expect(r"run\s*/login", 60)
@@ -96,7 +107,7 @@ def login(home: Path, login_name: str) -> None:
         tui.send(ENTER)
 
 
-def ask(home: Path, prompt: str = "say hi") -> subprocess.CompletedProcess[str]:
+def ask(home: Path, prompt: str = "say hi", model: str | None = HAIKU) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -106,7 +117,7 @@ def ask(home: Path, prompt: str = "say hi") -> subprocess.CompletedProcess[str]:
         "CLAUDE_CODE_MAX_RETRIES": "0",
     }
     return subprocess.run(
-        [str(CLAUDE), "-p", prompt, "--model", HAIKU],
+        [str(CLAUDE), "-p", prompt, *(["--model", model] if model else [])],
         env=env,
         cwd=home / "work",
         stdin=subprocess.DEVNULL,
@@ -139,6 +150,12 @@ def test_claude_code_signs_in_refreshes_and_is_cut_off_by_scim(stack: GatewayThr
         [key] = gw.call(gw.services.identity.directory.keys_of(uid))
         rows = served(gw, key.id)
         assert rows, "the request was not metered to the signed-in person's key"
+
+        # No --model: the managed settings the gateway served for Cleo's profile choose it.
+        managed = ask(home, model=None)
+        assert managed.returncode == 0, managed.stdout + managed.stderr
+        assert any(r["model"] == MANAGED_MODEL for r in served(gw, key.id)), "managed settings did not apply"
+        rows = served(gw, key.id)
 
         # The token is near its end: the client refreshes it before its next request.
         path = home / ".claude" / ".credentials.json"
