@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,10 +73,9 @@ def client_home(tmp: Path, gateway_url: str) -> Path:
     """A developer machine: settings that point /login at the gateway (what `sluice connect
     claude-code --signin` writes), onboarding already done."""
     home = tmp / "home"
-    (home / ".claude").mkdir(parents=True)
-    (home / "work").mkdir()
-    settings = {"forceLoginMethod": "gateway", "forceLoginGatewayUrl": gateway_url}
-    (home / ".claude" / "settings.json").write_text(json.dumps(settings))
+    (home / "work").mkdir(parents=True)
+    argv = [sys.executable, "-m", "sluice.cli.main", "connect", "claude-code", "--url", gateway_url, "--signin"]
+    subprocess.run([*argv, "--home", str(home), "--write"], check=True, capture_output=True, timeout=60)
     trusted = {str(home / "work"): {"hasTrustDialogAccepted": True}}
     (home / ".claude.json").write_text(
         json.dumps({"hasCompletedOnboarding": True, "theme": "dark", "projects": trusted})
