@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from sluice.audit.auth_failures import REASONS as AUTH_REASONS
 from sluice.core.context import RequestRecord, new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.tasks import spawn
@@ -20,8 +19,8 @@ from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.engine.context import RequestContext
 from sluice.formats.json_body import encode_body
-from sluice.gateway_signin.service import ACCESS_PREFIX, GatewaySignin
-from sluice.governance.keys import credential_from
+from sluice.gateway_signin.bearer import admit, signin_token
+from sluice.gateway_signin.service import GatewaySignin
 from sluice.http.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -37,7 +36,6 @@ from sluice.http.asgi import (
 )
 from sluice.http.errors import error_body, error_headers, failure_response, status_of, stream_error_event
 from sluice.http.identity import fill_caller
-from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.http")
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away", used in the request log
@@ -99,30 +97,14 @@ class InferenceRoute:
         """The key from the headers, before the body: a caller without a valid key may send at
         most `auth.guard.unauthenticated_body_bytes` before it is refused."""
         try:
-            secret = credential_from(headers) if self.signin is not None else None
-            if self.signin is not None and secret is not None and secret.startswith(ACCESS_PREFIX):
-                ctx.key = await self._signed_in_key(ctx, self.signin, secret)
+            token = signin_token(self.signin, headers)
+            if self.signin is not None and token is not None:
+                await admit(ctx, self.signin, self.engine.guard, token)
             await self.engine.authenticate(ctx, headers)
         except SluiceError as err:
             limit = self.engine.guard.config.unauthenticated_body_bytes if self.engine.guard else 64 * 1024
             if not await discard_body(receive, limit):
                 err.details["close"] = True
-            raise
-
-    async def _signed_in_key(self, ctx: RequestContext, signin: GatewaySignin, token: str) -> VirtualKey:
-        """A gateway token's key, through the same failure guard as a key's secret."""
-        guard = self.engine.guard
-
-        async def attempt(cached_only: bool) -> VirtualKey:
-            return await signin.key_for(token)
-
-        try:
-            return (
-                await attempt(False) if guard is None else await guard.screen(ctx.surface.value, ctx.address, attempt)
-            )
-        except SluiceError as err:
-            if guard is not None and (err.kind in AUTH_REASONS or err.kind is ErrorKind.POLICY_RATE_LIMITED):
-                ctx.audited = True  # the guard's counted record stands for this one
             raise
 
     def inbound(self, scope: Scope, headers: dict[str, str], body: bytes) -> Inbound:

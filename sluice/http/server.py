@@ -55,7 +55,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     responses = InferenceRoute(engine, WireFormat.OPENAI_RESPONSES, Operation.GENERATE)
     responses_count = InferenceRoute(engine, WireFormat.OPENAI_RESPONSES, Operation.COUNT_TOKENS)
     models = ModelsRoute(engine)
-    for route in (anthropic, anthropic_count, chat, embeddings, responses, responses_count):
+    for route in (anthropic, anthropic_count, chat, embeddings, responses, responses_count, models):
         route.signin = services.identity.gateway
     routes: dict[tuple[str, str], Route] = {}
     for prefix in ("", "/anthropic"):

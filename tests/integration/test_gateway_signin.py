@@ -254,6 +254,17 @@ def test_managed_settings_follow_the_profile_with_etags(env: tuple[OidcProvider,
     gw.call(gw.services.profiles.reload())
 
 
+def test_model_discovery_lists_the_persons_models(env: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = env
+    tokens = sign_in(gw, "rita")
+    headers = {"authorization": f"Bearer {tokens['access_token']}", "anthropic-version": "2023-06-01"}
+    listed = httpx2.get(f"{gw.base_url}/v1/models", headers=headers)
+    assert listed.status_code == 200, listed.text
+    assert [m["id"] for m in listed.json()["data"]] == [HAIKU]  # the profile's allowlist, no more
+    forged = {**headers, "authorization": "Bearer sgw.e30.AAAA"}
+    assert httpx2.get(f"{gw.base_url}/v1/models", headers=forged).status_code == 401
+
+
 def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
     _, gw = env
     auth = device(gw)
