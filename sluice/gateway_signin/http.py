@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import orjson
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -33,9 +34,11 @@ from sluice.auth.session import LOGIN_COOKIE, Signer, cookie_value, set_cookie
 from sluice.core.context import new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
+from sluice.gateway_signin import otlp
 from sluice.gateway_signin.managed import document, matches
 from sluice.gateway_signin.service import ACCESS_PREFIX, GatewaySignin, OAuthError, Tokens
 from sluice.http.errors import error_body, error_headers, status_of
+from sluice.storage.records import VirtualKey
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEVICE_COOKIE = "sluice_device"
@@ -227,17 +230,26 @@ def build_gateway_signin_app(
 
         return await guarded(request, step)
 
-    async def managed_settings(request: Request) -> Response:
+    async def bearer(request: Request) -> VirtualKey | Response:
+        """The key of the request's gateway token, or the refusal in the Anthropic envelope (what
+        the client reads on its bearer endpoints)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip().startswith(ACCESS_PREFIX):
                 raise SluiceError(ErrorKind.CALLER_MISSING_KEY, "Sign in first: run /login.")
-            key = await signin.key_for(token.strip())
+            if guard is not None:
+                return await guard.screen("signin", address(request), lambda _: signin.key_for(token.strip()))
+            return await signin.key_for(token.strip())
         except SluiceError as err:
-            wire = WireFormat.ANTHROPIC_MESSAGES  # the client reads the Anthropic error envelope
+            wire = WireFormat.ANTHROPIC_MESSAGES
             status = status_of(err, wire)
             refusal = error_body(err, wire, status, new_request_id())
             return Response(refusal, status, error_headers(err, wire), media_type="application/json")
+
+    async def managed_settings(request: Request) -> Response:
+        key = await bearer(request)
+        if isinstance(key, Response):
+            return key
         profile = signin.profile(key.profile_id)
         if profile is None or profile.managed_settings is None:
             return _json({"error": {"type": "not_found_error", "message": "No managed settings."}}, 404)
@@ -248,9 +260,36 @@ def build_gateway_signin_app(
             return Response(b"", 304, headers)
         return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
 
+    async def telemetry(request: Request) -> Response:
+        key = await bearer(request)
+        if isinstance(key, Response):
+            return key
+        signal = request.url.path.rsplit("/", 1)[-1]
+        content_type = request.headers.get("content-type", "")
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+            if declared > otlp.MAX_BODY:
+                raise otlp.OtlpError(413, "The export batch is too large.")
+            raw = b""
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > otlp.MAX_BODY:
+                    raise otlp.OtlpError(413, "The export batch is too large.")
+            message = otlp.parse(signal, otlp.decompress(raw, request.headers.get("content-encoding")), content_type)
+            if isinstance(message, ExportMetricsServiceRequest):
+                await signin.record_metrics(otlp.metric_rows(message, key))
+        except (otlp.OtlpError, ValueError) as err:
+            status, text = (err.status, err.message) if isinstance(err, otlp.OtlpError) else (400, str(err))
+            return _json({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status
+        body, media = otlp.success(content_type)
+        return Response(body, 200, NO_STORE, media_type=media)
+
     return Starlette(
         routes=[
             Route("/managed/settings", managed_settings, methods=["GET"]),
+            Route("/v1/metrics", telemetry, methods=["POST"]),
+            Route("/v1/logs", telemetry, methods=["POST"]),
+            Route("/v1/traces", telemetry, methods=["POST"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
             Route("/oauth/device_authorization", device_authorization, methods=["POST"]),
             Route("/oauth/token", token, methods=["POST"]),
@@ -266,6 +305,9 @@ def build_gateway_signin_app(
 # The exact (method, path) pairs the app serves, for SluiceASGI's route table.
 ROUTES = [
     ("GET", "/managed/settings"),
+    ("POST", "/v1/metrics"),
+    ("POST", "/v1/logs"),
+    ("POST", "/v1/traces"),
     ("GET", "/.well-known/oauth-authorization-server"),
     ("POST", "/oauth/device_authorization"),
     ("POST", "/oauth/token"),

@@ -4,7 +4,8 @@ then the person who approved it, then its refresh token, until it is revoked or 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 GrantStatus = Literal["pending", "approved", "denied", "active", "revoked"]
 # The columns a grant can be found by (each unique or indexed in the table).
@@ -26,3 +27,17 @@ class GatewayGrant:
     refresh_hash: str | None = None
     revoked_at: float | None = None
     version: int = 0  # bumped by every swap: the compare in compare-and-set
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMetric:
+    """One data point of an agent's own telemetry, attributed to the signed-in person."""
+
+    ts: datetime
+    user_id: str | None
+    virtual_key_id: str
+    service: str
+    metric: str
+    attributes: dict[str, Any]
+    value: float
+    unit: str = ""

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sluice.storage.grants import GatewayGrant, GrantLookup
+from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
     Bucket,
@@ -172,6 +172,8 @@ class GrantStore(Protocol):
         ...
 
     async def revoke_grants(self, user_id: str, at: float) -> int: ...
+    async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None: ...
+    async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]: ...
 
 
 class Store(GrantStore, KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, Protocol):

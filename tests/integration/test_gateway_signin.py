@@ -265,6 +265,70 @@ def test_model_discovery_lists_the_persons_models(env: tuple[OidcProvider, Gatew
     assert httpx2.get(f"{gw.base_url}/v1/models", headers=forged).status_code == 401
 
 
+def otlp_metrics(cost: float, email: str) -> Any:
+    """An export as Claude Code's OTLP exporter builds it: claude_code.cost.usage, a delta sum."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    def attr(key: str, value: str) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    point = NumberDataPoint(
+        as_double=cost,
+        time_unix_nano=1_796_000_000_000_000_000,
+        attributes=[attr("model", HAIKU), attr("user.email", email)],
+    )
+    metric = Metric(name="claude_code.cost.usage", unit="USD", sum=Sum(data_points=[point], aggregation_temporality=1))
+    resource = Resource(attributes=[attr("service.name", "claude-code")])
+    return ExportMetricsServiceRequest(
+        resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[ScopeMetrics(metrics=[metric])])]
+    )
+
+
+def test_agent_telemetry_is_stored_for_the_signed_in_person(env: tuple[OidcProvider, GatewayThread]) -> None:
+    import datetime as dt
+    import gzip
+
+    from google.protobuf import json_format
+
+    _, gw = env
+    tokens = sign_in(gw, "rita")
+    auth = {"authorization": f"Bearer {tokens['access_token']}"}
+    # The client's own user.email says someone else: the token decides who it was.
+    export = otlp_metrics(0.0123, "ceo@example.com")
+    proto = {**auth, "content-type": "application/x-protobuf"}
+    resp = httpx2.post(f"{gw.base_url}/v1/metrics", content=export.SerializeToString(), headers=proto)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/x-protobuf")
+    as_json = json_format.MessageToJson(otlp_metrics(0.5, "rita@example.com")).encode()
+    zipped = {**auth, "content-type": "application/json", "content-encoding": "gzip"}
+    assert httpx2.post(f"{gw.base_url}/v1/metrics", content=gzip.compress(as_json), headers=zipped).json() == {}
+    grant = gw.call(gw.services.store.grant_by("refresh_hash", _sha(tokens["refresh_token"])))
+    since = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    rows = gw.call(gw.services.store.agent_metrics(grant.user_id, since))
+    assert [(r.metric, r.value, r.service, r.unit) for r in rows][-2:] == [
+        ("claude_code.cost.usage", 0.0123, "claude-code", "USD"),
+        ("claude_code.cost.usage", 0.5, "claude-code", "USD"),
+    ]
+    assert rows[-1].virtual_key_id == grant.key_id and rows[-2].attributes["model"] == HAIKU
+    assert httpx2.post(f"{gw.base_url}/v1/logs", content=b"", headers=proto).status_code == 200  # acknowledged
+
+    anonymous = httpx2.post(f"{gw.base_url}/v1/metrics", content=export.SerializeToString())
+    assert anonymous.status_code == 401
+    garbage = httpx2.post(f"{gw.base_url}/v1/metrics", content=b"\xff\xff\xff", headers=proto)
+    assert garbage.status_code == 400
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))  # 8 MiB of zeros in a few KiB
+    inflated = httpx2.post(f"{gw.base_url}/v1/metrics", content=bomb, headers={**proto, "content-encoding": "gzip"})
+    assert inflated.status_code == 413
+    other = httpx2.post(f"{gw.base_url}/v1/metrics", content=b"x", headers={**auth, "content-type": "text/plain"})
+    assert other.status_code == 415
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
     _, gw = env
     auth = device(gw)

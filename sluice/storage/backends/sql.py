@@ -14,6 +14,7 @@ from sqlalchemy import event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
+    agent_metrics,
     audit_anchor,
     audit_dead_letters,
     audit_export_state,
@@ -27,7 +28,7 @@ from sluice.storage.backends.sql_tables import (
     virtual_keys,
 )
 from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter
-from sluice.storage.grants import GatewayGrant, GrantLookup
+from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -188,6 +189,28 @@ class SqlStore:
                 .values(status="revoked", revoked_at=at, version=gateway_grants.c.version + 1)
             )
         return int(result.rowcount)
+
+    async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None:
+        if not rows:
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(insert(agent_metrics), [dataclasses.asdict(r) for r in rows])
+
+    async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(agent_metrics)
+                    .where(agent_metrics.c.user_id == user_id, agent_metrics.c.ts >= since)
+                    .order_by(agent_metrics.c.ts, agent_metrics.c.id)
+                )
+            ).all()
+        return [
+            AgentMetric(
+                _utc(r.ts) or r.ts, r.user_id, r.virtual_key_id, r.service, r.metric, r.attributes, r.value, r.unit
+            )
+            for r in rows
+        ]
 
     async def first_seen(self, name: str, now: int) -> int:
         async with self._write_lock, self.engine.begin() as conn:

@@ -179,6 +179,22 @@ gateway_grants = Table(
     Column("version", Integer, nullable=False),
 )
 
+# Agents' own telemetry (OTLP metrics a signed-in agent exports to the gateway), per data point.
+agent_metrics = Table(
+    "agent_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("user_id", String(200)),
+    Column("virtual_key_id", String(200), nullable=False),
+    Column("service", String(200), nullable=False),  # service.name: claude-code, codex, gemini-cli
+    Column("metric", String(200), nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(50), nullable=False),
+    Index("ix_agent_metrics_user_ts", "user_id", "ts"),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,

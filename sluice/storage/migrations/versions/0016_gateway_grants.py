@@ -1,5 +1,5 @@
 """Sign-ins through the gateway sign-in protocol (device code, approval, refresh token): one row
-each, for sluice.gateway_signin.
+each, for sluice.gateway_signin; and the agents' own OTLP metrics, per person.
 
 Revision ID: 0016
 Revises: 0012
@@ -34,8 +34,23 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
     )
     op.create_index("ix_gateway_grants_user_id", "gateway_grants", ["user_id"])
+    op.create_table(
+        "agent_metrics",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user_id", sa.String(200)),
+        sa.Column("virtual_key_id", sa.String(200), nullable=False),
+        sa.Column("service", sa.String(200), nullable=False),
+        sa.Column("metric", sa.String(200), nullable=False),
+        sa.Column("attributes", sa.JSON, nullable=False),
+        sa.Column("value", sa.Float, nullable=False),
+        sa.Column("unit", sa.String(50), nullable=False),
+    )
+    op.create_index("ix_agent_metrics_user_ts", "agent_metrics", ["user_id", "ts"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_agent_metrics_user_ts", "agent_metrics")
+    op.drop_table("agent_metrics")
     op.drop_index("ix_gateway_grants_user_id", "gateway_grants")
     op.drop_table("gateway_grants")
