@@ -329,6 +329,42 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def later(gw: GatewayThread, seconds: float) -> Any:
+    """The gateway's sign-in as it will judge the same state `seconds` from now."""
+    import time
+
+    from sluice.gateway_signin.service import GatewaySignin
+
+    now = gw.services.identity.gateway
+    assert now is not None
+    return GatewaySignin(
+        now.config,
+        gw.services.store,
+        gw.services.identity.directory,
+        gw.services.identity.signer,  # type: ignore[arg-type]
+        gw.services.profiles,
+        clock=lambda: time.time() + seconds,
+    )
+
+
+def test_expired_codes_and_tokens_are_refused(env: tuple[OidcProvider, GatewayThread]) -> None:
+    from sluice.core.errors import SluiceError
+    from sluice.gateway_signin.service import OAuthError
+
+    _, gw = env
+    waiting = device(gw)
+    with pytest.raises(OAuthError) as late:  # the person never came: the code ran out (device_ttl_s)
+        gw.call(later(gw, 601).redeem(waiting["device_code"]))
+    assert late.value.error == "expired_token"
+    tokens = sign_in(gw, "dana")
+    assert gw.call(later(gw, 899).key_for(tokens["access_token"])).user_id  # still inside access_ttl_s
+    with pytest.raises(SluiceError):
+        gw.call(later(gw, 901).key_for(tokens["access_token"]))
+    with pytest.raises(OAuthError) as stale:  # unused for longer than refresh_ttl_s
+        gw.call(later(gw, 7 * 24 * 3600 + 1).refresh(tokens["refresh_token"]))
+    assert stale.value.error == "invalid_grant" and stale.value.status == 401
+
+
 def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
     _, gw = env
     auth = device(gw)
