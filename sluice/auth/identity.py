@@ -19,6 +19,7 @@ from sluice.auth.scim import ScimService
 from sluice.auth.session import SessionAuthenticator, Signer
 from sluice.auth.tokens import TokenVerifier
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.gateway_signin.service import GatewaySignin
 from sluice.governance.profiles import ProfileBook
 from sluice.settings import AuthConfig, ScimConfig
 from sluice.storage.ports import Store
@@ -52,6 +53,8 @@ class Identity:
     scim: ScimService | None = None
     scim_auth: ScimTokenAuthenticator | None = None
     authenticators: list[Authenticator] = field(default_factory=list)  # for the admin API
+    gateway: GatewaySignin | None = None  # agents' sign-in (auth.gateway_signin)
+    signer: Signer | None = None
 
     async def principal(self, headers: Mapping[str, str]) -> Principal | None:
         """The first authenticator that recognises the request's credential decides."""
@@ -81,7 +84,7 @@ def build_identity(
     oidc = config.oidc
     role_map = (lambda groups: (roles_for(oidc, groups), teams_for(oidc, groups))) if oidc is not None else None
     sessions = SessionAuthenticator(config.session, signer, directory, role_map)
-    identity = Identity(directory, sessions)
+    identity = Identity(directory, sessions, signer=signer)
     if config.oidc is not None:
         idp = Idp(config.oidc, client)
         verifier = TokenVerifier(idp)
@@ -89,6 +92,8 @@ def build_identity(
         identity.bearer = OidcBearerAuthenticator(config.oidc, verifier, directory)
         identity.authenticators.append(identity.bearer)
     identity.authenticators.append(sessions)
+    if config.gateway_signin is not None:
+        identity.gateway = GatewaySignin(config.gateway_signin, store, directory, signer, profiles)
     if config.scim is not None:
         identity.scim = ScimService(directory)
         identity.scim_auth = ScimTokenAuthenticator(config.scim)

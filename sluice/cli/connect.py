@@ -55,6 +55,22 @@ def claude_code(root: str, key: str, model: str | None, home: Path) -> Setup:
     )
 
 
+def claude_code_signin(root: str, home: Path, managed_file: Path | None = None) -> Setup:
+    """Claude Code's own sign-in to the gateway (auth.gateway_signin): its /login opens on the
+    "Cloud gateway" screen with this address, and no key is distributed. In the user's settings
+    for one machine, or a managed-settings.json for device management (admin-controlled: the
+    user cannot change it; /etc/claude-code/managed-settings.json on Linux)."""
+    notes = ["Then run `claude` and /login: it opens on the Cloud gateway screen; sign in in the browser."]
+    if managed_file is not None:
+        notes.insert(0, "Deliver this file with your device management (MDM, configuration management).")
+    return Setup(
+        "claude-code",
+        managed_file or home / ".claude" / "settings.json",
+        patch={"forceLoginMethod": "gateway", "forceLoginGatewayUrl": root},
+        notes=notes,
+    )
+
+
 def codex(root: str, key: str, model: str | None, home: Path) -> Setup:
     patch: dict[str, Any] = {"model": model} if model else {}
     patch |= {

@@ -388,8 +388,14 @@ def console_rebuild_rollup(
 def connect(
     client: Annotated[str, typer.Argument(help="claude-code, codex, gemini-cli, cursor or opencode.")],
     url: Annotated[str, typer.Option("--url", help="The gateway's address, e.g. https://sluice.example.com.")],
-    key: Annotated[str, typer.Option("--key", envvar="SLUICE_API_KEY", help="The virtual key.")],
+    key: Annotated[str | None, typer.Option("--key", envvar="SLUICE_API_KEY", help="The virtual key.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Default model for the client.")] = None,
+    signin: Annotated[
+        bool, typer.Option("--signin", help="claude-code: sign in with the company account (no key).")
+    ] = False,
+    managed_file: Annotated[
+        Path | None, typer.Option("--managed-file", help="With --signin: write a managed-settings.json for MDM.")
+    ] = None,
     write: Annotated[
         bool, typer.Option("--write", help="Merge into the client's settings file (backup kept).")
     ] = False,
@@ -401,7 +407,14 @@ def connect(
 
     base = home or Path.home()
     try:
-        setup = setups.setup_for(client, url, key, model, base)
+        if signin:
+            if client != "claude-code":
+                raise setups.ConnectError("--signin is for claude-code (its /login speaks the gateway sign-in)")
+            setup = setups.claude_code_signin(setups.gateway_root(url), base, managed_file)
+        elif key is None:
+            raise setups.ConnectError("--key (or SLUICE_API_KEY) is required, or --signin for claude-code")
+        else:
+            setup = setups.setup_for(client, url, key, model, base)
         lines = setups.write(setup) if write else setups.instructions(setup)
     except (setups.ConnectError, SettingsFileError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -19,6 +19,8 @@ from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.engine.context import RequestContext
 from sluice.formats.json_body import encode_body
+from sluice.gateway_signin.bearer import admit, signin_token
+from sluice.gateway_signin.service import GatewaySignin
 from sluice.http.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -46,6 +48,9 @@ class InferenceRoute:
         self.engine = engine
         self.wire = wire
         self.operation = operation
+        # Set by build_routes with auth.gateway_signin: agents' sign-in tokens stand for the
+        # person's virtual key.
+        self.signin: GatewaySignin | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext(
@@ -92,6 +97,9 @@ class InferenceRoute:
         """The key from the headers, before the body: a caller without a valid key may send at
         most `auth.guard.unauthenticated_body_bytes` before it is refused."""
         try:
+            token = signin_token(self.signin, headers)
+            if self.signin is not None and token is not None:
+                await admit(ctx, self.signin, self.engine.guard, token)
             await self.engine.authenticate(ctx, headers)
         except SluiceError as err:
             limit = self.engine.guard.config.unauthenticated_body_bytes if self.engine.guard else 64 * 1024

@@ -10,6 +10,8 @@ from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine
 from sluice.engine.context import RequestContext
 from sluice.formats.registry import record_of
+from sluice.gateway_signin.bearer import admit, signin_token
+from sluice.gateway_signin.service import GatewaySignin
 from sluice.governance.allowlist import listed_models
 from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
 from sluice.http.errors import error_body, error_headers, status_of
@@ -18,6 +20,7 @@ from sluice.http.errors import error_body, error_headers, status_of
 class ModelsRoute:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.signin: GatewaySignin | None = None  # set by build_routes (auth.gateway_signin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
@@ -27,6 +30,9 @@ class ModelsRoute:
             RequestRecord(new_request_id(), wire, Operation.GENERATE, scope["path"], client_address(scope))
         )
         try:
+            token = signin_token(self.signin, headers)
+            if self.signin is not None and token is not None:  # Claude Code's model discovery
+                await admit(ctx, self.signin, self.engine.guard, token)
             key = await self.engine.authenticate(ctx, headers)
         except SluiceError as err:
             status = status_of(err, wire)

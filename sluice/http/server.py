@@ -13,6 +13,8 @@ from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.principal import Authenticator
 from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
+from sluice.gateway_signin.http import ROUTES as SIGNIN_ROUTES
+from sluice.gateway_signin.http import build_gateway_signin_app
 from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
 from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
@@ -53,6 +55,8 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     responses = InferenceRoute(engine, WireFormat.OPENAI_RESPONSES, Operation.GENERATE)
     responses_count = InferenceRoute(engine, WireFormat.OPENAI_RESPONSES, Operation.COUNT_TOKENS)
     models = ModelsRoute(engine)
+    for route in (anthropic, anthropic_count, chat, embeddings, responses, responses_count, models):
+        route.signin = services.identity.gateway
     routes: dict[tuple[str, str], Route] = {}
     for prefix in ("", "/anthropic"):
         routes["POST", f"{prefix}/v1/messages"] = anthropic
@@ -75,6 +79,11 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     mcp.stops = services.stops
     for method in ("GET", "POST", "DELETE"):
         routes[method, "/mcp"] = mcp
+    signin, signer = services.identity.gateway, services.identity.signer
+    if signin is not None and signer is not None:  # agents' sign-in (auth.gateway_signin)
+        signin_app = build_gateway_signin_app(signin, services.identity, signer, services.guard)
+        for method, path in SIGNIN_ROUTES:
+            routes[method, path] = signin_app
     routes["GET", "/sse"] = mcp.sse_stream
     routes["POST", "/messages"] = mcp.sse_message
     routes["POST", "/messages/"] = mcp.sse_message

@@ -17,7 +17,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sluice.settings.alerts import AlertsConfig, AlertSinkConfig, SoftBudgetConfig, SpendRateConfig
 from sluice.settings.audit import AuditConfig, AuditExportConfig, AuditExporterConfig
-from sluice.settings.auth import AuthConfig, AuthGuardConfig, OidcConfig, ScimConfig, SessionConfig
+from sluice.settings.auth import (
+    AuthConfig,
+    AuthGuardConfig,
+    GatewaySigninConfig,
+    OidcConfig,
+    ScimConfig,
+    SessionConfig,
+)
 from sluice.settings.base import ConfigError, _Strict
 from sluice.settings.governance import (
     AccessProfileConfig,
@@ -65,6 +72,7 @@ __all__ = [
     "CircuitBreakerConfig",
     "ConfigError",
     "CustomerConfig",
+    "GatewaySigninConfig",
     "GovernanceConfig",
     "GuardrailRuleConfig",
     "GuardrailSetConfig",

@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 
 from sluice.settings.base import _Strict
@@ -92,10 +93,31 @@ class AuthGuardConfig(_Strict):
     max_header_line_bytes: int = Field(default=16 * 1024, ge=256)
 
 
+class GatewaySigninConfig(_Strict):
+    """Agents (Claude Code's /login "Cloud gateway") sign people in through `auth.oidc` with the
+    device flow and get short-lived tokens for their own key (docs/design/claude-gateway-protocol.md)."""
+
+    # The externally visible origin (https://sluice.corp.example.com): the issuer and the browser
+    # page's address, never derived from the client-controlled Host header.
+    public_url: str = Field(min_length=1, pattern=r"^https?://[^/?#]+$")
+    access_ttl_s: int = Field(default=900, gt=0, le=24 * 3600)
+    refresh_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    device_ttl_s: int = Field(default=600, gt=0, le=3600)
+    interval_s: int = Field(default=5, ge=1, le=60)  # RFC 8628 3.2: the poll interval the client keeps
+    login_notice: str | None = Field(default=None, max_length=500)  # shown beside the code in the client
+
+
 class AuthConfig(_Strict):
     guard: AuthGuardConfig = Field(default_factory=AuthGuardConfig)
     oidc: OidcConfig | None = None
     session: SessionConfig = Field(default_factory=SessionConfig)
     scim: ScimConfig | None = None
+    gateway_signin: GatewaySigninConfig | None = None
     # The access profile of people no profile's groups match (none: they get no key).
     default_profile: str | None = None
+
+    @model_validator(mode="after")
+    def _signin_needs_oidc(self) -> AuthConfig:
+        if self.gateway_signin is not None and self.oidc is None:
+            raise ValueError("auth.gateway_signin needs auth.oidc: people sign in through the identity provider")
+        return self

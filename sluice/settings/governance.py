@@ -187,6 +187,9 @@ class AccessProfileConfig(_Strict):
     rate_limits: list[ProfileRateLimit] = Field(default_factory=list)
     # Caps each session of each derived key gets for itself (sluice.sessions.caps).
     session_caps: list[ProfileSessionCap] = Field(default_factory=list)
+    # Claude Code's managed-settings.json for the profile's signed-in agents (permissions, env,
+    # model defaults, the telemetry endpoint), served at /managed/settings (auth.gateway_signin).
+    managed_settings: dict[str, Any] | None = None
 
 
 # The admin roles (the same vocabulary as sluice.auth.principal.Role, which sits above settings).

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
     Bucket,
@@ -196,6 +197,22 @@ class StopStore(Protocol):
         ...
 
 
-class Store(KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, StopStore, Protocol):
+class GrantStore(Protocol):
+    """Gateway sign-in grants (sluice.gateway_signin)."""
+
+    async def create_grant(self, grant: GatewayGrant) -> None: ...
+    async def grant_by(self, column: GrantLookup, value: str) -> GatewayGrant | None: ...
+    async def swap_grant(self, old: GatewayGrant, new: GatewayGrant) -> bool:
+        """Writes `new` only if the stored grant is still `old` (its version); False otherwise."""
+        ...
+
+    async def revoke_grants(self, user_id: str, at: float) -> int: ...
+    async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None: ...
+    async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]: ...
+
+
+class Store(
+    GrantStore, KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, StopStore, Protocol
+):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

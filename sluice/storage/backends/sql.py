@@ -17,18 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sluice.core.errors import ErrorKind
 from sluice.storage.backends.sql_stops import SqlStops
 from sluice.storage.backends.sql_tables import (
+    agent_metrics,
     audit_anchor,
     audit_dead_letters,
     audit_export_state,
     audit_log,
     config_events,
     config_objects,
+    gateway_grants,
     meta,
     request_log,
     spend_ledger,
     virtual_keys,
 )
 from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter
+from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -160,6 +163,59 @@ class SqlStore(SqlStops):
             )
             await _bump(conn, _KEYS_VERSION)
         return bool(result.rowcount)
+
+    # -- gateway sign-in grants ---------------------------------------------------------------
+    async def create_grant(self, grant: GatewayGrant) -> None:
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(insert(gateway_grants).values(**dataclasses.asdict(grant)))
+
+    async def grant_by(self, column: GrantLookup, value: str) -> GatewayGrant | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(gateway_grants).where(gateway_grants.c[column] == value))).first()
+        return GatewayGrant(**row._mapping) if row else None
+
+    async def swap_grant(self, old: GatewayGrant, new: GatewayGrant) -> bool:
+        """Compare-and-set on the version: of two replicas redeeming one code, one wins."""
+        values = {k: v for k, v in dataclasses.asdict(new).items() if k != "id"}
+        values["version"] = old.version + 1
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(gateway_grants)
+                .where(gateway_grants.c.id == old.id, gateway_grants.c.version == old.version)
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
+    async def revoke_grants(self, user_id: str, at: float) -> int:
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(
+                update(gateway_grants)
+                .where(gateway_grants.c.user_id == user_id, gateway_grants.c.status != "revoked")
+                .values(status="revoked", revoked_at=at, version=gateway_grants.c.version + 1)
+            )
+        return int(result.rowcount)
+
+    async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None:
+        if not rows:
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(insert(agent_metrics), [dataclasses.asdict(r) for r in rows])
+
+    async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(agent_metrics)
+                    .where(agent_metrics.c.user_id == user_id, agent_metrics.c.ts >= since)
+                    .order_by(agent_metrics.c.ts, agent_metrics.c.id)
+                )
+            ).all()
+        return [
+            AgentMetric(
+                _utc(r.ts) or r.ts, r.user_id, r.virtual_key_id, r.service, r.metric, r.attributes, r.value, r.unit
+            )
+            for r in rows
+        ]
 
     async def first_seen(self, name: str, now: int) -> int:
         async with self._write_lock, self.engine.begin() as conn:

@@ -164,6 +164,40 @@ audit_dead_letters = Table(
     Column("ts", DateTime(timezone=True), nullable=False),
 )
 
+gateway_grants = Table(
+    "gateway_grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("device_hash", String(64), nullable=False, unique=True),
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("surface", String(64)),
+    Column("last_poll", Float),
+    Column("user_id", String(200), index=True),
+    Column("key_id", String(200)),
+    Column("refresh_hash", String(64), unique=True),
+    Column("revoked_at", Float),
+    Column("version", Integer, nullable=False),
+)
+
+# Agents' own telemetry (OTLP metrics a signed-in agent exports to the gateway), per data point.
+agent_metrics = Table(
+    "agent_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("user_id", String(200)),
+    Column("virtual_key_id", String(200), nullable=False),
+    Column("service", String(200), nullable=False),  # service.name: claude-code, codex, gemini-cli
+    Column("metric", String(200), nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(50), nullable=False),
+    Index("ix_agent_metrics_user_ts", "user_id", "ts"),
+)
+
 meta = Table(
     "sluice_meta",
     metadata,

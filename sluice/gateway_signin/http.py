@@ -1,0 +1,319 @@
+"""The gateway sign-in's HTTP surface (docs/design/claude-gateway-protocol.md):
+
+    GET  /.well-known/oauth-authorization-server  RFC 8414 metadata
+    POST /oauth/device_authorization              RFC 8628 3.1
+    POST /oauth/token                             device_code and refresh_token grants
+    POST /oauth/revoke                            RFC 7009
+    GET  /device[?user_code=]                     the browser page: type or confirm the code
+    POST /device                                  -> the identity provider (auth.oidc), via /auth/callback
+    GET  /device/approve                          back from the provider: the code is approved
+    POST /device/deny
+
+The OAuth endpoints answer in RFC 6749's error format and never redirect (the client follows no
+redirect there). The browser pages take a POST only from this origin (a page elsewhere cannot
+submit a code on a signed-in person's behalf) and count wrong codes against the address (RFC
+8628 5.1: the user code is short, so guessing is throttled).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import orjson
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from sluice.audit.auth_failures import AuthGuard
+from sluice.auth.identity import Identity
+from sluice.auth.session import LOGIN_COOKIE, Signer, cookie_value, set_cookie
+from sluice.core.context import new_request_id
+from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import WireFormat
+from sluice.gateway_signin import otlp
+from sluice.gateway_signin.managed import document, matches
+from sluice.gateway_signin.service import ACCESS_PREFIX, GatewaySignin, OAuthError, Tokens
+from sluice.http.errors import error_body, error_headers, status_of
+from sluice.storage.records import VirtualKey
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DEVICE_COOKIE = "sluice_device"
+_DEVICE_PURPOSE = "device-browser"
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache", "referrer-policy": "no-referrer"}
+PAGE_HEADERS = {
+    **NO_STORE,
+    "x-frame-options": "DENY",  # the confirm button must not be clickjacked
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+}
+GUARD_SURFACE = "device"
+
+
+def _json(doc: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status, NO_STORE, media_type="application/json")
+
+
+def _oauth_error(err: OAuthError) -> Response:
+    doc = {"error": err.error} | ({"error_description": err.description} if err.description else {})
+    return _json(doc, err.status)
+
+
+def _token_answer(tokens: Tokens) -> Response:
+    return _json(
+        {
+            "access_token": tokens.access_token,
+            "token_type": "Bearer",
+            "expires_in": tokens.expires_in,
+            "refresh_token": tokens.refresh_token,
+        }
+    )
+
+
+def _page(title: str, body: str, status: int = 200) -> Response:
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:34em;margin:10vh auto;padding:0 1em}}
+input{{font:24px monospace;letter-spacing:.2em;text-transform:uppercase;width:100%;padding:.4em}}
+button{{font:inherit;padding:.6em 1.2em;margin:.8em .4em 0 0}}</style></head>
+<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"""
+    return HTMLResponse(doc, status, PAGE_HEADERS)
+
+
+def _code_form(code: str, message: str = "") -> str:
+    note = f'<p role="alert">{html.escape(message)}</p>' if message else ""
+    return f"""{note}<p>Your agent (for example Claude Code's <code>/login</code>) shows a code. Enter it here, or check
+that the one below matches it exactly. <strong>Continue only if you started this sign-in.</strong></p>
+<form method="post" action="/device"><input name="user_code" value="{html.escape(code)}" autocomplete="off"
+ required maxlength="12" aria-label="Code"><br><button type="submit">Continue</button>
+<button type="submit" formaction="/device/deny">Deny</button></form>"""
+
+
+def same_origin(request: Request, base: str) -> bool:
+    """A form post from a page of ours: the browser's Origin (or, without one, its Sec-Fetch-Site)
+    says so. Neither header can be set by a page on another site."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        want = urlsplit(base)
+        got = urlsplit(origin)
+        return (got.scheme, got.netloc) == (want.scheme, want.netloc)
+    return request.headers.get("sec-fetch-site") == "same-origin"
+
+
+def build_gateway_signin_app(
+    signin: GatewaySignin, identity: Identity, signer: Signer, guard: AuthGuard | None
+) -> Starlette:
+    secure = identity.sessions.config.secure_cookie
+
+    def address(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    async def form(request: Request) -> dict[str, str]:
+        # Only form fields, and only strings (a repeated field: its first value); unknown ones
+        # are ignored (RFC 6749 3.2, RFC 8628 3.1).
+        data = await request.form(max_files=0, max_fields=50)
+        return {k: v for k, v in data.multi_items()[::-1] if isinstance(v, str)}
+
+    async def metadata(request: Request) -> Response:
+        return _json(signin.metadata())
+
+    async def device_authorization(request: Request) -> Response:
+        fields = await form(request)
+        auth = await signin.authorize(fields.get("surface"))
+        doc: dict[str, object] = {
+            "device_code": auth.device_code,
+            "user_code": auth.user_code,
+            "verification_uri": f"{signin.base}/device",
+            "verification_uri_complete": f"{signin.base}/device?user_code={auth.user_code}",
+            "expires_in": auth.expires_in,
+            "interval": auth.interval,
+        }
+        if signin.config.login_notice:
+            doc["login_notice"] = signin.config.login_notice
+        return _json(doc)
+
+    async def token(request: Request) -> Response:
+        fields = await form(request)
+        grant_type = fields.get("grant_type", "")
+        try:
+            if grant_type == DEVICE_GRANT:
+                return _token_answer(await signin.redeem(fields.get("device_code", "")))
+            if grant_type == "refresh_token":
+                return _token_answer(await signin.refresh(fields.get("refresh_token", "")))
+        except OAuthError as err:
+            return _oauth_error(err)
+        return _oauth_error(OAuthError("unsupported_grant_type"))
+
+    async def revoke(request: Request) -> Response:
+        fields = await form(request)
+        await signin.revoke(fields.get("token", ""))
+        return Response(b"", 200, NO_STORE)
+
+    async def device_page(request: Request) -> Response:
+        # Never auto-submits a code from the link (RFC 8628 5.4): the person confirms it.
+        return _page("Sign in your agent", _code_form(request.query_params.get("user_code", "")[:32]))
+
+    async def guarded(request: Request, step: Callable[[], Awaitable[Response]]) -> Response:
+        if not same_origin(request, signin.base):
+            return _page("Blocked", "<p>This request came from another site. Open the link your agent shows.</p>", 403)
+        try:
+            if guard is not None:
+                await guard.check(GUARD_SURFACE, address(request))
+            return await step()
+        except SluiceError as err:
+            status = 429 if err.kind is ErrorKind.POLICY_RATE_LIMITED else 400
+            return _page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", status)
+
+    async def device_submit(request: Request) -> Response:
+        async def step() -> Response:
+            fields = await form(request)
+            grant = await signin.pending(fields.get("user_code", ""))
+            if grant is None:
+                if guard is not None:
+                    await guard.failed(GUARD_SURFACE, address(request), "unknown_user_code")
+                message = "That code is not valid or has expired. Check it against your agent."
+                return _page("Sign in your agent", _code_form("", message), 400)
+            if identity.login is None:
+                return _page("Sign-in unavailable", "<p>Single sign-on is not configured (auth.oidc).</p>", 404)
+            url, login_cookie = await identity.login.begin("/device/approve")
+            response = RedirectResponse(url, 303, NO_STORE)
+            device = signer.sign(_DEVICE_PURPOSE, {"gid": grant.id}, signin.config.device_ttl_s)
+            response.headers.append(
+                "set-cookie",
+                set_cookie(DEVICE_COOKIE, device, max_age=signin.config.device_ttl_s, secure=secure, path="/device"),
+            )
+            response.headers.append(
+                "set-cookie", set_cookie(LOGIN_COOKIE, login_cookie, max_age=600, secure=secure, path="/auth")
+            )
+            return response
+
+        return await guarded(request, step)
+
+    def started_here(request: Request) -> str | None:
+        raw = cookie_value(request.headers, DEVICE_COOKIE)
+        data = signer.verify(_DEVICE_PURPOSE, raw) if raw else None
+        gid = data.get("gid") if data else None
+        return gid if isinstance(gid, str) else None
+
+    async def approve(request: Request) -> Response:
+        gid = started_here(request)
+        if gid is None:
+            return _page("Sign in your agent", _code_form("", "Start from the code your agent shows."), 400)
+        principal = await identity.sessions.authenticate(request.headers)
+        if principal is None or principal.user_id is None:
+            return RedirectResponse("/device", 303, NO_STORE)
+        try:
+            key = await signin.approve(gid, principal.user_id, principal.actor)
+        except SluiceError as err:
+            return _page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", 400)
+        who = html.escape(principal.email or principal.name or principal.user_id)
+        response = _page(
+            "You're signed in",
+            f"<p>Signed in as <b>{who}</b> (key <code>{html.escape(key.id)}</code>). Return to your agent;"
+            " it finishes on its own. You can close this page.</p>",
+        )
+        response.headers.append("set-cookie", set_cookie(DEVICE_COOKIE, "", max_age=0, secure=secure, path="/device"))
+        return response
+
+    async def deny(request: Request) -> Response:
+        async def step() -> Response:
+            fields = await form(request)
+            grant = await signin.pending(fields.get("user_code", ""))
+            if grant is not None:
+                await signin.deny(grant.id)
+            return _page("Sign-in denied", "<p>The agent that asked was refused. You can close this page.</p>")
+
+        return await guarded(request, step)
+
+    async def bearer(request: Request) -> VirtualKey | Response:
+        """The key of the request's gateway token, or the refusal in the Anthropic envelope (what
+        the client reads on its bearer endpoints)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip().startswith(ACCESS_PREFIX):
+                raise SluiceError(ErrorKind.CALLER_MISSING_KEY, "Sign in first: run /login.")
+            if guard is not None:
+                return await guard.screen("signin", address(request), lambda _: signin.key_for(token.strip()))
+            return await signin.key_for(token.strip())
+        except SluiceError as err:
+            wire = WireFormat.ANTHROPIC_MESSAGES
+            status = status_of(err, wire)
+            refusal = error_body(err, wire, status, new_request_id())
+            return Response(refusal, status, error_headers(err, wire), media_type="application/json")
+
+    async def managed_settings(request: Request) -> Response:
+        key = await bearer(request)
+        if isinstance(key, Response):
+            return key
+        profile = signin.profile(key.profile_id)
+        if profile is None or profile.managed_settings is None:
+            return _json({"error": {"type": "not_found_error", "message": "No managed settings."}}, 404)
+        doc, digest = document(profile.id, profile.managed_settings)
+        # Revalidated on every poll (no-cache), never shared (private): the settings are the person's.
+        headers = {"etag": f'"{digest}"', "cache-control": "private, no-cache"}
+        if matches(request.headers.get("if-none-match"), digest):
+            return Response(b"", 304, headers)
+        return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
+
+    async def telemetry(request: Request) -> Response:
+        key = await bearer(request)
+        if isinstance(key, Response):
+            return key
+        signal = request.url.path.rsplit("/", 1)[-1]
+        content_type = request.headers.get("content-type", "")
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+            if declared > otlp.MAX_BODY:
+                raise otlp.OtlpError(413, "The export batch is too large.")
+            raw = b""
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > otlp.MAX_BODY:
+                    raise otlp.OtlpError(413, "The export batch is too large.")
+            message = otlp.parse(signal, otlp.decompress(raw, request.headers.get("content-encoding")), content_type)
+            if isinstance(message, ExportMetricsServiceRequest):
+                await signin.record_metrics(otlp.metric_rows(message, key))
+        except (otlp.OtlpError, ValueError) as err:
+            status, text = (err.status, err.message) if isinstance(err, otlp.OtlpError) else (400, str(err))
+            return _json({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status
+        body, media = otlp.success(content_type)
+        return Response(body, 200, NO_STORE, media_type=media)
+
+    return Starlette(
+        routes=[
+            Route("/managed/settings", managed_settings, methods=["GET"]),
+            Route("/v1/metrics", telemetry, methods=["POST"]),
+            Route("/v1/logs", telemetry, methods=["POST"]),
+            Route("/v1/traces", telemetry, methods=["POST"]),
+            Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
+            Route("/oauth/device_authorization", device_authorization, methods=["POST"]),
+            Route("/oauth/token", token, methods=["POST"]),
+            Route("/oauth/revoke", revoke, methods=["POST"]),
+            Route("/device", device_page, methods=["GET"]),
+            Route("/device", device_submit, methods=["POST"]),
+            Route("/device/approve", approve, methods=["GET"]),
+            Route("/device/deny", deny, methods=["POST"]),
+        ]
+    )
+
+
+# The exact (method, path) pairs the app serves, for SluiceASGI's route table.
+ROUTES = [
+    ("GET", "/managed/settings"),
+    ("POST", "/v1/metrics"),
+    ("POST", "/v1/logs"),
+    ("POST", "/v1/traces"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("POST", "/oauth/device_authorization"),
+    ("POST", "/oauth/token"),
+    ("POST", "/oauth/revoke"),
+    ("GET", "/device"),
+    ("POST", "/device"),
+    ("GET", "/device/approve"),
+    ("POST", "/device/deny"),
+]

@@ -1,0 +1,129 @@
+"""The agents' own telemetry (OTLP/HTTP, protobuf or JSON) at `/v1/metrics`, `/v1/logs` and
+`/v1/traces`, where a signed-in Claude Code sends it (docs/design/claude-gateway-protocol.md,
+"Telemetry"). Metrics are stored per data point, attributed to the person whose token sent them:
+the token, not the client's own `user.*` attributes, which any client can set. Logs and traces
+are checked and acknowledged (the protocol: answer 200 whether you keep them or not), not kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from sluice.storage.grants import AgentMetric
+from sluice.storage.records import VirtualKey
+
+MAX_BODY = 4 * 1024 * 1024  # an export batch, compressed or not
+MAX_ATTRIBUTES = 32
+MAX_TEXT = 200
+MAX_POINTS = 5000  # per request: a batch beyond is refused, not half stored
+
+SIGNALS: dict[str, type[Message]] = {
+    "metrics": ExportMetricsServiceRequest,
+    "logs": ExportLogsServiceRequest,
+    "traces": ExportTraceServiceRequest,
+}
+
+
+class OtlpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def decompress(body: bytes, encoding: str | None) -> bytes:
+    if not encoding or encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise OtlpError(415, f"Unsupported Content-Encoding {encoding!r}.")
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, MAX_BODY + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise OtlpError(400, "The body does not decompress.") from exc
+    if len(out) > MAX_BODY or inflater.unconsumed_tail:
+        raise OtlpError(413, "The export batch is too large.")  # a decompression bomb stops here
+    return out
+
+
+def parse(signal: str, body: bytes, content_type: str) -> Message:
+    message = SIGNALS[signal]()
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        if kind == "application/x-protobuf":
+            message.ParseFromString(body)
+        elif kind == "application/json":
+            json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=True)
+        else:
+            raise OtlpError(415, "Send application/x-protobuf or application/json (OTLP/HTTP).")
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+        raise OtlpError(400, f"Not an OTLP {signal} export: {str(exc)[:200]}") from exc
+    return message
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value[:MAX_TEXT]
+    if kind in ("int_value", "double_value", "bool_value"):
+        return getattr(value, kind)
+    return None  # arrays, maps, bytes: not kept
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for pair in list(pairs)[:MAX_ATTRIBUTES]:
+        assert isinstance(pair, KeyValue)
+        value = _value(pair.value)
+        if value is not None:
+            found[pair.key[:MAX_TEXT]] = value
+    return found
+
+
+def metric_rows(request: ExportMetricsServiceRequest, key: VirtualKey) -> list[AgentMetric]:
+    """Every number data point of sums and gauges, with its metric, unit and attributes."""
+    rows: list[AgentMetric] = []
+    for resource in request.resource_metrics:
+        resource_attrs = _attributes(resource.resource.attributes)
+        service = str(resource_attrs.get("service.name") or "unknown")[:MAX_TEXT]
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                data = metric.WhichOneof("data")
+                if data not in ("sum", "gauge"):
+                    continue  # histograms and summaries: not kept yet
+                for point in getattr(metric, data).data_points:
+                    kind = point.WhichOneof("value")
+                    value = float(point.as_double if kind == "as_double" else point.as_int)
+                    nanos = point.time_unix_nano
+                    ts = datetime.fromtimestamp(nanos / 1e9, UTC) if nanos else datetime.now(UTC)
+                    rows.append(
+                        AgentMetric(
+                            ts,
+                            key.user_id,
+                            key.id,
+                            service,
+                            metric.name[:MAX_TEXT],
+                            _attributes(point.attributes),
+                            value,
+                            metric.unit[:50],
+                        )
+                    )
+                    if len(rows) > MAX_POINTS:
+                        raise OtlpError(413, f"More than {MAX_POINTS} data points in one export.")
+    return rows
+
+
+def success(content_type: str) -> tuple[bytes, str]:
+    """OTLP/HTTP's success answer: an empty Export*ServiceResponse in the request's encoding."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return b"{}", "application/json"
+    return b"", "application/x-protobuf"
