@@ -78,7 +78,7 @@ _GENERIC = frozenset({"aws_secret_key", "url_password", "env_secret"})
 
 _NOT_SECRET = re.compile(
     r"(?i)^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^>]*>|\{\{.*\}\}|(?:your|my|the)[_\-].*|.*(?:example|changeme|placeholder|dummy|redacted|xxxx|\*\*\*\*).*"
-    r"|true|false|null|none|undefined|[a-z_]+\(.*|os\.environ.*|process\.env.*|env\..*|\[sluice:.*)$"
+    r"|true|false|null|none|undefined|[a-z_][a-z0-9_.]*\(.*|os\.environ.*|process\.env.*|env\..*|\[sluice:.*)$"
 )
 _PLACEHOLDER = re.compile(r"\[sluice:[a-z_]{1,32}:[0-9a-f]{12}\]")  # sluice.guardrails.vault's
 ENTROPY_FLOOR = 3.0  # bits per character: random keys are > 4, words and identifiers mostly < 3
