@@ -1,6 +1,7 @@
 """What the default guardrail set costs, against the gateway's own CPU per request, in the same run.
 
     python -m bench.guardrails [--requests 400] [--concurrency 4] [--iterations 30] [--no-gateway]
+    python -m bench.guardrails --loop N --mode loads|same|new   # for instruction counts, see below
 
 The request is Claude Code's own recorded one (tests/fixtures/claude_code: its system prompt and tool
 definitions) with a conversation of about 100 KB added: the agent read this repository's source files
@@ -19,6 +20,11 @@ definitions) with a conversation of about 100 KB added: the agent read this repo
    set), the same body posted `--requests` times: gateway CPU µs per request for each, so the
    guardrails' share of the gateway's CPU is read from one run. The body is the same each time, so
    this is the warm case; the cold case is (1).
+3. `--loop N --mode M`: only N requests of the in-process loop (parse; `same`: then the guardrails on the
+   same body, a session's steady state; `new`: with a new last message each turn), for counting
+   instructions, which a shared machine does not disturb: run it under
+   `valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null` with N = 10 and 60 and
+   each mode; (count(60) - count(10)) / 50 is one request, and `same` minus `loads` is the guardrails.
 """
 
 from __future__ import annotations
@@ -169,7 +175,7 @@ def detect_secrets_us(doc: dict[str, Any]) -> dict[str, float]:
         return {"detect_secrets_us": (time.process_time() - start) * 1e6}
 
 
-def gateways(body: bytes, requests: int, concurrency: int) -> dict[str, float]:
+def gateways(body: bytes, requests: int, concurrency: int, rounds: int = 3) -> dict[str, float]:
     """Gateway CPU µs per request with the guardrails off and on, in one run."""
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-guard-") as tmp:
@@ -193,7 +199,9 @@ def gateways(body: bytes, requests: int, concurrency: int) -> dict[str, float]:
                 harness.wait_healthy(proc, f"http://127.0.0.1:{port}/healthz")
                 procs[name] = (proc, port)
             load = harness.LoadGen(fleet, None)
-            for rnd in range(2):  # the first round warms up both
+            # The first round warms up both; then rounds alternate off and on, and the least CPU of
+            # each is kept (on a shared machine, others' load only ever adds).
+            for rnd in range(rounds + 1):
                 for name, (proc, port) in procs.items():
                     proc.wait_idle()
                     before = proc.cpu_s()
@@ -202,7 +210,8 @@ def gateways(body: bytes, requests: int, concurrency: int) -> dict[str, float]:
                     if result["ok"] != requests:
                         raise RuntimeError(f"gateway {name}: {result}")
                     if rnd:
-                        out[f"gateway_{name}_us"] = cpu * 1e6 / requests
+                        key = f"gateway_{name}_us"
+                        out[key] = min(out.get(key, float("inf")), cpu * 1e6 / requests)
             load.quit()
         finally:
             fleet.close()
@@ -232,13 +241,32 @@ def _run(
     return result
 
 
+def loop(n: int, mode: str) -> None:
+    doc = claude_code_request()
+    body = orjson.dumps(doc)
+    rails = Guardrails(GuardrailsConfig(placeholder_key="bench"))
+    for i in range(n + 2):
+        d = orjson.loads(body)
+        if mode == "new":
+            d["messages"][-1]["content"] = f"Now fix the failing test (turn {i})." + " context" * 200
+        if mode != "loads":
+            guard = rails.start(KEY, "s")
+            assert guard is not None
+            guard.request_body(d, body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--loop", type=int, default=0)
+    parser.add_argument("--mode", choices=("loads", "same", "new"), default="same")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--no-gateway", action="store_true")
     args = parser.parse_args()
+    if args.loop:
+        loop(args.loop, args.mode)
+        return
     doc = claude_code_request()
     results = in_process(copy.deepcopy(doc), args.iterations)
     if not args.no_gateway:

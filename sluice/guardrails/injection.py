@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from sluice.guardrails.text import lower
+
 # Matched in the lowered text (a case-insensitive alternation is much slower in `re`), and one
 # expression per opening word: an expression that opens with a literal is found by the engine's
 # prefix search in C (about 0.1 ms per 140 KB), an alternation of groups is tried at every position
@@ -56,7 +58,7 @@ KINDS = ("injection_phrase", "exfiltration", "hidden_comment", "hidden_character
 
 def find_injection(text: str) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
-    lowered = text.lower()
+    lowered = lower(text)
     if len(lowered) != len(text):  # a few letters lower to two; keep the spans of `text`
         lowered = text
     for rx in _PHRASES:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from sluice.guardrails.injection import find_injection
 from sluice.guardrails.pii import find_pii
 from sluice.guardrails.secrets import find_secrets
+from sluice.guardrails.text import forget
 
 Spans = list[tuple[int, int, str]]
 
@@ -210,4 +211,5 @@ class RuleSet:
                 if not rule.kinds or kind in rule.kinds:
                     finding = Finding(rule.name, rule.action, where, kind, start, end)
                     found.append((finding, self.digest(text[start:end])))
+        forget()
         return tuple(found)

@@ -174,14 +174,15 @@ class RequestGuard:
                 spans.append((at, at + len(encoded), swap))
                 at = body.find(encoded, at + len(encoded))
         spans.sort()
-        pieces: list[bytes] = []
+        view = memoryview(body)  # slices of it are not copies: the join copies the body once
+        pieces: list[bytes | memoryview] = []
         last = 0
         for start, end, swap in spans:
             if start < last:
                 continue  # inside a longer value already replaced
-            pieces += (body[last:start], swap)
+            pieces += (view[last:start], swap)
             last = end
-        pieces.append(body[last:])
+        pieces.append(view[last:])
         return b"".join(pieces)
 
     def to_provider(self, doc: dict[str, Any], provider: str) -> None:
