@@ -29,7 +29,7 @@ from sluice.governance.refresh import Follower
 from sluice.governance.spend_journal import SpendJournal
 from sluice.pricing.table import pico_to_dollars
 from sluice.settings import AccessProfileConfig, BudgetConfig, GovernanceConfig, RateLimitConfig, TeamConfig
-from sluice.storage.ports import LimitCounters, Store
+from sluice.storage.ports import LimitCounters, LocalCounters, Store
 from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
 
 log = logging.getLogger("sluice.limits")
@@ -120,6 +120,10 @@ def rules_from(budgets: list[BudgetConfig], rate_limits: list[RateLimitConfig]) 
     return rules
 
 
+class NotNow(Exception):
+    """`Limits.admit_now` cannot decide without awaiting: use `admit`."""
+
+
 @dataclass(slots=True)
 class Admission:
     request_id: str
@@ -144,6 +148,7 @@ class Limits:
         refresh_interval: float = 1.0,
     ) -> None:
         self._counters = counters
+        self._local = counters if isinstance(counters, LocalCounters) else None  # admit_now's path
         self._store = store
         self._writer = LedgerWriter(store, journal=SpendJournal(governance.spend_journal_path))
         self._clock = clock
@@ -238,6 +243,9 @@ class Limits:
         return rules
 
     async def admit(self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int) -> Admission | None:
+        if self._local is not None:
+            with contextlib.suppress(NotNow):
+                return self.admit_now(request_id, key, cost_pico, tokens)
         rules = self.rules_for(key)
         if not rules:
             return None
@@ -260,6 +268,37 @@ class Limits:
                 "Spend limits cannot be checked right now, so the request is refused. Try again shortly.",
                 retry_after=5,
             ) from None
+        admission = Admission(request_id, now, key, team, customer, items, states)
+        admission.headers = _headers(items, states, now)
+        return admission
+
+    def admit_now(self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int) -> Admission | None:
+        """`admit` without awaiting, for counters in this process whose current windows have been
+        read from the ledger: the same rules, buckets, checks and refusals. Raises `NotNow` when
+        it cannot decide without awaiting (counters elsewhere, a window not seeded yet, a limit
+        only busy, which `admit` waits on)."""
+        rules = self.rules_for(key)
+        if not rules:
+            return None
+        local = self._local
+        if local is None:
+            raise NotNow
+        now = self._clock.now()
+        items = [self._bucket(rule, now) for rule in rules]
+        if any(window is not None and bucket.key not in self._seeded for _, bucket, window in items):
+            raise NotNow
+        amounts = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 1}
+        refused, states = local.reserve_now(
+            request_id, [(bucket, amounts[rule.measure]) for rule, bucket, _ in items], self._lease_s, now.timestamp()
+        )
+        if refused is not None:
+            spent = _spent(items, states, amounts)
+            if spent is not None:
+                raise _refusal(items[spent], states[spent], amounts, now)
+            if items[refused][0].measure not in _ESTIMATED:
+                raise _refusal(items[refused], states[refused], amounts, now)
+            raise NotNow  # only busy: nothing was reserved, and `admit` waits for settlements
+        team, customer = self.scopes_of(key)
         admission = Admission(request_id, now, key, team, customer, items, states)
         admission.headers = _headers(items, states, now)
         return admission
@@ -412,6 +451,38 @@ class Limits:
         finally:
             await counted
             self._settled.notify(bucket.key for _, bucket, _ in admission.items)
+
+    def settle_now(self, admission: Admission | None, row: SpendRow) -> None:
+        """`settle(admission, row, wait=False)` without awaiting, for counters in this process:
+        the counters take the spend at once, the ledger row is committed in the background.
+        Raises `NotNow` for counters elsewhere."""
+        if self._local is None:
+            raise NotNow
+        if admission is None:
+            self._writer.write_later(row)
+            return
+        if admission.settled:
+            return
+        admission.settled = True
+        actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
+        self._local.settle_now(
+            admission.request_id,
+            [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
+            self._clock.now().timestamp(),
+        )
+        self._writer.write_later(row)
+        self._settled.notify(bucket.key for _, bucket, _ in admission.items)
+
+    def release_now(self, admission: Admission | None) -> None:
+        """`release` without awaiting, for counters in this process (`NotNow` for others)."""
+        if self._local is None:
+            raise NotNow
+        if admission is None or admission.settled:
+            return
+        admission.settled = True
+        now = self._clock.now().timestamp()
+        self._local.settle_now(admission.request_id, [(bucket, 0) for _, bucket, _ in admission.items], now)
+        self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     def spend_row(
         self, admission: Admission | None, request_id: str, key: VirtualKey, cost: int, tokens: int, at: datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sluice.storage.records import (
     AuditRecord,
@@ -97,6 +97,18 @@ class LimitCounters(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LocalCounters(LimitCounters, Protocol):
+    """Counters in this process: the same operations, callable without awaiting (each runs
+    without a pause, so it is atomic on one event loop), for a path that must not yield."""
+
+    def reserve_now(
+        self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float
+    ) -> tuple[int | None, list[BucketState]]: ...
+
+    def settle_now(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None: ...
 
 
 class MetaStore(Protocol):
