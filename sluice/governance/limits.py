@@ -157,7 +157,8 @@ class Limits:
         self._anchors: dict[str, datetime] = {}
         self._seeded: set[str] = set()
         self._by_scope: dict[tuple[str, str], list[LimitRule]] = {}
-        self._current: dict[LimitRule, tuple[LimitRule, Bucket, Window | None]] = {}
+        # rule id -> its current window's bucket; by id, whose hash is cached, not by the rule
+        self._current: dict[str, tuple[LimitRule, Bucket, Window | None]] = {}
         self._profiles: dict[str, AccessProfileConfig] = {}
         self._derived: dict[tuple[str, str], list[LimitRule]] = {}  # (key id, profile id) -> rules
         self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
@@ -272,11 +273,14 @@ class Limits:
         admission.headers = _headers(items, states, now)
         return admission
 
-    def admit_now(self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int) -> Admission | None:
+    def admit_now(
+        self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int, *, headers: bool = True
+    ) -> Admission | None:
         """`admit` without awaiting, for counters in this process whose current windows have been
         read from the ledger: the same rules, buckets, checks and refusals. Raises `NotNow` when
         it cannot decide without awaiting (counters elsewhere, a window not seeded yet, a limit
-        only busy, which `admit` waits on)."""
+        only busy, which `admit` waits on). `headers=False`: no caller will see the limits'
+        headers (a replay), so they are not formatted."""
         rules = self.rules_for(key)
         if not rules:
             return None
@@ -300,7 +304,8 @@ class Limits:
             raise NotNow  # only busy: nothing was reserved, and `admit` waits for settlements
         team, customer = self.scopes_of(key)
         admission = Admission(request_id, now, key, team, customer, items, states)
-        admission.headers = _headers(items, states, now)
+        if headers:
+            admission.headers = _headers(items, states, now)
         return admission
 
     async def _reserve(
@@ -337,8 +342,8 @@ class Limits:
 
     def _bucket(self, rule: LimitRule, now: datetime) -> tuple[LimitRule, Bucket, Window | None]:
         # The current window of a rule stays the same until it ends: compute it once per window.
-        cached = self._current.get(rule)
-        if cached is not None and (cached[2] is None or cached[2].start <= now < cached[2].end):
+        cached = self._current.get(rule.id)
+        if cached is not None and cached[0] is rule and (cached[2] is None or cached[2].start <= now < cached[2].end):
             return cached
         if rule.duration is None:
             item: tuple[LimitRule, Bucket, Window | None] = (
@@ -352,7 +357,7 @@ class Limits:
             )
             bucket = Bucket(bucket_name(rule.id, rule.measure, window), rule.limit, window.end.timestamp())
             item = (rule, bucket, window)
-        self._current[rule] = item
+        self._current[rule.id] = item
         return item
 
     async def _seed(self, items: list[tuple[LimitRule, Bucket, Window | None]]) -> None:

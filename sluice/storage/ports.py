@@ -12,6 +12,7 @@ from sluice.storage.records import (
     BucketState,
     ConfigEvent,
     ConfigObject,
+    LoggedRequest,
     RequestLogEntry,
     RequestQuery,
     SpendRow,
@@ -49,6 +50,13 @@ class RequestLogStore(Protocol):
     async def count_requests(self) -> int: ...
     async def query_requests(self, query: RequestQuery) -> list[dict[str, Any]]:
         """Entries matching every filter, newest first."""
+        ...
+
+    def logged_requests(
+        self, since: datetime, until: datetime | None = None, batch: int = 10_000
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        """The log's entries from `since` (to `until`), oldest first (then by request id), in
+        batches, read in pages: never the whole log in memory. Read-only."""
         ...
 
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:

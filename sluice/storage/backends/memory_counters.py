@@ -69,15 +69,17 @@ class MemoryCounters:
         """`reserve`, called without awaiting (`LocalCounters`)."""
         self._sweep(now)
         counters = [self._get(bucket) for bucket, _ in items]
-        reserved = [c.reserved(now) for c in counters]  # also lets lapsed leases go, in every bucket
         refused = None
         for index, (counter, (_, amount)) in enumerate(zip(counters, items, strict=True)):
-            if amount > 0 and counter.used + reserved[index] + amount > counter.limit:
+            reserved = counter.reserved(now)  # also lets lapsed leases go, in every bucket checked
+            if amount > 0 and counter.used + reserved + amount > counter.limit:
                 refused = index
                 break
         if refused is None:
+            until = now + lease_s
             for counter, (_, amount) in zip(counters, items, strict=True):
-                counter.hold(request_id, amount, now + lease_s)
+                counter.hold(request_id, amount, until)
+            return None, [BucketState(c.used, c.total, c.held(request_id)) for c in counters]
         return refused, [BucketState(c.used, c.reserved(now), c.held(request_id)) for c in counters]
 
     def settle_now(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy import and_, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.storage.backends.sql_tables import (
@@ -30,6 +30,7 @@ from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
     ConfigObject,
+    LoggedRequest,
     ProviderGrant,
     RequestLogEntry,
     RequestQuery,
@@ -404,6 +405,77 @@ class SqlStore:
             rows = (await conn.execute(stmt.limit(query.limit).offset(query.offset))).all()
         return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
 
+    async def logged_requests(
+        self, since: datetime, until: datetime | None = None, batch: int = 10_000
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        # Keyset pages over (ts, request_id): each page is one short query, so no read holds a
+        # connection (or SQLite's snapshot) for the whole replay, and no page is skipped or repeated.
+        if self.is_sqlite:
+            pages = self._sqlite_logged(since, until, batch)
+        else:
+            pages = self._core_logged(since, until, batch)
+        async for page in pages:
+            yield page
+
+    async def _core_logged(
+        self, since: datetime, until: datetime | None, batch: int
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        c = request_log.c
+        columns = [c[name] for name in LoggedRequest._fields]
+        where = [c.ts >= since] + ([c.ts < until] if until is not None else [])
+        after: tuple[datetime, str] | None = None
+        make = LoggedRequest._make
+        while True:
+            stmt = select(*columns).where(*where)
+            if after is not None:
+                stmt = stmt.where(or_(c.ts > after[0], and_(c.ts == after[0], c.request_id > after[1])))
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(stmt.order_by(c.ts, c.request_id).limit(batch))).all()
+            if not rows:
+                return
+            yield [make(row) for row in rows]
+            if len(rows) < batch:
+                return
+            after = (rows[-1].ts, rows[-1].request_id)
+
+    async def _sqlite_logged(
+        self, since: datetime, until: datetime | None, batch: int
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        """The same pages in SQLite's own terms: timestamps are stored as text in one format, so
+        they compare as text and parse with `fromisoformat`, without SQLAlchemy's per-value
+        processing (a replay reads millions of rows)."""
+        fields = LoggedRequest._fields
+        ts_at, stream_at = fields.index("ts"), fields.index("stream")
+        sql = f"SELECT {', '.join(fields)} FROM request_log WHERE ts >= ?"
+        bounds: list[Any] = [_sqlite_time(since)]
+        if until is not None:
+            sql += " AND ts < ?"
+            bounds.append(_sqlite_time(until))
+        first = sql + " ORDER BY ts, request_id LIMIT ?"
+        more = sql + " AND (ts > ? OR (ts = ? AND request_id > ?)) ORDER BY ts, request_id LIMIT ?"
+        parse = datetime.fromisoformat
+        make = LoggedRequest._make
+        after: tuple[str, str] | None = None
+        while True:
+            if after is None:
+                query, params = first, (*bounds, batch)
+            else:
+                query, params = more, (*bounds, after[0], after[0], after[1], batch)
+            async with self.engine.connect() as conn:
+                rows = (await conn.exec_driver_sql(query, params)).all()
+            if not rows:
+                return
+            page = []
+            for row in rows:
+                values = list(row)
+                values[ts_at] = parse(values[ts_at]).replace(tzinfo=UTC)
+                values[stream_at] = bool(values[stream_at])
+                page.append(make(values))
+            yield page
+            if len(rows) < batch:
+                return
+            after = (rows[-1][ts_at], rows[-1][0])
+
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
         group = {
             "key": request_log.c.virtual_key_id,
@@ -453,6 +525,13 @@ def _request_filters(query: RequestQuery) -> list[Any]:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A time as the SQLite store writes it (UTC, no offset, microseconds)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _shallow_dict(record: Any) -> dict[str, Any]:
