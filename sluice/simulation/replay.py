@@ -147,7 +147,7 @@ class Replay:
                 admission = await self.policy.limits.admit(row.request_id, key, after, tokens)
         except SluiceError as err:
             rule = err.details.get("limit_id") if err.details else None
-            report.add(row.request_id, developer, team_name, "refused", before, 0, str(rule or err.kind.value))
+            report.add(row.request_id, developer, team_name, "refused", before, 0, str(rule or err.kind.value.code))
             return
         self._charge(admission, row, key, after, tokens)
         outcome: Outcome
