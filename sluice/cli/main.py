@@ -278,6 +278,10 @@ def policy_simulate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     url = store or (_load(live_config).store.url if live_config else "sqlite+aiosqlite:///sluice.db")
+    missing = policy.missing_store(url)
+    if missing is not None:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(2)
     report = asyncio.run(policy.run(proposal, url, start, end, examples))
     typer.echo(policy.render(report, json_out, top))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 
@@ -25,6 +26,15 @@ def parse_since(text: str, now: datetime) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is neither a span such as 7d, 12h, 30m nor an ISO 8601 time") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def missing_store(url: str) -> str | None:
+    """Why `url` names no store to read, for a SQLite file that does not exist (opening it would
+    create an empty one: the simulation writes nothing, not even that)."""
+    path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        return f"no store at {path}: name the live store with --store or --live-config"
+    return None
 
 
 async def run(proposal: SluiceConfig, store_url: str, since: datetime, until: datetime | None, sample: int) -> Report:

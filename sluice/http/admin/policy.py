@@ -4,7 +4,7 @@ The proposal is a config document in the body, validated exactly as a config fil
 the same message on failure). The replay reads the whole request log, so it needs what reading
 the log needs (`requests.read`) and reading the configuration (`config.read`); the read is
 recorded in the audit log like every other read of the log. One simulation runs at a time per
-gateway (429 otherwise), in small batches so the gateway's own requests keep flowing.
+gateway (409 otherwise), in small batches so the gateway's own requests keep flowing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sluice.admin.service import Conflict
 from sluice.auth.rbac import Scope
 from sluice.http.admin.framework import ApiError, Call, Endpoint
 from sluice.http.admin.schemas import Time, _In
@@ -74,7 +75,7 @@ async def simulate_policy(call: Call) -> SimulationOut:
         ) from None
     since = body.since or datetime.now(UTC) - timedelta(days=7)
     if _RUNNING.locked():
-        raise ApiError(429, "rate_limited", "A policy simulation is running already; try again when it ends.", None, 5)
+        raise Conflict("A policy simulation is running already; try again when it ends.")
     async with _RUNNING:
         report = await simulate(proposal, call.services.store, since, body.until, sample=body.examples, batch=_BATCH)
     details = {"since": since.isoformat(), "records": report.total.requests}
@@ -93,7 +94,7 @@ def policy_endpoints() -> list[Endpoint]:
             "policy",
             SimulationOut,
             body=SimulationIn,
-            errors=(429,),
+            errors=(409,),
             description="Replays the request log from `since` against the proposed configuration and reports, "
             "per developer and team, what would have been refused (by which rule), rerouted or degraded, and the "
             "cost difference. Read-only. See docs/policy-simulation.md.",
