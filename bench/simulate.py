@@ -15,7 +15,8 @@ Then it measures, in the same run:
   (one team loses Opus), halved team budgets, daily key budgets, per-key request and token rate
   limits, routing rules in CEL (a team's Opus requests to Sonnet; a rule on the client) and an
   alias;
-and reports rows/s, seconds, and the ratio of the simulation to the reading alone.
+and reports rows/s, seconds (wall clock and this process's CPU time, which a machine shared with
+other work does not inflate), and the ratio of the simulation to the reading alone.
 """
 
 from __future__ import annotations
@@ -189,17 +190,17 @@ async def fill(db: Path, rows: int, keys: int, end: datetime) -> None:
 async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
     store = SqlStore(f"sqlite:///{db}")
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         count, tokens = 0, 0
         async for batch in store.logged_requests(since):
             for row in batch:
                 count += 1
                 tokens += row.input_tokens
-        read_s = time.perf_counter() - started
+        read_s, read_cpu = time.perf_counter() - started, time.process_time() - cpu
         config = proposal(keys)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = await simulate(config, store, since)
-        total_s = time.perf_counter() - started
+        total_s, total_cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await store.close()
     t = report.total
@@ -210,6 +211,10 @@ async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
         "simulate_s": round(total_s, 2),
         "rows_per_s": round(count / total_s),
         "ratio_to_read": round(total_s / read_s, 2),
+        # CPU seconds of this process (both threads): what a loaded machine does not inflate
+        "baseline_read_cpu_s": round(read_cpu, 2),
+        "simulate_cpu_s": round(total_cpu, 2),
+        "rows_per_cpu_s": round(count / total_cpu),
         "outcomes": {"unchanged": t.unchanged, "rerouted": t.rerouted, "degraded": t.degraded, "refused": t.refused,
                      "allowed": t.allowed},
         "refused_by_rules": len(t.refused_by),

@@ -30,6 +30,7 @@ SEMANTIC = (
     "/api/providers",
     "/api/mcp-servers",
     "/api/access-profiles",  # durations of its budgets and rate limits
+    "/api/policy/simulate",  # its `config` is a whole config file, validated as `sluice serve` does
 )
 
 
