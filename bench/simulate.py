@@ -138,7 +138,8 @@ def proposal(keys: int) -> SluiceConfig:
             for k in range(keys)
         ],
         "budgets": [
-            {"id": f"team-{t}-weekly", "team_id": f"team-{t}", "max_limit": 400 + 40 * t, "reset_duration": "1w"}
+            # about what a team spends in a week, some teams a little under it
+            {"id": f"team-{t}-weekly", "team_id": f"team-{t}", "max_limit": 9_000 + 300 * t, "reset_duration": "1w"}
             for t in range(TEAMS)
         ]
         + [

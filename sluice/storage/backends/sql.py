@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, event, func, insert, or_, select, update
@@ -427,8 +430,10 @@ class SqlStore:
         make = LoggedRequest._make
         while True:
             stmt = select(*columns).where(*where)
-            if after is not None:
-                stmt = stmt.where(or_(c.ts > after[0], and_(c.ts == after[0], c.request_id > after[1])))
+            if after is not None:  # `ts >= last` too: the index range starts there, not at `since`
+                stmt = stmt.where(
+                    c.ts >= after[0], or_(c.ts > after[0], and_(c.ts == after[0], c.request_id > after[1]))
+                )
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt.order_by(c.ts, c.request_id).limit(batch))).all()
             if not rows:
@@ -441,40 +446,36 @@ class SqlStore:
     async def _sqlite_logged(
         self, since: datetime, until: datetime | None, batch: int
     ) -> AsyncIterator[list[LoggedRequest]]:
-        """The same pages in SQLite's own terms: timestamps are stored as text in one format, so
-        they compare as text and parse with `fromisoformat`, without SQLAlchemy's per-value
-        processing (a replay reads millions of rows)."""
-        fields = LoggedRequest._fields
-        ts_at, stream_at = fields.index("ts"), fields.index("stream")
-        sql = f"SELECT {', '.join(fields)} FROM request_log WHERE ts >= ?"
+        """The same pages in SQLite's own terms, read by the sqlite3 module in a worker thread
+        over a read-only connection (a replay reads millions of rows: SQLAlchemy's per-value
+        processing would cost more than the replay itself). Timestamps are stored as text in one
+        format, so they compare as text and parse with `fromisoformat`."""
+        path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+        if not path or path == ":memory:" or path.startswith("file:") or "?" in path:
+            async for page in self._core_logged(since, until, batch):
+                yield page
+            return
+        sql = f"SELECT {', '.join(LoggedRequest._fields)} FROM request_log WHERE ts >= ?"
         bounds: list[Any] = [_sqlite_time(since)]
         if until is not None:
             sql += " AND ts < ?"
             bounds.append(_sqlite_time(until))
         first = sql + " ORDER BY ts, request_id LIMIT ?"
-        more = sql + " AND (ts > ? OR (ts = ? AND request_id > ?)) ORDER BY ts, request_id LIMIT ?"
-        parse = datetime.fromisoformat
-        make = LoggedRequest._make
+        # `ts >= ?` again with the last page's time, so the index range starts there rather than
+        # at `since` (the OR alone would make every page walk the log from the start).
+        more = sql + " AND ts >= ? AND (ts > ? OR (ts = ? AND request_id > ?)) ORDER BY ts, request_id LIMIT ?"
         after: tuple[str, str] | None = None
         while True:
             if after is None:
                 query, params = first, (*bounds, batch)
             else:
-                query, params = more, (*bounds, after[0], after[0], after[1], batch)
-            async with self.engine.connect() as conn:
-                rows = (await conn.exec_driver_sql(query, params)).all()
-            if not rows:
+                query, params = more, (*bounds, after[0], after[0], after[0], after[1], batch)
+            page, after = await asyncio.to_thread(_read_sqlite_page, path, query, params)
+            if not page:
                 return
-            page = []
-            for row in rows:
-                values = list(row)
-                values[ts_at] = parse(values[ts_at]).replace(tzinfo=UTC)
-                values[stream_at] = bool(values[stream_at])
-                page.append(make(values))
             yield page
-            if len(rows) < batch:
+            if len(page) < batch:
                 return
-            after = (rows[-1][ts_at], rows[-1][0])
 
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
         group = {
@@ -525,6 +526,26 @@ def _request_filters(query: RequestQuery) -> list[Any]:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+_TS_AT = LoggedRequest._fields.index("ts")
+_STREAM_AT = LoggedRequest._fields.index("stream")
+
+
+def _read_sqlite_page(path: str, query: str, params: tuple[Any, ...]) -> tuple[list[LoggedRequest], tuple[str, str]]:
+    """One page of `logged_requests` and its last (ts, request_id) as stored, for the next page,
+    over a connection that cannot write (`mode=ro`)."""
+    with contextlib.closing(sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)) as db:
+        rows = db.execute(query, params).fetchall()
+    if not rows:
+        return [], ("", "")
+    parse, make, page = datetime.fromisoformat, LoggedRequest._make, []
+    for row in rows:
+        values = list(row)
+        values[_TS_AT] = parse(values[_TS_AT]).replace(tzinfo=UTC)
+        values[_STREAM_AT] = bool(values[_STREAM_AT])
+        page.append(make(values))
+    return page, (rows[-1][_TS_AT], rows[-1][0])
 
 
 def _sqlite_time(value: datetime) -> str:
