@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from sluice.core.errors import SluiceError
 from sluice.core.tasks import cancel, spawn
@@ -59,16 +60,30 @@ def operation_of(path: str) -> Operation:
     return Operation.GENERATE
 
 
+@dataclass(slots=True)
+class _KeyFacts:
+    """A key as the replay uses it, with the decisions kept for it: provider plans by (target
+    model, surface, path) and prices by (provider, model), each a pure function of those."""
+
+    key: VirtualKey
+    team: str | None
+    customer: str | None
+    developer: str  # the key's owner, else the key
+    team_name: str
+    plans: dict[tuple[str, str, str], Plan] = field(default_factory=dict)
+    prices: dict[tuple[str, str], Price | SluiceError | None] = field(default_factory=dict)
+
+
+_UNKNOWN = _KeyFacts(VirtualKey("", "", "", ""), None, None, "", "")  # neither the store nor the proposal has it
+
+
 class Replay:
     def __init__(self, policy: Policy, report: Report) -> None:
         self.policy = policy
         self.report = report
         self._breakers = CircuitBreakers(policy.config.routing.circuit_breaker)  # all closed: no provider fails
         self._routes: dict[tuple[object, ...], Resolution] = {}
-        self._plans: dict[tuple[str, str, str, Operation], Plan] = {}
-        self._prices: dict[tuple[str, str, str], Price | SluiceError | None] = {}
-        self._keys = policy.keys
-        self._scopes: dict[str, tuple[str | None, str | None]] = {}
+        self._known: dict[str, _KeyFacts] = {}  # key id -> what the replay keeps of it
         self._warn_about_gaps()
 
     def _warn_about_gaps(self) -> None:
@@ -107,29 +122,34 @@ class Replay:
         if not requested:
             report.skip("no model")
             return
-        key = self._keys.get(key_id)
         before = row.cost_pico
-        if key is None:
+        known = self._known.get(key_id)
+        if known is None:
+            known = self._known[key_id] = self._facts_of(key_id)
+        if known is _UNKNOWN:
             report.add(row.request_id, key_id, row.team_id or "", "refused", before, 0, "unknown_key")
             return
+        key, team, customer = known.key, known.team, known.customer
+        developer, team_name = known.developer, known.team_name
         self.policy.clock.at = row.ts
-        scopes = self._scopes.get(key_id)
-        if scopes is None:
-            scopes = self._scopes[key_id] = self.policy.limits.scopes_of(key)
-        team, customer = scopes
-        developer = key.user_id or key_id
-        team_name = team or ""
         try:
             check_usable(key, row.ts)
             route = await self._route(row, key, requested, team, customer)
-            found = self._plan(key, route.model, row)
+            plan_memo = (route.model, row.surface, row.path)
+            found = known.plans.get(plan_memo)
+            if found is None:
+                found = known.plans[plan_memo] = self._plan(key, route.model, row.surface, operation_of(row.path))
             if isinstance(found, SluiceError):
                 raise found
             provider_name, model, allowed = found
             served_as_logged = model == row.model and (row.provider in allowed or row.provider == provider_name)
             if served_as_logged and row.provider is not None:
                 provider_name = row.provider
-            price = self._price(key, provider_name, model)
+            price_memo = (provider_name, model)
+            if price_memo in known.prices:
+                price = known.prices[price_memo]
+            else:
+                price = known.prices[price_memo] = self._price(key, provider_name, model)
             if isinstance(price, SluiceError):
                 raise price
             tokens = row.input_tokens + row.output_tokens + row.cache_read_tokens + row.cache_write_tokens
@@ -196,28 +216,22 @@ class Replay:
             self._routes[memo] = route
         return route
 
+    def _facts_of(self, key_id: str) -> _KeyFacts:
+        key = self.policy.keys.get(key_id)
+        if key is None:
+            return _UNKNOWN
+        team, customer = self.policy.limits.scopes_of(key)
+        return _KeyFacts(key, team, customer, key.user_id or key_id, team or "")
+
     def _price(self, key: VirtualKey, provider: str, model: str) -> Price | SluiceError | None:
         """The model's price at that provider, or the live path's refusal of an unpriced model
-        under a dollar budget (`Costs.price`), once per key, provider and model."""
-        memo = (key.id, provider, model)
-        if memo in self._prices:
-            return self._prices[memo]
+        under a dollar budget (`Costs.price`)."""
         try:
-            found: Price | SluiceError | None = self.policy.costs.price(key, self.policy.providers[provider], model)
+            return self.policy.costs.price(key, self.policy.providers[provider], model)
         except SluiceError as err:
-            found = err
-        self._prices[memo] = found
-        return found
+            return err
 
-    def _plan(self, key: VirtualKey, model: str, row: LoggedRequest) -> Plan:
-        operation = operation_of(row.path)
-        memo = (key.id, model, row.surface, operation)
-        found = self._plans.get(memo)
-        if found is None:
-            found = self._plans[memo] = self._plan_uncached(key, model, row.surface, operation)
-        return found
-
-    def _plan_uncached(self, key: VirtualKey, model: str, surface: str, operation: Operation) -> Plan:
+    def _plan(self, key: VirtualKey, model: str, surface: str, operation: Operation) -> Plan:
         providers = self.policy.providers
         try:
             wire = WireFormat(surface)
