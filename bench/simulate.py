@@ -117,6 +117,11 @@ def generate_rows(rows: int, keys: int, end: datetime, seed: int = 7) -> list[li
 
 
 def proposal(keys: int) -> SluiceConfig:
+    return parse_config(proposal_doc(keys))
+
+
+def proposal_doc(keys: int) -> dict[str, Any]:
+    """The proposal as a config file's document (`python -m bench.simulate --write-proposal F`)."""
     every = [{"provider": "anthropic"}, {"provider": "openai"}]
     no_opus = [
         {"provider": "anthropic", "allowed_models": ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"]},
@@ -177,7 +182,7 @@ def proposal(keys: int) -> SluiceConfig:
             ],
         },
     }
-    return parse_config(doc)
+    return doc
 
 
 async def fill(db: Path, rows: int, keys: int, end: datetime) -> None:
@@ -229,7 +234,11 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=400)
     parser.add_argument("--db", type=Path, default=None, help="reuse (or create) this SQLite file")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument("--write-proposal", type=Path, default=None, help="write the proposal (JSON) and stop")
     args = parser.parse_args()
+    if args.write_proposal:
+        args.write_proposal.write_text(json.dumps(proposal_doc(args.keys), indent=1))
+        return
     end = datetime(2026, 11, 30, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "log.db"
@@ -240,6 +249,8 @@ def main() -> None:
             generated_s = time.perf_counter() - started
         result = asyncio.run(measure(db, args.keys, end - timedelta(days=DAYS)))
     result.update(
+        # other work on the machine inflates wall time (and, less, CPU time): say how much there was
+        load_average_1m_after=round(os.getloadavg()[0], 1),
         generated_s=round(generated_s, 1),
         machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     )

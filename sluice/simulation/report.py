@@ -140,8 +140,9 @@ class Report:
         if self.skipped:
             lines.append("  not replayed: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
         if t.refused_by:
-            lines.append("refused by rule:")
-            lines += [f"  {rule}: {n}" for rule, n in t.as_dict()["refused_by"].items()]
+            ranked = list(t.as_dict()["refused_by"].items())
+            lines.append(f"refused by rule ({len(ranked)} rules):")
+            lines += [f"  {rule}: {n}" for rule, n in ranked[:top]]
         if self.reroutes:
             lines.append("rerouted:")
             lines += [f"  {route}: {n}" for route, n in list(self.as_dict()["reroutes"].items())[:top]]
