@@ -461,21 +461,23 @@ class Limits:
         """`settle(admission, row, wait=False)` without awaiting, for counters in this process:
         the counters take the spend at once, the ledger row is committed in the background.
         Raises `NotNow` for counters elsewhere."""
+        self.count_now(admission, row.cost_pico, row.tokens)
+        self._writer.write_later(row)
+
+    def count_now(self, admission: Admission | None, cost_pico: int, tokens: int) -> None:
+        """The counters' part of `settle_now` alone, for a caller that keeps no ledger (a replay
+        of the request log, whose ledger is the log). Raises `NotNow` for counters elsewhere."""
         if self._local is None:
             raise NotNow
-        if admission is None:
-            self._writer.write_later(row)
-            return
-        if admission.settled:
+        if admission is None or admission.settled:
             return
         admission.settled = True
-        actual = {"cost": row.cost_pico, "tokens": row.tokens, "requests": 1, "concurrent": 0}
+        actual = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 0}
         self._local.settle_now(
             admission.request_id,
             [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
             self._clock.now().timestamp(),
         )
-        self._writer.write_later(row)
         self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     def release_now(self, admission: Admission | None) -> None:

@@ -5,7 +5,7 @@ Per request, in the live path's order (`sluice.engine.run`): the key (unknown, r
 keys are refused as the gateway refuses them), the routing rules and aliases (`Router.resolve`),
 the provider the allowlist and the providers allow (`plan`), the price check (`Costs.price`),
 then the limits (`Limits.admit_now`, the synchronous path of `admit` on in-process counters),
-and settlement (`Limits.settle_now`) with what the request cost: as logged when it is served as
+and settlement of the counters (`Limits.count_now`) with what the request cost: as logged when it is served as
 logged, else its logged usage re-priced on the model it would go to. A refused request is not
 charged, so later requests see the limits as the live path would.
 
@@ -106,7 +106,7 @@ class Replay:
                 pending = spawn(_next(batches), name="simulation-read")
                 for row in batch:
                     await self.one(row)
-                await asyncio.sleep(0)  # the ledger writer's background commits (into the view) run
+                await asyncio.sleep(0)  # a turn of the loop for everything else (the gateway's requests, via the API)
         finally:
             await cancel(pending)
         self.report.seconds = time.perf_counter() - started
@@ -169,7 +169,7 @@ class Replay:
             rule = err.details.get("limit_id") if err.details else None
             report.add(row.request_id, developer, team_name, "refused", before, 0, str(rule or err.kind.value.code))
             return
-        self._charge(admission, row, key, after, tokens)
+        self._charge(admission, row, after, tokens)
         outcome: Outcome
         if row.decision == "deny":
             outcome = "allowed"
@@ -187,12 +187,12 @@ class Replay:
         except NotNow as not_now:
             return not_now  # a window not read yet: the awaited path seeds it
 
-    def _charge(self, admission: Admission | None, row: LoggedRequest, key: VirtualKey, cost: int, tokens: int) -> None:
+    def _charge(self, admission: Admission | None, row: LoggedRequest, cost: int, tokens: int) -> None:
         limits = self.policy.limits
         if row.decision == "error" and cost == 0:
             limits.release_now(admission)  # the live attempt failed without an answer: given back
             return
-        limits.settle_now(admission, limits.spend_row(admission, row.request_id, key, cost, tokens, row.ts))
+        limits.count_now(admission, cost, tokens)  # the log is the replay's ledger: no spend row to keep
 
     async def _route(
         self, row: LoggedRequest, key: VirtualKey, requested: str, team: str | None, customer: str | None
