@@ -460,7 +460,11 @@ class Limits:
     def settle_now(self, admission: Admission | None, row: SpendRow) -> None:
         """`settle(admission, row, wait=False)` without awaiting, for counters in this process:
         the counters take the spend at once, the ledger row is committed in the background.
-        Raises `NotNow` for counters elsewhere."""
+        Raises `NotNow` for counters elsewhere. Safe to call twice."""
+        if self._local is None:
+            raise NotNow
+        if admission is not None and admission.settled:
+            return
         self.count_now(admission, row.cost_pico, row.tokens)
         self._writer.write_later(row)
 
