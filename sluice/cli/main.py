@@ -28,6 +28,8 @@ route_app = typer.Typer(help="Inspect routing.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(route_app, name="route")
+policy_app = typer.Typer(help="Try a policy change on the recorded traffic before making it.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML or JSON config file.")]
 
@@ -239,6 +241,49 @@ def route_explain(
         headers[name.strip().lower()] = value.strip()
     for line in asyncio.run(explain(cfg, store or cfg.store.url, key, model, headers)):
         typer.echo(line)
+
+
+@policy_app.command("simulate")
+def policy_simulate(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The proposed config file (validated as `sluice serve` would).")
+    ],
+    since: Annotated[
+        str, typer.Option(help="Replay from: a span before now (7d, 12h, 30m, 2w) or an ISO time.")
+    ] = "7d",
+    until: Annotated[str | None, typer.Option(help="Replay up to this ISO time (default: now).")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="The live store whose log to replay (default: ./sluice.db).")
+    ] = None,
+    live_config: Annotated[
+        Path | None, typer.Option("--live-config", help="Take the live store's URL from this config file instead.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The whole report as JSON.")] = False,
+    top: Annotated[int, typer.Option(help="Teams, developers and reroutes shown in the text report.")] = 20,
+    examples: Annotated[int, typer.Option(help="Request ids kept per outcome (refused, rerouted, ...).")] = 20,
+) -> None:
+    """Replay the recorded request log against a proposed configuration (allowlists, budgets,
+    rate limits, routing rules, aliases) and report, per developer and team, what would have
+    been refused (by which rule), rerouted or degraded, and the cost difference. Read-only: the
+    store is never written, no provider is called. The proposal's own store, Redis and exporter
+    settings are not used. See docs/policy-simulation.md."""
+    from sluice.cli import policy
+
+    proposal = _load(config)
+    now = datetime.now(UTC)
+    try:
+        start = policy.parse_since(since, now)
+        end = policy.parse_since(until, now) if until else None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    url = store or (_load(live_config).store.url if live_config else "sqlite+aiosqlite:///sluice.db")
+    missing = policy.missing_store(url)
+    if missing is not None:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(2)
+    report = asyncio.run(policy.run(proposal, url, start, end, examples))
+    typer.echo(policy.render(report, json_out, top))
 
 
 @audit_app.command("verify")

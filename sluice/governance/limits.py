@@ -48,7 +48,7 @@ from sluice.settings import (
     SessionCapConfig,
     TeamConfig,
 )
-from sluice.storage.ports import LimitCounters, Store
+from sluice.storage.ports import LimitCounters, LocalCounters, Store
 from sluice.storage.records import Bucket, BucketState, SpendRow, VirtualKey
 
 log = logging.getLogger("sluice.limits")
@@ -139,6 +139,10 @@ def rules_from(budgets: list[BudgetConfig], rate_limits: list[RateLimitConfig]) 
     return rules
 
 
+class NotNow(Exception):
+    """`Limits.admit_now` cannot decide without awaiting: use `admit`."""
+
+
 @dataclass(slots=True)
 class Admission:
     request_id: str
@@ -163,6 +167,7 @@ class Limits:
         refresh_interval: float = 1.0,
     ) -> None:
         self._counters = counters
+        self._local = counters if isinstance(counters, LocalCounters) else None  # admit_now's path
         self._store = store
         self._writer = LedgerWriter(store, journal=SpendJournal(governance.spend_journal_path))
         self._clock = clock
@@ -171,7 +176,8 @@ class Limits:
         self._anchors: dict[str, datetime] = {}
         self._seeded: set[str] = set()
         self._by_scope: dict[tuple[str, str], list[LimitRule]] = {}
-        self._current: dict[LimitRule, tuple[LimitRule, Bucket, Window | None]] = {}
+        # rule id -> its current window's bucket; by id, whose hash is cached, not by the rule
+        self._current: dict[str, tuple[LimitRule, Bucket, Window | None]] = {}
         self._profiles: dict[str, AccessProfileConfig] = {}
         self._derived: dict[tuple[str, str], list[LimitRule]] = {}  # (key id, profile id) -> rules
         self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
@@ -287,6 +293,9 @@ class Limits:
     async def admit(
         self, request_id: str, key: VirtualKey, cost_pico: int, tokens: int, session_id: str | None = None
     ) -> Admission | None:
+        if self._local is not None:
+            with contextlib.suppress(NotNow):
+                return self.admit_now(request_id, key, cost_pico, tokens, session_id=session_id)
         rules = self.rules_for(key)
         caps = self.session_caps_for(key)
         if not rules and not caps:
@@ -319,8 +328,19 @@ class Limits:
     async def _session_items(
         self, caps: list[SessionCap], key: VirtualKey, session_id: str | None, now: datetime
     ) -> list[tuple[LimitRule, Bucket, Window | None]]:
+        """Reads when the session started (once: the store's first sight of it), then its caps'
+        counters as `_session_items_now` builds them."""
+        session = session_key(session_id)
+        if session is not None or all(cap.without_session != "refuse" for cap in caps):
+            await self._session_starts.start_of(key.id, session or NO_SESSION, int(now.timestamp()))
+        return self._session_items_now(caps, key, session_id, now)
+
+    def _session_items_now(
+        self, caps: list[SessionCap], key: VirtualKey, session_id: str | None, now: datetime
+    ) -> list[tuple[LimitRule, Bucket, Window | None]]:
         """A session cap's counter for this key's session (its dollars, in one more bucket of the
-        same reservation), after refusing a session past its duration or one that names none."""
+        same reservation), after refusing a session past its duration or one that names none.
+        Raises `NotNow` when the session's start has not been read yet."""
         session = session_key(session_id)
         at = int(now.timestamp())
         items: list[tuple[LimitRule, Bucket, Window | None]] = []
@@ -328,7 +348,9 @@ class Limits:
             if session is None and cap.without_session == "refuse":
                 raise missing_session(cap)
             name = session or NO_SESSION
-            started = await self._session_starts.start_of(key.id, name, at)
+            started = self._session_starts.known(key.id, name)
+            if started is None:
+                raise NotNow
             if cap.max_duration_s is not None and at - started >= cap.max_duration_s:
                 raise too_long(cap, name, at - started)
             if cap.max_cost_pico is not None:
@@ -336,6 +358,51 @@ class Limits:
                 expires = started + max(SESSION_COUNTER_TTL_S, cap.max_duration_s or 0)
                 items.append((rule, Bucket(session_bucket(cap.id, key.id, name), rule.limit, float(expires)), None))
         return items
+
+    def admit_now(
+        self,
+        request_id: str,
+        key: VirtualKey,
+        cost_pico: int,
+        tokens: int,
+        *,
+        session_id: str | None = None,
+        headers: bool = True,
+    ) -> Admission | None:
+        """`admit` without awaiting, for counters in this process whose current windows have been
+        read from the ledger: the same rules, buckets, checks and refusals. Raises `NotNow` when
+        it cannot decide without awaiting (counters elsewhere, a window not seeded yet, a limit
+        only busy, which `admit` waits on). `headers=False`: no caller will see the limits'
+        headers (a replay), so they are not formatted."""
+        rules = self.rules_for(key)
+        caps = self.session_caps_for(key)
+        if not rules and not caps:
+            return None
+        local = self._local
+        if local is None:
+            raise NotNow
+        now = self._clock.now()
+        items = [self._bucket(rule, now) for rule in rules]
+        if caps:
+            items += self._session_items_now(caps, key, session_id, now)
+        if any(window is not None and bucket.key not in self._seeded for _, bucket, window in items):
+            raise NotNow
+        amounts = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 1}
+        refused, states = local.reserve_now(
+            request_id, [(bucket, amounts[rule.measure]) for rule, bucket, _ in items], self._lease_s, now.timestamp()
+        )
+        if refused is not None:
+            spent = _spent(items, states, amounts)
+            if spent is not None:
+                raise _refusal(items[spent], states[spent], amounts, now)
+            if items[refused][0].measure not in _ESTIMATED:
+                raise _refusal(items[refused], states[refused], amounts, now)
+            raise NotNow  # only busy: nothing was reserved, and `admit` waits for settlements
+        team, customer = self.scopes_of(key)
+        admission = Admission(request_id, now, key, team, customer, items, states)
+        if headers:
+            admission.headers = _headers(items, states, now)
+        return admission
 
     async def _reserve(
         self, request_id: str, items: list[tuple[LimitRule, Bucket, Window | None]], amounts: dict[str, int]
@@ -371,8 +438,8 @@ class Limits:
 
     def _bucket(self, rule: LimitRule, now: datetime) -> tuple[LimitRule, Bucket, Window | None]:
         # The current window of a rule stays the same until it ends: compute it once per window.
-        cached = self._current.get(rule)
-        if cached is not None and (cached[2] is None or cached[2].start <= now < cached[2].end):
+        cached = self._current.get(rule.id)
+        if cached is not None and cached[0] is rule and (cached[2] is None or cached[2].start <= now < cached[2].end):
             return cached
         if rule.duration is None:
             item: tuple[LimitRule, Bucket, Window | None] = (
@@ -386,7 +453,7 @@ class Limits:
             )
             bucket = Bucket(bucket_name(rule.id, rule.measure, window), rule.limit, window.end.timestamp())
             item = (rule, bucket, window)
-        self._current[rule] = item
+        self._current[rule.id] = item
         return item
 
     async def _seed(self, items: list[tuple[LimitRule, Bucket, Window | None]]) -> None:
@@ -485,6 +552,44 @@ class Limits:
         finally:
             await counted
             self._settled.notify(bucket.key for _, bucket, _ in admission.items)
+
+    def settle_now(self, admission: Admission | None, row: SpendRow) -> None:
+        """`settle(admission, row, wait=False)` without awaiting, for counters in this process:
+        the counters take the spend at once, the ledger row is committed in the background.
+        Raises `NotNow` for counters elsewhere. Safe to call twice."""
+        if self._local is None:
+            raise NotNow
+        if admission is not None and admission.settled:
+            return
+        self.count_now(admission, row.cost_pico, row.tokens)
+        self._writer.write_later(row)
+
+    def count_now(self, admission: Admission | None, cost_pico: int, tokens: int) -> None:
+        """The counters' part of `settle_now` alone, for a caller that keeps no ledger (a replay
+        of the request log, whose ledger is the log). Raises `NotNow` for counters elsewhere."""
+        if self._local is None:
+            raise NotNow
+        if admission is None or admission.settled:
+            return
+        admission.settled = True
+        actual = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 0}
+        self._local.settle_now(
+            admission.request_id,
+            [(bucket, actual[rule.measure]) for rule, bucket, _ in admission.items],
+            self._clock.now().timestamp(),
+        )
+        self._settled.notify(bucket.key for _, bucket, _ in admission.items)
+
+    def release_now(self, admission: Admission | None) -> None:
+        """`release` without awaiting, for counters in this process (`NotNow` for others)."""
+        if self._local is None:
+            raise NotNow
+        if admission is None or admission.settled:
+            return
+        admission.settled = True
+        now = self._clock.now().timestamp()
+        self._local.settle_now(admission.request_id, [(bucket, 0) for _, bucket, _ in admission.items], now)
+        self._settled.notify(bucket.key for _, bucket, _ in admission.items)
 
     def spend_row(
         self, admission: Admission | None, request_id: str, key: VirtualKey, cost: int, tokens: int, at: datetime

@@ -98,6 +98,9 @@ class Router:
         compiled = [rule for rules in self._rules.values() for rule in rules]
         self._variables = frozenset(v for rule in compiled for v in rule.program.variables())
         self._with_headers = any("headers" in rule.program.source for rule in compiled)
+        # A resolution is a function of the facts alone unless a rule reads the budget state or
+        # picks among weighted targets (see `memo_key`).
+        self._pure = not any(rule.needs_usage or len(rule.targets) > 1 for rule in compiled)
         self._by_model: dict[tuple[Scope, str], tuple[CompiledRule, ...]] = {}
         self._contexts: dict[tuple[Any, ...], Any] = {}
 
@@ -110,6 +113,25 @@ class Router:
             found = tuple(r for r in self._rules.get(scope, ()) if not r.models or model in r.models)
             self._by_model[scope, model] = found
         return found
+
+    def memo_key(self, facts: RouteFacts) -> tuple[Any, ...] | None:
+        """The facts `resolve` reads, when its resolution depends on nothing else: equal keys give
+        equal resolutions, so a caller replaying many requests may resolve each key once. None
+        when a rule reads the budget state or chooses among weighted targets."""
+        if not self._pure:
+            return None
+        needed = self._variables
+        reads_request = "request" in needed
+        return (
+            facts.model,
+            facts.key_id,
+            facts.team_id,
+            facts.customer_id,
+            facts.key_name if "key" in needed else None,
+            (facts.client, facts.session_id, facts.stream) if reads_request else None,
+            tuple(facts.headers.items()) if self._with_headers else None,
+            int(facts.now.timestamp()) if "time" in needed else None,
+        )
 
     async def resolve(self, facts: RouteFacts, usage: Usage) -> Resolution:
         result = Resolution(facts.model)

@@ -97,6 +97,10 @@ class SessionStarts:
         self._store = store
         self._known: dict[tuple[str, str], int] = {}
 
+    def known(self, key_id: str, session: str) -> int | None:
+        """The session's start if this process has read it already (the synchronous path)."""
+        return self._known.get((key_id, session))
+
     async def start_of(self, key_id: str, session: str, now: int) -> int:
         found = self._known.get((key_id, session))
         if found is None:

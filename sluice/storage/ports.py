@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
@@ -13,6 +13,7 @@ from sluice.storage.records import (
     BucketState,
     ConfigEvent,
     ConfigObject,
+    LoggedRequest,
     RequestLogEntry,
     RequestQuery,
     SpendRow,
@@ -51,6 +52,13 @@ class RequestLogStore(Protocol):
     async def count_requests(self) -> int: ...
     async def query_requests(self, query: RequestQuery) -> list[dict[str, Any]]:
         """Entries matching every filter, newest first."""
+        ...
+
+    def logged_requests(
+        self, since: datetime, until: datetime | None = None, batch: int = 10_000
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        """The log's entries from `since` (to `until`), oldest first (then by request id), in
+        batches, read in pages: never the whole log in memory. Read-only."""
         ...
 
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
@@ -99,6 +107,18 @@ class LimitCounters(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LocalCounters(LimitCounters, Protocol):
+    """Counters in this process: the same operations, callable without awaiting (each runs
+    without a pause, so it is atomic on one event loop), for a path that must not yield."""
+
+    def reserve_now(
+        self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float
+    ) -> tuple[int | None, list[BucketState]]: ...
+
+    def settle_now(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None: ...
 
 
 class MetaStore(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,30 @@ class RequestLogEntry:
     # MCP tools (`server__tool`) the same agent session called since its previous LLM call.
     mcp_tools: tuple[str, ...] = ()
     guardrails: int = 0  # guardrail decisions on this request (each an audit event `guardrail`)
+
+
+class LoggedRequest(NamedTuple):
+    """The request log's facts a policy replay needs (`RequestLogStore.logged_requests`)."""
+
+    request_id: str
+    ts: datetime
+    path: str
+    surface: str
+    decision: str
+    error_kind: str | None
+    virtual_key_id: str | None
+    team_id: str | None
+    client: str
+    session_id: str | None
+    provider: str | None
+    requested_model: str | None
+    model: str | None
+    stream: bool
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_pico: int
 
 
 @dataclass(frozen=True, slots=True)

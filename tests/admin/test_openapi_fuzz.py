@@ -31,6 +31,7 @@ SEMANTIC = (
     "/api/mcp-servers",
     "/api/access-profiles",  # durations of its budgets and rate limits
     "/api/stops",  # a stop names its target unless it is the organisation's
+    "/api/policy/simulate",  # its `config` is a whole config file, validated as `sluice serve` does
 )
 
 

@@ -19,6 +19,7 @@ from sluice.http.admin.framework import ApiError, AuthChain, Endpoint, endpoint_
 from sluice.http.admin.keys import key_endpoints
 from sluice.http.admin.objects import all_object_endpoints
 from sluice.http.admin.openapi import openapi_document
+from sluice.http.admin.policy import policy_endpoints
 from sluice.http.admin.stops import stop_endpoints
 from sluice.http.admin.users import user_endpoints
 
@@ -27,7 +28,14 @@ PREFIX = "/api"
 
 def admin_endpoints() -> list[Endpoint]:
     """Every admin endpoint: the one table the routes, the OpenAPI document and the RBAC test read."""
-    return [*data_endpoints(), *key_endpoints(), *user_endpoints(), *all_object_endpoints(), *stop_endpoints()]
+    return [
+        *data_endpoints(),
+        *key_endpoints(),
+        *user_endpoints(),
+        *all_object_endpoints(),
+        *stop_endpoints(),
+        *policy_endpoints(),
+    ]
 
 
 def default_authenticators(services: Any) -> list[Authenticator]:

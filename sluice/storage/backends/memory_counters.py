@@ -63,29 +63,41 @@ class MemoryCounters:
         for key in [k for k, c in self._counters.items() if c.expires_at and c.expires_at + _GRACE_S < now]:
             del self._counters[key]
 
-    async def reserve(
+    def reserve_now(
         self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float
     ) -> tuple[int | None, list[BucketState]]:
+        """`reserve`, called without awaiting (`LocalCounters`)."""
         self._sweep(now)
         counters = [self._get(bucket) for bucket, _ in items]
-        reserved = [c.reserved(now) for c in counters]  # also lets lapsed leases go, in every bucket
         refused = None
         for index, (counter, (_, amount)) in enumerate(zip(counters, items, strict=True)):
-            if amount > 0 and counter.used + reserved[index] + amount > counter.limit:
+            reserved = counter.reserved(now)  # also lets lapsed leases go, in every bucket checked
+            if amount > 0 and counter.used + reserved + amount > counter.limit:
                 refused = index
                 break
         if refused is None:
+            until = now + lease_s
             for counter, (_, amount) in zip(counters, items, strict=True):
-                counter.hold(request_id, amount, now + lease_s)
+                counter.hold(request_id, amount, until)
+            return None, [BucketState(c.used, c.total, c.held(request_id)) for c in counters]
         return refused, [BucketState(c.used, c.reserved(now), c.held(request_id)) for c in counters]
 
-    async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+    def settle_now(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+        """`settle`, called without awaiting (`LocalCounters`)."""
         for bucket, amount in items:
             counter = self._get(bucket)
             counter.release(request_id)
             if request_id not in counter.settled:
                 counter.settled.add(request_id)
                 counter.used += amount
+
+    async def reserve(
+        self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float
+    ) -> tuple[int | None, list[BucketState]]:
+        return self.reserve_now(request_id, items, lease_s, now)
+
+    async def settle(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None:
+        self.settle_now(request_id, items, now)
 
     async def peek(self, buckets: Sequence[Bucket]) -> list[BucketState]:
         out = []

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, event, func, insert, or_, select, update
+from sqlalchemy import and_, case, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -36,6 +39,7 @@ from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
     ConfigObject,
+    LoggedRequest,
     ProviderGrant,
     RequestLogEntry,
     RequestQuery,
@@ -519,6 +523,75 @@ class SqlStore(SqlStops):
             rows = (await conn.execute(stmt.limit(query.limit).offset(query.offset))).all()
         return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
 
+    async def logged_requests(
+        self, since: datetime, until: datetime | None = None, batch: int = 10_000
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        # Keyset pages over (ts, request_id): each page is one short query, so no read holds a
+        # connection (or SQLite's snapshot) for the whole replay, and no page is skipped or repeated.
+        if self.is_sqlite:
+            pages = self._sqlite_logged(since, until, batch)
+        else:
+            pages = self._core_logged(since, until, batch)
+        async for page in pages:
+            yield page
+
+    async def _core_logged(
+        self, since: datetime, until: datetime | None, batch: int
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        c = request_log.c
+        columns = [c[name] for name in LoggedRequest._fields]
+        where = [c.ts >= since] + ([c.ts < until] if until is not None else [])
+        after: tuple[datetime, str] | None = None
+        make = LoggedRequest._make
+        while True:
+            stmt = select(*columns).where(*where)
+            if after is not None:  # `ts >= last` too: the index range starts there, not at `since`
+                stmt = stmt.where(
+                    c.ts >= after[0], or_(c.ts > after[0], and_(c.ts == after[0], c.request_id > after[1]))
+                )
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(stmt.order_by(c.ts, c.request_id).limit(batch))).all()
+            if not rows:
+                return
+            yield [make(row) for row in rows]
+            if len(rows) < batch:
+                return
+            after = (rows[-1].ts, rows[-1].request_id)
+
+    async def _sqlite_logged(
+        self, since: datetime, until: datetime | None, batch: int
+    ) -> AsyncIterator[list[LoggedRequest]]:
+        """The same pages in SQLite's own terms, read by the sqlite3 module in a worker thread
+        over a read-only connection (a replay reads millions of rows: SQLAlchemy's per-value
+        processing would cost more than the replay itself). Timestamps are stored as text in one
+        format, so they compare as text and parse with `fromisoformat`."""
+        path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+        if not path or path == ":memory:" or path.startswith("file:") or "?" in path:
+            async for page in self._core_logged(since, until, batch):
+                yield page
+            return
+        sql = f"SELECT {', '.join(LoggedRequest._fields)} FROM request_log WHERE ts >= ?"
+        bounds: list[Any] = [_sqlite_time(since)]
+        if until is not None:
+            sql += " AND ts < ?"
+            bounds.append(_sqlite_time(until))
+        first = sql + " ORDER BY ts, request_id LIMIT ?"
+        # `ts >= ?` again with the last page's time, so the index range starts there rather than
+        # at `since` (the OR alone would make every page walk the log from the start).
+        more = sql + " AND ts >= ? AND (ts > ? OR (ts = ? AND request_id > ?)) ORDER BY ts, request_id LIMIT ?"
+        after: tuple[str, str] | None = None
+        while True:
+            if after is None:
+                query, params = first, (*bounds, batch)
+            else:
+                query, params = more, (*bounds, after[0], after[0], after[0], after[1], batch)
+            page, after = await asyncio.to_thread(_read_sqlite_page, path, query, params)
+            if not page:
+                return
+            yield page
+            if len(page) < batch:
+                return
+
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
         group = {
             "key": request_log.c.virtual_key_id,
@@ -576,6 +649,33 @@ def _request_filters(query: RequestQuery) -> list[Any]:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+_TS_AT = LoggedRequest._fields.index("ts")
+_STREAM_AT = LoggedRequest._fields.index("stream")
+
+
+def _read_sqlite_page(path: str, query: str, params: tuple[Any, ...]) -> tuple[list[LoggedRequest], tuple[str, str]]:
+    """One page of `logged_requests` and its last (ts, request_id) as stored, for the next page,
+    over a connection that cannot write (`mode=ro`)."""
+    with contextlib.closing(sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)) as db:
+        rows = db.execute(query, params).fetchall()
+    if not rows:
+        return [], ("", "")
+    parse, make, page = datetime.fromisoformat, LoggedRequest._make, []
+    for row in rows:
+        values = list(row)
+        values[_TS_AT] = parse(values[_TS_AT]).replace(tzinfo=UTC)
+        values[_STREAM_AT] = bool(values[_STREAM_AT])
+        page.append(make(values))
+    return page, (rows[-1][_TS_AT], rows[-1][0])
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A time as the SQLite store writes it (UTC, no offset, microseconds)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _shallow_dict(record: Any) -> dict[str, Any]:
