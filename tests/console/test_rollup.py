@@ -219,3 +219,47 @@ async def test_sqlite_rowid_given_again_after_the_newest_rows_are_deleted(tmp_pa
         assert got == by(rows, "virtual_key_id", since)
     finally:
         await store.close()
+
+
+async def test_postgresql_claim_waits_for_a_writer_that_relied_on_the_mark(tmp_path: Path) -> None:
+    """A writer whose hour is already marked inserts no mark of its own but holds a share lock on
+    the existing one until it commits: a refresh claiming the marks meanwhile waits, then reads
+    the writer's row. (Were the claim not to wait, it would drop the mark and miss the row.)"""
+    import asyncio
+
+    from sluice.core.tasks import spawn
+
+    name = "sluice_console_" + uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(PG + "/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    store = SqlStore(f"{PG}/{name}")
+    writer = None
+    try:
+        await store.migrate()
+        q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+        now = datetime.now(UTC).replace(minute=30)
+        await store.insert_requests([entry("first", "vk-0", "team-0", 10**9, ts=now)])
+        await q.refresh(now, force=True)
+        await store.insert_requests([entry("second", "vk-0", "team-0", 10**9, ts=now)])  # marks the hour again
+        writer = await asyncpg.connect(f"{PG}/{name}")
+        tx = writer.transaction()
+        await tx.start()
+        await writer.execute(
+            "INSERT INTO request_log (request_id, ts, path, surface, status, decision, client, stream, input_tokens,"
+            " output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, attempts, virtual_key_id,"
+            " guardrails) VALUES ('held', $1, '/v1/messages', 'anthropic', 200, 'allow', '', false, 0, 0, 0, 0,"
+            " 5000000000000, 0, '[]', 'vk-1', 0)",
+            now,
+        )
+        refreshing = spawn(q.refresh(now + timedelta(minutes=1), force=True), name="refresh")
+        await asyncio.sleep(0.5)  # a claim that did not wait would finish here, before the commit
+        await tx.commit()
+        await refreshing
+        got = {t.value or "": t.cost_pico for t in await q.spend_by("key", day_start(now), now, 10)}
+        assert got == {"vk-0": 2 * 10**9, "vk-1": 5 * 10**12}
+    finally:
+        if writer is not None:
+            await writer.close()
+        await store.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
