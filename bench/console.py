@@ -224,6 +224,7 @@ async def main() -> None:
             "audit": (admin, "/console/audit"),
             "sessions (last 24 h)": (admin, "/console/sessions"),
             "configuration": (admin, "/console/config"),
+            "mcp": (admin, "/console/mcp"),
             "my usage (developer)": (dev, "/console/me"),
         }
         results = {name: await timed(b, path, args.repeat) for name, (b, path) in pages.items()}
