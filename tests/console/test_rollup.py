@@ -263,3 +263,17 @@ async def test_postgresql_claim_waits_for_a_writer_that_relied_on_the_mark(tmp_p
         await store.close()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_mcp_grants_reads_only_keys_with_a_grant(store: SqlStore) -> None:
+    """The MCP page's key list filters in SQL on non-empty tool and group lists (in both stores'
+    JSON dialects): a key with an empty `mcp` document is not read."""
+    from sluice.storage.backends.console_queries import KeyVisibility
+    from sluice.storage.records import VirtualKey
+
+    for key_id, tools, groups in (("vk-t", ("srv/*",), ()), ("vk-g", (), ("readers",)), ("vk-none", (), ())):
+        await store.create_key(
+            VirtualKey(key_id, key_id, f"h-{key_id}", "sk", (), mcp_tools=tools, mcp_tool_groups=groups)
+        )
+    q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+    assert [k.id for k in await q.mcp_grants(KeyVisibility(everything=True))] == ["vk-g", "vk-t"]
