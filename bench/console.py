@@ -4,7 +4,7 @@ key, then renders every page in-process (the real app, the console mounted as in
 signed in as an admin, a team lead and a developer) and reports the median and worst render time.
 
 The first overview builds the spend roll-up from the whole log (a one-time cost, reported apart);
-after that the roll-up is refreshed from the last two hours only.
+after that the refresh re-reads only the hours new rows were logged in (their marks).
 
 Run: ``python -m bench.console [--rows 1000000] [--keys 5000] [--store sqlite|postgresql://...] [--repeat 5]``.
 Writes ``bench/results/console.json``.
@@ -224,6 +224,7 @@ async def main() -> None:
             "audit": (admin, "/console/audit"),
             "sessions (last 24 h)": (admin, "/console/sessions"),
             "configuration": (admin, "/console/config"),
+            "mcp": (admin, "/console/mcp"),
             "my usage (developer)": (dev, "/console/me"),
         }
         results = {name: await timed(b, path, args.repeat) for name, (b, path) in pages.items()}

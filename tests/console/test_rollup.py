@@ -132,7 +132,13 @@ async def test_late_rows_are_counted_however_late(store: SqlStore) -> None:
 
 
 async def test_one_mark_per_hour(store: SqlStore) -> None:
-    """A busy hour costs the mark table one row, not one per request."""
+    """A busy hour costs PostgreSQL's mark table one row, not one per request (SQLite has no
+    trigger: its refresh reads rows by rowid)."""
+    if store.is_sqlite:
+        async with store.engine.connect() as conn:
+            found = (await conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")).scalar()
+        assert found == 0
+        return
     now = datetime.now(UTC).replace(minute=0, second=1)
     await store.insert_requests([entry(f"a{i}", "vk-0", "team-0", 1, ts=now + timedelta(seconds=i)) for i in range(30)])
     await store.insert_requests([entry(f"b{i}", "vk-0", "team-0", 1, ts=now + timedelta(seconds=i)) for i in range(30)])
@@ -188,3 +194,86 @@ def test_rebuild_rollup_command(tmp_path: Path) -> None:
     done = runner.invoke(app, ["console", "rebuild-rollup", "--store", url, "--since", since])
     assert done.exit_code == 0 and "2/2 day(s)" in done.output, done.output
     assert runner.invoke(app, ["console", "rebuild-rollup", "--store", url, "--since", "yesterday"]).exit_code == 2
+
+
+async def test_sqlite_rowid_given_again_after_the_newest_rows_are_deleted(tmp_path: Path) -> None:
+    """Deleting the newest rows lets SQLite give their rowids again; the refresh notices that the
+    row its mark names is another one and reads the whole log again, so nothing is missed."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
+    await store.migrate()
+    try:
+        q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+        now = datetime.now(UTC).replace(minute=30)
+        rows = [entry(f"r{i}", "vk-0", "team-0", 10**9, ts=now - timedelta(hours=i)) for i in range(4)]
+        await store.insert_requests(rows)
+        await q.refresh(now, force=True)
+        async with store._write_lock, store.engine.begin() as conn:  # the newest two rows go
+            await conn.exec_driver_sql("DELETE FROM request_log WHERE request_id IN ('r2', 'r3')")
+        rows = rows[:2]
+        again = [entry(f"n{i}", "vk-1", "team-0", 3 * 10**9, ts=now - timedelta(days=2, hours=i)) for i in range(3)]
+        await store.insert_requests(again)  # rowids 3, 4 again, and 5
+        rows += again
+        await q.refresh(now + timedelta(minutes=1), force=True)
+        since = day_start(now) - timedelta(days=4)
+        got = {t.value or "": t.cost_pico for t in await q.spend_by("key", since, now, 10)}
+        assert got == by(rows, "virtual_key_id", since)
+    finally:
+        await store.close()
+
+
+async def test_postgresql_claim_waits_for_a_writer_that_relied_on_the_mark(tmp_path: Path) -> None:
+    """A writer whose hour is already marked inserts no mark of its own but holds a share lock on
+    the existing one until it commits: a refresh claiming the marks meanwhile waits, then reads
+    the writer's row. (Were the claim not to wait, it would drop the mark and miss the row.)"""
+    import asyncio
+
+    from sluice.core.tasks import spawn
+
+    name = "sluice_console_" + uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(PG + "/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    store = SqlStore(f"{PG}/{name}")
+    writer = None
+    try:
+        await store.migrate()
+        q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+        now = datetime.now(UTC).replace(minute=30)
+        await store.insert_requests([entry("first", "vk-0", "team-0", 10**9, ts=now)])
+        await q.refresh(now, force=True)
+        await store.insert_requests([entry("second", "vk-0", "team-0", 10**9, ts=now)])  # marks the hour again
+        writer = await asyncpg.connect(f"{PG}/{name}")
+        tx = writer.transaction()
+        await tx.start()
+        await writer.execute(
+            "INSERT INTO request_log (request_id, ts, path, surface, status, decision, client, stream, input_tokens,"
+            " output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, attempts, virtual_key_id,"
+            " guardrails) VALUES ('held', $1, '/v1/messages', 'anthropic', 200, 'allow', '', false, 0, 0, 0, 0,"
+            " 5000000000000, 0, '[]', 'vk-1', 0)",
+            now,
+        )
+        refreshing = spawn(q.refresh(now + timedelta(minutes=1), force=True), name="refresh")
+        await asyncio.sleep(0.5)  # a claim that did not wait would finish here, before the commit
+        await tx.commit()
+        await refreshing
+        got = {t.value or "": t.cost_pico for t in await q.spend_by("key", day_start(now), now, 10)}
+        assert got == {"vk-0": 2 * 10**9, "vk-1": 5 * 10**12}
+    finally:
+        if writer is not None:
+            await writer.close()
+        await store.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_mcp_grants_reads_only_keys_with_a_grant(store: SqlStore) -> None:
+    """The MCP page's key list filters in SQL on non-empty tool and group lists (in both stores'
+    JSON dialects): a key with an empty `mcp` document is not read."""
+    from sluice.storage.backends.console_queries import KeyVisibility
+    from sluice.storage.records import VirtualKey
+
+    for key_id, tools, groups in (("vk-t", ("srv/*",), ()), ("vk-g", (), ("readers",)), ("vk-none", (), ())):
+        await store.create_key(
+            VirtualKey(key_id, key_id, f"h-{key_id}", "sk", (), mcp_tools=tools, mcp_tool_groups=groups)
+        )
+    q = ConsoleQueries(store.engine, write_lock=store._write_lock)
+    assert [k.id for k in await q.mcp_grants(KeyVisibility(everything=True))] == ["vk-g", "vk-t"]

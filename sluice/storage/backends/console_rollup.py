@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -86,9 +87,28 @@ SCOPED_DIMS = {
 _INLINE_ROWS = 50_000  # a first build over fewer log rows than this runs inline (well under a second)
 _KEEP_HOURS_DAYS = 3  # hourly rows older than this are folded into their day and dropped
 _WATERMARK = "console_rollup_until"
+_ROWID = "console_rollup_rowid"  # SQLite: the newest request-log rowid the roll-up has read
+_ROWID_OF = "console_rollup_rowid_of"  # and a digest of that row's request id
+_SQLITE_HOUR = "strftime('%Y-%m-%d %H:00:00', ts)"
 _INLINE_HOURS = 48  # more marked hours than this (a spill replayed days late) rebuild in the background
 RATE_LIMITED_KINDS = ("policy_rate_limited", "policy_budget_busy")
 MEASURES = ("cost_pico", "tokens", "requests", "denied", "rate_limited", "errors")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a refresh is about to read: the hours that gained rows, and how to record that it
+    read them (PostgreSQL: the token its marks were claimed with; SQLite: the newest rowid, and a
+    digest of its request id, it saw). `everything`: read the whole log again."""
+
+    hours: set[datetime]
+    everything: bool = False
+    token: int | None = None
+    upto: tuple[int, int] | None = None
+
+
+def _digest(request_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:7], "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +204,7 @@ class RollupReads:
                 ).scalar_one()
                 < _INLINE_ROWS
             )
-            marked = (await conn.execute(select(func.count()).select_from(dirty))).scalar_one()
+            marked = await self._pending_hours(conn)
         recent = mark is not None and now.timestamp() - int(mark) < 86400 and marked <= _INLINE_HOURS
         if small or recent:
             try:
@@ -210,20 +230,20 @@ class RollupReads:
             now = now or datetime.now(UTC)
             async with self.engine.connect() as conn:
                 mark = (await conn.execute(select(meta.c.value).where(meta.c.name == _WATERMARK))).scalar()
-            token, hours = await self._claim()
-            if mark is None:
-                await self._rebuild_days(None, now, token)
+            claim = await self._claim()
+            if mark is None or claim.everything:
+                await self._rebuild_days(None, now, claim)
                 return
             today = _day(now)
             starts: dict[datetime, datetime] = {}
-            for hour in hours:
+            for hour in claim.hours:
                 day = _day(hour)
                 # A day older than the hourly rows kept has only its day row: read all of it again.
                 folded = day < today - timedelta(days=_KEEP_HOURS_DAYS)
                 starts[day] = day if folded else min(starts.get(day, hour), hour)
             for day in sorted(starts):
                 await self._rebuild_day(day, starts[day], now)
-            await self._finish(now, token)
+            await self._finish(now, claim)
 
     async def rebuild(
         self,
@@ -236,14 +256,14 @@ class RollupReads:
         `progress(day, done, days)` after each day. Returns the number of days rebuilt. Days
         before the log's first are left as they are (their rows may be gone by retention)."""
         async with self._lock:
-            token, _ = await self._claim()
-            return await self._rebuild_days(since, now or datetime.now(UTC), token, progress)
+            claim = await self._claim()
+            return await self._rebuild_days(since, now or datetime.now(UTC), claim, progress)
 
     async def _rebuild_days(
         self,
         since: datetime | None,
         now: datetime,
-        token: int,
+        claim: Claim,
         progress: Callable[[datetime, int, int], None] | None = None,
     ) -> int:
         if since is None:
@@ -255,34 +275,77 @@ class RollupReads:
             await self._rebuild_day(day, day, now)
             if progress is not None:
                 progress(day, done, len(days))
-        await self._finish(now, token)
+        await self._finish(now, claim)
         return len(days)
 
-    async def _claim(self) -> tuple[int, set[datetime]]:
-        """Claims every mark (unclaimed ones, and those of a refresh that never finished) with a
-        token of this refresh, and returns the marked hours. On PostgreSQL the claim waits for
-        the writers holding a share lock on an unclaimed mark (sluice/storage/migrations/
-        versions/0017), so every row behind a claimed mark is committed before its hour is read."""
+    async def _pending_hours(self, conn: Any) -> int:
+        """How many hours have rows the roll-up has not read yet (at least)."""
+        if not self.is_sqlite:
+            return int((await conn.execute(select(func.count()).select_from(dirty))).scalar_one())
+        mark = (await conn.execute(select(meta.c.value).where(meta.c.name == _ROWID))).scalar()
+        query = f"SELECT count(*) FROM (SELECT DISTINCT {_SQLITE_HOUR} FROM request_log WHERE rowid > ?)"
+        return int((await conn.exec_driver_sql(query, (int(mark or 0),))).scalar_one())
+
+    async def _claim(self) -> Claim:
+        """The hours that gained rows since the last refresh.
+
+        PostgreSQL: claims every mark (unclaimed ones, and those of a refresh that never finished)
+        with a token of this refresh. The claim waits for the writers holding a share lock on an
+        unclaimed mark (sluice/storage/migrations/versions/0017), so every row behind a claimed
+        mark is committed before its hour is read.
+
+        SQLite: the rows after the last refresh's rowid. SQLite has one writer at a time and gives
+        a new row the highest rowid yet plus one, so the rows committed since are exactly those
+        above it; a trigger would cost each insert about 35 µs of CPU (bench/console_marks.py).
+        Only deleting the newest rows lets a rowid be given again: the row the mark names is
+        checked, and when it is not the one seen, everything is read again."""
+        if self.is_sqlite:
+            async with self.engine.connect() as conn:
+                marks = dict(
+                    (
+                        await conn.execute(
+                            select(meta.c.name, meta.c.value).where(meta.c.name.in_((_ROWID, _ROWID_OF)))
+                        )
+                    ).all()
+                )
+                mark = int(marks.get(_ROWID) or 0)
+                seen = (
+                    await conn.exec_driver_sql("SELECT request_id FROM request_log WHERE rowid = ?", (mark,))
+                ).scalar()
+                everything = mark > 0 and (seen is None or _digest(str(seen)) != marks.get(_ROWID_OF))
+                top = (
+                    await conn.exec_driver_sql("SELECT rowid, request_id FROM request_log ORDER BY rowid DESC LIMIT 1")
+                ).first()
+                query = f"SELECT DISTINCT {_SQLITE_HOUR} FROM request_log WHERE rowid > ?"
+                rows = (await conn.exec_driver_sql(query, (mark,))).all()
+            hours = {_hour(self._as_datetime(row[0])) for row in rows if row[0]}
+            newest = tuple(top) if top is not None else (0, "")
+            upto = (int(newest[0]), _digest(str(newest[1]))) if top is not None else (0, 0)
+            return Claim(hours, everything or not marks.get(_ROWID), upto=upto)
         token = secrets.randbelow(2**31 - 2) + 1
         async with self._writing(), self.engine.begin() as conn:
-            if not self.is_sqlite:
-                await conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            await conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
             await conn.execute(update(dirty).values(claimed=token))
             rows = (await conn.execute(select(dirty.c.hour).where(dirty.c.claimed == token).distinct())).all()
-        return token, {_hour(self._as_datetime(row[0])) for row in rows}
+        return Claim({_hour(self._as_datetime(row[0])) for row in rows}, token=token)
 
-    async def _finish(self, now: datetime, token: int) -> None:
+    async def _finish(self, now: datetime, claim: Claim) -> None:
         """Folds hourly rows older than three days (their day rows hold them), records when the
-        roll-up was last brought up to date and drops the marks this refresh claimed."""
+        roll-up was last brought up to date and what it has read (drops the claimed marks, or
+        moves the rowid mark)."""
         r = rollup.c
         cutoff = _day(now) - timedelta(days=_KEEP_HOURS_DAYS)
+        values = {_WATERMARK: int(now.timestamp())}
+        if claim.upto is not None:
+            values[_ROWID], values[_ROWID_OF] = claim.upto
         async with self._writing(), self.engine.begin() as conn:
             await conn.execute(delete(rollup).where(r.grain == "h", r.bucket < cutoff))
-            stamp = int(now.timestamp())
-            done = await conn.execute(update(meta).where(meta.c.name == _WATERMARK).values(value=stamp))
-            if not done.rowcount:
-                await conn.execute(insert(meta).values(name=_WATERMARK, value=stamp))
-            await conn.execute(delete(dirty).where(dirty.c.claimed == token))
+            for name, value in values.items():
+                done = await conn.execute(update(meta).where(meta.c.name == name).values(value=value))
+                if not done.rowcount:
+                    await conn.execute(insert(meta).values(name=name, value=value))
+            if claim.token is not None:
+                await conn.execute(delete(dirty).where(dirty.c.claimed == claim.token))
         self._refreshed = time.monotonic()
 
     def _writing(self) -> Any:
