@@ -15,7 +15,7 @@ from sluice.core.errors import SluiceError
 from sluice.core.types import WireFormat
 from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
 from sluice.http.errors import error_headers, status_of
-from sluice.http.identity import SESSION_HEADERS
+from sluice.http.identity import session_id_of
 from sluice.mcp.gateway import McpGateway
 from sluice.storage.records import VirtualKey
 
@@ -42,7 +42,7 @@ class McpRoute:
             headers = error_headers(key, WireFormat.OPENAI_CHAT)
             await respond(send, status, orjson.dumps({"error": key.message}), "application/json", headers)
             return None
-        agent_session = next((headers[h][:200] for h in SESSION_HEADERS if headers.get(h)), None)
+        agent_session = session_id_of(headers)  # the same id its LLM calls are logged under
         # Sessions are bound to the key: another key cannot reuse this session's id.
         user = AuthenticatedUser(AccessToken(token=key.id, client_id=key.id, scopes=[]))
         return {**scope, "user": user, "sluice.key": key, "sluice.agent_session": agent_session}

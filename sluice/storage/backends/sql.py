@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy import DateTime, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sluice.sessions.ledger import SessionDelta, fold
+from sluice.storage.backends.sql_sessions import (
+    SessionReads,
+    item_rows,
+    item_upsert_sql,
+    session_rows,
+    session_upsert_sql,
+)
 from sluice.storage.backends.sql_tables import (
+    agent_session,
+    agent_session_item,
     audit_anchor,
     audit_dead_letters,
     audit_export_state,
@@ -25,7 +35,7 @@ from sluice.storage.backends.sql_tables import (
     spend_ledger,
     virtual_keys,
 )
-from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter
+from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter, sqlite_ts
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -33,6 +43,7 @@ from sluice.storage.records import (
     ProviderGrant,
     RequestLogEntry,
     RequestQuery,
+    SessionQuery,
     SpendRow,
     VirtualKey,
 )
@@ -83,6 +94,10 @@ class SqlStore:
         self._requests_shape = RowShape(request_log, RequestLogEntry, skip_existing=True, dialect=dialect)
         self._spend_shape = RowShape(spend_ledger, SpendRow, skip_existing=True, dialect=dialect)
         self._audit_shape = RowShape(audit_log, AuditRecord, skip_existing=False, dialect=dialect)
+        # The session ledger, kept in the request log's own transactions (sluice.sessions.ledger).
+        marks = dialect if self._plain else "named"
+        self._session_sql, self._item_sql = session_upsert_sql(marks), item_upsert_sql(marks)
+        self.sessions = SessionReads(self.engine, _utc)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(_alembic_upgrade, self.url)
@@ -337,15 +352,70 @@ class SqlStore:
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
+        """Stores the entries (any already there are left as they are) and adds the new ones to
+        their sessions' ledger rows, in one transaction."""
+        deltas = fold(await self._not_logged(entries))
         if self._fast is not None:
-            await self._fast.insert(self._requests_shape.sql, self._requests_shape.rows(entries))
+            ops = [(self._requests_shape.sql, self._requests_shape.rows(entries))]
+            if deltas:
+                ops += [(self._session_sql, session_rows(deltas, sqlite_ts)), (self._item_sql, item_rows(deltas))]
+            await self._fast.insert_together(ops)
             return
         if self._plain:
-            await self._insert_plain(self._requests_shape.sql, self._requests_shape.rows(entries))
+            async with self._write_lock, self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._requests_shape.sql, self._requests_shape.rows(entries))
+                await self._add_to_sessions(conn, deltas)
             return
-        await self._insert_once(request_log, [_shallow_dict(e) for e in entries])
+        await self._insert_once(request_log, [_shallow_dict(e) for e in entries], deltas)
 
-    async def _insert_once(self, table: Any, rows: list[dict[str, Any]]) -> None:
+    async def _not_logged(self, entries: list[RequestLogEntry]) -> list[RequestLogEntry]:
+        """The entries of a session that the log does not hold yet: a batch written again (a retry
+        after a commit whose answer was lost, a spill replayed) adds nothing to the ledger twice.
+        Exact because one writer writes a given request id at a time (its recorder, in turn)."""
+        mine = [e for e in entries if e.session_id and e.virtual_key_id]
+        if not mine:
+            return []
+        ids = [e.request_id for e in mine]
+        there: set[str] = set()
+        async with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                stmt = select(request_log.c.request_id).where(request_log.c.request_id.in_(ids[i : i + 500]))
+                there.update(r[0] for r in (await conn.execute(stmt)).all())
+        return [e for e in mine if e.request_id not in there] if there else mine
+
+    async def _add_to_sessions(self, conn: Any, deltas: list[SessionDelta]) -> None:
+        if not deltas:
+            return
+        if self._plain:
+            ts: Any = sqlite_ts if self.is_sqlite else (lambda moment: moment)
+            await conn.exec_driver_sql(self._session_sql, session_rows(deltas, ts))
+            if items := item_rows(deltas):
+                await conn.exec_driver_sql(self._item_sql, items)
+            return
+        names = [c.name for c in agent_session.columns]
+        stamps = [bindparam(n, type_=DateTime(timezone=True)) for n in ("started_at", "ended_at")]
+        rows = [dict(zip(names, r, strict=True)) for r in session_rows(deltas, lambda moment: moment)]
+        await conn.execute(text(self._session_sql).bindparams(*stamps), rows)
+        if items := item_rows(deltas):
+            item_names = [c.name for c in agent_session_item.columns]
+            await conn.execute(text(self._item_sql), [dict(zip(item_names, r, strict=True)) for r in items])
+
+    # -- the session ledger ------------------------------------------------------------------
+    async def list_sessions(self, query: SessionQuery) -> list[dict[str, Any]]:
+        return await self.sessions.page(query)
+
+    async def get_session(self, ledger_id: str) -> dict[str, Any] | None:
+        return await self.sessions.get(ledger_id)
+
+    async def session_requests(
+        self, virtual_key_id: str, session_id: str, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return await self.sessions.requests(virtual_key_id, session_id, limit, offset)
+
+    async def session_spend(self, group_by: tuple[str, ...], query: SessionQuery) -> list[dict[str, Any]]:
+        return await self.sessions.spend(group_by, query)
+
+    async def _insert_once(self, table: Any, rows: list[dict[str, Any]], deltas: Sequence[SessionDelta] = ()) -> None:
         """Inserts rows, skipping any whose primary key exists: a replay never counts twice."""
         if not rows:
             return
@@ -355,6 +425,7 @@ class SqlStore:
             from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+            await self._add_to_sessions(conn, list(deltas))
 
     # -- spend ledger -----------------------------------------------------------------------
     async def record_spend(self, rows: list[SpendRow]) -> None:
@@ -449,6 +520,8 @@ def _request_filters(query: RequestQuery) -> list[Any]:
             found.append(column == value)
     if query.status is not None:
         found.append(c.status == query.status)
+    if query.session_id is not None:
+        found.append(c.session_id == query.session_id)
     return found
 
 
