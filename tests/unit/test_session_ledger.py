@@ -26,7 +26,7 @@ T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 def entry(
-    n: int, *, key: str = "vk-a", session: str | None = "s-1", minutes: int = 0, **over: object
+    n: int, *, key: str = "vk-a", session: str | None = "s-1", minutes: int = 0, **over: Any
 ) -> RequestLogEntry:
     base = RequestLogEntry(
         request_id=f"req-{key}-{n}",
