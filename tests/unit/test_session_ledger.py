@@ -25,9 +25,7 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
-def entry(
-    n: int, *, key: str = "vk-a", session: str | None = "s-1", minutes: int = 0, **over: Any
-) -> RequestLogEntry:
+def entry(n: int, *, key: str = "vk-a", session: str | None = "s-1", minutes: int = 0, **over: Any) -> RequestLogEntry:
     base = RequestLogEntry(
         request_id=f"req-{key}-{n}",
         ts=T0 + timedelta(minutes=minutes),
