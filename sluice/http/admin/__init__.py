@@ -19,6 +19,7 @@ from sluice.http.admin.framework import ApiError, AuthChain, Endpoint, endpoint_
 from sluice.http.admin.keys import key_endpoints
 from sluice.http.admin.objects import all_object_endpoints
 from sluice.http.admin.openapi import openapi_document
+from sluice.http.admin.sessions import session_endpoints
 from sluice.http.admin.users import user_endpoints
 
 PREFIX = "/api"
@@ -26,7 +27,7 @@ PREFIX = "/api"
 
 def admin_endpoints() -> list[Endpoint]:
     """Every admin endpoint: the one table the routes, the OpenAPI document and the RBAC test read."""
-    return [*data_endpoints(), *key_endpoints(), *user_endpoints(), *all_object_endpoints()]
+    return [*data_endpoints(), *session_endpoints(), *key_endpoints(), *user_endpoints(), *all_object_endpoints()]
 
 
 def default_authenticators(services: Any) -> list[Authenticator]:
