@@ -190,7 +190,7 @@ CSV_COLUMNS = (
 ).split()
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     # A cell a spreadsheet would run as a formula (=, +, -, @ first) is quoted as text.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
@@ -208,7 +208,7 @@ def sessions_csv(items: list[SessionOut]) -> str:
         flat["started_at"], flat["ended_at"] = s.started_at.isoformat(), s.ended_at.isoformat()
         flat["models"] = " ".join(f"{m.name}:{m.count}" for m in s.models)
         flat["mcp_tools"] = " ".join(f"{t.name}:{t.count}" for t in s.mcp_tools)
-        writer.writerow([_cell(flat.get(c)) for c in CSV_COLUMNS])
+        writer.writerow([csv_cell(flat.get(c)) for c in CSV_COLUMNS])
     return out.getvalue()
 
 
@@ -264,7 +264,7 @@ async def session_spend(call: Call) -> SessionSpendReport | Response:
     writer.writerow([*groups, "cost_usd", "tokens", "requests", "sessions"])
     for r in rows:
         writer.writerow(
-            [*(_cell(r[g] or "") for g in groups), usd(r["cost_pico"]), r["tokens"], r["requests"], r["sessions"]]
+            [*(csv_cell(r[g] or "") for g in groups), usd(r["cost_pico"]), r["tokens"], r["requests"], r["sessions"]]
         )
     return _csv_response(out.getvalue(), "session-spend.csv")
 
