@@ -379,8 +379,16 @@ class SqlStore:
         there: set[str] = set()
         async with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                stmt = select(request_log.c.request_id).where(request_log.c.request_id.in_(ids[i : i + 500]))
-                there.update(r[0] for r in (await conn.execute(stmt)).all())
+                chunk = ids[i : i + 500]
+                if self._plain:  # the driver's own statement: no compilation of 500 bound parameters
+                    marks = ", ".join("?" if self.is_sqlite else f"${n}" for n in range(1, len(chunk) + 1))
+                    sql = f"SELECT request_id FROM request_log WHERE request_id IN ({marks})"
+                    found = (await conn.exec_driver_sql(sql, tuple(chunk))).all()
+                else:
+                    found = (
+                        await conn.execute(select(request_log.c.request_id).where(request_log.c.request_id.in_(chunk)))
+                    ).all()
+                there.update(r[0] for r in found)
         return [e for e in mine if e.request_id not in there] if there else mine
 
     async def _add_to_sessions(self, conn: Any, deltas: list[SessionDelta]) -> None:

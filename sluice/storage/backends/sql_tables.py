@@ -200,7 +200,6 @@ agent_session = Table(
     Index("ix_agent_session_ended", "ended_at"),
     Index("ix_agent_session_key_ended", "virtual_key_id", "ended_at"),
     Index("ix_agent_session_team_ended", "team_id", "ended_at"),
-    Index("ix_agent_session_repo_branch", "repo", "branch"),
 )
 
 # What a session used, counted: its models, the MCP tools it called, the kinds of its errors.

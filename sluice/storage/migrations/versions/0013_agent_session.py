@@ -57,7 +57,6 @@ def upgrade() -> None:
     op.create_index("ix_agent_session_ended", "agent_session", ["ended_at"])
     op.create_index("ix_agent_session_key_ended", "agent_session", ["virtual_key_id", "ended_at"])
     op.create_index("ix_agent_session_team_ended", "agent_session", ["team_id", "ended_at"])
-    op.create_index("ix_agent_session_repo_branch", "agent_session", ["repo", "branch"])
     items = op.create_table(
         "agent_session_item",
         sa.Column("session", sa.String(32), primary_key=True),
@@ -167,7 +166,7 @@ def _session(d: SessionDelta) -> dict[str, Any]:
 
 def downgrade() -> None:
     op.drop_table("agent_session_item")
-    for name in ("ended", "key_ended", "team_ended", "repo_branch"):
+    for name in ("ended", "key_ended", "team_ended"):
         op.drop_index(f"ix_agent_session_{name}", "agent_session")
     op.drop_table("agent_session")
     with op.batch_alter_table("request_log") as batch:
