@@ -120,4 +120,6 @@ def fold(entries: Iterable[RequestLogEntry], into: dict[str, SessionDelta] | Non
         if delta is None:
             delta = found[sid] = SessionDelta(sid, e.virtual_key_id, e.session_id, e.team_id, e.ts, e.ts)
         delta.add(e)
-    return list(found.values())
+    # In id order: two replicas' batches lock the rows of the sessions they share in the same
+    # order, so their transactions wait for each other rather than deadlock (PostgreSQL).
+    return [found[sid] for sid in sorted(found)]
