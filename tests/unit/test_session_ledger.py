@@ -4,6 +4,7 @@ fast path and SQLAlchemy's) and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -191,3 +192,33 @@ def test_client_and_version_from_the_agents_user_agents() -> None:
 
 def test_fold_leaves_out_entries_of_no_session() -> None:
     assert fold([entry(1, session=None), entry(2, key=None)]) == []  # type: ignore[arg-type]
+
+
+async def test_two_replicas_writing_the_same_sessions_at_once_lose_nothing() -> None:
+    """Two stores on one PostgreSQL database (two replicas' writers), batches of the same sessions
+    in opposite orders, at once: every request counted once."""
+    name = "sluice_test_" + uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(PG + "/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    a, b = open_store(f"{PG}/{name}"), open_store(f"{PG}/{name}")
+    try:
+        await a.migrate()
+        sessions = [f"s-{i}" for i in range(20)]
+
+        def batch(replica: str, n: int) -> list[RequestLogEntry]:
+            order = sessions if replica == "a" else sessions[::-1]
+            return [entry(0, session=s, minutes=n, request_id=f"req-{replica}-{n}-{i}") for i, s in enumerate(order)]
+
+        async def writer(store: Store, replica: str) -> None:
+            for n in range(10):
+                await store.insert_requests(batch(replica, n))
+
+        await asyncio.gather(writer(a, "a"), writer(b, "b"))
+        found = await a.list_sessions(SessionQuery())
+        assert len(found) == 20 and {s["requests"] for s in found} == {20}
+        assert {s["cost_pico"] for s in found} == {20 * 1000}
+    finally:
+        await a.close()
+        await b.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
