@@ -28,8 +28,8 @@ from sqlalchemy import insert
 from sluice.app import build_services
 from sluice.http.server import SluiceASGI
 from sluice.settings import parse_config
-from sluice.storage.backends.sql_tables import request_log, spend_ledger, virtual_keys
-from sluice.storage.records import ConfigObject
+from sluice.storage.backends.sql_tables import spend_ledger, virtual_keys
+from sluice.storage.records import ConfigObject, RequestLogEntry
 from tests.admin.conftest import AUDIT_KEY, BOOTSTRAP
 from tests.console.conftest import Browser, role_token
 
@@ -126,8 +126,9 @@ async def seed(services: Any, rows: int, keys: int, now: datetime) -> None:
                         "tokens": 1500,
                     }
                 )
+        # Through the request-log writer's own path, so the session ledger is filled as in production.
+        await services.store.insert_requests([RequestLogEntry(**r) for r in log_rows])
         async with engine.begin() as conn:
-            await conn.execute(insert(request_log), log_rows)
             await conn.execute(insert(spend_ledger), ledger_rows)
     objects = [ConfigObject("team", f"team-{t:02d}", {"id": f"team-{t:02d}"}, "bench") for t in range(50)]
     objects += [

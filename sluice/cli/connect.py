@@ -17,6 +17,26 @@ from sluice.cli.settings_files import Format, WriteResult, merge_into_file, rend
 
 KEY_VAR = "SLUICE_API_KEY"  # what Codex and opencode read the virtual key from
 
+# Where an agent works, for the session ledger (docs/sessions.md). The agents read their custom
+# headers once, at start-up, so these are the values of the directory an agent was started in:
+# `workspace` recomputes them each time the shell starts one (a branch switched during a session
+# is not seen). Nothing here holds a secret: a remote URL loses its credentials.
+WORKSPACE_VARS = {"x-sluice-repo": "SLUICE_REPO", "x-sluice-branch": "SLUICE_BRANCH", "x-sluice-cwd": "SLUICE_CWD"}
+WORKSPACE_FUNCTION = [
+    "sluice_workspace() {",
+    "  SLUICE_CWD=$PWD",
+    "  SLUICE_REPO=$(git remote get-url origin 2>/dev/null"
+    " | sed -e 's#^[A-Za-z+]*://##' -e 's#^[^@/]*@##' -e 's#\\.git$##')",
+    '  [ -n "$SLUICE_REPO" ] || SLUICE_REPO=$(basename "$(git rev-parse --show-toplevel 2>/dev/null)" 2>/dev/null)',
+    "  SLUICE_BRANCH=$(git branch --show-current 2>/dev/null)",
+    "  export SLUICE_REPO SLUICE_BRANCH SLUICE_CWD",
+    "}",
+]
+SHELL_NOTE = (
+    "# Optional, in your shell profile: each session reports the repository, branch and directory"
+    " it was started in (x-sluice-repo, -branch, -cwd; read once when the agent starts):"
+)
+
 
 class ConnectError(Exception):
     """The request cannot be turned into a setup (e.g. a client that needs a model name got none)."""
@@ -30,6 +50,7 @@ class Setup:
     patch: dict[str, Any] = field(default_factory=dict)
     private: bool = False  # the file will hold the key itself
     env: dict[str, str] = field(default_factory=dict)  # variables to export in the user's shell
+    shell: list[str] = field(default_factory=list)  # shell functions that start the agent with workspace headers
     notes: list[str] = field(default_factory=list)
 
 
@@ -51,6 +72,13 @@ def claude_code(root: str, key: str, model: str | None, home: Path) -> Setup:
         home / ".claude" / "settings.json",
         patch={"env": env},
         private=True,
+        shell=[
+            *WORKSPACE_FUNCTION,
+            # A subshell, so nothing stays set in the user's shell; `exec` runs the real binary.
+            "claude() ( sluice_workspace; export ANTHROPIC_CUSTOM_HEADERS="
+            "\"$(printf 'x-sluice-repo: %s\\nx-sluice-branch:"
+            ' %s\\nx-sluice-cwd: %s\' "$SLUICE_REPO" "$SLUICE_BRANCH" "$SLUICE_CWD")"; exec claude "$@" )',
+        ],
         notes=["Claude Code reads the env block at start-up: restart running sessions."],
     )
 
@@ -76,7 +104,14 @@ def codex(root: str, key: str, model: str | None, home: Path) -> Setup:
     patch |= {
         "model_provider": "sluice",
         "model_providers": {
-            "sluice": {"name": "Sluice", "base_url": f"{root}/v1", "env_key": KEY_VAR, "wire_api": "responses"}
+            "sluice": {
+                "name": "Sluice",
+                "base_url": f"{root}/v1",
+                "env_key": KEY_VAR,
+                "wire_api": "responses",
+                # Sent only when the variable is set and not empty (Codex's docs/config.md).
+                "env_http_headers": dict(WORKSPACE_VARS),
+            }
         },
         "analytics": {"enabled": False},
         "feedback": {"enabled": False},  # /feedback would upload session logs to OpenAI
@@ -87,6 +122,7 @@ def codex(root: str, key: str, model: str | None, home: Path) -> Setup:
         fmt="toml",
         patch=patch,
         env={KEY_VAR: key},
+        shell=[*WORKSPACE_FUNCTION, 'codex() ( sluice_workspace; exec codex "$@" )'],
         notes=[
             "Codex reads the key from $SLUICE_API_KEY on every run (CODEX_HOME moves the config file).",
             # docs/agents/codex.md, "On other vendors' models".
@@ -109,6 +145,13 @@ def gemini_cli(root: str, key: str, model: str | None, home: Path) -> Setup:
         home / ".gemini" / "settings.json",
         patch=patch,
         env={"GOOGLE_GEMINI_BASE_URL": root, "GEMINI_API_KEY": key},
+        shell=[
+            *WORKSPACE_FUNCTION,
+            # Gemini CLI sends no session id of its own: each start is a session, named here.
+            'gemini() ( sluice_workspace; export GEMINI_CLI_CUSTOM_HEADERS="x-sluice-session: $(od -An -N16 -tx1'
+            " /dev/urandom | tr -d ' \\n'),x-sluice-repo: $SLUICE_REPO,x-sluice-branch: $SLUICE_BRANCH,x-sluice-cwd:"
+            ' $SLUICE_CWD"; exec gemini "$@" )',
+        ],
         notes=[]
         if model
         else ["Without a model, Gemini CLI's 'auto' routing asks a flash-lite model first each turn."],
@@ -205,6 +248,9 @@ def _exports(setup: Setup) -> list[str]:
     if setup.env:
         lines.append("# In your shell profile:")
         lines.extend(f"export {name}={_quote(value)}" for name, value in setup.env.items())
+    if setup.shell:
+        lines.append(SHELL_NOTE)
+        lines.extend(setup.shell)
     return lines + setup.notes
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from sluice.cli.sessions import sessions_app
 from sluice.settings import AuditConfig, ConfigError, SluiceConfig, load_config
 
 app = typer.Typer(help="Sluice: the AI gateway that governs every coding agent.", no_args_is_help=True)
@@ -24,6 +25,7 @@ budgets_app = typer.Typer(
     help="Live budgets in the store (the running gateway applies changes within a second).", no_args_is_help=True
 )
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(sessions_app, name="sessions")
 route_app = typer.Typer(help="Inspect routing.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")

@@ -33,6 +33,10 @@ class RequestContext:
     client: str = ""
     session_id: str | None = None
     user_id: str | None = None
+    # where the agent works, when it says so (x-sluice-repo, x-sluice-branch, x-sluice-cwd)
+    repo: str | None = None
+    branch: str | None = None
+    cwd: str | None = None
     stream: bool = False
     # who: the authenticated key (Engine.authenticate)
     key: VirtualKey | None = None

@@ -48,6 +48,9 @@ def entry_of(ctx: RequestContext, mcp_tools: tuple[str, ...] = ()) -> RequestLog
         route=ctx.route,
         mcp_tools=mcp_tools,
         guardrails=ctx.guardrail.count if ctx.guardrail is not None else 0,
+        repo=ctx.repo,
+        branch=ctx.branch,
+        cwd=ctx.cwd,
     )
 
 

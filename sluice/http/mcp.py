@@ -15,7 +15,7 @@ from sluice.core.errors import SluiceError
 from sluice.core.types import WireFormat
 from sluice.http.asgi import Receive, Scope, Send, client_address, headers_of, respond
 from sluice.http.errors import error_headers, status_of
-from sluice.http.identity import SESSION_HEADERS
+from sluice.http.identity import session_id_of
 from sluice.mcp.gateway import McpGateway
 from sluice.sessions.stops import Stops, refusal
 from sluice.storage.records import VirtualKey
@@ -44,7 +44,7 @@ class McpRoute:
             headers = error_headers(key, WireFormat.OPENAI_CHAT)
             await respond(send, status, orjson.dumps({"error": key.message}), "application/json", headers)
             return None
-        agent_session = next((headers[h][:200] for h in SESSION_HEADERS if headers.get(h)), None)
+        agent_session = session_id_of(headers)  # the same id its LLM calls are logged under
         if self.stops is not None and (stop := self.stops.check(key, agent_session)) is not None:
             err = refusal(stop)
             await respond(

@@ -16,6 +16,7 @@ from sluice.storage.records import (
     LoggedRequest,
     RequestLogEntry,
     RequestQuery,
+    SessionQuery,
     SpendRow,
     Stop,
     VirtualKey,
@@ -64,6 +65,29 @@ class RequestLogStore(Protocol):
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:
         """Cost (pico-dollars), tokens and requests of the matching entries grouped by `group_by`
         (key, user, team, model or day), largest cost first."""
+        ...
+
+
+class SessionLedger(Protocol):
+    """Agent sessions, summed from the request log by its writer (`insert_requests` adds each new
+    entry to its session in the same transaction; sluice.sessions.ledger)."""
+
+    async def list_sessions(self, query: SessionQuery) -> list[dict[str, Any]]:
+        """A page of the matching sessions, most recently active first, each with its `items`
+        (models, MCP tools and error kinds, counted)."""
+        ...
+
+    async def get_session(self, ledger_id: str) -> dict[str, Any] | None: ...
+
+    async def session_requests(
+        self, virtual_key_id: str, session_id: str, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """The session's request log entries, oldest first."""
+        ...
+
+    async def session_spend(self, group_by: tuple[str, ...], query: SessionQuery) -> list[dict[str, Any]]:
+        """Cost, tokens, requests and sessions of the matching sessions grouped by `group_by`
+        (any of repo, branch, client, team, key, user), largest cost first."""
         ...
 
 
@@ -232,7 +256,16 @@ class GrantStore(Protocol):
 
 
 class Store(
-    GrantStore, KeyStore, RequestLogStore, SpendLedger, MetaStore, ConfigStore, AuditStore, StopStore, Protocol
+    GrantStore,
+    KeyStore,
+    RequestLogStore,
+    SessionLedger,
+    SpendLedger,
+    MetaStore,
+    ConfigStore,
+    AuditStore,
+    StopStore,
+    Protocol,
 ):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

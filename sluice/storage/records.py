@@ -77,6 +77,10 @@ class RequestLogEntry:
     # MCP tools (`server__tool`) the same agent session called since its previous LLM call.
     mcp_tools: tuple[str, ...] = ()
     guardrails: int = 0  # guardrail decisions on this request (each an audit event `guardrail`)
+    # Where the agent works, as it said (x-sluice-repo, x-sluice-branch, x-sluice-cwd; sluice.http.identity).
+    repo: str | None = None
+    branch: str | None = None
+    cwd: str | None = None
 
 
 class LoggedRequest(NamedTuple):
@@ -116,6 +120,26 @@ class RequestQuery:
     provider: str | None = None
     decision: str | None = None
     status: int | None = None
+    session_id: str | None = None  # the agent session the client named
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """Filters over the ledger (None: any). A session matches `since`/`until` when it was active
+    in that span (ended at or after `since`, started before `until`). Newest activity first."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    virtual_key_ids: tuple[str, ...] | None = None
+    team_ids: tuple[str, ...] | None = None
+    owner_user_id: str | None = None  # the Sluice user the key belongs to (the developer)
+    client: str | None = None
+    repo: str | None = None
+    branch: str | None = None
+    session_id: str | None = None  # the id the client sent
+    min_cost_pico: int | None = None
     limit: int = 100
     offset: int = 0
 

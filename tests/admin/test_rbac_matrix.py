@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from sluice.auth.principal import ROLES, Principal
 from sluice.auth.rbac import ACTIONS, Scope, decide
 from sluice.http.admin import admin_endpoints
 from sluice.http.admin.framework import Endpoint
+from sluice.sessions.ledger import ledger_id
+from sluice.storage.records import RequestLogEntry
 from tests.admin.conftest import Client, admin_config, as_role, start
 
 A, T, S, N = "all", "team", "self", "none"
@@ -155,6 +158,27 @@ _EXISTING = {
     "access-profiles": "prof-1",
 }
 USERS = {"own-user": "u-me", "other-user": "u-other"}
+# One agent session of each of these keys is in the ledger (seed_sessions).
+SESSION_KEYS = {"own-team": "vk-team-a", "other-team": "vk-team-b", "own-user": "vk-mine", "global": "vk-none"}
+
+
+async def seed_sessions(services: Any) -> None:
+    teams = {"vk-team-a": "team-a", "vk-team-b": "team-b"}
+    entries = [
+        RequestLogEntry(
+            request_id=f"req-{key_id}",
+            ts=datetime.now(UTC),
+            path="/v1/messages",
+            surface="anthropic_messages",
+            status=200,
+            decision="allow",
+            virtual_key_id=key_id,
+            team_id=teams.get(key_id),
+            session_id=f"s-{key_id}",
+        )
+        for key_id in SESSION_KEYS.values()
+    ]
+    await services.store.insert_requests(entries)
 
 
 def request_for(ep: Endpoint, scope_name: str, n: int) -> Request | None:
@@ -196,7 +220,10 @@ def request_for(ep: Endpoint, scope_name: str, n: int) -> Request | None:
         if ep.method == "DELETE":  # delete something deletable and harmless
             object_id = {"providers": "fake2-spare", "provider-keys": "fake2:spare"}.get(collection, f"spare-{n}")
         return ep.path.replace("{object_id}", object_id), make(object_id) if ep.body is not None else None, None
-    if collection == "spend":
+    if collection == "sessions" and "{session_id}" in ep.path:
+        key_id = SESSION_KEYS.get(scope_name)
+        return (ep.path.replace("{session_id}", ledger_id(key_id, f"s-{key_id}")), None, None) if key_id else None
+    if collection in ("spend", "sessions"):
         query = {
             "own-team": {"team": "team-a"},
             "other-team": {"team": "team-b"},
@@ -232,7 +259,7 @@ def http_scope(ep: Endpoint, scope_name: str) -> tuple[str, str]:
     """(action, scope) the matrix expects for this request: budgets' team-level ones are caps."""
     if ep.path.startswith("/api/budgets") and ep.method != "GET" and scope_name == "global":
         return "budgets.write", "global"
-    if ep.path == "/api/spend" and scope_name == "global":
+    if ep.path in ("/api/spend", "/api/sessions", "/api/sessions/spend") and scope_name == "global":
         return ep.action, "global"
     if ep.path == "/api/keys" and ep.method == "GET":
         return ep.action, "global"
@@ -255,6 +282,7 @@ async def test_http_matrix(tmp_path: Path) -> None:
     services, c = await start(admin_config(tmp_path))
     try:
         await seed(c)
+        await seed_sessions(services)
         for user_id in USERS.values():  # people, as SCIM provisions them
             await services.identity.directory.put(USER, user_id, {"userName": f"{user_id}@example.test"}, "scim")
         walked = 0
@@ -287,7 +315,7 @@ async def test_http_matrix(tmp_path: Path) -> None:
                 and EXPECTED[action][ROLES.index(role)] != N
             ):
                 want = True  # listings filter what the caller may see instead of refusing
-            if ep.path == "/api/spend":
+            if ep.path in ("/api/spend", "/api/sessions", "/api/sessions/spend"):
                 # A report is restricted to what the caller may see; a filter outside it is refused.
                 grant = EXPECTED[action][ROLES.index(role)]
                 want = (

@@ -537,3 +537,37 @@ def test_the_config_files_objects_are_listed_without_their_secrets() -> None:
     assert found["routing_rule"][0].body == {"when": "true", "target": "anthropic/claude-haiku"}
     assert found["alias"][0].id == "fast" and found["mcp_server"][0].body["url"] == "https://mcp.example/mcp"
     assert "secret" not in repr(found)
+
+
+async def test_sessions_come_from_the_ledger_with_their_mcp_tools(gateway: tuple[Services, SluiceASGI]) -> None:
+    services, app = gateway
+    now = datetime.now(UTC)
+    hostile = "<script>alert(1)</script>"
+    await services.store.insert_requests(
+        [
+            entry(
+                "s1",
+                "vk-1",
+                "team-a",
+                10**12,
+                session_id="sess-a",
+                repo="acme/api",
+                branch="fix-7",
+                ts=now,
+                mcp_tools=("fs__read_file", "fs__read_file"),
+            ),
+            entry("s2", "vk-1", "team-a", 10**12, session_id="sess-a", ts=now, mcp_tools=("git__log",)),
+            entry("s3", "vk-2", "team-b", 5, session_id=hostile, ts=now),
+            entry("old", "vk-1", "team-a", 5, session_id="sess-old", ts=now - timedelta(days=3)),
+        ]
+    )
+    admin = await signed_in(app, BOOTSTRAP)
+    page = await admin.get("/console/sessions")
+    assert page.status == 200
+    assert "sess-a" in page.text and "acme/api" in page.text and "fix-7" in page.text and "$2.00" in page.text
+    assert "fs__read_file</code> ×2" in page.text and "git__log</code> ×1" in page.text
+    assert hostile not in page.text and "&lt;script&gt;" in page.text
+    assert "sess-old" not in page.text
+    assert "sess-old" in (await admin.get("/console/sessions?since=7d")).text
+    assert "sess-a" not in (await admin.get("/console/sessions?team=team-b")).text
+    assert (await admin.get("/console/sessions?since=99y")).status == 422

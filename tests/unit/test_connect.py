@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from sluice.cli.connect import SHELL_NOTE
 from sluice.cli.main import app
 
 runner = CliRunner()
@@ -86,6 +88,11 @@ def test_codex_config_keeps_comments_tables_and_the_users_model(tmp_path: Path) 
         "base_url": "https://sluice.example.com/v1",
         "env_key": "SLUICE_API_KEY",
         "wire_api": "responses",
+        "env_http_headers": {
+            "x-sluice-repo": "SLUICE_REPO",
+            "x-sluice-branch": "SLUICE_BRANCH",
+            "x-sluice-cwd": "SLUICE_CWD",
+        },
     }
     assert config["analytics"] == {"enabled": False} and config["feedback"] == {"enabled": False}
     assert KEY not in text  # Codex reads the key from the environment
@@ -159,3 +166,54 @@ def test_a_broken_settings_file_is_left_alone(tmp_path: Path, content: str) -> N
 def test_unknown_client() -> None:
     result = runner.invoke(app, ["connect", "vim", "--url", URL, "--key", KEY])
     assert result.exit_code == 2 and "claude-code, codex" in result.output
+
+
+@pytest.mark.parametrize("client", ["claude-code", "codex", "gemini-cli"])
+def test_the_shell_functions_start_the_agent_with_the_workspace_headers(tmp_path: Path, client: str) -> None:
+    """Runs the printed shell lines in bash, in a git repository whose remote URL holds a token,
+    with a stand-in for the agent that prints what it was started with."""
+    out = connect(tmp_path, client)
+    lines = out.splitlines()
+    shell = lines[lines.index(SHELL_NOTE) + 1 :]
+    shell = shell[: next(i for i, line in enumerate(shell) if line.startswith(("claude()", "codex()", "gemini()"))) + 1]
+    binary = {"claude-code": "claude", "codex": "codex", "gemini-cli": "gemini"}[client]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    agent = bin_dir / binary
+    shown = "SLUICE_REPO SLUICE_BRANCH SLUICE_CWD ANTHROPIC_CUSTOM_HEADERS GEMINI_CLI_CUSTOM_HEADERS"
+    agent.write_text(
+        f'#!/bin/bash\nfor v in {shown}; do [ -n "${{!v}}" ] && printf "%s=%s\\n" $v "${{!v}}"; done\necho args="$*"\n'
+    )
+    agent.chmod(0o755)
+    repo = tmp_path / "work" / "api"
+    repo.mkdir(parents=True)
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q", "-b", "fix/login"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", "https://alice:ghp_secret@github.com/acme/api.git"], check=True)
+    script = "\n".join([*shell, f"cd {repo}", f'{binary} -p "say hi"'])
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert "ghp_secret" not in ran.stdout and "alice" not in ran.stdout
+    assert "args=-p say hi" in ran.stdout
+    if client == "codex":  # Codex turns the variables into headers itself (env_http_headers)
+        assert "SLUICE_REPO=github.com/acme/api\n" in ran.stdout and "SLUICE_BRANCH=fix/login\n" in ran.stdout
+        assert f"SLUICE_CWD={repo}\n" in ran.stdout
+    elif client == "claude-code":
+        headers = ran.stdout.split("ANTHROPIC_CUSTOM_HEADERS=", 1)[1]
+        assert headers.startswith(
+            f"x-sluice-repo: github.com/acme/api\nx-sluice-branch: fix/login\nx-sluice-cwd: {repo}\n"
+        )
+    else:
+        [line] = [x for x in ran.stdout.splitlines() if x.startswith("GEMINI_CLI_CUSTOM_HEADERS=")]
+        parts = line.removeprefix("GEMINI_CLI_CUSTOM_HEADERS=").split(",")
+        assert parts[0].startswith("x-sluice-session: ") and len(parts[0].split(": ")[1]) == 32
+        assert parts[1:] == [
+            "x-sluice-repo: github.com/acme/api",
+            "x-sluice-branch: fix/login",
+            f"x-sluice-cwd: {repo}",
+        ]
+    # The user's shell keeps nothing: the function ran in a subshell.
+    after = subprocess.run(
+        ["bash", "-c", script + "\necho repo=[$SLUICE_REPO]"], capture_output=True, text=True, env=env
+    )
+    assert after.stdout.rstrip().endswith("repo=[]")

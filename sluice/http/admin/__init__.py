@@ -20,6 +20,7 @@ from sluice.http.admin.keys import key_endpoints
 from sluice.http.admin.objects import all_object_endpoints
 from sluice.http.admin.openapi import openapi_document
 from sluice.http.admin.policy import policy_endpoints
+from sluice.http.admin.sessions import session_endpoints
 from sluice.http.admin.stops import stop_endpoints
 from sluice.http.admin.users import user_endpoints
 
@@ -30,6 +31,7 @@ def admin_endpoints() -> list[Endpoint]:
     """Every admin endpoint: the one table the routes, the OpenAPI document and the RBAC test read."""
     return [
         *data_endpoints(),
+        *session_endpoints(),
         *key_endpoints(),
         *user_endpoints(),
         *all_object_endpoints(),

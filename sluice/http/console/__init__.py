@@ -18,7 +18,17 @@ from starlette.routing import Route
 from sluice.auth.principal import Authenticator
 from sluice.http.admin import default_authenticators
 from sluice.http.admin.framework import ApiError, AuthChain
-from sluice.http.console import audit_page, config_page, keys, mcp_page, me, overview, requests_page, teams
+from sluice.http.console import (
+    audit_page,
+    config_page,
+    keys,
+    mcp_page,
+    me,
+    overview,
+    requests_page,
+    sessions_page,
+    teams,
+)
 from sluice.http.console.session import ConsoleSession, form_value, same_origin
 from sluice.http.console.web import PREFIX, SECURITY_HEADERS, Console, ConsoleEndpoint, ConsoleError, Page
 from sluice.storage.backends.console_queries import ConsoleQueries
@@ -65,7 +75,7 @@ def console_endpoints() -> list[ConsoleEndpoint]:
         ConsoleEndpoint("GET", f"{P}/requests", "requests.read", requests_page.request_log, "Requests"),
         ConsoleEndpoint("GET", f"{P}/requests/tail", "requests.read", requests_page.tail),
         ConsoleEndpoint("GET", f"{P}/requests/{{request_id}}", "requests.read", requests_page.request_detail),
-        ConsoleEndpoint("GET", f"{P}/sessions", "requests.read", requests_page.sessions, "Sessions"),
+        ConsoleEndpoint("GET", f"{P}/sessions", "requests.read", sessions_page.sessions, "Sessions"),
         ConsoleEndpoint("GET", f"{P}/audit", "audit.read", audit_page.audit, "Audit"),
         ConsoleEndpoint("GET", f"{P}/mcp", "config.read", mcp_page.mcp, "MCP"),
         ConsoleEndpoint("GET", f"{P}/config", "config.read", config_page.configuration, "Configuration"),

@@ -135,16 +135,3 @@ async def tail(page: Page) -> Response:
 
     headers = {**SECURITY_HEADERS, "x-accel-buffering": "no"}
     return StreamingResponse(stream(), headers=headers, media_type="text/event-stream")
-
-
-async def sessions(page: Page) -> Response:
-    """Agent sessions of the last 24 hours as one line each (requests, cost, span, models), from
-    the log's ts index; a session's requests are the log filtered by it."""
-    since = datetime.now(UTC) - timedelta(hours=24)
-    found = await page.console.queries.sessions(LogFilter(), since, 100)
-    await page.services.admin.data_read(
-        page.principal.actor,
-        "request_log_query",
-        {"filters": {"sessions": "24h"}, "records": len(found), "via": "console"},
-    )
-    return page.render("sessions.html", sessions=found)

@@ -25,6 +25,7 @@ from sluice.storage.backends.console_rollup import (
     month_start,
 )
 from sluice.storage.backends.sql import _key_from_row
+from sluice.storage.backends.sql_sessions import SessionReads
 from sluice.storage.backends.sql_tables import (
     audit_log,
     config_objects,
@@ -33,7 +34,7 @@ from sluice.storage.backends.sql_tables import (
     spend_ledger,
     virtual_keys,
 )
-from sluice.storage.records import ConfigObject, VirtualKey
+from sluice.storage.records import ConfigObject, SessionQuery, VirtualKey
 
 # The audit kinds of a finished request (sluice/engine/record.py request_kind).
 REQUEST_AUDIT_KINDS = ("request", "denied", "auth_failure")
@@ -180,49 +181,18 @@ class ConsoleQueries(RollupReads):
                 after = rows[-1].seq
 
     async def sessions(self, flt: LogFilter, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
-        """Agent sessions (the client's session id) as one line each: requests, cost, first and
-        last request, models, the most recently active first. Two indexed steps rather than a
-        grouping of every row since `since`: the newest rows, a page at a time, until `limit`
-        distinct sessions are seen; then those sessions' rows through the (session_id, ts) index."""
-        c = request_log.c
-        where = [
-            *_filters(LogFilter(key_ids=flt.key_ids, team_ids=flt.team_ids, since=since)),
-            c.session_id.is_not(None),
-        ]
-        recent: list[str] = []
-        before: tuple[datetime, str] | None = None
-        async with self.engine.connect() as conn:
-            while len(recent) < limit:
-                stmt = select(c.session_id, c.ts, c.request_id).where(*where)
-                if before is not None:
-                    stmt = stmt.where(or_(c.ts < before[0], and_(c.ts == before[0], c.request_id < before[1])))
-                page = (await conn.execute(stmt.order_by(c.ts.desc(), c.request_id.desc()).limit(2000))).all()
-                for session_id, _, _ in page:
-                    if session_id not in recent:
-                        recent.append(session_id)
-                        if len(recent) == limit:
-                            break
-                if len(page) < 2000:
-                    break
-                before = (page[-1][1], page[-1][2])
-            if not recent:
-                return []
-            last = func.max(c.ts)
-            stmt = (
-                select(
-                    c.session_id,
-                    func.count().label("requests"),
-                    func.coalesce(func.sum(c.cost_pico), 0).label("cost_pico"),
-                    func.min(c.ts).label("first"),
-                    last.label("last"),
-                    func.count(func.distinct(c.model)).label("models"),
-                )
-                .where(*where, c.session_id.in_(recent))
-                .group_by(c.session_id)
-                .order_by(last.desc())
-            )
-            rows = (await conn.execute(stmt)).all()
-        return [{**r._mapping, "first": _utc(r.first), "last": _utc(r.last)} for r in rows]
+        """Agent sessions active since `since`, the most recently active first, from the session
+        ledger (sluice.sessions.ledger): one indexed range of `agent_session` and one read of
+        the page's items, however large the log. Each row also has `first`/`last` (its span),
+        `models` (how many), `model_names` and `tools` (MCP tools called, with counts)."""
+        query = SessionQuery(since=since, virtual_key_ids=flt.key_ids, team_ids=flt.team_ids, limit=limit)
+        rows = await SessionReads(self.engine, _utc).page(query)
+        for row in rows:
+            row["first"], row["last"] = row["started_at"], row["ended_at"]
+            row["model_names"] = [i["name"] for i in row["items"] if i["kind"] == "model"]
+            row["models"] = len(row["model_names"])
+            row["tools"] = [(i["name"], i["count"]) for i in row["items"] if i["kind"] == "tool"]
+        return rows
 
     async def audit_records(
         self, kind: str | None, actor: str | None, before_seq: int | None, limit: int = 100

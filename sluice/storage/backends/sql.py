@@ -7,20 +7,30 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, event, func, insert, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, case, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.core.errors import ErrorKind
+from sluice.sessions.ledger import SessionDelta, fold
+from sluice.storage.backends.sql_sessions import (
+    SessionReads,
+    item_rows,
+    item_upsert_sql,
+    session_rows,
+    session_upsert_sql,
+)
 from sluice.storage.backends.sql_stops import SqlStops
 from sluice.storage.backends.sql_tables import (
     agent_metrics,
+    agent_session,
+    agent_session_item,
     audit_anchor,
     audit_dead_letters,
     audit_export_state,
@@ -33,7 +43,7 @@ from sluice.storage.backends.sql_tables import (
     spend_ledger,
     virtual_keys,
 )
-from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter
+from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter, sqlite_ts
 from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
     AuditRecord,
@@ -43,6 +53,7 @@ from sluice.storage.records import (
     ProviderGrant,
     RequestLogEntry,
     RequestQuery,
+    SessionQuery,
     SpendRow,
     VirtualKey,
 )
@@ -95,6 +106,10 @@ class SqlStore(SqlStops):
         self._requests_shape = RowShape(request_log, RequestLogEntry, skip_existing=True, dialect=dialect)
         self._spend_shape = RowShape(spend_ledger, SpendRow, skip_existing=True, dialect=dialect)
         self._audit_shape = RowShape(audit_log, AuditRecord, skip_existing=False, dialect=dialect)
+        # The session ledger, kept in the request log's own transactions (sluice.sessions.ledger).
+        marks = dialect if self._plain else "named"
+        self._session_sql, self._item_sql = session_upsert_sql(marks), item_upsert_sql(marks)
+        self.sessions = SessionReads(self.engine, _utc)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(_alembic_upgrade, self.url)
@@ -456,15 +471,78 @@ class SqlStore(SqlStops):
 
     # -- request log ------------------------------------------------------------------------
     async def insert_requests(self, entries: list[RequestLogEntry]) -> None:
+        """Stores the entries (any already there are left as they are) and adds the new ones to
+        their sessions' ledger rows, in one transaction."""
+        deltas = fold(await self._not_logged(entries))
         if self._fast is not None:
-            await self._fast.insert(self._requests_shape.sql, self._requests_shape.rows(entries))
+            ops = [(self._requests_shape.sql, self._requests_shape.rows(entries))]
+            if deltas:
+                ops += [(self._session_sql, session_rows(deltas, sqlite_ts)), (self._item_sql, item_rows(deltas))]
+            await self._fast.insert_together(ops)
             return
         if self._plain:
-            await self._insert_plain(self._requests_shape.sql, self._requests_shape.rows(entries))
+            async with self._write_lock, self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._requests_shape.sql, self._requests_shape.rows(entries))
+                await self._add_to_sessions(conn, deltas)
             return
-        await self._insert_once(request_log, [_shallow_dict(e) for e in entries])
+        await self._insert_once(request_log, [_shallow_dict(e) for e in entries], deltas)
 
-    async def _insert_once(self, table: Any, rows: list[dict[str, Any]]) -> None:
+    async def _not_logged(self, entries: list[RequestLogEntry]) -> list[RequestLogEntry]:
+        """The entries of a session that the log does not hold yet: a batch written again (a retry
+        after a commit whose answer was lost, a spill replayed) adds nothing to the ledger twice.
+        Exact because one writer writes a given request id at a time (its recorder, in turn)."""
+        mine = [e for e in entries if e.session_id and e.virtual_key_id]
+        if not mine:
+            return []
+        ids = [e.request_id for e in mine]
+        there: set[str] = set()
+        async with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                if self._plain:  # the driver's own statement: no compilation of 500 bound parameters
+                    marks = ", ".join("?" if self.is_sqlite else f"${n}" for n in range(1, len(chunk) + 1))
+                    sql = f"SELECT request_id FROM request_log WHERE request_id IN ({marks})"
+                    found = (await conn.exec_driver_sql(sql, tuple(chunk))).all()
+                else:
+                    found = (
+                        await conn.execute(select(request_log.c.request_id).where(request_log.c.request_id.in_(chunk)))
+                    ).all()
+                there.update(r[0] for r in found)
+        return [e for e in mine if e.request_id not in there] if there else mine
+
+    async def _add_to_sessions(self, conn: Any, deltas: list[SessionDelta]) -> None:
+        if not deltas:
+            return
+        if self._plain:
+            ts: Any = sqlite_ts if self.is_sqlite else (lambda moment: moment)
+            await conn.exec_driver_sql(self._session_sql, session_rows(deltas, ts))
+            if items := item_rows(deltas):
+                await conn.exec_driver_sql(self._item_sql, items)
+            return
+        names = [c.name for c in agent_session.columns]
+        stamps = [bindparam(n, type_=DateTime(timezone=True)) for n in ("started_at", "ended_at")]
+        rows = [dict(zip(names, r, strict=True)) for r in session_rows(deltas, lambda moment: moment)]
+        await conn.execute(text(self._session_sql).bindparams(*stamps), rows)
+        if items := item_rows(deltas):
+            item_names = [c.name for c in agent_session_item.columns]
+            await conn.execute(text(self._item_sql), [dict(zip(item_names, r, strict=True)) for r in items])
+
+    # -- the session ledger ------------------------------------------------------------------
+    async def list_sessions(self, query: SessionQuery) -> list[dict[str, Any]]:
+        return await self.sessions.page(query)
+
+    async def get_session(self, ledger_id: str) -> dict[str, Any] | None:
+        return await self.sessions.get(ledger_id)
+
+    async def session_requests(
+        self, virtual_key_id: str, session_id: str, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return await self.sessions.requests(virtual_key_id, session_id, limit, offset)
+
+    async def session_spend(self, group_by: tuple[str, ...], query: SessionQuery) -> list[dict[str, Any]]:
+        return await self.sessions.spend(group_by, query)
+
+    async def _insert_once(self, table: Any, rows: list[dict[str, Any]], deltas: Sequence[SessionDelta] = ()) -> None:
         """Inserts rows, skipping any whose primary key exists: a replay never counts twice."""
         if not rows:
             return
@@ -474,6 +552,7 @@ class SqlStore(SqlStops):
             from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+            await self._add_to_sessions(conn, list(deltas))
 
     # -- spend ledger -----------------------------------------------------------------------
     async def record_spend(self, rows: list[SpendRow]) -> None:
@@ -645,6 +724,8 @@ def _request_filters(query: RequestQuery) -> list[Any]:
             found.append(column == value)
     if query.status is not None:
         found.append(c.status == query.status)
+    if query.session_id is not None:
+        found.append(c.session_id == query.session_id)
     return found
 
 

@@ -78,6 +78,9 @@ request_log = Table(
     Column("route", String(500)),
     Column("mcp_tools", JSON),
     Column("guardrails", Integer, nullable=False, default=0),
+    Column("repo", String(300)),
+    Column("branch", String(300)),
+    Column("cwd", String(500)),
     Index("ix_request_log_ts", "ts"),
     Index("ix_request_log_key_ts", "virtual_key_id", "ts"),
 )
@@ -221,4 +224,46 @@ stops = Table(
     Column("lifted_by", String(300)),
     Column("lift_reason", Text),
     Index("ix_stops_active", "lifted_at"),
+)
+
+# One row per agent session (a virtual key and the session id its client sent), kept by the
+# request-log writer in the transaction that stores the session's requests (sluice.sessions.ledger).
+agent_session = Table(
+    "agent_session",
+    metadata,
+    Column("id", String(32), primary_key=True),  # sluice.sessions.ledger.ledger_id(key, session)
+    Column("virtual_key_id", String(200), nullable=False),
+    Column("session_id", String(200), nullable=False),
+    Column("team_id", String(200)),
+    Column("end_user", String(300)),  # what the client says of its user (metadata.user_id), not the key's owner
+    Column("client", String(100)),
+    Column("client_version", String(100)),
+    Column("user_agent", String(300)),
+    Column("repo", String(300)),
+    Column("branch", String(300)),
+    Column("cwd", String(500)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("denied", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cost_pico", BigInteger, nullable=False),
+    Index("ix_agent_session_ended", "ended_at"),
+    Index("ix_agent_session_key_ended", "virtual_key_id", "ended_at"),
+    Index("ix_agent_session_team_ended", "team_id", "ended_at"),
+)
+
+# What a session used, counted: its models, the MCP tools it called, the kinds of its errors.
+agent_session_item = Table(
+    "agent_session_item",
+    metadata,
+    Column("session", String(32), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # model | tool | error
+    Column("name", String(300), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("cost_pico", BigInteger, nullable=False),
 )

@@ -116,6 +116,21 @@ class SqliteWriter:
             self._running = spawn(self._run(), name="sqlite-group-commit")
         await future
 
+    async def insert_together(self, ops: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Several inserts committed in one transaction (e.g. requests and what they add to the
+        session ledger); raises the first error any of them raised."""
+        futures: list[asyncio.Future[None]] = []
+        loop = asyncio.get_running_loop()
+        for sql, rows in ops:
+            if rows:
+                futures.append(loop.create_future())
+                self._pending.append((sql, rows, futures[-1]))
+        if not futures:
+            return
+        if self._running is None or self._running.done():
+            self._running = spawn(self._run(), name="sqlite-group-commit")
+        await asyncio.gather(*futures)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
