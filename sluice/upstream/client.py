@@ -89,6 +89,37 @@ def _broken(provider: str, exc: BaseException) -> SluiceError:
     return SluiceError(ErrorKind.PROVIDER_STREAM_BROKEN, f"provider {provider} closed the connection mid-response")
 
 
+_MAX_CACHED = 256  # URLs and timeout sets kept built; a caller's model can name new URLs, so bounded
+_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+_targets: dict[str, URL] = {}
+
+
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for `timeouts`, built once per set (a provider's are fixed until a reload):
+    sock_connect, not connect: aiohttp's `connect` also runs while waiting for a pooled
+    connection, and that wait is the gateway's, timed by the slot gate."""
+    built = _timeouts.get(timeouts)
+    if built is None:
+        if len(_timeouts) >= _MAX_CACHED:
+            _timeouts.clear()
+        built = _timeouts[timeouts] = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+    return built
+
+
+def _target(url: str) -> URL:
+    """`url` sent as built (encoded=True), parsed once per URL string: providers escape what they
+    put in a URL, and yarl must not decode it again (it would turn %3A back into ':' under a SigV4
+    signature, or %2E%2E into a '..' segment it then collapses). yarl's URL is immutable."""
+    target = _targets.get(url)
+    if target is None:
+        if len(_targets) >= _MAX_CACHED:
+            _targets.clear()
+        target = _targets[url] = URL(url, encoded=True)
+    return target
+
+
 def _local_exhaustion(exc: aiohttp.ClientConnectorError) -> bool:
     return exc.os_error.errno in _LOCAL_EXHAUSTION
 
@@ -164,9 +195,7 @@ class UpstreamClient:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        # sock_connect, not connect: aiohttp's `connect` also runs while waiting for a pooled
-        # connection, and that wait is the gateway's, timed by the slot gate below.
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
+        client_timeout = _client_timeout(timeouts)
         if (traceparent := OUTBOUND_TRACEPARENT.get()) is not None:  # tracing on (sluice.observability)
             headers = {**headers, "traceparent": traceparent}
         try:
@@ -210,10 +239,7 @@ class UpstreamClient:
         try:
             # The provider's clock starts once the request has a slot: waiting for one is not its time.
             async with asyncio.timeout(timeouts.first_byte):
-                # Sent as built (encoded=True): providers escape what they put in a URL, and yarl
-                # must not decode it again (it would turn %3A back into ':' under a SigV4
-                # signature, or %2E%2E into a '..' segment it then collapses).
-                target = URL(url, encoded=True)
+                target = _target(url)
                 return await self._session.request(method, target, data=body, headers=headers, timeout=client_timeout)
         except TimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):

@@ -86,3 +86,14 @@ async def test_a_timeout_the_gateways_stalled_event_loop_caused_is_not_the_provi
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def test_urls_are_parsed_once_sent_as_built_and_the_cache_stays_bounded() -> None:
+    from sluice.upstream import client
+
+    url = "http://127.0.0.1:1/model/a%3Ab/invoke?x=%2E%2E"
+    assert client._target(url) is client._target(url)
+    assert str(client._target(url)) == url  # not decoded again (SigV4 signs these bytes)
+    for i in range(client._MAX_CACHED * 2):  # a caller's models can make new URLs without end
+        client._target(f"http://127.0.0.1:1/model/m{i}/invoke")
+    assert len(client._targets) <= client._MAX_CACHED
