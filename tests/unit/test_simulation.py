@@ -146,6 +146,29 @@ async def test_a_routing_rule_in_cel_degrades_to_a_cheaper_model(store: SqlStore
     assert report.total.cost_after_pico == 3 * HAIKU_COST
 
 
+async def test_session_caps_by_duration_and_dollars_are_decided_per_session(store: SqlStore) -> None:
+    # Requests a minute apart. Session "s1" runs from minute 0: a 5-minute cap refuses it from
+    # minute 5 on. Session "s2" starts at minute 2, so its own clock allows it until minute 7, and
+    # its $0.04 holds two Sonnet requests ($0.018 each), the third is refused. A request naming no
+    # session is counted in one shared session (`without_session: shared`), which started at minute 3.
+    sessions = ["s1", "s1", "s2", None, "s2", "s1", "s2", None, "s1", None]
+    await store.insert_requests([entry(n, cost=SONNET_COST, session_id=s) for n, s in enumerate(sessions)])
+    cap = {"id": "cap", "virtual_key_id": "vk-a", "max_cost": 0.04, "max_duration": "5m", "without_session": "shared"}
+    report = await simulate(parse_proposal(proposal(session_caps=[cap])), store, T0, sample=None)
+    # s1: 0, 1 served, 5 and 8 past 5 minutes; s2: 2, 4 served, 6 over $0.04; shared: 3, 7 served, 9 past 5 minutes.
+    assert report.examples["refused"] == ["r-0005", "r-0006", "r-0008", "r-0009"]
+    assert report.total.refused_by == {"cap": 4}
+    assert report.total.cost_after_pico == 6 * SONNET_COST
+
+
+async def test_a_session_cap_refuses_requests_naming_no_session(store: SqlStore) -> None:
+    await store.insert_requests([entry(n, cost=SONNET_COST, session_id=None if n % 2 else "s") for n in range(4)])
+    cap = {"id": "cap", "virtual_key_id": "vk-a", "max_duration": "1h"}  # without_session: refuse
+    report = await simulate(parse_proposal(proposal(session_caps=[cap])), store, T0, sample=None)
+    assert report.examples["refused"] == ["r-0001", "r-0003"]
+    assert report.total.refused_by == {"cap": 2}
+
+
 async def test_a_proposal_that_fails_validation_says_why() -> None:
     with pytest.raises(ConfigError) as err:
         parse_proposal({"budgets": [{"id": "b", "virtual_key_id": "vk", "max_limit": -1, "reset_duration": "1d"}]})
