@@ -3,6 +3,7 @@ that nothing in a proposal reaches the store's writes or the network."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 
 from sluice.settings import ConfigError
 from sluice.simulation import parse_proposal, simulate
+from sluice.simulation.parallel import simulate_parallel
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.records import RequestLogEntry
 
@@ -227,3 +229,36 @@ async def sync_live(store: SqlStore, budget: dict[str, Any]) -> None:
     from sluice.storage.records import ConfigObject
 
     await store.put_object(ConfigObject("budget", budget["id"], budget), "test")
+
+
+async def test_a_replay_split_over_processes_reports_what_one_replay_reports(store: SqlStore, tmp_path: Path) -> None:
+    # Six keys: two teams of one customer (a customer budget joins them), a team of its own (a team
+    # budget), a key alone (a key budget and a session cap), plus rows of an unknown key and of none.
+    # Split by key, the shared budgets would be counted apart and refuse less.
+    keys = {"vk-a": "team-a", "vk-b": "team-a", "vk-c": "team-b", "vk-d": "team-c", "vk-e": "team-c", "vk-f": None}
+    order = [*keys, "vk-gone", None]
+    rows = [entry(n, key=order[n % len(order)], cost=SONNET_COST, session_id=f"s{n % 3}") for n in range(160)]
+    await store.insert_requests(rows)
+    doc = proposal(
+        customers=[{"id": "cust"}],
+        teams=[{"id": "team-a", "customer_id": "cust"}, {"id": "team-b", "customer_id": "cust"}, {"id": "team-c"}],
+        virtual_keys=[
+            {"id": k, "team_id": t, "provider_configs": [{"provider": "anthropic"}]}
+            if t
+            else {"id": k, "provider_configs": [{"provider": "anthropic"}]}
+            for k, t in keys.items()
+        ],
+        budgets=[
+            {"id": "b-cust", "customer_id": "cust", "max_limit": 0.2, "reset_duration": "1h"},
+            {"id": "b-team-c", "team_id": "team-c", "max_limit": 0.08, "reset_duration": "30m"},
+            {"id": "b-f", "virtual_key_id": "vk-f", "max_limit": 0.1, "reset_duration": "1h"},
+        ],
+        session_caps=[{"id": "cap-f", "virtual_key_id": "vk-f", "max_cost": 0.05}],
+    )
+    config = parse_proposal(doc)
+    one = await simulate(config, store, T0, sample=7)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    split = await asyncio.to_thread(simulate_parallel, config, url, T0, None, processes=2, sample=7)
+    assert one.total.refused_by.keys() == {"b-cust", "b-team-c", "b-f", "cap-f", "unknown_key"}
+    assert {**split.as_dict(), "seconds": 0} == {**one.as_dict(), "seconds": 0}
+    assert split.examples_at == one.examples_at
