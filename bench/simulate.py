@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from sluice.core.types import Usage
 from sluice.pricing.table import PriceTable
 from sluice.settings import SluiceConfig, parse_config
 from sluice.simulation import simulate
+from sluice.simulation.parallel import simulate_parallel
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.records import RequestLogEntry
 
@@ -209,6 +211,11 @@ async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
         total_s, total_cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await store.close()
+    # The same replay split over 2 processes (the report must be the same); CPU of the children too.
+    started, children = time.perf_counter(), _children_cpu()
+    split = await asyncio.to_thread(simulate_parallel, config, f"sqlite+aiosqlite:///{db}", since, processes=2)
+    split_s, split_cpu = time.perf_counter() - started, _children_cpu() - children
+    same = {**split.as_dict(), "seconds": 0} == {**report.as_dict(), "seconds": 0}
     t = report.total
     return {
         "rows": count,
@@ -224,8 +231,16 @@ async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
         "outcomes": {"unchanged": t.unchanged, "rerouted": t.rerouted, "degraded": t.degraded, "refused": t.refused,
                      "allowed": t.allowed},
         "refused_by_rules": len(t.refused_by),
+        "two_processes_s": round(split_s, 2),
+        "two_processes_cpu_s": round(split_cpu, 2),
+        "two_processes_same_report": same,
         "skipped": report.skipped,
     }  # fmt: skip
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

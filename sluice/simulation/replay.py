@@ -78,13 +78,14 @@ _UNKNOWN = _KeyFacts(VirtualKey("", "", "", ""), None, None, "", "")  # neither 
 
 
 class Replay:
-    def __init__(self, policy: Policy, report: Report) -> None:
+    def __init__(self, policy: Policy, report: Report, *, warn: bool = True) -> None:
         self.policy = policy
         self.report = report
         self._breakers = CircuitBreakers(policy.config.routing.circuit_breaker)  # all closed: no provider fails
         self._routes: dict[tuple[object, ...], Resolution] = {}
         self._known: dict[str, _KeyFacts] = {}  # key id -> what the replay keeps of it
-        self._warn_about_gaps()
+        if warn:  # (one part of a replay split over processes says them)
+            self._warn_about_gaps()
 
     def _warn_about_gaps(self) -> None:
         config = self.policy.config
@@ -127,7 +128,7 @@ class Replay:
         if known is None:
             known = self._known[key_id] = self._facts_of(key_id)
         if known is _UNKNOWN:
-            report.add(row.request_id, key_id, row.team_id or "", "refused", before, 0, "unknown_key")
+            report.add(row.request_id, row.ts, key_id, row.team_id or "", "refused", before, 0, "unknown_key")
             return
         key, team, customer = known.key, known.team, known.customer
         developer, team_name = known.developer, known.team_name
@@ -167,7 +168,9 @@ class Replay:
                 admission = await self.policy.limits.admit(row.request_id, key, after, tokens, row.session_id)
         except SluiceError as err:
             rule = err.details.get("limit_id") if err.details else None
-            report.add(row.request_id, developer, team_name, "refused", before, 0, str(rule or err.kind.value.code))
+            report.add(
+                row.request_id, row.ts, developer, team_name, "refused", before, 0, str(rule or err.kind.value.code)
+            )
             return
         self._charge(admission, row, after, tokens)
         outcome: Outcome
@@ -179,7 +182,7 @@ class Replay:
             outcome = "degraded" if after < before else "rerouted"
             change = f"{row.provider or '?'}/{row.model or requested} -> {provider_name}/{model}"
             report.reroutes[change] = report.reroutes.get(change, 0) + 1
-        report.add(row.request_id, developer, team_name, outcome, before, after)
+        report.add(row.request_id, row.ts, developer, team_name, outcome, before, after)
 
     def _admit(
         self, request_id: str, key: VirtualKey, cost: int, tokens: int, session_id: str | None

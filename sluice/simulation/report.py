@@ -45,6 +45,14 @@ class Tally:
         self.cost_before_pico += before
         self.cost_after_pico += after
 
+    def merge(self, other: Tally) -> None:
+        for name in ("requests", "unchanged", "rerouted", "degraded", "refused", "allowed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_before_pico += other.cost_before_pico
+        self.cost_after_pico += other.cost_after_pico
+        for rule, n in other.refused_by.items():
+            self.refused_by[rule] = self.refused_by.get(rule, 0) + n
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
@@ -73,12 +81,14 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     # Request ids by outcome, at most `sample` each (all of them when sample is None).
     examples: dict[str, list[str]] = field(default_factory=dict)
+    examples_at: dict[str, list[datetime]] = field(default_factory=dict)  # their times, for `merged`
     sample: int | None = 20
     seconds: float = 0.0
 
     def add(
         self,
         request_id: str,
+        at: datetime,
         developer: str,
         team: str,
         outcome: Outcome,
@@ -99,8 +109,39 @@ class Report:
             found = self.examples.get(outcome)
             if found is None:
                 found = self.examples[outcome] = []
+                self.examples_at[outcome] = []
             if self.sample is None or len(found) < self.sample:
                 found.append(request_id)
+                self.examples_at[outcome].append(at)
+
+    @classmethod
+    def merged(cls, parts: list[Report], sample: int | None) -> Report:
+        """The report of one replay from those of replays of disjoint parts of the same log (by
+        keys that share no counter): tallies and counts added up, examples the first ones in
+        (time, request id) order, as one replay meets them. Warnings are the first part's."""
+        out = cls(parts[0].since, parts[0].until, sample=sample, warnings=list(parts[0].warnings))
+        for part in parts:
+            out.total.merge(part.total)
+            for mine, theirs in ((out.developers, part.developers), (out.teams, part.teams)):
+                for name, tally in theirs.items():
+                    mine.setdefault(name, Tally()).merge(tally)
+            for counts, more in (
+                (out.reroutes, part.reroutes),
+                (out.skipped, part.skipped),
+                (out.unpriced, part.unpriced),
+            ):
+                for name, n in more.items():
+                    counts[name] = counts.get(name, 0) + n
+        for outcome in OUTCOMES:
+            met = sorted(
+                (at, rid)
+                for part in parts
+                for at, rid in zip(part.examples_at.get(outcome, ()), part.examples.get(outcome, ()), strict=True)
+            )[:sample]
+            if met:
+                out.examples_at[outcome] = [at for at, _ in met]
+                out.examples[outcome] = [rid for _, rid in met]
+        return out
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1

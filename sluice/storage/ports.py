@@ -56,10 +56,18 @@ class RequestLogStore(Protocol):
         ...
 
     def logged_requests(
-        self, since: datetime, until: datetime | None = None, batch: int = 10_000
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        batch: int = 10_000,
+        *,
+        keys: frozenset[str] | None = None,
+        other_keys: bool = False,
     ) -> AsyncIterator[list[LoggedRequest]]:
         """The log's entries from `since` (to `until`), oldest first (then by request id), in
-        batches, read in pages: never the whole log in memory. Read-only."""
+        batches, read in pages: never the whole log in memory. Read-only. `keys`: only the
+        entries of those virtual keys (`other_keys`: only the entries of any other key or none,
+        the complement), for a replay split over processes by keys."""
         ...
 
     async def spend_report(self, group_by: str, query: RequestQuery) -> list[dict[str, Any]]:

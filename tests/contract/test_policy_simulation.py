@@ -63,15 +63,16 @@ def gateway_config(upstream: FakeUpstreamThread, budget_usd: float) -> dict[str,
     }
 
 
-def send_all(gw: GatewayThread) -> list[int]:
+def send_all(gw: GatewayThread, sessions: list[str | None] | None = None) -> list[int]:
+    """Every text in turn; the i-th in agent session `sessions[i]` (None: naming no session)."""
     statuses = []
-    for text in texts():
+    for i, text in enumerate(texts()):
         body = {"model": MODEL, "max_tokens": output_tokens(text), "messages": [{"role": "user", "content": text}]}
-        request = urllib.request.Request(
-            gw.base_url + "/v1/messages",
-            data=json.dumps(body).encode(),
-            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"},
-        )
+        headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+        session = sessions[i] if sessions else None
+        if session is not None:
+            headers["x-session-id"] = session
+        request = urllib.request.Request(gw.base_url + "/v1/messages", data=json.dumps(body).encode(), headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:
                 statuses.append(reply.status)
@@ -133,6 +134,40 @@ def test_halving_a_budget_refuses_exactly_what_the_live_path_refuses(
     out = json.loads(result.output)
     assert out["total"]["refused"] == len(simulated)
     assert out["examples"]["refused"] == report.examples["refused"]
+
+
+# Three agent sessions interleaved, and every fourth request naming none.
+SESSIONS: list[str | None] = [None if i % 4 == 3 else f"session-{i % 4}" for i in range(len(texts()))]
+
+
+def test_session_caps_refuse_exactly_what_the_live_path_refuses(upstream: FakeUpstreamThread, tmp_path: Path) -> None:
+    # A proposal adding a $0.50 cap per session (50 output tokens), refusing requests that name no
+    # session: each session is cut where its spend would pass the cap (a refused request is not
+    # charged, so a later, smaller one of the same session may still fit), and every request
+    # without a session is refused by the cap.
+    total_usd = sum(output_tokens(t) for t in texts()) * PICO_PER_TOKEN / 10**12
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    (tmp_path / "live").mkdir()
+    (tmp_path / "proposed").mkdir()
+    with GatewayThread(gateway_config(upstream, total_usd), tmp_path / "live") as live:
+        assert send_all(live, SESSIONS) == [200] * len(texts())
+        rows = logged(live)
+        assert [r["session_id"] for r in rows] == SESSIONS
+        proposed = gateway_config(upstream, total_usd)
+        proposed["session_caps"] = [{"id": "cap-sim", "virtual_key_id": "vk-sim", "max_cost": 0.5}]
+        report = live.call(simulate(parse_proposal(copy.deepcopy(proposed)), live.services.store, started, sample=None))
+    position = {r["request_id"]: i for i, r in enumerate(rows)}
+    simulated = sorted(position[rid] for rid in report.examples["refused"])
+    assert report.total.refused_by == {"cap-sim": len(simulated)}
+    with GatewayThread(proposed, tmp_path / "proposed") as gw:
+        statuses = send_all(gw, SESSIONS)
+        replayed = logged(gw)
+    refused_live = [i for i, status in enumerate(statuses) if status != 200]
+    no_session = [i for i, s in enumerate(SESSIONS) if s is None]
+    assert set(no_session) < set(refused_live)  # the cap refuses them (400), and some in sessions (402)
+    assert {statuses[i] for i in refused_live} == {400, 402}
+    assert simulated == refused_live
+    assert report.total.cost_after_pico == sum(r["cost_pico"] for r in replayed)
 
 
 def test_the_cli_refuses_an_invalid_proposal_with_the_reason(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ that nothing in a proposal reaches the store's writes or the network."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 
 from sluice.settings import ConfigError
 from sluice.simulation import parse_proposal, simulate
+from sluice.simulation.parallel import simulate_parallel
 from sluice.storage.backends.sql import SqlStore
 from sluice.storage.records import RequestLogEntry
 
@@ -146,6 +148,29 @@ async def test_a_routing_rule_in_cel_degrades_to_a_cheaper_model(store: SqlStore
     assert report.total.cost_after_pico == 3 * HAIKU_COST
 
 
+async def test_session_caps_by_duration_and_dollars_are_decided_per_session(store: SqlStore) -> None:
+    # Requests a minute apart. Session "s1" runs from minute 0: a 5-minute cap refuses it from
+    # minute 5 on. Session "s2" starts at minute 2, so its own clock allows it until minute 7, and
+    # its $0.04 holds two Sonnet requests ($0.018 each), the third is refused. A request naming no
+    # session is counted in one shared session (`without_session: shared`), which started at minute 3.
+    sessions = ["s1", "s1", "s2", None, "s2", "s1", "s2", None, "s1", None]
+    await store.insert_requests([entry(n, cost=SONNET_COST, session_id=s) for n, s in enumerate(sessions)])
+    cap = {"id": "cap", "virtual_key_id": "vk-a", "max_cost": 0.04, "max_duration": "5m", "without_session": "shared"}
+    report = await simulate(parse_proposal(proposal(session_caps=[cap])), store, T0, sample=None)
+    # s1: 0, 1 served, 5 and 8 past 5 minutes; s2: 2, 4 served, 6 over $0.04; shared: 3, 7 served, 9 past 5 minutes.
+    assert report.examples["refused"] == ["r-0005", "r-0006", "r-0008", "r-0009"]
+    assert report.total.refused_by == {"cap": 4}
+    assert report.total.cost_after_pico == 6 * SONNET_COST
+
+
+async def test_a_session_cap_refuses_requests_naming_no_session(store: SqlStore) -> None:
+    await store.insert_requests([entry(n, cost=SONNET_COST, session_id=None if n % 2 else "s") for n in range(4)])
+    cap = {"id": "cap", "virtual_key_id": "vk-a", "max_duration": "1h"}  # without_session: refuse
+    report = await simulate(parse_proposal(proposal(session_caps=[cap])), store, T0, sample=None)
+    assert report.examples["refused"] == ["r-0001", "r-0003"]
+    assert report.total.refused_by == {"cap": 2}
+
+
 async def test_a_proposal_that_fails_validation_says_why() -> None:
     with pytest.raises(ConfigError) as err:
         parse_proposal({"budgets": [{"id": "b", "virtual_key_id": "vk", "max_limit": -1, "reset_duration": "1d"}]})
@@ -204,3 +229,36 @@ async def sync_live(store: SqlStore, budget: dict[str, Any]) -> None:
     from sluice.storage.records import ConfigObject
 
     await store.put_object(ConfigObject("budget", budget["id"], budget), "test")
+
+
+async def test_a_replay_split_over_processes_reports_what_one_replay_reports(store: SqlStore, tmp_path: Path) -> None:
+    # Six keys: two teams of one customer (a customer budget joins them), a team of its own (a team
+    # budget), a key alone (a key budget and a session cap), plus rows of an unknown key and of none.
+    # Split by key, the shared budgets would be counted apart and refuse less.
+    keys = {"vk-a": "team-a", "vk-b": "team-a", "vk-c": "team-b", "vk-d": "team-c", "vk-e": "team-c", "vk-f": None}
+    order = [*keys, "vk-gone", None]
+    rows = [entry(n, key=order[n % len(order)], cost=SONNET_COST, session_id=f"s{n % 3}") for n in range(160)]
+    await store.insert_requests(rows)
+    doc = proposal(
+        customers=[{"id": "cust"}],
+        teams=[{"id": "team-a", "customer_id": "cust"}, {"id": "team-b", "customer_id": "cust"}, {"id": "team-c"}],
+        virtual_keys=[
+            {"id": k, "team_id": t, "provider_configs": [{"provider": "anthropic"}]}
+            if t
+            else {"id": k, "provider_configs": [{"provider": "anthropic"}]}
+            for k, t in keys.items()
+        ],
+        budgets=[
+            {"id": "b-cust", "customer_id": "cust", "max_limit": 0.2, "reset_duration": "1h"},
+            {"id": "b-team-c", "team_id": "team-c", "max_limit": 0.08, "reset_duration": "30m"},
+            {"id": "b-f", "virtual_key_id": "vk-f", "max_limit": 0.1, "reset_duration": "1h"},
+        ],
+        session_caps=[{"id": "cap-f", "virtual_key_id": "vk-f", "max_cost": 0.05}],
+    )
+    config = parse_proposal(doc)
+    one = await simulate(config, store, T0, sample=7)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    split = await asyncio.to_thread(simulate_parallel, config, url, T0, None, processes=2, sample=7)
+    assert one.total.refused_by.keys() == {"b-cust", "b-team-c", "b-f", "cap-f", "unknown_key"}
+    assert {**split.as_dict(), "seconds": 0} == {**one.as_dict(), "seconds": 0}
+    assert split.examples_at == one.examples_at

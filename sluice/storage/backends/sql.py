@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -603,23 +604,33 @@ class SqlStore(SqlStops):
         return [{**r._mapping, "ts": _utc(r._mapping["ts"])} for r in rows]
 
     async def logged_requests(
-        self, since: datetime, until: datetime | None = None, batch: int = 10_000
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        batch: int = 10_000,
+        *,
+        keys: frozenset[str] | None = None,
+        other_keys: bool = False,
     ) -> AsyncIterator[list[LoggedRequest]]:
         # Keyset pages over (ts, request_id): each page is one short query, so no read holds a
         # connection (or SQLite's snapshot) for the whole replay, and no page is skipped or repeated.
         if self.is_sqlite:
-            pages = self._sqlite_logged(since, until, batch)
+            pages = self._sqlite_logged(since, until, batch, keys, other_keys)
         else:
-            pages = self._core_logged(since, until, batch)
+            pages = self._core_logged(since, until, batch, keys, other_keys)
         async for page in pages:
             yield page
 
     async def _core_logged(
-        self, since: datetime, until: datetime | None, batch: int
+        self, since: datetime, until: datetime | None, batch: int, keys: frozenset[str] | None, other_keys: bool
     ) -> AsyncIterator[list[LoggedRequest]]:
         c = request_log.c
         columns = [c[name] for name in LoggedRequest._fields]
         where = [c.ts >= since] + ([c.ts < until] if until is not None else [])
+        if keys is not None:
+            chosen = sorted(keys)
+            where.append(or_(c.virtual_key_id.is_(None), c.virtual_key_id.notin_(chosen)) if other_keys
+                         else c.virtual_key_id.in_(chosen))  # fmt: skip
         after: tuple[datetime, str] | None = None
         make = LoggedRequest._make
         while True:
@@ -638,7 +649,7 @@ class SqlStore(SqlStops):
             after = (rows[-1].ts, rows[-1].request_id)
 
     async def _sqlite_logged(
-        self, since: datetime, until: datetime | None, batch: int
+        self, since: datetime, until: datetime | None, batch: int, keys: frozenset[str] | None, other_keys: bool
     ) -> AsyncIterator[list[LoggedRequest]]:
         """The same pages in SQLite's own terms, read by the sqlite3 module in a worker thread
         over a read-only connection (a replay reads millions of rows: SQLAlchemy's per-value
@@ -646,7 +657,7 @@ class SqlStore(SqlStops):
         format, so they compare as text and parse with `fromisoformat`."""
         path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
         if not path or path == ":memory:" or path.startswith("file:") or "?" in path:
-            async for page in self._core_logged(since, until, batch):
+            async for page in self._core_logged(since, until, batch, keys, other_keys):
                 yield page
             return
         sql = f"SELECT {', '.join(LoggedRequest._fields)} FROM request_log WHERE ts >= ?"
@@ -654,6 +665,10 @@ class SqlStore(SqlStops):
         if until is not None:
             sql += " AND ts < ?"
             bounds.append(_sqlite_time(until))
+        if keys is not None:  # one JSON parameter, however many keys (SQLite caps a statement's parameters)
+            chosen = "virtual_key_id IN (SELECT value FROM json_each(?))"
+            sql += f" AND (virtual_key_id IS NULL OR NOT {chosen})" if other_keys else f" AND {chosen}"
+            bounds.append(json.dumps(sorted(keys)))
         first = sql + " ORDER BY ts, request_id LIMIT ?"
         # `ts >= ?` again with the last page's time, so the index range starts there rather than
         # at `since` (the OR alone would make every page walk the log from the start).
