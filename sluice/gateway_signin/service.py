@@ -232,7 +232,15 @@ class GatewaySignin:
         return self._tokens(rotated, refresh, now)
 
     def _tokens(self, grant: GatewayGrant, refresh: str, now: float) -> Tokens:
-        claims: dict[str, Any] = {"gid": grant.id, "uid": grant.user_id, "kid": grant.key_id, "iat": now}
+        # The audience is this gateway (its public URL), the one resource server for the model API
+        # and /mcp alike: a token another deployment signed with a shared secret is not one here.
+        claims: dict[str, Any] = {
+            "gid": grant.id,
+            "uid": grant.user_id,
+            "kid": grant.key_id,
+            "aud": self.base,
+            "iat": now,
+        }
         access = ACCESS_PREFIX + self._signer.sign(_ACCESS, claims, self.config.access_ttl_s, now=now)
         return Tokens(access, refresh, self.config.access_ttl_s)
 
@@ -258,7 +266,12 @@ class GatewaySignin:
         """The virtual key a gateway bearer token spends; refusals raise as a bad key does."""
         now = self._clock()
         claims = self._signer.verify(_ACCESS, token.removeprefix(ACCESS_PREFIX), now=now)
-        if claims is None or not isinstance(claims.get("gid"), str) or not isinstance(claims.get("kid"), str):
+        if (
+            claims is None
+            or claims.get("aud") != self.base
+            or not isinstance(claims.get("gid"), str)
+            or not isinstance(claims.get("kid"), str)
+        ):
             raise SluiceError(
                 ErrorKind.CALLER_INVALID_KEY, "Your gateway sign-in expired or is not valid. Run /login again."
             )
@@ -277,6 +290,17 @@ class GatewaySignin:
 
     def profile(self, profile_id: str | None) -> AccessProfileConfig | None:
         return self._profiles.profiles.get(profile_id) if profile_id else None
+
+    def resource_metadata(self, path: str = "") -> dict[str, Any]:
+        """RFC 9728 protected-resource metadata for `{base}{path}` (the MCP authorization
+        specification's discovery: a client that got a 401 from /mcp finds its authorization
+        server here). `path` is "" for the gateway as a whole, "/mcp" for the MCP endpoint."""
+        return {
+            "resource": self.base + path,
+            "authorization_servers": [self.base],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Sluice",
+        }
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 metadata with the fields Claude Code reads (docs/design/claude-gateway-protocol.md)."""
