@@ -389,3 +389,32 @@ def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvid
     # Even the right code now waits: guessing does not get cheaper by mixing in a real code.
     right = httpx2.post(f"{gw.base_url}/device", data={"user_code": auth["user_code"]}, headers={"origin": gw.base_url})
     assert right.status_code == 429
+
+
+def test_agent_reported_spend_stands_beside_gateway_spend(env: tuple[OidcProvider, GatewayThread]) -> None:
+    """What the agent reported (OTLP) next to what the gateway metered, per person; a day the
+    gateway saw nothing but the agent reported spend is a row of its own."""
+    import datetime as dt
+
+    from sluice.storage.records import RequestQuery
+
+    _, gw = env
+    tokens = sign_in(gw, "dana")
+    assert ask(gw, tokens["access_token"])
+    grant = gw.call(gw.services.store.grant_by("refresh_hash", _sha(tokens["refresh_token"])))
+    since = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+    def report(group_by: str) -> list[dict[str, Any]]:
+        query = RequestQuery(since=since, owner_user_id=grant.user_id)
+        return list(gw.call(gw.services.store.spend_report(group_by, query)))
+
+    [before] = report("user")
+    headers = {"authorization": f"Bearer {tokens['access_token']}", "content-type": "application/x-protobuf"}
+    export = otlp_metrics(0.25, "dana@example.com").SerializeToString()
+    assert httpx2.post(f"{gw.base_url}/v1/metrics", content=export, headers=headers).status_code == 200
+    [after] = report("user")
+    assert after["group"] == grant.user_id and after["requests"] == before["requests"] >= 1
+    assert after["agent_cost_pico"] - before["agent_cost_pico"] == 250_000_000_000
+    reported_day = dt.datetime.fromtimestamp(1_796_000_000, dt.UTC).date().isoformat()  # otlp_metrics' point
+    [agent_only] = [r for r in report("day") if r["group"] == reported_day]
+    assert agent_only["requests"] == 0 and agent_only["cost_pico"] == 0 and agent_only["agent_cost_pico"] > 0
