@@ -28,8 +28,8 @@ from sluice.governance.keys import check_usable
 from sluice.governance.profiles import ProfileBook
 from sluice.settings import AccessProfileConfig, GatewaySigninConfig
 from sluice.storage.grants import AgentMetric, GatewayGrant
-from sluice.storage.ports import GrantStore, KeyStore
-from sluice.storage.records import VirtualKey
+from sluice.storage.ports import ConfigStore, GrantStore, KeyStore
+from sluice.storage.records import ConfigEvent, VirtualKey
 
 ACCESS_PREFIX = "sgw."  # tells a gateway token from a virtual key on the request path
 REFRESH_PREFIX = "sgr."
@@ -39,7 +39,7 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 
 
-class Store(GrantStore, KeyStore, Protocol):
+class Store(GrantStore, KeyStore, ConfigStore, Protocol):
     pass
 
 
@@ -256,6 +256,36 @@ class GatewaySignin:
             grant = await self._store.grant_by("refresh_hash", digest(token))
         if grant is not None and grant.status != "revoked":
             await self._store.swap_grant(grant, replace(grant, status="revoked", revoked_at=self._clock()))
+
+    async def sign_ins(self, user_id: str) -> list[GatewayGrant]:
+        """The person's approved sign-ins, active or ended (a pending code is no one's yet)."""
+        return [g for g in await self._store.grants_of(user_id) if g.status in ("approved", "active", "revoked")]
+
+    async def revoke_one(self, user_id: str, grant_id: str, actor: str) -> GatewayGrant | None:
+        """An admin ends one sign-in of the person: its tokens are refused at the next request.
+        None when the person has no such sign-in; an ended one is answered as it is."""
+        grant = await self._store.grant_by("id", grant_id)
+        if grant is None or grant.user_id != user_id:
+            return None
+        if grant.status == "revoked":
+            return grant
+        ended = replace(grant, status="revoked", revoked_at=self._clock())
+        if not await self._store.swap_grant(grant, ended):  # it changed meanwhile (a refresh): judge it again
+            return await self.revoke_one(user_id, grant_id, actor)
+        ended = replace(ended, version=grant.version + 1)
+        await self._store.record_event(
+            ConfigEvent(
+                datetime.now(UTC),
+                actor,
+                "gateway_signin",
+                grant.id,
+                "update",
+                {"status": grant.status},
+                {"status": "revoked"},
+            )
+        )
+        await self._directory.record("gateway_signin_revoked", actor, {"user": user_id, "grant": grant.id})
+        return ended
 
     async def revoke_user(self, user_id: str) -> int:
         """Every sign-in of the person (admin revoke, SCIM deactivation)."""

@@ -365,32 +365,6 @@ def test_expired_codes_and_tokens_are_refused(env: tuple[OidcProvider, GatewayTh
     assert stale.value.error == "invalid_grant" and stale.value.status == 401
 
 
-def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
-    _, gw = env
-    auth = device(gw)
-    cross = httpx2.post(
-        f"{gw.base_url}/device", data={"user_code": auth["user_code"]}, headers={"origin": "https://evil.example"}
-    )
-    assert cross.status_code == 403
-    bare = httpx2.post(f"{gw.base_url}/device", data={"user_code": auth["user_code"]})  # no Origin, no Sec-Fetch
-    assert bare.status_code == 403
-    page = httpx2.get(auth["verification_uri_complete"])
-    assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
-    assert "<script" not in page.text  # never submits the code by itself (RFC 8628 5.4)
-    # Runs last: it spends this address's failure budget (30, refilled at 1 a minute).
-    statuses = []
-    for n in range(40):
-        guess = "BCDF-" + "".join("BCDFGHJKLM"[int(d)] for d in f"{n:04d}")
-        resp = httpx2.post(f"{gw.base_url}/device", data={"user_code": guess}, headers={"origin": gw.base_url})
-        statuses.append(resp.status_code)
-        if resp.status_code == 429:
-            break
-    assert statuses[0] == 400 and statuses[-1] == 429 and set(statuses[:-1]) == {400}
-    # Even the right code now waits: guessing does not get cheaper by mixing in a real code.
-    right = httpx2.post(f"{gw.base_url}/device", data={"user_code": auth["user_code"]}, headers={"origin": gw.base_url})
-    assert right.status_code == 429
-
-
 def test_agent_reported_spend_stands_beside_gateway_spend(env: tuple[OidcProvider, GatewayThread]) -> None:
     """What the agent reported (OTLP) next to what the gateway metered, per person; a day the
     gateway saw nothing but the agent reported spend is a row of its own."""
@@ -418,3 +392,61 @@ def test_agent_reported_spend_stands_beside_gateway_spend(env: tuple[OidcProvide
     reported_day = dt.datetime.fromtimestamp(1_796_000_000, dt.UTC).date().isoformat()  # otlp_metrics' point
     [agent_only] = [r for r in report("day") if r["group"] == reported_day]
     assert agent_only["requests"] == 0 and agent_only["cost_pico"] == 0 and agent_only["agent_cost_pico"] > 0
+
+
+def test_an_admin_lists_and_revokes_one_sign_in(env: tuple[OidcProvider, GatewayThread]) -> None:
+    from sluice.auth.admin_tokens import set_bootstrap
+
+    _, gw = env
+    admin_token = "signin-admin-bootstrap-0123456789abcdef"
+    gw.call(set_bootstrap(gw.services.store, admin_token, "test", replace=True))
+    admin = httpx2.Client(base_url=f"{gw.base_url}/api", headers={"authorization": f"Bearer {admin_token}"})
+    laptop, desktop = sign_in(gw, "rita"), sign_in(gw, "rita")
+    grant = gw.call(gw.services.store.grant_by("refresh_hash", _sha(laptop["refresh_token"])))
+    with admin:
+        listed = admin.get(f"/users/{grant.user_id}/signins")
+        assert listed.status_code == 200, listed.text
+        mine = {s["id"]: s for s in listed.json()["items"]}
+        assert mine[grant.id]["status"] == "active" and mine[grant.id]["surface"] == "claude_code"
+        assert "refresh_hash" not in mine[grant.id] and "device_hash" not in mine[grant.id]
+        ended = admin.post(f"/users/{grant.user_id}/signins/{grant.id}/revoke")
+        assert ended.status_code == 200 and ended.json()["status"] == "revoked"
+        # Another person's sign-in cannot be revoked through this person's path.
+        dana = sign_in(gw, "dana")
+        other = gw.call(gw.services.store.grant_by("refresh_hash", _sha(dana["refresh_token"])))
+        assert admin.post(f"/users/{grant.user_id}/signins/{other.id}/revoke").status_code == 404
+        anonymous = httpx2.post(f"{gw.base_url}/api/users/{grant.user_id}/signins/{grant.id}/revoke")
+        assert anonymous.status_code == 401
+    with pytest.raises(anthropic.AuthenticationError):
+        ask(gw, laptop["access_token"])  # the revoked one, at its next request
+    assert refresh(gw, laptop["refresh_token"]).status_code == 401
+    assert ask(gw, desktop["access_token"])  # the person's other sign-in stays
+    assert ask(gw, dana["access_token"])
+    events = [e for e in gw.call(gw.services.store.config_events(50)) if e.kind == "gateway_signin"]
+    assert events and events[0].object_id == grant.id and events[0].after == {"status": "revoked"}
+
+
+def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
+    _, gw = env
+    auth = device(gw)
+    cross = httpx2.post(
+        f"{gw.base_url}/device", data={"user_code": auth["user_code"]}, headers={"origin": "https://evil.example"}
+    )
+    assert cross.status_code == 403
+    bare = httpx2.post(f"{gw.base_url}/device", data={"user_code": auth["user_code"]})  # no Origin, no Sec-Fetch
+    assert bare.status_code == 403
+    page = httpx2.get(auth["verification_uri_complete"])
+    assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+    assert "<script" not in page.text  # never submits the code by itself (RFC 8628 5.4)
+    # Runs last: it spends this address's failure budget (30, refilled at 1 a minute).
+    statuses = []
+    for n in range(40):
+        guess = "BCDF-" + "".join("BCDFGHJKLM"[int(d)] for d in f"{n:04d}")
+        resp = httpx2.post(f"{gw.base_url}/device", data={"user_code": guess}, headers={"origin": gw.base_url})
+        statuses.append(resp.status_code)
+        if resp.status_code == 429:
+            break
+    assert statuses[0] == 400 and statuses[-1] == 429 and set(statuses[:-1]) == {400}
+    # Even the right code now waits: guessing does not get cheaper by mixing in a real code.
+    right = httpx2.post(f"{gw.base_url}/device", data={"user_code": auth["user_code"]}, headers={"origin": gw.base_url})
+    assert right.status_code == 429

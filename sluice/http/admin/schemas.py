@@ -189,6 +189,22 @@ class SpendRowOut(BaseModel):
     agent_tokens: int = Field(0, description="tokens the agents reported (claude_code.token.usage)")
 
 
+class SigninOut(BaseModel):
+    """One gateway sign-in of an agent (auth.gateway_signin)."""
+
+    id: str
+    status: Literal["approved", "active", "revoked"]
+    surface: str | None = Field(description="what the client said it is (Claude Code: claude_code)")
+    virtual_key_id: str | None
+    created_at: datetime
+    expires_at: datetime = Field(description="the refresh token's end once active")
+    revoked_at: datetime | None
+
+
+class SigninList(BaseModel):
+    items: list[SigninOut]
+
+
 class SpendReport(BaseModel):
     group_by: str
     since: datetime

@@ -195,6 +195,14 @@ class SqlStore(SqlStops):
             )
         return int(result.rowcount)
 
+    async def grants_of(self, user_id: str) -> list[GatewayGrant]:
+        c = gateway_grants.c
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(gateway_grants).where(c.user_id == user_id).order_by(c.created_at.desc()))
+            ).all()
+        return [GatewayGrant(**r._mapping) for r in rows]
+
     async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None:
         if not rows:
             return
