@@ -1,6 +1,7 @@
 """The gateway sign-in's HTTP surface (docs/design/claude-gateway-protocol.md):
 
     GET  /.well-known/oauth-authorization-server  RFC 8414 metadata
+    GET  /.well-known/oauth-protected-resource[/mcp]  RFC 9728 metadata (MCP authorization)
     POST /oauth/device_authorization              RFC 8628 3.1
     POST /oauth/token                             device_code and refresh_token grants
     POST /oauth/revoke                            RFC 7009
@@ -53,6 +54,7 @@ PAGE_HEADERS = {
     "x-content-type-options": "nosniff",
 }
 GUARD_SURFACE = "device"
+PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 
 
 def _json(doc: object, status: int = 200) -> Response:
@@ -121,6 +123,11 @@ def build_gateway_signin_app(
 
     async def metadata(request: Request) -> Response:
         return _json(signin.metadata())
+
+    async def resource_metadata(request: Request) -> Response:
+        # RFC 9728 3.1: the metadata of `{base}/mcp` lives at the well-known path + "/mcp".
+        suffix = request.url.path.removeprefix(PROTECTED_RESOURCE)
+        return _json(signin.resource_metadata(suffix))
 
     async def device_authorization(request: Request) -> Response:
         fields = await form(request)
@@ -291,6 +298,8 @@ def build_gateway_signin_app(
             Route("/v1/logs", telemetry, methods=["POST"]),
             Route("/v1/traces", telemetry, methods=["POST"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
+            Route(PROTECTED_RESOURCE, resource_metadata, methods=["GET"]),
+            Route(PROTECTED_RESOURCE + "/mcp", resource_metadata, methods=["GET"]),
             Route("/oauth/device_authorization", device_authorization, methods=["POST"]),
             Route("/oauth/token", token, methods=["POST"]),
             Route("/oauth/revoke", revoke, methods=["POST"]),
@@ -309,6 +318,8 @@ ROUTES = [
     ("POST", "/v1/logs"),
     ("POST", "/v1/traces"),
     ("GET", "/.well-known/oauth-authorization-server"),
+    ("GET", PROTECTED_RESOURCE),
+    ("GET", PROTECTED_RESOURCE + "/mcp"),
     ("POST", "/oauth/device_authorization"),
     ("POST", "/oauth/token"),
     ("POST", "/oauth/revoke"),

@@ -28,8 +28,8 @@ from sluice.governance.keys import check_usable
 from sluice.governance.profiles import ProfileBook
 from sluice.settings import AccessProfileConfig, GatewaySigninConfig
 from sluice.storage.grants import AgentMetric, GatewayGrant
-from sluice.storage.ports import GrantStore, KeyStore
-from sluice.storage.records import VirtualKey
+from sluice.storage.ports import ConfigStore, GrantStore, KeyStore
+from sluice.storage.records import ConfigEvent, VirtualKey
 
 ACCESS_PREFIX = "sgw."  # tells a gateway token from a virtual key on the request path
 REFRESH_PREFIX = "sgr."
@@ -39,7 +39,7 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 
 
-class Store(GrantStore, KeyStore, Protocol):
+class Store(GrantStore, KeyStore, ConfigStore, Protocol):
     pass
 
 
@@ -232,7 +232,15 @@ class GatewaySignin:
         return self._tokens(rotated, refresh, now)
 
     def _tokens(self, grant: GatewayGrant, refresh: str, now: float) -> Tokens:
-        claims: dict[str, Any] = {"gid": grant.id, "uid": grant.user_id, "kid": grant.key_id, "iat": now}
+        # The audience is this gateway (its public URL), the one resource server for the model API
+        # and /mcp alike: a token another deployment signed with a shared secret is not one here.
+        claims: dict[str, Any] = {
+            "gid": grant.id,
+            "uid": grant.user_id,
+            "kid": grant.key_id,
+            "aud": self.base,
+            "iat": now,
+        }
         access = ACCESS_PREFIX + self._signer.sign(_ACCESS, claims, self.config.access_ttl_s, now=now)
         return Tokens(access, refresh, self.config.access_ttl_s)
 
@@ -249,6 +257,36 @@ class GatewaySignin:
         if grant is not None and grant.status != "revoked":
             await self._store.swap_grant(grant, replace(grant, status="revoked", revoked_at=self._clock()))
 
+    async def sign_ins(self, user_id: str) -> list[GatewayGrant]:
+        """The person's approved sign-ins, active or ended (a pending code is no one's yet)."""
+        return [g for g in await self._store.grants_of(user_id) if g.status in ("approved", "active", "revoked")]
+
+    async def revoke_one(self, user_id: str, grant_id: str, actor: str) -> GatewayGrant | None:
+        """An admin ends one sign-in of the person: its tokens are refused at the next request.
+        None when the person has no such sign-in; an ended one is answered as it is."""
+        grant = await self._store.grant_by("id", grant_id)
+        if grant is None or grant.user_id != user_id:
+            return None
+        if grant.status == "revoked":
+            return grant
+        ended = replace(grant, status="revoked", revoked_at=self._clock())
+        if not await self._store.swap_grant(grant, ended):  # it changed meanwhile (a refresh): judge it again
+            return await self.revoke_one(user_id, grant_id, actor)
+        ended = replace(ended, version=grant.version + 1)
+        await self._store.record_event(
+            ConfigEvent(
+                datetime.now(UTC),
+                actor,
+                "gateway_signin",
+                grant.id,
+                "update",
+                {"status": grant.status},
+                {"status": "revoked"},
+            )
+        )
+        await self._directory.record("gateway_signin_revoked", actor, {"user": user_id, "grant": grant.id})
+        return ended
+
     async def revoke_user(self, user_id: str) -> int:
         """Every sign-in of the person (admin revoke, SCIM deactivation)."""
         return await self._store.revoke_grants(user_id, self._clock())
@@ -258,7 +296,12 @@ class GatewaySignin:
         """The virtual key a gateway bearer token spends; refusals raise as a bad key does."""
         now = self._clock()
         claims = self._signer.verify(_ACCESS, token.removeprefix(ACCESS_PREFIX), now=now)
-        if claims is None or not isinstance(claims.get("gid"), str) or not isinstance(claims.get("kid"), str):
+        if (
+            claims is None
+            or claims.get("aud") != self.base
+            or not isinstance(claims.get("gid"), str)
+            or not isinstance(claims.get("kid"), str)
+        ):
             raise SluiceError(
                 ErrorKind.CALLER_INVALID_KEY, "Your gateway sign-in expired or is not valid. Run /login again."
             )
@@ -277,6 +320,17 @@ class GatewaySignin:
 
     def profile(self, profile_id: str | None) -> AccessProfileConfig | None:
         return self._profiles.profiles.get(profile_id) if profile_id else None
+
+    def resource_metadata(self, path: str = "") -> dict[str, Any]:
+        """RFC 9728 protected-resource metadata for `{base}{path}` (the MCP authorization
+        specification's discovery: a client that got a 401 from /mcp finds its authorization
+        server here). `path` is "" for the gateway as a whole, "/mcp" for the MCP endpoint."""
+        return {
+            "resource": self.base + path,
+            "authorization_servers": [self.base],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Sluice",
+        }
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 metadata with the fields Claude Code reads (docs/design/claude-gateway-protocol.md)."""

@@ -77,6 +77,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["GET", "/metrics"] = MetricsRoute(services)
     mcp = McpRoute(services.mcp, services.guard)
     mcp.stops = services.stops
+    mcp.signin = services.identity.gateway
     for method in ("GET", "POST", "DELETE"):
         routes[method, "/mcp"] = mcp
     signin, signer = services.identity.gateway, services.identity.signer

@@ -103,8 +103,14 @@ async def test_spend_report_counts_guardrail_decisions(admin: tuple[Services, Cl
     )
     r = await c.get("/api/spend", query={"group_by": "key", "format": "csv"})
     table = list(csv.reader(io.StringIO(r.body.decode())))
-    assert table[0][4:] == ["guardrail_decisions", "guarded_requests", "guardrail_blocks"]
-    assert next(row for row in table if row[0] == "vk-a")[4:] == ["4", "2", "1"]
+    assert table[0][4:] == [
+        "guardrail_decisions",
+        "guarded_requests",
+        "guardrail_blocks",
+        "agent_cost_usd",
+        "agent_tokens",
+    ]
+    assert next(row for row in table if row[0] == "vk-a")[4:] == ["4", "2", "1", "0", "0"]
 
 
 async def test_spend_is_restricted_to_what_the_caller_may_see(admin: tuple[Services, Client]) -> None:

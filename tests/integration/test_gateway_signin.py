@@ -365,6 +365,67 @@ def test_expired_codes_and_tokens_are_refused(env: tuple[OidcProvider, GatewayTh
     assert stale.value.error == "invalid_grant" and stale.value.status == 401
 
 
+def test_agent_reported_spend_stands_beside_gateway_spend(env: tuple[OidcProvider, GatewayThread]) -> None:
+    """What the agent reported (OTLP) next to what the gateway metered, per person; a day the
+    gateway saw nothing but the agent reported spend is a row of its own."""
+    import datetime as dt
+
+    from sluice.storage.records import RequestQuery
+
+    _, gw = env
+    tokens = sign_in(gw, "dana")
+    assert ask(gw, tokens["access_token"])
+    grant = gw.call(gw.services.store.grant_by("refresh_hash", _sha(tokens["refresh_token"])))
+    since = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+    def report(group_by: str) -> list[dict[str, Any]]:
+        query = RequestQuery(since=since, owner_user_id=grant.user_id)
+        return list(gw.call(gw.services.store.spend_report(group_by, query)))
+
+    [before] = report("user")
+    headers = {"authorization": f"Bearer {tokens['access_token']}", "content-type": "application/x-protobuf"}
+    export = otlp_metrics(0.25, "dana@example.com").SerializeToString()
+    assert httpx2.post(f"{gw.base_url}/v1/metrics", content=export, headers=headers).status_code == 200
+    [after] = report("user")
+    assert after["group"] == grant.user_id and after["requests"] == before["requests"] >= 1
+    assert after["agent_cost_pico"] - before["agent_cost_pico"] == 250_000_000_000
+    reported_day = dt.datetime.fromtimestamp(1_796_000_000, dt.UTC).date().isoformat()  # otlp_metrics' point
+    [agent_only] = [r for r in report("day") if r["group"] == reported_day]
+    assert agent_only["requests"] == 0 and agent_only["cost_pico"] == 0 and agent_only["agent_cost_pico"] > 0
+
+
+def test_an_admin_lists_and_revokes_one_sign_in(env: tuple[OidcProvider, GatewayThread]) -> None:
+    from sluice.auth.admin_tokens import set_bootstrap
+
+    _, gw = env
+    admin_token = "signin-admin-bootstrap-0123456789abcdef"
+    gw.call(set_bootstrap(gw.services.store, admin_token, "test", replace=True))
+    admin = httpx2.Client(base_url=f"{gw.base_url}/api", headers={"authorization": f"Bearer {admin_token}"})
+    laptop, desktop = sign_in(gw, "rita"), sign_in(gw, "rita")
+    grant = gw.call(gw.services.store.grant_by("refresh_hash", _sha(laptop["refresh_token"])))
+    with admin:
+        listed = admin.get(f"/users/{grant.user_id}/signins")
+        assert listed.status_code == 200, listed.text
+        mine = {s["id"]: s for s in listed.json()["items"]}
+        assert mine[grant.id]["status"] == "active" and mine[grant.id]["surface"] == "claude_code"
+        assert "refresh_hash" not in mine[grant.id] and "device_hash" not in mine[grant.id]
+        ended = admin.post(f"/users/{grant.user_id}/signins/{grant.id}/revoke")
+        assert ended.status_code == 200 and ended.json()["status"] == "revoked"
+        # Another person's sign-in cannot be revoked through this person's path.
+        dana = sign_in(gw, "dana")
+        other = gw.call(gw.services.store.grant_by("refresh_hash", _sha(dana["refresh_token"])))
+        assert admin.post(f"/users/{grant.user_id}/signins/{other.id}/revoke").status_code == 404
+        anonymous = httpx2.post(f"{gw.base_url}/api/users/{grant.user_id}/signins/{grant.id}/revoke")
+        assert anonymous.status_code == 401
+    with pytest.raises(anthropic.AuthenticationError):
+        ask(gw, laptop["access_token"])  # the revoked one, at its next request
+    assert refresh(gw, laptop["refresh_token"]).status_code == 401
+    assert ask(gw, desktop["access_token"])  # the person's other sign-in stays
+    assert ask(gw, dana["access_token"])
+    events = [e for e in gw.call(gw.services.store.config_events(50)) if e.kind == "gateway_signin"]
+    assert events and events[0].object_id == grant.id and events[0].after == {"status": "revoked"}
+
+
 def test_the_browser_step_refuses_other_sites_and_guessing(env: tuple[OidcProvider, GatewayThread]) -> None:
     _, gw = env
     auth = device(gw)

@@ -87,7 +87,14 @@ async def spend(call: Call) -> SpendReport | Response:
         group_by=q.group_by,
         since=since,
         until=q.until,
-        rows=[SpendRowOut(cost_usd=str(Decimal(r["cost_pico"]) / PICO), **r) for r in rows],
+        rows=[
+            SpendRowOut(
+                cost_usd=str(Decimal(r["cost_pico"]) / PICO),
+                agent_cost_usd=str(Decimal(r.get("agent_cost_pico", 0)) / PICO),
+                **r,
+            )
+            for r in rows
+        ],
     )
     details = {"group_by": q.group_by, "since": since.isoformat(), "team": q.team, "user": q.user, "rows": len(rows)}
     action = "spend_export" if q.format == "csv" else "spend_report"
@@ -97,7 +104,17 @@ async def spend(call: Call) -> SpendReport | Response:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
-        [q.group_by, "cost_usd", "tokens", "requests", "guardrail_decisions", "guarded_requests", "guardrail_blocks"]
+        [
+            q.group_by,
+            "cost_usd",
+            "tokens",
+            "requests",
+            "guardrail_decisions",
+            "guarded_requests",
+            "guardrail_blocks",
+            "agent_cost_usd",
+            "agent_tokens",
+        ]
     )
     for row in report.rows:
         writer.writerow(
@@ -109,6 +126,8 @@ async def spend(call: Call) -> SpendReport | Response:
                 row.guardrail_decisions,
                 row.guarded_requests,
                 row.guardrail_blocks,
+                row.agent_cost_usd,
+                row.agent_tokens,
             ]
         )
     return Response(

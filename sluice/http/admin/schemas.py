@@ -182,6 +182,27 @@ class SpendRowOut(BaseModel):
     guardrail_decisions: int = Field(0, description="guardrail decisions (each an audit event `guardrail`)")
     guarded_requests: int = Field(0, description="requests with at least one guardrail decision")
     guardrail_blocks: int = Field(0, description="requests a guardrail rule blocked")
+    agent_cost_usd: str = Field(
+        "0", description="what signed-in agents reported spending (OTLP claude_code.cost.usage)"
+    )
+    agent_cost_pico: int = 0
+    agent_tokens: int = Field(0, description="tokens the agents reported (claude_code.token.usage)")
+
+
+class SigninOut(BaseModel):
+    """One gateway sign-in of an agent (auth.gateway_signin)."""
+
+    id: str
+    status: Literal["approved", "active", "revoked"]
+    surface: str | None = Field(description="what the client said it is (Claude Code: claude_code)")
+    virtual_key_id: str | None
+    created_at: datetime
+    expires_at: datetime = Field(description="the refresh token's end once active")
+    revoked_at: datetime | None
+
+
+class SigninList(BaseModel):
+    items: list[SigninOut]
 
 
 class SpendReport(BaseModel):

@@ -8,14 +8,17 @@ directory. Admins, security auditors and viewers see everyone; anyone else sees 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sluice.admin.service import NotFound
 from sluice.auth.directory import GROUP, SUBJECT, USER, Directory
 from sluice.auth.rbac import Scope, widest_grant
+from sluice.gateway_signin.service import GatewaySignin
 from sluice.http.admin.framework import Call, Endpoint
 from sluice.http.admin.keys import key_out, scope_of
-from sluice.http.admin.schemas import KeyList, UserDeactivated, UserList, UserOut
+from sluice.http.admin.schemas import KeyList, SigninList, SigninOut, UserDeactivated, UserList, UserOut
+from sluice.storage.grants import GatewayGrant
 
 
 def _directory(call: Call) -> Directory:
@@ -80,6 +83,44 @@ async def user_keys(call: Call) -> KeyList:
     return KeyList(items=[key_out(k) for k in keys if call.allowed(scope_of(k), "keys.read")])
 
 
+def _when(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _signin_out(grant: GatewayGrant) -> SigninOut:
+    return SigninOut(
+        id=grant.id,
+        status=grant.status,  # sign_ins() keeps only approved, active, revoked
+        surface=grant.surface,
+        virtual_key_id=grant.key_id,
+        created_at=datetime.fromtimestamp(grant.created_at, UTC),
+        expires_at=datetime.fromtimestamp(grant.expires_at, UTC),
+        revoked_at=_when(grant.revoked_at),
+    )
+
+
+def _signin(call: Call) -> GatewaySignin:
+    signin: GatewaySignin | None = call.services.identity.gateway
+    if signin is None:
+        raise NotFound("the gateway sign-in is not configured (auth.gateway_signin)")
+    return signin
+
+
+async def user_signins(call: Call) -> SigninList:
+    user_id, _ = await _user(call)
+    call.authorize(Scope(user_id=user_id))
+    return SigninList(items=[_signin_out(g) for g in await _signin(call).sign_ins(user_id)])
+
+
+async def revoke_signin(call: Call) -> SigninOut:
+    user_id, _ = await _user(call)
+    call.authorize(Scope(user_id=user_id))
+    grant = await _signin(call).revoke_one(user_id, call.path["signin_id"], call.principal.actor)
+    if grant is None:
+        raise NotFound(f"no sign-in {call.path['signin_id']!r} of user {user_id!r}")
+    return _signin_out(grant)
+
+
 async def _set_active(call: Call, active: bool) -> UserDeactivated:
     user_id, _ = await _user(call)
     call.authorize(Scope(user_id=user_id))
@@ -117,6 +158,29 @@ def user_endpoints() -> list[Endpoint]:
             KeyList,
             errors=(404,),
             description="Revoked keys included; only the keys the caller may read.",
+        ),
+        Endpoint(
+            "GET",
+            one + "/signins",
+            "users.read",
+            user_signins,
+            "A user's agent sign-ins",
+            tag,
+            SigninList,
+            errors=(404,),
+            description="Their gateway sign-ins (auth.gateway_signin), active and ended, newest first.",
+        ),
+        Endpoint(
+            "POST",
+            one + "/signins/{signin_id}/revoke",
+            "users.write",
+            revoke_signin,
+            "Revoke one agent sign-in",
+            tag,
+            SigninOut,
+            errors=(404,),
+            description="Its tokens are refused at the next request and it cannot refresh; an audit "
+            "event `gateway_signin_revoked` and a configuration event. Their other sign-ins and keys stay.",
         ),
         Endpoint(
             "POST",

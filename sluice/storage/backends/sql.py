@@ -215,6 +215,14 @@ class SqlStore(SqlStops):
             )
         return int(result.rowcount)
 
+    async def grants_of(self, user_id: str) -> list[GatewayGrant]:
+        c = gateway_grants.c
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(gateway_grants).where(c.user_id == user_id).order_by(c.created_at.desc()))
+            ).all()
+        return [GatewayGrant(**r._mapping) for r in rows]
+
     async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None:
         if not rows:
             return
@@ -707,7 +715,7 @@ class SqlStore(SqlStops):
         stmt = stmt.where(*_request_filters(query)).group_by(group).order_by(cost.desc(), group)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt.limit(query.limit).offset(query.offset))).all()
-        return [
+        report = [
             {
                 "group": None if r[0] is None else str(r[0]),
                 "cost_pico": int(r[1]),
@@ -719,6 +727,52 @@ class SqlStore(SqlStops):
             }
             for r in rows
         ]
+        return report + await self._agent_spend(group_by, query, report)
+
+    async def _agent_spend(
+        self, group_by: str, query: RequestQuery, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Beside each row, what the person's agents reported themselves over OTLP (agent_metrics:
+        Claude Code's cost.usage and token.usage), so usage that did not go through the gateway is
+        visible; a group only the agents reported is a row of its own. By key, user or day only:
+        the points carry neither team nor (in a column) model."""
+        for each in rows:
+            each["agent_cost_pico"] = each["agent_tokens"] = 0
+        if group_by not in AGENT_GROUPS or query.team_ids is not None:
+            return []
+        m = agent_metrics.c
+        group = {"key": m.virtual_key_id, "user": m.user_id, "day": func.date(m.ts)}[group_by].label("group")
+        cost = func.sum(case((m.metric == AGENT_COST_METRIC, m.value), else_=0.0))
+        tokens = func.sum(case((m.metric == AGENT_TOKEN_METRIC, m.value), else_=0.0))
+        where: list[Any] = [m.metric.in_((AGENT_COST_METRIC, AGENT_TOKEN_METRIC))]
+        if query.since is not None:
+            where.append(m.ts >= query.since)
+        if query.until is not None:
+            where.append(m.ts < query.until)
+        if query.virtual_key_ids is not None:
+            where.append(m.virtual_key_id.in_(query.virtual_key_ids))
+        if query.owner_user_id is not None:
+            where.append(m.user_id == query.owner_user_id)
+        stmt = select(group, cost, tokens).where(*where).group_by(group).order_by(group).limit(query.limit)
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(stmt)).all()
+        by_group = {each["group"]: each for each in rows}
+        extra: list[dict[str, Any]] = []
+        for name, usd, count in found:
+            key = None if name is None else str(name)
+            row = by_group.get(key)
+            if row is None:  # the agents reported it, the gateway never saw it
+                row = {"group": key, "cost_pico": 0, "tokens": 0, "requests": 0}
+                row |= {"guardrail_decisions": 0, "guarded_requests": 0, "guardrail_blocks": 0}
+                extra.append(row)
+            row["agent_cost_pico"] = round(float(usd or 0) * 10**12)
+            row["agent_tokens"] = int(count or 0)
+        return extra if query.offset == 0 else []
+
+
+AGENT_GROUPS = ("key", "user", "day")
+AGENT_COST_METRIC = "claude_code.cost.usage"  # USD (Claude Code's monitoring docs)
+AGENT_TOKEN_METRIC = "claude_code.token.usage"
 
 
 def _request_filters(query: RequestQuery) -> list[Any]:
