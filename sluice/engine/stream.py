@@ -6,7 +6,8 @@ reservation block by block, or cut the stream) -> settle (the last event waits u
 durable) -> translate (into the caller's format) -> capture (the observer keeps the text for
 audit). One timeout policy: the first piece within the provider's first-byte timeout
 (`start`), the whole stream within its total timeout (checked per chunk); the idle time between
-two chunks is the upstream client's read timeout. One close (`aclose`), which closes the
+two chunks is the upstream client's read timeout. A stop (`halt`) ends the stream at once, even
+while the provider is silent: the read waiting on the next chunk is woken by it. One close (`aclose`), which closes the
 provider's stream and makes sure whatever was streamed is billed.
 """
 
@@ -59,6 +60,7 @@ class Stream:
         "_finished",
         "_first",
         "_guard",
+        "_halt",
         "_model",
         "_observer",
         "_pending",
@@ -66,8 +68,8 @@ class Stream:
         "_settle",
         "_translator",
         "_upstream",
+        "_waiting",
         "guardrail",
-        "halt",
     )
 
     def __init__(
@@ -99,9 +101,21 @@ class Stream:
         self._finished = False
         self._guard = charge is not None and charge.guards_output and observer.count_output
         self.guardrail: StreamGuard | None = None  # restore -> observe -> scan (sluice.guardrails.answer)
-        # Set by the kill switch (sluice.sessions.stops) when a stop covers this stream: it ends at
-        # the next chunk with this error (in the caller's in-stream error event), billed so far.
-        self.halt: SluiceError | None = None
+        self._halt: SluiceError | None = None
+        self._waiting: asyncio.Timeout | None = None  # the read waiting on the provider's next chunk
+
+    @property
+    def halt(self) -> SluiceError | None:
+        return self._halt
+
+    @halt.setter
+    def halt(self, error: SluiceError | None) -> None:
+        """Set by the kill switch (sluice.sessions.stops) when a stop covers this stream: it ends
+        now with this error (the caller's in-stream error event), billed for what it streamed. A
+        read waiting on a silent provider (long thinking, a hung upstream) is woken for it."""
+        self._halt = error
+        if error is not None and self._waiting is not None:
+            self._waiting.reschedule(0)  # expires at once: the wait raises TimeoutError below
 
     async def start(self) -> None:
         """Reads the first piece for the caller, within the first-byte timeout. Failures surface
@@ -137,15 +151,24 @@ class Stream:
         ctx, observer, translator = self._ctx, self._observer, self._translator
         try:
             while not self._eof:
+                if self._halt is not None:  # stopped while the caller read the last chunk
+                    raise self._halt
                 try:
-                    chunk = await self._upstream.__anext__()
+                    async with asyncio.timeout(None) as self._waiting:
+                        chunk = await self._upstream.__anext__()
                 except StopAsyncIteration:
                     self._eof = True
                     if translator is not None:
                         return self._translated(translator.close())
                     break
-                if self.halt is not None:  # stopped: this chunk is not sent
-                    raise self.halt
+                except TimeoutError:
+                    if self._halt is None:  # the provider's own read timeout
+                        raise
+                    raise self._halt from None  # stopped while the provider was silent
+                finally:
+                    self._waiting = None
+                if self._halt is not None:  # stopped: this chunk is not sent
+                    raise self._halt
                 if time.monotonic() > self._deadline:
                     raise SluiceError(
                         ErrorKind.PROVIDER_TIMEOUT, f"provider {self._provider.name} took too long in all"

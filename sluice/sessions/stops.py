@@ -5,8 +5,8 @@ runaway detector, each recorded in the audit log with who and why. Every replica
 stops' version number (a poll of one row, every `interval` seconds: 0.25 s by default, so a stop
 applies everywhere well within a second) and keeps the stops in force in memory, so the check on
 the request path is a few dictionary lookups. A stop refuses new requests in its scope and ends
-the streams in flight there (`Stream.halt`, read per chunk); what a cut stream used is billed
-like any stream that ended early.
+the streams in flight there (`Stream.halt`, which wakes a stream waiting on a silent provider
+too); what a cut stream used is billed like any stream that ended early.
 
 Session ids come from the caller, so they are compared in one canonical form (`session_key`):
 a stop on a session cannot be dodged by re-spelling its id in another case, with surrounding

@@ -182,6 +182,53 @@ def test_a_stop_ends_a_running_stream_with_the_surfaces_error_and_bills_what_it_
     a.call(a.services.stops.lift("session", "streaming-session", "done", "admin:carol"))
 
 
+async def _stream_stalled_then_stopped(a: GatewayThread, b: GatewayThread) -> tuple[bytes, str]:
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 400,
+        "stream": True,
+        "messages": [{"role": "user", "content": " ".join(f"word{i}" for i in range(90))}],
+    }
+    headers = {**HEADERS, "x-api-key": STOPPED_KEY, "x-claude-code-session-id": f"stalled-{RUN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(b.base_url + "/v1/messages", json=body, headers=headers) as resp:
+            assert resp.status == 200
+            request_id = resp.headers["x-request-id"]
+            received = b""
+            while b"content_block_delta" not in received:
+                received += await resp.content.readany()
+            # The provider is silent from here on (a hung upstream): no chunk will come to end it.
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(
+                    a.services.stops.throw("session", f"stalled-{RUN}", "hung agent", "admin:carol"), a._loop
+                )
+            )
+            # Bounded so that the test fails (rather than hangs) when the stop waits for a chunk.
+            received += await asyncio.wait_for(resp.read(), 30)
+    return received, request_id
+
+
+def test_a_stop_ends_a_stream_whose_provider_went_silent(
+    replicas: tuple[GatewayThread, GatewayThread, FakeUpstreamThread],
+) -> None:
+    a, b, upstream = replicas
+    cut_before = upstream.upstream.streams_cut_by_client
+    upstream.upstream.stall_after_events = 4  # message_start, content_block_start, ping, one delta
+    try:
+        received, request_id = asyncio.run(_stream_stalled_then_stopped(a, b))
+    finally:
+        upstream.upstream.stall_after_events = None
+    assert b"event: error" in received and f"Sluice stopped this session (stalled-{RUN})".encode() in received
+    assert b"message_stop" not in received
+    row = log_entry(b, request_id)
+    assert row["error_kind"] == "POLICY_STOPPED" and row["cost_pico"] > 0  # the delta streamed is billed
+    deadline = time.monotonic() + 10
+    while upstream.upstream.streams_cut_by_client == cut_before:  # the provider's stream was closed
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    a.call(a.services.stops.lift("session", f"stalled-{RUN}", "done", "admin:carol"))
+
+
 def test_a_session_cap_refuses_the_spent_session_with_the_budget_error_only(
     replicas: tuple[GatewayThread, GatewayThread, FakeUpstreamThread],
 ) -> None:

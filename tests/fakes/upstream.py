@@ -136,6 +136,9 @@ class FakeUpstream:
         self.abort_after_events = 4
         self.event_delay = 0.0  # seconds before each streamed event
         self.tail_delay = 0.0  # seconds between a stream's last event and its end
+        # A hung upstream: after this many events the stream stays open and sends nothing more
+        # (no ping, no end) until the caller goes away.
+        self.stall_after_events: int | None = None
         self.streams_cut_by_client = 0
         self.valid_keys: set[str] | None = None  # None: any non-empty key is accepted
         self.require_auth = True  # False: answer without any credential, as a self-hosted server does
@@ -187,6 +190,7 @@ class FakeUpstream:
         self.slow_delay = 0.5
         self.event_delay = 0.0
         self.tail_delay = 0.0
+        self.stall_after_events = None
         self.streams_cut_by_client = 0
 
     def fail_next(
@@ -409,7 +413,9 @@ class FakeUpstream:
             await _drop_connection(request)
             return response
         try:
-            for event in events:
+            for sent, event in enumerate(events):
+                if sent == self.stall_after_events:
+                    await asyncio.Event().wait()  # silent until the caller closes the connection
                 if self.event_delay:
                     await asyncio.sleep(self.event_delay)
                 await response.write(event)
