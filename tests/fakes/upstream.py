@@ -415,7 +415,11 @@ class FakeUpstream:
         try:
             for sent, event in enumerate(events):
                 if sent == self.stall_after_events:
-                    await asyncio.Event().wait()  # silent until the caller closes the connection
+                    # Silent until the caller closes the connection (aiohttp does not cancel a
+                    # handler when its client leaves, so watch the transport).
+                    while request.transport is not None and not request.transport.is_closing():
+                        await asyncio.sleep(0.05)
+                    raise ConnectionResetError("the caller closed the connection")
                 if self.event_delay:
                     await asyncio.sleep(self.event_delay)
                 await response.write(event)
