@@ -416,8 +416,8 @@ class FakeUpstream:
             for sent, event in enumerate(events):
                 if sent == self.stall_after_events:
                     # Silent until the caller closes the connection (aiohttp does not cancel a
-                    # handler when its client leaves, so watch the transport).
-                    while request.transport is not None and not request.transport.is_closing():
+                    # handler when its client leaves, and no event fires when a transport closes).
+                    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
                     raise ConnectionResetError("the caller closed the connection")
                 if self.event_delay:
