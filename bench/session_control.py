@@ -26,7 +26,8 @@ from typing import Any
 
 import orjson
 
-from sluice.sessions.stops import Stops, session_key
+from sluice.sessions.ids import session_key
+from sluice.sessions.stops import Stops
 from sluice.sessions.tool_loops import failing_calls
 from sluice.storage.records import Stop, VirtualKey
 

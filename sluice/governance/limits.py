@@ -39,7 +39,7 @@ from sluice.sessions.caps import (
     session_bucket,
     too_long,
 )
-from sluice.sessions.stops import session_key
+from sluice.sessions.ids import session_key
 from sluice.settings import (
     AccessProfileConfig,
     BudgetConfig,

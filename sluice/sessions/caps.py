@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.windows import Duration
-from sluice.sessions.stops import NO_SESSION
+from sluice.sessions.ids import NO_SESSION
 from sluice.settings import AccessProfileConfig, SessionCapConfig
 from sluice.settings.session_caps import ProfileSessionCap
 from sluice.storage.ports import MetaStore

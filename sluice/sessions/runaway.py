@@ -27,7 +27,8 @@ from typing import Any
 from sluice.audit.log import AuditLog
 from sluice.core.windows import Duration
 from sluice.sessions.caps import SessionStarts
-from sluice.sessions.stops import NO_SESSION, Stops, refusal, session_key
+from sluice.sessions.ids import NO_SESSION, session_key
+from sluice.sessions.stops import Stops, refusal
 from sluice.sessions.tool_loops import failing_calls
 from sluice.settings import RunawayConfig
 from sluice.storage.ports import MetaStore

@@ -18,30 +18,17 @@ neither pause a victim's session nor be paused by it.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Iterable
 from typing import Protocol
-from urllib.parse import unquote
 
 from sluice.audit.log import AuditLog
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.governance.refresh import Follower
+from sluice.sessions.ids import NO_SESSION, session_key
 from sluice.storage.ports import StopStore
 from sluice.storage.records import STOP_SCOPES, Stop, VirtualKey
 
 log = logging.getLogger("sluice.stops")
-MAX_SESSION_ID = 200
-# The session a request that names none counts in (per key), for caps, detectors and stops.
-NO_SESSION = "(no session)"
-
-
-def session_key(session_id: str | None) -> str | None:
-    """The one form a caller's session id is compared in (stops, caps, runaway detection)."""
-    if session_id is None:
-        return None
-    text = unquote(session_id) if "%" in session_id else session_id
-    text = unicodedata.normalize("NFKC", text).strip().casefold()
-    return text[:MAX_SESSION_ID] or None
 
 
 class Haltable(Protocol):

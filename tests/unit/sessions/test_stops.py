@@ -11,8 +11,9 @@ import pytest
 
 from sluice.app import open_store
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.sessions.ids import session_key
 from sluice.sessions.runaway import Runaway
-from sluice.sessions.stops import Stops, session_key
+from sluice.sessions.stops import Stops
 from sluice.settings import RunawayConfig
 from sluice.storage.ports import Store
 from sluice.storage.records import VirtualKey
