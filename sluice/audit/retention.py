@@ -5,7 +5,11 @@ captured content on request (GDPR Art. 17).
   by `{"erased": true, "sha256": <digest of the content>, "at", "reason"}`. Content is sealed by
   its digest (audit/chain.py), so the record keeps its MAC and the whole chain still verifies;
   what was erased, when and why is itself an audit record (`data_access`).
-- Request-log metadata (`retention.request_log_days`) is deleted row by row.
+- Request-log metadata (`retention.request_log_days`) is deleted row by row, and with it its part
+  of the session ledger (which sums the log): a session is summed again from the rows it keeps,
+  and goes with its last row.
+- One person's erasure also blanks their identifiers in the request log and the session ledger:
+  the end-user id their client sent and the working directory it reported.
 - Audit records (`audit.retention_days`) are pruned as before, behind a sealed anchor.
 
 Content captured before content was sealed by digest cannot be tombstoned without breaking its
@@ -37,6 +41,8 @@ _BATCH = 500
 class Erased:
     records: list[int] = field(default_factory=list)  # sequence numbers tombstoned
     legacy: int = 0  # content sealed whole (before digests), left in place
+    log_rows: int = 0  # request-log rows whose end-user id and working directory were blanked
+    sessions: int = 0  # sessions of the ledger blanked or summed again
 
 
 def tombstone(content: Any, at: datetime, reason: str) -> dict[str, Any]:
@@ -101,8 +107,9 @@ class Retention:
         """Tombstones every captured prompt and answer of a person, and records the erasure:
         `user` is a Sluice user (every key, revoked ones too, whose `user_id` it is), `key` one
         virtual key, `end_user` the end-user id agents sent in their requests (`metadata.user_id`,
-        `user`): caller-supplied, so it only adds to the others. Copies already sent to exporters
-        are not reached."""
+        `user`): caller-supplied, so it only adds to the others. The same people's end-user ids
+        and working directories are blanked in the request log and the session ledger. Copies
+        already sent to exporters are not reached."""
         if user is None and key is None and end_user is None:
             raise ValueError("name the user, the virtual key or the end user whose content to erase")
         keys = {key} if key is not None else set()
@@ -114,6 +121,7 @@ class Retention:
             return data.get("virtual_key") in keys or (end_user is not None and data.get("user") == end_user)
 
         erased = await self._tombstone(theirs, "erasure")
+        erased.log_rows, erased.sessions = await self._backend.erase_identifiers(keys, end_user)
         await self._audit.append(
             "data_access",
             actor,
@@ -125,6 +133,8 @@ class Retention:
                 "reason": reason,
                 "records": erased.records,
                 "legacy_left": erased.legacy,
+                "request_log_rows": erased.log_rows,
+                "sessions": erased.sessions,
             },
         )
         return erased

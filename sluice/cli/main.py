@@ -341,7 +341,8 @@ def audit_erase(
     reason: Annotated[str, typer.Option(help="Recorded with the erasure, e.g. a ticket id.")] = "erasure request",
     store: StoreOpt = None,
 ) -> None:
-    """Tombstone one person's captured prompts and answers; the audit chain still verifies."""
+    """Tombstone one person's captured prompts and answers (the audit chain still verifies) and
+    blank their end-user id and working directory in the request log and the session ledger."""
     from sluice.cli import retention
 
     cfg = _load(config)
@@ -350,6 +351,10 @@ def audit_erase(
         raise typer.Exit(2)
     erased = asyncio.run(retention.erase(cfg, store or cfg.store.url, user, key, end_user, reason))
     typer.echo(f"erased the content of {len(erased.records)} record(s); the records and their seals stay")
+    typer.echo(
+        f"blanked the end-user id and working directory of {erased.log_rows} request-log row(s)"
+        f" and {erased.sessions} session(s)"
+    )
     if erased.legacy:
         typer.echo(
             f"warning: {erased.legacy} record(s) hold content sealed whole (before 0.1.0's digests): left in place"

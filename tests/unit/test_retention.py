@@ -186,6 +186,35 @@ async def test_request_log_retention_deletes_old_rows_only(tmp_path: Path) -> No
         await store.close()
 
 
+async def test_erasure_and_retention_reach_the_request_log_and_the_session_ledger(tmp_path: Path) -> None:
+    """Fails on the code before: the log kept the end-user id and the ledger kept its sessions."""
+    from sluice.storage.records import SessionQuery
+
+    _, store, retention = await _setup(tmp_path, [], request_log_days=30)
+    now = datetime.now(UTC)
+    try:
+        await _keys(store, {"vk-a": "alice", "vk-b": "bob"})
+        entries = [
+            RequestLogEntry(request_id=f"r{i}", ts=now - timedelta(days=days), path="/v1/messages",
+                            surface="anthropic_messages", status=200, decision="allow", virtual_key_id=key,
+                            session_id=f"s-{key}-{days > 30}", user_id=f"{key}-device", cwd=f"/home/{key}")
+            for i, (key, days) in enumerate([("vk-a", 1), ("vk-a", 2), ("vk-b", 1), ("vk-b", 40)])
+        ]  # fmt: skip
+        await store.insert_requests(entries)
+        erased = await retention.erase_person(user="alice", actor="cli:dpo")
+        assert (erased.log_rows, erased.sessions) == (2, 1)
+        note = (await _records(store))[-1]
+        assert note.data["request_log_rows"] == 2 and note.data["sessions"] == 1
+        sessions = {s["virtual_key_id"]: s for s in await store.list_sessions(SessionQuery())}
+        assert (sessions["vk-a"]["end_user"], sessions["vk-a"]["cwd"]) == (None, None)
+        assert sessions["vk-b"]["end_user"] == "vk-b-device"
+        assert (await retention.run_once())["request_log"] == 1
+        left = await store.list_sessions(SessionQuery())
+        assert sorted(s["session_id"] for s in left) == ["s-vk-a-False", "s-vk-b-False"]
+    finally:
+        await store.close()
+
+
 def test_cli_erase_then_verify(tmp_path: Path) -> None:
     import asyncio
 
@@ -204,6 +233,7 @@ def test_cli_erase_then_verify(tmp_path: Path) -> None:
     erased = runner.invoke(app, ["audit", "erase", "--config", str(config), "--key", "vk-b", "--reason", "DSR-7"])
     assert erased.exit_code == 0, erased.output
     assert "erased the content of 1 record(s)" in erased.output
+    assert "blanked the end-user id and working directory of 0 request-log row(s)" in erased.output
     verified = runner.invoke(app, ["audit", "verify", "--config", str(config)])
     assert verified.exit_code == 0 and "chain intact" in verified.output, verified.output
     nobody = runner.invoke(app, ["audit", "erase", "--config", str(config)])

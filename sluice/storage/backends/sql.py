@@ -112,6 +112,11 @@ class SqlStore(SqlStops):
         self._session_sql, self._item_sql = session_upsert_sql(marks), item_upsert_sql(marks)
         self.sessions = SessionReads(self.engine, _utc)
 
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        """This process's turn to write (SQLite allows one writer; see `__init__`)."""
+        return self._write_lock
+
     async def migrate(self) -> None:
         await asyncio.to_thread(_alembic_upgrade, self.url)
 

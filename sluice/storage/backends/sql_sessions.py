@@ -11,16 +11,16 @@ at once serialise on its row; neither's delta is lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.sessions.ledger import SessionDelta
+from sluice.sessions.ledger import SessionDelta, fold, ledger_id
 from sluice.storage.backends.sql_tables import agent_session, agent_session_item, request_log, virtual_keys
-from sluice.storage.records import SessionQuery
+from sluice.storage.records import RequestLogEntry, SessionQuery
 
 _SUMS = (
     "requests",
@@ -225,3 +225,66 @@ class SessionReads:
             }
             for r in rows
         ]
+
+
+# -- retention and erasure ---------------------------------------------------------------------
+# The log's columns a session is summed from (sluice.sessions.ledger.SessionDelta.add).
+_FOLDED = tuple(
+    getattr(request_log.c, name)
+    for name in (
+        "request_id ts path surface status decision error_kind virtual_key_id team_id client session_id user_id "
+        "requested_model model input_tokens output_tokens cache_read_tokens cache_write_tokens cost_pico "
+        "latency_ms mcp_tools repo branch cwd"
+    ).split()
+)
+
+
+def _logged(r: Any, utc: Callable[[datetime | None], datetime | None]) -> RequestLogEntry:
+    m = r._mapping
+    ts = utc(m["ts"])
+    assert ts is not None
+    return RequestLogEntry(
+        request_id=m["request_id"], ts=ts, path=m["path"], surface=m["surface"], status=m["status"],
+        decision=m["decision"], error_kind=m["error_kind"], virtual_key_id=m["virtual_key_id"],
+        team_id=m["team_id"], client=m["client"] or "", session_id=m["session_id"], user_id=m["user_id"],
+        requested_model=m["requested_model"], model=m["model"], input_tokens=m["input_tokens"] or 0,
+        output_tokens=m["output_tokens"] or 0, cache_read_tokens=m["cache_read_tokens"] or 0,
+        cache_write_tokens=m["cache_write_tokens"] or 0, cost_pico=m["cost_pico"] or 0,
+        latency_ms=m["latency_ms"] or 0.0, mcp_tools=tuple(m["mcp_tools"] or ()), repo=m["repo"],
+        branch=m["branch"], cwd=m["cwd"],
+    )  # fmt: skip
+
+
+async def resum_sessions(
+    conn: Any, pairs: Iterable[tuple[str, str]], utc: Callable[[datetime | None], datetime | None]
+) -> tuple[int, int]:
+    """Sums the given sessions (virtual key, session id) again from what the log holds of them
+    now, in the caller's transaction: after rows were deleted (retention) or blanked (erasure),
+    each session is what `fold` makes of its remaining rows, and one with none left is deleted.
+    Returns (sessions deleted, sessions summed again).
+
+    The sessions' rows are locked first (PostgreSQL; SQLite's writer holds the whole file), in id
+    order as the request-log writer locks them: a writer that added to one of them has committed
+    by then, so its rows are read here, and one that adds later adds to the sum made here."""
+    wanted = {ledger_id(key, session): (key, session) for key, session in pairs}
+    removed = resummed = 0
+    ids = sorted(wanted)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        c, r = agent_session.c, request_log.c
+        await conn.execute(select(c.id).where(c.id.in_(chunk)).order_by(c.id).with_for_update())
+        sessions = sorted({wanted[sid][1] for sid in chunk})
+        rows = (await conn.execute(select(*_FOLDED).where(r.session_id.in_(sessions)))).all()
+        mine = {wanted[sid] for sid in chunk}
+        deltas = fold(e for e in (_logged(row, utc) for row in rows) if (e.virtual_key_id, e.session_id) in mine)
+        await conn.execute(agent_session_item.delete().where(agent_session_item.c.session.in_(chunk)))
+        removed += int((await conn.execute(agent_session.delete().where(c.id.in_(chunk)))).rowcount or 0)
+        if deltas:
+            values = [dict(zip(_SESSION_COLUMNS, row, strict=True)) for row in session_rows(deltas, lambda t: t)]
+            await conn.execute(insert(agent_session), values)
+            if items := item_rows(deltas):
+                counted = [dict(zip(_ITEM_COLUMNS, item, strict=True)) for item in items]
+                await conn.execute(insert(agent_session_item), counted)
+            removed -= len(deltas)
+            resummed += len(deltas)
+    return max(removed, 0), resummed
