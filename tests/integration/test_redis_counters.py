@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as redis_async
 
 from sluice.storage.backends.memory_counters import MemoryCounters
-from sluice.storage.backends.redis_counters import RedisCounters
+from sluice.storage.backends.redis_counters import SETTLED_RETENTION_S, RedisCounters
 from sluice.storage.ports import LimitCounters
 from sluice.storage.records import Bucket, BucketState
 
@@ -246,6 +246,29 @@ async def test_amounts_beyond_double_precision_are_exact(counters: LimitCounters
     assert refused is None and states == [BucketState(10**17 - 10**15 - 1, 10**15 + 1, 10**15 + 1)]
     await counters.settle("r4", [(big, 123_456_789_012_345)], 1000)
     assert await state(counters, big, 1000) == BucketState(10**17 - 10**15 - 1 + 123_456_789_012_345, 0)
+
+
+async def test_a_bucket_without_a_window_forgets_settled_ids_after_a_day(counters: LimitCounters) -> None:
+    """Settling stays idempotent for a day (SETTLED_RETENTION_S), then the id is forgotten, as
+    Redis forgets it, so the set does not grow with every request ever made. Failed on
+    MemoryCounters before: it remembered every id for ever (the second settle below was ignored)."""
+    inflight = bucket("rule:concurrent-forget", 10)
+    t0 = 1_000_000.0
+    await counters.settle("r1", [(inflight, 1)], t0)
+    await counters.settle("r1", [(inflight, 1)], t0 + 3600)  # the same day: counted once
+    assert (await state(counters, inflight, t0 + 3600)).used == 1
+    await counters.settle("r2", [(inflight, 1)], t0 + SETTLED_RETENTION_S + 1)  # forgets r1
+    await counters.settle("r1", [(inflight, 1)], t0 + SETTLED_RETENTION_S + 2)
+    assert (await state(counters, inflight, t0 + SETTLED_RETENTION_S + 2)).used == 3
+
+
+def test_memory_counters_keep_settled_ids_of_a_day_only() -> None:
+    counters = MemoryCounters()
+    inflight = bucket("rule:concurrent", 1_000_000)
+    for i in range(1000):  # one settlement every 15 minutes for ten days and more
+        counters.settle_now(f"r{i}", [(inflight, 0)], 1_000_000.0 + 900 * i)
+    remembered = counters._counters[inflight.key].settled
+    assert len(remembered) == int(SETTLED_RETENTION_S // 900) + 1
 
 
 # -- windows --------------------------------------------------------------------------------------

@@ -1,11 +1,18 @@
 """Limit counters in this process. Each method runs without awaiting, so on one event loop it is
-atomic by construction: no two requests can both pass a check that only one fits."""
+atomic by construction: no two requests can both pass a check that only one fits.
+
+Memory is bounded as in `RedisCounters`: a bucket with a window is dropped `_GRACE_S` after it
+ends, and a bucket without one (requests in flight) forgets the request ids it settled after
+`SETTLED_RETENTION_S`, checked when it settles, or that set would grow with every request ever
+made."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sluice.storage.backends.redis_counters import SETTLED_RETENTION_S
 from sluice.storage.records import Bucket, BucketState
 
 _GRACE_S = 60.0  # keep a finished window a little, for settlements that arrive late
@@ -18,6 +25,8 @@ class _Counter:
     used: int = 0
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # request -> (amount, lease end)
     settled: set[str] = field(default_factory=set)
+    # (when, request) in the order settled, kept by buckets without a window only: what to forget
+    settled_order: deque[tuple[float, str]] = field(default_factory=deque)
     total: int = 0  # sum of the reservations' amounts
     next_lapse: float = float("inf")  # earliest lease end among them
 
@@ -41,6 +50,13 @@ class _Counter:
         held = self.reservations.pop(request_id, None)
         if held is not None:
             self.total -= held[0]
+
+
+def _forget(counter: _Counter, before: float) -> None:
+    """Drops the ids settled before `before`, oldest first: costs the ids dropped, not those kept."""
+    order, settled = counter.settled_order, counter.settled
+    while order and order[0][0] < before:
+        settled.discard(order.popleft()[1])
 
 
 class MemoryCounters:
@@ -90,6 +106,11 @@ class MemoryCounters:
             if request_id not in counter.settled:
                 counter.settled.add(request_id)
                 counter.used += amount
+                if not bucket.expires_at:
+                    order = counter.settled_order
+                    order.append((now, request_id))
+                    if order[0][0] < now - SETTLED_RETENTION_S:
+                        _forget(counter, now - SETTLED_RETENTION_S)
 
     async def reserve(
         self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float

@@ -21,7 +21,7 @@ purged at the start of every reserve, in O(lapsed reservations), and subtracted 
 `reserved` total. When a bucket has a window (`expires_at` > 0) every write sets all its keys to
 expire (PEXPIREAT, on the Redis clock) `_GRACE_S` after the window ends, so finished windows clean
 themselves up. Buckets without a window (requests in flight) never expire; their settled ids are
-forgotten after `_SETTLED_RETENTION_S` instead, or that set would grow with every request ever made.
+forgotten after `SETTLED_RETENTION_S` instead, or that set would grow with every request ever made.
 
 Numbers: amounts, usage and limits travel as decimal strings and are stored by INCRBY/HINCRBY,
 so they are exact 64-bit integers (|n| < 2^63). Lua only has doubles (exact below 2^53, which is
@@ -39,7 +39,7 @@ from sluice.storage.backends.resp import RespClient, bulk
 from sluice.storage.records import Bucket, BucketState
 
 _GRACE_S = 60.0  # keep a finished window a little, for settlements that arrive late
-_SETTLED_RETENTION_S = 86_400.0  # how long a bucket without a window remembers settled request ids
+SETTLED_RETENTION_S = 86_400.0  # how long a bucket without a window remembers settled request ids
 
 # Shared Lua helpers. `neg` negates a canonical integer string ("0" has no "-0": Redis refuses it).
 # `exceeds` is the exact test used + reserved + amount > limit over canonical integer strings.
@@ -250,7 +250,7 @@ class RedisCounters:
         if not items:
             return _nothing()
         keys: list[bytes] = []
-        args: list[bytes] = [bulk(request_id.encode()), _bfloat(now), _bfloat(now - _SETTLED_RETENTION_S)]
+        args: list[bytes] = [bulk(request_id.encode()), _bfloat(now), _bfloat(now - SETTLED_RETENTION_S)]
         for bucket, amount in items:
             framed_keys, expiry = self._framed_keys(bucket)
             keys.append(framed_keys)
