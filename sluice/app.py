@@ -36,7 +36,7 @@ from sluice.sessions.stops import Stops
 from sluice.settings import SluiceConfig, VirtualKeyConfig, provider_type
 from sluice.storage.backends.memory_counters import MemoryCounters
 from sluice.storage.backends.sql import SqlStore
-from sluice.storage.ports import LimitCounters, Store
+from sluice.storage.ports import LimitCounters, SharedSpendRates, Store
 from sluice.storage.records import ProviderGrant, VirtualKey
 from sluice.upstream.client import UpstreamClient
 
@@ -199,7 +199,8 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         batch_size=config.request_log.batch_size,
         spill_path=config.request_log.spill_path,
     )
-    limits = Limits(config.governance, open_counters(config), store)
+    counters = open_counters(config)
+    limits = Limits(config.governance, counters, store)
     audit = AuditLog(checkpoints.with_defaults(config.audit, store_url or config.store.url), store)
     engine = Engine(
         keys,
@@ -237,6 +238,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         engine.runaway = Runaway(
             config.runaway, store, stops=stops, audit=audit, fire=alerts.fire,
             customer_of=lambda key: limits.scopes_of(key)[1],
+            rates=counters if isinstance(counters, SharedSpendRates) else None,
         )  # fmt: skip
     return Services(
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,

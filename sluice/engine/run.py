@@ -265,7 +265,7 @@ class Engine:
                 ctx.cost_pico = self._cost(ctx)
             await self._audit(ctx, refuse=False)
             if self.runaway is not None and ctx.key is not None and ctx.cost_pico:
-                await self.runaway.on_settled(ctx.key, ctx.session_id, ctx.cost_pico)
+                await self.runaway.on_settled(ctx.key, ctx.session_id, ctx.cost_pico, ctx.request_id)
             if ctx.guardrail is not None:  # its audit events (sealed together) and the alerts of `alert` rules
                 await ctx.guardrail.record(ctx.request_id, ctx.virtual_key_id or "anonymous", self.audit)
             tools: tuple[str, ...] = ()

@@ -9,9 +9,10 @@ in the audit log (`runaway`) and raised as an alert (`Alerts.fire`); with `actio
 also throws the kill switch on that key's session (`Stops.throw`, actor `runaway:<rule>`), so
 the session's next requests are refused, on every replica, until someone resumes it.
 
-The spend rate is measured per replica over its own settlements (a session is normally served
-by one replica at a time; behind a balancer spreading one session over n replicas, the rate it
-sees is about 1/n of the whole).
+The spend rate is measured over the session's settlements on every replica when the counters
+are shared (`governance.backend: redis`: one atomic script adds a settlement and reads each
+window's total, `SharedSpendRates`), so a session spread over n replicas trips at its whole rate,
+once. On the local backend each replica measures its own settlements (in this process).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sluice.sessions.ids import NO_SESSION, session_key
 from sluice.sessions.stops import Stops, refusal
 from sluice.sessions.tool_loops import failing_calls
 from sluice.settings import RunawayConfig
-from sluice.storage.ports import MetaStore
+from sluice.storage.ports import MetaStore, SharedSpendRates
 from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.runaway")
@@ -60,6 +61,7 @@ class Runaway:
         audit: AuditLog | None,
         fire: Fire | None,
         customer_of: Callable[[VirtualKey], str | None] = lambda key: key.customer_id,
+        rates: SharedSpendRates | None = None,
     ) -> None:
         self.rules = rules
         self._store = store
@@ -68,6 +70,7 @@ class Runaway:
         self._fire = fire
         self._customer_of = customer_of
         self._starts = SessionStarts(store)
+        self._rates = rates  # shared by the replicas; None: this process's own `_spend`
         self._spend: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._claimed: set[str] = set()  # detections this replica claimed or saw claimed
         self.clock: Callable[[], float] = time.time
@@ -119,25 +122,29 @@ class Runaway:
             if found is not None:
                 await self._detected(found, key, session, refuse=True)
 
-    async def on_settled(self, key: VirtualKey, session_id: str | None, cost_pico: int) -> None:
+    async def on_settled(
+        self, key: VirtualKey, session_id: str | None, cost_pico: int, request_id: str | None = None
+    ) -> None:
         """Counts a settled request's cost toward its session's spend rate. Never raises."""
         rules = [r for r in self.rules_for(key) if r.spend_rate_usd_per_hour is not None]
         if not rules or cost_pico <= 0:
             return
         session = session_key(session_id) or NO_SESSION
         now = self.clock()
-        recent = self._spend.get((key.id, session))
-        if recent is None:
-            if len(self._spend) >= _TRACKED:
-                self._spend.clear()
-            recent = self._spend[key.id, session] = deque()
-        recent.append((now, cost_pico))
-        for rule in rules:
+        windows = [Duration.parse(rule.spend_rate_window).seconds or 900 for rule in rules]
+        if self._rates is not None and request_id is not None:
+            try:
+                distinct = sorted(set(windows))
+                totals = await self._rates.add_spend(f"{key.id}\0{session}", request_id, cost_pico, now, distinct)
+            except Exception:
+                log.exception("runaway spend rate of %s could not be counted", key.id)
+                return
+            spent_in = dict(zip(distinct, totals, strict=True))
+        else:
+            spent_in = self._local_spend(key.id, session, cost_pico, now, windows)
+        for rule, window in zip(rules, windows, strict=True):
             assert rule.spend_rate_usd_per_hour is not None
-            window = Duration.parse(rule.spend_rate_window).seconds or 900
-            while recent and recent[0][0] < now - max(window, 1):
-                recent.popleft()
-            spent = sum(cost for at, cost in recent if at >= now - window)
+            spent = spent_in[window]
             allowed = int(rule.spend_rate_usd_per_hour * PICO_PER_DOLLAR) * window // 3600
             if spent > allowed:
                 dollars = spent / PICO_PER_DOLLAR
@@ -152,6 +159,21 @@ class Runaway:
                     await self._detected(detection, key, session, refuse=False)
                 except Exception:
                     log.exception("runaway detection %s could not be recorded", rule.id)
+
+    def _local_spend(self, key_id: str, session: str, cost_pico: int, now: float, windows: list[int]) -> dict[int, int]:
+        """This process's settlements of the session: what each window spent up to now."""
+        recent = self._spend.get((key_id, session))
+        if recent is None:
+            if len(self._spend) >= _TRACKED:
+                self._spend.clear()
+            recent = self._spend[key_id, session] = deque()
+        recent.append((now, cost_pico))
+        spent_in: dict[int, int] = {}
+        for window in windows:
+            while recent and recent[0][0] < now - max(window, 1):
+                recent.popleft()
+            spent_in[window] = sum(cost for at, cost in recent if at >= now - window)
+        return spent_in
 
     async def _detected(self, found: Detection, key: VirtualKey, session: str, *, refuse: bool) -> None:
         rule = found.rule

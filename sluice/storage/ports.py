@@ -153,6 +153,19 @@ class LocalCounters(LimitCounters, Protocol):
     def settle_now(self, request_id: str, items: Sequence[tuple[Bucket, int]], now: float) -> None: ...
 
 
+@runtime_checkable
+class SharedSpendRates(Protocol):
+    """A spend series per name (a session) over sliding windows, shared by every replica: what
+    runaway detection's spend-rate rule reads (`RedisCounters`)."""
+
+    async def add_spend(
+        self, name: str, request_id: str, cost_pico: int, now: float, windows: Sequence[int]
+    ) -> list[int]:
+        """Adds a settled request's cost at `now` to the series (once per request id, atomically)
+        and returns, per window (seconds), what the series spent in `[now - window, now]`."""
+        ...
+
+
 class MetaStore(Protocol):
     async def first_seen(self, name: str, now: int) -> int:
         """The value stored under `name`, storing `now` first if there is none (window anchors)."""

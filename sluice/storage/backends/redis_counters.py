@@ -15,6 +15,12 @@ Layout, for a bucket whose key is K (with the default prefix "sluice:"):
     sluice:limit:l:K   zset    request id, scored by the end of its lease (caller's `now` + lease)
     sluice:limit:s:K   zset    request ids already settled (score: when), so settling is idempotent
 
+and, for runaway detection's spend rate (`add_spend`), per session digest D and window W seconds:
+
+    sluice:rate:z:W:D  zset    request ids, scored by when they settled
+    sluice:rate:h:W:D  hash    request id -> its cost
+    sluice:rate:t:W:D  string  the window's total (INCRBY in, out as requests age past W)
+
 The bucket "has a counter" (see `seed`) once the `used` field exists; `reserve` and `settle`
 create it at 0, as `MemoryCounters` does. Reservations whose lease ended (lease end <= now) are
 purged at the start of every reserve, in O(lapsed reservations), and subtracted from the running
@@ -32,6 +38,7 @@ format it with "%.17g"); lease ends and `now` are Python float reprs given to ZA
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -174,6 +181,43 @@ return set
 """
 )
 
+# A session's spend over sliding windows (runaway detection's spend rate), exact across replicas.
+# KEYS: 3 per window (z: request ids scored by when they settled, h: request id -> cost, t: the
+# window's running total). ARGV: request id, now, cost, then per window: its start (now - window)
+# and how long its keys live unused, in ms (PEXPIRE: relative, on the Redis clock). A request is
+# added once (HSETNX); those older than the start are taken out of the total. Returns each
+# window's total, an exact integer string.
+_SPEND_RATE = (
+    _LUA_HELPERS
+    + """
+local rid, now, cost = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 1, #KEYS / 3 do
+  local z, h, t = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local start, ttl_ms = ARGV[2 * i + 2], ARGV[2 * i + 3]
+  if redis.call('HSETNX', h, rid, cost) == 1 then
+    redis.call('ZADD', z, now, rid)
+    redis.call('INCRBY', t, cost)
+  end
+  local lapsed = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. start)
+  if #lapsed > 0 then
+    for _, old in ipairs(lapsed) do
+      local held = redis.call('HGET', h, old)
+      if held then
+        redis.call('HDEL', h, old)
+        local minus = neg(held)
+        if minus then redis.call('INCRBY', t, minus) end
+      end
+    end
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', '(' .. start)
+  end
+  for _, k in ipairs({z, h, t}) do redis.call('PEXPIRE', k, ttl_ms) end
+  out[i] = redis.call('GET', t) or '0'
+end
+return out
+"""
+)
+
 
 def _int(value: int) -> str:
     return str(int(value))
@@ -268,6 +312,22 @@ class RedisCounters:
     async def seed(self, bucket: Bucket, used: int) -> bool:
         reply = await self._redis.eval(_SEED, self._keys(bucket), [_int(used), self._expiry_ms(bucket)])
         return int(reply) == 1
+
+    async def add_spend(
+        self, name: str, request_id: str, cost_pico: int, now: float, windows: Sequence[int]
+    ) -> list[int]:
+        """`SharedSpendRates.add_spend`: one script for every window, so replicas adding to one
+        session at once each see the other's spend."""
+        if not windows:
+            return []
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        keys: list[str] = []
+        args = [request_id, repr(float(now)), _int(cost_pico)]
+        for window in windows:
+            keys += [f"{self._prefix}rate:{kind}:{int(window)}:{digest}" for kind in ("z", "h", "t")]
+            args += [repr(float(now - window)), str(int((window + _GRACE_S) * 1000))]
+        reply: list[Any] = await self._redis.eval(_SPEND_RATE, keys, args)
+        return [int(total) for total in reply]
 
     async def close(self) -> None:
         await self._redis.close()
