@@ -69,7 +69,39 @@ def query(base: str, expr: str) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=10) as resp:
             return dict(json.load(resp))
     except urllib.error.HTTPError as err:
-        return dict(json.load(err))
+        body = err.read()
+        try:
+            return dict(json.loads(body))
+        except ValueError:  # not the API's JSON: Prometheus is not ready (a 503 "Service Unavailable")
+            return {"status": "unavailable", "error": f"HTTP {err.code}: {body[:200]!r}"}
+
+
+def value(answer: dict[str, Any]) -> float | None:
+    """The first sample's value of an instant query's answer; None while there is none."""
+    result = answer.get("data", {}).get("result") or []
+    return float(result[0]["value"][1]) if result else None
+
+
+def answers_once_scraped(base: str, exprs: list[str], expected: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Every query's answer, once each has a series and the `expected` ones have their value: polled
+    until then (a generous deadline, for a loaded machine), never a fixed wait. Prometheus listens
+    before it is ready (its API answers 503 in plain text until then), scrapes once a second, and
+    a rate needs two scrapes."""
+    answers: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            answers = {q: query(base, q) for q in exprs}
+        except OSError:  # not listening yet
+            answers = {}
+        if (
+            answers
+            and all(value(a) is not None for a in answers.values())
+            and all(value(answers[q]) == v for q, v in expected.items())
+        ):
+            break
+        time.sleep(0.5)
+    return answers
 
 
 @pytest.fixture
@@ -196,23 +228,15 @@ def test_prometheus_scrapes_the_gateway(tmp_path: Path, prometheus_of: Any) -> N
             expr = 'sum(sluice_requests_total{decision="allow",team="team-p",model="claude-haiku-4-5"})'
             queries = dashboard_queries()
             expected = [(title, q) for title, q in queries if not any(m in q for m in QUIET)]
-            answers: dict[str, dict[str, Any]] = {}
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:  # until two scrapes have seen the traffic (rates need two)
-                try:
-                    answers = {q: query(base, q) for q in [expr] + [q for _, q in expected]}
-                except OSError:  # not listening yet
-                    answers = {}
-                if answers and all(a.get("data", {}).get("result") for a in answers.values()):
-                    break
-                time.sleep(0.5)
+            denied = 'sum(sluice_requests_total{decision="deny",status="403"})'
+            limit = 'sluice_budget_limit_dollars{budget="team-p-daily"}'
+            counted = {expr: 8.0, denied: 1.0, limit: 10.0}
+            answers = answers_once_scraped(base, [*counted, *(q for _, q in expected)], counted)
             answer = answers[expr]
             assert answer["status"] == "success", answer
-            assert float(answer["data"]["result"][0]["value"][1]) == 8
-            denied = query(base, 'sum(sluice_requests_total{decision="deny",status="403"})')
-            assert float(denied["data"]["result"][0]["value"][1]) == 1
-            limit = query(base, 'sluice_budget_limit_dollars{budget="team-p-daily"}')
-            assert float(limit["data"]["result"][0]["value"][1]) == 10
+            assert value(answer) == 8
+            assert value(answers[denied]) == 1
+            assert value(answers[limit]) == 10
             with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10) as resp:
                 groups = json.load(resp)["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
