@@ -1,8 +1,10 @@
 """Alert claims in their own table, with the claimed alert, so a claim left pending by a process
 that died is raised again by another (sluice.alerts.monitor). The claims kept until now in
-`sluice_meta` (`alert:<hash>`, a pending one negative: -(claim ms << 12 | 12 random bits)) move
-over: recorded ones stay quiet, pending ones (no alert kept) are taken over by the next check that
-raises the same alert, as before. Kept for 400 days: their windows are unknown.
+`sluice_meta` (`alert:<hash>`, a pending one negative: -(claim ms << 12 | 12 random bits)) are
+copied over: recorded ones stay quiet, pending ones (no alert kept) are taken over by the next
+check that raises the same alert, as before; kept for 400 days (their windows are unknown). The
+old rows stay where they are, so replicas of the previous version, still serving during a
+rolling update, keep finding the alerts they claimed (docs/observability.md, "Crashes").
 
 Revision ID: 0019
 Revises: 0018
@@ -45,10 +47,10 @@ def upgrade() -> None:
             "FROM sluice_meta WHERE name LIKE 'alert:%'"
         ).bindparams(now=now_ms, keep=now_ms + _KEEP_MS)
     )
-    op.execute("DELETE FROM sluice_meta WHERE name LIKE 'alert:%'")
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM sluice_meta WHERE name LIKE 'alert:%'")
     op.execute(
         "INSERT INTO sluice_meta (name, value) "
         "SELECT 'alert:' || key, CASE WHEN state = 'pending' THEN -(claimed_ms * 4096) ELSE 1 END "
