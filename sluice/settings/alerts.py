@@ -115,6 +115,12 @@ class AlertsConfig(_Strict):
     spend_rate: list[SpendRateConfig] = Field(default_factory=list)
     provider_health: bool = True  # a provider key's circuit breaker opened
     interval_s: float = Field(default=10.0, gt=0)  # how often budgets, rates and breakers are checked
+    # A claim left pending this long (at least 6 checks) belongs to a process that died between
+    # claiming an alert and recording it: another process raises the alert again.
+    claim_lease_s: float = Field(default=60.0, gt=0)
+    # Claims done with are kept this long (and in any case until their window ends: a budget
+    # threshold's claim until its budget window does), then pruned.
+    claim_retention_days: float = Field(default=7.0, gt=0)
 
     _check = field_validator("default_thresholds")(classmethod(lambda cls, v: _thresholds(v)))
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
 from sluice.storage.records import (
+    AlertClaim,
     AuditRecord,
     Bucket,
     BucketState,
@@ -176,6 +177,38 @@ class MetaStore(Protocol):
         ...
 
 
+class AlertClaimStore(Protocol):
+    """Alert claims (sluice.alerts.monitor), shared by every replica; each change is a
+    compare-and-set on the claim's token."""
+
+    async def claim_alert(self, claim: AlertClaim) -> AlertClaim:
+        """Stores `claim` if its key has none yet; returns the claim stored under the key (this one
+        when it was the first: same token)."""
+        ...
+
+    async def swap_alert_claim(
+        self,
+        key: str,
+        token: int,
+        new_token: int,
+        claimed_ms: int,
+        state: str,
+        alert: dict[str, Any] | None = None,
+    ) -> bool:
+        """Renews, takes over or marks recorded (`state`) the pending claim under `key` if its token
+        is still `token`, atomically; `alert`, when given, is kept with it. True when it did."""
+        ...
+
+    async def stale_alert_claims(self, before_ms: int, limit: int = 100) -> list[AlertClaim]:
+        """Pending claims that keep their alert, claimed or renewed before `before_ms`, oldest first."""
+        ...
+
+    async def prune_alert_claims(self, now_ms: int, before_ms: int) -> int:
+        """Removes the claims done with (recorded, or pending without an alert) that were last
+        changed before `before_ms` and need not be kept past `now_ms`; returns how many."""
+        ...
+
+
 class ConfigStore(Protocol):
     """Live governance configuration. Every change is written together with its event."""
 
@@ -287,6 +320,7 @@ class Store(
     SessionLedger,
     SpendLedger,
     MetaStore,
+    AlertClaimStore,
     ConfigStore,
     AuditStore,
     StopStore,

@@ -237,3 +237,20 @@ class Stop:
     lifted_at: datetime | None = None
     lifted_by: str | None = None
     lift_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertClaim:
+    """An alert's claim (sluice.alerts.monitor): the one row that says who raised it, so it is
+    raised once for every replica, and that keeps the claimed alert itself (its facts: hashes and
+    figures, never content) until it is in the audit log, so a claim left pending by a process
+    that died is raised again by another."""
+
+    key: str  # sha256 hex (40) of the alert id
+    alert_id: str
+    state: str  # "pending" (claimed, not yet in the audit log) or "recorded"
+    token: int  # changes at every claim, renewal and takeover: the compare-and-set's witness
+    claimed_ms: int  # Unix ms of the claim, its last renewal, or its record
+    keep_until_ms: int  # kept at least until then: the same alert can be raised again until it
+    audit_after: int  # the audit log's head (seq) before the claim: its record, if any, is after
+    alert: dict[str, Any] | None = None  # None for a threshold claimed quietly

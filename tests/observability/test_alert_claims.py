@@ -5,19 +5,25 @@ that is alive but cannot reach the audit log renews its claim, so nobody takes i
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import asyncpg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from sluice.alerts.monitor import AlertMonitor
+from sluice.alerts.monitor import AlertMonitor, claim_key
 from sluice.app import open_store
 from sluice.audit.log import AuditLog
 from sluice.settings import AlertsConfig, parse_config
+from sluice.storage.backends.sql import normalise_url
 from sluice.storage.ports import Store
+from tests.unit.test_session_ledger_migration import PG, alembic
 
 AUDIT = parse_config({"audit": {"hmac_key": "claims-test-audit-key-0123456789"}}).audit
 ALERT = ("budget_threshold:team-a-daily:1764633600:80", "budget_threshold", "warning", "80% spent")
@@ -118,11 +124,84 @@ async def test_two_processes_racing_for_a_fresh_alert_record_it_once(store: Stor
     assert await alerts(store) == [ALERT[0]]
 
 
-async def test_claims_from_before_claims_had_states_stay_quiet(store: Store) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_claims_from_before_0019_move_to_their_table(backend: str, tmp_path: Path) -> None:
+    """Migration 0019 copies the claims kept in `sluice_meta` to `alert_claim`: a recorded one (or
+    one made before claims had states: positive) stays quiet, a pending one left by a dead process
+    is taken over by the next check raising it; going down puts them back, as they are now."""
+    admin = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        db = "sluice_test_" + uuid.uuid4().hex[:8]
+        admin = await asyncpg.connect(PG + "/postgres")
+        await admin.execute(f'CREATE DATABASE "{db}"')
+        url = f"{PG}/{db}"
     clock = Clock()
-    fresh = monitor(store, clock)
-    name = "alert:" + hashlib.sha256(ALERT[0].encode()).hexdigest()[:40]
-    await store.first_seen(name, 1234567890123456789)  # an old claim: a random positive token
-    clock.at += timedelta(days=1)
-    assert await fresh.fire(*ALERT) is None
-    assert await alerts(store) == []
+    pending_id = "spend_rate:runaway:vk-ci:491843"
+    old_ms = int((clock.at - timedelta(minutes=5)).timestamp() * 1000)
+    rows = {
+        "alert:" + claim_key(ALERT[0]): 1234567890123456789,  # recorded (a token from before states)
+        "alert:" + claim_key(pending_id): -((old_ms << 12) | 5),  # pending: its process died
+        "runaway:0123": 42,  # not an alert's: stays
+    }
+    try:
+        await asyncio.to_thread(alembic, url, "0018")
+        engine = create_async_engine(normalise_url(url))
+        async with engine.begin() as conn:
+            for name, value in rows.items():
+                await conn.execute(
+                    text("INSERT INTO sluice_meta (name, value) VALUES (:n, :v)"), {"n": name, "v": value}
+                )
+        await asyncio.to_thread(alembic, url, "head")
+        store = open_store(url)
+        try:
+            fresh = monitor(store, clock)
+            assert await fresh.fire(*ALERT) is None
+            fired = await fresh.fire(pending_id, "spend_rate", "warning", "spent $9 in the last hour")
+            assert fired is not None and fired["alert_id"] == pending_id
+            assert await monitor(store, clock).fire(pending_id, "spend_rate", "warning", "again") is None
+            assert await alerts(store) == [pending_id]
+        finally:
+            await store.close()
+        async with engine.connect() as conn:
+            meta = dict((await conn.execute(text("SELECT name, value FROM sluice_meta"))).all())
+        assert meta == rows  # left for the previous version's replicas, during a rolling update
+        await asyncio.to_thread(alembic, url, "0018", True)
+        async with engine.connect() as conn:
+            meta = dict((await conn.execute(text("SELECT name, value FROM sluice_meta"))).all())
+        assert meta == {**rows, "alert:" + claim_key(ALERT[0]): 1, "alert:" + claim_key(pending_id): 1}
+        await engine.dispose()
+    finally:
+        if admin is not None:
+            await admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+            await admin.close()
+
+
+async def test_two_recorders_at_once_record_a_pending_alert_once(store: Store) -> None:
+    """The checks, the takeover loop and `fire` (from requests) record pending claims: two of them
+    at once must not both record the same one."""
+    clock = Clock()
+    alive = monitor(store, clock)
+    real = alive._audit.append
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("audit store unreachable")
+
+    alive._audit.append = down  # type: ignore[method-assign]
+    assert await alive.fire(*ALERT) is None  # pending in the process
+    gate, calls = asyncio.Event(), []
+
+    async def slow(kind: str, actor: str, data: dict[str, Any]) -> Any:
+        calls.append(data["alert_id"])
+        await gate.wait()
+        return await real(kind, actor, data)
+
+    alive._audit.append = slow  # type: ignore[method-assign]
+    both = asyncio.gather(alive.check(), alive.check())
+    for _ in range(100):  # let both run as far as they can without the audit log
+        await asyncio.sleep(0)
+    gate.set()
+    await both
+    assert calls == [ALERT[0]]
+    assert await alerts(store) == [ALERT[0]]

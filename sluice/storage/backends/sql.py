@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.core.errors import ErrorKind
 from sluice.sessions.ledger import SessionDelta, fold
+from sluice.storage.backends.sql_alert_claims import SqlAlertClaims
 from sluice.storage.backends.sql_sessions import (
     SessionReads,
     item_rows,
@@ -81,7 +82,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-class SqlStore(SqlStops):
+class SqlStore(SqlStops, SqlAlertClaims):
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")

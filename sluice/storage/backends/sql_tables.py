@@ -208,6 +208,23 @@ meta = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# Alert claims (sluice.alerts.monitor): one row per alert raised, pending until the alert is in
+# the audit log (the claimed alert kept with it, so another process can raise it again when the
+# claimer died), then recorded; pruned after `alerts.claim_retention_days` and its window.
+alert_claim = Table(
+    "alert_claim",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("alert_id", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("claimed_ms", BigInteger, nullable=False),
+    Column("keep_until_ms", BigInteger, nullable=False),
+    Column("audit_after", BigInteger, nullable=False),
+    Column("alert", JSON(none_as_null=True)),  # SQL NULL, not JSON null: "IS NULL" finds it
+    Index("ix_alert_claim_state", "state", "claimed_ms"),
+)
+
 # The kill switch (sluice.sessions.stops): one row per stop, lifted rather than deleted, so the
 # table is its own history (who stopped what, why, and who resumed it).
 stops = Table(
