@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sluice
 from sluice.core.types import Usage
 from sluice.pricing.table import PriceTable
 from sluice.settings import SluiceConfig, parse_config
@@ -195,7 +197,7 @@ async def fill(db: Path, rows: int, keys: int, end: datetime) -> None:
     await store.close()
 
 
-async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
+async def measure(db: Path, keys: int, since: datetime, *, split: bool = True) -> dict[str, Any]:
     store = SqlStore(f"sqlite:///{db}")
     try:
         started, cpu = time.perf_counter(), time.process_time()
@@ -211,13 +213,11 @@ async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
         total_s, total_cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await store.close()
-    # The same replay split over 2 processes (the report must be the same); CPU of the children too.
-    started, children = time.perf_counter(), _children_cpu()
-    split = await asyncio.to_thread(simulate_parallel, config, f"sqlite+aiosqlite:///{db}", since, processes=2)
-    split_s, split_cpu = time.perf_counter() - started, _children_cpu() - children
-    same = {**split.as_dict(), "seconds": 0} == {**report.as_dict(), "seconds": 0}
     t = report.total
-    return {
+    found = {
+        "report_sha256": hashlib.sha256(
+            json.dumps({**report.as_dict(), "seconds": 0}, sort_keys=True, default=str).encode()
+        ).hexdigest(),
         "rows": count,
         "replayed": t.requests,
         "baseline_read_s": round(read_s, 2),
@@ -231,11 +231,15 @@ async def measure(db: Path, keys: int, since: datetime) -> dict[str, Any]:
         "outcomes": {"unchanged": t.unchanged, "rerouted": t.rerouted, "degraded": t.degraded, "refused": t.refused,
                      "allowed": t.allowed},
         "refused_by_rules": len(t.refused_by),
-        "two_processes_s": round(split_s, 2),
-        "two_processes_cpu_s": round(split_cpu, 2),
-        "two_processes_same_report": same,
         "skipped": report.skipped,
     }  # fmt: skip
+    if split:  # the same replay split over 2 processes (the report must be the same); their CPU too
+        started, children = time.perf_counter(), _children_cpu()
+        parts = await asyncio.to_thread(simulate_parallel, config, f"sqlite+aiosqlite:///{db}", since, processes=2)
+        found["two_processes_s"] = round(time.perf_counter() - started, 2)
+        found["two_processes_cpu_s"] = round(_children_cpu() - children, 2)
+        found["two_processes_same_report"] = {**parts.as_dict(), "seconds": 0} == {**report.as_dict(), "seconds": 0}
+    return found
 
 
 def _children_cpu() -> float:
@@ -249,6 +253,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=400)
     parser.add_argument("--db", type=Path, default=None, help="reuse (or create) this SQLite file")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument("--no-split", action="store_true", help="leave out the 2-process run")
     parser.add_argument("--write-proposal", type=Path, default=None, help="write the proposal (JSON) and stop")
     args = parser.parse_args()
     if args.write_proposal:
@@ -262,12 +267,13 @@ def main() -> None:
             started = time.perf_counter()
             asyncio.run(fill(db, args.rows, args.keys, end))
             generated_s = time.perf_counter() - started
-        result = asyncio.run(measure(db, args.keys, end - timedelta(days=DAYS)))
+        result = asyncio.run(measure(db, args.keys, end - timedelta(days=DAYS), split=not args.no_split))
     result.update(
         # other work on the machine inflates wall time (and, less, CPU time): say how much there was
         load_average_1m_after=round(os.getloadavg()[0], 1),
         generated_s=round(generated_s, 1),
         machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        code=str(Path(sluice.__file__).parent),
     )
     print(json.dumps(result, indent=2))
     if args.out:

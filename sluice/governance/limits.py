@@ -189,6 +189,11 @@ class Limits:
         self._session_caps: dict[tuple[str, str], list[SessionCap]] = {}
         self._derived_caps: dict[tuple[str, str], list[SessionCap]] = {}
         self._session_starts = SessionStarts(store)
+        # admit_now's per-key memo: key id -> (the key object it was made for, its rules' current
+        # buckets, their measures, from / until when they all stay current, its session caps).
+        # Cleared by `reload` (rules, teams and profiles change only there); a key object that
+        # is not the one remembered (a key edited, reloaded) makes it again.
+        self._admit_memo: dict[str, _AdmitMemo] = {}
 
     async def start(self) -> None:
         await self._writer.start()  # the previous run's journalled spend, before any counter is seeded
@@ -232,6 +237,7 @@ class Limits:
         for cap in caps_from(session_caps):
             caps.setdefault((cap.scope, cap.scope_id), []).append(cap)
         self._session_caps, self._derived_caps = caps, {}
+        self._admit_memo = {}
 
     @property
     def journalled(self) -> int:
@@ -374,19 +380,22 @@ class Limits:
         it cannot decide without awaiting (counters elsewhere, a window not seeded yet, a limit
         only busy, which `admit` waits on). `headers=False`: no caller will see the limits'
         headers (a replay), so they are not formatted."""
-        rules = self.rules_for(key)
-        caps = self.session_caps_for(key)
-        if not rules and not caps:
-            return None
         local = self._local
+        now = self._clock.now()
+        memo = self._admit_memo.get(key.id)
+        if memo is None or memo.key is not key or not memo.start <= now < memo.end:
+            memo = self._admit_memo[key.id] = self._memo_for(key, now)
+        if memo.empty:
+            return None
         if local is None:
             raise NotNow
-        now = self._clock.now()
-        items = [self._bucket(rule, now) for rule in rules]
-        if caps:
-            items += self._session_items_now(caps, key, session_id, now)
-        if any(window is not None and bucket.key not in self._seeded for _, bucket, window in items):
-            raise NotNow
+        items = memo.items
+        if memo.caps:
+            items = items + self._session_items_now(memo.caps, key, session_id, now)
+        if not memo.seeded:  # (a session cap's counter has no window: it is never seeded)
+            memo.seeded = all(window is None or bucket.key in self._seeded for _, bucket, window in memo.items)
+            if not memo.seeded:
+                raise NotNow
         amounts = {"cost": cost_pico, "tokens": tokens, "requests": 1, "concurrent": 1}
         refused, states = local.reserve_now(
             request_id, [(bucket, amounts[rule.measure]) for rule, bucket, _ in items], self._lease_s, now.timestamp()
@@ -403,6 +412,16 @@ class Limits:
         if headers:
             admission.headers = _headers(items, states, now)
         return admission
+
+    def _memo_for(self, key: VirtualKey, now: datetime) -> _AdmitMemo:
+        """What `admit_now` needs of a key at `now`, and the span of time it stays true."""
+        rules = self.rules_for(key)
+        caps = self.session_caps_for(key)
+        items = [self._bucket(rule, now) for rule in rules]
+        windows = [window for _, _, window in items if window is not None]
+        start = max((w.start for w in windows), default=datetime.min.replace(tzinfo=UTC))
+        end = min((w.end for w in windows), default=datetime.max.replace(tzinfo=UTC))
+        return _AdmitMemo(key, items, caps, start, end, not rules and not caps)
 
     async def _reserve(
         self, request_id: str, items: list[tuple[LimitRule, Bucket, Window | None]], amounts: dict[str, int]
@@ -598,6 +617,17 @@ class Limits:
         return SpendRow(request_id, admission.admitted_at if admission else at, key.id, team, customer, cost, tokens)
 
 
+@dataclass(slots=True)
+class _AdmitMemo:
+    key: VirtualKey
+    items: list[tuple[LimitRule, Bucket, Window | None]]
+    caps: list[SessionCap]
+    start: datetime
+    end: datetime
+    empty: bool
+    seeded: bool = False  # every window's counter read from the ledger (stays so: `_seeded` only grows)
+
+
 class _Settlements:
     """Wakes the requests of this process waiting on a counter when a reservation on it settles."""
 
@@ -613,6 +643,8 @@ class _Settlements:
                 await event.wait()
 
     def notify(self, keys: Iterable[str]) -> None:
+        if not self._events:  # nobody waits (always, on a replay): nothing to look up
+            return
         for key in keys:
             event = self._events.pop(key, None)
             if event is not None:

@@ -69,3 +69,26 @@ async def test_admit_now_waits_for_a_window_to_be_seeded_then_decides_as_admit(s
     with pytest.raises(NotNow):
         limits.admit_now("r6", other, 0, 0)
     await limits.stop()
+
+
+async def test_admit_nows_memo_follows_a_reload_and_a_changed_key(store: Store) -> None:
+    """admit_now keeps a key's buckets per window: a reloaded configuration and a key moved to
+    another team must still apply from the next request on."""
+    clock = FakeClock(datetime(2026, 11, 2, 10, tzinfo=UTC))
+    limits = await limits_on(store, clock)
+    key = vk("vk-1", team="t")
+    await limits.admit("r0", key, 0, 0)  # seeds its windows
+    assert limits.admit_now("r1", key, DOLLAR // 2, 10) is not None  # within the $1 budget
+    doc = {**CONFIG, "budgets": [{"id": "b", "virtual_key_id": "vk-1", "max_limit": 0.25, "reset_duration": "1d"}]}
+    await sync_from_file(store, parse_config(doc), "test")
+    await limits.reload()
+    await limits.admit("r2", vk("vk-9"), 0, 0)  # (another key: the reload's windows are seeded by `admit`)
+    with pytest.raises((SluiceError, NotNow)):
+        limits.admit_now("r3", key, DOLLAR // 2, 10)  # $0.50 no longer fits a $0.25 budget
+    moved = vk("vk-7", team="t")
+    assert await limits.admit("m0", moved, 0, 0) is not None  # r0, r1 and m0: the team's 3 requests an hour
+    with pytest.raises(SluiceError):
+        limits.admit_now("m1", moved, 0, 0)
+    elsewhere = vk("vk-7", team=None)  # the same key, moved out of the team: a different object
+    assert limits.admit_now("m4", elsewhere, 0, 0) is None  # no rule covers it now
+    await limits.stop()

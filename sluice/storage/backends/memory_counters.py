@@ -41,7 +41,8 @@ class _Counter:
         held, _ = self.reservations.get(request_id, (0, 0.0))
         self.reservations[request_id] = (held + amount, until)
         self.total += amount
-        self.next_lapse = min(self.next_lapse, until)
+        if until < self.next_lapse:  # (not min(): this runs for every bucket of every request)
+            self.next_lapse = until
 
     def held(self, request_id: str) -> int:
         return self.reservations.get(request_id, (0, 0.0))[0]
