@@ -530,3 +530,22 @@ def test_a_team_lead_cannot_stop_another_teams_session(console: tuple[GatewayThr
     admin.get_by_label(f"Why resume stop {stop.id}").fill("rotated the key")
     admin.get_by_role("button", name="Resume").click()
     assert admin.get_by_role("status").inner_text() == "Resumed."
+
+
+def test_a_team_lead_stops_and_resumes_their_teams_key_from_its_page(
+    console: tuple[GatewayThread, dict[str, str], Any],
+) -> None:
+    gw, tokens, browser = console
+    page = _page(browser)
+    sign_in(page, gw, tokens["tok-lead"])
+    page.goto(f"{gw.base_url}/console/keys/vk-bo")
+    page.get_by_label("Why stop key vk-bo").fill("laptop stolen")
+    page.get_by_role("button", name="Stop key").click()
+    assert page.get_by_role("status").inner_text().startswith("Stopped")
+    assert "laptop stolen" in page.locator("#stop-h + *, section:has(#stop-h)").first.inner_text()
+    [stop] = [s for s in gw.call(gw.services.store.list_stops(active_only=True)) if s.target == "vk-bo"]
+    assert stop.scope == "virtual_key" and stop.actor.endswith("tok-lead")
+    page.get_by_label("Why resume key vk-bo").fill("key rotated")
+    page.get_by_role("button", name="Resume key").click()
+    assert page.get_by_role("status").inner_text() == "Resumed."
+    assert not [s for s in gw.call(gw.services.store.list_stops(active_only=True)) if s.target == "vk-bo"]
