@@ -468,6 +468,7 @@ def test_a_team_lead_stops_and_resumes_their_teams_session_only(
     row.get_by_role("link", name=session).click()
     assert page.get_by_role("heading", level=1).inner_text() == f"Session {session}"
     assert "looping on a failing test" in page.content()
+    shot(page, "session")
     page.goto(f"{gw.base_url}/console/stops")
     active = page.locator("table").first.inner_text()
     assert session in active and "looping on a failing test" in active and "tok-lead" in active
