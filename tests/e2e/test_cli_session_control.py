@@ -113,7 +113,7 @@ def test_sluice_stop_session_stops_a_running_codex_session(
 ) -> None:
     gateway, upstream = stack
     upstream.upstream.reset()
-    upstream.upstream.event_delay = 0.4
+    upstream.upstream.event_delay = 0.5  # about 35 words of echo, one an event: ~17 s for the stop to land
     try:
         with (
             scripted(upstream.upstream, Step("exec_command", {"cmd": "true"})),
@@ -133,7 +133,7 @@ def test_sluice_stop_session_stops_a_running_gemini_cli_session(
 ) -> None:
     gateway, upstream = stack
     upstream.upstream.reset()
-    upstream.upstream.event_delay = 0.4
+    upstream.upstream.event_delay = 1.0  # about 35 words of echo, two an event: ~17 s for the stop to land
     work = tmp_path / "work"
     step = Step("write_file", {"file_path": str(work / "notes.txt"), "content": "x\n"})
     try:
