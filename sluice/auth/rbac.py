@@ -65,9 +65,9 @@ ACTIONS: dict[str, dict[Role, Grant]] = {
     "events.read": {"admin": "all", "security-auditor": "all"},
     # Admin API tokens.
     "tokens.manage": {"admin": "all"},
-    # The kill switch: a team lead may stop and resume their team's keys and sessions (of a
+    # The kill switch: a team lead may see, stop and resume their team's keys and sessions (of a
     # named key); stopping the organisation, or a session without its key, is an admin's.
-    "stops.read": {"admin": "all", "security-auditor": "all", "viewer": "all"},
+    "stops.read": {"admin": "all", "security-auditor": "all", "team-lead": "team", "viewer": "all"},
     "stops.write": {"admin": "all", "team-lead": "team"},
 }
 

@@ -47,7 +47,7 @@ EXPECTED: dict[str, tuple[str, str, str, str, str]] = {
     "audit.read": (A, A, N, N, N),
     "events.read": (A, A, N, N, N),
     "tokens.manage": (A, N, N, N, N),
-    "stops.read": (A, A, N, N, A),
+    "stops.read": (A, A, T, N, A),
     "stops.write": (A, N, T, N, N),
 }
 SCOPES = {
@@ -311,7 +311,7 @@ async def test_http_matrix(tmp_path: Path) -> None:
             want = expected(role, action, scope)
             if (
                 ep.method == "GET"
-                and ep.path in ("/api/keys", "/api/budgets", "/api/users")
+                and ep.path in ("/api/keys", "/api/budgets", "/api/users", "/api/stops")
                 and EXPECTED[action][ROLES.index(role)] != N
             ):
                 want = True  # listings filter what the caller may see instead of refusing
@@ -400,6 +400,12 @@ def console_request(ep: Any, scope_name: str, n: int) -> tuple[str, dict[str, st
         return path.replace("{budget_id}", budget), {"max_limit": "100" if over else "1", "reset_duration": "1d"}
     if "{request_id}" in path:
         return (path.replace("{request_id}", "req-unknown"), form) if scope_name == "global" else None
+    if "{session_id}" in path:
+        key_id = SESSION_KEYS.get(scope_name)
+        return (path.replace("{session_id}", ledger_id(key_id, f"s-{key_id}")), form) if key_id else None
+    if path.startswith("/console/stops") and ep.method == "POST":
+        made = request_for(next(e for e in admin_endpoints() if (e.method, e.path) == ep.admin), scope_name, n)
+        return (path, {k: str(v) for k, v in made[1].items()}) if made is not None and made[1] else None
     return (path, form) if scope_name == "global" else None
 
 
@@ -412,6 +418,7 @@ async def test_console_http_matrix(tmp_path: Path) -> None:
     services, c = await start(config)
     try:
         await seed(c)
+        await seed_sessions(services)
         for user_id in USERS.values():
             await services.identity.directory.put(USER, user_id, {"userName": f"{user_id}@example.test"}, "scim")
         browsers = {}

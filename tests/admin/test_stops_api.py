@@ -100,3 +100,38 @@ async def test_a_stopped_keys_mcp_calls_are_refused_too(tmp_path: Path) -> None:
         assert after.status == 403 and "tool abuse" in after.json()["error"]
     finally:
         await services.stop()
+
+
+async def test_a_team_lead_sees_and_lifts_only_their_teams_stops(admin: tuple[Services, Client]) -> None:
+    # Hostile: a lead of team-a names team-b's key, team-b's session (with its key), or no key.
+    _, c = admin
+    await _key(c, "vk-a", "team-a")
+    await _key(c, "vk-b", "team-b")
+    lead = as_role("team-lead", "team-a")
+    for body in (
+        {"scope": "key", "target": "vk-b", "reason": "admin's"},
+        {"scope": "session", "target": "s-b", "key_id": "vk-b", "reason": "admin's"},
+        {"scope": "session", "target": "s-any", "reason": "admin's"},
+        {"scope": "team", "target": "team-b", "reason": "admin's"},
+        {"scope": "team", "target": "team-a", "reason": "admin's"},
+        {"scope": "org", "reason": "breach"},
+    ):
+        assert (await c.post("/api/stops", json=body)).status == 201
+    mine = {"scope": "session", "target": "s-a", "key_id": "vk-a", "reason": "lead's"}
+    assert (await c.post("/api/stops", json=mine, token=lead)).status == 201
+    listed = (await c.get("/api/stops", token=lead)).json()["items"]
+    assert sorted((s["scope"], s["target"]) for s in listed) == [("org", ""), ("session", "s-a"), ("team", "team-a")]
+    everything = (await c.get("/api/stops", query={"all": "true"}, token=lead)).json()["items"]
+    assert {s["target"] for s in everything} == {"", "s-a", "team-a"}
+    for body in (
+        {"scope": "session", "target": "s-b", "key_id": "vk-b", "reason": "r"},
+        {"scope": "key", "target": "vk-b", "reason": "r"},
+        {"scope": "team", "target": "team-b", "reason": "r"},
+        {"scope": "session", "target": "s-any", "reason": "r"},
+    ):
+        assert (await c.post("/api/stops/resume", json=body, token=lead)).status == 403, body
+    assert len((await c.get("/api/stops")).json()["items"]) == 7  # nothing of theirs was lifted
+    lifted = await c.post("/api/stops/resume", json={**mine, "reason": "fixed"}, token=lead)
+    assert lifted.status == 200 and [s["target"] for s in lifted.json()["items"]] == ["s-a"]
+    developer = as_role("developer", "team-a", "u-me")
+    assert (await c.get("/api/stops", token=developer)).status == 403

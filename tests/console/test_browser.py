@@ -262,7 +262,7 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
     assert page.get_by_text("vk-ana").first.is_visible()
     shot(page, "overview")
     nav = page.get_by_role("navigation", name="Console").get_by_role("link").all_inner_texts()
-    assert nav == [*READERS, "Requests", "Sessions", "Audit", "MCP", "Configuration", "My usage"]
+    assert nav == [*READERS, "Requests", "Sessions", "Stops", "Audit", "MCP", "Configuration", "My usage"]
     for name, path, heading in (
         ("keys", "/console/keys", "Developers and keys"),
         ("key", "/console/keys/vk-ana", "Key vk-ana"),
@@ -286,9 +286,14 @@ def test_admin_signs_in_and_sees_every_page(console: tuple[GatewayThread, dict[s
 @pytest.mark.parametrize(
     ("token", "pages", "refused"),
     [
-        ("tok-auditor", [*READERS, "Requests", "Sessions", "Audit", "MCP", "Configuration", "My usage"], []),
-        ("tok-viewer", [*READERS, "MCP", "Configuration", "My usage"], ["/console/requests", "/console/audit"]),
-        ("tok-lead", [*READERS, "MCP", "Configuration", "My usage"], ["/console/requests", "/console/sessions"]),
+        ("tok-auditor", [*READERS, "Requests", "Sessions", "Stops", "Audit", "MCP", "Configuration", "My usage"], []),
+        (
+            "tok-viewer",
+            [*READERS, "Stops", "MCP", "Configuration", "My usage"],
+            ["/console/requests", "/console/audit", "/console/sessions"],
+        ),
+        # A lead sees their teams' sessions and stops (stops.read was missing for team leads).
+        ("tok-lead", [*READERS, "Sessions", "Stops", "MCP", "Configuration", "My usage"], ["/console/requests"]),
     ],
 )
 def test_each_role_sees_its_pages(
@@ -435,3 +440,113 @@ def test_every_page_reads_without_javascript(console: tuple[GatewayThread, dict[
     page.goto(f"{gw.base_url}/console/requests?team=team-data")
     assert "team-web" not in page.locator("#log-rows").inner_text()
     context.close()
+
+
+def _stopped_sessions(gw: GatewayThread) -> list[Any]:
+    return [s for s in gw.call(gw.services.store.list_stops(active_only=True)) if s.scope == "session"]
+
+
+def test_a_team_lead_stops_and_resumes_their_teams_session_only(
+    console: tuple[GatewayThread, dict[str, str], Any],
+) -> None:
+    gw, tokens, browser = console
+    page = _page(browser)
+    sign_in(page, gw, tokens["tok-lead"])
+    page.goto(f"{gw.base_url}/console/sessions")
+    listed = page.locator("table tbody").inner_text()
+    assert "vk-ana" in listed and "vk-cy" not in listed and "vk-dee" not in listed  # their team's only
+    row = page.locator("tr", has=page.locator("code", has_text="vk-ana")).first
+    session = row.locator("td").first.inner_text().strip()
+    row.get_by_label(f"Why stop session {session}").fill("looping on a failing test")
+    row.get_by_role("button", name="Stop").click()
+    assert page.get_by_role("status").inner_text().startswith("Stopped")
+    [stop] = [s for s in _stopped_sessions(gw) if s.target == session]
+    assert stop.key_id == "vk-ana" and stop.actor.endswith("tok-lead") and stop.reason == "looping on a failing test"
+    row = page.locator("tr", has=page.locator("code", has_text=session)).first
+    assert "Stopped by " in row.inner_text() and "looping on a failing test" in row.inner_text()
+    # The session's own page shows it stopped, with its Resume form.
+    row.get_by_role("link", name=session).click()
+    assert page.get_by_role("heading", level=1).inner_text() == f"Session {session}"
+    assert "looping on a failing test" in page.content()
+    shot(page, "session")
+    page.goto(f"{gw.base_url}/console/stops")
+    active = page.locator("table").first.inner_text()
+    assert session in active and "looping on a failing test" in active and "tok-lead" in active
+    page.get_by_label(f"Why resume stop {stop.id}").fill("fixed the test")
+    page.get_by_role("button", name="Resume").click()
+    assert page.get_by_role("status").inner_text() == "Resumed."
+    assert not [s for s in _stopped_sessions(gw) if s.target == session]
+    history = page.locator("table").last.inner_text()
+    assert session in history and "fixed the test" in history
+    kinds = [r.kind for r in gw.call(_audit(gw)) if r.kind in ("stop", "resume")]
+    assert kinds[-2:] == ["stop", "resume"]
+
+
+async def _audit(gw: GatewayThread) -> list[Any]:
+    return [r async for r in gw.services.store.audit_records()]
+
+
+def test_a_team_lead_cannot_stop_another_teams_session(console: tuple[GatewayThread, dict[str, str], Any]) -> None:
+    # Hostile: the lead forges the Stop form (with a good CSRF token) for team-data's key and its
+    # session, for a session without its key, and for the whole organisation; and a Resume of an
+    # admin's stop on team-data.
+    gw, tokens, browser = console
+    admin = _page(browser)
+    sign_in(admin, gw, tokens["tok-admin"])
+    admin.goto(f"{gw.base_url}/console/stops")
+    admin.get_by_label("Scope").select_option("key")
+    admin.get_by_label("Session, key or team id").fill("vk-dee")
+    admin.get_by_label("Why (shown to the callers refused)").fill("leaked in a CI log")
+    admin.get_by_role("button", name="Stop").click()
+    assert admin.get_by_role("status").inner_text().startswith("Stopped")
+    page = _page(browser)
+    sign_in(page, gw, tokens["tok-lead"])
+    page.goto(f"{gw.base_url}/console/stops")
+    assert "vk-dee" not in page.content()  # another team's stop is not shown to the lead
+    csrf = page.locator("input[name=csrf]").first.input_value()
+    before = gw.call(gw.services.store.list_stops(active_only=False))
+    for action, form in (
+        ("stops", {"scope": "session", "target": "sess-vk-cy-1", "key_id": "vk-cy"}),
+        ("stops", {"scope": "key", "target": "vk-cy"}),
+        ("stops", {"scope": "team", "target": "team-data"}),
+        ("stops", {"scope": "session", "target": "sess-vk-cy-1"}),
+        ("stops", {"scope": "org"}),
+        ("stops/resume", {"scope": "key", "target": "vk-dee"}),
+    ):
+        reply = page.request.post(
+            f"{gw.base_url}/console/{action}",
+            form={"csrf": csrf, "reason": "hostile", **form},
+            headers={"origin": gw.base_url},
+            max_redirects=0,
+        )
+        # Refused by the API's rule (the CSRF token and origin are good), and nothing was changed.
+        assert reply.status == 403 and "Not allowed" in reply.text(), (action, form, reply.status, reply.text())
+        assert "CSRF" not in reply.text()
+    assert gw.call(gw.services.store.list_stops(active_only=False)) == before
+    # The admin sees it and the history, and resumes it; the page is the docs' screenshot.
+    admin.goto(f"{gw.base_url}/console/stops")
+    assert "leaked in a CI log" in admin.locator("table").first.inner_text()
+    shot(admin, "stops")
+    [stop] = [s for s in gw.call(gw.services.store.list_stops(active_only=True)) if s.target == "vk-dee"]
+    admin.get_by_label(f"Why resume stop {stop.id}").fill("rotated the key")
+    admin.get_by_role("button", name="Resume").click()
+    assert admin.get_by_role("status").inner_text() == "Resumed."
+
+
+def test_a_team_lead_stops_and_resumes_their_teams_key_from_its_page(
+    console: tuple[GatewayThread, dict[str, str], Any],
+) -> None:
+    gw, tokens, browser = console
+    page = _page(browser)
+    sign_in(page, gw, tokens["tok-lead"])
+    page.goto(f"{gw.base_url}/console/keys/vk-bo")
+    page.get_by_label("Why stop key vk-bo").fill("laptop stolen")
+    page.get_by_role("button", name="Stop key").click()
+    assert page.get_by_role("status").inner_text().startswith("Stopped")
+    assert "laptop stolen" in page.locator("#stop-h + *, section:has(#stop-h)").first.inner_text()
+    [stop] = [s for s in gw.call(gw.services.store.list_stops(active_only=True)) if s.target == "vk-bo"]
+    assert stop.scope == "virtual_key" and stop.actor.endswith("tok-lead")
+    page.get_by_label("Why resume key vk-bo").fill("key rotated")
+    page.get_by_role("button", name="Resume key").click()
+    assert page.get_by_role("status").inner_text() == "Resumed."
+    assert not [s for s in gw.call(gw.services.store.list_stops(active_only=True)) if s.target == "vk-bo"]

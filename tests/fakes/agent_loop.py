@@ -34,6 +34,7 @@ _RESULT_MARKS = ('"tool_result"', '"role":"tool"', '"role": "tool"', "function_c
 class Step:
     tool: str  # the CLI's tool name, as it declares it
     args: dict[str, Any]  # the arguments the model calls it with
+    always: bool = False  # call it on every turn, results or not (a runaway agent)
 
 
 def _tool_names(doc: dict[str, Any]) -> set[str]:
@@ -51,7 +52,7 @@ def _tool_names(doc: dict[str, Any]) -> set[str]:
 
 def _wants_call(step: Step, doc: dict[str, Any], body: bytes) -> bool:
     text = body.decode("utf-8", "replace")
-    return step.tool in _tool_names(doc) and not any(mark in text for mark in _RESULT_MARKS)
+    return step.tool in _tool_names(doc) and (step.always or not any(mark in text for mark in _RESULT_MARKS))
 
 
 def _with_args(reply: Any, step: Step) -> Any:

@@ -11,7 +11,7 @@ import orjson
 
 from sluice.core.types import Usage, count_of, finish_reason_of
 from sluice.formats.record import EventReader, Seen
-from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
+from sluice.formats.sse import SSEDecoder, generated_chars, generated_pieces, parse_block
 
 # HTTP status -> google.rpc status name, as Google APIs put it in their error bodies.
 STATUS_NAMES = {
@@ -40,7 +40,11 @@ def error_body(status: int, message: str, code: str | None = None, request_id: s
 
 
 def error_event(status: int, message: str, code: str | None = None) -> bytes:
-    return encode(orjson.dumps(error_payload(status, message)))
+    """A stream's error is Google's error body on its own, not an SSE `data:` line: that is what
+    the Gen AI SDK (and so Gemini CLI) reads as an error mid-stream (`processStreamResponse`
+    parses each chunk as JSON and throws its `error`); a `data:` line would be taken for an empty
+    answer and the CLI would end as if the model had finished."""
+    return orjson.dumps(error_payload(status, message)) + b"\n\n"
 
 
 def usage_from(raw: dict[str, Any] | None, doc: dict[str, Any] | None = None) -> Usage:
@@ -96,7 +100,9 @@ def read_event(block: bytes, seen: Seen) -> bool:
         if b'"functionCall"' in block:
             _count_calls(block, seen)
     if b'"usageMetadata"' in block or b'"finishReason"' in block or b'"error"' in block:
-        doc = orjson.loads(parse_block(block).data)
+        # An error mid-stream may come as Google's bare error body rather than a `data:` line.
+        bare = block.lstrip()[:1] == b"{"
+        doc = orjson.loads(block if bare else parse_block(block).data)
         if not isinstance(doc, dict):
             return False
         if "error" in doc:

@@ -44,8 +44,18 @@ def usage_of_response(response: object) -> Usage:
 
 
 def error_event(status: int, message: str, code: str | None = None) -> bytes:
-    payload = {"type": "error", "code": code or str(status), "message": message, "param": None, "sequence_number": 0}
-    return encode(orjson.dumps(payload), "error")
+    """The `error` event, then the terminal `response.failed` with the same error in its response
+    (https://platform.openai.com/docs/api-reference/responses-streaming/response/failed): Codex
+    reads only the terminal event's `response.error.message` and ignores `error` events, so without
+    it Codex shows "stream closed before response.completed" instead of the reason."""
+    code = code or str(status)
+    payload = {"type": "error", "code": code, "message": message, "param": None, "sequence_number": 0}
+    failed = {
+        "type": "response.failed",
+        "sequence_number": 1,
+        "response": {"object": "response", "status": "failed", "error": {"code": code, "message": message}},
+    }
+    return encode(orjson.dumps(payload), "error") + encode(orjson.dumps(failed), "response.failed")
 
 
 def read_event(block: bytes, seen: Seen) -> bool:

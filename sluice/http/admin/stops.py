@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sluice.auth.rbac import Scope
+from sluice.auth.rbac import Scope, widest_grant
 from sluice.http.admin.framework import ApiError, Call, Endpoint
 from sluice.sessions.stops import Stops, normalised
 from sluice.storage.records import Stop
@@ -92,10 +92,30 @@ def _checked(body: StopIn) -> tuple[str, str]:
         ) from None
 
 
+async def visible_stops(call: Call, active_only: bool) -> list[Stop]:
+    """The stops the caller may see: all of them, or for a team lead those on their teams, on
+    their teams' keys and on sessions of those keys, and the organisation's (which stops them
+    too). A session stop made without its key could be anyone's: an admin's to see."""
+    stops: list[Stop] = await call.services.store.list_stops(active_only=active_only)
+    if call.allowed(Scope()):
+        return stops
+    if widest_grant(call.principal, call.action) != "team":
+        call.authorize(Scope())  # raises with the reason
+    teams, key_teams = call.principal.teams, dict[str, str | None]()
+    shown = []
+    for stop in stops:
+        key_id = stop.target if stop.scope == "virtual_key" else stop.key_id
+        if key_id is not None and key_id not in key_teams:
+            key = await call.services.store.key_by_id(key_id)
+            key_teams[key_id] = key.team_id if key is not None else None
+        team = stop.target if stop.scope == "team" else key_teams.get(key_id) if key_id else None
+        if stop.scope == "org" or (team is not None and team in teams):
+            shown.append(stop)
+    return shown
+
+
 async def list_stops(call: Call) -> StopList:
-    call.authorize(Scope())
-    stops = await call.services.store.list_stops(active_only=not call.query.all)
-    return StopList(items=[stop_out(s) for s in stops])
+    return StopList(items=[stop_out(s) for s in await visible_stops(call, not call.query.all)])
 
 
 async def create_stop(call: Call) -> StopOut:

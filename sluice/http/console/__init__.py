@@ -27,6 +27,7 @@ from sluice.http.console import (
     overview,
     requests_page,
     sessions_page,
+    stops_page,
     teams,
 )
 from sluice.http.console.session import ConsoleSession, form_value, same_origin
@@ -75,7 +76,19 @@ def console_endpoints() -> list[ConsoleEndpoint]:
         ConsoleEndpoint("GET", f"{P}/requests", "requests.read", requests_page.request_log, "Requests"),
         ConsoleEndpoint("GET", f"{P}/requests/tail", "requests.read", requests_page.tail),
         ConsoleEndpoint("GET", f"{P}/requests/{{request_id}}", "requests.read", requests_page.request_detail),
-        ConsoleEndpoint("GET", f"{P}/sessions", "requests.read", sessions_page.sessions, "Sessions"),
+        ConsoleEndpoint("GET", f"{P}/sessions", "spend.read", sessions_page.sessions, "Sessions", listing=True),
+        ConsoleEndpoint(
+            "GET",
+            f"{P}/sessions/{{session_id}}",
+            "spend.read",
+            sessions_page.session_detail,
+            admin=("GET", "/api/sessions/{session_id}"),
+        ),
+        ConsoleEndpoint("GET", f"{P}/stops", "stops.read", stops_page.stops, "Stops", listing=True),
+        ConsoleEndpoint("POST", f"{P}/stops", "stops.write", stops_page.throw, admin=("POST", "/api/stops")),
+        ConsoleEndpoint(
+            "POST", f"{P}/stops/resume", "stops.write", stops_page.resume, admin=("POST", "/api/stops/resume")
+        ),
         ConsoleEndpoint("GET", f"{P}/audit", "audit.read", audit_page.audit, "Audit"),
         ConsoleEndpoint("GET", f"{P}/mcp", "config.read", mcp_page.mcp, "MCP"),
         ConsoleEndpoint("GET", f"{P}/config", "config.read", config_page.configuration, "Configuration"),

@@ -87,9 +87,15 @@ async def key_detail(page: Page) -> Response:
     recent: list[dict[str, Any]] = []
     if page.allowed("requests.read"):
         recent = await page.console.queries.requests(LogFilter(key_ids=(key.id,)), limit=20)
+    key_stop = None
+    if page.grant("stops.read") != "none":
+        found = await page.admin("GET", "/api/stops", {}, query={})
+        key_stop = next((s for s in found.items if s.scope == "key" and s.target == key.id), None)
     return page.render(
         "key.html",
         key=public_view(key),
+        key_stop=key_stop,
+        may_stop=page.allowed("stops.write", scope_of(key)),
         budgets=budgets,
         rates=rates,
         bar=bar,

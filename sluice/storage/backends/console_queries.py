@@ -180,12 +180,17 @@ class ConsoleQueries(RollupReads):
                     return None
                 after = rows[-1].seq
 
-    async def sessions(self, flt: LogFilter, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
+    async def sessions(
+        self, flt: LogFilter, since: datetime, limit: int = 20, owner: str | None = None
+    ) -> list[dict[str, Any]]:
         """Agent sessions active since `since`, the most recently active first, from the session
         ledger (sluice.sessions.ledger): one indexed range of `agent_session` and one read of
         the page's items, however large the log. Each row also has `first`/`last` (its span),
-        `models` (how many), `model_names` and `tools` (MCP tools called, with counts)."""
-        query = SessionQuery(since=since, virtual_key_ids=flt.key_ids, team_ids=flt.team_ids, limit=limit)
+        `models` (how many), `model_names` and `tools` (MCP tools called, with counts). `owner`:
+        only sessions of that user's keys."""
+        query = SessionQuery(
+            since=since, virtual_key_ids=flt.key_ids, team_ids=flt.team_ids, owner_user_id=owner, limit=limit
+        )
         rows = await SessionReads(self.engine, _utc).page(query)
         for row in rows:
             row["first"], row["last"] = row["started_at"], row["ended_at"]
