@@ -1,6 +1,7 @@
 """What the default guardrail set costs, against the gateway's own CPU per request, in the same run.
 
     python -m bench.guardrails [--requests 400] [--concurrency 4] [--iterations 30] [--no-gateway]
+    python -m bench.guardrails --callgrind 30 [--callgrind-only]   # gateway instructions, off vs on
     python -m bench.guardrails --loop N --mode loads|same|new   # for instruction counts, see below
 
 The request is Claude Code's own recorded one (tests/fixtures/claude_code: its system prompt and tool
@@ -17,9 +18,13 @@ definitions) with a conversation of about 100 KB added: the agent read this repo
    - streamed: the answer-side stage per KB of an Anthropic stream (observer alone vs observer +
      guardrails, with the session's placeholders present so every event is looked at).
 2. Two `sluice serve` processes in front of the bench upstream, guardrails off and on (the default
-   set), the same body posted `--requests` times: gateway CPU µs per request for each, so the
-   guardrails' share of the gateway's CPU is read from one run. The body is the same each time, so
-   this is the warm case; the cold case is (1).
+   set), in one run, rounds alternating off and on (the least CPU of each kept): gateway CPU µs per
+   request for two traffics of one agent session: `same` (the same body `--requests` times, at
+   `--concurrency`) and `new` (follow-ups, each the same history with another last message, one at
+   a time). The guardrails' share of the gateway's CPU is read from one run; the cold case is (1).
+   `--callgrind N` (or `--callgrind-only`) also runs both gateways under valgrind's callgrind,
+   instrumented only while N requests of each traffic run after a warm-up: instructions per request
+   off and on, which the machine's load does not disturb.
 3. `--loop N --mode M`: only N requests of the in-process loop (parse; `same`: then the guardrails on the
    same body, a session's steady state; `new`: with a new last message each turn), for counting
    instructions, which a shared machine does not disturb: run it under
@@ -33,6 +38,8 @@ import argparse
 import copy
 import json
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -175,47 +182,120 @@ def detect_secrets_us(doc: dict[str, Any]) -> dict[str, float]:
         return {"detect_secrets_us": (time.process_time() - start) * 1e6}
 
 
-def gateways(body: bytes, requests: int, concurrency: int, rounds: int = 3) -> dict[str, float]:
-    """Gateway CPU µs per request with the guardrails off and on, in one run."""
+def follow_ups(doc: dict[str, Any], n: int) -> list[bytes]:
+    """`n` bodies of one session, each the same history with another last message (the agent's
+    next turn): every request differs from the one before it in its last item only."""
+    out = []
+    for i in range(n):
+        d = copy.deepcopy(doc)
+        d["messages"][-1]["content"] = f"Now fix the failing test (turn {i})." + " context" * 200
+        out.append(orjson.dumps(d))
+    return out
+
+
+def _gateway_pair(fleet: harness.Fleet, tmp: Path, valgrind: Path | None = None) -> dict[str, tuple[Any, int]]:
+    """The bench upstream and two `sluice serve` on it, guardrails off and on (the default set);
+    under callgrind with `valgrind` (a folder for its dumps), instrumentation off until asked."""
+    up_port = harness.free_port()
+    harness.start_upstream(fleet, up_port, 20, None)
+    up_url = f"http://127.0.0.1:{up_port}"
+    procs = {}
+    for name, enabled in (("off", False), ("on", True)):
+        port = harness.free_port()
+        work = tmp / name
+        work.mkdir()
+        config = harness.gateway_config(up_url, work)
+        config["guardrails"] = {"enabled": enabled}
+        (work / "c.yaml").write_text(yaml.safe_dump(config))
+        argv = [harness.sluice_executable(), "serve", "--config", str(work / "c.yaml"), "--port", str(port)]
+        argv += ["--store", f"sqlite:///{work / 'b.db'}", "--log-level", "warning"]
+        if valgrind is not None:
+            out = valgrind / f"callgrind.{name}.out"
+            grind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+            argv = [*grind, sys.executable, *argv]
+        proc = fleet.start(f"gateway-{name}", argv, cores=None, stop_timeout=60)
+        harness.wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", timeout=300 if valgrind else 30)
+        procs[name] = (proc, port)
+    return procs
+
+
+def _send(load: harness.LoadGen, port: int, bodies: list[bytes], requests: int, concurrency: int) -> None:
+    """`requests` posts: the one body `requests` times at `concurrency`, or the bodies in turn, one at a time."""
+    url, expected = f"http://127.0.0.1:{port}/v1/messages", len(upstream.json_body(20))
+    runs = (
+        [(bodies[0], requests, concurrency)]
+        if len(bodies) == 1
+        else [(bodies[i % len(bodies)], 1, 1) for i in range(requests)]
+    )
+    for body, n, c in runs:
+        result = _run(load, url, body, expected, n, c)
+        if result["ok"] != n:
+            raise RuntimeError(f"gateway on port {port}: {result}")
+
+
+def gateways(doc: dict[str, Any], requests: int, concurrency: int, rounds: int = 3) -> dict[str, float]:
+    """Gateway CPU µs per request with the guardrails off and on, in one run, for two traffics:
+    `same` (the same body each time, at `concurrency`) and `new` (one session's follow-ups, each with
+    a new last message, one at a time)."""
+    traffic = {"same": [orjson.dumps(doc)], "new": follow_ups(doc, 16)}
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-guard-") as tmp:
         fleet = harness.Fleet(Path(tmp))
         try:
-            up_port = harness.free_port()
-            harness.start_upstream(fleet, up_port, 20, None)
-            up_url = f"http://127.0.0.1:{up_port}"
-            expected = len(upstream.json_body(20))
-            procs = {}
-            for name, enabled in (("off", False), ("on", True)):
-                port = harness.free_port()
-                work = Path(tmp) / name
-                work.mkdir()
-                config = harness.gateway_config(up_url, work)
-                config["guardrails"] = {"enabled": enabled}
-                (work / "c.yaml").write_text(yaml.safe_dump(config))
-                argv = [harness.sluice_executable(), "serve", "--config", str(work / "c.yaml"), "--port", str(port)]
-                argv += ["--store", f"sqlite:///{work / 'b.db'}", "--log-level", "warning"]
-                proc = fleet.start(f"gateway-{name}", argv, cores=None, stop_timeout=30)
-                harness.wait_healthy(proc, f"http://127.0.0.1:{port}/healthz")
-                procs[name] = (proc, port)
+            procs = _gateway_pair(fleet, Path(tmp))
             load = harness.LoadGen(fleet, None)
             # The first round warms up both; then rounds alternate off and on, and the least CPU of
             # each is kept (on a shared machine, others' load only ever adds).
             for rnd in range(rounds + 1):
-                for name, (proc, port) in procs.items():
-                    proc.wait_idle()
-                    before = proc.cpu_s()
-                    result = _run(load, f"http://127.0.0.1:{port}/v1/messages", body, expected, requests, concurrency)
-                    cpu = proc.cpu_s() - before
-                    if result["ok"] != requests:
-                        raise RuntimeError(f"gateway {name}: {result}")
-                    if rnd:
-                        key = f"gateway_{name}_us"
-                        out[key] = min(out.get(key, float("inf")), cpu * 1e6 / requests)
+                for mode, bodies in traffic.items():
+                    n = requests if mode == "same" else max(40, requests // 4)
+                    for name, (proc, port) in procs.items():
+                        proc.wait_idle()
+                        before = proc.cpu_s()
+                        _send(load, port, bodies, n, concurrency)
+                        cpu = proc.cpu_s() - before
+                        if rnd:
+                            key = f"gateway_{mode}_{name}_us"
+                            out[key] = min(out.get(key, float("inf")), cpu * 1e6 / n)
             load.quit()
         finally:
             fleet.close()
     return out
+
+
+def callgrind(doc: dict[str, Any], requests: int) -> dict[str, float]:
+    """Instructions per request of the two gateways (valgrind's callgrind, instrumented only while
+    the measured requests run, after a warm-up), for both traffics: not disturbed by the machine's load."""
+    traffic = {"same": [orjson.dumps(doc)], "new": follow_ups(doc, 16)}
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-guard-cg-") as tmp:
+        fleet = harness.Fleet(Path(tmp))
+        try:
+            procs = _gateway_pair(fleet, Path(tmp), valgrind=Path(tmp))
+            load = harness.LoadGen(fleet, None)
+            control = ["callgrind_control"]
+            for name, (proc, port) in procs.items():
+                for bodies in traffic.values():
+                    _send(load, port, bodies, 20, 1)  # warm: caches, the session's memo
+                subprocess.run([*control, "-i", "on", str(proc.pid)], check=True, capture_output=True)
+                for mode, bodies in traffic.items():
+                    _send(load, port, bodies, requests, 1)
+                    time.sleep(1.0)  # the request log's batch, written after the answer, is counted
+                    subprocess.run([*control, "-d", str(proc.pid)], check=True, capture_output=True)
+                    dumps = sorted(Path(tmp).glob(f"callgrind.{name}.out.*"), key=lambda f: int(f.suffix[1:]))
+                    out[f"callgrind_{mode}_{name}_ir"] = _total_ir(dumps[-1]) / requests
+                subprocess.run([*control, "-i", "off", str(proc.pid)], check=True, capture_output=True)
+            load.quit()
+        finally:
+            fleet.close()
+    return out
+
+
+def _total_ir(path: Path) -> float:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return float(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
 
 
 def _run(
@@ -263,22 +343,33 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--no-gateway", action="store_true")
+    parser.add_argument("--callgrind", type=int, default=0, help="also count instructions over N requests per traffic")
+    parser.add_argument("--callgrind-only", action="store_true", help="only the instruction counts (N: --callgrind)")
     args = parser.parse_args()
     if args.loop:
         loop(args.loop, args.mode)
         return
     doc = claude_code_request()
-    results = in_process(copy.deepcopy(doc), args.iterations)
-    if not args.no_gateway:
-        results.update(gateways(orjson.dumps(doc), args.requests, args.concurrency))
-    results["python"] = platform.python_version()  # type: ignore[assignment]
+    results: dict[str, Any] = {} if args.callgrind_only else in_process(copy.deepcopy(doc), args.iterations)
+    if not args.no_gateway and not args.callgrind_only:
+        results.update(gateways(doc, args.requests, args.concurrency))
+    if args.callgrind or args.callgrind_only:
+        results.update(callgrind(doc, args.callgrind or 30))
+    results["python"] = platform.python_version()
     for k, v in results.items():
-        print(f"{k:32} {v:10.1f}" if isinstance(v, float | int) else f"{k:32} {v}")
-    if "gateway_off_us" in results:
-        delta = results["gateway_on_us"] - results["gateway_off_us"]
-        print(f"{'guardrails share (warm)':32} {delta / results['gateway_off_us'] * 100:9.1f} %")
-        cold = results["guardrails_cold_us"] / results["gateway_off_us"] * 100
-        print(f"{'guardrails cold / gateway off':32} {cold:9.1f} %")
+        print(f"{k:32} {v:12.1f}" if isinstance(v, float | int) else f"{k:32} {v}")
+    for mode in ("same", "new"):
+        for unit, off_k, on_k in (
+            ("CPU", f"gateway_{mode}_off_us", f"gateway_{mode}_on_us"),
+            ("instructions", f"callgrind_{mode}_off_ir", f"callgrind_{mode}_on_ir"),
+        ):
+            if off_k in results:
+                share = (results[on_k] - results[off_k]) / results[off_k] * 100
+                results[f"share_{mode}_{'cpu' if unit == 'CPU' else 'ir'}_pct"] = share
+                print(f"{f'guardrails share, {mode}, {unit}':40} {share:7.1f} %")
+    if "guardrails_cold_us" in results and "gateway_same_off_us" in results:
+        cold = results["guardrails_cold_us"] / results["gateway_same_off_us"] * 100
+        print(f"{'guardrails cold / gateway off':40} {cold:7.1f} %")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "guardrails.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
+
 from sluice.guardrails.service import Guardrails
 from sluice.settings import GuardrailsConfig
 from sluice.storage.records import VirtualKey
@@ -92,3 +94,49 @@ def test_findings_are_recorded_every_turn() -> None:
     doc["messages"][2]["content"][0]["content"] = SECRET
     (_, g1), (d2, g2) = _turns(rails, doc, copy.deepcopy(doc) | {"messages": copy.deepcopy(doc["messages"])})
     assert g1.count == g2.count == 1 and "wJalrXUtnFEMI" not in str(d2)
+
+
+def _sent(rails: Guardrails, doc: dict[str, Any], body: bytes | None = None) -> bytes:
+    """The bytes the provider would get for `doc` (or for `body`, parsed), in session `sess`."""
+    guard = rails.start(KEY, "sess")
+    assert guard is not None
+    raw = orjson.dumps(doc) if body is None else body
+    return guard.request_body(orjson.loads(raw), raw)
+
+
+def test_a_new_secret_of_the_same_length_in_an_old_position_is_redacted() -> None:
+    """The history item keeps its place, its keys and its length; only its text is now a secret."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    first = _history()
+    clean = "A" * 21 + "=" + "b" * 40  # as long as SECRET, nothing in it
+    first["messages"][2]["content"][0]["content"] = clean
+    second = copy.deepcopy(first)
+    second["messages"][2]["content"][0]["content"] = SECRET
+    assert len(clean) == len(SECRET)
+    _sent(rails, first)
+    assert b"wJalrXUtnFEMI" not in _sent(rails, second)
+
+
+def test_a_secret_in_the_history_is_redacted_in_every_follow_up() -> None:
+    """Each turn is the same history with another last message: the secret read on the first turn
+    never reaches the provider, however many times the history is resent."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    doc = _history()
+    doc["messages"][2]["content"][0]["content"] = "notes: none\n" + SECRET
+    for turn in range(4):
+        doc["messages"].append({"role": "user", "content": f"and now step {turn}"})
+        sent = _sent(rails, doc)
+        assert b"wJalrXUtnFEMI" not in sent and b"[sluice:" in sent
+
+
+def test_a_secret_written_with_unicode_escapes_is_redacted_in_the_bytes_sent() -> None:
+    """A hostile body spells the secret with JSON escapes (the provider decodes them): the value is
+    found in the parsed text, and since its escaped form is not in the bytes as orjson writes it,
+    the body is re-encoded rather than sent as it came; on the next turn too."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    escaped = "AKIA" + "".join(f"\\u{ord(c):04x}" for c in "QWERTYUIOPASDFGH")
+    body = ('{"model":"m","messages":[{"role":"user","content":"key ' + escaped + '"}]}').encode()
+    for _ in range(2):
+        sent = _sent(rails, {}, body)
+        assert "QWERTYUIOPASDFGH" not in orjson.loads(sent)["messages"][0]["content"]
+        assert b"[sluice:aws_access_key_id:" in sent
