@@ -114,7 +114,9 @@ def test_metadata_has_what_the_client_reads(env: tuple[OidcProvider, GatewayThre
     assert doc["gateway_protocol_version"] == 1 and doc["issuer"] == gw.base_url
     for name in ("device_authorization_endpoint", "token_endpoint", "revocation_endpoint"):
         assert doc[name].startswith(gw.base_url + "/")  # same origin, else the client ignores it
-    assert "authorization_endpoint" not in doc
+    # The code flow for /mcp is advertised too; the client reads only its two endpoints and ignores the
+    # rest (tests/fixtures/claude_gateway/reference_protocol.md, Discovery).
+    assert doc["authorization_endpoint"] == f"{gw.base_url}/authorize"
 
 
 def test_sign_in_then_a_request_is_metered_to_the_person(env: tuple[OidcProvider, GatewayThread]) -> None:
