@@ -265,7 +265,8 @@ class GrantStore(Protocol):
 
     async def create_client(self, client: OAuthClient, *, most: int, most_from_address: int, since: float) -> bool:
         """Stores a registered client unless there are already `most` clients, or the address
-        registered `most_from_address` since `since`; False when refused."""
+        registered `most_from_address` since `since`; False when refused. When full, clients older
+        than a day that no grant names are dropped first."""
         ...
 
     async def client_by_id(self, client_id: str) -> OAuthClient | None: ...

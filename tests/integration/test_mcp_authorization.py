@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -329,7 +330,8 @@ def test_registrations_are_bounded_per_address_and_in_all(stack: SigninStack) ->
     assert refused.value.status == 429
     stack.gw.call(codes.register(doc, "203.0.113.8"))  # another address still may
     store = stack.gw.services.store
-    extra = OAuthClient("mcp_x", "x", ("http://localhost:1/callback",), 0.0, "203.0.113.9")
+    now = time.time()
+    extra = OAuthClient("mcp_x", "x", ("http://localhost:1/callback",), now, "203.0.113.9")
     assert stack.gw.call(store.create_client(extra, most=1, most_from_address=100, since=0.0)) is False  # full
 
 

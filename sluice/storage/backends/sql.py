@@ -61,6 +61,7 @@ from sluice.storage.records import (
 )
 
 _KEYS_VERSION = "keys_version"
+_STALE_CLIENT_S = 24 * 3600.0  # an unused registered MCP client older than this may be dropped when full
 _CONFIG_VERSION = "config_version"
 
 GUARDRAIL_BLOCKED = ErrorKind.POLICY_GUARDRAIL.value.code  # the error kind of a request a guardrail blocked
@@ -233,6 +234,13 @@ class SqlStore(SqlStops):
             recent = (
                 await conn.execute(select(func.count()).where(c.address == client.address, c.created_at >= since))
             ).scalar_one()
+            if total >= most and recent < most_from_address:
+                # Full: registrations that never led to a sign-in and are older than a day go first
+                # (a flood of registrations never gets a grant), so the bound cannot lock clients out.
+                used = select(gateway_grants.c.client_id).where(gateway_grants.c.client_id.is_not(None))
+                stale = c.created_at < client.created_at - _STALE_CLIENT_S
+                await conn.execute(oauth_clients.delete().where(stale, c.client_id.not_in(used)))
+                total = (await conn.execute(select(func.count()).select_from(oauth_clients))).scalar_one()
             if total >= most or recent >= most_from_address:
                 return False
             row = dataclasses.asdict(client) | {"redirect_uris": list(client.redirect_uris)}
