@@ -6,6 +6,7 @@ against the signed-in person's key with only their access profile's tools."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -100,6 +102,9 @@ def test_claude_code_signs_in_to_mcp_and_calls_only_its_granted_tool(stack: Sign
 
     listed = cli(home, "mcp", "list")
     assert re.search(r"sluice:.*Connected", listed.stdout), listed.stdout + listed.stderr
+    stored = mcp_credentials(home)
+    assert stored["clientId"].startswith("mcp_") and stored["refreshToken"].startswith("sgr.")
+    assert token_audience(stored["accessToken"]) == f"{stack.base}/mcp"  # RFC 8707: for /mcp only
 
     stack.upstream.upstream.reset()
     args = ["-p", f"please use a tool {TOOL}", "--model", "claude-sonnet-4-6", "--output-format", "json"]
@@ -129,6 +134,29 @@ def test_claude_code_signs_in_to_mcp_and_calls_only_its_granted_tool(stack: Sign
     ]
     # The audit log's record of the call names the person's key (whose user is Mia).
     assert [(r.actor, r.data["tool"]) for r in audited(stack, "mcp_call")] == [(person_key.id, "echo")]
+
+    # The token is at its end: the client refreshes it by itself (rotating the refresh token).
+    path = home / ".claude" / ".credentials.json"
+    doc = json.loads(path.read_text())
+    [entry] = doc["mcpOAuth"]
+    doc["mcpOAuth"][entry]["expiresAt"] = int(time.time() * 1000)
+    path.write_text(json.dumps(doc))
+    again = cli(home, "mcp", "list")
+    assert re.search(r"sluice:.*Connected", again.stdout), again.stdout + again.stderr
+    renewed = mcp_credentials(home)
+    assert renewed["accessToken"] != stored["accessToken"], "the client did not refresh its MCP token"
+    assert renewed["refreshToken"] != stored["refreshToken"]
+
+
+def mcp_credentials(home: Path) -> dict[str, Any]:
+    """Where the CLI keeps its MCP OAuth tokens without a keychain: ~/.claude/.credentials.json."""
+    [entry] = json.loads((home / ".claude" / ".credentials.json").read_text())["mcpOAuth"].values()
+    return dict(entry)
+
+
+def token_audience(token: str) -> object:
+    payload = token.removeprefix("sgw.").split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["aud"]
 
 
 def audited(stack: SigninStack, kind: str) -> list[AuditRecord]:
