@@ -102,7 +102,9 @@ def same_origin(request: Request, base: str) -> bool:
     """A form post from a page of ours: the browser's Origin (or, without one, its Sec-Fetch-Site)
     says so. Neither header can be set by a page on another site."""
     origin = request.headers.get("origin")
-    if origin is not None:
+    # A page served with `Referrer-Policy: no-referrer` (ours are) makes the browser send
+    # `Origin: null` even on a same-origin form post: then Sec-Fetch-Site decides, as without one.
+    if origin is not None and origin != "null":
         want = urlsplit(base)
         got = urlsplit(origin)
         return (got.scheme, got.netloc) == (want.scheme, want.netloc)
@@ -173,9 +175,22 @@ def build_gateway_signin_app(
         await signin.revoke(fields.get("token", ""))
         return Response(b"", 200, NO_STORE)
 
+    async def code_page(code: str, message: str = "", status: int = 200) -> Response:
+        response = page("Sign in your agent", _code_form(code, message), status)
+        if identity.login is not None:
+            # Continue posts here and is redirected to the provider: form-action covers redirects.
+            try:
+                provider = await identity.login.authorization_origin()
+            except SluiceError:
+                return response  # the provider is unreachable now: the post says so
+            response.headers["content-security-policy"] = PAGE_HEADERS["content-security-policy"].replace(
+                "form-action 'self'", f"form-action 'self' {provider}"
+            )
+        return response
+
     async def device_page(request: Request) -> Response:
         # Never auto-submits a code from the link (RFC 8628 5.4): the person confirms it.
-        return page("Sign in your agent", _code_form(request.query_params.get("user_code", "")[:32]))
+        return await code_page(request.query_params.get("user_code", "")[:32])
 
     async def guarded(request: Request, step: Callable[[], Awaitable[Response]]) -> Response:
         if not same_origin(request, signin.base):
@@ -196,7 +211,7 @@ def build_gateway_signin_app(
                 if guard is not None:
                     await guard.failed(GUARD_SURFACE, address(request), "unknown_user_code")
                 message = "That code is not valid or has expired. Check it against your agent."
-                return page("Sign in your agent", _code_form("", message), 400)
+                return await code_page("", message, 400)
             if identity.login is None:
                 return page("Sign-in unavailable", "<p>Single sign-on is not configured (auth.oidc).</p>", 404)
             url, login_cookie = await identity.login.begin("/device/approve")
@@ -222,7 +237,7 @@ def build_gateway_signin_app(
     async def approve(request: Request) -> Response:
         gid = started_here(request)
         if gid is None:
-            return page("Sign in your agent", _code_form("", "Start from the code your agent shows."), 400)
+            return await code_page("", "Start from the code your agent shows.", 400)
         principal = await identity.sessions.authenticate(request.headers)
         if principal is None or principal.user_id is None:
             return RedirectResponse("/device", 303, NO_STORE)
