@@ -45,7 +45,11 @@ async def test_full_refuses_until_unused_old_registrations_make_room(store: Stor
 
 async def test_one_address_is_bounded_within_the_window(store: Store) -> None:
     for n in range(3):
-        assert await store.create_client(client(f"c{n}", 100.0 + n), most=100, most_from_address=3, since=50.0)
-    assert not await store.create_client(client("c3", 110.0), most=100, most_from_address=3, since=50.0)
-    assert await store.create_client(client("c4", 110.0, "198.51.100.2"), most=100, most_from_address=3, since=50.0)
-    assert await store.create_client(client("c5", 200.0), most=100, most_from_address=3, since=150.0)  # window moved
+        assert await store.create_client(
+            client(f"c{n}", 100.0 + n, "198.51.100.7"), most=100, most_from_address=3, since=50.0
+        )
+    assert not await store.create_client(client("c3", 110.0, "198.51.100.7"), most=100, most_from_address=3, since=50.0)
+    assert await store.create_client(client("c4", 110.0, "198.51.100.8"), most=100, most_from_address=3, since=50.0)
+    assert await store.create_client(
+        client("c5", 200.0, "198.51.100.7"), most=100, most_from_address=3, since=150.0
+    )  # window moved
