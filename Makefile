@@ -48,7 +48,7 @@ browser-deps: $(CHROMIUM)
 
 # Refreshes the console's screenshots in docs/images from the browser tests.
 screenshots: $(VENV)/.dev $(OIDC_NODE) $(CHROMIUM)
-	SLUICE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/console/test_browser.py
+	SLUICE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/console/test_browser.py tests/integration/test_mcp_authorization_browser.py
 
 # A real Prometheus and promtool for tests/observability/test_prometheus.py (Debian's package; CI
 # runs as root with apt-get). The tests skip, saying why, only where they cannot be installed.

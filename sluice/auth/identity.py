@@ -19,6 +19,7 @@ from sluice.auth.scim import ScimService
 from sluice.auth.session import SessionAuthenticator, Signer
 from sluice.auth.tokens import TokenVerifier
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.gateway_signin.authcode import CodeFlow
 from sluice.gateway_signin.service import GatewaySignin
 from sluice.governance.profiles import ProfileBook
 from sluice.settings import AuthConfig, ScimConfig
@@ -54,6 +55,7 @@ class Identity:
     scim_auth: ScimTokenAuthenticator | None = None
     authenticators: list[Authenticator] = field(default_factory=list)  # for the admin API
     gateway: GatewaySignin | None = None  # agents' sign-in (auth.gateway_signin)
+    codes: CodeFlow | None = None  # its authorization-code flow for /mcp (MCP authorization)
     signer: Signer | None = None
 
     async def principal(self, headers: Mapping[str, str]) -> Principal | None:
@@ -94,6 +96,7 @@ def build_identity(
     identity.authenticators.append(sessions)
     if config.gateway_signin is not None:
         identity.gateway = GatewaySignin(config.gateway_signin, store, directory, signer, profiles)
+        identity.codes = CodeFlow(identity.gateway, store)
     if config.scim is not None:
         identity.scim = ScimService(directory)
         identity.scim_auth = ScimTokenAuthenticator(config.scim)

@@ -93,6 +93,13 @@ class OidcLogin:
         sep = "&" if "?" in url else "?"
         return f"{url}{sep}{urlencode(params)}", cookie
 
+    async def authorization_origin(self) -> str:
+        """The origin of the provider's authorization endpoint: where a form of ours that starts a
+        sign-in redirects to, so what its CSP `form-action` must allow (browsers apply it to the
+        form's redirects too)."""
+        parts = urlsplit(await self._idp.endpoint("authorization_endpoint"))
+        return f"{parts.scheme}://{parts.netloc}"
+
     async def finish(self, query: Mapping[str, str], headers: Mapping[str, str]) -> SignIn:
         """Refusals raise; the HTTP edge counts them as authentication failures (a forged
         callback costs no audit record of its own)."""

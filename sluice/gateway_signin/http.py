@@ -9,6 +9,7 @@
     POST /device                                  -> the identity provider (auth.oidc), via /auth/callback
     GET  /device/approve                          back from the provider: the code is approved
     POST /device/deny
+    (and, with sluice.gateway_signin.authorize_http, the MCP authorization server's pages)
 
 The OAuth endpoints answer in RFC 6749's error format and never redirect (the client follows no
 redirect there). The browser pages take a POST only from this origin (a page elsewhere cannot
@@ -36,6 +37,7 @@ from sluice.core.context import new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
 from sluice.gateway_signin import otlp
+from sluice.gateway_signin.authcode import CodeFlow
 from sluice.gateway_signin.managed import document, matches
 from sluice.gateway_signin.service import ACCESS_PREFIX, GatewaySignin, OAuthError, Tokens
 from sluice.http.errors import error_body, error_headers, status_of
@@ -57,17 +59,17 @@ GUARD_SURFACE = "device"
 PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 
 
-def _json(doc: object, status: int = 200) -> Response:
+def json_answer(doc: object, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status, NO_STORE, media_type="application/json")
 
 
-def _oauth_error(err: OAuthError) -> Response:
+def oauth_error(err: OAuthError) -> Response:
     doc = {"error": err.error} | ({"error_description": err.description} if err.description else {})
-    return _json(doc, err.status)
+    return json_answer(doc, err.status)
 
 
 def _token_answer(tokens: Tokens) -> Response:
-    return _json(
+    return json_answer(
         {
             "access_token": tokens.access_token,
             "token_type": "Bearer",
@@ -77,7 +79,7 @@ def _token_answer(tokens: Tokens) -> Response:
     )
 
 
-def _page(title: str, body: str, status: int = 200) -> Response:
+def page(title: str, body: str, status: int = 200) -> Response:
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:34em;margin:10vh auto;padding:0 1em}}
@@ -100,7 +102,9 @@ def same_origin(request: Request, base: str) -> bool:
     """A form post from a page of ours: the browser's Origin (or, without one, its Sec-Fetch-Site)
     says so. Neither header can be set by a page on another site."""
     origin = request.headers.get("origin")
-    if origin is not None:
+    # A page served with `Referrer-Policy: no-referrer` (ours are) makes the browser send
+    # `Origin: null` even on a same-origin form post: then Sec-Fetch-Site decides, as without one.
+    if origin is not None and origin != "null":
         want = urlsplit(base)
         got = urlsplit(origin)
         return (got.scheme, got.netloc) == (want.scheme, want.netloc)
@@ -108,8 +112,16 @@ def same_origin(request: Request, base: str) -> bool:
 
 
 def build_gateway_signin_app(
-    signin: GatewaySignin, identity: Identity, signer: Signer, guard: AuthGuard | None
+    signin: GatewaySignin,
+    identity: Identity,
+    signer: Signer,
+    guard: AuthGuard | None,
+    *,
+    codes: CodeFlow | None = None,
+    extra_routes: list[Route] | None = None,
 ) -> Starlette:
+    """`codes` and `extra_routes` (sluice.gateway_signin.authorize_http): the MCP authorization
+    server's authorization-code grant on the token endpoint, and its registration and browser pages."""
     secure = identity.sessions.config.secure_cookie
 
     def address(request: Request) -> str:
@@ -122,12 +134,12 @@ def build_gateway_signin_app(
         return {k: v for k, v in data.multi_items()[::-1] if isinstance(v, str)}
 
     async def metadata(request: Request) -> Response:
-        return _json(signin.metadata())
+        return json_answer(signin.metadata())
 
     async def resource_metadata(request: Request) -> Response:
         # RFC 9728 3.1: the metadata of `{base}/mcp` lives at the well-known path + "/mcp".
         suffix = request.url.path.removeprefix(PROTECTED_RESOURCE)
-        return _json(signin.resource_metadata(suffix))
+        return json_answer(signin.resource_metadata(suffix))
 
     async def device_authorization(request: Request) -> Response:
         fields = await form(request)
@@ -142,7 +154,7 @@ def build_gateway_signin_app(
         }
         if signin.config.login_notice:
             doc["login_notice"] = signin.config.login_notice
-        return _json(doc)
+        return json_answer(doc)
 
     async def token(request: Request) -> Response:
         fields = await form(request)
@@ -152,29 +164,44 @@ def build_gateway_signin_app(
                 return _token_answer(await signin.redeem(fields.get("device_code", "")))
             if grant_type == "refresh_token":
                 return _token_answer(await signin.refresh(fields.get("refresh_token", "")))
+            if grant_type == "authorization_code" and codes is not None:
+                return _token_answer(await codes.exchange(fields))
         except OAuthError as err:
-            return _oauth_error(err)
-        return _oauth_error(OAuthError("unsupported_grant_type"))
+            return oauth_error(err)
+        return oauth_error(OAuthError("unsupported_grant_type"))
 
     async def revoke(request: Request) -> Response:
         fields = await form(request)
         await signin.revoke(fields.get("token", ""))
         return Response(b"", 200, NO_STORE)
 
+    async def code_page(code: str, message: str = "", status: int = 200) -> Response:
+        response = page("Sign in your agent", _code_form(code, message), status)
+        if identity.login is not None:
+            # Continue posts here and is redirected to the provider: form-action covers redirects.
+            try:
+                provider = await identity.login.authorization_origin()
+            except SluiceError:
+                return response  # the provider is unreachable now: the post says so
+            response.headers["content-security-policy"] = PAGE_HEADERS["content-security-policy"].replace(
+                "form-action 'self'", f"form-action 'self' {provider}"
+            )
+        return response
+
     async def device_page(request: Request) -> Response:
         # Never auto-submits a code from the link (RFC 8628 5.4): the person confirms it.
-        return _page("Sign in your agent", _code_form(request.query_params.get("user_code", "")[:32]))
+        return await code_page(request.query_params.get("user_code", "")[:32])
 
     async def guarded(request: Request, step: Callable[[], Awaitable[Response]]) -> Response:
         if not same_origin(request, signin.base):
-            return _page("Blocked", "<p>This request came from another site. Open the link your agent shows.</p>", 403)
+            return page("Blocked", "<p>This request came from another site. Open the link your agent shows.</p>", 403)
         try:
             if guard is not None:
                 await guard.check(GUARD_SURFACE, address(request))
             return await step()
         except SluiceError as err:
             status = 429 if err.kind is ErrorKind.POLICY_RATE_LIMITED else 400
-            return _page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", status)
+            return page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", status)
 
     async def device_submit(request: Request) -> Response:
         async def step() -> Response:
@@ -184,9 +211,9 @@ def build_gateway_signin_app(
                 if guard is not None:
                     await guard.failed(GUARD_SURFACE, address(request), "unknown_user_code")
                 message = "That code is not valid or has expired. Check it against your agent."
-                return _page("Sign in your agent", _code_form("", message), 400)
+                return await code_page("", message, 400)
             if identity.login is None:
-                return _page("Sign-in unavailable", "<p>Single sign-on is not configured (auth.oidc).</p>", 404)
+                return page("Sign-in unavailable", "<p>Single sign-on is not configured (auth.oidc).</p>", 404)
             url, login_cookie = await identity.login.begin("/device/approve")
             response = RedirectResponse(url, 303, NO_STORE)
             device = signer.sign(_DEVICE_PURPOSE, {"gid": grant.id}, signin.config.device_ttl_s)
@@ -210,16 +237,16 @@ def build_gateway_signin_app(
     async def approve(request: Request) -> Response:
         gid = started_here(request)
         if gid is None:
-            return _page("Sign in your agent", _code_form("", "Start from the code your agent shows."), 400)
+            return await code_page("", "Start from the code your agent shows.", 400)
         principal = await identity.sessions.authenticate(request.headers)
         if principal is None or principal.user_id is None:
             return RedirectResponse("/device", 303, NO_STORE)
         try:
             key = await signin.approve(gid, principal.user_id, principal.actor)
         except SluiceError as err:
-            return _page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", 400)
+            return page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", 400)
         who = html.escape(principal.email or principal.name or principal.user_id)
-        response = _page(
+        response = page(
             "You're signed in",
             f"<p>Signed in as <b>{who}</b> (key <code>{html.escape(key.id)}</code>). Return to your agent;"
             " it finishes on its own. You can close this page.</p>",
@@ -233,7 +260,7 @@ def build_gateway_signin_app(
             grant = await signin.pending(fields.get("user_code", ""))
             if grant is not None:
                 await signin.deny(grant.id)
-            return _page("Sign-in denied", "<p>The agent that asked was refused. You can close this page.</p>")
+            return page("Sign-in denied", "<p>The agent that asked was refused. You can close this page.</p>")
 
         return await guarded(request, step)
 
@@ -259,7 +286,7 @@ def build_gateway_signin_app(
             return key
         profile = signin.profile(key.profile_id)
         if profile is None or profile.managed_settings is None:
-            return _json({"error": {"type": "not_found_error", "message": "No managed settings."}}, 404)
+            return json_answer({"error": {"type": "not_found_error", "message": "No managed settings."}}, 404)
         doc, digest = document(profile.id, profile.managed_settings)
         # Revalidated on every poll (no-cache), never shared (private): the settings are the person's.
         headers = {"etag": f'"{digest}"', "cache-control": "private, no-cache"}
@@ -287,7 +314,7 @@ def build_gateway_signin_app(
                 await signin.record_metrics(otlp.metric_rows(message, key))
         except (otlp.OtlpError, ValueError) as err:
             status, text = (err.status, err.message) if isinstance(err, otlp.OtlpError) else (400, str(err))
-            return _json({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status
+            return json_answer({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status
         body, media = otlp.success(content_type)
         return Response(body, 200, NO_STORE, media_type=media)
 
@@ -307,6 +334,7 @@ def build_gateway_signin_app(
             Route("/device", device_submit, methods=["POST"]),
             Route("/device/approve", approve, methods=["GET"]),
             Route("/device/deny", deny, methods=["POST"]),
+            *(extra_routes or []),
         ]
     )
 

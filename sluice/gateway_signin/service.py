@@ -146,6 +146,17 @@ class GatewaySignin:
         grant = await self._store.grant_by("id", grant_id)
         if grant is None or grant.status != "pending" or grant.expires_at <= self._clock():
             raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "This sign-in code expired. Start again from your agent.")
+        key = await self.person_key(user_id, actor)
+        if not await self._store.swap_grant(grant, replace(grant, status="approved", user_id=user_id, key_id=key.id)):
+            raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "This sign-in code was used already.")
+        await self._directory.record(
+            "gateway_signin", actor, {"user": user_id, "virtual_key": key.id, "surface": grant.surface}
+        )
+        return key
+
+    async def person_key(self, user_id: str, actor: str) -> VirtualKey:
+        """The signed-in person's self-service key (their access profile's), which every request
+        on the sign-in's tokens spends; refusals raise."""
         user = await self._directory.get(USER, user_id)
         if user is None or not user.get("active", True):
             raise SluiceError(ErrorKind.POLICY_KEY_INACTIVE, "Your account is deactivated on this gateway.")
@@ -155,12 +166,13 @@ class GatewaySignin:
                 ErrorKind.POLICY_KEY_INACTIVE,
                 "Your groups map to no access profile on this gateway, so there is nothing to sign in to.",
             )
-        if not await self._store.swap_grant(grant, replace(grant, status="approved", user_id=user_id, key_id=key.id)):
-            raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "This sign-in code was used already.")
-        await self._directory.record(
-            "gateway_signin", actor, {"user": user_id, "virtual_key": key.id, "surface": grant.surface}
-        )
         return key
+
+    def now(self) -> float:
+        return self._clock()
+
+    async def record(self, kind: str, actor: str, data: dict[str, Any]) -> None:
+        await self._directory.record(kind, actor, data)
 
     async def deny(self, grant_id: str) -> None:
         grant = await self._store.grant_by("id", grant_id)
@@ -172,7 +184,7 @@ class GatewaySignin:
         """grant_type=urn:ietf:params:oauth:grant-type:device_code (RFC 8628 3.4-3.5)."""
         now = self._clock()
         grant = await self._store.grant_by("device_hash", digest(device_code)) if device_code else None
-        if grant is None:
+        if grant is None or grant.code_challenge is not None:  # an authorization code is no device code
             raise OAuthError("invalid_grant", description="Unknown device code.")
         if grant.status in ("active", "revoked"):
             raise OAuthError("invalid_grant", description="This device code was redeemed already.")
@@ -195,7 +207,7 @@ class GatewaySignin:
         )
         if not await self._store.swap_grant(grant, active):  # another poll redeemed it first
             raise OAuthError("invalid_grant", description="This device code was redeemed already.")
-        return self._tokens(active, refresh, now)
+        return self.issue(active, refresh, now)
 
     async def refresh(self, refresh_token: str) -> Tokens:
         """grant_type=refresh_token: a new pair, the old refresh token spent. A spent token used
@@ -229,16 +241,17 @@ class GatewaySignin:
         )
         if not await self._store.swap_grant(grant, rotated):
             raise invalid
-        return self._tokens(rotated, refresh, now)
+        return self.issue(rotated, refresh, now)
 
-    def _tokens(self, grant: GatewayGrant, refresh: str, now: float) -> Tokens:
-        # The audience is this gateway (its public URL), the one resource server for the model API
-        # and /mcp alike: a token another deployment signed with a shared secret is not one here.
+    def issue(self, grant: GatewayGrant, refresh: str, now: float) -> Tokens:
+        # The audience is this gateway (its public URL) for a device sign-in, the resource server of
+        # the model API and /mcp alike; the resource it was asked for (RFC 8707: `{base}/mcp`) for an
+        # authorization code. A token another deployment signed with a shared secret is not one here.
         claims: dict[str, Any] = {
             "gid": grant.id,
             "uid": grant.user_id,
             "kid": grant.key_id,
-            "aud": self.base,
+            "aud": grant.resource or self.base,
             "iat": now,
         }
         access = ACCESS_PREFIX + self._signer.sign(_ACCESS, claims, self.config.access_ttl_s, now=now)
@@ -292,13 +305,20 @@ class GatewaySignin:
         return await self._store.revoke_grants(user_id, self._clock())
 
     # -- the request path ----------------------------------------------------------------------
-    async def key_for(self, token: str) -> VirtualKey:
-        """The virtual key a gateway bearer token spends; refusals raise as a bad key does."""
+    @property
+    def mcp_resource(self) -> str:
+        """The /mcp endpoint's resource identifier (RFC 9728 `resource`, RFC 8707 `resource`)."""
+        return self.base + "/mcp"
+
+    async def key_for(self, token: str, *, mcp: bool = False) -> VirtualKey:
+        """The virtual key a gateway bearer token spends; refusals raise as a bad key does. A
+        token for the /mcp resource is taken on /mcp only (`mcp`), never on the model API."""
         now = self._clock()
         claims = self._signer.verify(_ACCESS, token.removeprefix(ACCESS_PREFIX), now=now)
+        audiences = (self.base, self.mcp_resource) if mcp else (self.base,)
         if (
             claims is None
-            or claims.get("aud") != self.base
+            or claims.get("aud") not in audiences
             or not isinstance(claims.get("gid"), str)
             or not isinstance(claims.get("kid"), str)
         ):
@@ -340,8 +360,18 @@ class GatewaySignin:
             "device_authorization_endpoint": f"{base}/oauth/device_authorization",
             "token_endpoint": f"{base}/oauth/token",
             "revocation_endpoint": f"{base}/oauth/revoke",
-            "grant_types_supported": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
-            "response_types_supported": [],
+            # The authorization code with PKCE and registration is for MCP clients (/mcp); Claude
+            # Code's gateway sign-in reads only the device and token endpoints and ignores the rest.
+            "authorization_endpoint": f"{base}/authorize",
+            "registration_endpoint": f"{base}/oauth/register",
+            "code_challenge_methods_supported": ["S256"],
+            "grant_types_supported": [
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "authorization_code",
+                "refresh_token",
+            ],
+            "response_types_supported": ["code"],
+            "authorization_response_iss_parameter_supported": True,
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
             "scopes_supported": ["openid", "profile", "email"],  # the reference serves it; nothing reads it

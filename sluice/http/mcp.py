@@ -80,14 +80,14 @@ class McpRoute:
         if self.guard is None:
             if token is not None and self.signin is not None:
                 try:
-                    return await self.signin.key_for(token)
+                    return await self.signin.key_for(token, mcp=True)
                 except SluiceError as err:
                     return err
             return await self.gateway.authenticate(headers)
 
         async def attempt(cached_only: bool) -> VirtualKey:
             if token is not None and self.signin is not None:
-                return await self.signin.key_for(token)
+                return await self.signin.key_for(token, mcp=True)
             found = await self.gateway.authenticate(headers, cached_only=cached_only)
             if isinstance(found, SluiceError):
                 raise found

@@ -13,6 +13,8 @@ from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.principal import Authenticator
 from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
+from sluice.gateway_signin.authorize_http import ROUTES as AUTHORIZE_ROUTES
+from sluice.gateway_signin.authorize_http import authorize_routes
 from sluice.gateway_signin.http import ROUTES as SIGNIN_ROUTES
 from sluice.gateway_signin.http import build_gateway_signin_app
 from sluice.http.admin import PREFIX as ADMIN_PREFIX
@@ -82,8 +84,12 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
         routes[method, "/mcp"] = mcp
     signin, signer = services.identity.gateway, services.identity.signer
     if signin is not None and signer is not None:  # agents' sign-in (auth.gateway_signin)
-        signin_app = build_gateway_signin_app(signin, services.identity, signer, services.guard)
-        for method, path in SIGNIN_ROUTES:
+        codes = services.identity.codes
+        extra = authorize_routes(codes, services.identity, signer) if codes is not None else []
+        signin_app = build_gateway_signin_app(
+            signin, services.identity, signer, services.guard, codes=codes, extra_routes=extra
+        )
+        for method, path in [*SIGNIN_ROUTES, *(AUTHORIZE_ROUTES if codes is not None else [])]:
             routes[method, path] = signin_app
     routes["GET", "/sse"] = mcp.sse_stream
     routes["POST", "/messages"] = mcp.sse_message

@@ -105,6 +105,11 @@ class GatewaySigninConfig(_Strict):
     device_ttl_s: int = Field(default=600, gt=0, le=3600)
     interval_s: int = Field(default=5, ge=1, le=60)  # RFC 8628 3.2: the poll interval the client keeps
     login_notice: str | None = Field(default=None, max_length=500)  # shown beside the code in the client
+    # The MCP authorization server (authorization code + PKCE, RFC 7591 registration) for /mcp:
+    # a code lives a minute (OAuth 2.1 4.1.2: short); registrations are bounded in all and per address.
+    code_ttl_s: int = Field(default=60, gt=0, le=600)
+    clients_max: int = Field(default=10_000, gt=0)
+    registrations_per_hour: int = Field(default=20, gt=0)  # from one address
 
 
 class AuthConfig(_Strict):

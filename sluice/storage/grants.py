@@ -27,6 +27,25 @@ class GatewayGrant:
     refresh_hash: str | None = None
     revoked_at: float | None = None
     version: int = 0  # bumped by every swap: the compare in compare-and-set
+    # An authorization-code grant (MCP authorization, sluice.gateway_signin.authcode): the code's
+    # hash is `device_hash`, and these bind it to its client, redirect and PKCE challenge. A grant
+    # with a code_challenge is never a device code, and its tokens' audience is `resource`.
+    client_id: str | None = None
+    redirect_uri: str | None = None
+    code_challenge: str | None = None
+    resource: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    """A client registered by RFC 7591 dynamic registration (an MCP client such as Claude Code):
+    public (no secret), identified by its id and the exact redirect URIs it registered."""
+
+    client_id: str
+    client_name: str
+    redirect_uris: tuple[str, ...]
+    created_at: float  # epoch seconds
+    address: str  # who registered it: registrations are counted per address
 
 
 @dataclass(frozen=True, slots=True)

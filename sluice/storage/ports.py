@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
+from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup, OAuthClient
 from sluice.storage.records import (
     AlertClaim,
     AuditRecord,
@@ -308,6 +308,14 @@ class GrantStore(Protocol):
     async def grants_of(self, user_id: str) -> list[GatewayGrant]:
         """The person's sign-ins, newest first."""
         ...
+
+    async def create_client(self, client: OAuthClient, *, most: int, most_from_address: int, since: float) -> bool:
+        """Stores a registered client unless there are already `most` clients, or the address
+        registered `most_from_address` since `since`; False when refused. When full, clients older
+        than a day that no grant names are dropped first."""
+        ...
+
+    async def client_by_id(self, client_id: str) -> OAuthClient | None: ...
 
     async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None: ...
     async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]: ...

@@ -21,8 +21,8 @@ DOWN, UP, ENTER, ESC = "\x1b[B", "\x1b[A", "\r", "\x1b"
 class ClaudeTui:
     """One interactive `claude` process; `screen` is everything it has drawn so far, escape codes removed."""
 
-    def __init__(self, binary: Path, home: Path, env: dict[str, str], cwd: Path) -> None:
-        self.binary, self.home, self.env, self.cwd = binary, home, env, cwd
+    def __init__(self, binary: Path, home: Path, env: dict[str, str], cwd: Path, args: tuple[str, ...] = ()) -> None:
+        self.binary, self.home, self.env, self.cwd, self.args = binary, home, env, cwd, args
         self._raw = b""
         self._mark = 0
         self.pid = 0
@@ -33,7 +33,7 @@ class ClaudeTui:
         if self.pid == 0:  # the child: a clean environment, as agent_cli.run gives the other CLIs
             os.chdir(self.cwd)
             base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "TERM": "xterm-256color"}
-            os.execve(str(self.binary), [str(self.binary)], {**base, **self.env})
+            os.execve(str(self.binary), [str(self.binary), *self.args], {**base, **self.env})
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
         return self
 

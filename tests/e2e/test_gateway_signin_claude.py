@@ -4,7 +4,6 @@ that person, its token refreshes, and a SCIM deactivation ends its access at the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,15 +17,11 @@ import httpx2
 import pytest
 
 from tests.e2e.claude_tui import ENTER, UP, ClaudeTui
-from tests.fakes.upstream import FakeUpstreamThread
-from tests.integration.oidc_support import OidcProvider
+from tests.integration.signin_stack import HAIKU, SCIM_TOKEN, signin_stack
 from tests.integration.signin_support import approve_in_browser
-from tests.support import GatewayThread, free_port
+from tests.support import GatewayThread
 
 CLAUDE = Path(__file__).parent / "node_modules" / ".bin" / "claude"
-SECRET = "sluice-client-secret-0123456789"
-SCIM_TOKEN = "scim-token-0123456789-abcdef"
-HAIKU = "claude-haiku-4-5-20251001"
 MANAGED_MODEL = "claude-sonnet-4-6"
 ACCOUNTS = {"00u-cleo": {"email": "cleo@example.com", "name": "Cleo", "groups": ["engineering"]}}
 
@@ -35,38 +30,17 @@ ACCOUNTS = {"00u-cleo": {"email": "cleo@example.com", "name": "Cleo", "groups": 
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
     if not CLAUDE.exists():
         pytest.fail("Claude Code is not installed: run `make e2e-deps` (make test does it)")
-    tmp = tmp_path_factory.mktemp("cc-signin")
-    gw_port, idp_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{gw_port}"
-    clients = [{"client_id": "sluice", "client_secret": SECRET, "redirect_uris": [f"{base}/auth/callback"]}]
-    with FakeUpstreamThread() as upstream, OidcProvider(idp_port, clients, ACCOUNTS, tmp) as idp:
-        config: dict[str, Any] = {
-            "audit": {"hmac_key": "cc-signin-audit-key-0123456789"},
-            "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant-x"}]}},
-            "access_profiles": [
-                {
-                    "id": "developers",
-                    "groups": ["engineering"],
-                    "provider_configs": [{"provider": "anthropic"}],
-                    # The profile's policy picks the model: visible in what the client then asks for.
-                    "managed_settings": {"model": MANAGED_MODEL},
-                }
-            ],
-            "auth": {
-                "oidc": {
-                    "issuer": idp.issuer,
-                    "client_id": "sluice",
-                    "client_secret": SECRET,
-                    "redirect_uri": f"{base}/auth/callback",
-                    "scopes": ["openid", "email", "profile", "groups"],
-                },
-                "session": {"secret": "session-secret-0123456789", "secure_cookie": False},
-                "scim": {"token_sha256": [hashlib.sha256(SCIM_TOKEN.encode()).hexdigest()]},
-                "gateway_signin": {"public_url": base},
-            },
+    profiles = [
+        {
+            "id": "developers",
+            "groups": ["engineering"],
+            "provider_configs": [{"provider": "anthropic"}],
+            # The profile's policy picks the model: visible in what the client then asks for.
+            "managed_settings": {"model": MANAGED_MODEL},
         }
-        with GatewayThread(config, tmp, port=gw_port) as gw:
-            yield gw
+    ]
+    with signin_stack(tmp_path_factory.mktemp("cc-signin"), ACCOUNTS, profiles) as s:
+        yield s.gw
 
 
 def client_home(tmp: Path, gateway_url: str) -> Path:

@@ -15,14 +15,11 @@ import anthropic
 import httpx2
 import pytest
 
-from tests.fakes.upstream import FakeUpstreamThread
 from tests.integration.oidc_support import OidcProvider
+from tests.integration.signin_stack import HAIKU, SCIM_TOKEN, signin_stack
 from tests.integration.signin_support import approve_in_browser
-from tests.support import GatewayThread, free_port
+from tests.support import GatewayThread
 
-SECRET = "sluice-client-secret-0123456789"
-SCIM_TOKEN = "scim-token-0123456789-abcdef"
-HAIKU = "claude-haiku-4-5-20251001"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude_gateway"
 MANAGED = {
@@ -40,39 +37,17 @@ ACCOUNTS = {
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OidcProvider, GatewayThread]]:
-    tmp = tmp_path_factory.mktemp("signin")
-    gw_port, idp_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{gw_port}"
-    clients = [{"client_id": "sluice", "client_secret": SECRET, "redirect_uris": [f"{base}/auth/callback"]}]
-    with FakeUpstreamThread() as upstream, OidcProvider(idp_port, clients, ACCOUNTS, tmp) as idp:
-        config: dict[str, Any] = {
-            "audit": {"hmac_key": "signin-audit-key-0123456789"},
-            "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant-x"}]}},
-            "access_profiles": [
-                {
-                    "id": "developers",
-                    "groups": ["engineering"],
-                    "provider_configs": [{"provider": "anthropic", "allowed_models": [HAIKU]}],
-                    "managed_settings": MANAGED,
-                }
-            ],
-            "auth": {
-                "guard": {"failures_burst": 30, "failures_per_minute": 1},
-                "oidc": {
-                    "issuer": idp.issuer,
-                    "client_id": "sluice",
-                    "client_secret": SECRET,
-                    "redirect_uri": f"{base}/auth/callback",
-                    "scopes": ["openid", "email", "profile", "groups"],
-                    "clock_skew_s": 0,
-                },
-                "session": {"secret": "session-secret-0123456789", "secure_cookie": False},
-                "scim": {"token_sha256": [hashlib.sha256(SCIM_TOKEN.encode()).hexdigest()]},
-                "gateway_signin": {"public_url": base, "interval_s": 5},
-            },
+    profiles = [
+        {
+            "id": "developers",
+            "groups": ["engineering"],
+            "provider_configs": [{"provider": "anthropic", "allowed_models": [HAIKU]}],
+            "managed_settings": MANAGED,
         }
-        with GatewayThread(config, tmp, port=gw_port) as gw:
-            yield idp, gw
+    ]
+    guard = {"guard": {"failures_burst": 30, "failures_per_minute": 1}}
+    with signin_stack(tmp_path_factory.mktemp("signin"), ACCOUNTS, profiles, auth=guard) as stack:
+        yield stack.idp, stack.gw
 
 
 def device(gw: GatewayThread) -> dict[str, Any]:
@@ -114,7 +89,9 @@ def test_metadata_has_what_the_client_reads(env: tuple[OidcProvider, GatewayThre
     assert doc["gateway_protocol_version"] == 1 and doc["issuer"] == gw.base_url
     for name in ("device_authorization_endpoint", "token_endpoint", "revocation_endpoint"):
         assert doc[name].startswith(gw.base_url + "/")  # same origin, else the client ignores it
-    assert "authorization_endpoint" not in doc
+    # The code flow for /mcp is advertised too; the client reads only its two endpoints and ignores the
+    # rest (tests/fixtures/claude_gateway/reference_protocol.md, Discovery).
+    assert doc["authorization_endpoint"] == f"{gw.base_url}/authorize"
 
 
 def test_sign_in_then_a_request_is_metered_to_the_person(env: tuple[OidcProvider, GatewayThread]) -> None:

@@ -5,7 +5,6 @@ audience, an expired or revoked one, and a deactivated person's are refused."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,11 +12,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.fakes.upstream import FakeUpstreamThread
 from tests.integration.mcp_support import connect, everything, require_servers
-from tests.integration.oidc_support import OidcProvider
-from tests.integration.test_gateway_signin import ACCOUNTS, HAIKU, SCIM_TOKEN, SECRET, sign_in
-from tests.support import GatewayThread, free_port
+from tests.integration.signin_stack import HAIKU, SCIM_TOKEN, signin_stack
+from tests.integration.test_gateway_signin import ACCOUNTS, sign_in
+from tests.support import GatewayThread
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -31,39 +29,17 @@ MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
     require_servers()
-    tmp = tmp_path_factory.mktemp("signin-mcp")
-    gw_port, idp_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{gw_port}"
-    clients = [{"client_id": "sluice", "client_secret": SECRET, "redirect_uris": [f"{base}/auth/callback"]}]
-    with FakeUpstreamThread() as upstream, OidcProvider(idp_port, clients, ACCOUNTS, tmp) as idp:
-        config: dict[str, Any] = {
-            "audit": {"hmac_key": "signin-audit-key-0123456789"},
-            "providers": {"anthropic": {"base_url": upstream.base_url, "keys": [{"name": "a", "value": "sk-ant-x"}]}},
-            "mcp": {"servers": [everything()]},
-            "access_profiles": [
-                {
-                    "id": "developers",
-                    "groups": ["engineering"],
-                    "provider_configs": [{"provider": "anthropic", "allowed_models": [HAIKU]}],
-                    "mcp": {"tools": ["everything/echo"]},
-                }
-            ],
-            "auth": {
-                "oidc": {
-                    "issuer": idp.issuer,
-                    "client_id": "sluice",
-                    "client_secret": SECRET,
-                    "redirect_uri": f"{base}/auth/callback",
-                    "scopes": ["openid", "email", "profile", "groups"],
-                    "clock_skew_s": 0,
-                },
-                "session": {"secret": "session-secret-0123456789", "secure_cookie": False},
-                "scim": {"token_sha256": [hashlib.sha256(SCIM_TOKEN.encode()).hexdigest()]},
-                "gateway_signin": {"public_url": base, "interval_s": 5},
-            },
+    profiles = [
+        {
+            "id": "developers",
+            "groups": ["engineering"],
+            "provider_configs": [{"provider": "anthropic", "allowed_models": [HAIKU]}],
+            "mcp": {"tools": ["everything/echo"]},
         }
-        with GatewayThread(config, tmp, port=gw_port) as gateway:
-            yield gateway
+    ]
+    tmp = tmp_path_factory.mktemp("signin-mcp")
+    with signin_stack(tmp, ACCOUNTS, profiles, mcp={"servers": [everything()]}) as stack:
+        yield stack.gw
 
 
 def initialize(gw: GatewayThread, token: str | None) -> httpx2.Response:

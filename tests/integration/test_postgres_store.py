@@ -108,3 +108,13 @@ async def test_plain_tuple_inserts_store_what_sqlalchemy_stores_on_postgres() ->
         for name in names:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_mcp_client_registrations_are_bounded_on_postgres(pg_store: Store) -> None:
+    # The same cases as on SQLite (tests/unit/test_oauth_clients_store.py): migration 0020's table,
+    # the bound's count and the pruning's NOT IN over gateway_grants.
+    from tests.unit.test_oauth_clients_store import test_full_refuses_until_unused_old_registrations_make_room as full
+    from tests.unit.test_oauth_clients_store import test_one_address_is_bounded_within_the_window as window
+
+    await full(pg_store)
+    await window(pg_store)

@@ -41,12 +41,13 @@ from sluice.storage.backends.sql_tables import (
     config_objects,
     gateway_grants,
     meta,
+    oauth_clients,
     request_log,
     spend_ledger,
     virtual_keys,
 )
 from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter, sqlite_ts
-from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup
+from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup, OAuthClient
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -61,6 +62,7 @@ from sluice.storage.records import (
 )
 
 _KEYS_VERSION = "keys_version"
+_STALE_CLIENT_S = 24 * 3600.0  # an unused registered MCP client older than this may be dropped when full
 _CONFIG_VERSION = "config_version"
 
 GUARDRAIL_BLOCKED = ErrorKind.POLICY_GUARDRAIL.value.code  # the error kind of a request a guardrail blocked
@@ -228,6 +230,36 @@ class SqlStore(SqlStops, SqlAlertClaims):
                 await conn.execute(select(gateway_grants).where(c.user_id == user_id).order_by(c.created_at.desc()))
             ).all()
         return [GatewayGrant(**r._mapping) for r in rows]
+
+    async def create_client(self, client: OAuthClient, *, most: int, most_from_address: int, since: float) -> bool:
+        c = oauth_clients.c
+        # Counted and inserted in one transaction under the write lock; across replicas on
+        # PostgreSQL two racing registrations can each pass the count by one, which a bound can bear.
+        async with self._write_lock, self.engine.begin() as conn:
+            total = (await conn.execute(select(func.count()).select_from(oauth_clients))).scalar_one()
+            recent = (
+                await conn.execute(select(func.count()).where(c.address == client.address, c.created_at >= since))
+            ).scalar_one()
+            if total >= most and recent < most_from_address:
+                # Full: registrations that never led to a sign-in and are older than a day go first
+                # (a flood of registrations never gets a grant), so the bound cannot lock clients out.
+                used = select(gateway_grants.c.client_id).where(gateway_grants.c.client_id.is_not(None))
+                stale = c.created_at < client.created_at - _STALE_CLIENT_S
+                await conn.execute(oauth_clients.delete().where(stale, c.client_id.not_in(used)))
+                total = (await conn.execute(select(func.count()).select_from(oauth_clients))).scalar_one()
+            if total >= most or recent >= most_from_address:
+                return False
+            row = dataclasses.asdict(client) | {"redirect_uris": list(client.redirect_uris)}
+            await conn.execute(insert(oauth_clients).values(**row))
+        return True
+
+    async def client_by_id(self, client_id: str) -> OAuthClient | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(oauth_clients).where(oauth_clients.c.client_id == client_id))).first()
+        if row is None:
+            return None
+        data = dict(row._mapping)
+        return OAuthClient(**(data | {"redirect_uris": tuple(data["redirect_uris"])}))
 
     async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None:
         if not rows:

@@ -183,6 +183,22 @@ gateway_grants = Table(
     Column("refresh_hash", String(64), unique=True),
     Column("revoked_at", Float),
     Column("version", Integer, nullable=False),
+    Column("client_id", String(64)),
+    Column("redirect_uri", String(2048)),
+    Column("code_challenge", String(128)),
+    Column("resource", String(2048)),
+)
+
+# Clients of the MCP authorization server (RFC 7591 dynamic registration), public clients only.
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("client_name", String(200), nullable=False),
+    Column("redirect_uris", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("address", String(64), nullable=False),
+    Index("ix_oauth_clients_address_created", "address", "created_at"),
 )
 
 # Agents' own telemetry (OTLP metrics a signed-in agent exports to the gateway), per data point.
