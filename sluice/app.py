@@ -143,6 +143,8 @@ class Services:
             await self.stops.start()  # before serving: a stop thrown while this replica was down holds
         await self.recorder.start()
         await self.client.start()
+        if self.identity.gateway is not None:
+            await self.identity.gateway.start()
         self.export.start()
         if self.alerts is not None:
             self.alerts.start()
@@ -177,6 +179,8 @@ class Services:
             await self.stops.stop()
         if self.guard is not None:
             await self.guard.stop()
+        if self.identity.gateway is not None:
+            await self.identity.gateway.stop()
         await self.audit.drain()
         await self.recorder.stop()
         await self.keys.stop()

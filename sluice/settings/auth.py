@@ -105,6 +105,10 @@ class GatewaySigninConfig(_Strict):
     device_ttl_s: int = Field(default=600, gt=0, le=3600)
     interval_s: int = Field(default=5, ge=1, le=60)  # RFC 8628 3.2: the poll interval the client keeps
     login_notice: str | None = Field(default=None, max_length=500)  # shown beside the code in the client
+    # How long a replica may answer a token from memory without reading its grant and key again
+    # (0: read both on every request). A revocation on this replica applies at once, on another
+    # within 0.25 s (the poll), and never later than this (sluice.gateway_signin.token_cache).
+    token_cache_ttl_s: float = Field(default=5.0, ge=0, le=60)
 
 
 class AuthConfig(_Strict):

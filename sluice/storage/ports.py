@@ -259,6 +259,13 @@ class GrantStore(Protocol):
         ...
 
     async def revoke_grants(self, user_id: str, at: float) -> int: ...
+
+    # What a token cache follows (sluice.gateway_signin.token_cache): a number every replica can
+    # poll that moves when a key changes or a sign-in is revoked or moves key, and the same count of
+    # the changes this process made itself, read without I/O.
+    credentials_generation: int
+
+    async def credentials_version(self) -> int: ...
     async def grants_of(self, user_id: str) -> list[GatewayGrant]:
         """The person's sign-ins, newest first."""
         ...
