@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -108,7 +109,12 @@ def same_origin(request: Request, base: str) -> bool:
 
 
 def build_gateway_signin_app(
-    signin: GatewaySignin, identity: Identity, signer: Signer, guard: AuthGuard | None
+    signin: GatewaySignin,
+    identity: Identity,
+    signer: Signer,
+    guard: AuthGuard | None,
+    *,
+    usage_of: Callable[[VirtualKey], Awaitable[dict[str, Any]]] | None = None,
 ) -> Starlette:
     secure = identity.sessions.config.secure_cookie
 
@@ -267,6 +273,16 @@ def build_gateway_signin_app(
             return Response(b"", 304, headers)
         return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
 
+    async def oauth_usage(request: Request) -> Response:
+        """The person's own budgets in cents for the client's /usage (sluice.gateway_signin.usage);
+        404 (the client then shows the headers' percent alone) without the limits to read."""
+        key = await bearer(request)
+        if isinstance(key, Response):
+            return key
+        if usage_of is None:
+            return _json({"type": "error", "error": {"type": "not_found_error", "message": "No usage here."}}, 404)
+        return _json(await usage_of(key))
+
     async def telemetry(request: Request) -> Response:
         key = await bearer(request)
         if isinstance(key, Response):
@@ -294,6 +310,7 @@ def build_gateway_signin_app(
     return Starlette(
         routes=[
             Route("/managed/settings", managed_settings, methods=["GET"]),
+            Route("/api/oauth/usage", oauth_usage, methods=["GET"]),
             Route("/v1/metrics", telemetry, methods=["POST"]),
             Route("/v1/logs", telemetry, methods=["POST"]),
             Route("/v1/traces", telemetry, methods=["POST"]),
@@ -314,6 +331,7 @@ def build_gateway_signin_app(
 # The exact (method, path) pairs the app serves, for SluiceASGI's route table.
 ROUTES = [
     ("GET", "/managed/settings"),
+    ("GET", "/api/oauth/usage"),
     ("POST", "/v1/metrics"),
     ("POST", "/v1/logs"),
     ("POST", "/v1/traces"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import orjson
 
@@ -15,6 +16,7 @@ from sluice.core.context import new_request_id
 from sluice.core.types import Operation, WireFormat
 from sluice.gateway_signin.http import ROUTES as SIGNIN_ROUTES
 from sluice.gateway_signin.http import build_gateway_signin_app
+from sluice.gateway_signin.usage import usage_document
 from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
 from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
@@ -29,6 +31,7 @@ from sluice.http.models import ModelsRoute
 from sluice.http.scim import PREFIX as SCIM_PREFIX
 from sluice.http.scim import build_scim_app
 from sluice.http.sso import build_sso_app
+from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.http")
 
@@ -82,13 +85,24 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
         routes[method, "/mcp"] = mcp
     signin, signer = services.identity.gateway, services.identity.signer
     if signin is not None and signer is not None:  # agents' sign-in (auth.gateway_signin)
-        signin_app = build_gateway_signin_app(signin, services.identity, signer, services.guard)
+        signin_app = build_gateway_signin_app(
+            signin, services.identity, signer, services.guard, usage_of=_usage_of(services)
+        )
         for method, path in SIGNIN_ROUTES:
             routes[method, path] = signin_app
     routes["GET", "/sse"] = mcp.sse_stream
     routes["POST", "/messages"] = mcp.sse_message
     routes["POST", "/messages/"] = mcp.sse_message
     return routes
+
+
+def _usage_of(services: Services) -> Callable[[VirtualKey], Awaitable[dict[str, Any]]]:
+    """`GET /api/oauth/usage` of a signed-in person: their own budgets, from the live counters."""
+
+    async def usage_of(key: VirtualKey) -> dict[str, Any]:
+        return await usage_document(services.limits, services.store, key, datetime.now(UTC))
+
+    return usage_of
 
 
 class SluiceASGI:
