@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -115,6 +116,7 @@ def build_gateway_signin_app(
     guard: AuthGuard | None,
     *,
     usage_of: Callable[[VirtualKey], Awaitable[dict[str, Any]]] | None = None,
+    forward: Callable[[str, Message, VirtualKey], None] | None = None,
 ) -> Starlette:
     secure = identity.sessions.config.secure_cookie
 
@@ -301,6 +303,8 @@ def build_gateway_signin_app(
             message = otlp.parse(signal, otlp.decompress(raw, request.headers.get("content-encoding")), content_type)
             if isinstance(message, ExportMetricsServiceRequest):
                 await signin.record_metrics(otlp.metric_rows(message, key))
+            if forward is not None:  # after storing: forwarding adds the gateway's identity attributes
+                forward(signal, message, key)
         except (otlp.OtlpError, ValueError) as err:
             status, text = (err.status, err.message) if isinstance(err, otlp.OtlpError) else (400, str(err))
             return _json({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status

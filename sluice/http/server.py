@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+from google.protobuf.message import Message
 
 from sluice.app import Services
 from sluice.audit.auth_failures import AuthGuard
@@ -31,6 +32,7 @@ from sluice.http.models import ModelsRoute
 from sluice.http.scim import PREFIX as SCIM_PREFIX
 from sluice.http.scim import build_scim_app
 from sluice.http.sso import build_sso_app
+from sluice.observability.agent_forward import identity_attributes
 from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.http")
@@ -86,7 +88,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     signin, signer = services.identity.gateway, services.identity.signer
     if signin is not None and signer is not None:  # agents' sign-in (auth.gateway_signin)
         signin_app = build_gateway_signin_app(
-            signin, services.identity, signer, services.guard, usage_of=_usage_of(services)
+            signin, services.identity, signer, services.guard, usage_of=_usage_of(services), forward=_forward(services)
         )
         for method, path in SIGNIN_ROUTES:
             routes[method, path] = signin_app
@@ -103,6 +105,18 @@ def _usage_of(services: Services) -> Callable[[VirtualKey], Awaitable[dict[str, 
         return await usage_document(services.limits, services.store, key, datetime.now(UTC))
 
     return usage_of
+
+
+def _forward(services: Services) -> Callable[[str, Message, VirtualKey], None] | None:
+    """Hands an accepted agent export to the forwarder with the person's identity (never the token)."""
+    forwarder = services.agent_forward
+    if forwarder is None:
+        return None
+
+    def forward(signal: str, message: Message, key: VirtualKey) -> None:
+        forwarder.submit(signal, message, identity_attributes(key.user_id, key.id, key.profile_id, key.team_id))
+
+    return forward
 
 
 class SluiceASGI:
