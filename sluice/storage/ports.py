@@ -272,6 +272,9 @@ class GrantStore(Protocol):
 
     async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None: ...
     async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]: ...
+    async def agent_totals(self, key_ids: list[str], since: datetime) -> dict[str, tuple[int, int]]:
+        """key id -> (pico-dollars, tokens) its agents reported (OTLP) since `since`."""
+        ...
 
 
 class Store(

@@ -240,6 +240,23 @@ class SqlStore(SqlStops):
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(agent_metrics), [dataclasses.asdict(r) for r in rows])
 
+    async def agent_totals(self, key_ids: list[str], since: datetime) -> dict[str, tuple[int, int]]:
+        """key id -> (pico-dollars, tokens) its signed-in agents reported since `since` (one
+        grouped read over agent_metrics' points, as the spend report sums them)."""
+        if not key_ids:
+            return {}
+        m = agent_metrics.c
+        cost = func.sum(case((m.metric == AGENT_COST_METRIC, m.value), else_=0.0))
+        tokens = func.sum(case((m.metric == AGENT_TOKEN_METRIC, m.value), else_=0.0))
+        stmt = (
+            select(m.virtual_key_id, cost, tokens)
+            .where(m.virtual_key_id.in_(key_ids), m.ts >= since, m.metric.in_((AGENT_COST_METRIC, AGENT_TOKEN_METRIC)))
+            .group_by(m.virtual_key_id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {str(k): (round(float(usd or 0) * 10**12), int(count or 0)) for k, usd, count in rows}
+
     async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]:
         async with self.engine.connect() as conn:
             rows = (
