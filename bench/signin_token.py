@@ -44,7 +44,11 @@ def config(tmp: Path, store: str | None) -> dict[str, Any]:
         "store": {"url": store or f"sqlite:///{tmp / 'bench.db'}"},
         "request_log": {"spill_path": str(tmp / "spill.jsonl")},
         "governance": {"spend_journal_path": str(tmp / "journal.jsonl")},
-        "audit": {"hmac_key": "k" * 32, "checkpoint_path": str(tmp / "cp.jsonl")},
+        "audit": {
+            "hmac_key": "k" * 32,
+            "checkpoint_path": str(tmp / "cp.jsonl"),
+            "checkpoint_key_path": str(tmp / "cp.key"),
+        },
         "access_profiles": [{"id": "developers", "groups": ["engineering"], "provider_configs": []}],
         "auth": {
             "oidc": {

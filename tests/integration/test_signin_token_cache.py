@@ -6,10 +6,12 @@ its short TTL ran out)."""
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from sluice.app import Services, build_services
@@ -22,12 +24,19 @@ from sluice.storage.grants import GatewayGrant
 pytestmark = pytest.mark.asyncio
 
 
-def _config(tmp: Path, name: str) -> dict[str, Any]:
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _config(tmp: Path, name: str, store: str) -> dict[str, Any]:
     return {
-        "store": {"url": f"sqlite:///{tmp / 'shared.db'}"},
+        "store": {"url": store},
         "request_log": {"spill_path": str(tmp / f"{name}-spill.jsonl")},
         "governance": {"spend_journal_path": str(tmp / f"{name}-journal.jsonl")},
-        "audit": {"hmac_key": "k" * 32, "checkpoint_path": str(tmp / f"{name}-cp.jsonl")},
+        "audit": {
+            "hmac_key": "k" * 32,
+            "checkpoint_path": str(tmp / f"{name}-cp.jsonl"),
+            "checkpoint_key_path": str(tmp / f"{name}-cp.key"),
+        },
         "access_profiles": [{"id": "developers", "groups": ["engineering"], "provider_configs": []}],
         "auth": {
             "oidc": {
@@ -52,10 +61,18 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[tuple[Services, Services, Clock]]:
-    a = build_services(parse_config(_config(tmp_path, "a")))
-    b = build_services(parse_config(_config(tmp_path, "b")))
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Services, Services, Clock]]:
+    root = None
+    if request.param == "postgresql":
+        name = "sluice_tokens_" + uuid.uuid4().hex[:8]
+        root = await asyncpg.connect(PG + "/postgres")
+        await root.execute(f'CREATE DATABASE "{name}"')
+        store = f"{PG}/{name}"
+    else:
+        store = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = build_services(parse_config(_config(tmp_path, "a", store)))
+    b = build_services(parse_config(_config(tmp_path, "b", store)))
     clock = Clock()
     for services in (a, b):
         await services.start()
@@ -67,6 +84,9 @@ async def replicas(tmp_path: Path) -> AsyncIterator[tuple[Services, Services, Cl
     finally:
         await a.stop()
         await b.stop()
+        if root is not None:
+            await root.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await root.close()
 
 
 def _signin(services: Services) -> GatewaySignin:
