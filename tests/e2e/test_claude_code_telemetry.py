@@ -25,6 +25,7 @@ import pytest
 from sluice.gateway_signin import otlp
 from tests.fakes.upstream import FakeUpstreamThread
 from tests.integration.signin_tokens import SignedIn, sign_in_directly
+from tests.observability.otlp_collector import Collector
 from tests.support import GatewayThread, free_port
 
 CLAUDE = Path(__file__).parent / "node_modules" / ".bin" / "claude"
@@ -44,7 +45,13 @@ TELEMETRY_ENV = {
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
+def collector() -> Iterator[Collector]:
+    with Collector() as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[GatewayThread]:
     if not CLAUDE.exists():
         pytest.fail("Claude Code is not installed: run `make e2e-deps` (make test does it)")
     tmp = tmp_path_factory.mktemp("cc-telemetry")
@@ -58,6 +65,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
             "access_profiles": [
                 {"id": "developers", "groups": ["engineering"], "provider_configs": [{"provider": "anthropic"}]}
             ],
+            "observability": {"agent_telemetry": {"forward": True, "endpoint": collector.url}},
             "auth": {
                 "oidc": {
                     "issuer": "https://idp.example.com",
@@ -121,7 +129,9 @@ def ask(home: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-def test_the_real_clients_metrics_land_per_person_and_in_the_spend_report(gw: GatewayThread, tmp_path: Path) -> None:
+def test_the_real_clients_metrics_land_per_person_and_in_the_spend_report(
+    gw: GatewayThread, collector: Collector, tmp_path: Path
+) -> None:
     who = gw.call(sign_in_directly(gw.services, ["engineering"]))
     home = signed_in_home(tmp_path, gw, who)
     answered = ask(home, TELEMETRY_ENV)
@@ -144,6 +154,16 @@ def test_the_real_clients_metrics_land_per_person_and_in_the_spend_report(gw: Ga
     [row] = [r for r in spend.json()["rows"] if r["group"] == who.user_id]
     assert row["requests"] >= 1  # metered by the gateway
     assert abs(float(row["agent_cost_usd"]) - reported) < 1e-6  # and what the agent said it spent
+
+    # observability.agent_telemetry.forward: the same exports reach the collector as the person's.
+    arrived = collector.wait_for(2)
+    assert {path for path, _, _ in arrived} >= {"/v1/metrics", "/v1/logs"}
+    for _, headers, message in arrived:
+        assert who.access_token not in str(headers)
+        resources = getattr(message, "resource_metrics", None) or message.resource_logs
+        for resource in resources:
+            attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
+            assert attrs["sluice.user.id"] == who.user_id and attrs["sluice.virtual_key.id"] == who.key.id
 
 
 def test_without_a_protocol_the_client_sends_nothing(gw: GatewayThread, tmp_path: Path) -> None:
