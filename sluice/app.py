@@ -27,6 +27,7 @@ from sluice.governance.limits import Limits
 from sluice.governance.profiles import ProfileBook
 from sluice.guardrails.service import Guardrails
 from sluice.mcp.gateway import McpGateway
+from sluice.observability.agent_forward import AgentForwarder
 from sluice.observability.observer import build_observer
 from sluice.pricing.table import PriceTable
 from sluice.providers.base import Provider
@@ -125,6 +126,8 @@ class Services:
     guard: AuthGuard | None = None  # authentication failures: throttle and counted audit records
     alerts: Alerts | None = None  # budget, spend-rate and provider alerts (sluice.alerts)
     stops: Stops | None = None  # the kill switch (sluice.sessions.stops)
+    # Signed-in agents' OTLP, sent on to the collector (observability.agent_telemetry.forward)
+    agent_forward: AgentForwarder | None = None
     generated_secrets: dict[str, str] = field(default_factory=dict)
     config_actor: str = "config-file"
     _retention: asyncio.Task[None] | None = None
@@ -143,6 +146,10 @@ class Services:
             await self.stops.start()  # before serving: a stop thrown while this replica was down holds
         await self.recorder.start()
         await self.client.start()
+        if self.identity.gateway is not None:
+            await self.identity.gateway.start()
+        if self.agent_forward is not None:
+            self.agent_forward.start()
         self.export.start()
         if self.alerts is not None:
             self.alerts.start()
@@ -177,6 +184,10 @@ class Services:
             await self.stops.stop()
         if self.guard is not None:
             await self.guard.stop()
+        if self.identity.gateway is not None:
+            await self.identity.gateway.stop()
+        if self.agent_forward is not None:
+            await self.agent_forward.stop()
         await self.audit.drain()
         await self.recorder.stop()
         await self.keys.stop()
@@ -240,10 +251,12 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
             customer_of=lambda key: limits.scopes_of(key)[1],
             rates=counters if isinstance(counters, SharedSpendRates) else None,
         )  # fmt: skip
+    collector = config.observability.agent_collector()
+    agent_forward = AgentForwarder(config.observability.agent_telemetry, collector, client) if collector else None
     return Services(
         config, store, client, providers, keys, recorder, audit, export, mcp, limits, engine,
         profiles, identity, live=live, admin=admin, authenticators=authenticators,
-        guard=guard, alerts=alerts, stops=stops,
+        guard=guard, alerts=alerts, stops=stops, agent_forward=agent_forward,
     )  # fmt: skip
 
 

@@ -62,6 +62,11 @@ class Charge:
         return self._admission is not None
 
     @property
+    def admission(self) -> Admission | None:
+        """The attempt's reservation: the limits it passed and how they stood (None: no limits)."""
+        return self._admission
+
+    @property
     def budget_headers(self) -> dict[str, str]:
         """The budget and rate-limit state the admission saw, as the caller's headers say it."""
         return self._admission.headers if self._admission is not None else {}

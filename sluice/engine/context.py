@@ -40,6 +40,7 @@ class RequestContext:
     stream: bool = False
     # who: the authenticated key (Engine.authenticate)
     key: VirtualKey | None = None
+    signed_in: bool = False  # the key came from a gateway sign-in token (sluice.gateway_signin)
     # routing
     requested_model: str | None = None
     model: str | None = None

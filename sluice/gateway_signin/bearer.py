@@ -35,4 +35,5 @@ async def admit(ctx: RequestContext, signin: GatewaySignin, guard: AuthGuard | N
             ctx.audited = True  # the guard's counted record stands for this one
         raise
     ctx.key = key
+    ctx.signed_in = True
     return key

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -119,6 +121,8 @@ def build_gateway_signin_app(
     *,
     codes: CodeFlow | None = None,
     extra_routes: list[Route] | None = None,
+    usage_of: Callable[[VirtualKey], Awaitable[dict[str, Any]]] | None = None,
+    forward: Callable[[str, Message, VirtualKey], None] | None = None,
 ) -> Starlette:
     """`codes` and `extra_routes` (sluice.gateway_signin.authorize_http): the MCP authorization
     server's authorization-code grant on the token endpoint, and its registration and browser pages."""
@@ -294,6 +298,17 @@ def build_gateway_signin_app(
             return Response(b"", 304, headers)
         return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
 
+    async def oauth_usage(request: Request) -> Response:
+        """The person's own budgets in cents for the client's /usage (sluice.gateway_signin.usage);
+        404 (the client then shows the headers' percent alone) without the limits to read."""
+        key = await bearer(request)
+        if isinstance(key, Response):
+            return key
+        if usage_of is None:
+            missing = {"type": "not_found_error", "message": "No usage here."}
+            return json_answer({"type": "error", "error": missing}, 404)
+        return json_answer(await usage_of(key))
+
     async def telemetry(request: Request) -> Response:
         key = await bearer(request)
         if isinstance(key, Response):
@@ -312,6 +327,8 @@ def build_gateway_signin_app(
             message = otlp.parse(signal, otlp.decompress(raw, request.headers.get("content-encoding")), content_type)
             if isinstance(message, ExportMetricsServiceRequest):
                 await signin.record_metrics(otlp.metric_rows(message, key))
+            if forward is not None:  # after storing: forwarding adds the gateway's identity attributes
+                forward(signal, message, key)
         except (otlp.OtlpError, ValueError) as err:
             status, text = (err.status, err.message) if isinstance(err, otlp.OtlpError) else (400, str(err))
             return json_answer({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status
@@ -321,6 +338,7 @@ def build_gateway_signin_app(
     return Starlette(
         routes=[
             Route("/managed/settings", managed_settings, methods=["GET"]),
+            Route("/api/oauth/usage", oauth_usage, methods=["GET"]),
             Route("/v1/metrics", telemetry, methods=["POST"]),
             Route("/v1/logs", telemetry, methods=["POST"]),
             Route("/v1/traces", telemetry, methods=["POST"]),
@@ -342,6 +360,7 @@ def build_gateway_signin_app(
 # The exact (method, path) pairs the app serves, for SluiceASGI's route table.
 ROUTES = [
     ("GET", "/managed/settings"),
+    ("GET", "/api/oauth/usage"),
     ("POST", "/v1/metrics"),
     ("POST", "/v1/logs"),
     ("POST", "/v1/traces"),

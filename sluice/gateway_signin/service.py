@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sluice.auth.directory import IDP_GROUPS, USER, Directory
 from sluice.auth.session import Signer
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.gateway_signin.token_cache import TokenCache
 from sluice.governance.keys import check_usable
 from sluice.governance.profiles import ProfileBook
 from sluice.settings import AccessProfileConfig, GatewaySigninConfig
@@ -107,6 +108,13 @@ class GatewaySignin:
         self._signer = signer
         self._profiles = profiles
         self._clock = clock
+        self.tokens = TokenCache(store, config.token_cache_ttl_s, clock)
+
+    async def start(self) -> None:
+        await self.tokens.start()
+
+    async def stop(self) -> None:
+        await self.tokens.stop()
 
     @property
     def base(self) -> str:
@@ -314,6 +322,10 @@ class GatewaySignin:
         """The virtual key a gateway bearer token spends; refusals raise as a bad key does. A
         token for the /mcp resource is taken on /mcp only (`mcp`), never on the model API."""
         now = self._clock()
+        cached = self.tokens.get(token, now)
+        if cached is not None:
+            return self._usable(cached, now)
+        generation = self.tokens.generation()
         claims = self._signer.verify(_ACCESS, token.removeprefix(ACCESS_PREFIX), now=now)
         audiences = (self.base, self.mcp_resource) if mcp else (self.base,)
         if (
@@ -331,7 +343,13 @@ class GatewaySignin:
         key = await self._store.key_by_id(claims["kid"])
         if key is None:
             raise SluiceError(ErrorKind.CALLER_INVALID_KEY, "Your gateway sign-in was revoked. Run /login again.")
-        key = self._profiles.derive(key)
+        usable = self._usable(key, now)  # a key that is not usable is not kept: it is asked again
+        exp = claims.get("exp")
+        self.tokens.put(token, key, float(exp) if isinstance(exp, int | float) else now, now, generation)
+        return usable
+
+    def _usable(self, stored: VirtualKey, now: float) -> VirtualKey:
+        key = self._profiles.derive(stored)
         check_usable(key, datetime.fromtimestamp(now, UTC))
         return key
 

@@ -666,7 +666,14 @@ def _spent(
 def _details(rule: LimitRule, window: Window | None) -> dict[str, object]:
     """What a refusal by `rule` says in its error details, whatever the reason."""
     resets_at = window.end.isoformat() if window else None
-    return {"limit_id": rule.id, "limit": rule.describe_limit(), "resets_at": resets_at}
+    duration = str(rule.duration) if rule.duration else None
+    return {
+        "limit_id": rule.id,
+        "limit": rule.describe_limit(),
+        "resets_at": resets_at,
+        "scope": rule.scope,
+        "duration": duration,
+    }
 
 
 def _rate_limited(

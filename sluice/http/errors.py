@@ -4,6 +4,7 @@ error event."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import orjson
 
@@ -12,6 +13,7 @@ from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
 from sluice.formats.aws_eventstream import exception_for, exception_frame
 from sluice.formats.registry import record_of
+from sluice.gateway_signin import usage
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.CALLER_MISSING_KEY: 401,
@@ -90,6 +92,14 @@ def _rate_limit_headers(err: SluiceError, measure: str, wire: WireFormat) -> dic
 
 def error_body(err: SluiceError, wire: WireFormat, status: int, request_id: str) -> bytes:
     return record_of(wire).error_body(status, err.message, _code(err, wire), request_id)
+
+
+def signed_in_budget_refusal(err: SluiceError, request_id: str, now: datetime) -> tuple[int, bytes, dict[str, str]]:
+    """A spent budget of a caller signed in through the gateway sign-in, as Claude Code expects it
+    (sluice.gateway_signin.usage): 429 with a `billing_error` body and the usage-limit headers."""
+    headers, message = usage.refusal(err, now)
+    body = record_of(WireFormat.ANTHROPIC_MESSAGES).error_body(402, message, None, request_id)  # 402: billing_error
+    return 429, body, {**headers, "x-request-id": request_id}
 
 
 def failure_response(failure: Failure, wire: WireFormat, request_id: str) -> tuple[int, bytes]:

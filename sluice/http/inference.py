@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.engine.context import RequestContext
 from sluice.formats.json_body import encode_body
+from sluice.gateway_signin import usage
 from sluice.gateway_signin.bearer import admit, signin_token
 from sluice.gateway_signin.service import GatewaySignin
 from sluice.http.asgi import (
@@ -34,7 +36,14 @@ from sluice.http.asgi import (
     read_body,
     respond,
 )
-from sluice.http.errors import error_body, error_headers, failure_response, status_of, stream_error_event
+from sluice.http.errors import (
+    error_body,
+    error_headers,
+    failure_response,
+    signed_in_budget_refusal,
+    status_of,
+    stream_error_event,
+)
 from sluice.http.identity import fill_caller
 
 log = logging.getLogger("sluice.http")
@@ -63,6 +72,8 @@ class InferenceRoute:
             inbound = self.inbound(scope, headers, body)
             fill_caller(ctx, inbound.headers, inbound.doc)
             outcome = self.answer(await self.engine.run(ctx, inbound))
+            if ctx.signed_in and self.wire is WireFormat.ANTHROPIC_MESSAGES:
+                _usage_headers(ctx, outcome)
             if outcome.chunks is None:
                 ctx.mark_first_byte()
                 status, body, content_type = outcome.status, outcome.body or b"", outcome.content_type
@@ -190,7 +201,15 @@ class InferenceRoute:
                 await aclose()
 
     async def _fail(self, ctx: RequestContext, err: SluiceError, send: Send, status: int | None = None) -> None:
-        status, body, headers = self.error_response(err, status or status_of(err, self.wire), ctx.request_id)
+        if (
+            ctx.signed_in
+            and err.kind is ErrorKind.POLICY_BUDGET_EXCEEDED
+            and self.wire is WireFormat.ANTHROPIC_MESSAGES
+            and err.details.get("scope") != "session"  # a session cap is no budget the client has words for
+        ):
+            status, body, headers = signed_in_budget_refusal(err, ctx.request_id, datetime.now(UTC))
+        else:
+            status, body, headers = self.error_response(err, status or status_of(err, self.wire), ctx.request_id)
         if err.details.get("close"):  # the unread rest of the body must not be taken for a request
             headers["connection"] = "close"
         ctx.refuse(status, err.kind.name, err.message, denied=err.kind.fault in ("caller", "policy"))
@@ -198,6 +217,16 @@ class InferenceRoute:
             await respond(send, status, body, "application/json", headers)
         except Exception:  # the client may be gone already; the request is still recorded
             ctx.reason = f"{err.message} (client gone before the error was sent)"
+
+
+def _usage_headers(ctx: RequestContext, outcome: Outcome) -> None:
+    """A signed-in person's standing against their own budgets, in the headers Claude Code reads;
+    the provider's own `anthropic-ratelimit-*` (the organisation's quota) never reaches them."""
+    for name in [n for n in outcome.headers if n.startswith("anthropic-ratelimit-")]:
+        del outcome.headers[name]
+    admission = ctx.charge.admission if ctx.charge is not None else None
+    if admission is not None:
+        outcome.headers.update(usage.answer_headers(usage.admission_standings(admission)))
 
 
 async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object] | None) -> None:

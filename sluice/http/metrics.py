@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 from sluice.app import Services
 from sluice.http.asgi import Receive, Scope, Send, respond
 from sluice.http.scrape import ServicesCollector
+from sluice.observability.agent_forward import ForwardCollector
 from sluice.upstream.client import UpstreamClient
 
 
@@ -85,6 +86,8 @@ class MetricsRoute:
         for collector in (observer.metrics, observer.streams, observer.mcp):
             if collector is not None:
                 self.registry.register(collector)
+        if services.agent_forward is not None:
+            self.registry.register(ForwardCollector(services.agent_forward))
         self._services = ServicesCollector(services)
         self.registry.register(self._services)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import orjson
+from google.protobuf.message import Message
 
 from sluice.app import Services
 from sluice.audit.auth_failures import AuthGuard
@@ -17,6 +19,7 @@ from sluice.gateway_signin.authorize_http import ROUTES as AUTHORIZE_ROUTES
 from sluice.gateway_signin.authorize_http import authorize_routes
 from sluice.gateway_signin.http import ROUTES as SIGNIN_ROUTES
 from sluice.gateway_signin.http import build_gateway_signin_app
+from sluice.gateway_signin.usage import usage_document
 from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
 from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
@@ -31,6 +34,8 @@ from sluice.http.models import ModelsRoute
 from sluice.http.scim import PREFIX as SCIM_PREFIX
 from sluice.http.scim import build_scim_app
 from sluice.http.sso import build_sso_app
+from sluice.observability.agent_forward import identity_attributes
+from sluice.storage.records import VirtualKey
 
 log = logging.getLogger("sluice.http")
 
@@ -87,7 +92,14 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
         codes = services.identity.codes
         extra = authorize_routes(codes, services.identity, signer) if codes is not None else []
         signin_app = build_gateway_signin_app(
-            signin, services.identity, signer, services.guard, codes=codes, extra_routes=extra
+            signin,
+            services.identity,
+            signer,
+            services.guard,
+            codes=codes,
+            extra_routes=extra,
+            usage_of=_usage_of(services),
+            forward=_forward(services),
         )
         for method, path in [*SIGNIN_ROUTES, *(AUTHORIZE_ROUTES if codes is not None else [])]:
             routes[method, path] = signin_app
@@ -95,6 +107,27 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     routes["POST", "/messages"] = mcp.sse_message
     routes["POST", "/messages/"] = mcp.sse_message
     return routes
+
+
+def _usage_of(services: Services) -> Callable[[VirtualKey], Awaitable[dict[str, Any]]]:
+    """`GET /api/oauth/usage` of a signed-in person: their own budgets, from the live counters."""
+
+    async def usage_of(key: VirtualKey) -> dict[str, Any]:
+        return await usage_document(services.limits, services.store, key, datetime.now(UTC))
+
+    return usage_of
+
+
+def _forward(services: Services) -> Callable[[str, Message, VirtualKey], None] | None:
+    """Hands an accepted agent export to the forwarder with the person's identity (never the token)."""
+    forwarder = services.agent_forward
+    if forwarder is None:
+        return None
+
+    def forward(signal: str, message: Message, key: VirtualKey) -> None:
+        forwarder.submit(signal, message, identity_attributes(key.user_id, key.id, key.profile_id, key.team_id))
+
+    return forward
 
 
 class SluiceASGI:

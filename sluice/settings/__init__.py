@@ -37,7 +37,7 @@ from sluice.settings.governance import (
 )
 from sluice.settings.guardrails import GuardrailRuleConfig, GuardrailsConfig, GuardrailSetConfig
 from sluice.settings.mcp import McpAccess, McpConfig, McpServerConfig, ToolGroupConfig, ToolRateLimitConfig
-from sluice.settings.observability import MetricsConfig, ObservabilityConfig, TracingConfig
+from sluice.settings.observability import AgentTelemetryConfig, MetricsConfig, ObservabilityConfig, TracingConfig
 from sluice.settings.pricing import ModelPrice, PricingConfig
 from sluice.settings.providers import (
     CLOUD_CREDENTIAL_FIELDS,
@@ -60,6 +60,7 @@ __all__ = [
     "OPENAI_COMPATIBLE_VENDORS",
     "PROVIDER_TYPES",
     "AccessProfileConfig",
+    "AgentTelemetryConfig",
     "AlertSinkConfig",
     "AlertsConfig",
     "AliasConfig",

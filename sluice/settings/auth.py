@@ -110,6 +110,10 @@ class GatewaySigninConfig(_Strict):
     code_ttl_s: int = Field(default=60, gt=0, le=600)
     clients_max: int = Field(default=10_000, gt=0)
     registrations_per_hour: int = Field(default=20, gt=0)  # from one address
+    # How long a replica may answer a token from memory without reading its grant and key again
+    # (0: read both on every request). A revocation on this replica applies at once, on another
+    # within 0.25 s (the poll), and never later than this (sluice.gateway_signin.token_cache).
+    token_cache_ttl_s: float = Field(default=5.0, ge=0, le=60)
 
 
 class AuthConfig(_Strict):

@@ -305,6 +305,13 @@ class GrantStore(Protocol):
         ...
 
     async def revoke_grants(self, user_id: str, at: float) -> int: ...
+
+    # What a token cache follows (sluice.gateway_signin.token_cache): a number every replica can
+    # poll that moves when a key changes or a sign-in is revoked or moves key, and the same count of
+    # the changes this process made itself, read without I/O.
+    credentials_generation: int
+
+    async def credentials_version(self) -> int: ...
     async def grants_of(self, user_id: str) -> list[GatewayGrant]:
         """The person's sign-ins, newest first."""
         ...
@@ -319,6 +326,9 @@ class GrantStore(Protocol):
 
     async def insert_agent_metrics(self, rows: list[AgentMetric]) -> None: ...
     async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]: ...
+    async def agent_totals(self, key_ids: list[str], since: datetime) -> dict[str, tuple[int, int]]:
+        """key id -> (pico-dollars, tokens) its agents reported (OTLP) since `since`."""
+        ...
 
 
 class Store(

@@ -405,7 +405,16 @@ def test_a_developer_signs_in_with_sso_and_sees_only_their_own(
     page.locator("button[type=submit]").click()  # consent
     page.get_by_role("link", name="Continue").click()  # past the page showing the new key once
     page.wait_for_url(f"{gw.base_url}/console/me")
+    key_id = gw.call(_dave_used_it(gw))
+    page.reload()
     assert page.get_by_role("heading", name="My usage").is_visible()
+    month = page.get_by_role(
+        "table", name="This month per key: metered by the gateway, and reported by your signed-in agents"
+    )
+    [row] = [r for r in month.locator("tbody tr").all_inner_texts() if key_id in r]
+    # Nothing metered by the gateway, $1.25 and 52,000 tokens reported by his agent: use that did
+    # not go through the gateway is a row of its own.
+    assert row.split("\t")[1:] == ["$0.00", "0", "0", "$1.25", "52000"], row
     mine = page.locator("section", has=page.get_by_role("heading", name="My keys")).inner_text()
     assert "vk-ana" not in mine and "No key is attached to you" not in mine
     assert "sluice connect claude-code" in page.content()
@@ -418,6 +427,26 @@ def test_a_developer_signs_in_with_sso_and_sees_only_their_own(
     assert response is not None and response.status == 403
     page.goto(f"{gw.base_url}/console/")
     assert "your own keys" in page.content()
+
+
+async def _dave_used_it(gw: GatewayThread) -> str:
+    """What Dave's signed-in agent reported over OTLP this month, none of it through the gateway."""
+    from sluice.storage.grants import AgentMetric
+
+    services = gw.services
+    [key] = [k for k in await services.store.list_keys() if k.profile_id == "developers" and k.user_id]
+    now = datetime.now(UTC)
+    points = [
+        AgentMetric(now, key.user_id, key.id, "claude-code", "claude_code.cost.usage", {"model": "echo"}, 1.25, "USD"),
+        AgentMetric(
+            now, key.user_id, key.id, "claude-code", "claude_code.token.usage", {"type": "input"}, 50000, "tokens"
+        ),
+        AgentMetric(
+            now, key.user_id, key.id, "claude-code", "claude_code.token.usage", {"type": "output"}, 2000, "tokens"
+        ),
+    ]
+    await services.store.insert_agent_metrics(points)
+    return key.id
 
 
 def test_every_page_reads_without_javascript(console: tuple[GatewayThread, dict[str, str], Any]) -> None:

@@ -356,6 +356,7 @@ def test_agent_reported_spend_stands_beside_gateway_spend(env: tuple[OidcProvide
     since = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
     def report(group_by: str) -> list[dict[str, Any]]:
+        gw.call(gw.services.recorder.flush())  # the request log is written behind the answer
         query = RequestQuery(since=since, owner_user_id=grant.user_id)
         return list(gw.call(gw.services.store.spend_report(group_by, query)))
 

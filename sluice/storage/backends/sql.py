@@ -64,6 +64,7 @@ from sluice.storage.records import (
 _KEYS_VERSION = "keys_version"
 _STALE_CLIENT_S = 24 * 3600.0  # an unused registered MCP client older than this may be dropped when full
 _CONFIG_VERSION = "config_version"
+_GRANTS_VERSION = "grants_version"  # moves when a sign-in is revoked or changes key (token caches)
 
 GUARDRAIL_BLOCKED = ErrorKind.POLICY_GUARDRAIL.value.code  # the error kind of a request a guardrail blocked
 
@@ -99,6 +100,9 @@ class SqlStore(SqlStops, SqlAlertClaims):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # SQLite allows one writer at a time; serialising our own writes avoids busy retries.
         self._write_lock = asyncio.Lock()
+        # Moves with every change of a key or a sign-in's standing that this process writes, so
+        # this process's caches of them drop it before the next request (other replicas poll).
+        self.credentials_generation = 0
         # The hot writes (request log, spend ledger, audit log) of a file database skip SQLAlchemy.
         path = self.url.split(":///", 1)[1] if self.is_sqlite and ":///" in self.url else ""
         self._fast: SqliteWriter | None = None
@@ -150,7 +154,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
         now = datetime.now(UTC)
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(virtual_keys).values(**_key_to_row(key, now), created_at=now))
-            await _bump(conn, _KEYS_VERSION)
+            await self._bump_credentials(conn, _KEYS_VERSION)
             if event is not None:
                 await self._record_event(conn, event)
 
@@ -167,7 +171,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
                     row.pop("key_hash")
                     row.pop("key_hint")
                 await conn.execute(update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row))
-            await _bump(conn, _KEYS_VERSION)
+            await self._bump_credentials(conn, _KEYS_VERSION)
         return existing is None
 
     async def update_key(self, key: VirtualKey, event: ConfigEvent | None = None) -> bool:
@@ -177,7 +181,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
             result = await conn.execute(
                 update(virtual_keys).where(virtual_keys.c.id == key.id).values(**_key_to_row(key, now))
             )
-            await _bump(conn, _KEYS_VERSION)
+            await self._bump_credentials(conn, _KEYS_VERSION)
             if event is not None and result.rowcount:
                 await self._record_event(conn, event)
         return bool(result.rowcount)
@@ -189,7 +193,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
                 .where(virtual_keys.c.id == key_id, virtual_keys.c.revoked_at.is_(None))
                 .values(revoked_at=at, updated_at=at)
             )
-            await _bump(conn, _KEYS_VERSION)
+            await self._bump_credentials(conn, _KEYS_VERSION)
         return bool(result.rowcount)
 
     # -- gateway sign-in grants ---------------------------------------------------------------
@@ -206,12 +210,17 @@ class SqlStore(SqlStops, SqlAlertClaims):
         """Compare-and-set on the version: of two replicas redeeming one code, one wins."""
         values = {k: v for k, v in dataclasses.asdict(new).items() if k != "id"}
         values["version"] = old.version + 1
+        # Only what ends or moves a token's access is announced: a refresh's rotation is not (it
+        # would empty every replica's token cache every few seconds at scale).
+        announce = old.status == "active" and (new.status != "active" or new.key_id != old.key_id)
         async with self._write_lock, self.engine.begin() as conn:
             result = await conn.execute(
                 update(gateway_grants)
                 .where(gateway_grants.c.id == old.id, gateway_grants.c.version == old.version)
                 .values(**values)
             )
+            if announce and result.rowcount:
+                await self._bump_credentials(conn, _GRANTS_VERSION)
         return bool(result.rowcount)
 
     async def revoke_grants(self, user_id: str, at: float) -> int:
@@ -221,6 +230,8 @@ class SqlStore(SqlStops, SqlAlertClaims):
                 .where(gateway_grants.c.user_id == user_id, gateway_grants.c.status != "revoked")
                 .values(status="revoked", revoked_at=at, version=gateway_grants.c.version + 1)
             )
+            if result.rowcount:
+                await self._bump_credentials(conn, _GRANTS_VERSION)
         return int(result.rowcount)
 
     async def grants_of(self, user_id: str) -> list[GatewayGrant]:
@@ -267,6 +278,23 @@ class SqlStore(SqlStops, SqlAlertClaims):
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(agent_metrics), [dataclasses.asdict(r) for r in rows])
 
+    async def agent_totals(self, key_ids: list[str], since: datetime) -> dict[str, tuple[int, int]]:
+        """key id -> (pico-dollars, tokens) its signed-in agents reported since `since` (one
+        grouped read over agent_metrics' points, as the spend report sums them)."""
+        if not key_ids:
+            return {}
+        m = agent_metrics.c
+        cost = func.sum(case((m.metric == AGENT_COST_METRIC, m.value), else_=0.0))
+        tokens = func.sum(case((m.metric == AGENT_TOKEN_METRIC, m.value), else_=0.0))
+        stmt = (
+            select(m.virtual_key_id, cost, tokens)
+            .where(m.virtual_key_id.in_(key_ids), m.ts >= since, m.metric.in_((AGENT_COST_METRIC, AGENT_TOKEN_METRIC)))
+            .group_by(m.virtual_key_id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {str(k): (round(float(usd or 0) * 10**12), int(count or 0)) for k, usd, count in rows}
+
     async def agent_metrics(self, user_id: str, since: datetime) -> list[AgentMetric]:
         async with self.engine.connect() as conn:
             rows = (
@@ -297,6 +325,19 @@ class SqlStore(SqlStops, SqlAlertClaims):
                 update(meta).where(meta.c.name == name, meta.c.value == expected).values(value=value)
             )
         return bool(result.rowcount)
+
+    async def _bump_credentials(self, conn: Any, name: str) -> None:
+        self.credentials_generation += 1
+        await _bump(conn, name)
+
+    async def credentials_version(self) -> int:
+        """keys_version + grants_version in one read: both only grow, so the sum moves with either."""
+        query = select(func.coalesce(func.sum(meta.c.value), 0)).where(
+            meta.c.name.in_((_KEYS_VERSION, _GRANTS_VERSION))
+        )
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(query)).scalar()
+        return int(value or 0)
 
     async def keys_version(self) -> int:
         async with self.engine.connect() as conn:
