@@ -83,7 +83,7 @@ async def run(store: str | None, requests: int, rounds: int) -> dict[str, Any]:
                 user_id=uid, key_id=key.id, refresh_hash=digest(refresh),
             )  # fmt: skip
             await services.store.create_grant(grant)
-            token = signin._tokens(grant, refresh, now).access_token
+            token = signin.issue(grant, refresh, now).access_token
             app = SluiceASGI(services)
             scope = {
                 "type": "http",

@@ -38,6 +38,7 @@ _ACCESS = "gateway-access"  # the Signer purpose: a token signed for something e
 # RFC 8628 6.1: a base-20 alphabet of consonants (no vowels: no words; no look-alikes).
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
+_NOT_VALID = "Your gateway sign-in expired or is not valid. Run /login again."
 
 
 class Store(GrantStore, KeyStore, ConfigStore, Protocol):
@@ -322,21 +323,21 @@ class GatewaySignin:
         """The virtual key a gateway bearer token spends; refusals raise as a bad key does. A
         token for the /mcp resource is taken on /mcp only (`mcp`), never on the model API."""
         now = self._clock()
+        audiences = (self.base, self.mcp_resource) if mcp else (self.base,)
         cached = self.tokens.get(token, now)
         if cached is not None:
-            return self._usable(cached, now)
+            if cached.audience not in audiences:  # an /mcp token cached by /mcp, now on the model API
+                raise SluiceError(ErrorKind.CALLER_INVALID_KEY, _NOT_VALID)
+            return self._usable(cached.key, now)
         generation = self.tokens.generation()
         claims = self._signer.verify(_ACCESS, token.removeprefix(ACCESS_PREFIX), now=now)
-        audiences = (self.base, self.mcp_resource) if mcp else (self.base,)
         if (
             claims is None
             or claims.get("aud") not in audiences
             or not isinstance(claims.get("gid"), str)
             or not isinstance(claims.get("kid"), str)
         ):
-            raise SluiceError(
-                ErrorKind.CALLER_INVALID_KEY, "Your gateway sign-in expired or is not valid. Run /login again."
-            )
+            raise SluiceError(ErrorKind.CALLER_INVALID_KEY, _NOT_VALID)
         grant = await self._store.grant_by("id", claims["gid"])
         if grant is None or grant.status != "active" or not hmac.compare_digest(grant.key_id or "", claims["kid"]):
             raise SluiceError(ErrorKind.CALLER_INVALID_KEY, "Your gateway sign-in was revoked. Run /login again.")
@@ -345,7 +346,8 @@ class GatewaySignin:
             raise SluiceError(ErrorKind.CALLER_INVALID_KEY, "Your gateway sign-in was revoked. Run /login again.")
         usable = self._usable(key, now)  # a key that is not usable is not kept: it is asked again
         exp = claims.get("exp")
-        self.tokens.put(token, key, float(exp) if isinstance(exp, int | float) else now, now, generation)
+        token_exp = float(exp) if isinstance(exp, int | float) else now
+        self.tokens.put(token, key, claims["aud"], token_exp, now, generation)
         return usable
 
     def _usable(self, stored: VirtualKey, now: float) -> VirtualKey:

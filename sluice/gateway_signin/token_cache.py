@@ -28,6 +28,7 @@ MAX_ENTRIES = 10_000
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: VirtualKey  # as stored: the profile is applied at each use, so a profile change applies too
+    audience: str  # the token's `aud`: where it may be used is decided again at each use
     token_exp: float  # the token's own expiry: past it, the token is re-verified (and refused)
     fresh_until: float
 
@@ -67,7 +68,7 @@ class TokenCache:
             self._seen = current
         return current + self._polled
 
-    def get(self, token: str, now: float) -> VirtualKey | None:
+    def get(self, token: str, now: float) -> Entry | None:
         if self.ttl_s <= 0:
             return None
         self.generation()
@@ -76,14 +77,16 @@ class TokenCache:
             self.misses += 1
             return None
         self.hits += 1
-        return entry.key
+        return entry
 
-    def put(self, token: str, key: VirtualKey, token_exp: float, now: float, read_at_generation: int) -> None:
+    def put(
+        self, token: str, key: VirtualKey, audience: str, token_exp: float, now: float, read_at_generation: int
+    ) -> None:
         if self.ttl_s <= 0 or self.generation() != read_at_generation:
             return  # a change landed while the store was read: that answer may predate it
         if len(self._entries) >= MAX_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest
-        self._entries[token] = Entry(key, token_exp, now + self.ttl_s)
+        self._entries[token] = Entry(key, audience, token_exp, now + self.ttl_s)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -49,5 +49,5 @@ async def sign_in_directly(services: Services, groups: list[str], now: float | N
         refresh_hash=digest(refresh),
     )
     await services.store.create_grant(grant)
-    tokens = signin._tokens(grant, refresh, now)
+    tokens = signin.issue(grant, refresh, now)
     return SignedIn(uid, gid, key, tokens.access_token, refresh)

@@ -114,7 +114,7 @@ async def _signed_in(services: Services, clock: Clock) -> tuple[str, str, str]:
         refresh_hash=digest(refresh),
     )
     await services.store.create_grant(grant)
-    return uid, grant.id, _signin(services)._tokens(grant, refresh, clock.now).access_token
+    return uid, grant.id, _signin(services).issue(grant, refresh, clock.now).access_token
 
 
 async def _refused(signin: GatewaySignin, token: str) -> bool:
