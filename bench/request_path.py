@@ -13,14 +13,21 @@ The number is much steadier than the socket benchmark on a shared machine, so it
 With ``--upstream http://127.0.0.1:PORT`` (a running ``python -m bench.upstream --port PORT``) the real upstream client
 is used over a socket: the difference to a canned run is what the client and its socket cost in the gateway.
 
-Run: ``python -m bench.request_path [--variant local] [--requests 5000] [--repeat 5] [--no-persist]``.
+With ``--variant full`` it is all of governance as issue 14 defines it (``local`` plus the audit chain with signed
+checkpoints). ``--profile PATH`` runs the measured rounds under cProfile, writes the stats to PATH (``pstats``,
+``snakeviz``) and prints the functions with the most own time; the CPU figures of a profiled run are not the
+unprofiled ones.
+
+Run: ``python -m bench.request_path [--variant full] [--requests 5000] [--repeat 5] [--no-persist] [--profile PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
+import pstats
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -167,6 +174,7 @@ async def main(args: argparse.Namespace) -> None:
         "json": (harness.request_body(False), len(upstream.json_body(args.deltas))),
         "stream": (harness.request_body(True), sum(map(len, upstream.stream_events(args.deltas)))),
     }
+    profiler = cProfile.Profile() if args.profile else None
     try:
         for mode in args.modes.split(","):
             body, expect = modes[mode]
@@ -175,18 +183,25 @@ async def main(args: argparse.Namespace) -> None:
             best_cpu = best_main = float("inf")
             for _ in range(args.repeat):
                 cpu0, main0 = time.process_time(), time.thread_time()
+                if profiler is not None:
+                    profiler.enable()
                 await run(app, body, expect, args.requests, args.concurrency)
                 await idle(app)
+                if profiler is not None:
+                    profiler.disable()
                 best_cpu = min(best_cpu, (time.process_time() - cpu0) / args.requests * 1e6)
                 best_main = min(best_main, (time.thread_time() - main0) / args.requests * 1e6)
             print(f"{args.variant:6} {mode:6} cpu {best_cpu:7.1f} µs/req   event-loop thread {best_main:7.1f} µs/req")
     finally:
         await services.stop()
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", default="local", choices=("plain", "local", "audited"))
+    parser.add_argument("--variant", default="local", choices=("plain", "local", "audited", "full"))
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
@@ -194,6 +209,7 @@ def cli() -> None:
     parser.add_argument("--deltas", type=int, default=20)
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--no-persist", dest="persist", action="store_false")
+    parser.add_argument("--profile", metavar="PATH", help="write a cProfile of the measured rounds to PATH")
     parser.add_argument(
         "--upstream",
         help="a running bench.upstream (http://127.0.0.1:PORT): the real upstream client over a socket instead of "

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from bench.guardrails import claude_code_request, cpu_us
-from sluice.http.inference import sole_keys
+from sluice.core.types import WireFormat
+from sluice.http.sole_keys import sole_keys
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -58,10 +59,10 @@ def main() -> None:
     results: dict[str, Any] = {"python": platform.python_version(), "bodies": {}}
     for name, body in bodies.items():
         doc = orjson.loads(body)
-        assert sole_keys(body, doc) is body and not previous(body)
+        assert sole_keys(body, doc, WireFormat.ANTHROPIC_MESSAGES) is body and not previous(body)
         n = args.iterations if len(body) > 1000 else args.iterations * 100
         parse = cpu_us(lambda b=body: orjson.loads(b), n)  # type: ignore[misc]
-        new = cpu_us(lambda b=body, d=doc: sole_keys(b, d), n)  # type: ignore[misc]
+        new = cpu_us(lambda b=body, d=doc: sole_keys(b, d, WireFormat.ANTHROPIC_MESSAGES), n)  # type: ignore[misc]
         old = cpu_us(lambda b=body: previous(b), n)  # type: ignore[misc]
         row = {"bytes": len(body), "orjson_loads_us": parse, "sole_keys_us": new, "previous_us": old}
         row |= {"sole_keys_x_parse": new / parse, "previous_x_parse": old / parse}

@@ -46,7 +46,9 @@ def seal(key: bytes, body: dict[str, Any], *, floats_checked: bool = False) -> s
     body = sealed_body(body)
     prev = str(body["prev_mac"]).encode()
     encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if floats_checked else canonical(body)
-    return hmac.new(key, prev + encoded, hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path (no HMAC object, no second hash copy): the same MAC as
+    # hmac.new(...).hexdigest(), about 1 µs less a record.
+    return hmac.digest(key, prev + encoded, "sha256").hex()
 
 
 # Captured prompts and answers are sealed by digest (records whose data says

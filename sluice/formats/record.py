@@ -74,6 +74,16 @@ def _no_stream_change(doc: dict[str, Any], stream: bool) -> Prepared:
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
+# Top-level fields governance reads on every surface (the model, streaming, and every spelling of an
+# output limit and of a choice count that pricing.demand reserves for, since an OpenAI-compatible
+# upstream may honour a spelling its own API does not document). See `WireRecord.governed`.
+GOVERNED_EVERYWHERE = frozenset(
+    (
+        "model", "stream", "max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens", "n",
+        "generationConfig", "generation_config", "inferenceConfig",
+    )
+)  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class WireRecord:
@@ -101,6 +111,12 @@ class WireRecord:
     # Whether a body posted to this format's surface is really in another format (Cursor posts
     # Responses bodies to Chat Completions): that format, or None.
     body_wire: Callable[[dict[str, Any]], WireFormat | None] = lambda doc: None
+    # The top-level fields of a body in this format that governance and guardrails read and its
+    # providers act on (the model, output limits, priced options, the content guardrails scan). A
+    # body naming one twice is re-encoded from the parsed value (sluice.http.sole_keys), so the
+    # provider gets exactly what was allowed, priced and scanned. A name that the format's bodies
+    # also nest as a key often (Anthropic's `tool_use.input`) is kept out unless it is its own.
+    governed: frozenset[str] = GOVERNED_EVERYWHERE
 
     def status(self, status: int) -> int:
         return self.statuses.get(status, status)

@@ -760,6 +760,13 @@ def dollars_4dp(pico: int) -> str:
     return f"{sign}{whole}.{frac:04d}"
 
 
+# The rate-limit headers' names per measure, built once rather than as f-strings per request.
+_RATE_HEADERS = {
+    measure: (f"x-ratelimit-limit-{measure}", f"x-ratelimit-remaining-{measure}", f"x-ratelimit-reset-{measure}")
+    for measure in ("requests", "tokens")
+}
+
+
 def _headers(
     items: list[tuple[LimitRule, Bucket, Window | None]], states: list[BucketState], now: datetime
 ) -> dict[str, str]:
@@ -768,22 +775,27 @@ def _headers(
     headers: dict[str, str] = {}
     tightest: dict[str, tuple[int, LimitRule, Bucket, Window | None]] = {}
     for (rule, bucket, window), state in zip(items, states, strict=True):
-        left = max(0, rule.limit - state.used - state.reserved)
-        if rule.measure not in tightest or left < tightest[rule.measure][0]:
+        left = rule.limit - state.used - state.reserved
+        if left < 0:
+            left = 0
+        known = tightest.get(rule.measure)
+        if known is None or left < known[0]:
             tightest[rule.measure] = (left, rule, bucket, window)
-    if "cost" in tightest:
-        left, rule, bucket, window = tightest["cost"]
+    cost = tightest.get("cost")
+    if cost is not None:
+        left, rule, bucket, window = cost
         limit, reset = _static(rule, bucket, window)
         headers["x-sluice-budget-id"] = rule.id
         headers["x-sluice-budget-limit-usd"] = limit
         headers["x-sluice-budget-remaining-usd"] = dollars_4dp(left)
         if reset is not None:
             headers["x-sluice-budget-reset"] = reset
-    for measure in ("requests", "tokens"):
-        if measure in tightest:
-            left, rule, bucket, window = tightest[measure]
-            headers[f"x-ratelimit-limit-{measure}"] = _static(rule, bucket, window)[0]
-            headers[f"x-ratelimit-remaining-{measure}"] = str(left)
+    for measure, (limit_name, remaining_name, reset_name) in _RATE_HEADERS.items():
+        found = tightest.get(measure)
+        if found is not None:
+            left, rule, bucket, window = found
+            headers[limit_name] = _static(rule, bucket, window)[0]
+            headers[remaining_name] = str(left)
             if window:
-                headers[f"x-ratelimit-reset-{measure}"] = f"{window.seconds_left(now):.0f}s"
+                headers[reset_name] = f"{window.seconds_left(now):.0f}s"
     return headers

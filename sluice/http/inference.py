@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -19,7 +18,6 @@ from sluice.core.tasks import spawn
 from sluice.core.types import Operation, WireFormat
 from sluice.engine import Engine, Inbound, Outcome
 from sluice.engine.context import RequestContext
-from sluice.formats.json_body import encode_body
 from sluice.gateway_signin import usage
 from sluice.gateway_signin.bearer import admit, signin_token
 from sluice.gateway_signin.service import GatewaySignin
@@ -45,6 +43,7 @@ from sluice.http.errors import (
     stream_error_event,
 )
 from sluice.http.identity import fill_caller
+from sluice.http.sole_keys import sole_keys
 
 log = logging.getLogger("sluice.http")
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away", used in the request log
@@ -123,7 +122,7 @@ class InferenceRoute:
         model, stream = self.url_facts(scope)
         query = scope.get("query_string", b"").decode()
         doc = parse_json(body)
-        return Inbound(self.wire, self.operation, sole_keys(body, doc), doc, headers, query, model, stream)
+        return Inbound(self.wire, self.operation, sole_keys(body, doc, self.wire), doc, headers, query, model, stream)
 
     def url_facts(self, scope: Scope) -> tuple[str | None, bool | None]:
         """(model, streaming) when the URL carries them instead of the body."""
@@ -246,139 +245,6 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, "The request body must be a JSON object.")
     return doc
-
-
-# The top-level fields governance reads. A body naming one twice is re-encoded from what the
-# gateway parsed (the last of each, as orjson reads it), so an upstream whose parser keeps the first
-# cannot serve another model, stream or limit than the one that was allowed, priced and reserved.
-_GOVERNED = frozenset(
-    ("model", "stream", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "generationConfig")
-)
-_WS = b" \t\n\r"  # JSON's whitespace
-# A governed name spelled plainly as a key. A quote inside a JSON string is escaped, so a match is
-# a key, or (when its first quote is an escaped one) the tail of a longer key, which the check of
-# the byte before it (`{` or `,`) then drops.
-_PLAIN_KEY = re.compile(rb'"(' + b"|".join(sorted(k.encode() for k in _GOVERNED)) + rb')"[ \t\n\r]*:')
-# A JSON key may spell a letter or '_' as \u00XX (`"\u006dodel"` is `model`); no encoder in use
-# writes ASCII letters that way, so only a body with one is searched for keys spelled with escapes.
-_ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9A-Fa-f]")
-_ESCAPED_KEY = re.compile(rb'("[A-Za-z_]*\\u00[4-7][0-9A-Fa-f](?:[A-Za-z_]|\\u00[0-9A-Fa-f]{2})*")[ \t\n\r]*:')
-# The first byte of a JSON value of each type orjson reads.
-_FIRST_BYTES: dict[type, bytes] = {
-    str: b'"',
-    dict: b"{",
-    list: b"[",
-    bool: b"tf",
-    type(None): b"n",
-    int: b"-0123456789",
-    float: b"-0123456789",
-}
-_MAX_SPOTS = 64  # past this many governed keys (nested, all of them), the body is parsed once more instead
-_MAX_TESTS = 8  # likewise past this many prefix parses
-
-
-def sole_keys(body: bytes, doc: dict[str, Any]) -> bytes:
-    """`body`, or `doc` re-encoded when a governed top-level key occurs twice in it (in any
-    spelling). Each governed key in the body is found by a regex (one pass, plus one for escaped
-    spellings when the body has an escaped ASCII letter); which of them are top-level is decided
-    exactly and mostly without parsing (see `_repeats_at_top`)."""
-    backslash_u = body.find(b"\\u00")  # bytes.find is about twice as quick as the regex's own scan
-    escaped = None if backslash_u < 0 else _ESCAPED_LETTER.search(body, backslash_u)
-    if escaped is None:
-        names = _PLAIN_KEY.findall(body)
-        if len(names) == len(set(names)):  # each governed name once at most (the usual body)
-            return body
-    spots: dict[str, list[tuple[int, int]]] = {}  # name -> (opening quote, value) of each key spelling it
-    count = 0
-    first = len(body) - len(body.lstrip(_WS))  # the top-level object's `{`
-    for match in _PLAIN_KEY.finditer(body):
-        count += _spot(spots, body, first, match.group(1).decode(), match.start(), match.end())
-    if escaped is not None:
-        for match in _ESCAPED_KEY.finditer(body, max(0, body.rfind(b'"', 0, escaped.start()))):
-            name = orjson.loads(match.group(1))
-            if name in _GOVERNED:
-                count += _spot(spots, body, first, name, match.start(), match.end())
-        for found in spots.values():
-            found.sort()
-    if count > _MAX_SPOTS:
-        return encode_body(doc) if _repeats_by_reparse(body) else body
-    tests = [0]
-    for name, found in spots.items():
-        if len(found) > 1 and name in doc:
-            repeated = _repeats_at_top(body, first, doc[name], found, tests)
-            if repeated is None:
-                return encode_body(doc) if _repeats_by_reparse(body) else body
-            if repeated:
-                return encode_body(doc)
-    return body
-
-
-def _spot(spots: dict[str, list[tuple[int, int]]], body: bytes, first: int, name: str, start: int, value: int) -> int:
-    """Note the key at `start` if it is one: the byte before its quote is `{` or `,`."""
-    before = start - 1
-    while before >= 0 and body[before] in _WS:
-        before -= 1
-    if before < 0 or body[before] not in b"{,":
-        return 0
-    while body[value] in _WS:
-        value += 1
-    spots.setdefault(name, []).append((start, value))
-    return 1
-
-
-def _repeats_at_top(body: bytes, first: int, last: Any, found: list[tuple[int, int]], tests: list[int]) -> bool | None:
-    """Whether two of the keys at `found` (in body order, all spelling one name) belong to the
-    top-level object; None when deciding would take too many parses.
-
-    orjson keeps the last of a repeated key, so the last top-level one holds `last`'s value: a key
-    whose value starts with a byte no value of that type can is nested, if it is the last one
-    found (by induction, each as the ones after it are dropped). Of the rest, a key right after the
-    body's first `{` is its first member; one after `,` is a top-level member exactly when the
-    members before it close into a valid object (`body[:comma] + "}"`), or equally when
-    `"{" + body[key:]` is one: a nested key leaves an open bracket in the first and one too many
-    closed in the second (the shorter of the two is parsed)."""
-    starts = _FIRST_BYTES.get(type(last))
-    found = list(found)
-    if starts is not None:
-        while found and body[found[-1][1]] not in starts:
-            found.pop()
-    at_top = 0
-    for start, _ in found:
-        before = start - 1
-        while body[before] in _WS:
-            before -= 1
-        if body[before] == 0x7B:  # `{`
-            at_top += before == first
-        else:
-            if tests[0] >= _MAX_TESTS:
-                return None
-            tests[0] += 1
-            members = body[:before] + b"}" if before <= len(body) - start else b"{" + body[start:]
-            try:
-                orjson.loads(members)
-            except orjson.JSONDecodeError:
-                continue
-            at_top += 1
-        if at_top > 1:
-            return True
-    return False
-
-
-def _repeats_by_reparse(body: bytes) -> bool:
-    """Whether a governed top-level key repeats, by parsing the body again with a hook that sees the
-    pairs of each object (the stdlib parser; orjson keeps only the last of a repeated key)."""
-    top: list[list[tuple[str, Any]]] = []
-
-    def keep_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        top[:] = [pairs]  # the outermost object is the last one the parser closes
-        return dict(pairs)
-
-    try:
-        json.loads(body, object_pairs_hook=keep_pairs)
-    except (ValueError, RecursionError):  # stdlib's limits differ from orjson's: re-encode to be sure
-        return True
-    keys = [k for k, _ in top[0] if k in _GOVERNED] if top else []
-    return len(keys) != len(set(keys))
 
 
 GEMINI_PATH = re.compile(

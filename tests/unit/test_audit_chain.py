@@ -61,3 +61,18 @@ def test_a_resealed_record_without_the_key_breaks_the_link() -> None:
 def test_floats_are_refused() -> None:
     with pytest.raises(ValueError, match="no floats"):
         make_record(KEYS["k1"], "k1", None, T0, "request", "vk", {"latency": 1.5})
+
+
+def test_the_mac_is_hmac_sha256_of_the_previous_mac_and_the_canonical_body() -> None:
+    """What a verifier outside the gateway recomputes (and what chains sealed before hold)."""
+    import hashlib
+    import hmac
+
+    import orjson
+
+    from sluice.audit.chain import seal
+
+    body = {"seq": 2, "ts": "2026-12-02T00:00:00+00:00", "kind": "request", "actor": "vk", "data": {"b": 1, "a": [2]}}
+    body |= {"key_id": "k1", "prev_mac": "ab" * 32}
+    expected = hmac.new(b"key", b"ab" * 32 + orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hashlib.sha256)
+    assert seal(b"key", body) == seal(b"key", body, floats_checked=True) == expected.hexdigest()

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.core.errors import ErrorKind, SluiceError
+from sluice.core.types import WireFormat
+from sluice.formats.registry import record_of
 from sluice.http.inference import sole_keys
 
 
@@ -105,6 +107,8 @@ def test_many_nested_governed_keys_are_still_decided_exactly(repeated: bool) -> 
 
 
 _GOVERNED_NAMES = ["model", "stream", "max_tokens", "max_completion_tokens", "max_output_tokens", "n"]
+# Governed on some wires only (content fields), and a name no wire governs.
+_OTHER_NAMES = ["messages", "input", "contents", "x", "models"]
 
 
 def _spelled(draw: st.DrawFn, name: str) -> bytes:
@@ -122,7 +126,7 @@ def _objects(draw: st.DrawFn, depth: int = 0) -> tuple[bytes, list[str]]:
     ws = st.sampled_from([b"", b" ", b"\n  ", b"\t"])
     members, keys = [], []
     for _ in range(draw(st.integers(0, 4))):
-        name = draw(st.sampled_from([*_GOVERNED_NAMES, "messages", "x", "models"]))
+        name = draw(st.sampled_from([*_GOVERNED_NAMES, *_OTHER_NAMES]))
         key = _spelled(draw, name) if draw(st.integers(0, 3)) == 0 else b'"' + name.encode() + b'"'
         kind = draw(st.integers(0, 3)) if depth < 3 else 0
         if kind == 0:
@@ -138,12 +142,51 @@ def _objects(draw: st.DrawFn, depth: int = 0) -> tuple[bytes, list[str]]:
     return b"{" + b",".join(members) + draw(ws) + b"}", keys
 
 
-@given(_objects())
-@settings(max_examples=400, deadline=None)
-def test_re_encoded_exactly_when_a_governed_key_repeats_at_the_top(drawn: tuple[bytes, list[str]]) -> None:
+@given(_objects(), st.sampled_from([None, *WireFormat]))
+@settings(max_examples=600, deadline=None)
+def test_re_encoded_exactly_when_a_governed_key_repeats_at_the_top(
+    drawn: tuple[bytes, list[str]], wire: WireFormat | None
+) -> None:
     body, keys = drawn
     doc = orjson.loads(body)
-    repeated = any(keys.count(name) > 1 for name in _GOVERNED_NAMES)
-    sent = sole_keys(body, doc)
+    governed = set().union(*(record_of(w).governed for w in WireFormat)) if wire is None else record_of(wire).governed
+    repeated = any(keys.count(name) > 1 for name in governed)
+    sent = sole_keys(body, doc, wire)
     assert (sent is not body) is repeated, body
     assert orjson.loads(sent) == doc
+
+
+@pytest.mark.parametrize(
+    ("wire", "field"),
+    [
+        (WireFormat.ANTHROPIC_MESSAGES, b"messages"),
+        (WireFormat.ANTHROPIC_MESSAGES, b"system"),
+        (WireFormat.OPENAI_CHAT, b"messages"),
+        (WireFormat.OPENAI_CHAT, b"input"),  # a Responses body posted to Chat Completions (Cursor)
+        (WireFormat.OPENAI_RESPONSES, b"input"),
+        (WireFormat.OPENAI_RESPONSES, b"instructions"),
+        (WireFormat.GEMINI, b"contents"),
+        (WireFormat.GEMINI, b"systemInstruction"),
+        (WireFormat.OPENAI_EMBEDDINGS, b"input"),
+        (WireFormat.BEDROCK_CONVERSE, b"messages"),
+    ],
+)
+def test_a_repeated_content_field_of_the_wire_is_re_encoded(wire: WireFormat, field: bytes) -> None:
+    """The guardrails scan the last copy (orjson's); a provider keeping the first must not get another."""
+    body = b'{"%s": "secret", "model": "m", "%s": "scanned"}' % (field, field)
+    sent = sole_keys(body, orjson.loads(body), wire)
+    assert sent.count(b'"' + field + b'"') == 1 and b"secret" not in sent
+
+
+def test_a_name_the_wire_nests_is_not_governed_there() -> None:
+    """Anthropic's `tool_use.input` is in every agent's body; `input` is not an Anthropic field."""
+    use = b'{"type": "tool_use", "id": "t", "name": "Read", "input": {"p": 1}}'
+    body = b'{"model": "m", "messages": [{"role": "assistant", "content": [%s, %s]}]}' % (use, use)
+    assert sole_keys(body, orjson.loads(body), WireFormat.ANTHROPIC_MESSAGES) is body
+
+
+def test_a_name_repeated_only_nested_leaves_the_body_untouched_on_every_wire() -> None:
+    """`input` twice, both nested, and no top-level `input`: nothing to decide, on wires that govern it too."""
+    body = b'{"model": "m", "a": {"input": 1}, "b": [{"input": 2}]}'
+    for wire in WireFormat:
+        assert sole_keys(body, orjson.loads(body), wire) is body

@@ -5,7 +5,7 @@ from sluice.core.types import WireFormat
 from sluice.formats import openai_common
 from sluice.formats.bedrock_converse import wire
 from sluice.formats.bedrock_converse.codec import CODEC
-from sluice.formats.record import Counting, WireRecord
+from sluice.formats.record import GOVERNED_EVERYWHERE, Counting, WireRecord
 
 RECORD = WireRecord(
     wire=WireFormat.BEDROCK_CONVERSE,
@@ -18,6 +18,9 @@ RECORD = WireRecord(
     counting=Counting(lambda doc, model: doc, openai_common.input_tokens, openai_common.count_answer),
     models_list=openai_common.models_list,
     statuses={529: 503},
+    # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html: the content,
+    # and the model's own fields (Anthropic's thinking budget on Bedrock is one).
+    governed=GOVERNED_EVERYWHERE | {"messages", "system", "additionalModelRequestFields"},
 )
 
 __all__ = ["RECORD"]

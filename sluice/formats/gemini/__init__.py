@@ -5,7 +5,7 @@ from sluice.core.types import WireFormat
 from sluice.formats import openai_common
 from sluice.formats.gemini import wire
 from sluice.formats.gemini.codec import GeminiCodec
-from sluice.formats.record import Counting, WireRecord
+from sluice.formats.record import GOVERNED_EVERYWHERE, Counting, WireRecord
 
 RECORD = WireRecord(
     wire=WireFormat.GEMINI,
@@ -19,6 +19,10 @@ RECORD = WireRecord(
     counting=Counting(wire.count_request, wire.total_tokens, wire.count_answer, wire.count_inner),
     models_list=openai_common.models_list,
     statuses={529: 503},
+    # https://ai.google.dev/api/generate-content#request-body (both proto JSON spellings): the content,
+    # priced tools (grounding) and cached content (input billed by the provider).
+    governed=GOVERNED_EVERYWHERE
+    | {"contents", "systemInstruction", "system_instruction", "tools", "cachedContent", "cached_content"},
 )
 
 __all__ = ["RECORD"]

@@ -5,7 +5,7 @@ from sluice.core.types import WireFormat
 from sluice.formats import openai_common
 from sluice.formats.openai_chat import wire
 from sluice.formats.openai_chat.codec import OpenAIChatCodec
-from sluice.formats.record import Counting, WireRecord
+from sluice.formats.record import GOVERNED_EVERYWHERE, Counting, WireRecord
 
 RECORD = WireRecord(
     wire=WireFormat.OPENAI_CHAT,
@@ -21,6 +21,11 @@ RECORD = WireRecord(
     answer_id_prefix="chatcmpl-",
     prepare_stream=wire.prepare_stream,
     body_wire=wire.body_wire,
+    # https://platform.openai.com/docs/api-reference/chat/create: `messages`, priced `tools` and
+    # options; and the Responses fields, since a Responses body posted here is served as one (body_wire).
+    governed=GOVERNED_EVERYWHERE
+    | {"messages", "tools", "service_tier", "web_search_options"}
+    | {"input", "instructions", "prompt", "previous_response_id", "conversation", "background", "max_tool_calls"},
 )
 
 __all__ = ["RECORD"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from sluice.core.types import Usage, WireFormat
 from sluice.formats import openai_common
-from sluice.formats.record import Counting, EventReader, Seen, WireRecord
+from sluice.formats.record import GOVERNED_EVERYWHERE, Counting, EventReader, Seen, WireRecord
 from sluice.formats.sse import SSEDecoder, encode
 
 
@@ -40,4 +40,6 @@ RECORD = WireRecord(
     counting=Counting(lambda doc, model: doc, openai_common.input_tokens, openai_common.count_answer),
     models_list=openai_common.models_list,
     statuses={529: 503},
+    # https://platform.openai.com/docs/api-reference/embeddings/create: what is embedded (and billed).
+    governed=GOVERNED_EVERYWHERE | {"input"},
 )

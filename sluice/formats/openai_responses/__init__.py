@@ -6,7 +6,7 @@ from sluice.core.types import WireFormat
 from sluice.formats import openai_common
 from sluice.formats.openai_responses import wire
 from sluice.formats.openai_responses.codec import OpenAIResponsesCodec
-from sluice.formats.record import Counting, WireRecord
+from sluice.formats.record import GOVERNED_EVERYWHERE, Counting, WireRecord
 
 RECORD = WireRecord(
     wire=WireFormat.OPENAI_RESPONSES,
@@ -23,6 +23,11 @@ RECORD = WireRecord(
     refusals={ErrorKind.POLICY_BUDGET_EXCEEDED: (429, "insufficient_quota")},
     answer_id_prefix="resp_",
     prepare_stream=wire.prepare_stream,
+    # https://platform.openai.com/docs/api-reference/responses/create: the content (`input`,
+    # `instructions`), priced tools, and input stored at OpenAI (billed as this request's input).
+    governed=GOVERNED_EVERYWHERE
+    | {"input", "instructions", "tools", "prompt", "previous_response_id", "conversation", "background"}
+    | {"max_tool_calls", "service_tier"},
 )
 
 __all__ = ["RECORD"]
