@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from google.protobuf.message import Message
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -38,7 +36,6 @@ from sluice.auth.session import LOGIN_COOKIE, Signer, cookie_value, set_cookie
 from sluice.core.context import new_request_id
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.types import WireFormat
-from sluice.gateway_signin import otlp
 from sluice.gateway_signin.authcode import CodeFlow
 from sluice.gateway_signin.managed import document, matches
 from sluice.gateway_signin.service import ACCESS_PREFIX, GatewaySignin, OAuthError, Tokens
@@ -122,7 +119,6 @@ def build_gateway_signin_app(
     codes: CodeFlow | None = None,
     extra_routes: list[Route] | None = None,
     usage_of: Callable[[VirtualKey], Awaitable[dict[str, Any]]] | None = None,
-    forward: Callable[[str, Message, VirtualKey], None] | None = None,
 ) -> Starlette:
     """`codes` and `extra_routes` (sluice.gateway_signin.authorize_http): the MCP authorization
     server's authorization-code grant on the token endpoint, and its registration and browser pages."""
@@ -309,39 +305,10 @@ def build_gateway_signin_app(
             return json_answer({"type": "error", "error": missing}, 404)
         return json_answer(await usage_of(key))
 
-    async def telemetry(request: Request) -> Response:
-        key = await bearer(request)
-        if isinstance(key, Response):
-            return key
-        signal = request.url.path.rsplit("/", 1)[-1]
-        content_type = request.headers.get("content-type", "")
-        try:
-            declared = int(request.headers.get("content-length") or 0)
-            if declared > otlp.MAX_BODY:
-                raise otlp.OtlpError(413, "The export batch is too large.")
-            raw = b""
-            async for chunk in request.stream():
-                raw += chunk
-                if len(raw) > otlp.MAX_BODY:
-                    raise otlp.OtlpError(413, "The export batch is too large.")
-            message = otlp.parse(signal, otlp.decompress(raw, request.headers.get("content-encoding")), content_type)
-            if isinstance(message, ExportMetricsServiceRequest):
-                await signin.record_metrics(otlp.metric_rows(message, key))
-            if forward is not None:  # after storing: forwarding adds the gateway's identity attributes
-                forward(signal, message, key)
-        except (otlp.OtlpError, ValueError) as err:
-            status, text = (err.status, err.message) if isinstance(err, otlp.OtlpError) else (400, str(err))
-            return json_answer({"code": 3 if status == 400 else 8, "message": text}, status)  # google.rpc.Status
-        body, media = otlp.success(content_type)
-        return Response(body, 200, NO_STORE, media_type=media)
-
     return Starlette(
         routes=[
             Route("/managed/settings", managed_settings, methods=["GET"]),
             Route("/api/oauth/usage", oauth_usage, methods=["GET"]),
-            Route("/v1/metrics", telemetry, methods=["POST"]),
-            Route("/v1/logs", telemetry, methods=["POST"]),
-            Route("/v1/traces", telemetry, methods=["POST"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
             Route(PROTECTED_RESOURCE, resource_metadata, methods=["GET"]),
             Route(PROTECTED_RESOURCE + "/mcp", resource_metadata, methods=["GET"]),
@@ -361,9 +328,6 @@ def build_gateway_signin_app(
 ROUTES = [
     ("GET", "/managed/settings"),
     ("GET", "/api/oauth/usage"),
-    ("POST", "/v1/metrics"),
-    ("POST", "/v1/logs"),
-    ("POST", "/v1/traces"),
     ("GET", "/.well-known/oauth-authorization-server"),
     ("GET", PROTECTED_RESOURCE),
     ("GET", PROTECTED_RESOURCE + "/mcp"),

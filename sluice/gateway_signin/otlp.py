@@ -1,8 +1,10 @@
 """The agents' own telemetry (OTLP/HTTP, protobuf or JSON) at `/v1/metrics`, `/v1/logs` and
-`/v1/traces`, where a signed-in Claude Code sends it (docs/design/claude-gateway-protocol.md,
-"Telemetry"). Metrics are stored per data point, attributed to the person whose token sent them:
-the token, not the client's own `user.*` attributes, which any client can set. Logs and traces
-are checked and acknowledged (the protocol: answer 200 whether you keep them or not), not kept.
+`/v1/traces` (sluice.http.agent_telemetry): a signed-in Claude Code's
+(docs/design/claude-gateway-protocol.md, "Telemetry"), and Codex's and Gemini CLI's with a virtual
+key. Metrics are stored per data point, attributed to the key (and its person) that sent them:
+the credential, not the client's own `user.*` attributes, which any client can set. Logs and
+traces are checked and acknowledged (the protocol: answer 200 whether you keep them or not), not
+kept.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from sluice.storage.grants import AgentMetric
+from sluice.storage.grants import AGENT_TOKEN_METRICS, AgentMetric
 from sluice.storage.records import VirtualKey
 
 MAX_BODY = 4 * 1024 * 1024  # an export batch, compressed or not
@@ -89,8 +91,48 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     return found
 
 
-def metric_rows(request: ExportMetricsServiceRequest, key: VirtualKey) -> list[AgentMetric]:
-    """Every number data point of sums and gauges, with its metric, unit and attributes."""
+# The token counts each agent reports, and which of their `type`s add up to what the model was
+# billed for: the others are parts of those (Gemini's `cache` is inside `input`, per the API's
+# usageMetadata; Codex's `cached_input` inside `input`, `reasoning_output` inside `output`, `total`
+# their sum), so they are not stored as points of their own (they are still forwarded).
+TOKEN_TYPES: dict[str, tuple[str, frozenset[str]]] = {
+    "claude_code.token.usage": ("type", frozenset({"input", "output", "cacheRead", "cacheCreation"})),
+    "gemini_cli.token.usage": ("type", frozenset({"input", "output", "thought", "tool"})),
+    "codex.turn.token_usage": ("token_type", frozenset({"input", "output"})),
+}
+assert tuple(TOKEN_TYPES) == AGENT_TOKEN_METRICS  # what the spend report sums
+_CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+MAX_SERIES = 100_000
+
+
+class Cumulative:
+    """What each cumulative series last said, so a cumulative sum is stored as what it added since
+    (Gemini CLI's default; Claude Code and Codex send deltas). Bounded, and in this process only:
+    after a restart, or on another replica, a series' next point counts from zero (`sluice connect
+    gemini-cli --telemetry` asks for deltas, which have no such gap)."""
+
+    def __init__(self, limit: int = MAX_SERIES) -> None:
+        self._last: dict[tuple[Any, ...], float] = {}
+        self._limit = limit
+
+    def added(self, series: tuple[Any, ...], value: float) -> float:
+        before = self._last.pop(series, None)
+        self._last[series] = value
+        if len(self._last) > self._limit:
+            del self._last[next(iter(self._last))]  # the least recently reported series
+        return value if before is None or value < before else value - before  # lower: the counter restarted
+
+
+def _kept(name: str, attributes: dict[str, Any]) -> bool:
+    rule = TOKEN_TYPES.get(name)
+    return rule is None or attributes.get(rule[0]) in rule[1]
+
+
+def metric_rows(
+    request: ExportMetricsServiceRequest, key: VirtualKey, cumulative: Cumulative | None = None
+) -> list[AgentMetric]:
+    """Every number data point of sums and gauges (and of Codex's token histogram, its sum), with
+    its metric, unit and attributes."""
     rows: list[AgentMetric] = []
     for resource in request.resource_metrics:
         resource_attrs = _attributes(resource.resource.attributes)
@@ -98,24 +140,27 @@ def metric_rows(request: ExportMetricsServiceRequest, key: VirtualKey) -> list[A
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 data = metric.WhichOneof("data")
-                if data not in ("sum", "gauge"):
-                    continue  # histograms and summaries: not kept yet
-                for point in getattr(metric, data).data_points:
-                    kind = point.WhichOneof("value")
-                    value = float(point.as_double if kind == "as_double" else point.as_int)
+                name = metric.name[:MAX_TEXT]
+                if data not in ("sum", "gauge") and not (data == "histogram" and name in TOKEN_TYPES):
+                    continue  # other histograms and summaries: not kept yet
+                body = getattr(metric, data)
+                running = data == "sum" and body.aggregation_temporality == _CUMULATIVE
+                for point in body.data_points:
+                    if data == "histogram":
+                        value = float(point.sum)
+                    else:
+                        kind = point.WhichOneof("value")
+                        value = float(point.as_double if kind == "as_double" else point.as_int)
+                    attributes = _attributes(point.attributes)
+                    if not _kept(name, attributes):
+                        continue
+                    if running and cumulative is not None:
+                        series = (key.id, service, name, point.start_time_unix_nano, *sorted(attributes.items()))
+                        value = cumulative.added(series, value)
                     nanos = point.time_unix_nano
                     ts = datetime.fromtimestamp(nanos / 1e9, UTC) if nanos else datetime.now(UTC)
                     rows.append(
-                        AgentMetric(
-                            ts,
-                            key.user_id,
-                            key.id,
-                            service,
-                            metric.name[:MAX_TEXT],
-                            _attributes(point.attributes),
-                            value,
-                            metric.unit[:50],
-                        )
+                        AgentMetric(ts, key.user_id, key.id, service, name, attributes, value, metric.unit[:50])
                     )
                     if len(rows) > MAX_POINTS:
                         raise OtlpError(413, f"More than {MAX_POINTS} data points in one export.")

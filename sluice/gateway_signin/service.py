@@ -28,7 +28,7 @@ from sluice.gateway_signin.token_cache import TokenCache
 from sluice.governance.keys import check_usable
 from sluice.governance.profiles import ProfileBook
 from sluice.settings import AccessProfileConfig, GatewaySigninConfig
-from sluice.storage.grants import AgentMetric, GatewayGrant
+from sluice.storage.grants import GatewayGrant
 from sluice.storage.ports import ConfigStore, GrantStore, KeyStore
 from sluice.storage.records import ConfigEvent, VirtualKey
 
@@ -354,9 +354,6 @@ class GatewaySignin:
         key = self._profiles.derive(stored)
         check_usable(key, datetime.fromtimestamp(now, UTC))
         return key
-
-    async def record_metrics(self, rows: list[AgentMetric]) -> None:
-        await self._store.insert_agent_metrics(rows)
 
     def profile(self, profile_id: str | None) -> AccessProfileConfig | None:
         return self._profiles.profiles.get(profile_id) if profile_id else None

@@ -22,6 +22,8 @@ from sluice.gateway_signin.http import build_gateway_signin_app
 from sluice.gateway_signin.usage import usage_document
 from sluice.http.admin import PREFIX as ADMIN_PREFIX
 from sluice.http.admin import build_admin_app
+from sluice.http.agent_telemetry import ROUTES as TELEMETRY_ROUTES
+from sluice.http.agent_telemetry import build_agent_telemetry_app
 from sluice.http.asgi import Receive, Scope, Send, oversized_headers, respond
 from sluice.http.cloud import CloudRoutes, inference_profiles
 from sluice.http.console import PREFIX as CONSOLE_PREFIX
@@ -99,10 +101,14 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
             codes=codes,
             extra_routes=extra,
             usage_of=_usage_of(services),
-            forward=_forward(services),
         )
         for method, path in [*SIGNIN_ROUTES, *(AUTHORIZE_ROUTES if codes is not None else [])]:
             routes[method, path] = signin_app
+    telemetry = build_agent_telemetry_app(
+        services.engine.keys, signin, services.guard, services.store.insert_agent_metrics, _forward(services)
+    )
+    for method, path in TELEMETRY_ROUTES:  # agents' own OTLP: a sign-in token or a virtual key
+        routes[method, path] = telemetry
     routes["GET", "/sse"] = mcp.sse_stream
     routes["POST", "/messages"] = mcp.sse_message
     routes["POST", "/messages/"] = mcp.sse_message

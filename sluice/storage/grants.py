@@ -48,6 +48,12 @@ class OAuthClient:
     address: str  # who registered it: registrations are counted per address
 
 
+# The agents' metrics the spend report sums (sluice.gateway_signin.otlp decides which points of
+# them are stored): dollars, then tokens.
+AGENT_COST_METRICS = ("claude_code.cost.usage",)  # USD; neither Codex nor Gemini CLI reports a cost
+AGENT_TOKEN_METRICS = ("claude_code.token.usage", "gemini_cli.token.usage", "codex.turn.token_usage")
+
+
 @dataclass(frozen=True, slots=True)
 class AgentMetric:
     """One data point of an agent's own telemetry, attributed to the signed-in person."""

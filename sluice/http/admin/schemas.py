@@ -183,10 +183,15 @@ class SpendRowOut(BaseModel):
     guarded_requests: int = Field(0, description="requests with at least one guardrail decision")
     guardrail_blocks: int = Field(0, description="requests a guardrail rule blocked")
     agent_cost_usd: str = Field(
-        "0", description="what signed-in agents reported spending (OTLP claude_code.cost.usage)"
+        "0", description="what the agents reported spending themselves (OTLP claude_code.cost.usage)"
     )
     agent_cost_pico: int = 0
-    agent_tokens: int = Field(0, description="tokens the agents reported (claude_code.token.usage)")
+    agent_tokens: int = Field(
+        0,
+        description=(
+            "tokens the agents reported (OTLP claude_code.token.usage, gemini_cli.token.usage, codex.turn.token_usage)"
+        ),
+    )
 
 
 class SigninOut(BaseModel):

@@ -47,7 +47,14 @@ from sluice.storage.backends.sql_tables import (
     virtual_keys,
 )
 from sluice.storage.backends.sqlite_writer import RowShape, SqliteWriter, sqlite_ts
-from sluice.storage.grants import AgentMetric, GatewayGrant, GrantLookup, OAuthClient
+from sluice.storage.grants import (
+    AGENT_COST_METRICS,
+    AGENT_TOKEN_METRICS,
+    AgentMetric,
+    GatewayGrant,
+    GrantLookup,
+    OAuthClient,
+)
 from sluice.storage.records import (
     AuditRecord,
     ConfigEvent,
@@ -284,11 +291,13 @@ class SqlStore(SqlStops, SqlAlertClaims):
         if not key_ids:
             return {}
         m = agent_metrics.c
-        cost = func.sum(case((m.metric == AGENT_COST_METRIC, m.value), else_=0.0))
-        tokens = func.sum(case((m.metric == AGENT_TOKEN_METRIC, m.value), else_=0.0))
+        cost = func.sum(case((m.metric.in_(AGENT_COST_METRICS), m.value), else_=0.0))
+        tokens = func.sum(case((m.metric.in_(AGENT_TOKEN_METRICS), m.value), else_=0.0))
         stmt = (
             select(m.virtual_key_id, cost, tokens)
-            .where(m.virtual_key_id.in_(key_ids), m.ts >= since, m.metric.in_((AGENT_COST_METRIC, AGENT_TOKEN_METRIC)))
+            .where(
+                m.virtual_key_id.in_(key_ids), m.ts >= since, m.metric.in_((*AGENT_COST_METRICS, *AGENT_TOKEN_METRICS))
+            )
             .group_by(m.virtual_key_id)
         )
         async with self.engine.connect() as conn:
@@ -821,9 +830,9 @@ class SqlStore(SqlStops, SqlAlertClaims):
             return []
         m = agent_metrics.c
         group = {"key": m.virtual_key_id, "user": m.user_id, "day": func.date(m.ts)}[group_by].label("group")
-        cost = func.sum(case((m.metric == AGENT_COST_METRIC, m.value), else_=0.0))
-        tokens = func.sum(case((m.metric == AGENT_TOKEN_METRIC, m.value), else_=0.0))
-        where: list[Any] = [m.metric.in_((AGENT_COST_METRIC, AGENT_TOKEN_METRIC))]
+        cost = func.sum(case((m.metric.in_(AGENT_COST_METRICS), m.value), else_=0.0))
+        tokens = func.sum(case((m.metric.in_(AGENT_TOKEN_METRICS), m.value), else_=0.0))
+        where: list[Any] = [m.metric.in_((*AGENT_COST_METRICS, *AGENT_TOKEN_METRICS))]
         if query.since is not None:
             where.append(m.ts >= query.since)
         if query.until is not None:
@@ -850,8 +859,6 @@ class SqlStore(SqlStops, SqlAlertClaims):
 
 
 AGENT_GROUPS = ("key", "user", "day")
-AGENT_COST_METRIC = "claude_code.cost.usage"  # USD (Claude Code's monitoring docs)
-AGENT_TOKEN_METRIC = "claude_code.token.usage"
 
 
 def _request_filters(query: RequestQuery) -> list[Any]:
