@@ -9,7 +9,7 @@ environment variable, the file names the variable and the key stays out of it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,39 @@ def setup_for(client: str, url: str, key: str, model: str | None, home: Path) ->
     except KeyError:
         raise ConnectError(f"unknown client {client!r}; one of: {', '.join(CLIENTS)}") from None
     return make(gateway_root(url), key, model, home)
+
+
+def with_telemetry(setup: Setup, url: str, key: str) -> Setup:
+    """The agent's own OpenTelemetry to the gateway's OTLP/HTTP receiver, with the virtual key as
+    its bearer (docs/observability.md, "Agents' own telemetry"): Codex's `[otel]` exporters (its
+    docs/config.md; the headers are sent as written, `${VAR}` is not expanded, so the key is in
+    the file), Gemini CLI's `telemetry` settings (its docs/cli/telemetry.md) with the header and
+    delta temporality from the OpenTelemetry JS exporter's environment variables."""
+    root = gateway_root(url)
+    if setup.client == "codex":
+
+        def exporter(signal: str) -> dict[str, Any]:
+            http = {
+                "endpoint": f"{root}/v1/{signal}",
+                "protocol": "binary",
+                "headers": {"authorization": f"Bearer {key}"},
+            }
+            return {"otlp-http": http}
+
+        otel = {"exporter": exporter("logs"), "metrics_exporter": exporter("metrics")}
+        note = "Codex exports its events (logs) and metrics to the gateway; config.toml now holds the key."
+        return replace(setup, patch=setup.patch | {"otel": otel}, private=True, notes=[*setup.notes, note])
+    if setup.client == "gemini-cli":
+        telemetry = {"enabled": True, "target": "local", "otlpEndpoint": root, "otlpProtocol": "http"}
+        telemetry["logPrompts"] = False  # the prompts' text stays out of the events
+        env = setup.env | {
+            "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {key}",
+            # Counters as what they added since the last export (the SDK's default is running totals).
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+        }
+        note = "The OTEL_EXPORTER_OTLP_* variables apply to every OpenTelemetry program started from that shell."
+        return replace(setup, patch=setup.patch | {"telemetry": telemetry}, env=env, notes=[*setup.notes, note])
+    raise ConnectError("--telemetry is for codex and gemini-cli (claude-code: --signin's managed settings)")
 
 
 def _display(path: Path) -> str:

@@ -448,6 +448,9 @@ def connect(
     managed_file: Annotated[
         Path | None, typer.Option("--managed-file", help="With --signin: write a managed-settings.json for MDM.")
     ] = None,
+    telemetry: Annotated[
+        bool, typer.Option("--telemetry", help="codex, gemini-cli: export the agent's own OpenTelemetry to Sluice.")
+    ] = False,
     write: Annotated[
         bool, typer.Option("--write", help="Merge into the client's settings file (backup kept).")
     ] = False,
@@ -467,6 +470,8 @@ def connect(
             raise setups.ConnectError("--key (or SLUICE_API_KEY) is required, or --signin for claude-code")
         else:
             setup = setups.setup_for(client, url, key, model, base)
+            if telemetry:
+                setup = setups.with_telemetry(setup, url, key)
         lines = setups.write(setup) if write else setups.instructions(setup)
     except (setups.ConnectError, SettingsFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
