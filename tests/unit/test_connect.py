@@ -217,3 +217,38 @@ def test_the_shell_functions_start_the_agent_with_the_workspace_headers(tmp_path
         ["bash", "-c", script + "\necho repo=[$SLUICE_REPO]"], capture_output=True, text=True, env=env
     )
     assert after.stdout.rstrip().endswith("repo=[]")
+
+
+def test_codex_telemetry_points_its_exporters_at_the_gateway(tmp_path: Path) -> None:
+    out = connect(tmp_path, "codex", "--write", "--telemetry")
+    path = tmp_path / ".codex" / "config.toml"
+    otel = tomllib.loads(path.read_text())["otel"]
+    bearer = {"authorization": f"Bearer {KEY}"}  # Codex does not expand ${VAR} in these headers
+    assert otel["exporter"] == {
+        "otlp-http": {"endpoint": "https://sluice.example.com/v1/logs", "protocol": "binary", "headers": bearer}
+    }
+    assert otel["metrics_exporter"]["otlp-http"]["endpoint"] == "https://sluice.example.com/v1/metrics"
+    assert "trace_exporter" not in otel
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "config.toml now holds the key" in out
+
+
+def test_gemini_cli_telemetry_settings_and_the_exporters_environment(tmp_path: Path) -> None:
+    out = connect(tmp_path, "gemini-cli", "--write", "--telemetry")
+    settings = json.loads((tmp_path / ".gemini" / "settings.json").read_text())
+    assert settings["telemetry"] == {
+        "enabled": True,
+        "target": "local",
+        "otlpEndpoint": "https://sluice.example.com",
+        "otlpProtocol": "http",
+        "logPrompts": False,
+    }
+    assert f"export OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer {KEY}'" in out
+    assert "export OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta" in out
+
+
+@pytest.mark.parametrize("client", ["claude-code", "cursor", "opencode"])
+def test_telemetry_is_for_codex_and_gemini_cli(tmp_path: Path, client: str) -> None:
+    result = runner.invoke(
+        app, ["connect", client, "--url", URL, "--key", KEY, "--home", str(tmp_path), "--model", "m", "--telemetry"]
+    )
+    assert result.exit_code == 2 and "--telemetry is for codex and gemini-cli" in result.output
