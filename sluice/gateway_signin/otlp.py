@@ -10,6 +10,7 @@ kept.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -102,24 +103,27 @@ TOKEN_TYPES: dict[str, tuple[str, frozenset[str]]] = {
 }
 assert tuple(TOKEN_TYPES) == AGENT_TOKEN_METRICS  # what the spend report sums
 _CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
-MAX_SERIES = 100_000
+MAX_SERIES_PER_KEY = 5000
 
 
 class Cumulative:
     """What each cumulative series last said, so a cumulative sum is stored as what it added since
-    (Gemini CLI's default; Claude Code and Codex send deltas). Bounded, and in this process only:
-    after a restart, or on another replica, a series' next point counts from zero (`sluice connect
-    gemini-cli --telemetry` asks for deltas, which have no such gap)."""
+    (Gemini CLI's default; Claude Code and Codex send deltas). In this process only: after a
+    restart, or on another replica, a series' next point counts from zero (`sluice connect
+    gemini-cli --telemetry` asks for deltas, which have no such gap). Bounded per key, so one key
+    sending endless series forgets only its own, never another person's."""
 
-    def __init__(self, limit: int = MAX_SERIES) -> None:
-        self._last: dict[tuple[Any, ...], float] = {}
-        self._limit = limit
+    def __init__(self, per_key: int = MAX_SERIES_PER_KEY) -> None:
+        self._last: dict[str, dict[bytes, float]] = {}
+        self._per_key = per_key
 
-    def added(self, series: tuple[Any, ...], value: float) -> float:
-        before = self._last.pop(series, None)
-        self._last[series] = value
-        if len(self._last) > self._limit:
-            del self._last[next(iter(self._last))]  # the least recently reported series
+    def added(self, key_id: str, series: tuple[Any, ...], value: float) -> float:
+        known = self._last.setdefault(key_id, {})
+        digest = hashlib.blake2b(repr(series).encode(), digest_size=16).digest()  # a series' text can be KBs
+        before = known.pop(digest, None)
+        known[digest] = value
+        if len(known) > self._per_key:
+            del known[next(iter(known))]  # the key's least recently reported series
         return value if before is None or value < before else value - before  # lower: the counter restarted
 
 
@@ -155,8 +159,8 @@ def metric_rows(
                     if not _kept(name, attributes):
                         continue
                     if running and cumulative is not None:
-                        series = (key.id, service, name, point.start_time_unix_nano, *sorted(attributes.items()))
-                        value = cumulative.added(series, value)
+                        series = (service, name, point.start_time_unix_nano, *sorted(attributes.items()))
+                        value = cumulative.added(key.id, series, value)
                     nanos = point.time_unix_nano
                     ts = datetime.fromtimestamp(nanos / 1e9, UTC) if nanos else datetime.now(UTC)
                     rows.append(

@@ -70,3 +70,12 @@ def test_the_clients_own_identity_does_not_decide_whose_points_they_are() -> Non
     export.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0].attributes.append(forged)
     rows = otlp.metric_rows(export, KEY)
     assert {(r.user_id, r.virtual_key_id) for r in rows} == {("u-ana", "vk-ana")}
+
+
+def test_one_key_flooding_series_forgets_only_its_own() -> None:
+    running = otlp.Cumulative(per_key=3)
+    assert running.added("vk-bo", ("s",), 10) == 10
+    for n in range(10):
+        running.added("vk-ana", (f"flood-{n}",), 1)
+    assert running.added("vk-bo", ("s",), 25) == 15  # still remembered: 25 - 10
+    assert running.added("vk-ana", ("flood-0",), 5) == 5  # forgotten: counts whole
