@@ -160,7 +160,13 @@ def test_a_wrong_key_is_refused_and_counted(gw: GatewayThread) -> None:
     assert resp.status_code == 401, resp.text
     # The auth guard counted it, as it counts a wrong key on the model API.
     assert any(f.get("surface") == "telemetry" for f in gw.call(failures(gw.services))), gw.call(failures(gw.services))
-    assert gw.call(gw.services.store.agent_metrics("u-nobody", SINCE)) == []
+    # A revoked key is refused at the next export, as at the next model request (403, "revoked").
+    key = person_key(gw, "vk-revoked-cy", "u-cy", "gemini")
+    headers = {"authorization": f"Bearer {key}", "content-type": export["content_type"]}
+    assert httpx2.post(f"{gw.base_url}/v1/metrics", content=raw, headers=headers).status_code == 200
+    admin(gw, "POST", "/api/keys/vk-revoked-cy/revoke")
+    refused = httpx2.post(f"{gw.base_url}/v1/metrics", content=raw, headers=headers)
+    assert refused.status_code == 403 and "revoked" in refused.text
 
 
 @pytest.mark.parametrize("name", ["codex", "gemini_cli"])
