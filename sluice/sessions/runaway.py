@@ -4,10 +4,17 @@ a loop, or a session running past N hours (docs/sessions-control.md).
 Each rule applies to the sessions of one key, team, customer or access profile (or every key).
 Checked on the request path only for the keys a rule covers: the tool loop and the session's age
 when a request comes in (the request carries the conversation), the spend rate when it is
-settled. A detection is claimed once for every replica (`MetaStore.first_seen`), then recorded
-in the audit log (`runaway`) and raised as an alert (`Alerts.fire`); with `action: pause` it
-also throws the kill switch on that key's session (`Stops.throw`, actor `runaway:<rule>`), so
-the session's next requests are refused, on every replica, until someone resumes it.
+settled. A detection is claimed once for every replica, then recorded in the audit log
+(`runaway`) and raised as an alert (`Alerts.fire`); with `action: pause` it also throws the kill
+switch on that key's session (`Stops.throw_once`, actor `runaway:<rule>`), so the session's next
+requests are refused, on every replica, until someone resumes it.
+
+The claim is a pending row among the alert claims (`detection:<digest>`) keeping what the
+detection does, marked done after its last effect; each effect is safe to redo (the alert has
+its own durable claim, the pause is one stop per detection ever). A claim left pending past the
+lease (its process died) is taken over, compare-and-set, by the next detection of the same thing
+or by the takeover loop, which looks in the audit log after the claim for the records the dead
+process made and redoes the rest: so a crash at any step loses nothing and doubles nothing.
 
 The spend rate is measured over the session's settlements on every replica when the counters
 are shared (`governance.backend: redis`: one atomic script adds a settlement and reads each

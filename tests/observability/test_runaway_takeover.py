@@ -201,6 +201,9 @@ async def test_a_crash_at_any_step_is_redone_once_by_the_takeover(stores: list[S
     clock.at += timedelta(seconds=30)  # maybe its claimer is still at it: left alone
     assert [await r.runaway.take_over_stale() for r in replicas] == [0, 0]
     clock.at += timedelta(seconds=31)
+    # The alert takeover leaves a detection's claim to the detection's (it is no alert to raise).
+    raised = await replicas[0].monitor.take_over_stale()
+    assert [a["alert_id"] for a in raised] == (["runaway:" + digest_of()] if "inside" in where else [])
     taken = await asyncio.gather(*(r.runaway.take_over_stale() for r in replicas))
     assert sorted(taken) == [0, 1]  # two replicas at once: one wins
     assert await effects(stores[0]) == ONCE
