@@ -250,21 +250,42 @@ class Runaway:
     async def _apply(self, claim: AlertClaim, *, look: bool) -> None:
         """The detection's effects, each once: the `runaway` audit record, the alert (its own
         durable claim makes it once), the pause (thrown once, keyed by the detection); `look` on a
-        takeover: the dead claimer's records are looked for in the audit log after the claim."""
+        takeover: the dead claimer's records are looked for in the audit log after the claim.
+        Before each effect the claim is renewed (compare-and-set): a process that stalled past the
+        lease and was taken over stops there, so the one that took over does the rest, alone."""
         effects = claim.alert
         assert effects is not None
         facts, summary, actor = effects["facts"], effects["summary"], effects["actor"]
-        seen_runaway, seen_stop = await self._in_log(claim, effects) if look else (False, False)
+        held = claim.token
+
+        async def hold(state: str = PENDING) -> bool:
+            nonlocal held
+            token = _token()
+            if not await self._store.swap_alert_claim(claim.key, held, token, self._now_ms(), state):
+                log.warning("runaway detection %s: claim taken over by another process", claim.alert_id)
+                return False
+            held = token
+            return True
+
+        seen_runaway, seen_stop = False, False
+        if look:
+            seen_runaway, seen_stop = await self._in_log(claim, effects)
+            if not await hold():
+                return
         if self._audit is not None and not seen_runaway:
             await self._audit.append("runaway", actor, {**facts, "summary": summary, "detection": effects["digest"]})
         if self._fire is not None:
+            if not await hold():
+                return
             await self._fire(f"runaway:{effects['digest']}", "runaway", effects["severity"], summary, **facts)
         if effects["pause"] is not None and self._stops is not None:
+            if not await hold():
+                return
             await self._stops.throw_once(
                 "session", facts["session_id"], effects["pause"], actor, key_id=facts["virtual_key_id"],
                 recorded=seen_stop,
             )  # fmt: skip
-        await self._store.swap_alert_claim(claim.key, claim.token, _token(), self._now_ms(), RECORDED)
+        await hold(RECORDED)
 
     async def _in_log(self, claim: AlertClaim, effects: dict[str, Any]) -> tuple[bool, bool]:
         """(the `runaway` record, the pause's `stop` record) of this detection, if the audit log

@@ -8,6 +8,7 @@ claims of the version before 0019 left in `sluice_meta` are pruned after the cla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -228,6 +229,24 @@ async def test_the_takeover_loop_redoes_it_once_started(stores: list[Store]) -> 
             await asyncio.sleep(0.05)
     finally:
         await restarted.runaway.stop()
+    assert await effects(stores[0]) == ONCE
+
+
+async def test_a_holder_stalled_past_the_lease_stops_once_taken_over(stores: list[Store]) -> None:
+    """A process stalls in the alert past the lease; another takes the detection over and finishes
+    it; the first, waking, does nothing more (it would record the pause a second time)."""
+    clock = Clock()
+    stalled, other = Process(stores[0], clock), Process(stores[1], clock)
+    fire = stalled.monitor.fire
+
+    async def stalling(*args: Any, **facts: Any) -> Any:
+        clock.at += timedelta(minutes=2)
+        assert await other.runaway.take_over_stale() == 1
+        return await fire(*args, **facts)
+
+    stalled.runaway._fire = stalling
+    with contextlib.suppress(SluiceError):  # refused or not: its pause is the other's
+        await stalled.runaway.on_request(KEY, SESSION, LOOP)
     assert await effects(stores[0]) == ONCE
 
 
