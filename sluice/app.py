@@ -153,6 +153,8 @@ class Services:
         self.export.start()
         if self.alerts is not None:
             self.alerts.start()
+        if self.engine.runaway is not None:
+            self.engine.runaway.start()  # redoes the detections a dead process left half done
         if self.guard is not None:
             self.guard.start()
         if self.config.audit.enabled and self.config.audit.retention_days:
@@ -178,6 +180,8 @@ class Services:
         await self.mcp.stop()
         if self.alerts is not None:
             await self.alerts.stop()
+        if self.engine.runaway is not None:
+            await self.engine.runaway.stop()
         await self.export.stop()
         await self.limits.stop()
         if self.stops is not None:
@@ -250,6 +254,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
             config.runaway, store, stops=stops, audit=audit, fire=alerts.fire,
             customer_of=lambda key: limits.scopes_of(key)[1],
             rates=counters if isinstance(counters, SharedSpendRates) else None,
+            lease_s=config.alerts.claim_lease_s,
         )  # fmt: skip
     collector = config.observability.agent_collector()
     agent_forward = AgentForwarder(config.observability.agent_telemetry, collector, client) if collector else None

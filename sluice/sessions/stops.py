@@ -114,6 +114,20 @@ class Stops:
         await self._follower.load()
         return stop
 
+    async def throw_once(
+        self, scope: str, target: str, reason: str, actor: str, *, key_id: str | None = None, recorded: bool = False
+    ) -> Stop:
+        """Throws a stop unless this very one was ever thrown (a runaway detection's pause, redone
+        after a crash): thrown and recorded once, and not thrown again once lifted. `recorded`:
+        its `stop` record is in the audit log already (else a stop found thrown is recorded now:
+        its thrower died before recording it)."""
+        scope, target = _checked(scope, target)
+        stop, thrown = await self._store.add_stop_once(scope, target, key_id, reason, actor)
+        if thrown or not recorded:
+            await self._record("stop", actor, stop, reason)
+        await self._follower.load()  # thrown by this call or by a dead process: in force here now
+        return stop
+
     async def lift(
         self, scope: str, target: str, reason: str, actor: str, *, key_id: str | None = None, any_key: bool = True
     ) -> list[Stop]:

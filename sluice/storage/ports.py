@@ -176,6 +176,10 @@ class MetaStore(Protocol):
         """Replaces the value under `name` by `value` if it is `expected`, atomically: True when it did."""
         ...
 
+    async def meta_value(self, name: str) -> int | None:
+        """The value stored under `name`, if any (read only)."""
+        ...
+
 
 class AlertClaimStore(Protocol):
     """Alert claims (sluice.alerts.monitor), shared by every replica; each change is a
@@ -199,13 +203,18 @@ class AlertClaimStore(Protocol):
         is still `token`, atomically; `alert`, when given, is kept with it. True when it did."""
         ...
 
-    async def stale_alert_claims(self, before_ms: int, limit: int = 100) -> list[AlertClaim]:
-        """Pending claims that keep their alert, claimed or renewed before `before_ms`, oldest first."""
+    async def stale_alert_claims(
+        self, before_ms: int, limit: int = 100, *, detections: bool = False
+    ) -> list[AlertClaim]:
+        """Pending claims that keep their alert, claimed or renewed before `before_ms`, oldest first:
+        alerts' claims, or with `detections` the runaway detections' (alert id `detection:...`)."""
         ...
 
     async def prune_alert_claims(self, now_ms: int, before_ms: int) -> int:
         """Removes the claims done with (recorded, or pending without an alert) that were last
-        changed before `before_ms` and need not be kept past `now_ms`; returns how many."""
+        changed before `before_ms` and need not be kept past `now_ms`, and the claims of the
+        version before 0019 left in `sluice_meta` (`alert:...`) once their copy is that old;
+        returns how many claims went."""
         ...
 
 
@@ -282,6 +291,13 @@ class StopStore(Protocol):
 
     async def add_stop(self, scope: str, target: str, key_id: str | None, reason: str, actor: str) -> Stop:
         """Throws a stop; when the same one is in force already, returns that one."""
+        ...
+
+    async def add_stop_once(
+        self, scope: str, target: str, key_id: str | None, reason: str, actor: str
+    ) -> tuple[Stop, bool]:
+        """Throws a stop unless one with exactly these fields was ever thrown (in force or lifted):
+        (that stop, whether this call threw it). A runaway detection's pause, redone after a crash."""
         ...
 
     async def lift_stops(

@@ -328,6 +328,11 @@ class SqlStore(SqlStops, SqlAlertClaims):
                 return now
         return int(value)
 
+    async def meta_value(self, name: str) -> int | None:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(select(meta.c.value).where(meta.c.name == name))).scalar()
+        return None if value is None else int(value)
+
     async def swap_meta(self, name: str, expected: int, value: int) -> bool:
         async with self._write_lock, self.engine.begin() as conn:
             result = await conn.execute(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,6 +15,8 @@ from sluice.storage.backends.sql_tables import alert_claim
 from sluice.storage.records import AlertClaim
 
 PENDING, RECORDED = "pending", "recorded"
+DETECTION = "detection:"  # the alert id prefix of a runaway detection's claim (sluice.sessions.runaway)
+LEGACY_KEEP_MS = 400 * 86_400_000  # as migration 0019 keeps the claims it copies (their windows are unknown)
 _c = alert_claim.c
 
 
@@ -55,10 +57,18 @@ class SqlAlertClaims:
             )
         return bool(result.rowcount)
 
-    async def stale_alert_claims(self, before_ms: int, limit: int = 100) -> list[AlertClaim]:
+    async def stale_alert_claims(
+        self, before_ms: int, limit: int = 100, *, detections: bool = False
+    ) -> list[AlertClaim]:
+        ours = _c.alert_id.startswith(DETECTION, autoescape=True)
         query = (
             select(alert_claim)
-            .where(_c.state == PENDING, _c.claimed_ms < before_ms, _c.alert.is_not(None))
+            .where(
+                _c.state == PENDING,
+                _c.claimed_ms < before_ms,
+                _c.alert.is_not(None),
+                ours if detections else ~ours,
+            )
             .order_by(_c.claimed_ms)
             .limit(limit)
         )
@@ -71,8 +81,32 @@ class SqlAlertClaims:
         done = or_(_c.state == RECORDED, _c.alert.is_(None))
         where = and_(done, _c.claimed_ms < before_ms, _c.keep_until_ms < now_ms)
         async with self._write_lock, self.engine.begin() as conn:
+            legacy = await _prune_legacy(conn, now_ms, before_ms)
             result = await conn.execute(alert_claim.delete().where(where))
-        return int(result.rowcount or 0)
+        return legacy + int(result.rowcount or 0)
+
+
+async def _prune_legacy(conn: Any, now_ms: int, before_ms: int) -> int:
+    """The claims of the version before 0019 (`alert:<key>` in `sluice_meta`), left there for its
+    replicas still serving during a rolling update: each is copied into `alert_claim` if it is not
+    there yet (one such replica wrote it after the migration: copied as the migration does), then
+    removed once its copy is older than the retention (no replica of that version is left)."""
+    await conn.execute(
+        text(
+            "INSERT INTO alert_claim (key, alert_id, state, token, claimed_ms, keep_until_ms, audit_after) "
+            "SELECT substr(m.name, 7), '', CASE WHEN m.value < 0 THEN 'pending' ELSE 'recorded' END, m.value, "
+            "CASE WHEN m.value < 0 THEN (-m.value) / 4096 ELSE :now END, :keep, 0 "
+            "FROM sluice_meta m WHERE m.name LIKE 'alert:%' "
+            "AND NOT EXISTS (SELECT 1 FROM alert_claim c WHERE c.key = substr(m.name, 7))"
+        ).bindparams(now=now_ms, keep=now_ms + LEGACY_KEEP_MS)
+    )
+    result = await conn.execute(
+        text(
+            "DELETE FROM sluice_meta WHERE name LIKE 'alert:%' AND EXISTS (SELECT 1 FROM alert_claim c "
+            "WHERE c.key = substr(sluice_meta.name, 7) AND c.claimed_ms < :before)"
+        ).bindparams(before=before_ms)
+    )
+    return int(result.rowcount or 0)
 
 
 def _row_of(claim: AlertClaim) -> dict[str, Any]:

@@ -39,6 +39,31 @@ class SqlStops:
             stop_id = int(key[0])
         return Stop(stop_id, scope, target, key_id, reason, actor, now)
 
+    async def add_stop_once(
+        self, scope: str, target: str, key_id: str | None, reason: str, actor: str
+    ) -> tuple[Stop, bool]:
+        """Throws a stop unless this very one (same scope, target, key, reason and actor) was ever
+        thrown, lifted since or not: redoing a runaway pause after a crash neither doubles it nor
+        throws again a pause an admin lifted in between."""
+        now = datetime.now(UTC)
+        c = stops.c
+        same = [c.scope == scope, c.target == target, c.reason == reason, c.actor == actor]
+        same.append(c.key_id.is_(None) if key_id is None else c.key_id == key_id)
+        async with self._write_lock, self.engine.begin() as conn:
+            found = (await conn.execute(select(stops).where(*same).order_by(c.id).limit(1))).first()
+            if found is not None:
+                return _stop_of(found._mapping), False
+            result = await conn.execute(
+                insert(stops).values(
+                    scope=scope, target=target, key_id=key_id, reason=reason, actor=actor, created_at=now
+                )
+            )
+            await _bump(conn)
+            key = result.inserted_primary_key
+            assert key is not None
+            stop_id = int(key[0])
+        return Stop(stop_id, scope, target, key_id, reason, actor, now), True
+
     async def lift_stops(
         self, scope: str, target: str, key_id: str | None, actor: str, reason: str, *, any_key: bool = False
     ) -> list[Stop]:
