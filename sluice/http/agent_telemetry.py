@@ -81,12 +81,13 @@ def build_agent_telemetry_app(
             declared = int(request.headers.get("content-length") or 0)
             if declared > otlp.MAX_BODY:
                 raise otlp.OtlpError(413, "The export batch is too large.")
-            raw = b""
+            raw = bytearray()  # Gemini CLI posts chunked: appending to bytes would copy at every chunk
             async for chunk in request.stream():
                 raw += chunk
                 if len(raw) > otlp.MAX_BODY:
                     raise otlp.OtlpError(413, "The export batch is too large.")
-            message = otlp.parse(signal, otlp.decompress(raw, request.headers.get("content-encoding")), content_type)
+            encoding = request.headers.get("content-encoding")
+            message = otlp.parse(signal, otlp.decompress(bytes(raw), encoding), content_type)
             if isinstance(message, ExportMetricsServiceRequest):
                 await record(otlp.metric_rows(message, key, cumulative))
             if forward is not None:  # after storing: forwarding adds the gateway's identity attributes
