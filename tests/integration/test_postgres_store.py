@@ -118,3 +118,38 @@ async def test_mcp_client_registrations_are_bounded_on_postgres(pg_store: Store)
 
     await full(pg_store)
     await window(pg_store)
+
+
+async def test_replicas_registering_at_once_never_pass_the_clients_bound() -> None:
+    """Two (here six) replicas over one database registering at the same moment: each counts, then
+    inserts, so without one lock across them all each could pass `clients_max` by one. Every round
+    starts from an empty table with room for one, and six registrations race for it."""
+    import asyncio
+
+    from sluice.storage.grants import OAuthClient
+
+    name = "sluice_test_" + uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(PG + "/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    replicas = [open_store(f"{PG}/{name}") for _ in range(6)]
+    try:
+        await replicas[0].migrate()
+        db = await asyncpg.connect(f"{PG}/{name}")
+        try:
+            for round_ in range(15):
+                await db.execute("DELETE FROM oauth_clients")
+
+                async def register(n: int, store: Store, round_: int = round_) -> bool:
+                    client = OAuthClient(f"mcp_{round_}_{n}", "c", ("http://localhost:1/callback",), 1000.0, f"a{n}")
+                    return await store.create_client(client, most=1, most_from_address=10, since=0.0)
+
+                stored = await asyncio.gather(*(register(n, s) for n, s in enumerate(replicas)))
+                rows = await db.fetchval("SELECT count(*) FROM oauth_clients")
+                assert rows == 1 and stored.count(True) == 1, (round_, rows, stored)
+        finally:
+            await db.close()
+    finally:
+        for store in replicas:
+            await store.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -70,6 +70,7 @@ from sluice.storage.records import (
 
 _KEYS_VERSION = "keys_version"
 _STALE_CLIENT_S = 24 * 3600.0  # an unused registered MCP client older than this may be dropped when full
+_CLIENTS_LOCK = 0x51C3_0A17  # the advisory lock key of oauth_clients' bound (any constant, used once)
 _CONFIG_VERSION = "config_version"
 _GRANTS_VERSION = "grants_version"  # moves when a sign-in is revoked or changes key (token caches)
 
@@ -251,9 +252,13 @@ class SqlStore(SqlStops, SqlAlertClaims):
 
     async def create_client(self, client: OAuthClient, *, most: int, most_from_address: int, since: float) -> bool:
         c = oauth_clients.c
-        # Counted and inserted in one transaction under the write lock; across replicas on
-        # PostgreSQL two racing registrations can each pass the count by one, which a bound can bear.
+        # Counted and inserted in one transaction under the write lock (this process); on
+        # PostgreSQL also under a transaction-level advisory lock, so replicas registering at once
+        # count one after another (READ COMMITTED alone lets each count before any inserts, and
+        # each pass the bound). SQLite serves one process (replicas need PostgreSQL): the write lock is enough.
         async with self._write_lock, self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLIENTS_LOCK})
             total = (await conn.execute(select(func.count()).select_from(oauth_clients))).scalar_one()
             recent = (
                 await conn.execute(select(func.count()).where(c.address == client.address, c.created_at >= since))
