@@ -97,7 +97,12 @@ class AuthorizeRequest:
 
 class NoRedirect(Exception):
     """An authorization request whose client or redirect URI is not known: answered on a page of
-    ours, never by redirecting to the URI given (RFC 6749 4.1.2.1: no open redirector)."""
+    ours, never by redirecting to the URI given (RFC 6749 4.1.2.1: no open redirector). `reason`:
+    the failure's name in the audit log (sluice.audit.auth_failures)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CodeFlow:
@@ -167,9 +172,11 @@ class CodeFlow:
         client = await self._store.client_by_id(client_id) if 0 < len(client_id) <= 64 else None
         redirect_uri = query.get("redirect_uri", "")
         if client is None:
-            raise NoRedirect("This application is not registered here. Start again from your agent.")
+            raise NoRedirect("This application is not registered here. Start again from your agent.", "unknown_client")
         if redirect_uri not in client.redirect_uris:  # exact match (MCP spec, Open Redirection)
-            raise NoRedirect("This application's return address is not the one it registered.")
+            raise NoRedirect(
+                "This application's return address is not the one it registered.", "unregistered_redirect_uri"
+            )
         if query.get("response_type") != "code":
             raise OAuthError("unsupported_response_type")
         challenge = query.get("code_challenge", "")

@@ -22,11 +22,21 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from sluice.audit.auth_failures import AuthGuard
 from sluice.auth.identity import Identity
 from sluice.auth.session import LOGIN_COOKIE, Signer, cookie_value, set_cookie
 from sluice.core.errors import SluiceError
 from sluice.gateway_signin.authcode import MAX_REGISTRATION, AuthorizeRequest, CodeFlow, NoRedirect
-from sluice.gateway_signin.http import NO_STORE, PAGE_HEADERS, json_answer, oauth_error, page, same_origin
+from sluice.gateway_signin.http import (
+    CODE_SURFACE,
+    NO_STORE,
+    PAGE_HEADERS,
+    json_answer,
+    oauth_error,
+    page,
+    retry_after,
+    same_origin,
+)
 from sluice.gateway_signin.service import OAuthError
 
 AUTHORIZE_COOKIE = "sluice_authorize"
@@ -36,7 +46,9 @@ _TTL_S = 600
 _KEPT = ("client_id", "redirect_uri", "response_type", "code_challenge", "code_challenge_method", "state", "resource")
 
 
-def authorize_routes(codes: CodeFlow, identity: Identity, signer: Signer) -> list[Route]:
+def authorize_routes(codes: CodeFlow, identity: Identity, signer: Signer, guard: AuthGuard | None) -> list[Route]:
+    """`guard`: the authentication failures' throttle; /authorize counts an unknown client or
+    redirect URI against the address, and refuses an address that failed too often (429)."""
     signin = codes.signin
     secure = identity.sessions.config.secure_cookie
 
@@ -52,10 +64,13 @@ def authorize_routes(codes: CodeFlow, identity: Identity, signer: Signer) -> lis
         )
         return response
 
-    async def checked(query: dict[str, str], repeated: bool) -> AuthorizeRequest | Response:
+    async def checked(query: dict[str, str], repeated: bool, counted: str | None = None) -> AuthorizeRequest | Response:
+        """`counted`: the address an unknown client or redirect URI counts against (the guard)."""
         try:
             req = await codes.check(query)
         except NoRedirect as err:
+            if counted is not None and guard is not None:
+                await guard.failed(CODE_SURFACE, counted, err.reason)
             return page("Sign-in stopped", f"<p>{html.escape(str(err))}</p>", 400)
         except OAuthError as err:
             redirect_uri, state = query["redirect_uri"], query.get("state")
@@ -86,7 +101,14 @@ def authorize_routes(codes: CodeFlow, identity: Identity, signer: Signer) -> lis
     async def authorize(request: Request) -> Response:
         items = request.query_params.multi_items()
         query = {k: v for k, v in items[::-1] if k in _KEPT}
-        req = await checked(query, len({k for k, _ in items}) != len(items))
+        where = address(request)
+        if guard is not None:
+            try:
+                await guard.check(CODE_SURFACE, where)
+            except SluiceError as err:
+                # Before the client is known, so on a page here (no redirect to an unchecked URI).
+                return retry_after(page("Sign-in stopped", f"<p>{html.escape(err.message)}</p>", 429), err)
+        req = await checked(query, len({k for k, _ in items}) != len(items), where)
         if isinstance(req, Response):
             return req
         if identity.login is None:

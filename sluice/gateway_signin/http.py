@@ -55,6 +55,7 @@ PAGE_HEADERS = {
     "x-content-type-options": "nosniff",
 }
 GUARD_SURFACE = "device"
+CODE_SURFACE = "mcp-authorize"  # /authorize and the authorization_code grant (sluice.gateway_signin.authcode)
 PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 
 
@@ -65,6 +66,18 @@ def json_answer(doc: object, status: int = 200) -> Response:
 def oauth_error(err: OAuthError) -> Response:
     doc = {"error": err.error} | ({"error_description": err.description} if err.description else {})
     return json_answer(doc, err.status)
+
+
+def throttled(err: SluiceError) -> OAuthError:
+    """The guard's refusal of an address that failed too often, as an OAuth error: 429
+    `temporarily_unavailable` (what registration answers when over its bound) with Retry-After."""
+    return OAuthError("temporarily_unavailable", 429, err.message)
+
+
+def retry_after(response: Response, err: SluiceError) -> Response:
+    if err.retry_after is not None:
+        response.headers["retry-after"] = str(max(1, round(err.retry_after)))
+    return response
 
 
 def _token_answer(tokens: Tokens) -> Response:
@@ -156,6 +169,22 @@ def build_gateway_signin_app(
             doc["login_notice"] = signin.config.login_notice
         return json_answer(doc)
 
+    async def code_exchange(where: str, codes: CodeFlow, fields: dict[str, str]) -> Response:
+        """The authorization_code grant, guarded as the browser step is: an address that failed too
+        often is refused before its code is looked at (the code stays unspent), and every refused
+        code (unknown, replayed, or with the wrong client, redirect, verifier or resource) counts."""
+        if guard is not None:
+            try:
+                await guard.check(CODE_SURFACE, where)
+            except SluiceError as err:
+                return retry_after(oauth_error(throttled(err)), err)
+        try:
+            return _token_answer(await codes.exchange(fields))
+        except OAuthError:
+            if guard is not None:
+                await guard.failed(CODE_SURFACE, where, "invalid_authorization_code")
+            raise
+
     async def token(request: Request) -> Response:
         fields = await form(request)
         grant_type = fields.get("grant_type", "")
@@ -165,7 +194,7 @@ def build_gateway_signin_app(
             if grant_type == "refresh_token":
                 return _token_answer(await signin.refresh(fields.get("refresh_token", "")))
             if grant_type == "authorization_code" and codes is not None:
-                return _token_answer(await codes.exchange(fields))
+                return await code_exchange(address(request), codes, fields)
         except OAuthError as err:
             return oauth_error(err)
         return oauth_error(OAuthError("unsupported_grant_type"))

@@ -92,7 +92,7 @@ def build_routes(services: Services) -> dict[tuple[str, str], Route]:
     signin, signer = services.identity.gateway, services.identity.signer
     if signin is not None and signer is not None:  # agents' sign-in (auth.gateway_signin)
         codes = services.identity.codes
-        extra = authorize_routes(codes, services.identity, signer) if codes is not None else []
+        extra = authorize_routes(codes, services.identity, signer, services.guard) if codes is not None else []
         signin_app = build_gateway_signin_app(
             signin,
             services.identity,

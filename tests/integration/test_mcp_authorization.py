@@ -370,3 +370,84 @@ def test_two_exchanges_racing_for_one_code_give_one_token(stack: SigninStack) ->
 
     outcomes = stack.gw.call(race())
     assert sorted(type(o).__name__ for o in outcomes) == ["OAuthError", "Tokens"]  # compare-and-set: one wins
+
+
+def _from(address: str) -> httpx2.Client:
+    """A client at its own loopback address: its failure budget is its own (the guard's is per
+    address), so guessing here never throttles the other tests' 127.0.0.1."""
+    return httpx2.Client(transport=httpx2.HTTPTransport(local_address=address), timeout=20)
+
+
+def _failures(stack: SigninStack, address: str) -> dict[str, int]:
+    """reason -> failures the audit log records for `address` on /authorize and the code grant."""
+    guard = stack.gw.services.guard
+    assert guard is not None
+    stack.gw.call(guard.flush(force=True))  # the counted repeats, written now
+
+    async def read() -> dict[str, int]:
+        found: dict[str, int] = {}
+        async for r in stack.gw.services.store.audit_records():
+            if r.kind == "auth_failure" and r.data["surface"] == "mcp-authorize" and r.data["address"] == address:
+                found[r.data["reason"]] = found.get(r.data["reason"], 0) + r.data["count"]
+        return found
+
+    return dict(stack.gw.call(read()))
+
+
+def test_guessing_clients_at_authorize_is_counted_and_throttled(stack: SigninStack) -> None:
+    client = Client(stack, 50011)
+    where = "127.0.0.21"
+    statuses: list[int] = []
+    with _from(where) as http:
+        http.get(client.url(redirect_uri="http://localhost:50012/callback"))  # a redirect it did not register
+        for n in range(40):
+            resp = http.get(client.url(client_id=f"mcp_guess-{n}"))
+            statuses.append(resp.status_code)
+            if resp.status_code == 429:
+                break
+        assert statuses[0] == 400 and statuses[-1] == 429 and set(statuses[:-1]) == {400}, statuses
+        assert "location" not in resp.headers and int(resp.headers["retry-after"]) >= 1
+        # Now even the real client waits, on a page here (never redirected, nothing checked).
+        right = http.get(client.url())
+        assert right.status_code == 429 and "location" not in right.headers
+    assert _failures(stack, where) == {
+        "unregistered_redirect_uri": 1,
+        "unknown_client": len(statuses) - 1,
+        "throttled": 2,
+    }
+    # Another address is not throttled by this one.
+    assert redirect_params(httpx2.get(client.url(code_challenge_method="plain")), client.redirect_uri)
+
+
+def test_guessing_codes_at_the_token_endpoint_is_counted_and_throttled(stack: SigninStack) -> None:
+    client = Client(stack, 50013)
+    spoiled, kept = client.code(), client.code()
+    where = "127.0.0.22"
+    statuses: list[int] = []
+    with _from(where) as http:
+
+        def exchange(code: str, **changes: str) -> httpx2.Response:
+            form = {
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": client.client_id,
+                "redirect_uri": client.redirect_uri,
+                "code_verifier": client.verifier,
+            } | changes
+            return http.post(f"{stack.base}/oauth/token", data=form)
+
+        wrong = exchange(spoiled, code_verifier=pkce()[0])
+        assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+        for n in range(40):
+            resp = exchange(f"guess-{n:04d}-" + "x" * 32)
+            statuses.append(resp.status_code)
+            if resp.status_code == 429:
+                break
+        assert statuses[-1] == 429 and set(statuses[:-1]) == {400}, statuses
+        assert resp.json()["error"] == "temporarily_unavailable" and int(resp.headers["retry-after"]) >= 1
+        assert resp.headers["cache-control"] == "no-store"
+        # Guessing does not get cheaper by mixing in a real code: it waits too, unspent.
+        assert exchange(kept).status_code == 429
+    assert _failures(stack, where) == {"invalid_authorization_code": len(statuses), "throttled": 2}
+    tokens = client.exchange(kept)  # from 127.0.0.1: the code the throttled address sent still works
+    assert tokens.status_code == 200, tokens.text
