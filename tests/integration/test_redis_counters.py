@@ -262,6 +262,19 @@ async def test_a_bucket_without_a_window_forgets_settled_ids_after_a_day(counter
     assert (await state(counters, inflight, t0 + SETTLED_RETENTION_S + 2)).used == 3
 
 
+async def test_a_bucket_with_a_long_window_forgets_settled_ids_after_a_day(counters: LimitCounters) -> None:
+    """A monthly budget remembers a settled id for a day, not for its whole window. Failed on both
+    backends before: they kept every id until the window ended (the second r1 below was ignored)."""
+    t0 = time.time()
+    monthly = bucket("rule:monthly-forget", 10, t0 + 40 * 86_400)
+    await counters.settle("r1", [(monthly, 1)], t0)
+    await counters.settle("r1", [(monthly, 1)], t0 + 3600)  # the same day: counted once
+    assert (await state(counters, monthly, t0 + 3600)).used == 1
+    await counters.settle("r2", [(monthly, 1)], t0 + SETTLED_RETENTION_S + 1)  # forgets r1
+    await counters.settle("r1", [(monthly, 1)], t0 + SETTLED_RETENTION_S + 2)
+    assert (await state(counters, monthly, t0 + SETTLED_RETENTION_S + 2)).used == 3
+
+
 def test_memory_counters_keep_settled_ids_of_a_day_only() -> None:
     counters = MemoryCounters()
     inflight = bucket("rule:concurrent", 1_000_000)

@@ -2,9 +2,9 @@
 atomic by construction: no two requests can both pass a check that only one fits.
 
 Memory is bounded as in `RedisCounters`: a bucket with a window is dropped `_GRACE_S` after it
-ends, and a bucket without one (requests in flight) forgets the request ids it settled after
-`SETTLED_RETENTION_S`, checked when it settles, or that set would grow with every request ever
-made."""
+ends, and every bucket forgets the request ids it settled after `SETTLED_RETENTION_S`, checked when
+it settles, or that set would grow with every request ever made (without a window) or made in the
+window (a monthly budget: one id per request for a month)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class _Counter:
     used: int = 0
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # request -> (amount, lease end)
     settled: set[str] = field(default_factory=set)
-    # (when, request) in the order settled, kept by buckets without a window only: what to forget
+    # (when, request) in the order settled: what to forget
     settled_order: deque[tuple[float, str]] = field(default_factory=deque)
     total: int = 0  # sum of the reservations' amounts
     next_lapse: float = float("inf")  # earliest lease end among them
@@ -107,11 +107,10 @@ class MemoryCounters:
             if request_id not in counter.settled:
                 counter.settled.add(request_id)
                 counter.used += amount
-                if not bucket.expires_at:
-                    order = counter.settled_order
-                    order.append((now, request_id))
-                    if order[0][0] < now - SETTLED_RETENTION_S:
-                        _forget(counter, now - SETTLED_RETENTION_S)
+                order = counter.settled_order
+                order.append((now, request_id))
+                if order[0][0] < now - SETTLED_RETENTION_S:
+                    _forget(counter, now - SETTLED_RETENTION_S)
 
     async def reserve(
         self, request_id: str, items: Sequence[tuple[Bucket, int]], lease_s: float, now: float

@@ -26,8 +26,9 @@ create it at 0, as `MemoryCounters` does. Reservations whose lease ended (lease 
 purged at the start of every reserve, in O(lapsed reservations), and subtracted from the running
 `reserved` total. When a bucket has a window (`expires_at` > 0) every write sets all its keys to
 expire (PEXPIREAT, on the Redis clock) `_GRACE_S` after the window ends, so finished windows clean
-themselves up. Buckets without a window (requests in flight) never expire; their settled ids are
-forgotten after `SETTLED_RETENTION_S` instead, or that set would grow with every request ever made.
+themselves up. Buckets without a window (requests in flight) never expire. Every bucket forgets its
+settled ids after `SETTLED_RETENTION_S`, or that set would grow with every request ever made
+(without a window) or made in the window (a monthly budget: one id per request for a month).
 
 Numbers: amounts, usage and limits travel as decimal strings and are stored by INCRBY/HINCRBY,
 so they are exact 64-bit integers (|n| < 2^63). Lua only has doubles (exact below 2^53, which is
@@ -46,7 +47,7 @@ from sluice.storage.backends.resp import RespClient, bulk
 from sluice.storage.records import Bucket, BucketState
 
 _GRACE_S = 60.0  # keep a finished window a little, for settlements that arrive late
-SETTLED_RETENTION_S = 86_400.0  # how long a bucket without a window remembers settled request ids
+SETTLED_RETENTION_S = 86_400.0  # how long a bucket remembers settled request ids (settle is idempotent)
 
 # Shared Lua helpers. `neg` negates a canonical integer string ("0" has no "-0": Redis refuses it).
 # `exceeds` is the exact test used + reserved + amount > limit over canonical integer strings.
@@ -144,8 +145,8 @@ return out
 """
 )
 
-# KEYS: 4 per bucket. ARGV: request id, now, forget settled ids up to this time (buckets without a
-# window), then per bucket: amount used, expiry in ms ("0": none).
+# KEYS: 4 per bucket. ARGV: request id, now, forget settled ids up to this time, then per bucket:
+# amount used, expiry in ms ("0": none).
 _SETTLE = (
     _LUA_HELPERS
     + """
@@ -164,7 +165,7 @@ for i = 1, #KEYS / 4 do
   if redis.call('ZADD', s, 'NX', now, rid) == 1 then
     redis.call('HINCRBY', c, 'used', amount)
   end
-  if expire_ms == '0' then redis.call('ZREMRANGEBYSCORE', s, '-inf', '(' .. forget) end
+  redis.call('ZREMRANGEBYSCORE', s, '-inf', '(' .. forget)
   expire(4 * (i - 1), expire_ms)
 end
 return 1
