@@ -25,6 +25,7 @@ from sluice.governance.config_sync import sync_from_file
 from sluice.governance.keys import KeyCache, generate_secret, hash_secret, hint_of
 from sluice.governance.limits import Limits
 from sluice.governance.profiles import ProfileBook
+from sluice.governance.refresh import VersionWatch
 from sluice.guardrails.service import Guardrails
 from sluice.mcp.gateway import McpGateway
 from sluice.observability.agent_forward import AgentForwarder
@@ -206,7 +207,9 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     store = open_store(store_url or config.store.url)
     client = UpstreamClient()
     providers = build_providers(config, client)
-    profiles = ProfileBook(store)
+    # Profiles, limits and the live config all follow config_version: one read a second serves them.
+    config_watch = VersionWatch("config", store.config_version)
+    profiles = ProfileBook(store, watch=config_watch)
     keys = KeyCache(store, profiles=profiles)
     recorder = RequestRecorder(
         store,
@@ -215,7 +218,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         spill_path=config.request_log.spill_path,
     )
     counters = open_counters(config)
-    limits = Limits(config.governance, counters, store)
+    limits = Limits(config.governance, counters, store, watch=config_watch)
     audit = AuditLog(checkpoints.with_defaults(config.audit, store_url or config.store.url), store)
     engine = Engine(
         keys,
@@ -238,7 +241,7 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
     engine.guard = guard
     engine.guardrails = mcp.guardrails = Guardrails(config.guardrails)
     identity = build_identity(config.auth, store, client, profiles, audit, keys.reload)
-    live = LiveConfig(config, store, engine, mcp, client)
+    live = LiveConfig(config, store, engine, mcp, client, watch=config_watch)
     admin = AdminService(store, audit, keys=keys, limits=limits, live=live, profiles=profiles)
     # Identity providers first: a JWT is theirs to check; opaque tokens fall through to ours.
     authenticators: list[Authenticator] = [

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from sluice.admin.kinds import KINDS, McpServerSpec, ProviderKeySpec, ProviderSpec
 from sluice.admin.secrets import unseal
 from sluice.engine import Engine
-from sluice.governance.refresh import Follower
+from sluice.governance.refresh import Follower, VersionWatch
 from sluice.mcp.gateway import McpGateway
 from sluice.providers.base import Provider
 from sluice.providers.registry import build_providers
@@ -108,7 +108,9 @@ class LiveConfig:
         client: UpstreamClient,
         *,
         refresh_interval: float = 1.0,
+        watch: VersionWatch | None = None,
     ) -> None:
+        """`watch`: the `config_version` watch shared with the other followers of it."""
         self._base = base
         self._store = store
         self._engine = engine
@@ -116,7 +118,7 @@ class LiveConfig:
         self._client = client
         self.config = base
         self.providers: dict[str, Provider] = engine.providers
-        self._follower = Follower("live-config", store.config_version, self.rebuild, interval=refresh_interval)
+        self._follower = Follower("live-config", watch or store.config_version, self.rebuild, interval=refresh_interval)
 
     async def start(self) -> None:
         await self._follower.start()

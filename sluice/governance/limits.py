@@ -25,7 +25,7 @@ from sluice.governance.config_sync import KINDS as GOVERNANCE_KINDS
 from sluice.governance.config_sync import parse_object
 from sluice.governance.ledger_writer import LedgerWriter
 from sluice.governance.profiles import profile_limits
-from sluice.governance.refresh import Follower
+from sluice.governance.refresh import Follower, VersionWatch
 from sluice.governance.spend_journal import SpendJournal
 from sluice.pricing.table import pico_to_dollars
 from sluice.sessions.caps import (
@@ -165,7 +165,9 @@ class Limits:
         *,
         clock: Clock = SYSTEM_CLOCK,
         refresh_interval: float = 1.0,
+        watch: VersionWatch | None = None,
     ) -> None:
+        """`watch`: the `config_version` watch shared with the other followers of it."""
         self._counters = counters
         self._local = counters if isinstance(counters, LocalCounters) else None  # admit_now's path
         self._store = store
@@ -180,7 +182,7 @@ class Limits:
         self._current: dict[str, tuple[LimitRule, Bucket, Window | None]] = {}
         self._profiles: dict[str, AccessProfileConfig] = {}
         self._derived: dict[tuple[str, str], list[LimitRule]] = {}  # (key id, profile id) -> rules
-        self._follower = Follower("limits", store.config_version, self.reload, interval=refresh_interval)
+        self._follower = Follower("limits", watch or store.config_version, self.reload, interval=refresh_interval)
         self._busy_wait_s = governance.busy_wait_s
         # Settlements in this process wake waiters at once; other replicas' are seen by polling.
         self._poll_s = 0.25 if governance.backend == "redis" else 1.0

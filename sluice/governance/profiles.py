@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from sluice.core.names import fold
 from sluice.governance.config_sync import parse_object
-from sluice.governance.refresh import Follower
+from sluice.governance.refresh import Follower, VersionWatch
 from sluice.settings import AccessProfileConfig, BudgetConfig, RateLimitConfig
 from sluice.storage.ports import ConfigStore
 from sluice.storage.records import ProviderGrant, VirtualKey
@@ -92,11 +92,12 @@ class ProfileBook:
     """The access profiles of the live configuration, followed in the store; tells subscribers
     (the key cache) when they change so derived keys are rebuilt."""
 
-    def __init__(self, store: ConfigStore, *, refresh_interval: float = 1.0) -> None:
+    def __init__(self, store: ConfigStore, *, refresh_interval: float = 1.0, watch: VersionWatch | None = None) -> None:
+        """`watch`: the `config_version` watch shared with the other followers of it."""
         self._store = store
         self.profiles: dict[str, AccessProfileConfig] = {}
         self._subscribers: list[Callable[[], Awaitable[None]]] = []
-        self._follower = Follower("profiles", store.config_version, self._load, interval=refresh_interval)
+        self._follower = Follower("profiles", watch or store.config_version, self._load, interval=refresh_interval)
 
     def subscribe(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._subscribers.append(callback)
