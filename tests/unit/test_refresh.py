@@ -24,11 +24,19 @@ _sleep = asyncio.sleep
 
 
 class Intervals:
+    """Only the test's own event loop is held: the patched `asyncio` is the module's, so followers of
+    gateways that other tests left running in threads of this process sleep through it too (in the
+    whole suite they did, and counted as this gateway's loops)."""
+
     def __init__(self) -> None:
         self.sleeping = 0
         self._gate = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
 
     async def sleep(self, delay: float) -> None:
+        if asyncio.get_running_loop() is not self._loop:
+            await _sleep(delay)
+            return
         gate = self._gate
         self.sleeping += 1
         try:
