@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from sluice.gateway_signin.service import REFRESH_PREFIX, GatewaySignin, OAuthError, Store, Tokens, digest
+from sluice.gateway_signin.service import GatewaySignin, OAuthError, Store, Tokens, digest
 from sluice.storage.grants import GatewayGrant, OAuthClient
 
 MAX_REGISTRATION = 8 * 1024  # bytes of the registration document (Claude Code's is ~230)
@@ -257,14 +257,4 @@ class CodeFlow:
         if resource is not None and canonical_resource(resource) != grant.resource:
             await self._store.swap_grant(grant, replace(grant, status="revoked", revoked_at=now))
             raise OAuthError("invalid_target", description=f"resource must be {grant.resource}.")
-        refresh = f"{REFRESH_PREFIX}{grant.id}.{secrets.token_urlsafe(32)}"
-        active = replace(
-            grant,
-            status="active",
-            last_poll=now,
-            refresh_hash=digest(refresh),
-            expires_at=now + self.config.refresh_ttl_s,
-        )
-        if not await self._store.swap_grant(grant, active):  # another exchange won the race
-            raise OAuthError("invalid_grant", description="This authorization code was used already.")
-        return self.signin.issue(active, refresh, now)
+        return await self.signin.activate(grant, now, "This authorization code was used already.")

@@ -206,6 +206,11 @@ class GatewaySignin:
             # Every poll moves the mark, so a client that keeps polling too fast stays slowed.
             await self._store.swap_grant(grant, replace(grant, last_poll=now))
             raise OAuthError("slow_down" if too_soon else "authorization_pending")
+        return await self.activate(grant, now, "This device code was redeemed already.")
+
+    async def activate(self, grant: GatewayGrant, now: float, if_raced: str) -> Tokens:
+        """The grant made active with a new refresh token, by compare-and-set: of two redemptions
+        of one code (device or authorization code), one wins and the other is `invalid_grant`."""
         refresh = f"{REFRESH_PREFIX}{grant.id}.{secrets.token_urlsafe(32)}"
         active = replace(
             grant,
@@ -214,8 +219,8 @@ class GatewaySignin:
             refresh_hash=digest(refresh),
             expires_at=now + self.config.refresh_ttl_s,
         )
-        if not await self._store.swap_grant(grant, active):  # another poll redeemed it first
-            raise OAuthError("invalid_grant", description="This device code was redeemed already.")
+        if not await self._store.swap_grant(grant, active):
+            raise OAuthError("invalid_grant", description=if_raced)
         return self.issue(active, refresh, now)
 
     async def refresh(self, refresh_token: str) -> Tokens:
