@@ -1,7 +1,7 @@
 """AWS request signing (SigV4, with botocore's own signer) and Bedrock's errors.
 
 botocore is used for the signature only: it computes headers in memory and never opens a
-connection, so the request still goes out through sluice's one aiohttp client.
+connection, so the request still goes out through sluice's one upstream client (sluice.upstream).
 """
 
 from __future__ import annotations

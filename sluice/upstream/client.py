@@ -1,4 +1,4 @@
-"""The single outbound HTTP seam: one pooled aiohttp session per process.
+"""The single outbound HTTP seam: one keep-alive pool per process (`h1`, HTTP/1.1 on httptools).
 
 Transport failures become `SluiceError`s here and nowhere else. Nothing in this module logs
 headers or bodies, so provider credentials cannot leak through it.
@@ -12,13 +12,12 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from sluice.core.errors import ErrorKind, SluiceError
 from sluice.core.tasks import cancel, spawn
 from sluice.core.trace_context import OUTBOUND_TRACEPARENT
+from sluice.upstream import h1
 from sluice.upstream.lag import LoopLag
 from sluice.upstream.pool import PoolLimits, SlotGate, saturated
 
@@ -38,49 +37,62 @@ class Timeouts:
 class UpstreamResponse:
     """An answer's head, and its body to read once. Holds the provider's connection slot until the
     body is read, the stream ends or breaks, or `close()`; if none of these happens (a stream
-    that is never iterated), the slot is given back when the response is garbage collected."""
+    that is never iterated), the connection is closed and the slot given back when the response is
+    garbage collected."""
 
     def __init__(
         self,
-        resp: aiohttp.ClientResponse,
+        conn: h1.Connection,
         provider: str,
         release: Callable[[], None],
         read_timeout_kind: Callable[[], SluiceError | None] = lambda: None,
     ) -> None:
-        self._resp = resp
+        self._conn = conn
         self._provider = provider
         self._release = release
         self._read_timeout_kind = read_timeout_kind
-        weakref.finalize(self, release)
-        self.status = resp.status
-        self.headers: CIMultiDictProxy[str] = resp.headers
+        self._abandoned = weakref.finalize(self, _abandon, conn, release)
+        self.status = conn.status
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(conn.header_list))
 
     async def read(self) -> bytes:
+        pieces: list[bytes] = []
         try:
-            return await self._resp.read()
-        except TimeoutError:
+            while (piece := await self._conn.next_chunk()) is not None:
+                pieces.append(piece)
+        except h1.ReadTimeout:
             raise self._read_timeout_kind() or _broken(self._provider, TimeoutError()) from None
-        except aiohttp.ClientError as exc:
+        except h1.TransportError as exc:
             raise _broken(self._provider, exc) from None
         finally:
-            self._resp.release()
-            self._release()
+            self._finish()
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        except TimeoutError:
+            while (piece := await self._conn.next_chunk()) is not None:
+                yield piece
+        except h1.ReadTimeout:
             raise self._read_timeout_kind() or _broken(self._provider, TimeoutError()) from None
-        except aiohttp.ClientError as exc:
+        except h1.TransportError as exc:
             raise _broken(self._provider, exc) from None
         finally:
-            self._resp.release()
-            self._release()
+            self._finish()
+
+    def _finish(self) -> None:
+        self._abandoned.detach()
+        self._conn.finish()
+        self._release()
 
     def close(self) -> None:
-        self._resp.close()
+        self._abandoned.detach()
+        self._conn.abort()
         self._release()
+
+
+def _abandon(conn: h1.Connection, release: Callable[[], None]) -> None:
+    conn.abort()  # its unread answer would be the next request's otherwise
+    release()
 
 
 def _broken(provider: str, exc: BaseException) -> SluiceError:
@@ -89,48 +101,20 @@ def _broken(provider: str, exc: BaseException) -> SluiceError:
     return SluiceError(ErrorKind.PROVIDER_STREAM_BROKEN, f"provider {provider} closed the connection mid-response")
 
 
-_MAX_CACHED = 256  # URLs and timeout sets kept built; a caller's model can name new URLs, so bounded
-_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
-_targets: dict[str, URL] = {}
-
-
-def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts for `timeouts`, built once per set (a provider's are fixed until a reload):
-    sock_connect, not connect: aiohttp's `connect` also runs while waiting for a pooled
-    connection, and that wait is the gateway's, timed by the slot gate."""
-    built = _timeouts.get(timeouts)
-    if built is None:
-        if len(_timeouts) >= _MAX_CACHED:
-            _timeouts.clear()
-        built = _timeouts[timeouts] = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
-    return built
-
-
-def _target(url: str) -> URL:
-    """`url` sent as built (encoded=True), parsed once per URL string: providers escape what they
-    put in a URL, and yarl must not decode it again (it would turn %3A back into ':' under a SigV4
-    signature, or %2E%2E into a '..' segment it then collapses). yarl's URL is immutable."""
-    target = _targets.get(url)
-    if target is None:
-        if len(_targets) >= _MAX_CACHED:
-            _targets.clear()
-        target = _targets[url] = URL(url, encoded=True)
-    return target
-
-
-def _local_exhaustion(exc: aiohttp.ClientConnectorError) -> bool:
+def _local_exhaustion(exc: h1.ConnectFailed) -> bool:
     return exc.os_error.errno in _LOCAL_EXHAUSTION
 
 
 class UpstreamClient:
-    """One aiohttp session for the process. The session's connector has no cap of its own: each
-    provider's `SlotGate` bounds its open exchanges (`set_pool`), so a request never waits inside
-    aiohttp, where the wait would run on the provider's first-byte clock."""
+    """One connection pool for the process, with no cap of its own: each provider's `SlotGate`
+    bounds its open exchanges (`set_pool`), so a request never waits for a connection inside the
+    client, where the wait would run on the provider's first-byte clock. It keeps no state between
+    callers beyond idle connections: no cookie jar (a provider's Set-Cookie, e.g. a CDN's
+    bot-management cookie, must not be replayed on other tenants' calls), no proxy from the
+    environment, no headers of its own but the framing ones."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: h1.Pool | None = None
         self._gates: dict[str, SlotGate] = {}
         # Requests answered GATEWAY_SATURATED, by (provider, reason): "pool" (no connection slot in
         # time), "sockets" (the process could not open one), "loop" (the event loop was stalled).
@@ -151,6 +135,9 @@ class UpstreamClient:
     def gates(self) -> dict[str, SlotGate]:
         return dict(self._gates)
 
+    def idle_connections(self) -> int:
+        return self._pool.idle_count() if self._pool is not None else 0
+
     def _gate(self, provider: str) -> SlotGate:
         gate = self._gates.get(provider)
         if gate is None:  # identity providers, audit sinks, ...: uncapped
@@ -160,23 +147,15 @@ class UpstreamClient:
     async def start(self) -> None:
         if self._lag_task is None:
             self._lag_task = spawn(self.lag.run(), name="upstream-loop-lag")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-            # No cookie jar: the session is shared by every caller, so a provider's Set-Cookie (e.g.
-            # a CDN's bot-management cookie) must not be stored and replayed on other tenants' calls.
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                skip_auto_headers=("User-Agent",),
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+        if self._pool is None:
+            self._pool = h1.Pool()
 
     async def close(self) -> None:
         await cancel(self._lag_task)
         self._lag_task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def post(
         self, provider: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
@@ -192,10 +171,9 @@ class UpstreamClient:
         body: bytes | None,
         timeouts: Timeouts,
     ) -> UpstreamResponse:
-        if self._session is None:
+        if self._pool is None:
             await self.start()
-        assert self._session is not None
-        client_timeout = _client_timeout(timeouts)
+        assert self._pool is not None
         if (traceparent := OUTBOUND_TRACEPARENT.get()) is not None:  # tracing on (sluice.observability)
             headers = {**headers, "traceparent": traceparent}
         try:
@@ -204,7 +182,7 @@ class UpstreamClient:
             self._count(provider, "pool")
             raise
         try:
-            resp = await self._send(method, provider, url, headers, body, timeouts, client_timeout)
+            conn = await self._send(self._pool, method, provider, url, headers, body, timeouts)
         except BaseException:
             release()
             raise
@@ -213,7 +191,7 @@ class UpstreamClient:
             now = asyncio.get_running_loop().time()
             return self._stalled(provider, now - timeouts.read, now)
 
-        return UpstreamResponse(resp, provider, release, read_timeout_kind)
+        return UpstreamResponse(conn, provider, release, read_timeout_kind)
 
     def _stalled(self, provider: str, start: float, end: float) -> SluiceError | None:
         """GATEWAY_SATURATED when the event loop spent the timeout's window [start, end] largely
@@ -226,25 +204,26 @@ class UpstreamClient:
 
     async def _send(
         self,
+        pool: h1.Pool,
         method: str,
         provider: str,
         url: str,
         headers: Mapping[str, str],
         body: bytes | None,
         timeouts: Timeouts,
-        client_timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        assert self._session is not None
+    ) -> h1.Connection:
         started = asyncio.get_running_loop().time()
         try:
             # The provider's clock starts once the request has a slot: waiting for one is not its time.
             async with asyncio.timeout(timeouts.first_byte):
-                target = _target(url)
-                return await self._session.request(method, target, data=body, headers=headers, timeout=client_timeout)
+                return await h1.exchange(pool, method, url, headers, body, timeouts.connect, timeouts.read)
+        except h1.RefusedRequest as exc:
+            why = f"the request to provider {provider} cannot be sent: {exc}"
+            raise SluiceError(ErrorKind.CALLER_BAD_REQUEST, why) from None
         except TimeoutError as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            if isinstance(exc, h1.ConnectTimeout):
                 end = started + timeouts.connect
-            elif isinstance(exc, aiohttp.ServerTimeoutError):  # silence while reading the head
+            elif isinstance(exc, h1.ReadTimeout):  # silence while reading the head
                 end = asyncio.get_running_loop().time()
                 started = max(started, end - timeouts.read)
             else:
@@ -252,12 +231,12 @@ class UpstreamClient:
             raise self._stalled(provider, started, end) or SluiceError(
                 ErrorKind.PROVIDER_TIMEOUT, f"provider {provider} did not answer within {timeouts.first_byte:g} s"
             ) from None
-        except aiohttp.ClientConnectorError as exc:
+        except h1.ConnectFailed as exc:
             if _local_exhaustion(exc):
                 self._count(provider, "sockets")
                 raise saturated(provider, f"no socket to open: {exc.os_error.strerror or exc.os_error}") from None
             raise SluiceError(
                 ErrorKind.PROVIDER_UNREACHABLE, f"provider {provider} is unreachable (connection failed)"
             ) from None
-        except aiohttp.ClientError:
+        except h1.TransportError:
             raise SluiceError(ErrorKind.PROVIDER_UNREACHABLE, f"provider {provider} dropped the connection") from None
