@@ -38,6 +38,7 @@ import argparse
 import copy
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -263,9 +264,10 @@ def gateways(doc: dict[str, Any], requests: int, concurrency: int, rounds: int =
     return out
 
 
-def callgrind(doc: dict[str, Any], requests: int) -> dict[str, float]:
+def callgrind(doc: dict[str, Any], requests: int, keep: Path | None = None) -> dict[str, float]:
     """Instructions per request of the two gateways (valgrind's callgrind, instrumented only while
-    the measured requests run, after a warm-up), for both traffics: not disturbed by the machine's load."""
+    the measured requests run, after a warm-up), for both traffics: not disturbed by the machine's load.
+    With `keep`, each dump is copied there as callgrind.<off|on>.<mode> (for callgrind_annotate)."""
     traffic = {"same": [orjson.dumps(doc)], "new": follow_ups(doc, 16)}
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-guard-cg-") as tmp:
@@ -284,6 +286,9 @@ def callgrind(doc: dict[str, Any], requests: int) -> dict[str, float]:
                     subprocess.run([*control, "-d", str(proc.pid)], check=True, capture_output=True)
                     dumps = sorted(Path(tmp).glob(f"callgrind.{name}.out.*"), key=lambda f: int(f.suffix[1:]))
                     out[f"callgrind_{mode}_{name}_ir"] = _total_ir(dumps[-1]) / requests
+                    if keep is not None:
+                        keep.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(dumps[-1], keep / f"callgrind.{name}.{mode}")
                 subprocess.run([*control, "-i", "off", str(proc.pid)], check=True, capture_output=True)
             load.quit()
         finally:
@@ -345,6 +350,7 @@ def main() -> None:
     parser.add_argument("--no-gateway", action="store_true")
     parser.add_argument("--callgrind", type=int, default=0, help="also count instructions over N requests per traffic")
     parser.add_argument("--callgrind-only", action="store_true", help="only the instruction counts (N: --callgrind)")
+    parser.add_argument("--callgrind-keep", type=Path, help="copy the callgrind dumps to this folder")
     args = parser.parse_args()
     if args.loop:
         loop(args.loop, args.mode)
@@ -354,7 +360,7 @@ def main() -> None:
     if not args.no_gateway and not args.callgrind_only:
         results.update(gateways(doc, args.requests, args.concurrency))
     if args.callgrind or args.callgrind_only:
-        results.update(callgrind(doc, args.callgrind or 30))
+        results.update(callgrind(doc, args.callgrind or 30, args.callgrind_keep))
     results["python"] = platform.python_version()
     for k, v in results.items():
         print(f"{k:32} {v:12.1f}" if isinstance(v, float | int) else f"{k:32} {v}")
