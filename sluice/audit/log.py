@@ -94,6 +94,21 @@ class AuditLog:
             self._flushing = spawn(self._flush(), name="audit-flush")
         return await future
 
+    async def append_all(self, kind: str, actor: str, items: list[dict[str, Any]]) -> list[AuditRecord]:
+        """Seals and stores several records of one kind, in order (one batch when nothing else is
+        pending), without a task per record; returns once all are durable, raises if any was not."""
+        if not self._enabled or not items:
+            return []
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[AuditRecord]] = []
+        for data in items:
+            future: asyncio.Future[AuditRecord] = loop.create_future()
+            self._pending.append((kind, actor, plain(data), future))
+            futures.append(future)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = spawn(self._flush(), name="audit-flush")
+        return list(await asyncio.gather(*futures))  # futures, not coroutines: no task is made
+
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]

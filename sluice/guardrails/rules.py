@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from sluice.guardrails.injection import find_injection
 from sluice.guardrails.pii import find_pii
+from sluice.guardrails.rewrite import Rewritten
 from sluice.guardrails.secrets import find_secrets
 from sluice.guardrails.text import forget
 
@@ -95,10 +96,11 @@ class Finding:
 @dataclass(frozen=True, slots=True)
 class Recent:
     """The clean strings of a session's previous request, in walk order, and whether each was in a
-    tool result."""
+    tool result; and, when its body was rewritten (something redacted), that rewrite's memo."""
 
     strings: list[str]
     tool: list[bool]
+    rewritten: Rewritten | None = None
 
 
 @dataclass(slots=True)
@@ -129,9 +131,15 @@ class RuleSet:
     def recent_of(self, session: str) -> Recent | None:
         return self._recent.get(session)
 
+    def remember_rewrite(self, session: str, rewritten: Rewritten) -> None:
+        """The request just remembered for `session` was rewritten so (see guardrails.rewrite)."""
+        recent = self._recent.get(session)
+        if recent is not None:
+            self.remember(session, replace(recent, rewritten=rewritten))
+
     def remember(self, session: str, recent: Recent) -> None:
         """Bounded by sessions and characters kept; the least recent session goes first."""
-        chars = sum(map(len, recent.strings))
+        chars = sum(map(len, recent.strings)) + (len(recent.rewritten.body) if recent.rewritten else 0)
         self._total_recent += chars - self._recent_chars.pop(session, 0)
         self._recent.pop(session, None)
         if chars > self.max_recent_chars // 8:

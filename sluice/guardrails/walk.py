@@ -124,6 +124,21 @@ class _Walk:
             return self.text(node, tool)
         return node
 
+    def skipped(self, node: str, tool: bool) -> bool:
+        """Whether `node` is the string after the cursor's: the previous request's string there
+        was replaced (an edited message) or dropped, and the cursor moves past it. Without this,
+        one edited string would leave the cursor behind and every string after it would be
+        hashed and looked up. (An inserted string needs nothing: the cursor waits for the string
+        after it.)"""
+        at = self.at + 1
+        prev = self.prev
+        if at < len(prev) and node == prev[at] and self.prev_tool[at] is tool:
+            self.at = at + 1
+            self.seen.append(node)
+            self.seen_tool.append(tool)
+            return True
+        return False
+
     def text(self, node: str, tool: bool) -> str:
         """A string that is not the next one of the previous request."""
         if node in (self.clean_tool if tool else self.clean_request):
@@ -154,6 +169,8 @@ class _Walk:
                     self.seen.append(value)
                     self.seen_tool.append(inner)
                     continue
+                if self.skipped(value, inner):
+                    continue
                 new: Any = self.text(value, inner)
             elif kind is dict:
                 if key in _SKIP:
@@ -181,6 +198,8 @@ class _Walk:
                     self.at = at + 1
                     self.seen.append(value)
                     self.seen_tool.append(tool)
+                    continue
+                if self.skipped(value, tool):
                     continue
                 new: Any = self.text(value, tool)
             elif kind is dict:

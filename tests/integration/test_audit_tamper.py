@@ -321,3 +321,23 @@ def test_postgres_truncation_is_caught_by_checkpoints(tmp_path: Path, pg_url: st
     asyncio.run(truncate())
     code, output = verify(config)
     assert code == 1 and "truncated: it ends at record 6" in output
+
+
+async def test_append_all_seals_its_records_in_order_on_one_chain(tmp_path: Path) -> None:
+    """Several records of one request (a guardrail's decisions) through one call: durable, in order,
+    interleaved correctly with single appends; a log without a key records nothing."""
+    from sluice.audit.chain import verify as verify_records
+
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    await store.migrate()
+    config = parse_config({"audit": {"hmac_key": KEY}}).audit
+    log = AuditLog(config, store)
+    single = log.append("request", "vk-a", {"n": 0})
+    many = log.append_all("guardrail", "vk-a", [{"n": 1}, {"n": 2}, {"n": 3}])
+    await asyncio.gather(single, many)
+    assert [r.seq for r in await log.append_all("guardrail", "vk-b", [{"n": 4}])] == [5]
+    records = [r async for r in store.audit_records()]
+    assert [orjson.loads(r.data)["n"] if isinstance(r.data, str) else r.data["n"] for r in records] == [0, 1, 2, 3, 4]
+    assert verify_records(records, config.keys()).ok
+    assert await AuditLog(parse_config({}).audit, store).append_all("guardrail", "vk-a", [{"n": 5}]) == []
+    await store.close()

@@ -140,3 +140,42 @@ def test_a_secret_written_with_unicode_escapes_is_redacted_in_the_bytes_sent() -
         sent = _sent(rails, {}, body)
         assert "QWERTYUIOPASDFGH" not in orjson.loads(sent)["messages"][0]["content"]
         assert b"[sluice:aws_access_key_id:" in sent
+
+
+def _looked_up(monkeypatch: Any) -> list[str]:
+    """The strings the walk did not find at its cursor (each then hashed, looked up, maybe scanned)."""
+    from sluice.guardrails import walk
+
+    seen: list[str] = []
+    original = walk._Walk.text
+
+    def text(self: Any, node: str, tool: bool) -> str:
+        seen.append(node)
+        return original(self, node, tool)
+
+    monkeypatch.setattr(walk._Walk, "text", text)
+    return seen
+
+
+def test_an_edited_string_leaves_the_rest_of_the_history_at_the_cursor(monkeypatch: Any) -> None:
+    """The agent's next turn edits one string (here the first message): every string after it is
+    still the previous request's, one place further on, and is not looked up again."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    _turns(rails, _history())
+    seen = _looked_up(monkeypatch)
+    ((_, guard),) = _turns(rails, _history(extra=" again"))
+    assert seen == ["read the notes again"]
+    assert guard.count == 0
+
+
+def test_the_string_after_an_edit_is_scanned_when_it_moved_into_a_tool_result(monkeypatch: Any) -> None:
+    """Moving past the edited string compares the place too: the same text, now a tool result, is scanned."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    first = _history()
+    first["messages"][2]["content"][0] = {"type": "text", "text": INJECTION}  # the user's own words: clean there
+    second = copy.deepcopy(first)
+    second["messages"][0]["content"][0]["text"] = "read the notes again"
+    second["messages"][2]["content"][0] = {"type": "tool_result", "tool_use_id": "t1", "content": INJECTION}
+    (_, g1), (_, g2) = _turns(rails, first, second)
+    assert g1.count == 0
+    assert {f.kind for f, _ in g2.report.findings} == {"injection_phrase"}

@@ -1,0 +1,122 @@
+"""The redacted request's bytes: the caller's body with each redacted value's JSON form replaced
+by its placeholder, the caller's encoding kept.
+
+Every occurrence of a value must go, wherever it is in the body (a value the detector found in one
+string may sit unrecognised in another). Finding them is a search of the whole body per value;
+an agent, though, resends its previous body with a change somewhere in it (new messages, an edited
+last one), so where the session's previous body was rewritten too, only the bytes that differ from
+it are searched: occurrences in the unchanged prefix and suffix are the previous request's, at the
+same place (the suffix shifted by the change in length). Pure: no I/O, no state of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+_CHUNK = 16384  # bytes compared at a time while looking for where two bodies part
+
+
+@dataclass(frozen=True, slots=True)
+class Rewritten:
+    """The session's previous rewrite: its body and where each value's JSON form occurs in it."""
+
+    body: bytes
+    starts: dict[bytes, list[int]]
+
+
+def rewrite(body: bytes, replaced: dict[str, str], previous: Rewritten | None) -> tuple[bytes, Rewritten] | None:
+    """The body with every occurrence of each value (its JSON form, as orjson escapes it) replaced,
+    and the memo for the next request; None when a value's JSON form is not in the body as it is
+    (the caller escaped it otherwise: the parsed body must be re-encoded instead)."""
+    known_starts = previous.starts if previous is not None else {}
+    unchanged = _unchanged(body, previous.body) if previous is not None else (0, 0)
+    old_size = len(previous.body) if previous is not None else 0
+    starts: dict[bytes, list[int]] = {}
+    spans: list[tuple[int, int, bytes]] = []
+    for value, placeholder in replaced.items():
+        encoded = orjson.dumps(value)[1:-1]
+        known = known_starts.get(encoded)
+        if known is not None:
+            found = _moved(body, encoded, known, old_size, *unchanged)
+        else:
+            found = _find_all(body, encoded, 0, len(body))
+        if not found:
+            return None
+        starts[encoded] = found
+        swap = placeholder.encode()
+        spans += [(at, at + len(encoded), swap) for at in found]
+    spans.sort()
+    view = memoryview(body)  # slices of it are not copies: the join copies the body once
+    pieces: list[bytes | memoryview] = []
+    last = 0
+    for start, end, swap in spans:
+        if start < last:
+            continue  # inside a longer value already replaced
+        pieces += (view[last:start], swap)
+        last = end
+    pieces.append(view[last:])
+    return b"".join(pieces), Rewritten(body, starts)
+
+
+def _find_all(body: bytes, encoded: bytes, start: int, end: int) -> list[int]:
+    """Every occurrence within [start, end), overlapping ones too: the memo must be exact whatever
+    the value (the join then skips an occurrence inside one already replaced)."""
+    out = []
+    at = body.find(encoded, start, end)
+    while at >= 0:
+        out.append(at)
+        at = body.find(encoded, at + 1, end)
+    return out
+
+
+def _moved(body: bytes, encoded: bytes, known: list[int], old_size: int, prefix: int, suffix: int) -> list[int]:
+    """Where `encoded` occurs in `body`, given where it occurred in the previous body (`known`, all
+    of them) and that the two share their first `prefix` and last `suffix` bytes: the known ones
+    inside either, and a search of what lies between (with the few bytes on each side that an
+    occurrence crossing into it needs)."""
+    m, size = len(encoded), len(body)
+    shift = size - old_size
+    kept = [at for at in known if at + m <= prefix]
+    middle = _find_all(body, encoded, max(0, prefix - m + 1), min(size, size - suffix + m - 1))
+    moved = [at + shift for at in known if at >= old_size - suffix]
+    return kept + middle + moved  # in order, and disjoint: see the bounds
+
+
+def _same(a: bytes, at: int, b: memoryview, bt: int, length: int) -> bool:
+    return a.startswith(b[bt : bt + length], at)
+
+
+def _unchanged(body: bytes, old: bytes) -> tuple[int, int]:
+    """(prefix, suffix): how many first and last bytes `body` shares with `old`, the two never
+    overlapping in either body. C comparisons of a chunk at a time, then halving inside the chunk
+    where they part."""
+    limit = min(len(body), len(old))
+    view = memoryview(old)
+    prefix = _run(limit, lambda at, n: _same(body, at, view, at, n))
+    tail = limit - prefix
+    size, old_size = len(body), len(old)
+    suffix = _run(tail, lambda at, n: _same(body, size - at - n, view, old_size - at - n, n))
+    return prefix, suffix
+
+
+def _run(limit: int, same: Callable[[int, int], bool]) -> int:
+    """How many bytes agree from the start of the run (at most `limit`); `same(at, n)`: whether
+    the n bytes from `at` agree."""
+    at = 0
+    while at < limit:
+        n = min(_CHUNK, limit - at)
+        if not same(at, n):
+            # They part inside [at, at + n): halve until the first differing byte.
+            lo, hi = at, at + n
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if same(lo, mid - lo):
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        at += n
+    return limit
