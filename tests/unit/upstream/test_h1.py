@@ -143,6 +143,8 @@ async def test_the_framing_headers_are_the_clients_own() -> None:
         ("POST", "/v1/messages", {"x-model": "a\nb"}),
         ("POST", "/v1/messages", {"x-model": "a\x00b"}),
         ("POST", "/v1/messages", {"x bad: name": "v"}),
+        ("POST", "/v1/messages", {"x-model": "\u20ac"}),  # outside Latin-1: no byte form on the wire
+        ("HEAD", "/v1/messages", {}),  # its answer's Content-Length frames no body
         ("POST", "/v1/models/a b:generate", {}),
         ("POST", "/v1/models/a\r\nHost: evil/x", {}),
         ("POST", "/v1/models/é", {}),
