@@ -22,7 +22,7 @@ RUN python3 -m venv /opt/sluice \
  && /opt/sluice/bin/pip install --require-hashes --only-binary=:all: --no-deps -r requirements.lock \
  && python3 -m venv /opt/build \
  && /opt/build/bin/pip install --require-hashes --only-binary=:all: --no-deps -r build-requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY sluice ./sluice
 # Sluice's own wheel, built by `python -m build` with the locked setuptools (no unpinned build
 # isolation), installed without resolving anything more: the lock is the whole dependency set.
