@@ -1,0 +1,34 @@
+"""Request ids: unique, and ordered by the millisecond they were made in (the request log's and the
+spend ledger's primary key: bench/sqlite_inserts.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from sluice.core import context
+from sluice.core.context import new_request_id
+
+_SHAPE = re.compile(r"^req_[0-9a-f]{32}$")
+
+
+def test_ids_have_one_shape_and_do_not_repeat() -> None:
+    ids = [new_request_id() for _ in range(50_000)]
+    assert all(_SHAPE.match(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_an_id_carries_the_millisecond_it_was_made_in() -> None:
+    before = time.time_ns() // 1_000_000
+    made = int(new_request_id()[4:16], 16)
+    after = time.time_ns() // 1_000_000
+    assert before <= made <= after
+
+
+def test_ids_of_later_milliseconds_sort_after_earlier_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(1_795_000_000_000, 1_795_000_000_000 + 200))
+    monkeypatch.setattr(context.time, "time_ns", lambda: next(clock) * 1_000_000)
+    ids = [new_request_id() for _ in range(200)]
+    assert ids == sorted(ids)
