@@ -24,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -440,13 +442,39 @@ class Bench:
         self.rss_end = {name: p.rss_mib() for name, p in self.proxy_procs.items()}
         logs, ledgers = {}, {}
         self.audit: dict[str, Any] = {}
+        self.store_writes: dict[str, Any] = {}
         for v in self.gateways:
+            metrics_url = self.urls[v].replace("/v1/messages", "/metrics")
+            self.store_writes[v] = store_writes(metrics_url, self.sent[v]["requests"])
             code = self.proxy_procs[v].stop()
             logs[v] = request_log_check(self.dbs[v], self.sent[v]["requests"], code, self.args.deltas)
             ledgers[v] = spend_ledger_check(self.dbs[v], self.sent[v]["ok_200"], self.args.deltas)
             if v in ("full", "audited"):
                 self.audit[v] = audit_check(self.dbs[v], logs[v]["status_200"], v == "full")
         return logs, ledgers
+
+
+def store_writes(metrics_url: str, requests: int) -> dict[str, Any]:
+    """The gateway's hot-write transactions (request log, ledger, audit) from its /metrics, before it stops:
+    commits per request and rows per commit say how well they batch (store.linger_ms, group commit)."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+            text = answer.read().decode()
+    except urllib.error.URLError:  # metrics off (the nometrics variant)
+        text = ""
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("sluice_store_commits_total", "sluice_store_rows_total"):
+            values[name] = int(float(value))
+    commits, rows = values.get("sluice_store_commits_total", 0), values.get("sluice_store_rows_total", 0)
+    return {
+        "commits": commits,
+        "rows": rows,
+        "requests": requests,
+        "commits_per_request": commits / requests if requests else None,
+        "rows_per_commit": rows / commits if commits else None,
+    }
 
 
 def audit_check(db: Path, requests: int, signed: bool) -> dict[str, Any]:
@@ -936,6 +964,13 @@ def headline(report: dict[str, Any]) -> list[str]:
             )
             + f" -> {'complete' if aud['complete'] else 'INCOMPLETE'}"
         )
+    for v, w in report.get("store_writes", {}).items():
+        if not w["commits"]:
+            continue
+        lines.append(
+            f"{label(v)} store writes: {w['commits']} commits, {w['rows']} rows for {w['requests']} requests "
+            f"({fmt(w['commits_per_request'], 3)} commits per request, {fmt(w['rows_per_commit'], 1)} rows per commit)"
+        )
     for v, led in report["spend_ledger"].items():
         lines.append(
             f"{label(v)} spend ledger: {led['rows']} rows for {led['expected_rows']} successful requests "
@@ -1151,6 +1186,7 @@ def main(argv: list[str] | None = None) -> int:
         "request_log": request_log,
         "spend_ledger": spend_ledger,
         "audit": bench.audit,
+        "store_writes": bench.store_writes,
         "runs": [{k: v for k, v in r.items() if k not in ("lat_us", "ttfb_us")} for r in bench.runs],
     }
     report["verdicts"] = verdicts(summary, bench.gateways)

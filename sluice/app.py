@@ -216,9 +216,10 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         queue_size=config.request_log.queue_size,
         batch_size=config.request_log.batch_size,
         spill_path=config.request_log.spill_path,
+        linger_s=config.store.linger_ms / 1000,
     )
     counters = open_counters(config)
-    limits = Limits(config.governance, counters, store, watch=config_watch)
+    limits = Limits(config.governance, counters, store, watch=config_watch, linger_s=config.store.linger_ms / 1000)
     audit = AuditLog(checkpoints.with_defaults(config.audit, store_url or config.store.url), store)
     engine = Engine(
         keys,

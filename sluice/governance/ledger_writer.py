@@ -2,6 +2,12 @@
 (nothing waits for company), and the ones that arrive while a commit runs share the next one.
 Each waited settlement returns only once its own row is durable.
 
+Settlements nobody waits for (`write_later`: keys without limits) linger instead: they are
+committed with the next waited one, or `linger_s` after the first of them, whichever comes first.
+A commit costs about as much as the rows in it (WAL frames, the B-tree pages it dirties), so a
+busy gateway without limits commits a few dozen times a second instead of once or twice a
+request. What a crash can lose grows by at most the linger: those rows were in memory only either way.
+
 Durable means in the store, or, while the store is down, in the local spend journal (fsynced),
 from which the writer replays it into the store as soon as the store answers again, and always
 before counters are rebuilt from the ledger. A settlement that is durable in neither raises
@@ -35,6 +41,7 @@ class LedgerWriter:
         journal: SpendJournal | None = None,
         max_batch: int = 500,
         retry_s: float = 1.0,
+        linger_s: float = 0.0,
     ) -> None:
         self._ledger = ledger
         self._journal = journal
@@ -44,6 +51,9 @@ class LedgerWriter:
         self._retry_s = retry_s
         self._store_down_at: float | None = None
         self._pending: list[tuple[SpendRow, asyncio.Future[None] | None]] = []
+        self._waited = 0  # rows in _pending that somebody awaits
+        self._linger_s = linger_s
+        self._lingering: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._replaying: asyncio.Task[None] | None = None
         self._replay_lock = asyncio.Lock()
@@ -75,8 +85,11 @@ class LedgerWriter:
         self._enqueue(row, None)
 
     async def spend_totals(self, scope: str, scope_id: str, start: datetime, end: datetime) -> tuple[int, int, int]:
-        """The ledger's totals, with every journalled settlement replayed into it first, so a counter
-        rebuilt from them holds the spend of the outage too. Raises while the store is down."""
+        """The ledger's totals, with every lingering settlement committed and every journalled one
+        replayed into it first, so a counter rebuilt from them holds all spend so far, the
+        outage's too. Raises while the store is down."""
+        if self._pending:
+            await self.flush()
         if self._journal is not None and self._journal.pending:
             await self.replay()
         return await self._ledger.spend_totals(scope, scope_id, start, end)
@@ -97,21 +110,61 @@ class LedgerWriter:
 
     def _enqueue(self, row: SpendRow, future: asyncio.Future[None] | None) -> None:
         self._pending.append((row, future))
+        if future is not None:
+            self._waited += 1
+        if self._flushing is not None and not self._flushing.done():
+            return  # the running flush takes it in its next round
+        if future is None and self._linger_s > 0:
+            self._linger()
+            return
+        self._start_flush()
+
+    def _linger(self) -> None:
+        if self._lingering is None:
+            self._lingering = asyncio.get_running_loop().call_later(self._linger_s, self._start_flush)
+
+    def _stop_lingering(self) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
+
+    def _start_flush(self) -> None:
+        self._stop_lingering()
         if self._flushing is None or self._flushing.done():
-            # Idle: commit now. The flush starts on the loop's next turn, so settlements made in
-            # this turn join it; those made while it commits are taken by its next round.
+            # The flush starts on the loop's next turn, so settlements made in this turn join it;
+            # those made while it commits are taken by its next round.
             self._flushing = spawn(self._flush(), name="ledger-flush")
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Commits (or journals) everything pending, lingering settlements too."""
+        while self._flushing is not None and not self._flushing.done():
+            await asyncio.shield(self._flushing)
         while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            error = await self._persist([row for row, _ in batch])
-            for _, future in batch:
-                if future is not None and not future.done():
-                    if error is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(error)
+            self._stop_lingering()
+            await self._commit_round()
+
+    async def _flush(self) -> None:
+        """Commit rounds until nothing is pending, or only settlements nobody waits for (they linger)."""
+        await self._commit_round()
+        while self._pending:
+            if self._waited == 0 and self._linger_s > 0:
+                self._linger()
+                return
+            await self._commit_round()
+
+    async def _commit_round(self) -> None:
+        self._stop_lingering()
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        if not batch:
+            return
+        self._waited -= sum(1 for _, future in batch if future is not None)
+        error = await self._persist([row for row, _ in batch])
+        for _, future in batch:
+            if future is not None and not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
 
     async def _persist(self, rows: list[SpendRow]) -> BaseException | None:
         """Store, else journal. Returns the error that left the rows durable nowhere."""
@@ -161,10 +214,7 @@ class LedgerWriter:
                 log.warning("spend journal: store still unavailable (%s); %d waiting", exc, self.journalled)
 
     async def drain(self) -> None:
-        if self._flushing is not None and not self._flushing.done():
-            await asyncio.shield(self._flushing)
-        if self._pending:
-            await self._flush()
+        await self.flush()
         try:
             await self.replay()
         except Exception:

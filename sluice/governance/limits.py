@@ -166,12 +166,14 @@ class Limits:
         clock: Clock = SYSTEM_CLOCK,
         refresh_interval: float = 1.0,
         watch: VersionWatch | None = None,
+        linger_s: float = 0.0,
     ) -> None:
-        """`watch`: the `config_version` watch shared with the other followers of it."""
+        """`watch`: the `config_version` watch shared with the other followers of it; `linger_s`:
+        how long the ledger rows nobody waits for wait for company (store.linger_ms)."""
         self._counters = counters
         self._local = counters if isinstance(counters, LocalCounters) else None  # admit_now's path
         self._store = store
-        self._writer = LedgerWriter(store, journal=SpendJournal(governance.spend_journal_path))
+        self._writer = LedgerWriter(store, journal=SpendJournal(governance.spend_journal_path), linger_s=linger_s)
         self._clock = clock
         self._lease_s = governance.reservation_lease_s
         self._team_customer: dict[str, str | None] = {}

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sluice.app import Services
@@ -27,6 +27,7 @@ class ServicesCollector(Collector):
         self._breakers: dict[str, str] = {}
         self._chain_head = 0
         self._queue_depth = 0
+        self._writes = (0, 0)
 
     async def refresh(self) -> None:
         services = self.services
@@ -44,6 +45,7 @@ class ServicesCollector(Collector):
             self._chain_head = last.seq if last is not None else 0
         # The recorder's queue is its own; its depth is read, never changed, here.
         self._queue_depth = services.recorder._queue.qsize()
+        self._writes = services.store.write_counts()
 
     def collect(self) -> Iterator[Metric]:
         labels = ["budget", "scope", "scope_id"]
@@ -76,4 +78,12 @@ class ServicesCollector(Collector):
                                 value=self._chain_head)  # fmt: skip
         yield GaugeMetricFamily(
             "sluice_request_log_queue_depth", "Request log records waiting for the writer.", value=self._queue_depth
+        )
+        yield CounterMetricFamily(
+            "sluice_store_commits",
+            "Transactions committed for the request log, spend ledger and audit log (rows / commits: their batching).",
+            value=self._writes[0],
+        )
+        yield CounterMetricFamily(
+            "sluice_store_rows", "Rows committed to the request log, spend ledger and audit log.", value=self._writes[1]
         )

@@ -132,6 +132,9 @@ class ServerConfig(_Strict):
 
 class StoreConfig(_Strict):
     url: str = "sqlite+aiosqlite:///sluice.db"
+    # How long a write nobody waits for (request-log rows, the spend of keys without limits)
+    # waits for company before it is committed: a commit costs about as much as its rows.
+    linger_ms: float = Field(default=20, ge=0, le=1000)
 
 
 class RequestLogConfig(_Strict):

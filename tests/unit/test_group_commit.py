@@ -63,6 +63,54 @@ async def test_ledger_commits_at_once_when_idle_and_batches_what_arrives_meanwhi
     await writer.drain()
 
 
+async def test_with_a_linger_unwaited_rows_join_the_next_waited_commit() -> None:
+    ledger = _HeldLedger()
+    ledger.release.set()
+    writer = LedgerWriter(ledger, linger_s=60)  # type: ignore[arg-type]
+    writer.write_later(_row(1))
+    writer.write_later(_row(2))
+    await _turns()
+    assert ledger.batches == []  # nobody waits for them: they linger
+    await writer.write(_row(3))  # a waited settlement commits at once, and takes them along
+    assert ledger.batches == [["req-1", "req-2", "req-3"]]
+    writer.write_later(_row(4))
+    await _turns()
+    assert ledger.batches == [["req-1", "req-2", "req-3"]]
+    await writer.drain()  # shutdown: what lingers is committed, not left to the timer
+    assert ledger.batches[-1] == ["req-4"]
+
+
+async def test_a_linger_ends_by_its_timer_and_rows_arriving_during_a_commit_linger_again() -> None:
+    ledger = _HeldLedger()
+    writer = LedgerWriter(ledger, linger_s=0.05)  # type: ignore[arg-type]
+    writer.write_later(_row(1))
+    await asyncio.sleep(0.1)
+    assert ledger.batches == [["req-1"]]  # committed when the linger ran out
+    writer.write_later(_row(2))  # arrives while req-1 commits (the ledger holds it)
+    ledger.release.set()
+    await _turns()
+    assert ledger.batches == [["req-1"]]  # not committed straight after: it lingers in turn
+    await asyncio.sleep(0.1)
+    assert ledger.batches == [["req-1"], ["req-2"]]
+    await writer.drain()
+
+
+async def test_ledger_totals_include_rows_still_lingering(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sluice.app import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    await store.migrate()
+    writer = LedgerWriter(store, linger_s=60)
+    writer.write_later(_row(1))
+    start, end = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)
+    # A counter is seeded from these totals (a limit added to a key): the lingering spend counts.
+    assert await writer.spend_totals("virtual_key", "vk-a", start, end) == (7, 3, 1)
+    await writer.drain()
+    await store.close()
+
+
 class _HeldAuditStore:
     def __init__(self) -> None:
         self.batches: list[list[int]] = []

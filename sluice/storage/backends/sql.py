@@ -114,6 +114,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
         # The hot writes (request log, spend ledger, audit log) of a file database skip SQLAlchemy.
         path = self.url.split(":///", 1)[1] if self.is_sqlite and ":///" in self.url else ""
         self._fast: SqliteWriter | None = None
+        self._commits = self._rows = 0  # the hot writes' transactions not through _fast
         if path and path != ":memory:" and "?" not in path and not path.startswith("file:"):
             self._fast = SqliteWriter(path, self._write_lock)
         # The others (PostgreSQL) bind plain tuples to a fixed INSERT: no compilation or bind processors.
@@ -449,11 +450,21 @@ class SqlStore(SqlStops, SqlAlertClaims):
             return
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(insert(audit_log), [_shallow_dict(r) for r in records])
+        self._counted(len(records))
 
     async def _insert_plain(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             async with self._write_lock, self.engine.begin() as conn:
                 await conn.exec_driver_sql(sql, rows)
+            self._counted(len(rows))
+
+    def _counted(self, rows: int) -> None:
+        self._commits += 1
+        self._rows += rows
+
+    def write_counts(self) -> tuple[int, int]:
+        fast = (self._fast.commits, self._fast.rows) if self._fast is not None else (0, 0)
+        return self._commits + fast[0], self._rows + fast[1]
 
     async def last_audit(self) -> AuditRecord | None:
         async with self.engine.connect() as conn:
@@ -591,6 +602,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
             async with self._write_lock, self.engine.begin() as conn:
                 await conn.exec_driver_sql(self._requests_shape.sql, self._requests_shape.rows(entries))
                 await self._add_to_sessions(conn, deltas)
+            self._counted(len(entries))
             return
         await self._insert_once(request_log, [_shallow_dict(e) for e in entries], deltas)
 
@@ -660,6 +672,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
         async with self._write_lock, self.engine.begin() as conn:
             await conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
             await self._add_to_sessions(conn, list(deltas))
+        self._counted(len(rows))
 
     # -- spend ledger -----------------------------------------------------------------------
     async def record_spend(self, rows: list[SpendRow]) -> None:

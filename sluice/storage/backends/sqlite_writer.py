@@ -105,6 +105,8 @@ class SqliteWriter:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[_Op] = []
         self._running: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions run, and the rows handed to them (metrics)
+        self.rows = 0
 
     async def insert(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Returns once the rows are committed; raises what the insert (or the commit) raised."""
@@ -141,6 +143,8 @@ class SqliteWriter:
                     done: asyncio.Future[list[Exception | None]] = loop.create_future()
                     self._submit((ops, done))
                     errors = await done
+                    self.commits += 1
+                    self.rows += sum(len(rows) for _, rows in ops)
             except BaseException as exc:  # cancelled (shutdown): the thread may still commit them
                 for *_, future in batch:
                     if not future.done():
