@@ -86,13 +86,20 @@ class AuditLog:
     async def append(self, kind: str, actor: str, data: dict[str, Any]) -> AuditRecord | None:
         """Seals and stores one record; returns once it is durable, raises if it could not be.
         Does nothing when no audit key is configured."""
+        future = self.submit(kind, actor, data)
+        return None if future is None else await future
+
+    def submit(self, kind: str, actor: str, data: dict[str, Any]) -> asyncio.Future[AuditRecord] | None:
+        """`append` without waiting: the future resolves once the record is durable (or fails).
+        A caller that starts another write before awaiting it (the request's ledger row) gets
+        both into one commit. None when no audit key is configured."""
         if not self._enabled:
             return None
         future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
         self._pending.append((kind, actor, plain(data), future))
         if self._flushing is None or self._flushing.done():
             self._flushing = spawn(self._flush(), name="audit-flush")
-        return await future
+        return future
 
     async def append_all(self, kind: str, actor: str, items: list[dict[str, Any]]) -> list[AuditRecord]:
         """Seals and stores several records of one kind, in order (one batch when nothing else is

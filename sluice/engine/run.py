@@ -12,6 +12,8 @@ has one owner (see `sluice.engine.context`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -44,7 +46,7 @@ from sluice.routing.router import Resolution, RouteFacts, Router
 from sluice.sessions.runaway import Runaway
 from sluice.sessions.stops import Stops, refusal
 from sluice.settings import RoutingConfig
-from sluice.storage.records import VirtualKey
+from sluice.storage.records import AuditRecord, VirtualKey
 
 log = logging.getLogger("sluice.engine")
 
@@ -218,18 +220,27 @@ class Engine:
 
     async def settle(self, ctx: RequestContext) -> None:
         """Charges the request's real usage to every limit (once; later calls do nothing) and
-        seals its audit record while the answer is still held back."""
+        seals its audit record while the answer is still held back. The record is handed to the
+        audit log before the ledger row is, so both go into one commit (one transaction a
+        request, not two in turn); neither is awaited before both are queued."""
         charge = ctx.charge
         if charge is None or not charge.held:
             return
         if ctx.model and not ctx.cost_pico:
             ctx.cost_pico = self._cost(ctx)
+        sealing = self._seal(ctx)
         try:
             await charge.settle(ctx.cost_pico, ctx.usage.total)
         except SluiceError:
             ctx.decision, ctx.reason = "error", "spend could not be recorded"
+            if sealing is not None:
+                # The record sealed beside it says the answer was released; it was not. `finish`
+                # seals the request again as it ended (a later record of the same request id).
+                with contextlib.suppress(Exception):
+                    await sealing
+                ctx.audited = False
             raise
-        await self._audit(ctx, refuse=True)
+        await self._sealed(ctx, sealing, refuse=True)
 
     def _cost(self, ctx: RequestContext) -> int:
         provider = self.providers.get(ctx.provider or "")
@@ -238,15 +249,29 @@ class Engine:
     async def _audit(self, ctx: RequestContext, *, refuse: bool) -> None:
         """Seals the request's record into the audit log. While the answer is still held back
         (`refuse`), a record that cannot be made durable stops the answer, unless the config opts out."""
+        await self._sealed(ctx, self._seal(ctx), refuse=refuse)
+
+    def _seal(self, ctx: RequestContext) -> asyncio.Future[AuditRecord] | None:
+        """Queues the request's audit record (once), or None when there is none to write."""
         if self.audit is None or not self.audit.enabled or ctx.audited:
-            return
+            return None
         ctx.audited = True
         try:
             summary = request_summary(ctx, self.audit.capture_limit)
-            await self.audit.append(request_kind(ctx), ctx.virtual_key_id or "anonymous", summary)
+            return self.audit.submit(request_kind(ctx), ctx.virtual_key_id or "anonymous", summary)
+        except Exception as exc:  # a summary that cannot be made: as a record that cannot be stored
+            failed: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _sealed(self, ctx: RequestContext, sealing: asyncio.Future[AuditRecord] | None, *, refuse: bool) -> None:
+        if sealing is None:
+            return
+        try:
+            await sealing
         except Exception:
             log.exception("audit record of %s could not be written", ctx.request_id)
-            if refuse and self.audit.refuse_unrecorded:
+            if refuse and self.audit is not None and self.audit.refuse_unrecorded:
                 raise SluiceError(
                     ErrorKind.GATEWAY_INTERNAL,
                     "The request could not be recorded in the audit log, so it is not served. Try again shortly.",

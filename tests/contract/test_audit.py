@@ -3,6 +3,7 @@ auth failures too, no secret anywhere, and no answer without a durable record by
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,54 @@ def test_no_answer_without_a_durable_audit_record(stack: tuple[GatewayThread, Fa
             model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         ) as stream:
             "".join(stream.text_stream)
+
+
+def test_a_request_seals_its_record_and_its_spend_in_one_commit(tmp_path: Path) -> None:
+    """The audit record and the ledger row of a request are queued before either is awaited, so
+    they share one transaction (the request-log row lingers, nobody awaits it)."""
+    cfg = {
+        **config("http://unused"),
+        "store": {"url": f"sqlite:///{tmp_path / 'sluice.db'}", "linger_ms": 1000},
+    }
+    with FakeUpstreamThread() as upstream:
+        cfg["providers"]["anthropic"]["base_url"] = upstream.base_url
+        with GatewayThread(cfg, tmp_path) as gateway:
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+            ask = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+            client.messages.create(**ask)  # type: ignore[call-overload]  # the chain head is read once
+            gateway.request_log()
+            before = gateway.services.store.write_counts()
+            client.messages.create(**ask)  # type: ignore[call-overload]
+            after = gateway.services.store.write_counts()
+            assert (after[0] - before[0], after[1] - before[1]) == (1, 2)  # one commit: ledger row + audit record
+            assert len(gateway.request_log()) == 2
+
+
+def test_a_settlement_durable_nowhere_is_sealed_again_as_refused(
+    stack: tuple[GatewayThread, FakeUpstreamThread, Path],
+) -> None:
+    """The audit record is queued beside the ledger row; when the spend then cannot be made durable,
+    the answer is refused and a later record of the same request says so."""
+    from sluice.governance.ledger_writer import SpendNotDurable
+
+    gateway, _, _ = stack
+
+    async def nowhere(row: Any) -> None:
+        raise SpendNotDurable("disk full")
+
+    gateway.services.limits._writer.write = nowhere  # type: ignore[method-assign]
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.InternalServerError) as exc:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert "cost could not be recorded" in exc.value.message
+    for _ in range(500):  # the request is recorded once the refusal has gone out
+        if logged := gateway.request_log():
+            break
+        threading.Event().wait(0.01)
+    (entry,) = logged
+    mine = [r.data for r in records(gateway) if r.data.get("request_id") == entry["request_id"]]
+    assert [m["decision"] for m in mine] == ["allow", "error"]  # sealed beside the ledger row, then corrected
+    assert "cost could not be recorded" in mine[-1]["reason"]
 
 
 def test_opting_out_serves_when_the_audit_log_is_down(tmp_path: Path) -> None:
