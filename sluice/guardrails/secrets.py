@@ -117,7 +117,10 @@ _Found = tuple[int, int, str, int, int]
 
 
 def _find(
-    text: str, lowered: str, compiled: tuple[tuple[str, re.Pattern[str], int, tuple[tuple[str, ...], bool] | None], ...]
+    text: str,
+    lowered: str,
+    compiled: tuple[tuple[str, re.Pattern[str], int, tuple[tuple[str, ...], bool] | None], ...],
+    env: bool = True,
 ) -> list[_Found]:
     found: list[_Found] = []
     for kind, rx, group, needs in compiled:
@@ -127,8 +130,12 @@ def _find(
             if group and not _plausible(kind, m.group(group)):
                 continue
             found.append((m.start(group), m.end(group), kind, m.start(), m.end()))
-    if ("=" in text or ":" in text) and (
-        len(lowered) != len(text) or any(name in lowered for name in _ENV_NAMES)  # _ENV needs a name
+    if (
+        env
+        and ("=" in text or ":" in text)
+        and (
+            len(lowered) != len(text) or any(name in lowered for name in _ENV_NAMES)  # _ENV needs a name
+        )
     ):
         rx = _ENV if len(lowered) == len(text) else _ENV_ANY_CASE  # a few letters lower to two
         for m in rx.finditer(lowered if rx is _ENV else text):
@@ -163,11 +170,27 @@ BACK = 160
 FRONT = 160
 LOOK = 8
 REACH = 20_000
-_ACROSS_NEEDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "aws_access_key_id": (("AKIA", "ASIA", "ABIA", "ACCA"), False),
-    "github_token": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), False),
-}
-_COMPILED_ACROSS = tuple((kind, rx, group, _ACROSS_NEEDS.get(kind, needs)) for kind, rx, group, needs in _COMPILED)
+# A match crossing a junction holds the characters on both sides of it. Every kind but a PEM block
+# matches within one line (no newline inside), so only the line around the junction is scanned for
+# them, and only when it holds one of their literals (one search, in the lowered line); the window
+# is searched for `PRIVATE KEY` only. (The AWS secret's `\s*` around `=` could span a newline: a
+# name and value split so across strings are not found.)
+_LINE = tuple(c for c in _COMPILED if c[0] != "private_key")
+_LINE_ANY = re.compile(
+    "|".join(
+        re.escape(n.lower())
+        for n in (
+            *(n for _, _, _, needs in _LINE if needs is not None for n in needs[0]),
+            "akia", "asia", "abia", "acca", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", *_ENV_NAMES,
+        )
+    )
+)  # fmt: skip
+# A match crossing the junction starts before it, and each of these kinds' literals opens its match
+# or sits a few characters into it (`hooks.slack.com/` 8, `aws_secret` 4): a literal that could
+# belong to a crossing match starts before the junction plus 8.
+_LINE_LEAD = 8
+_LINE_REACH = _LINE_LEAD + max(len(n) for n in _LINE_ANY.pattern.replace("\\", "").split("|"))
+_PEM = next(c for c in _COMPILED if c[0] == "private_key")
 Part = tuple[int, int, int]  # (index of the string, start, end) of one part of a value
 # A secret across strings: its kind, its value's parts (one per string it touches, in order), and
 # the first and last string its whole match touches (the name it goes by may sit in an earlier one).
@@ -224,6 +247,7 @@ def _across(texts: Sequence[str], j: int, lo: int, hi: int) -> list[Across]:
             need -= take
             i -= 1
         pieces.reverse()
+        junction = BACK - need  # where the junction is in the window
         i, need, limit = j, front, LOOK if front == FRONT else LOOK * 8
         while i < hi and need > 0 and i - j < limit:
             take = min(len(texts[i]), need)
@@ -233,7 +257,19 @@ def _across(texts: Sequence[str], j: int, lo: int, hi: int) -> list[Across]:
         last = pieces[-1]
         more = i < hi or last[2] < len(texts[last[0]])  # text after the window's end
         window = "".join(texts[i][at : at + n] for i, at, n in pieces)
-        found = _find(window, window.lower(), _COMPILED_ACROSS)
+        if not 0 < junction < len(window):
+            return []  # nothing on one side
+        found: list[_Found] = []
+        a = window.rfind("\n", 0, junction) + 1
+        b = window.find("\n", junction)
+        if b < 0:
+            b = len(window)
+        literal = _LINE_ANY.search(window[a : junction + _LINE_REACH].lower()) if a < junction < b else None
+        if literal is not None and literal.start() < junction - a + _LINE_LEAD:  # the leftmost one
+            line = window[a:b]
+            found = [(s + a, e + a, k, ms + a, me + a) for s, e, k, ms, me in _find(line, line.lower(), _LINE)]
+        if "PRIVATE KEY" in window:
+            found += _find(window, window, (_PEM,), env=False)
         if not found:
             return []
         edges, at = [], 0  # where each piece starts in the window

@@ -186,7 +186,7 @@ class _Walk:
         prev = self.prev
         if at < len(prev) and node == prev[at] and self.prev_tool[at] is tool:
             self.at = at + 1
-            self.breaks.append((len(self.seen), at + 1))
+            self.breaks.append((len(self.seen), -at - 1))  # negative: found one place further on
             self.seen.append(node)
             self.seen_tool.append(tool)
             return True
@@ -254,22 +254,24 @@ class _Walk:
 
     def junctions(self) -> list[int]:
         """The junctions (j: between strings j - 1 and j) not known clean: around each string not
-        found at the cursor, and where the previous request had a cut inside a run of strings
-        found at the cursor one after another (elsewhere in such a run, the two strings of a
-        junction were the previous request's two strings of it, scanned then)."""
+        found at the cursor, before each found one place further on (the string between is gone),
+        and where the previous request had a cut inside a run of strings found at the cursor one
+        after another (elsewhere in such a run, the two strings of a junction were the previous
+        request's two strings of it, scanned then)."""
         n = len(self.seen)
         new = set()
-        for w, _ in self.breaks:
-            new.add(w)
-            new.add(w + 1)
         cuts = self.cuts
-        if cuts:
-            start, delta = 0, 0  # a run from walk index `start`, at cursor position w + delta
-            for b, after in [*self.breaks, (n, 0)]:
-                if b - start >= 2:
-                    lo, hi = start + 1 + delta, b - 1 + delta
-                    for p in cuts[bisect_left(cuts, lo) : bisect_right(cuts, hi)]:
-                        new.add(p - delta)
+        start, delta = 0, 0  # a run from walk index `start`, at cursor position w + delta
+        for b, after in [*self.breaks, (n, 0)]:
+            if cuts and b - start >= 2:
+                lo, hi = start + 1 + delta, b - 1 + delta
+                for p in cuts[bisect_left(cuts, lo) : bisect_right(cuts, hi)]:
+                    new.add(p - delta)
+            new.add(b)
+            if after < 0:  # found further on: it starts a run, at cursor position -after - 1
+                start, delta = b, -after - 1 - b
+            else:
+                new.add(b + 1)
                 start, delta = b + 1, after - (b + 1)
         return sorted(j for j in new if 0 < j < n)
 
