@@ -160,3 +160,21 @@ def test_a_window_reads_on_while_a_match_runs_to_its_end() -> None:
     [(kind, parts, first, last)] = find_across(texts, [1, 2])
     assert kind == "private_key" and (first, last) == (0, 1)
     assert parts[-1] == (1, 0, len(texts[1]) - 1)  # the whole block, END line included
+
+
+@pytest.mark.parametrize(
+    "between",
+    ["nothing here", "AKIAQWERTYUIOPASDFGH"],  # clean (the cursor skips it), or with a finding (never kept)
+)
+def test_two_remembered_strings_that_become_neighbours_are_scanned_at_their_junction(between: str) -> None:
+    """The previous request had a string between them; the next one drops it. Both are still the
+    previous request's strings, but their junction is new."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    name, value = "config:\nAWS_SECRET_ACCESS_KEY=", f"{SECRET}\nend"
+    guard = _guard(rails)
+    first = _doc("intro", name, between, value, "outro")
+    guard.request_body(first, orjson.dumps(first))
+    assert all(e["kind"] != "aws_secret_key" for e in guard.events())
+    guard = _guard(rails)
+    body, _ = _sent(guard, _doc("intro", name, value, "outro"))
+    assert SECRET.encode() not in body and [e["kind"] for e in guard.events()] == ["aws_secret_key"]
