@@ -48,17 +48,41 @@ def rewrite(body: bytes, replaced: dict[str, str], previous: Rewritten | None) -
         starts[encoded] = found
         swap = placeholder.encode()
         spans += [(at, at + len(encoded), swap) for at in found]
-    spans.sort()
+    return _join(body, spans), Rewritten(body, starts)
+
+
+def replace_all(body: bytes, replaced: dict[str, str]) -> bytes:
+    """The body with every occurrence of each value's JSON form replaced, where there is one (a
+    body re-encoded from the redacted document: the walked strings hold placeholders already, and
+    this finds the values elsewhere)."""
+    spans: list[tuple[int, int, bytes]] = []
+    for value, placeholder in replaced.items():
+        encoded = orjson.dumps(value)[1:-1]
+        swap = placeholder.encode()
+        spans += [(at, at + len(encoded), swap) for at in _find_all(body, encoded, 0, len(body))]
+    return _join(body, spans) if spans else body
+
+
+def _join(body: bytes, spans: list[tuple[int, int, bytes]]) -> bytes:
+    """`body` with each span replaced. Where spans overlap, no byte of either stays in clear: of
+    two starting at one byte the longer is replaced (a value that is a prefix of another one
+    would leave the longer one's tail), and a span reaching past the one before it has its own
+    placeholder follow that one's (restoring such text repeats the overlap; the provider sees
+    neither value)."""
+    spans.sort(key=lambda s: (s[0], -s[1]))
     view = memoryview(body)  # slices of it are not copies: the join copies the body once
     pieces: list[bytes | memoryview] = []
     last = 0
     for start, end, swap in spans:
         if start < last:
+            if end > last:  # partly overlapping the one replaced: its rest must go too
+                pieces.append(swap)
+                last = end
             continue  # inside a longer value already replaced
         pieces += (view[last:start], swap)
         last = end
     pieces.append(view[last:])
-    return b"".join(pieces), Rewritten(body, starts)
+    return b"".join(pieces)
 
 
 def _find_all(body: bytes, encoded: bytes, start: int, end: int) -> list[int]:

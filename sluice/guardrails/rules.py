@@ -93,13 +93,27 @@ class Finding:
         }
 
 
+class _Held(tuple[tuple[Finding, str], ...]):
+    __slots__ = ()
+
+
+# What the per-string cache says of a string that holds part of a secret split across strings: no
+# findings of its own (it is not scanned again), and not clean (it is not kept, and its junctions
+# with the strings beside it are scanned on every request).
+HELD = _Held()
+
+
 @dataclass(frozen=True, slots=True)
 class Recent:
     """The clean strings of a session's previous request, in walk order, and whether each was in a
-    tool result; and, when its body was rewritten (something redacted), that rewrite's memo."""
+    tool result; `cuts`: the positions p where the junction of strings[p - 1] and strings[p] is not
+    known clean (a field's first string, a string dropped before it, a secret across it), all
+    others were scanned and hold no secret across them; and, when its body was rewritten
+    (something redacted), that rewrite's memo."""
 
     strings: list[str]
     tool: list[bool]
+    cuts: list[int]
     rewritten: Rewritten | None = None
 
 
@@ -122,6 +136,7 @@ class RuleSet:
     _clean_chars: int = 0
     _total_recent: int = 0
     _scoped: dict[str, RuleSet] = field(default_factory=dict)
+    _across: tuple[Rule, ...] | None = None
     # Per agent session, its previous request's clean strings in walk order (sluice.guardrails.walk).
     _recent: OrderedDict[str, Recent] = field(default_factory=OrderedDict)
     _recent_chars: dict[str, int] = field(default_factory=dict)
@@ -150,6 +165,26 @@ class RuleSet:
         while len(self._recent) > self.recent_sessions or self._total_recent > self.max_recent_chars:
             old, _ = self._recent.popitem(last=False)
             self._total_recent -= self._recent_chars.pop(old)
+
+    @property
+    def across(self) -> tuple[Rule, ...]:
+        """The rules the junctions between strings are scanned for: the secrets detector's."""
+        if self._across is None:
+            self._across = tuple(r for r in self.rules if r.detector == "secrets" and not r.providers)
+        return self._across
+
+    def hold(self, text: str, where: str) -> None:
+        """`text` holds part of a secret split across strings: it is no longer kept as clean (the
+        caches never hold a secret), and the per-string scan, which finds nothing in it, is not
+        run on it again."""
+        place = self.clean[where]
+        if text in place:
+            place.discard(text)
+            self._clean_chars -= len(text)
+        cache_key = (where, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self.key[:64]).digest())
+        self._found[cache_key] = HELD
+        while len(self._found) > self.cache_entries:
+            self._found.popitem(last=False)
 
     def wants(self, where: str) -> bool:
         return any(where in r.where for r in self.rules)

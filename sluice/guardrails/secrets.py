@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 
 from sluice.guardrails.text import lower
 
@@ -106,23 +107,41 @@ def _plausible(kind: str, value: str) -> bool:
 def find_secrets(text: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of each secret in `text`, the span covering only the secret value; a
     span found by a provider's format wins over a generic shape covering the same characters."""
-    found: list[tuple[int, int, str]] = []
-    lowered = lower(text)
-    for kind, rx, group, needs in _COMPILED:
+    found = _find(text, lower(text), _COMPILED)
+    return [(start, end, kind) for start, end, kind, _, _ in found] if found else []
+
+
+# (value start, value end, kind, match start, match end): the match also covers the name a value
+# goes by (`AWS_SECRET_ACCESS_KEY=`), which is what says whether it crosses from one string to the next.
+_Found = tuple[int, int, str, int, int]
+
+
+def _find(
+    text: str,
+    lowered: str,
+    compiled: tuple[tuple[str, re.Pattern[str], int, tuple[tuple[str, ...], bool] | None], ...],
+    env: bool = True,
+) -> list[_Found]:
+    found: list[_Found] = []
+    for kind, rx, group, needs in compiled:
         if needs is not None and not any(n in (lowered if needs[1] else text) for n in needs[0]):
             continue
         for m in rx.finditer(text):
             if group and not _plausible(kind, m.group(group)):
                 continue
-            found.append((m.start(group), m.end(group), kind))
-    if ("=" in text or ":" in text) and (
-        len(lowered) != len(text) or any(name in lowered for name in _ENV_NAMES)  # _ENV needs a name
+            found.append((m.start(group), m.end(group), kind, m.start(), m.end()))
+    if (
+        env
+        and ("=" in text or ":" in text)
+        and (
+            len(lowered) != len(text) or any(name in lowered for name in _ENV_NAMES)  # _ENV needs a name
+        )
     ):
         rx = _ENV if len(lowered) == len(text) else _ENV_ANY_CASE  # a few letters lower to two
         for m in rx.finditer(lowered if rx is _ENV else text):
             start, end = m.span(1)
-            if _plausible("env_secret", text[start:end]) and not any(s < end and start < e for s, e, _ in found):
-                found.append((start, end, "env_secret"))
+            if _plausible("env_secret", text[start:end]) and not any(s < end and start < e for s, e, *_ in found):
+                found.append((start, end, "env_secret", m.start(), end))
     if found and "[sluice:" in text:  # our own placeholders are not secrets
         held = [m.span() for m in _PLACEHOLDER.finditer(text)]
         found = [f for f in found if not any(s < f[1] and f[0] < e for s, e in held)]
@@ -137,3 +156,139 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
             kept.append(span)
         found = kept
     return found
+
+
+# Across strings. A request's content is many strings (text blocks, messages), scanned one by one;
+# a secret split between two of them (`AWS_SECRET_ACCESS_KEY=` ending one text block, the value
+# opening the next) is in neither whole. So each junction between two consecutive strings of one
+# top-level field is scanned too, in a window: the last BACK characters before it (over up to LOOK
+# strings, when they are short) and the first FRONT after it; when a match runs on to the window's
+# end, the window grows forward to REACH characters. Only matches that cross a junction are new:
+# the per-string scan finds the rest. Every kind has a literal to look for here (a window is short:
+# a few `in` tests cost less than the two expressions without one).
+BACK = 160
+FRONT = 160
+LOOK = 8
+REACH = 20_000
+# A match crossing a junction holds the characters on both sides of it. Every kind but a PEM block
+# matches within one line (no newline inside), so only the line around the junction is scanned for
+# them, and only when it holds one of their literals (one search, in the lowered line); the window
+# is searched for `PRIVATE KEY` only. (The AWS secret's `\s*` around `=` could span a newline: a
+# name and value split so across strings are not found.)
+_LINE = tuple(c for c in _COMPILED if c[0] != "private_key")
+_LINE_ANY = re.compile(
+    "|".join(
+        re.escape(n.lower())
+        for n in (
+            *(n for _, _, _, needs in _LINE if needs is not None for n in needs[0]),
+            "akia", "asia", "abia", "acca", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", *_ENV_NAMES,
+        )
+    )
+)  # fmt: skip
+# A match crossing the junction starts before it, and each of these kinds' literals opens its match
+# or sits a few characters into it (`hooks.slack.com/` 8, `aws_secret` 4): a literal that could
+# belong to a crossing match starts before the junction plus 8.
+_LINE_LEAD = 8
+_LINE_REACH = _LINE_LEAD + max(len(n) for n in _LINE_ANY.pattern.replace("\\", "").split("|"))
+_PEM = next(c for c in _COMPILED if c[0] == "private_key")
+Part = tuple[int, int, int]  # (index of the string, start, end) of one part of a value
+# A secret across strings: its kind, its value's parts (one per string it touches, in order), and
+# the first and last string its whole match touches (the name it goes by may sit in an earlier one).
+Across = tuple[str, list[Part], int, int]
+
+
+def find_across(texts: Sequence[str], junctions: Iterable[int], lo: int = 0, hi: int = -1) -> list[Across]:
+    """The secrets that cross a junction of `texts[lo:hi]` (junction j: between texts[j - 1] and
+    texts[j]), once each however many windows found them."""
+    if hi < 0:
+        hi = len(texts)
+    out: dict[tuple[str, tuple[Part, ...]], tuple[int, int]] = {}
+    for j in junctions:
+        for kind, parts, first, last in _across(texts, j, lo, hi):
+            key = (kind, tuple(parts))
+            was = out.get(key, (first, last))
+            out[key] = (min(was[0], first), max(was[1], last))
+    found = [(kind, list(parts), first, last) for (kind, parts), (first, last) in out.items()]
+    if len(found) > 1:  # one found whole in one window and cut short in another: the whole one
+        found = [f for f in found if not any(g is not f and _inside(f[1], g[1]) for g in found)]
+    return found
+
+
+def find_across_all(texts: Sequence[str], fields: Sequence[int], junctions: Sequence[int]) -> list[Across]:
+    """find_across per field: `fields` are the indices where each top-level field's strings start
+    (ascending), `junctions` ascending; a junction at a field's first string is no junction (two
+    fields are never joined)."""
+    found: list[Across] = []
+    k, n = 0, len(junctions)
+    for f, lo in enumerate(fields):
+        hi = fields[f + 1] if f + 1 < len(fields) else len(texts)
+        at = k
+        while k < n and junctions[k] < hi:
+            k += 1
+        inner = [j for j in junctions[at:k] if j > lo]
+        if inner:
+            found += find_across(texts, inner, lo, hi)
+    return found
+
+
+def _inside(a: list[Part], b: list[Part]) -> bool:
+    return (b[0][0], b[0][1]) <= (a[0][0], a[0][1]) and (a[-1][0], a[-1][2]) <= (b[-1][0], b[-1][2])
+
+
+def _across(texts: Sequence[str], j: int, lo: int, hi: int) -> list[Across]:
+    front = FRONT
+    while True:
+        pieces: list[tuple[int, int, int]] = []  # (index, offset in the string, length)
+        i, need = j - 1, BACK
+        while i >= lo and need > 0 and j - i <= LOOK:
+            size = len(texts[i])
+            take = min(size, need)
+            pieces.append((i, size - take, take))
+            need -= take
+            i -= 1
+        pieces.reverse()
+        junction = BACK - need  # where the junction is in the window
+        i, need, limit = j, front, LOOK if front == FRONT else LOOK * 8
+        while i < hi and need > 0 and i - j < limit:
+            take = min(len(texts[i]), need)
+            pieces.append((i, 0, take))
+            need -= take
+            i += 1
+        last = pieces[-1]
+        more = i < hi or last[2] < len(texts[last[0]])  # text after the window's end
+        window = "".join(texts[i][at : at + n] for i, at, n in pieces)
+        if not 0 < junction < len(window):
+            return []  # nothing on one side
+        found: list[_Found] = []
+        a = window.rfind("\n", 0, junction) + 1
+        b = window.find("\n", junction)
+        if b < 0:
+            b = len(window)
+        literal = _LINE_ANY.search(window[a : junction + _LINE_REACH].lower()) if a < junction < b else None
+        if literal is not None and literal.start() < junction - a + _LINE_LEAD:  # the leftmost one
+            line = window[a:b]
+            found = [(s + a, e + a, k, ms + a, me + a) for s, e, k, ms, me in _find(line, line.lower(), _LINE)]
+        if "PRIVATE KEY" in window:
+            found += _find(window, window, (_PEM,), env=False)
+        if not found:
+            return []
+        edges, at = [], 0  # where each piece starts in the window
+        for _, _, n in pieces:
+            edges.append(at)
+            at += n
+        crossing = [f for f in found if any(f[3] < e < f[4] for e in edges)]
+        if more and front < REACH and any(f[4] == len(window) for f in crossing):
+            front = REACH  # a match runs on to the window's end: read on
+            continue
+        out: list[Across] = []
+        for start, end, kind, m_start, m_end in crossing:
+            parts = []
+            touched = []
+            for (i, offset, n), at in zip(pieces, edges, strict=True):
+                a, b = max(start, at), min(end, at + n)
+                if a < b:
+                    parts.append((i, offset + a - at, offset + b - at))
+                if max(m_start, at) < min(m_end, at + n):
+                    touched.append(i)
+            out.append((kind, parts, touched[0], touched[-1]))
+        return out

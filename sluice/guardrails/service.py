@@ -12,7 +12,7 @@ import orjson
 
 from sluice.formats.json_body import encode_body
 from sluice.guardrails.answer import AnswerScanner, StreamGuard, blocked, restore_answer
-from sluice.guardrails.rewrite import rewrite
+from sluice.guardrails.rewrite import replace_all, rewrite
 from sluice.guardrails.rules import Action, Finding, Rule, RuleSet, default_rules, deny_list, regex_rule
 from sluice.guardrails.vault import Vault, Vaults
 from sluice.guardrails.walk import Report, guard_doc, guard_text
@@ -169,6 +169,11 @@ class RequestGuard:
         found = self.request(doc)  # remembers this request's strings in place of `before`
         if not found.changed:
             return body
+        if found.split:
+            # A value split across strings was redacted part by part, each in its own string (a part
+            # can be one character, never to be replaced wherever it occurs): the redacted document
+            # is encoded, then each whole value goes wherever else it occurs in it.
+            return replace_all(encode_body(doc), found.replaced)
         done = rewrite(body, found.replaced, before.rewritten if before is not None else None)
         if done is None:
             return encode_body(doc)  # escaped otherwise than orjson escapes it

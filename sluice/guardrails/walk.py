@@ -10,11 +10,13 @@ base64 media, tool definitions) are skipped. A string is a tool result when it s
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.formats.json_body import MAX_DEPTH, too_deep
-from sluice.guardrails.rules import Action, Finding, Recent, RuleSet
+from sluice.guardrails.rules import HELD, Action, Finding, Recent, RuleSet
+from sluice.guardrails.secrets import find_across_all
 from sluice.guardrails.vault import Vault
 
 _SKIP = frozenset(
@@ -35,6 +37,9 @@ class Report:
     findings: list[tuple[Finding, str]] = field(default_factory=list)  # (finding, keyed hash of the match)
     changed: bool = False
     replaced: dict[str, str] = field(default_factory=dict)  # value -> its placeholder
+    # A value split across strings was redacted in parts, each in its own string only (a part may
+    # be a single character: it cannot be replaced wherever it occurs): the body is re-encoded.
+    split: bool = False
 
     @property
     def blocked(self) -> Finding | None:
@@ -59,18 +64,38 @@ def guard_text(
     report.findings.extend(findings)
     if vault is None or where == "answer":
         return text
-    redact = sorted((f for f, _ in findings if f.action is Action.REDACT), key=lambda f: (f.start, -f.end))
-    if not redact:
-        return text
-    out, last = [], 0
-    for f in redact:
-        if f.start < last:
-            continue  # inside a span already replaced
-        out.append(text[last : f.start])
-        value = text[f.start : f.end]
-        out.append(placeholder := vault.placeholder(f.kind, value))
-        report.replaced[value] = placeholder
-        last = f.end
+    spans = [(f.start, f.end, f.kind, True) for f, _ in findings if f.action is Action.REDACT]
+    return redact(text, spans, vault, report) if spans else text
+
+
+def redact(text: str, spans: list[tuple[int, int, str, bool]], vault: Vault, report: Report) -> str:
+    """`text` with each span `(start, end, kind, whole)` replaced by a placeholder that restores
+    exactly what it replaced. A whole value goes wherever else it occurs in the body too
+    (`report.replaced`); a part of a value split across strings is replaced here only. Spans that
+    overlap become one placeholder for their union (restoring it gives the text back), so no
+    character of either stays in clear; each whole value among them still goes elsewhere."""
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    out: list[str] = []
+    last, i, n = 0, 0, len(spans)
+    while i < n:
+        start, end, kind, whole = spans[i]
+        j = i + 1
+        while j < n and spans[j][0] < end:  # overlapping: one placeholder for the union
+            end = max(end, spans[j][1])
+            whole = whole and spans[j][3]
+            j += 1
+        value = text[start:end]
+        placeholder = vault.placeholder(kind, value)
+        out += (text[last:start], placeholder)
+        if whole:
+            report.replaced[value] = placeholder
+        else:
+            report.split = True
+        if j > i + 1:
+            for s, e, k, w in spans[i:j]:
+                if w and (s, e) != (start, end):
+                    report.replaced.setdefault(text[s:e], vault.placeholder(k, text[s:e]))
+        last, i = end, j
     out.append(text[last:])
     report.changed = True
     return "".join(out)
@@ -81,13 +106,15 @@ def guard_text(
 
 
 def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, session: str | None = None) -> Report:
-    """Scans (and redacts, in place) every content string of a request body. With `session`, what
-    was clean in the session's previous request (in walk order) is compared first."""
+    """Scans (and redacts, in place) every content string of a request body, and the junctions
+    between consecutive strings of each top-level field (a secret split across two). With
+    `session`, what was clean in the session's previous request (in walk order) is compared first."""
     report = Report()
     walk = _Walk(rules, vault, report, rules.recent_of(session) if session is not None else None)
-    walk.node(doc, False, 0)
+    walk.top(doc)
+    cuts = walk.finish(doc)
     if session is not None:
-        rules.remember(session, Recent(walk.seen, walk.seen_tool))
+        rules.remember(session, Recent(walk.seen, walk.seen_tool, cuts))
     return report
 
 
@@ -99,30 +126,55 @@ class _Walk:
     length); a string that is not there is looked up in the rule set's clean strings (hashed once);
     only a string found in neither is scanned. Only strings no rule found anything in are kept, and
     only strings (which the garbage collector does not track: keeping the previous request's dicts
-    alive made every full collection longer)."""
+    alive made every full collection longer).
+
+    `seen` lists every content string during the walk (the junction scan reads them in order); the
+    ones with findings, or holding part of a secret split across strings, are taken out before
+    it is kept. Findings are applied after the walk, once the junctions are scanned too."""
 
     __slots__ = (
-        "at", "clean_request", "clean_tool", "prev", "prev_tool", "report", "rules", "seen", "seen_tool", "vault",
+        "at", "breaks", "clean_request", "clean_tool", "cuts", "dirty", "fields", "held", "prev", "prev_tool",
+        "report", "rules", "seen", "seen_tool", "vault",
     )  # fmt: skip
 
     def __init__(self, rules: RuleSet, vault: Vault | None, report: Report, recent: Recent | None) -> None:
         self.rules, self.vault, self.report = rules, vault, report
         self.clean_request, self.clean_tool = rules.clean["request"], rules.clean["tool_result"]
         if recent is None:
-            recent = Recent([], [])
-        self.prev, self.prev_tool = recent.strings, recent.tool
+            recent = Recent([], [], [])
+        self.prev, self.prev_tool, self.cuts = recent.strings, recent.tool, recent.cuts
         self.at = 0
-        self.seen: list[str] = []  # this request's clean strings, in walk order
+        self.seen: list[str] = []  # this request's content strings, in walk order
         self.seen_tool: list[bool] = []
+        # Strings not found at the cursor (walk index, cursor after it): their junctions are new.
+        self.breaks: list[tuple[int, int]] = []
+        self.fields: list[int] = []  # walk index of each top-level field's first string
+        self.dirty: list[tuple[int, str, tuple[tuple[Finding, str], ...], Any, Any]] = []
+        self.held: list[int] = []
 
-    def node(self, node: Any, tool: bool, depth: int) -> Any:
-        if type(node) is dict:
-            return self.mapping(node, tool, depth)
-        if type(node) is list:
-            return self.sequence(node, tool, depth)
-        if type(node) is str:
-            return self.text(node, tool)
-        return node
+    def top(self, doc: dict[str, Any]) -> None:
+        """The body: each top-level field's strings are one run for the junction scan."""
+        inner = doc.get("type") in _TOOL_TYPES or doc.get("role") in ("tool", "function")
+        fields = self.fields
+        for key, value in doc.items():
+            if key in _SKIP:
+                continue
+            kind = type(value)
+            if kind is str:
+                fields.append(len(self.seen))
+                at = self.at
+                if at < len(self.prev) and value == self.prev[at] and self.prev_tool[at] is inner:
+                    self.at = at + 1
+                    self.seen.append(value)
+                    self.seen_tool.append(inner)
+                elif not self.skipped(value, inner):
+                    self.text(value, inner, doc, key)
+            elif kind is dict:
+                fields.append(len(self.seen))
+                self.mapping(value, inner or key in _TOOL_KEYS, 1)
+            elif kind is list:
+                fields.append(len(self.seen))
+                self.sequence(value, inner or key in _TOOL_KEYS, 1)
 
     def skipped(self, node: str, tool: bool) -> bool:
         """Whether `node` is the string after the cursor's: the previous request's string there
@@ -134,26 +186,28 @@ class _Walk:
         prev = self.prev
         if at < len(prev) and node == prev[at] and self.prev_tool[at] is tool:
             self.at = at + 1
+            self.breaks.append((len(self.seen), -at - 1))  # negative: found one place further on
             self.seen.append(node)
             self.seen_tool.append(tool)
             return True
         return False
 
-    def text(self, node: str, tool: bool) -> str:
+    def text(self, node: str, tool: bool, container: Any, key: Any) -> None:
         """A string that is not the next one of the previous request."""
+        w = len(self.seen)
+        self.breaks.append((w, self.at))
+        self.seen.append(node)
+        self.seen_tool.append(tool)
         if node in (self.clean_tool if tool else self.clean_request):
-            self.seen.append(node)
-            self.seen_tool.append(tool)
-            return node
+            return
         where = "tool_result" if tool else "request"
         findings = self.rules.scan(node, where)
-        if not findings:
-            self.seen.append(node)
-            self.seen_tool.append(tool)
-            return node
-        return guard_text(node, where, self.rules, self.vault, self.report, findings)
+        if findings:
+            self.dirty.append((w, where, findings, container, key))
+        elif findings is HELD:
+            self.held.append(w)
 
-    def mapping(self, node: dict[str, Any], tool: bool, depth: int) -> dict[str, Any]:
+    def mapping(self, node: dict[str, Any], tool: bool, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise too_deep()
         inner = tool or node.get("type") in _TOOL_TYPES or node.get("role") in ("tool", "function")
@@ -169,24 +223,16 @@ class _Walk:
                     self.seen.append(value)
                     self.seen_tool.append(inner)
                     continue
-                if self.skipped(value, inner):
-                    continue
-                new: Any = self.text(value, inner)
+                if not self.skipped(value, inner):
+                    self.text(value, inner, node, key)
             elif kind is dict:
-                if key in _SKIP:
-                    continue
-                new = self.mapping(value, inner or key in _TOOL_KEYS, depth + 1)
+                if key not in _SKIP:
+                    self.mapping(value, inner or key in _TOOL_KEYS, depth + 1)
             elif kind is list:
-                if key in _SKIP:
-                    continue
-                new = self.sequence(value, inner or key in _TOOL_KEYS, depth + 1)
-            else:
-                continue
-            if new is not value:
-                node[key] = new
-        return node
+                if key not in _SKIP:
+                    self.sequence(value, inner or key in _TOOL_KEYS, depth + 1)
 
-    def sequence(self, node: list[Any], tool: bool, depth: int) -> list[Any]:
+    def sequence(self, node: list[Any], tool: bool, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise too_deep()
         prev, prev_tool = self.prev, self.prev_tool
@@ -199,18 +245,131 @@ class _Walk:
                     self.seen.append(value)
                     self.seen_tool.append(tool)
                     continue
-                if self.skipped(value, tool):
-                    continue
-                new: Any = self.text(value, tool)
+                if not self.skipped(value, tool):
+                    self.text(value, tool, node, i)
             elif kind is dict:
-                new = self.mapping(value, tool, depth + 1)
+                self.mapping(value, tool, depth + 1)
             elif kind is list:
-                new = self.sequence(value, tool, depth + 1)
+                self.sequence(value, tool, depth + 1)
+
+    def junctions(self) -> list[int]:
+        """The junctions (j: between strings j - 1 and j) not known clean: around each string not
+        found at the cursor, before each found one place further on (the string between is gone),
+        and where the previous request had a cut inside a run of strings found at the cursor one
+        after another (elsewhere in such a run, the two strings of a junction were the previous
+        request's two strings of it, scanned then)."""
+        n = len(self.seen)
+        new = set()
+        cuts = self.cuts
+        start, delta = 0, 0  # a run from walk index `start`, at cursor position w + delta
+        for b, after in [*self.breaks, (n, 0)]:
+            if cuts and b - start >= 2:
+                lo, hi = start + 1 + delta, b - 1 + delta
+                for p in cuts[bisect_left(cuts, lo) : bisect_right(cuts, hi)]:
+                    new.add(p - delta)
+            new.add(b)
+            if after < 0:  # found further on: it starts a run, at cursor position -after - 1
+                start, delta = b, -after - 1 - b
             else:
-                continue
-            if new is not value:
-                node[i] = new
-        return node
+                new.add(b + 1)
+                start, delta = b + 1, after - (b + 1)
+        return sorted(j for j in new if 0 < j < n)
+
+    def finish(self, doc: dict[str, Any]) -> list[int]:
+        """After the walk: the junctions scanned, the findings applied (strings redacted in place),
+        the strings that must not be kept taken out of `seen`; returns the cuts to remember."""
+        rules, vault, report, seen = self.rules, self.vault, self.report, self.seen
+        across = rules.across
+        found = find_across_all(seen, self.fields, self.junctions()) if across and len(seen) > 1 else []
+        crossed: set[int] = set()  # junctions a secret spans
+        parts_in: dict[int, list[tuple[int, int, str, str, bool]]] = {}  # index -> (start, end, kind, rule, redact)
+        late: list[tuple[Finding, str]] = []
+        for kind, parts, first, last in found:
+            value = "".join(seen[i][a:b] for i, a, b in parts)
+            where = "tool_result" if any(self.seen_tool[i] for i, _, _ in parts) else "request"
+            for rule in across:
+                if where not in rule.where or (rule.kinds and kind not in rule.kinds):
+                    continue
+                start = parts[0][1]
+                late.append(
+                    (Finding(rule.name, rule.action, where, kind, start, start + len(value)), rules.digest(value))
+                )
+                crossed.update(range(first + 1, last + 1))
+                redacting = rule.action is Action.REDACT and vault is not None
+                if redacting and vault is not None:
+                    report.replaced[value] = vault.placeholder(kind, value)  # where it occurs whole, too
+                for i, a, b in parts:
+                    parts_in.setdefault(i, []).append((a, b, kind, rule.name, redacting))
+        dirty_at = {w: (where, findings, container, key) for w, where, findings, container, key in self.dirty}
+        places: list[tuple[Any, Any]] | None = None
+        for w, mine in parts_in.items():
+            entry = dirty_at.pop(w, None)
+            if entry is None:
+                where = "tool_result" if self.seen_tool[w] else "request"
+                rules.hold(seen[w], where)
+                self.held.append(w)
+                if places is None:
+                    places = _places(doc)
+                container, key = places[w]
+                own: tuple[tuple[Finding, str], ...] = ()
+            else:
+                where, own, container, key = entry
+                self.held.append(w)  # taken out with the dirty ones (listed twice: a set below)
+            # A finding of the string's own that a part of a split value covers is that value's.
+            own = tuple(
+                (f, d) for f, d in own if not any(f.rule == r and a <= f.start and f.end <= b for a, b, _, r, _ in mine)
+            )
+            report.findings.extend(own)
+            spans = [(f.start, f.end, f.kind, True) for f, _ in own if f.action is Action.REDACT]
+            spans += [(a, b, kind, False) for a, b, kind, _, redacting in mine if redacting]
+            if vault is not None and spans:
+                container[key] = redact(seen[w], spans, vault, report)
+        for _, where, findings, container, key in (e for e in self.dirty if e[0] in dirty_at):
+            text = container[key]
+            new = guard_text(text, where, rules, vault, report, findings)
+            if new is not text:
+                container[key] = new
+        report.findings.extend(late)
+        return self.keep(crossed) if across else self.keep(set(), cuts=False)
+
+    def keep(self, crossed: set[int], cuts: bool = True) -> list[int]:
+        """Takes the strings that must not be kept out of `seen`; the cuts, in its positions after."""
+        removed = sorted({w for w, *_ in self.dirty}.union(self.held))
+        n = len(self.seen)
+        out: list[int] = []
+        if cuts:
+            gone = set(removed)
+            marks = set(self.fields).union(crossed, (w + 1 for w in removed))
+            out = sorted(w - bisect_left(removed, w) for w in marks if w < n and w not in gone)
+        for w in reversed(removed):
+            del self.seen[w]
+            del self.seen_tool[w]
+        return out
+
+
+def _places(doc: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(container, key) of every content string, in the walk's order (only when a secret split
+    across strings is redacted: the walk itself keeps none)."""
+    out: list[tuple[Any, Any]] = []
+
+    def visit(node: Any) -> None:
+        if type(node) is dict:
+            for key, value in node.items():
+                if key in _SKIP:
+                    continue
+                if type(value) is str:
+                    out.append((node, key))
+                elif type(value) is dict or type(value) is list:
+                    visit(value)
+        else:
+            for i, value in enumerate(node):
+                if type(value) is str:
+                    out.append((node, i))
+                elif type(value) is dict or type(value) is list:
+                    visit(value)
+
+    visit(doc)
+    return out
 
 
 def restore_doc(node: Any, vault: Vault, depth: int = 0) -> tuple[Any, bool]:

@@ -5,6 +5,8 @@ injection in a tool result is an audit event, and a streamed answer leaking a se
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -216,3 +218,50 @@ def test_streamed_answer_leaking_a_secret_is_cut(stack: tuple[GatewayThread, Fak
             for piece in s.text_stream:
                 text += piece
     assert token not in text and "leaks" in str(err.value)
+
+
+def test_a_secret_split_across_two_text_blocks_never_reaches_the_provider(
+    stack: tuple[GatewayThread, FakeUpstreamThread],
+) -> None:
+    """`AWS_SECRET_ACCESS_KEY=` and the first half of the value end one text block, the rest opens
+    the next: the provider gets neither half, the agent's tool call gets the value back (the model
+    writes both parts' placeholders), and one event records the whole value's hash and length."""
+    gateway, upstream = stack
+    session = "sess-split"
+    head, tail = SECRET[:17], SECRET[17:]
+    parts = [_placeholder("aws_secret_key", p, session=session) for p in (head, tail)]
+    digest = hmac.new(PLACEHOLDER_KEY.encode(), SECRET.encode(), hashlib.sha256).hexdigest()[:16]
+    gateway.request_log()  # earlier tests' events are written: the same value, the same hash
+    earlier = [r for r in _records(gateway) if r.kind == "guardrail" and r.data.get("hmac") == digest]
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=KEY, max_retries=0)
+    before = len(upstream.requests)
+    with scripted(upstream.upstream, Step("Write", {"file_path": ".env", "content": f"K={parts[0]}{parts[1]}"})):
+        message = client.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            tools=[WRITE],  # type: ignore[list-item]
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": f"my .env:\nAWS_SECRET_ACCESS_KEY={head}"},
+                        {"type": "text", "text": f"{tail}\nsave it"},
+                    ],
+                }
+            ],
+            extra_headers={"X-Claude-Code-Session-Id": session},
+        )
+    sent = [r.body for r in upstream.requests[before:]]
+    assert sent and all(head.encode() not in b and tail.encode() not in b for b in sent)
+    assert parts[0].encode() in sent[-1] and parts[1].encode() in sent[-1]
+    [tool_use] = [b for b in message.content if b.type == "tool_use"]
+    assert tool_use.input == {"file_path": ".env", "content": f"K={SECRET}"}  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while True:  # the events are written after the answer
+        gateway.request_log()
+        hits = [r.data for r in _records(gateway) if r.kind == "guardrail" and r.data.get("hmac") == digest]
+        hits = hits[len(earlier) :]
+        if hits or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(hits) == 1 and hits[0]["kind"] == "aws_secret_key" and hits[0]["length"] == 40, hits

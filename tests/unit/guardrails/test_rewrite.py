@@ -68,3 +68,26 @@ def test_a_second_request_replaces_the_value_where_it_was_and_where_it_is_new() 
 def test_a_value_escaped_otherwise_is_left_to_re_encoding() -> None:
     body = b'{"messages":[{"role":"user","content":"k=wJalrXUtnFEMI\\/K7MDENG\\/bPxRfiCYzq8sXkL2Ab"}]}'
     assert rw.rewrite(body, {SECRET: "[sluice:aws_secret_key:0123456789ab]"}, None) is None
+
+
+def test_a_value_that_prefixes_a_longer_one_leaves_none_of_the_longer_in_clear() -> None:
+    """Two values found in different strings, the shorter a prefix of the longer: where the longer
+    occurs, both start at one byte, and the longer must win (its tail was left in clear)."""
+    short, long = "wJalrXUtnFEMI/K7", SECRET
+    body = _body(f"a={short}", f"key={long}")
+    out, _ = rw.rewrite(
+        body, {short: "[sluice:env_secret:aaaaaaaaaaaa]", long: "[sluice:aws_secret_key:bbbbbbbbbbbb]"}, None
+    ) or (b"", None)
+    assert long[len(short) :].encode() not in out and short.encode() not in out
+    assert orjson.loads(out)["messages"][1]["content"] == "key=[sluice:aws_secret_key:bbbbbbbbbbbb]"
+
+
+def test_partly_overlapping_values_are_both_redacted_whole() -> None:
+    """Where two values overlap (the end of one is the start of the other), neither keeps a byte in
+    clear: the second one's placeholder follows the first's."""
+    first, second = "Xy7Qw9Zr4Tp2Lm8N", "Lm8Nv3Bk6Hs1Dj5F"
+    body = _body(f"one {first}", f"two {second}", "both Xy7Qw9Zr4Tp2Lm8Nv3Bk6Hs1Dj5F end")
+    swaps = {first: "[sluice:env_secret:aaaaaaaaaaaa]", second: "[sluice:env_secret:bbbbbbbbbbbb]"}
+    out, _ = rw.rewrite(body, swaps, None) or (b"", None)
+    both = orjson.loads(out)["messages"][2]["content"]
+    assert both == "both [sluice:env_secret:aaaaaaaaaaaa][sluice:env_secret:bbbbbbbbbbbb] end"

@@ -149,9 +149,9 @@ def _looked_up(monkeypatch: Any) -> list[str]:
     seen: list[str] = []
     original = walk._Walk.text
 
-    def text(self: Any, node: str, tool: bool) -> str:
+    def text(self: Any, node: str, tool: bool, *where: Any) -> None:
         seen.append(node)
-        return original(self, node, tool)
+        original(self, node, tool, *where)
 
     monkeypatch.setattr(walk._Walk, "text", text)
     return seen
