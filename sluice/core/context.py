@@ -14,6 +14,8 @@ from typing import Any
 from sluice.core.types import Operation, WireFormat
 
 _ids = random.Random(os.urandom(32))
+# A forked child would carry on the parent's sequence and make the same ids: it reseeds.
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 
 
 def new_request_id() -> str:
@@ -25,8 +27,8 @@ def new_request_id() -> str:
     dirtied, where a random id dirties (and has to read, once the store outgrows the page cache)
     a page anywhere in them, on every commit (bench/sqlite_inserts.py). 80 random bits per
     millisecond keep ids from different processes and replicas apart. The random bits come from
-    a generator seeded once from the OS (no syscall per request): request ids are identifiers,
-    not secrets."""
+    a generator seeded from the OS once per process, forked children included (no syscall per
+    request): request ids are identifiers, not secrets."""
     return f"req_{time.time_ns() // 1_000_000:012x}{_ids.getrandbits(80):020x}"
 
 

@@ -32,3 +32,19 @@ def test_ids_of_later_milliseconds_sort_after_earlier_ones(monkeypatch: pytest.M
     monkeypatch.setattr(context.time, "time_ns", lambda: next(clock) * 1_000_000)
     ids = [new_request_id() for _ in range(200)]
     assert ids == sorted(ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.close(read)
+        os.write(write, new_request_id()[16:].encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child != new_request_id()[16:]  # the random part: reseeded, not the parent's next
