@@ -45,8 +45,8 @@ from sluice.upstream.client import UpstreamClient
 log = logging.getLogger("sluice.app")
 
 
-def open_store(url: str) -> Store:
-    return SqlStore(url)
+def open_store(url: str, *, linger_s: float = 0.0) -> Store:
+    return SqlStore(url, linger_s=linger_s)
 
 
 def open_retention(services: Services) -> Retention:
@@ -204,7 +204,7 @@ class Services:
 
 
 def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Services:
-    store = open_store(store_url or config.store.url)
+    store = open_store(store_url or config.store.url, linger_s=config.store.linger_ms / 1000)
     client = UpstreamClient()
     providers = build_providers(config, client)
     # Profiles, limits and the live config all follow config_version: one read a second serves them.
@@ -216,7 +216,6 @@ def build_services(config: SluiceConfig, *, store_url: str | None = None) -> Ser
         queue_size=config.request_log.queue_size,
         batch_size=config.request_log.batch_size,
         spill_path=config.request_log.spill_path,
-        linger_s=config.store.linger_ms / 1000,
     )
     counters = open_counters(config)
     limits = Limits(config.governance, counters, store, watch=config_watch, linger_s=config.store.linger_ms / 1000)

@@ -1,10 +1,9 @@
 """Gets completed request records into the store off the hot path.
 
 `record()` never blocks and never awaits. Records go through a bounded queue to a writer that
-waits `linger_s` after the first record of a batch and then inserts what it finds queued: nobody
-awaits these rows, and a commit costs about as much as the rows in it, so a busy gateway commits
-the log a few dozen times a second instead of once or twice a request (those that arrive during
-an insert wait for the next one). When the queue
+inserts what it finds queued (one record when the gateway is idle, many when it is busy: those
+that arrive during an insert wait for the next one). Nobody awaits these rows: the SQLite store
+lets them wait for company (`store.linger_ms`, sluice.storage.backends.sqlite_writer). When the queue
 is full or the store is down, records are appended to a spill file (JSON lines, fsynced in a
 worker thread, never on the event loop) instead of being dropped, and the spill is replayed on
 the next start. A graceful shutdown drains the queue and the spill before returning.
@@ -38,10 +37,8 @@ class RequestRecorder:
         queue_size: int = 10_000,
         batch_size: int = 500,
         spill_path: str | Path,
-        linger_s: float = 0.0,
     ) -> None:
         self._store = store
-        self._linger_s = linger_s
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._spill_path = Path(spill_path)
@@ -107,9 +104,7 @@ class RequestRecorder:
                 stopping = True
             else:
                 batch.append(first)
-                if self._linger_s > 0 and self._queue.qsize() < self._batch_size:
-                    await asyncio.sleep(self._linger_s)
-            # What is queued now goes in; what comes during the insert, next.
+            # No waiting for company: what is queued now goes in; what comes during the insert, next.
             while len(batch) < self._batch_size and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is _STOP:

@@ -134,7 +134,7 @@ class StoreConfig(_Strict):
     url: str = "sqlite+aiosqlite:///sluice.db"
     # How long a write nobody waits for (request-log rows, the spend of keys without limits)
     # waits for company before it is committed: a commit costs about as much as its rows.
-    linger_ms: float = Field(default=20, ge=0, le=1000)
+    linger_ms: float = Field(default=50, ge=0, le=1000)
 
 
 class RequestLogConfig(_Strict):

@@ -102,21 +102,6 @@ async def test_an_idle_writer_inserts_at_once_and_batches_only_what_arrives_duri
     await recorder.stop()
 
 
-async def test_with_a_linger_records_nobody_awaits_wait_for_company(tmp_path: Path) -> None:
-    store = _SlowStore()
-    recorder = RequestRecorder(store, spill_path=tmp_path / "spill.jsonl", linger_s=0.05)  # type: ignore[arg-type]
-    await recorder.start()
-    recorder.record(_entry(1))
-    await _turns()
-    assert store.batches == []  # lingering: nobody awaits this row
-    recorder.record(_entry(2))
-    await asyncio.sleep(0.1)
-    assert store.batches == [["req_1", "req_2"]]  # one commit for both, once the linger is over
-    recorder.record(_entry(3))
-    await recorder.stop()  # a shutdown does not lose what lingers
-    assert store.batches == [["req_1", "req_2"], ["req_3"]]
-
-
 async def test_a_full_queue_spills_without_blocking_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -80,8 +80,8 @@ Gateway = tuple[Services, Intervals, list[int]]
 async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
     reads: list[int] = []
 
-    def counting_store(url: str) -> SqlStore:
-        store = SqlStore(url)
+    def counting_store(url: str, *, linger_s: float = 0.0) -> SqlStore:
+        store = SqlStore(url, linger_s=linger_s)
         read = store.config_version
 
         async def config_version() -> int:

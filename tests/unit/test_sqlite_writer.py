@@ -122,3 +122,32 @@ async def test_inserts_that_arrive_together_share_a_transaction_and_fail_alone(
     assert await fast.count_requests() == 1
     assert await fast.spend_totals("virtual_key", "vk-a", TS, TS + timedelta(days=1)) == (8, 3, 1)
     assert [r.seq async for r in fast.audit_records()] == [1]
+
+
+async def test_request_log_rows_wait_for_the_next_awaited_commit_or_their_linger(tmp_path: Path) -> None:
+    """Nobody awaits request-log rows: they never start a commit of their own while an awaited
+    one comes within the linger, and a shutdown commits what still lingers."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'linger.db'}", linger_s=60)
+    await store.migrate()
+    logged = asyncio.ensure_future(store.insert_requests([_entry(1)]))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert store.write_counts() == (0, 0) and not logged.done()  # lingering
+    await store.record_spend([_spend(1)])  # awaited: committed at once, and takes the row along
+    await logged
+    assert store.write_counts() == (1, 2)
+    lingering = asyncio.ensure_future(store.insert_requests([_entry(2)]))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    await store.close()  # not left to its 60 s timer
+    await lingering
+    assert store.write_counts() == (2, 3)
+
+
+async def test_a_linger_ends_by_its_timer(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'linger.db'}", linger_s=0.05)
+    await store.migrate()
+    await asyncio.wait_for(store.insert_requests([_entry(1), _entry(2)]), timeout=5)
+    assert store.write_counts() == (1, 2)
+    assert await store.count_requests() == 2
+    await store.close()

@@ -94,7 +94,8 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 class SqlStore(SqlStops, SqlAlertClaims):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, linger_s: float = 0.0) -> None:
+        """`linger_s`: how long request-log rows, which nobody awaits, wait for company (store.linger_ms)."""
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
@@ -116,7 +117,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
         self._fast: SqliteWriter | None = None
         self._commits = self._rows = 0  # the hot writes' transactions not through _fast
         if path and path != ":memory:" and "?" not in path and not path.startswith("file:"):
-            self._fast = SqliteWriter(path, self._write_lock)
+            self._fast = SqliteWriter(path, self._write_lock, linger_s=linger_s)
         # The others (PostgreSQL) bind plain tuples to a fixed INSERT: no compilation or bind processors.
         dialect = "sqlite" if self.is_sqlite else "postgresql"
         self._plain = self.url.startswith(("sqlite", "postgresql+asyncpg"))
@@ -596,7 +597,7 @@ class SqlStore(SqlStops, SqlAlertClaims):
             ops = [(self._requests_shape.sql, self._requests_shape.rows(entries))]
             if deltas:
                 ops += [(self._session_sql, session_rows(deltas, sqlite_ts)), (self._item_sql, item_rows(deltas))]
-            await self._fast.insert_together(ops)
+            await self._fast.insert_together(ops, deferrable=True)
             return
         if self._plain:
             async with self._write_lock, self.engine.begin() as conn:

@@ -7,7 +7,10 @@ and four to six hops to aiosqlite's thread and back (begin, execute, commit, res
 commit is one hop: the writer thread runs BEGIN, every queued insert and COMMIT.
 
 Group commit: an insert that finds the writer idle is committed at once; inserts that arrive
-while a commit runs (from any of the three tables) share the next transaction. Each insert sits
+while a commit runs (from any of the three tables) share the next transaction. An insert nobody
+waits on (`deferrable`: request-log rows) does not start a commit: it goes in the next one that
+somebody waits on, or `linger_s` after it came, whichever is first, so it never costs a commit of
+its own while awaited ones run (a commit costs about as much whatever it holds). Each insert sits
 in its own SAVEPOINT, so one that fails (an audit sequence number another process took) fails
 alone and the others in the transaction still commit.
 
@@ -86,7 +89,7 @@ class RowShape:
         return out
 
 
-_Op = tuple[str, list[tuple[Any, ...]], "asyncio.Future[None]"]
+_Op = tuple[str, list[tuple[Any, ...]], "asyncio.Future[None]", bool]  # sql, rows, done, deferrable
 _Job = tuple[list[tuple[str, list[tuple[Any, ...]]]], "asyncio.Future[list[Exception | None]]"]
 
 
@@ -95,7 +98,7 @@ class SqliteWriter:
     over a SimpleQueue and is woken by call_soon_threadsafe: measured here, about 8 µs of CPU per
     hop against 22 µs through run_in_executor's thread pool."""
 
-    def __init__(self, path: str, lock: asyncio.Lock) -> None:
+    def __init__(self, path: str, lock: asyncio.Lock, *, linger_s: float = 0.0) -> None:
         self._path = path
         # The store's write lock: its other writes (through SQLAlchemy) never overlap ours, so
         # nobody meets SQLITE_BUSY.
@@ -104,40 +107,62 @@ class SqliteWriter:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._pending: list[_Op] = []
+        self._awaited = 0  # pending inserts that are not deferrable
+        self._linger_s = linger_s
+        self._lingering: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self.commits = 0  # transactions run, and the rows handed to them (metrics)
         self.rows = 0
 
     async def insert(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Returns once the rows are committed; raises what the insert (or the commit) raised."""
-        if not rows:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((sql, rows, future))
-        if self._running is None or self._running.done():
-            self._running = spawn(self._run(), name="sqlite-group-commit")
-        await future
+        await self.insert_together([(sql, rows)])
 
-    async def insert_together(self, ops: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    async def insert_together(self, ops: list[tuple[str, list[tuple[Any, ...]]]], *, deferrable: bool = False) -> None:
         """Several inserts committed in one transaction (e.g. requests and what they add to the
-        session ledger); raises the first error any of them raised."""
+        session ledger); raises the first error any of them raised. `deferrable`: nobody waits on
+        them but this call, they wait for company (above)."""
         futures: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
         for sql, rows in ops:
             if rows:
                 futures.append(loop.create_future())
-                self._pending.append((sql, rows, futures[-1]))
+                self._pending.append((sql, rows, futures[-1], deferrable))
         if not futures:
             return
+        if not deferrable:
+            self._awaited += len(futures)
+        if self._running is None or self._running.done():
+            if deferrable and self._linger_s > 0:
+                self._linger()
+            else:
+                self._start()
+        await (futures[0] if len(futures) == 1 else asyncio.gather(*futures))
+
+    def _linger(self) -> None:
+        if self._lingering is None:
+            self._lingering = asyncio.get_running_loop().call_later(self._linger_s, self._start)
+
+    def _start(self) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
         if self._running is None or self._running.done():
             self._running = spawn(self._run(), name="sqlite-group-commit")
-        await asyncio.gather(*futures)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        first = True
         while self._pending:
-            batch, self._pending = self._pending, []
-            ops = [(sql, rows) for sql, rows, _ in batch]
+            if not first and self._awaited == 0 and self._linger_s > 0:
+                self._linger()  # only deferrable ones came during the last commit
+                return
+            first = False
+            if self._lingering is not None:
+                self._lingering.cancel()
+                self._lingering = None
+            batch, self._pending, self._awaited = self._pending, [], 0
+            ops = [(sql, rows) for sql, rows, _, _ in batch]
             try:
                 async with self._lock:
                     done: asyncio.Future[list[Exception | None]] = loop.create_future()
@@ -146,11 +171,11 @@ class SqliteWriter:
                     self.commits += 1
                     self.rows += sum(len(rows) for _, rows in ops)
             except BaseException as exc:  # cancelled (shutdown): the thread may still commit them
-                for *_, future in batch:
+                for _, _, future, _ in batch:
                     if not future.done():
                         future.set_exception(RuntimeError(f"the SQLite writer stopped: {exc!r}"))
                 raise
-            for (*_, future), error in zip(batch, errors, strict=True):
+            for (_, _, future, _), error in zip(batch, errors, strict=True):
                 if future.done():
                     continue
                 if error is None:
@@ -223,7 +248,10 @@ class SqliteWriter:
             self._conn = None
 
     async def close(self) -> None:
-        while self._running is not None and not self._running.done():
+        while self._pending or (self._running is not None and not self._running.done()):
+            if self._running is None or self._running.done():
+                self._start()  # what lingers is committed now, not left to its timer
+            assert self._running is not None
             await asyncio.shield(self._running)
         thread, self._thread = self._thread, None
         if thread is not None and thread.is_alive():
