@@ -4,8 +4,8 @@ Each waited settlement returns only once its own row is durable.
 
 Settlements nobody waits for (`write_later`: keys without limits) linger instead: they are
 committed with the next waited one, or `linger_s` after the first of them, whichever comes first.
-A commit costs about as much as the rows in it (WAL frames, the B-tree pages it dirties), so a
-busy gateway without limits commits a few dozen times a second instead of once or twice a
+A commit costs about as much whatever rows it holds (WAL frames, the B-tree pages it dirties), so
+a busy gateway without limits commits a few dozen times a second instead of once or twice a
 request. What a crash can lose grows by at most the linger: those rows were in memory only either way.
 
 Durable means in the store, or, while the store is down, in the local spend journal (fsynced),

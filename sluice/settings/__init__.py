@@ -133,7 +133,8 @@ class ServerConfig(_Strict):
 class StoreConfig(_Strict):
     url: str = "sqlite+aiosqlite:///sluice.db"
     # How long a write nobody waits for (request-log rows, the spend of keys without limits)
-    # waits for company before it is committed: a commit costs about as much as its rows.
+    # waits for company before it is committed: a commit costs about as much whatever it holds.
+    # Read at start (as `url` is).
     linger_ms: float = Field(default=50, ge=0, le=1000)
 
 
