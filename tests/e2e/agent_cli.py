@@ -55,8 +55,10 @@ def run(argv: list[str], home: Path, env: dict[str, str], timeout: float = 60) -
 
 def log_rows(db: Path, key_id: str, count: int = 1, wait: float = 5.0, **match: Any) -> list[dict[str, Any]]:
     """The gateway's request-log rows of one key (with the `match` column values), once at least `count` are
-    written: the gateway writes them from a queue, after the response."""
+    written and no more come: the gateway writes them from a queue, after the response, and lets them wait
+    for company (store.linger_ms, 50 ms), so the last request of a run can land after the ones before it."""
     deadline = time.monotonic() + wait
+    seen = -1
     while True:
         with sqlite3.connect(db) as conn:
             conn.row_factory = sqlite3.Row
@@ -65,6 +67,7 @@ def log_rows(db: Path, key_id: str, count: int = 1, wait: float = 5.0, **match: 
                 for r in conn.execute("select * from request_log where virtual_key_id = ? order by ts", (key_id,))
                 if all(r[name] == value for name, value in match.items())
             ]
-        if len(rows) >= count or time.monotonic() > deadline:
+        if time.monotonic() > deadline or (len(rows) >= count and (wait == 0 or len(rows) == seen)):
             return rows
-        time.sleep(0.1)
+        seen = len(rows) if len(rows) >= count else -1
+        time.sleep(0.3 if len(rows) >= count else 0.1)  # 0.3 s: past the linger and its commit
