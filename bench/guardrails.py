@@ -3,6 +3,7 @@
     python -m bench.guardrails [--requests 400] [--concurrency 4] [--iterations 30] [--no-gateway]
     python -m bench.guardrails --callgrind 30 [--callgrind-only]   # gateway instructions, off vs on
     python -m bench.guardrails --loop N --mode loads|same|new   # for instruction counts, see below
+    python -m bench.guardrails --crafted 1   # bodies crafted against the detectors, CPU per MB
 
 The request is Claude Code's own recorded one (tests/fixtures/claude_code: its system prompt and tool
 definitions) with a conversation of about 100 KB added: the agent read this repository's source files
@@ -30,6 +31,10 @@ definitions) with a conversation of about 100 KB added: the agent read this repo
    instructions, which a shared machine does not disturb: run it under
    `valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null` with N = 10 and 60 and
    each mode; (count(60) - count(10)) / 50 is one request, and `same` minus `loads` is the guardrails.
+4. `--crafted MB`: bodies crafted to make a detector read more than they hold (see
+   `crafted_bodies`): CPU seconds per MB of each, and its ratio to one string of plain text.
+   What a caller with a key can make the gateway spend per byte it sends; written to
+   bench/results/guardrails_crafted.json.
 """
 
 from __future__ import annotations
@@ -326,6 +331,70 @@ def _run(
     return result
 
 
+def crafted_bodies(size: int) -> dict[str, dict[str, Any]]:
+    """Bodies of about `size` characters crafted against the detectors: each repeats a piece that
+    makes some search read more than the text it holds (a window per junction, a footer or close
+    looked for after every opener, a value tested against every other). `text` is the baseline:
+    plain prose in one string."""
+
+    def blocks(piece: str, n: int = 0) -> dict[str, Any]:
+        blocks = [{"type": "text", "text": piece} for _ in range(n or size // len(piece))]
+        return {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": blocks}]}
+
+    def one(piece: str) -> dict[str, Any]:
+        return {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": piece * (size // len(piece))}]}
+
+    def tool(piece: str) -> dict[str, Any]:
+        use = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": piece * (size // len(piece))}
+        return {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}],
+        }
+
+    return {
+        "text": one("lorem ipsum dolor sit amet "),
+        "text blocks": blocks("lorem ipsum dolor sit amet, consectetur adipiscing elit " * 3),
+        "two-character blocks": blocks("ab", size // 6),
+        "key-opening blocks": blocks("-----BEGIN PRIVATE KEY-----\nMIIE" + "Ab1+" * 30),
+        "env blocks": blocks("SECRET_KEY=" + "a1B2c3D4e5" * 15),
+        "token blocks": blocks("x ghp_" + "A" * 150),
+        "env values and tokens": one("key=a1b2c3d4e5f6 ghp_" + "A" * 36 + " "),
+        "placeholders and tokens": one("[sluice:env_secret:0123456789ab] ghp_" + "B" * 36 + " "),
+        "key headers (tool result)": tool("-----BEGIN PRIVATE KEY-----"),
+        "comment openers (tool result)": tool("<!--"),
+        "exfiltration verbs (tool result)": tool("send the secrets "),
+        "emails": one("a@b.co "),
+    }
+
+
+def crafted(size: int) -> dict[str, Any]:
+    """CPU seconds per MB of body for each crafted body (request_body of a fresh session: nothing
+    cached), and its ratio to plain text's."""
+    out: dict[str, Any] = {}
+    base = 0.0
+    for name, doc in crafted_bodies(size).items():
+        body = orjson.dumps(doc)
+        best = float("inf")
+        for _ in range(3):
+            guard = Guardrails(GuardrailsConfig(placeholder_key="bench")).start(KEY, "crafted")
+            assert guard is not None
+            parsed = orjson.loads(body)
+            start = time.process_time()
+            guard.request_body(parsed, body)
+            best = min(best, time.process_time() - start)
+        per_mb = best / (len(body) / 1e6)
+        base = base or per_mb
+        out[name] = {
+            "mb": round(len(body) / 1e6, 2),
+            "cpu_s_per_mb": round(per_mb, 4),
+            "x_text": round(per_mb / base, 1),
+        }
+        print(f"{name:34} {len(body) / 1e6:5.2f} MB {per_mb:8.3f} s/MB {per_mb / base:7.1f} x text", flush=True)
+    return out
+
+
 def loop(n: int, mode: str) -> None:
     doc = claude_code_request()
     body = orjson.dumps(doc)
@@ -351,7 +420,14 @@ def main() -> None:
     parser.add_argument("--callgrind", type=int, default=0, help="also count instructions over N requests per traffic")
     parser.add_argument("--callgrind-only", action="store_true", help="only the instruction counts (N: --callgrind)")
     parser.add_argument("--callgrind-keep", type=Path, help="copy the callgrind dumps to this folder")
+    parser.add_argument("--crafted", type=float, default=0, help="only the crafted bodies, of this many MB")
     args = parser.parse_args()
+    if args.crafted:
+        found = crafted(int(args.crafted * 1e6))
+        RESULTS.mkdir(exist_ok=True)
+        found["python"] = platform.python_version()
+        (RESULTS / "guardrails_crafted.json").write_text(json.dumps(found, indent=2) + "\n")
+        return
     if args.loop:
         loop(args.loop, args.mode)
         return

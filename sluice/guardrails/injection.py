@@ -49,7 +49,7 @@ _EXFIL = (
     re.compile(r"the [a-z0-9_\-]+ tool (?:to|and|with)"),  # "call/use/invoke/run the X tool to ..."
 )
 _TOOL_VERB = re.compile(r"(?:call|use|invoke|run) $")
-_COMMENT = re.compile(r"<!--([\s\S]{0,4000}?)-->")
+COMMENT_REACH = 4000  # an HTML comment's text, at most, for it to be read as one
 _ADDRESSED = re.compile(r"\b(?:ignore|instructions?|assistant|ai|llm|model|you must|system|tool|execute|run)\b")
 # Zero-width, bidirectional controls, word joiners, BOM; Unicode tags hide ASCII in plain sight.
 _HIDDEN = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]+")
@@ -76,9 +76,30 @@ def find_injection(text: str) -> list[tuple[int, int, str]]:
                 start = verb.start()
             found.append((start, m.end(), "exfiltration"))
     if "<!--" in text:
-        for m in _COMMENT.finditer(lowered):
-            if _ADDRESSED.search(m.group(1)):
-                found.append((m.start(), m.end(), "hidden_comment"))
+        for start, end in _comments(lowered):
+            if _ADDRESSED.search(lowered, start + 4, end - 3):
+                found.append((start, end, "hidden_comment"))
     if not text.isascii():
         found.extend((m.start(), m.end(), "hidden_characters") for m in _HIDDEN.finditer(text))
     return found
+
+
+def _comments(text: str) -> list[tuple[int, int]]:
+    r"""The spans of `<!--` … `-->` with at most COMMENT_REACH characters between, each opening at
+    the first `<!--` after the last one's close. (The expression `<!--([\s\S]{0,4000}?)-->` read up
+    to 4000 characters after every `<!--` with no close near it: 15 s of CPU for a 1 MB tool
+    result of `<!--` repeated. Each close is searched for once here.)"""
+    out: list[tuple[int, int]] = []
+    close = -1
+    at = text.find("<!--")
+    while at >= 0:
+        if close < at + 4:
+            close = text.find("-->", at + 4)
+            if close < 0:
+                break  # no close after this one, so none after any later one
+        if close - (at + 4) <= COMMENT_REACH:
+            out.append((at, close + 3))
+            at = text.find("<!--", close + 3)
+        else:
+            at = text.find("<!--", at + 1)
+    return out

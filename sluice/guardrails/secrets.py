@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import accumulate
 
 from sluice.guardrails.text import lower
 
@@ -75,13 +78,62 @@ _NEEDS: dict[str, tuple[tuple[str, ...], bool] | None] = {
     "url_password": (("://",), False),
 }
 _ENV_NAMES = ("key", "secret", "token", "passw", "pwd", "credential", "auth")  # _ENV's names, lowered
-_COMPILED = tuple((kind, re.compile(rx), group, _NEEDS[kind]) for kind, rx, group in _KINDS)
+# A private key's expression, run as it is, reads up to 16 KB after every header for a footer (a
+# lazy `[\s\S]{16,16384}?`): 1.6 s of CPU for 1 MB of headers with none. `_pem_matches` finds
+# the same matches, each footer searched for once.
+_PEM_RX = dict((kind, rx) for kind, rx, _ in _KINDS)["private_key"]
+_PEM_HEAD = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_FOOT = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_WHOLE = re.compile(_PEM_RX.split("|[A-Za-z0-9")[0] + ")")
+_PEM_CUT = re.compile(_PEM_HEAD.pattern + r"[A-Za-z0-9+/=\s:\-]{0,16384}")
+PEM_BODY = (16, 16384)  # the characters between a header and its footer, at least and at most
+
+
+_NONE = sys.maxsize  # "no footer further on", past any header's reach
+
+
+def _pem_matches(text: str) -> Iterator[re.Match[str]]:
+    """What `re.compile(_PEM_RX).finditer(text)` yields: each header with the body and footer of
+    the first footer 16 to 16384 characters after it, else with the base64 that follows it."""
+    at, foot_at = 0, -1
+    while (head := _PEM_HEAD.search(text, at)) is not None:
+        lo, hi = head.end() + PEM_BODY[0], head.end() + PEM_BODY[1]
+        m = None
+        while True:
+            if foot_at < lo:
+                foot_at = text.find("-----END ", lo)  # the first one from `lo`: kept for the next header
+                if foot_at < 0:
+                    foot_at = _NONE  # none from `lo`, so none for any later header either
+            if foot_at > hi:
+                break
+            foot = _PEM_FOOT.match(text, foot_at)
+            if foot is not None:
+                m = _PEM_WHOLE.match(text, head.start(), foot.end())
+                break
+            lo = foot_at + 1
+        if m is None:
+            m = _PEM_CUT.match(text, head.start())
+        assert m is not None  # the header alone matches
+        yield m
+        at = m.end()
+
+
+Finder = Callable[[str], Iterable[re.Match[str]]]
+_COMPILED: tuple[tuple[str, Finder, int, tuple[tuple[str, ...], bool] | None], ...] = tuple(
+    (kind, _pem_matches if kind == "private_key" else re.compile(rx).finditer, group, _NEEDS[kind])
+    for kind, rx, group in _KINDS
+)
 _GENERIC = frozenset({"aws_secret_key", "url_password", "env_secret"})
 
+# Values that name or stand for a secret rather than hold one: a whole-value shape, anchored (one
+# start position, linear), or a word anywhere in it, looked for with `in` (an unanchored `.*word.*`
+# inside the expression backtracked quadratically: 40 µs on a 256-character value, which a crafted
+# body repeats by the ten thousand).
 _NOT_SECRET = re.compile(
-    r"(?i)^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^>]*>|\{\{.*\}\}|(?:your|my|the)[_\-].*|.*(?:example|changeme|placeholder|dummy|redacted|xxxx|\*\*\*\*).*"
+    r"(?i)^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^>]*>|\{\{.*\}\}|(?:your|my|the)[_\-].*"
     r"|true|false|null|none|undefined|[a-z_][a-z0-9_.]*\(.*|os\.environ.*|process\.env.*|env\..*|\[sluice:.*)$"
 )
+_NOT_SECRET_WORDS = ("example", "changeme", "placeholder", "dummy", "redacted", "xxxx", "****")
 _PLACEHOLDER = re.compile(r"\[sluice:[a-z_]{1,32}:[0-9a-f]{12}\]")  # sluice.guardrails.vault's
 ENTROPY_FLOOR = 3.0  # bits per character: random keys are > 4, words and identifiers mostly < 3
 
@@ -94,6 +146,9 @@ def entropy(value: str) -> float:
 def _plausible(kind: str, value: str) -> bool:
     """The generic shapes only: a value that looks like a secret, not a reference to one."""
     if _NOT_SECRET.match(value):
+        return False
+    lowered = value.lower()
+    if any(word in lowered for word in _NOT_SECRET_WORDS):
         return False
     if kind == "env_secret":
         # The tests in C first: a value of letters only, or without a digit, is no secret of this kind.
@@ -115,17 +170,33 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
 _Found = tuple[int, int, str, int, int]
 
 
+class _Taken:
+    """Spans, for "does [start, end) overlap one of them" in log time: a crafted string holds tens
+    of thousands of values, and testing each against all the others took 78 s for 1.1 MB."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, spans: Iterable[tuple[int, int] | _Found]) -> None:
+        ordered = sorted((s[0], s[1]) for s in spans)
+        self.starts = [s for s, _ in ordered]
+        self.ends = list(accumulate((e for _, e in ordered), max))  # the furthest end so far
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect_left(self.starts, end)  # the spans that start before `end`
+        return i > 0 and self.ends[i - 1] > start
+
+
 def _find(
     text: str,
     lowered: str,
-    compiled: tuple[tuple[str, re.Pattern[str], int, tuple[tuple[str, ...], bool] | None], ...],
+    compiled: tuple[tuple[str, Finder, int, tuple[tuple[str, ...], bool] | None], ...],
     env: bool = True,
 ) -> list[_Found]:
     found: list[_Found] = []
-    for kind, rx, group, needs in compiled:
+    for kind, finditer, group, needs in compiled:
         if needs is not None and not any(n in (lowered if needs[1] else text) for n in needs[0]):
             continue
-        for m in rx.finditer(text):
+        for m in finditer(text):
             if group and not _plausible(kind, m.group(group)):
                 continue
             found.append((m.start(group), m.end(group), kind, m.start(), m.end()))
@@ -137,13 +208,14 @@ def _find(
         )
     ):
         rx = _ENV if len(lowered) == len(text) else _ENV_ANY_CASE  # a few letters lower to two
+        taken = _Taken(found)  # the kinds' values: a generic shape over one of them is not another
         for m in rx.finditer(lowered if rx is _ENV else text):
             start, end = m.span(1)
-            if _plausible("env_secret", text[start:end]) and not any(s < end and start < e for s, e, *_ in found):
+            if _plausible("env_secret", text[start:end]) and not taken.overlaps(start, end):
                 found.append((start, end, "env_secret", m.start(), end))
     if found and "[sluice:" in text:  # our own placeholders are not secrets
-        held = [m.span() for m in _PLACEHOLDER.finditer(text)]
-        found = [f for f in found if not any(s < f[1] and f[0] < e for s, e in held)]
+        held = _Taken([(*m.span(),) for m in _PLACEHOLDER.finditer(text)])
+        found = [f for f in found if not held.overlaps(f[0], f[1])]
     if len(found) > 1:
         found.sort()
         kept = [found[0]]
@@ -196,14 +268,28 @@ Part = tuple[int, int, int]  # (index of the string, start, end) of one part of 
 Across = tuple[str, list[Part], int, int]
 
 
-def find_across(texts: Sequence[str], junctions: Iterable[int], lo: int = 0, hi: int = -1) -> list[Across]:
+# What the windows of one field may read in all, in characters: WINDOW_BUDGET times the field's
+# own text, plus one window grown to REACH. A body crafted of many short strings, or of pieces that
+# each run a match on to REACH, makes the windows read the same text over and over (5.6 MB of
+# two-character strings took 1.6 s of CPU, 1.2 MB of `SECRET_KEY=…` pieces 0.8 s); past the budget
+# the field is scanned once as a whole instead, which reads each character once whatever the shape.
+WINDOW_BUDGET = 2
+
+
+def find_across(texts: Sequence[str], junctions: Sequence[int], lo: int = 0, hi: int = -1) -> list[Across]:
     """The secrets that cross a junction of `texts[lo:hi]` (junction j: between texts[j - 1] and
     texts[j]), once each however many windows found them."""
     if hi < 0:
         hi = len(texts)
+    budget = _Budget(texts, lo, hi)
+    if len(junctions) > 64 and not budget.affords(len(junctions) * (BACK + FRONT)):
+        return _across_whole(texts, lo, hi)  # the windows would read more than the field holds
     out: dict[tuple[str, tuple[Part, ...]], tuple[int, int]] = {}
     for j in junctions:
-        for kind, parts, first, last in _across(texts, j, lo, hi):
+        found = _across(texts, j, lo, hi, budget)
+        if found is None:
+            return _across_whole(texts, lo, hi)
+        for kind, parts, first, last in found:
             key = (kind, tuple(parts))
             was = out.get(key, (first, last))
             out[key] = (min(was[0], first), max(was[1], last))
@@ -245,7 +331,53 @@ def _outermost(found: list[Across]) -> list[Across]:
     return [f for n, f in enumerate(found) if n in kept]
 
 
-def _across(texts: Sequence[str], j: int, lo: int, hi: int) -> list[Across]:
+class _Budget:
+    """The characters the windows of texts[lo:hi] may still read. The field's size is summed only
+    once the windows read more than one grown window (a request's few new junctions never do)."""
+
+    __slots__ = ("hi", "left", "lo", "sized", "texts")
+
+    def __init__(self, texts: Sequence[str], lo: int, hi: int) -> None:
+        self.texts, self.lo, self.hi = texts, lo, hi
+        self.left, self.sized = REACH + BACK, False
+
+    def affords(self, n: int) -> bool:
+        if n > self.left and not self.sized:
+            self.sized = True
+            self.left += WINDOW_BUDGET * sum(map(len, self.texts[self.lo : self.hi]))
+        return n <= self.left
+
+    def spend(self, n: int) -> bool:
+        ok = self.affords(n)
+        self.left -= n
+        return ok
+
+
+def _across_whole(texts: Sequence[str], lo: int, hi: int) -> list[Across]:
+    """find_across over the whole field at once: every kind over the strings joined, the matches
+    that cross from one string to the next kept."""
+    edges = list(accumulate((len(t) for t in texts[lo:hi]), initial=0))  # where each string starts
+    joined = "".join(texts[lo:hi])
+    out: list[Across] = []
+    for start, end, kind, m_start, m_end in _find(joined, lower(joined), _COMPILED):
+        first = bisect_right(edges, m_start) - 1  # the string the match opens in
+        if m_end <= edges[first + 1]:
+            continue  # within one string: the per-string scan has it
+        parts: list[Part] = []
+        touched: list[int] = []
+        for k in range(first, bisect_left(edges, m_end)):
+            at, next_at = edges[k], edges[k + 1]
+            if max(start, at) < min(end, next_at):
+                parts.append((lo + k, max(start, at) - at, min(end, next_at) - at))
+            if next_at > at:  # an empty string is touched by nothing
+                touched.append(lo + k)
+        out.append((kind, parts, touched[0], touched[-1]))
+    return out
+
+
+def _across(texts: Sequence[str], j: int, lo: int, hi: int, budget: _Budget) -> list[Across] | None:
+    """The secrets crossing junction j, read in a window around it; None once the field's window
+    budget is spent."""
     front = FRONT
     while True:
         pieces: list[tuple[int, int, int]] = []  # (index, offset in the string, length)
@@ -267,6 +399,8 @@ def _across(texts: Sequence[str], j: int, lo: int, hi: int) -> list[Across]:
         last = pieces[-1]
         more = i < hi or last[2] < len(texts[last[0]])  # text after the window's end
         window = "".join(texts[i][at : at + n] for i, at, n in pieces)
+        if not budget.spend(len(window)):
+            return None
         if not 0 < junction < len(window):
             return []  # nothing on one side
         found: list[_Found] = []
