@@ -218,10 +218,13 @@ def start_upstream(fleet: Fleet, port: int, deltas: int, cores: list[int] | None
     return proc
 
 
-def start_baseline(fleet: Fleet, port: int, upstream_url: str, cores: list[int] | None) -> Proc:
-    argv = [sys.executable, "-m", "bench.baseline_proxy", "--port", str(port), "--upstream", upstream_url]
-    proc = fleet.start("baseline", argv, cores=cores)
-    wait_healthy(proc, f"http://127.0.0.1:{port}/healthz")
+def start_baseline(
+    fleet: Fleet, port: int, upstream_url: str, cores: list[int] | None, wrap: Sequence[str] = (), timeout: float = 30
+) -> Proc:
+    """The bare aiohttp proxy; `wrap`: a command to run it under (valgrind)."""
+    argv = [*wrap, sys.executable, "-m", "bench.baseline_proxy", "--port", str(port), "--upstream", upstream_url]
+    proc = fleet.start("baseline", argv, cores=cores, stop_timeout=45.0 if wrap else 5.0)
+    wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", timeout=timeout)
     return proc
 
 
@@ -319,9 +322,11 @@ def launch_gateway(
     variant: str = "plain",
     redis_url: str | None = None,
     name: str = "gateway",
+    wrap: Sequence[str] = (),
 ) -> tuple[Proc, Path]:
     """Starts ``sluice serve`` exactly as an operator runs it, with the benchmark's generated config, in its own
-    directory under the fleet's (config, SQLite db, spill file). Does not wait: see ``wait_healthy``."""
+    directory under the fleet's (config, SQLite db, spill file). Does not wait: see ``wait_healthy``. `wrap`: a
+    command to run it under (valgrind: the console script is run by this interpreter)."""
     workdir = fleet.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "sluice-bench.yaml"
@@ -329,6 +334,7 @@ def launch_gateway(
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     db = workdir / "bench.db"
     argv = [
+        *((*wrap, sys.executable) if wrap else ()),
         sluice_executable(),
         "serve",
         "--config",
