@@ -359,7 +359,8 @@ def _across_whole(texts: Sequence[str], lo: int, hi: int) -> list[Across]:
     edges = list(accumulate((len(t) for t in texts[lo:hi]), initial=0))  # where each string starts
     joined = "".join(texts[lo:hi])
     out: list[Across] = []
-    for start, end, kind, m_start, m_end in _find(joined, lower(joined), _COMPILED):
+    # (Not `lower()`: its one-string cache would keep the joined field alive after the request.)
+    for start, end, kind, m_start, m_end in _find(joined, joined.lower(), _COMPILED):
         first = bisect_right(edges, m_start) - 1  # the string the match opens in
         if m_end <= edges[first + 1]:
             continue  # within one string: the per-string scan has it
