@@ -59,7 +59,9 @@ from bench import harness, upstream
 from sluice.core.types import WireFormat
 from sluice.formats.observer import StreamObserver
 from sluice.formats.registry import record_of
+from sluice.guardrails.answer import AnswerScanner
 from sluice.guardrails.service import Guardrails
+from sluice.guardrails.walk import Report
 from sluice.settings import GuardrailsConfig
 from sluice.storage.records import VirtualKey
 
@@ -394,6 +396,20 @@ def crafted(size: int) -> dict[str, Any]:
             "x_text": round(per_mb / base, 1),
         }
         print(f"{name:34} {len(body) / 1e6:5.2f} MB {per_mb:8.3f} s/MB {per_mb / base:7.1f} x text", flush=True)
+    # The answer side: a streamed answer's text as it comes, one delta at a time (a model can be
+    # asked for one character per token); the default set batches what it scans.
+    config = GuardrailsConfig(placeholder_key="bench")
+    rules = Guardrails(config).sets[config.default]
+    for piece in ("a", "abcd"):
+        scanner = AnswerScanner(rules, None, Report())
+        start = time.process_time()
+        for _ in range(size // len(piece)):
+            scanner.feed(piece)
+        scanner.flush()
+        per_mb = (time.process_time() - start) / (size / 1e6)
+        name = f"answer of {len(piece)}-character deltas"
+        out[name] = {"mb": round(size / 1e6, 2), "cpu_s_per_mb": round(per_mb, 4), "x_text": round(per_mb / base, 1)}
+        print(f"{name:34} {size / 1e6:5.2f} MB {per_mb:8.3f} s/MB {per_mb / base:7.1f} x text", flush=True)
     return out
 
 

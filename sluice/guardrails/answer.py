@@ -51,7 +51,7 @@ def blocked(rule: str, where: str) -> SluiceError:
 class AnswerScanner:
     """Scans generated text as it grows, with a bounded look-behind."""
 
-    __slots__ = ("_batch", "_known", "_offset", "_pending", "_rules", "_seen", "_tail", "report")
+    __slots__ = ("_batch", "_known", "_offset", "_pending", "_pending_chars", "_rules", "_seen", "_tail", "report")
 
     def __init__(self, rules: RuleSet, vault: Vault | None, report: Report) -> None:
         self._rules, self.report = rules, report
@@ -61,6 +61,7 @@ class AnswerScanner:
         blocking = any(r.action is Action.BLOCK and "answer" in r.where and not r.providers for r in rules.rules)
         self._batch = 0 if blocking else BATCH
         self._pending: list[str] = []
+        self._pending_chars = 0  # their length, kept as they come (summing them per piece was quadratic)
         self._known = frozenset(vault.values.values()) if vault is not None else frozenset()
         self._tail = ""
         self._offset = 0  # where `_tail` starts in the whole answer
@@ -71,14 +72,15 @@ class AnswerScanner:
             return
         if self._batch:
             self._pending.append(text)
-            if sum(map(len, self._pending)) < self._batch:
+            self._pending_chars += len(text)
+            if self._pending_chars < self._batch:
                 return
-            text, self._pending = "".join(self._pending), []
+            text, self._pending, self._pending_chars = "".join(self._pending), [], 0
         self._scan(text)
 
     def flush(self) -> None:
         if self._pending:
-            text, self._pending = "".join(self._pending), []
+            text, self._pending, self._pending_chars = "".join(self._pending), [], 0
             self._scan(text)
 
     def _scan(self, text: str) -> None:
