@@ -13,13 +13,12 @@ import orjson
 from sluice.formats.json_body import encode_body
 from sluice.guardrails.answer import AnswerScanner, StreamGuard, blocked, restore_answer
 from sluice.guardrails.rewrite import replace_all, rewrite
-from sluice.guardrails.rules import Action, Finding, Rule, RuleSet, default_rules, deny_list, regex_rule
+from sluice.guardrails.rules import MAX_EVENTS, Action, Finding, Rule, RuleSet, default_rules, deny_list, regex_rule
 from sluice.guardrails.vault import Vault, Vaults
 from sluice.guardrails.walk import Report, guard_doc, guard_text
 from sluice.settings import GuardrailRuleConfig, GuardrailsConfig
 from sluice.storage.records import VirtualKey
 
-MAX_EVENTS = 50  # audit events per request; the count says how many there were in all
 # `Alerts.fire(alert_id, kind, severity, summary, **facts)` (sluice.alerts), or None without alerts.
 FireAlert = Callable[..., Awaitable[object]]
 
@@ -232,7 +231,7 @@ async def fire_alerts(fire: FireAlert | None, report: Report, scope: str, facts:
         if finding.action is Action.ALERT:
             by_rule.setdefault(finding.rule, []).append((finding, digest))
     for rule, found in by_rule.items():
-        first, digest = found[0]
+        first, digest = next(((f, d) for f, d in found if d), found[0])
         where = sorted({f.where for f, _ in found})
         await fire(
             f"guardrail:{scope}:{rule}",

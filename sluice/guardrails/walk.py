@@ -46,7 +46,9 @@ class Report:
         return next((f for f, _ in self.findings if f.action is Action.BLOCK), None)
 
     def events(self) -> list[dict[str, object]]:
-        return [f.event(digest) for f, digest in self.findings]
+        """One per finding that was hashed (rules.MAX_EVENTS of each rule in each string): a
+        finding without its hash is counted, never recorded without it."""
+        return [f.event(digest) for f, digest in self.findings if digest]
 
 
 def guard_text(
