@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import NamedTuple
 
+from sluice.core.linear_regex import Finder, LinearPattern
 from sluice.guardrails.injection import find_injection
 from sluice.guardrails.pii import find_pii
 from sluice.guardrails.rewrite import Rewritten
@@ -52,7 +53,7 @@ class Rule:
     # Only when the request goes to one of these providers ("no personal data to provider X"): such a
     # rule waits until the provider of an attempt is known (`RuleSet.for_provider`).
     providers: frozenset[str] = frozenset()
-    pattern: re.Pattern[str] | None = None  # deny and regex rules, compiled once
+    pattern: Finder | None = None  # deny and regex rules, compiled once
 
 
 def deny_list(name: str, terms: Iterable[str], **kw: object) -> Rule:
@@ -63,7 +64,9 @@ def deny_list(name: str, terms: Iterable[str], **kw: object) -> Rule:
 
 
 def regex_rule(name: str, patterns: Iterable[str], **kw: object) -> Rule:
-    rx = re.compile("|".join(f"(?:{p})" for p in patterns))
+    """The operator's expressions, in RE2 (linear time: a caller chooses the text they run on).
+    Deny lists stay on `re`: escaped literals, which cannot backtrack."""
+    rx = LinearPattern.any_of(patterns)
     return Rule(name, "regex", pattern=rx, **kw)  # type: ignore[arg-type]
 
 

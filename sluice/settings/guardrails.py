@@ -19,10 +19,9 @@ guardrails:
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator, model_validator
 
+from sluice.core.linear_regex import LinearPattern
 from sluice.settings.base import ConfigError, _Strict
 
 ACTIONS = ("audit", "redact", "block", "alert")
@@ -56,9 +55,13 @@ class GuardrailRuleConfig(_Strict):
                 raise ConfigError(f"guardrail rule {self.name}: a regex rule needs patterns")
             for p in self.patterns:
                 try:
-                    re.compile(p)
-                except re.error as exc:
-                    raise ConfigError(f"guardrail rule {self.name}: bad pattern: {exc}") from None
+                    LinearPattern(p)
+                except ValueError as exc:
+                    raise ConfigError(f"guardrail rule {self.name}: bad pattern {p!r}: {exc}") from None
+            try:  # what the rule runs: one alternation, which RE2 may find too large where each part is not
+                LinearPattern.any_of(self.patterns)
+            except ValueError as exc:
+                raise ConfigError(f"guardrail rule {self.name}: its patterns together: {exc}") from None
         if self.providers and self.action == "redact":
             # The body is redacted once, before a provider is chosen; per provider it can only be refused.
             raise ConfigError(f"guardrail rule {self.name}: a rule for some providers can audit, alert or block")

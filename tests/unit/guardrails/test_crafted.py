@@ -188,3 +188,50 @@ def test_a_body_of_thousands_of_findings_hashes_only_what_is_recorded(monkeypatc
     assert len(events) == MAX_EVENTS and all(e["hmac"] for e in events)
     assert events[0]["kind"] == "aws_access_key_id"  # the secrets rule is scanned first
     assert events[1]["hmac"] == digest(guard.rules, "user0@example0.com")
+
+
+def _operator_rule(*patterns: str, action: str = "block") -> Any:
+    from sluice.guardrails.service import Guardrails
+    from sluice.settings import GuardrailsConfig
+    from sluice.storage.records import VirtualKey
+
+    rule = {"name": "mine", "detector": "regex", "patterns": list(patterns), "action": action}
+    config = GuardrailsConfig.model_validate({"sets": {"standard": {"rules": [rule]}}})
+    guard = Guardrails(config).start(VirtualKey(id="v", name="v", key_hash="h", key_hint="sk"), "s")
+    assert guard is not None
+    return guard
+
+
+def test_an_operator_pattern_that_backtracks_in_re_runs_in_linear_time_on_a_callers_text() -> None:
+    # Python's `re` takes 2.9 s for `(\w+\s?)+$` on 25 characters of this shape, doubling with each
+    # one more: on this body it would not finish. RE2 reads it once.
+    from sluice.core.errors import SluiceError
+
+    guard = _operator_rule(r"(\w+\s?)+$")
+    hostile = "a" * 100_000 + "!"
+    guard.request_body({"model": "m", "messages": [{"role": "user", "content": hostile}]}, b"")
+    assert guard.count == 0  # `$` after `!`: no match, and it returned
+    with pytest.raises(SluiceError) as err:
+        guard.request_body({"model": "m", "messages": [{"role": "user", "content": "a" * 100_000}]}, b"")
+    assert "mine" in err.value.message
+
+
+def test_an_operator_pattern_that_needs_backtracking_is_refused_when_the_config_loads() -> None:
+    for pattern in (r"(?<!x)secret", r"(?=a)a", r"(a)\1", r"(?!x)y"):
+        with pytest.raises(ValueError, match="RE2 syntax"):
+            _operator_rule(pattern)
+
+
+def test_an_operator_pattern_finds_what_re_finds_at_the_same_character_offsets() -> None:
+    # Offsets index the `str` (non-ASCII before a match included); a lone surrogate, which JSON
+    # allows and UTF-8 cannot hold, neither crashes the scan nor moves an offset.
+    from sluice.core.linear_regex import LinearPattern
+
+    rng = random.Random(3)
+    patterns = [r"INC-[0-9]{3}", r"(?i)acme\s+corp", r"[A-Z]{2}[0-9]+", r"x+y?"]
+    alphabet = ["a", "é", "😀", " ", "INC-", "1", "2", "ACME ", "Corp", "x", "y", "Z", "Q", "\ud800"]
+    for n in range(2_000):
+        pattern = patterns[n % len(patterns)]
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        ours = [(m.start(), m.end()) for m in LinearPattern(pattern).finditer(text)]
+        assert ours == [m.span() for m in re.finditer(pattern, text)], (pattern, text)
