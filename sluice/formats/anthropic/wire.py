@@ -11,7 +11,7 @@ import orjson
 
 from sluice.core.types import Usage, count_of, finish_reason_of
 from sluice.formats.record import EventReader, Seen
-from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated, parse_block
 
 # HTTP status -> Anthropic error type (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES: dict[int, str] = {
@@ -83,9 +83,7 @@ _SKIPPED = (_DELTA, b"event: ping", b"event: content_block_st")
 def read_event(block: bytes, seen: Seen) -> bool:
     if block.startswith(_SKIPPED):
         if seen.count_output and block.startswith(_DELTA):
-            seen.output_chars += generated_chars(block, _GENERATED)
-            if seen.captured is not None:
-                seen.captured.extend(generated_pieces(block, _GENERATED))
+            seen.output_chars += generated(block, _GENERATED, seen.captured)
         return False  # text and tool deltas carry no usage: not worth parsing
     ev = parse_block(block)
     if ev.event == "message_start":

@@ -11,7 +11,7 @@ import orjson
 
 from sluice.core.types import Usage, count_of, finish_reason_of
 from sluice.formats.record import EventReader, Seen
-from sluice.formats.sse import SSEDecoder, generated_chars, generated_pieces, parse_block
+from sluice.formats.sse import SSEDecoder, generated, parse_block
 
 # HTTP status -> google.rpc status name, as Google APIs put it in their error bodies.
 STATUS_NAMES = {
@@ -94,9 +94,7 @@ def finish_reasons(doc: dict[str, Any]) -> tuple[str, ...]:
 def read_event(block: bytes, seen: Seen) -> bool:
     """Every chunk of a Gemini stream repeats the cumulative usage."""
     if seen.count_output:
-        seen.output_chars += generated_chars(block, _GENERATED)
-        if seen.captured is not None:
-            seen.captured.extend(generated_pieces(block, _GENERATED))
+        seen.output_chars += generated(block, _GENERATED, seen.captured)
         if b'"functionCall"' in block:
             _count_calls(block, seen)
     if b'"usageMetadata"' in block or b'"finishReason"' in block or b'"error"' in block:

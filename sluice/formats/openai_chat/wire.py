@@ -12,7 +12,7 @@ import orjson
 from sluice.core.types import WireFormat
 from sluice.formats.openai_common import choice_finish_reasons, error_payload, usage_from
 from sluice.formats.record import UNCHANGED, EventReader, Prepared, Seen
-from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated, parse_block
 
 DONE = b"data: [DONE]\n\n"
 _GENERATED = re.compile(rb'"(?:content|arguments|reasoning_content)":"((?:[^"\\]|\\.)*)"')
@@ -29,9 +29,7 @@ def read_event(block: bytes, seen: Seen) -> bool:
         seen.completed = True
         return False
     if seen.count_output and b'"delta"' in block:
-        seen.output_chars += generated_chars(block, _GENERATED)
-        if seen.captured is not None:
-            seen.captured.extend(generated_pieces(block, _GENERATED))
+        seen.output_chars += generated(block, _GENERATED, seen.captured)
     if b'"usage":{' not in block and b'"usage": {' not in block and b'"error"' not in block and not _finishes(block):
         return False  # most chunks: "usage":null or none at all, "finish_reason":null
     data = parse_block(block).data

@@ -14,7 +14,7 @@ import orjson
 from sluice.core.types import Usage, finish_reason_of
 from sluice.formats.openai_common import usage_from
 from sluice.formats.record import UNCHANGED, EventReader, Prepared, Seen
-from sluice.formats.sse import SSEDecoder, encode, generated_chars, generated_pieces, parse_block
+from sluice.formats.sse import SSEDecoder, encode, generated, parse_block
 
 _TERMINAL = (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
 _GENERATED = re.compile(rb'"delta":"((?:[^"\\]|\\.)*)"')
@@ -61,9 +61,7 @@ def error_event(status: int, message: str, code: str | None = None) -> bytes:
 def read_event(block: bytes, seen: Seen) -> bool:
     if block.startswith(b"event: response.") and b".delta" in block[:60]:
         if seen.count_output:
-            seen.output_chars += generated_chars(block, _GENERATED)
-            if seen.captured is not None:
-                seen.captured.extend(generated_pieces(block, _GENERATED))
+            seen.output_chars += generated(block, _GENERATED, seen.captured)
         return False
     if block.startswith(_TERMINAL):
         data = parse_block(block).data
