@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sluice.core.linear_regex import Finder, LinearPattern
 from sluice.guardrails.injection import find_injection
@@ -125,6 +125,25 @@ class Recent:
     tool: list[bool]
     cuts: list[int]
     rewritten: Rewritten | None = None
+    # Per top-level list field (`messages`, `system`, `input`, `contents`…), its items by index:
+    # each one all of whose strings were clean, with where they are in `strings`; None where an
+    # item had findings or no strings.
+    items: dict[str, list[Item | None]] = field(default_factory=dict)
+    items_chars: int = 0  # what the items keep alive beyond `strings` (the sum of their `chars`)
+
+
+class Item(NamedTuple):
+    """A top-level item of a session's previous request that was clean: the item itself, where,
+    `strings[start:end]` its content strings in walk order, and `encoded` its JSON when its walk
+    order depends on its keys' order (a dict with two content values: `==` ignores key order, and
+    the junctions between strings follow it), else None."""
+
+    value: Any
+    tool: bool  # whether it was in a tool result's place (a body that calls itself one)
+    start: int
+    end: int
+    encoded: bytes | None
+    chars: int  # unread strings (ids, media, signatures), `encoded`, and a charge per dict and list
 
 
 @dataclass(slots=True)
@@ -165,6 +184,7 @@ class RuleSet:
     def remember(self, session: str, recent: Recent) -> None:
         """Bounded by sessions and characters kept; the least recent session goes first."""
         chars = sum(map(len, recent.strings)) + (len(recent.rewritten.body) if recent.rewritten else 0)
+        chars += recent.items_chars
         self._total_recent += chars - self._recent_chars.pop(session, 0)
         self._recent.pop(session, None)
         if chars > self.max_recent_chars // 8:

@@ -14,8 +14,10 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from sluice.formats.json_body import MAX_DEPTH, too_deep
-from sluice.guardrails.rules import HELD, Action, Finding, Recent, RuleSet
+from sluice.guardrails.rules import HELD, Action, Finding, Item, Recent, RuleSet
 from sluice.guardrails.secrets import find_across_all
 from sluice.guardrails.vault import Vault
 
@@ -116,7 +118,8 @@ def guard_doc(doc: dict[str, Any], rules: RuleSet, vault: Vault | None, session:
     walk.top(doc)
     cuts = walk.finish(doc)
     if session is not None:
-        rules.remember(session, Recent(walk.seen, walk.seen_tool, cuts))
+        items, chars = walk.kept_items()
+        rules.remember(session, Recent(walk.seen, walk.seen_tool, cuts, items=items, items_chars=chars))
     return report
 
 
@@ -135,8 +138,8 @@ class _Walk:
     it is kept. Findings are applied after the walk, once the junctions are scanned too."""
 
     __slots__ = (
-        "at", "breaks", "clean_request", "clean_tool", "cuts", "dirty", "fields", "held", "prev", "prev_tool",
-        "report", "rules", "seen", "seen_tool", "vault",
+        "at", "breaks", "clean_request", "clean_tool", "cuts", "dirty", "fields", "held", "items", "prev",
+        "prev_items", "prev_tool", "removed", "report", "rules", "seen", "seen_tool", "vault",
     )  # fmt: skip
 
     def __init__(self, rules: RuleSet, vault: Vault | None, report: Report, recent: Recent | None) -> None:
@@ -145,6 +148,10 @@ class _Walk:
         if recent is None:
             recent = Recent([], [], [])
         self.prev, self.prev_tool, self.cuts = recent.strings, recent.tool, recent.cuts
+        self.prev_items = recent.items
+        # Top-level items walked or found: (field, index, the item or its Item, in a tool result, walk
+        # index range).
+        self.items: list[tuple[str, int, Any, bool, int, int]] = []
         self.at = 0
         self.seen: list[str] = []  # this request's content strings, in walk order
         self.seen_tool: list[bool] = []
@@ -153,6 +160,7 @@ class _Walk:
         self.fields: list[int] = []  # walk index of each top-level field's first string
         self.dirty: list[tuple[int, str, tuple[tuple[Finding, str], ...], Any, Any]] = []
         self.held: list[int] = []
+        self.removed: list[int] = []
 
     def top(self, doc: dict[str, Any]) -> None:
         """The body: each top-level field's strings are one run for the junction scan."""
@@ -176,7 +184,51 @@ class _Walk:
                 self.mapping(value, inner or key in _TOOL_KEYS, 1)
             elif kind is list:
                 fields.append(len(self.seen))
-                self.sequence(value, inner or key in _TOOL_KEYS, 1)
+                self.items_of(key, value, inner or key in _TOOL_KEYS)
+
+    def items_of(self, field: str, node: list[Any], tool: bool) -> None:
+        """A top-level list (a conversation: `messages`, `system`, `input`, `contents`…): an item
+        equal to the previous request's item at its index, all of whose strings were clean then,
+        is not walked: its strings are the ones it had (one `==` at C speed, where walking an item
+        costs a Python call per object in it, and a conversation is hundreds of them). The rest is
+        walked as `sequence` would."""
+        old = self.prev_items.get(field)
+        prev, prev_tool, seen = self.prev, self.prev_tool, self.seen
+        items = self.items
+        for i, value in enumerate(node):
+            kind = type(value)
+            if kind is str:
+                at = self.at
+                if at < len(prev) and value == prev[at] and prev_tool[at] is tool:
+                    self.at = at + 1
+                    seen.append(value)
+                    self.seen_tool.append(tool)
+                elif not self.skipped(value, tool):
+                    self.text(value, tool, node, i)
+                continue
+            if kind is not dict and kind is not list:
+                continue
+            w = len(seen)
+            item = old[i] if old is not None and i < len(old) else None
+            if (
+                item is not None
+                and item.tool is tool
+                and value == item.value
+                and (item.encoded is None or _encoded(value) == item.encoded)
+            ):
+                a, b = item.start, item.end
+                if self.at != a:  # found elsewhere than at the cursor: the junction before it is new
+                    self.breaks.append((w, -a - 1))
+                seen += prev[a:b]
+                self.seen_tool += prev_tool[a:b]
+                self.at = b
+                items.append((field, i, item, tool, w, w + b - a))
+                continue
+            if kind is dict:
+                self.mapping(value, tool, 2)
+            else:
+                self.sequence(value, tool, 2)
+            items.append((field, i, value, tool, w, len(seen)))
 
     def skipped(self, node: str, tool: bool) -> bool:
         """Whether `node` is the string after the cursor's: the previous request's string there
@@ -336,7 +388,7 @@ class _Walk:
 
     def keep(self, crossed: set[int], cuts: bool = True) -> list[int]:
         """Takes the strings that must not be kept out of `seen`; the cuts, in its positions after."""
-        removed = sorted({w for w, *_ in self.dirty}.union(self.held))
+        removed = self.removed = sorted({w for w, *_ in self.dirty}.union(self.held))
         n = len(self.seen)
         out: list[int] = []
         if cuts:
@@ -347,6 +399,80 @@ class _Walk:
             del self.seen[w]
             del self.seen_tool[w]
         return out
+
+    def kept_items(self) -> tuple[dict[str, list[Item | None]], int]:
+        """After `keep`: the top-level items whose strings are all kept (none had findings or held
+        part of a secret), at their places in the kept strings; and what they keep alive beyond
+        those strings, in characters."""
+        removed = self.removed
+        out: dict[str, list[Item | None]] = {}
+        chars = 0
+        for name, i, value, tool, wa, wb in self.items:
+            row = out.setdefault(name, [])
+            if len(row) < i:
+                row += [None] * (i - len(row))  # strings and scalars between items
+            k = bisect_left(removed, wa)
+            if wa == wb or bisect_left(removed, wb) != k:
+                row.append(None)
+                continue
+            if type(value) is Item:  # found unchanged: kept as it was, where its strings are now
+                item = value if value.start == wa - k else value._replace(start=wa - k, end=wb - k)
+            else:
+                ordered, extra = _shape(value)
+                encoded = None
+                if ordered:
+                    try:
+                        encoded = _encoded(value)
+                    except orjson.JSONEncodeError:
+                        row.append(None)
+                        continue
+                    extra += len(encoded)
+                item = Item(value, tool, wa - k, wb - k, encoded, extra)
+            chars += item.chars
+            row.append(item)
+        return out, chars
+
+
+def _encoded(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+# What a dict or list kept alive by a remembered item is charged, in characters of the memo's bound:
+# about its size in memory, and what bounds the objects the garbage collector's full passes visit
+# (32 MiB of memo: at most 131,072 of them, a few ms per full pass).
+CONTAINER_CHARS = 256
+
+
+def _shape(node: Any, unread: bool = False) -> tuple[bool, int]:
+    """(whether the walk's order of `node`'s strings depends on its dicts' key order: a dict with
+    two or more values the walk reads; what keeping `node` costs beyond its strings the walk reads,
+    in characters: the strings it does not read, and CONTAINER_CHARS per dict and list)."""
+    ordered, chars = False, CONTAINER_CHARS
+    values: Any
+    if type(node) is dict:
+        read = 0
+        for key, value in node.items():
+            kind = type(value)
+            skip = unread or key in _SKIP
+            if kind is str:
+                if skip:
+                    chars += len(value)
+                else:
+                    read += 1
+            elif kind is dict or kind is list:
+                read += not skip
+                o, c = _shape(value, skip)
+                ordered, chars = ordered or o, chars + c
+        return ordered or read > 1, chars
+    values = node
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            chars += len(value) if unread else 0
+        elif kind is dict or kind is list:
+            o, c = _shape(value, unread)
+            ordered, chars = ordered or o, chars + c
+    return ordered, chars
 
 
 def _places(doc: dict[str, Any]) -> list[tuple[Any, Any]]:

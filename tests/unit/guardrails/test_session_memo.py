@@ -179,3 +179,110 @@ def test_the_string_after_an_edit_is_scanned_when_it_moved_into_a_tool_result(mo
     (_, g1), (_, g2) = _turns(rails, first, second)
     assert g1.count == 0
     assert {f.kind for f, _ in g2.report.findings} == {"injection_phrase"}
+
+
+# Whole items: a top-level item equal to the previous request's at its index, all clean then, is
+# not walked (guardrails.walk._Walk.items_of). What `==` would let through if it were all we asked.
+
+SPLIT_HEAD, SPLIT_TAIL = "see key AKIAIOSF", "ODNN7EXAMPLE for the bucket"  # AKIAIOSFODNN7EXAMPLE once joined
+
+
+def _walked(monkeypatch: Any) -> list[Any]:
+    """The dicts the walk entered (an item found unchanged is not entered)."""
+    from sluice.guardrails import walk
+
+    entered: list[Any] = []
+    original = walk._Walk.mapping
+
+    def mapping(self: Any, node: dict[str, Any], tool: bool, depth: int) -> None:
+        entered.append(node)
+        original(self, node, tool, depth)
+
+    monkeypatch.setattr(walk._Walk, "mapping", mapping)
+    return entered
+
+
+def test_a_follow_up_walks_only_its_new_items(monkeypatch: Any) -> None:
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    first = _history()
+    _turns(rails, first)
+    second = copy.deepcopy(first)
+    new = {"role": "user", "content": [{"type": "text", "text": "and now the tests"}]}
+    second["messages"].append(new)
+    entered = _walked(monkeypatch)
+    ((_, guard),) = _turns(rails, second)
+    assert entered == [new, new["content"][0]] and guard.count == 0
+
+
+def test_an_item_with_its_keys_in_another_order_is_walked_in_that_order() -> None:
+    """`==` ignores key order, the junctions between strings follow it: a tool call's arguments
+    resent with their keys swapped join two halves of a key that were apart before."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    call = {"type": "tool_use", "id": "t9", "name": "Write", "input": {"b": SPLIT_TAIL, "a": SPLIT_HEAD}}
+    first = _history()
+    first["messages"].append({"role": "assistant", "content": [call]})
+    second = copy.deepcopy(first)
+    second["messages"][-1]["content"][0]["input"] = {"a": SPLIT_HEAD, "b": SPLIT_TAIL}
+    assert second == first
+    (_, g1), (_, g2) = _turns(rails, first, second)
+    assert g1.count == 0
+    assert [f.kind for f, _ in g2.report.findings] == ["aws_access_key_id"]
+
+
+def test_an_unchanged_item_after_one_that_lost_its_strings_is_joined_to_the_one_before() -> None:
+    """The middle message becomes an image (no strings): the message after it is unchanged, but
+    the string before it is now another one, and that junction is scanned."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    doc: dict[str, Any] = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": SPLIT_HEAD}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+            {"role": "user", "content": [{"type": "text", "text": SPLIT_TAIL}]},
+        ],
+    }
+    second = copy.deepcopy(doc)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    second["messages"][1]["content"] = [image]
+    (_, g1), (d2, g2) = _turns(rails, doc, second)
+    assert g1.count == 0
+    assert [f.kind for f, _ in g2.report.findings] == ["aws_access_key_id"] and "AKIAIOSF" not in str(d2)
+
+
+def test_an_item_with_findings_is_walked_every_turn(monkeypatch: Any) -> None:
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    doc = _history()
+    doc["messages"][2]["content"][0]["content"] = SECRET
+    _turns(rails, copy.deepcopy(doc))
+    entered = _walked(monkeypatch)
+    second = copy.deepcopy(doc)
+    ((d2, guard),) = _turns(rails, second)
+    assert [id(n) for n in entered if n.get("role")] == [id(second["messages"][2])]  # redacted in place
+    assert guard.count == 1 and "wJalrXUtnFEMI" not in str(d2)
+
+
+def test_an_item_with_a_finding_recorded_only_is_walked_every_turn() -> None:
+    """An injection in a tool result is recorded, not redacted: the item is as it came, and
+    still not remembered as clean."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    doc = _history()
+    doc["messages"][2]["content"][0]["content"] = INJECTION
+    (_, g1), (_, g2) = _turns(rails, copy.deepcopy(doc), copy.deepcopy(doc))
+    assert g1.count == g2.count >= 1
+
+
+def test_what_a_remembered_item_keeps_alive_is_counted() -> None:
+    """Strings the walk does not read (base64 media) are kept alive by a remembered item: they
+    count against the memo's bound, so a session of large images is not remembered at all."""
+    rails = Guardrails(GuardrailsConfig(placeholder_key="k"))
+    rules = rails.sets["standard"]
+    data = "iVBORw0KGgo" * 1000
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+    message = {"role": "user", "content": [image, {"type": "text", "text": "hi"}]}
+    doc: dict[str, Any] = {"model": "m", "messages": [message]}
+    _turns(rails, doc)
+    recent = rules.recent_of(f"{KEY.id}\0sess")
+    assert recent is not None and recent.items_chars >= len(data)
+    rules.max_recent_chars = 8 * len(data)  # one session may hold an eighth of it
+    _turns(rails, copy.deepcopy(doc))
+    assert rules.recent_of(f"{KEY.id}\0sess") is None
