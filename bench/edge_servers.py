@@ -92,6 +92,27 @@ def launch(
     return proc, url + "/v1/messages"
 
 
+def fresh_database(url: str) -> None:
+    """The PostgreSQL database `url` names, dropped if it is there and created empty (through the
+    server's `postgres` database, as the URL's user)."""
+    import asyncio
+
+    import asyncpg
+
+    base, _, name = url.rpartition("/")
+    name = name.split("?", 1)[0]
+
+    async def run() -> None:
+        admin = await asyncpg.connect(base + "/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
 def cpu_of_tree(proc: harness.Proc) -> float:
     """CPU seconds of a process and its live children (the workers of a supervisor)."""
     total = proc.cpu_s()
@@ -242,6 +263,8 @@ def workers_run(args: argparse.Namespace, fleet: harness.Fleet) -> dict[str, Any
     expected = {"json": len(upstream.json_body(args.deltas))}
     out: dict[str, Any] = {}
     for workers in (1, 2):
+        if args.store_url and args.store_url.startswith("postgres"):
+            fresh_database(args.store_url)  # each run from an empty store, as the SQLite file is
         proc, url = launch(
             fleet,
             f"gateway-w{workers}",
