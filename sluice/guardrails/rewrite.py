@@ -11,12 +11,9 @@ same place (the suffix shifted by the change in length). Pure: no I/O, no state 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-
-_CHUNK = 16384  # bytes compared at a time while looking for where two bodies part
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,38 +137,32 @@ def _moved(body: bytes, encoded: bytes, known: list[int], old_size: int, prefix:
     return kept + middle + moved  # in order, and disjoint: see the bounds
 
 
-def _same(a: bytes, at: int, b: memoryview, bt: int, length: int) -> bool:
-    return a.startswith(b[bt : bt + length], at)
-
-
 def _unchanged(body: bytes, old: bytes) -> tuple[int, int]:
     """(prefix, suffix): how many first and last bytes `body` shares with `old`, the two never
-    overlapping in either body. C comparisons of a chunk at a time, then halving inside the chunk
-    where they part."""
+    overlapping in either body. One C comparison of the whole run first (a body resent as it was,
+    or a run that is the whole rest), then halving: each step compares only the bytes not yet
+    known to agree, one call each (a chunked scan with halving inside the chunk made three calls a
+    step: 20.4 → 14.9 µs on the bench's 225 KB body)."""
     limit = min(len(body), len(old))
     view = memoryview(old)
-    prefix = _run(limit, lambda at, n: _same(body, at, view, at, n))
-    tail = limit - prefix
+    lo, hi = 0, limit
+    if not body.startswith(view[:hi]):
+        while hi - lo > 1:  # body[:lo] agrees, body[:hi] does not
+            mid = (lo + hi) >> 1
+            if body.startswith(view[lo:mid], lo):
+                lo = mid
+            else:
+                hi = mid
+        hi = lo
+    prefix = hi
     size, old_size = len(body), len(old)
-    suffix = _run(tail, lambda at, n: _same(body, size - at - n, view, old_size - at - n, n))
-    return prefix, suffix
-
-
-def _run(limit: int, same: Callable[[int, int], bool]) -> int:
-    """How many bytes agree from the start of the run (at most `limit`); `same(at, n)`: whether
-    the n bytes from `at` agree."""
-    at = 0
-    while at < limit:
-        n = min(_CHUNK, limit - at)
-        if not same(at, n):
-            # They part inside [at, at + n): halve until the first differing byte.
-            lo, hi = at, at + n
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if same(lo, mid - lo):
-                    lo = mid
-                else:
-                    hi = mid
-            return lo
-        at += n
-    return limit
+    lo, hi = 0, limit - prefix
+    if not body.endswith(view[old_size - hi :]):
+        while hi - lo > 1:  # the last lo bytes agree, the last hi do not
+            mid = (lo + hi) >> 1
+            if body.startswith(view[old_size - mid : old_size - lo], size - mid):
+                lo = mid
+            else:
+                hi = mid
+        hi = lo
+    return prefix, hi

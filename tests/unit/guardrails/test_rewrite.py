@@ -5,7 +5,6 @@ reach the provider."""
 from __future__ import annotations
 
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,11 +23,6 @@ def _naive_unchanged(body: bytes, old: bytes) -> tuple[int, int]:
     while suffix < limit - prefix and body[-1 - suffix] == old[-1 - suffix]:
         suffix += 1
     return prefix, suffix
-
-
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rw, "_CHUNK", 7)  # the chunked comparison and the halving inside a chunk both run
 
 
 @settings(max_examples=400, deadline=None)
